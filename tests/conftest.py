@@ -1,0 +1,115 @@
+"""Test tiers and the leak guard.
+
+Tiers: tests/unit needs no privileges; tests/kernel and tests/e2e need root and make their own
+namespaces. Outside CI a kernel/e2e test skips without root; in CI (CI=true) nothing may skip silently,
+so a missing privilege or tool fails instead.
+
+The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
+iptables-save for both iptables flavours) and fails the run if any of it differs afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IS_ROOT = os.geteuid() == 0
+PRIVILEGED_DIRS = ("kernel", "e2e", "packet")
+
+
+def _privileged(item: pytest.Item) -> bool:
+    parts = Path(str(item.fspath)).parts
+    return any(d in parts for d in PRIVILEGED_DIRS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _privileged(item):
+            item.add_marker(pytest.mark.kernel)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _privileged(item):
+        return
+    tools = [t for t in ("ip", "nft", "iptables-restore", "conntrack") if shutil.which(t) is None]
+    reason = "needs root" if not IS_ROOT else (f"needs {', '.join(tools)}" if tools else None)
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason}: in CI privileged tests must run, not skip", pytrace=False)
+        pytest.skip(reason)
+
+
+def _run(cmd: list[str]) -> str:
+    if shutil.which(cmd[0]) is None:
+        return ""
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return done.stdout
+
+
+def root_snapshot() -> dict[str, str]:
+    """What kubesim must leave as it found it in the root namespace."""
+    links = _run(["ip", "-o", "link", "show"])
+    return {
+        "ip netns list": _run(["ip", "netns", "list"]),
+        # Only names and flags: counters and the like change by themselves.
+        "ip link": "\n".join(sorted(line.split(":")[1].strip() for line in links.splitlines() if ":" in line)),
+        "nft list ruleset": _run(["nft", "list", "ruleset"]),
+        "iptables-save": _strip_comments(_run(["iptables-save"])),
+        "iptables-legacy-save": _strip_comments(_run(["iptables-legacy-save"])),
+    }
+
+
+def _strip_comments(text: str) -> str:
+    # iptables-save prints timestamps and packet counters in comments and chain headers.
+    return "\n".join(
+        line.split(" [")[0] for line in text.splitlines() if not line.startswith("#")
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if IS_ROOT:
+        session.config.stash[_SNAPSHOT] = root_snapshot()
+
+
+_SNAPSHOT = pytest.StashKey[dict[str, str]]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_SNAPSHOT, None)
+    if before is None:
+        return
+    after = root_snapshot()
+    changed = [key for key in before if before[key] != after[key]]
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for key in changed:
+            message = f"LEAK: the root namespace's `{key}` changed during the test run:\n" \
+                      f"--- before\n{before[key]}\n--- after\n{after[key]}\n"
+            if reporter:
+                reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def throwaway_netns() -> Iterator[Callable[[], str]]:
+    """Makes network namespaces named ksim-test-<random>.<n> and removes them after the test."""
+    made: list[str] = []
+    run_id = uuid.uuid4().hex[:8]
+
+    def make() -> str:
+        name = f"ksim-test-{run_id}.{len(made)}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return name
+
+    yield make
+    for name in reversed(made):
+        subprocess.run(["ip", "netns", "delete", name], check=False)
