@@ -102,10 +102,8 @@ class Topology:
         return next(n for n in self.nodes if n.role == "control-plane")
 
     def member(self, name: str) -> Node | ExternalHost | None:
-        for item in (*self.nodes, *self.external_hosts):
-            if item.name == name:
-                return item
-        return None
+        members: list[Node | ExternalHost] = [*self.nodes, *self.external_hosts]
+        return next((m for m in members if m.name == name), None)
 
     def with_name(self, name: str) -> Topology:
         problems: list[Problem] = []
@@ -546,10 +544,11 @@ class _Parser:
                           "clusterCIDR or a longer network.podCIDRSize")
                 return None
             taints = p["taints"]
-            if taints is None:  # kubeadm taints the control plane only when there are workers to run pods
-                taints = (Taint(CONTROL_PLANE_TAINT_KEY, "NoSchedule"),) if p["role"] == "control-plane" and has_workers else ()
+            if taints is None and p["role"] == "control-plane" and has_workers:
+                # kubeadm taints the control plane only when there are workers to run the pods.
+                taints = (Taint(CONTROL_PLANE_TAINT_KEY, "NoSchedule"),)
             nodes.append(Node(name=p["name"], role=p["role"], address=str(address), pod_cidr=str(pod_cidr),
-                              labels=p["labels"], taints=taints, capacity=p["capacity"]))
+                              labels=p["labels"], taints=taints or (), capacity=p["capacity"]))
         return nodes
 
     def external_hosts(self, raw_hosts: list[Any], node_cidr: IPNetwork, external_cidr: IPNetwork | None,

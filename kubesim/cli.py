@@ -1,0 +1,201 @@
+"""The `kubesim` command line. Rich output on a terminal, plain text otherwise, --json for scripts.
+
+Exit codes: 0 done; 1 failed (the message says why and what to do); 2 bad input (a topology file or
+an option), with nothing made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kubesim import cluster
+from kubesim.state import StateError, known_clusters
+from netsim.errors import NetsimError, TopologyError
+from netsim.topology import load_topology
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
+
+# Off a terminal rich would wrap tables at 80 columns; logs and pipes want whole lines.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}" if err.is_terminal else f"error: {message}", markup=err.is_terminal,
+              soft_wrap=True)
+    sys.exit(code)
+
+
+def _need_root(command: str) -> None:
+    if os.geteuid() != 0:
+        _fail(f"`kubesim {command}` makes network namespaces and needs root; run it with sudo")
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """kubesim: a Kubernetes-shaped cluster made of real Linux network namespaces."""
+
+
+@main.command()
+@click.argument("topology", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Cluster name (overrides the topology's `name`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def up(topology: Path | None, name: str | None, as_json: bool) -> None:
+    """Build the cluster described by TOPOLOGY (default: topologies/two-node.yaml).
+
+    Waits until it is ready and prints a summary. On any failure everything made is removed and the
+    exit code is non-zero."""
+    try:
+        topo = load_topology(topology or DEFAULT_TOPOLOGY)
+        if name:
+            topo = topo.with_name(name)
+    except TopologyError as exc:
+        _fail(str(exc), code=2)
+    _need_root("up")
+    # SIGTERM and SIGHUP roll back like Ctrl-C does; SIGKILL can't be caught, and `down` handles that.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
+    with _progress() as progress:
+        try:
+            result = cluster.up(topo, progress=progress)
+        except (cluster.KubesimError, StateError, NetsimError) as exc:
+            _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
+        except (KeyboardInterrupt, _Interrupted):
+            _fail(f"interrupted; nothing of cluster {topo.name!r} was left behind", code=130)
+    info = cluster.status(result.topology.name)
+    if as_json:
+        _print_json(info)
+    else:
+        _print_summary(info)
+
+
+class _progress:
+    """A spinner on a terminal, plain lines otherwise."""
+
+    def __enter__(self) -> cluster.Progress:
+        if err.is_terminal:
+            self._status = err.status("starting")
+            self._status.__enter__()
+            return lambda message: self._status.update(message)
+        self._status = None
+        return lambda message: err.print(f"kubesim: {message}", markup=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+
+def _print_summary(info: dict[str, Any]) -> None:
+    out.print(f"cluster [bold]{info['name']}[/] is up ({info['mode']}, proxy mode {info['proxyMode']})")
+    _print_tables(info)
+    first_two = [n for n in info["nodes"] if n["role"] == "worker"][:2] or info["nodes"]
+    if len(first_two) > 1:
+        out.print(f"\ntry: kubesim exec {first_two[0]['name']} -- ping -c1 {first_two[1]['address']}")
+    out.print("     kubesim status" + ("" if info["name"] == "kubesim" else f" --name {info['name']}"))
+    out.print("     kubesim down" + ("" if info["name"] == "kubesim" else f" --name {info['name']}"))
+
+
+def _print_tables(info: dict[str, Any]) -> None:
+    nodes = Table("NODE", "ROLE", "ADDRESS", "POD CIDR", "NAMESPACE", "PRESENT", box=None, pad_edge=False)
+    for n in info["nodes"]:
+        nodes.add_row(n["name"], n["role"], n["address"], n["podCIDR"], n["namespace"], _yes(n["present"]))
+    out.print(nodes)
+    if info["externalHosts"]:
+        hosts = Table("EXTERNAL HOST", "ADDRESS", "NAMESPACE", "PRESENT", box=None, pad_edge=False)
+        for h in info["externalHosts"]:
+            hosts.add_row(h["name"], h["address"], h["namespace"], _yes(h["present"]))
+        out.print(hosts)
+    if info["processes"]:
+        procs = Table("COMPONENT", "PID", "ALIVE", box=None, pad_edge=False)
+        for p in info["processes"]:
+            procs.add_row(p["role"], str(p["pid"]), _yes(p["alive"]))
+        out.print(procs)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+@main.command()
+@click.option("--name", help="The cluster to remove (default: the only one there is, else 'kubesim').")
+@click.option("--all", "everything", is_flag=True, help="Remove every kubesim cluster on this machine.")
+def down(name: str | None, everything: bool) -> None:
+    """Remove exactly what a cluster made. Safe to repeat; works after a crash."""
+    _need_root("down")
+    try:
+        targets = known_clusters() if everything else [cluster.resolve_name(name)]
+        for target in targets:
+            removed = cluster.down(target)
+            click.echo(f"cluster {target!r}: removed {len(removed)} object(s)" if removed
+                       else f"cluster {target!r}: nothing to remove")
+    except (StateError, NetsimError) as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(name: str | None, as_json: bool) -> None:
+    """Show a cluster's nodes, external hosts, namespaces and component processes."""
+    try:
+        info = cluster.status(cluster.resolve_name(name))
+    except (StateError, NetsimError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"cluster [bold]{info['name']}[/]: {info['phase']} ({info['mode']}, proxy mode {info['proxyMode']}); "
+              f"state in {info['stateDir']}")
+    _print_tables(info)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.argument("target")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside node or external host TARGET: kubesim exec worker-1 -- ping -c1 172.18.0.4"""
+    _need_root("exec")
+    try:
+        ns = cluster.target_namespace(cluster.resolve_name(name), target)
+    except StateError as exc:
+        _fail(str(exc))
+    try:
+        os.execvp("ip", ["ip", "netns", "exec", ns, *command])
+    except OSError as exc:
+        _fail(f"cannot run `ip netns exec`: {exc.strerror}")
+
+
+@main.command()
+def clean() -> None:
+    """Remove everything carrying kubesim's prefix, from any cluster, crashed or not."""
+    _need_root("clean")
+    removed = cluster.clean()
+    for item in removed:
+        click.echo(f"removed {item}")
+    click.echo(f"removed {len(removed)} object(s)" if removed else "nothing to remove")
+
+
+if __name__ == "__main__":
+    main()

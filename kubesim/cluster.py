@@ -1,0 +1,251 @@
+"""Cluster lifecycle: up, down, status, clean. Orchestrates netsim (and, as they land, the control
+plane and the proxy); holds no networking logic of its own.
+
+Errors:
+    KubesimError
+    ├── PreflightError   the machine or the name says no before anything is made
+    └── (StateError, netsim's NetsimError/TopologyError pass through unchanged)
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netaddr import IPNetwork, IPRange, IPSet
+
+from kubesim.state import ClusterState, StateError, known_clusters, state_root
+from netsim import names, network, probe
+from netsim.kernel import Kernel, LinuxKernel
+from netsim.topology import Topology
+
+Progress = Callable[[str], None]
+
+
+class KubesimError(Exception):
+    pass
+
+
+class PreflightError(KubesimError):
+    pass
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preflight
+
+
+def _cluster_ranges(topology: Topology) -> list[tuple[str, IPSet]]:
+    net = topology.network
+    ranges = [
+        ("network.nodeCIDR", IPSet([net.node_cidr])),
+        ("network.clusterCIDR", IPSet([net.cluster_cidr])),
+        ("network.serviceCIDR", IPSet([net.service_cidr])),
+    ]
+    if net.external_cidr:
+        ranges.append(("network.externalCIDR", IPSet([net.external_cidr])))
+    for entry in topology.load_balancer_pool:
+        block = IPSet(IPRange(*entry.split("-"))) if "-" in entry else IPSet([entry])
+        ranges.append(("loadBalancerPool", block))
+    return ranges
+
+
+def root_routes() -> list[tuple[str, str]]:
+    """(destination, device) of the root namespace's IPv4 routes in the main table, default excluded."""
+    out = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "main"], capture_output=True, text=True,
+                         check=True).stdout
+    routes = []
+    for line in out.splitlines():
+        fields = line.split()
+        if not fields or fields[0] == "default":
+            continue
+        dst = fields[0] if "/" in fields[0] else fields[0] + "/32"
+        dev = fields[fields.index("dev") + 1] if "dev" in fields else "?"
+        routes.append((dst, dev))
+    return routes
+
+
+def _owner_of_link(dev: str, root: Path) -> str:
+    for cluster in known_clusters(root):
+        if names.host_link(cluster) == dev:
+            return f" (kubesim cluster {cluster!r})"
+    return ""
+
+
+def preflight(topology: Topology, *, kernel: Kernel, root: Path, routes: list[tuple[str, str]]) -> None:
+    """Refuse, before making anything, what would collide with the machine or another cluster."""
+    name = topology.name
+    if ClusterState(name, root).exists or network.cluster_namespaces(name, kernel):
+        raise PreflightError(f"cluster {name!r} already exists; run `kubesim down --name {name}` first, or pick "
+                             "another name with --name")
+    if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
+        raise PreflightError("the kernel's br_netfilter is not loaded (no /proc/sys/net/bridge); run "
+                             "`modprobe br_netfilter`")
+    for field, block in _cluster_ranges(topology):
+        for dst, dev in routes:
+            if block & IPSet([IPNetwork(dst)]):
+                raise PreflightError(
+                    f"{topology.source or 'topology'}: {field} overlaps the root namespace's route {dst} dev "
+                    f"{dev}{_owner_of_link(dev, root)}; give this cluster ranges of its own in the topology file"
+                )
+
+
+# ---------------------------------------------------------------------------------------------------
+# up / down
+
+
+@dataclass
+class UpResult:
+    topology: Topology
+    state: ClusterState
+
+
+def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = None,
+       progress: Progress = _quiet, routes: list[tuple[str, str]] | None = None) -> UpResult:
+    """Build the cluster; on any failure (or interruption) remove everything made and re-raise."""
+    root = root or state_root()
+    kernel = kernel or LinuxKernel()
+    progress("checking the machine")
+    preflight(topology, kernel=kernel, root=root, routes=root_routes() if routes is None else routes)
+    state = ClusterState(topology.name, root)
+    with state.locked(create=True):
+        try:
+            state.set_phase("building")
+            state.save_topology(topology)
+            progress(f"building the network ({len(topology.nodes)} nodes, {topology.network.mode})")
+            network.build(topology, kernel=kernel, record=state.record)
+            progress("checking that the nodes reach each other")
+            wait_ready(topology)
+            state.set_phase("ready")
+        except BaseException:
+            progress("failed: removing everything that was made")
+            _teardown(state, kernel)
+            raise
+        finally:
+            kernel.close()
+    return UpResult(topology, state)
+
+
+def wait_ready(topology: Topology, timeout: float = 5.0) -> None:
+    """Every node answers the gateway node over the fabric."""
+    source = network.gateway_node(topology)
+    others = [node.address for node in topology.nodes if node is not source]
+    answered = probe.ping_all(names.node_ns(topology.name, source.name), others, timeout=timeout)
+    silent = [node.name for node in topology.nodes if answered.get(node.address) is False]
+    if silent:
+        raise KubesimError(f"node(s) {', '.join(silent)} do not answer {source.name} over the fabric")
+
+
+def _teardown(state: ClusterState, kernel: Kernel) -> list[str]:
+    removed = [f"process {p.role} (pid {p.pid})" for p in reversed(state.processes()) if p.stop()]
+    removed += network.destroy(state.name, kernel=kernel, recorded=state.recorded_objects())
+    state.remove()
+    return removed
+
+
+def down(name: str, *, root: Path | None = None, kernel: Kernel | None = None) -> list[str]:
+    """Remove exactly what cluster NAME made. Idempotent; works after any crash."""
+    state = ClusterState(name, root or state_root())
+    kernel = kernel or LinuxKernel()
+    try:
+        if state.exists:
+            with state.locked():
+                return _teardown(state, kernel)
+        return network.destroy(name, kernel=kernel)
+    finally:
+        kernel.close()
+
+
+def clean(*, root: Path | None = None, kernel: Kernel | None = None) -> list[str]:
+    """Sweep everything carrying kubesim's prefix, whichever cluster (or test) made it."""
+    root = root or state_root()
+    kernel = kernel or LinuxKernel()
+    removed: list[str] = []
+    try:
+        for name in known_clusters(root):
+            removed += down(name, root=root, kernel=kernel)
+        for ns in kernel.ns_list():
+            if ns.startswith(names.PREFIX) and kernel.ns_delete(ns):
+                removed.append(f"netns {ns}")
+        for link in kernel.link_names(None):
+            if link.startswith(names.PREFIX) and kernel.delete_link(None, link):
+                removed.append(f"link {link}")
+    finally:
+        kernel.close()
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------------
+# status
+
+
+def resolve_name(name: str | None, root: Path | None = None) -> str:
+    """--name if given; else the only cluster there is; else the default name."""
+    if name:
+        return name
+    clusters = known_clusters(root or state_root())
+    if len(clusters) == 1:
+        return clusters[0]
+    if len(clusters) > 1:
+        raise StateError(f"several clusters exist ({', '.join(clusters)}); say which with --name")
+    return "kubesim"
+
+
+def status(name: str, *, root: Path | None = None, kernel: Kernel | None = None) -> dict[str, Any]:
+    state = ClusterState(name, root or state_root())
+    if not state.exists:
+        raise StateError(f"cluster {name!r} does not exist; bring it up with `kubesim up`")
+    topology = state.topology()
+    kernel = kernel or LinuxKernel()
+    try:
+        present = set(network.cluster_namespaces(name, kernel))
+    finally:
+        kernel.close()
+    assert topology is not None
+    return {
+        "name": name,
+        "phase": state.phase,
+        "stateDir": str(state.dir),
+        "mode": topology.network.mode,
+        "proxyMode": topology.proxy_mode,
+        "network": {
+            "nodeCIDR": topology.network.node_cidr,
+            "clusterCIDR": topology.network.cluster_cidr,
+            "serviceCIDR": topology.network.service_cidr,
+            "hostAddress": topology.network.host_address,
+            "hostLink": names.host_link(name),
+        },
+        "nodes": [
+            {"name": n.name, "role": n.role, "address": n.address, "podCIDR": n.pod_cidr,
+             "namespace": names.node_ns(name, n.name), "present": names.node_ns(name, n.name) in present}
+            for n in topology.nodes
+        ],
+        "externalHosts": [
+            {"name": h.name, "address": h.address, "namespace": names.external_ns(name, h.name),
+             "present": names.external_ns(name, h.name) in present}
+            for h in topology.external_hosts
+        ],
+        "namespaces": sorted(present),
+        "processes": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.processes()],
+    }
+
+
+def target_namespace(name: str, target: str, *, root: Path | None = None) -> str:
+    """The namespace of node or external host TARGET in cluster NAME."""
+    state = ClusterState(name, root or state_root())
+    topology = state.topology() if state.exists else None
+    if topology is None:
+        raise StateError(f"cluster {name!r} does not exist; bring it up with `kubesim up`")
+    member = topology.member(target)
+    if member is None:
+        known = ", ".join(m.name for m in (*topology.nodes, *topology.external_hosts))
+        raise StateError(f"{target!r} is neither a node nor an external host of cluster {name!r} (it has: {known})")
+    if any(n.name == target for n in topology.nodes):
+        return names.node_ns(name, target)
+    return names.external_ns(name, target)
