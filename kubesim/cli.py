@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 from kubesim import cluster
@@ -94,12 +95,12 @@ class _progress:
     """A spinner on a terminal, plain lines otherwise."""
 
     def __enter__(self) -> cluster.Progress:
-        if err.is_terminal:
-            self._status = err.status("starting")
-            self._status.__enter__()
-            return lambda message: self._status.update(message)
-        self._status = None
-        return lambda message: err.print(f"kubesim: {message}", markup=False)
+        self._status: Status | None = None
+        if not err.is_terminal:
+            return lambda message: err.print(f"kubesim: {message}", markup=False)
+        status = self._status = err.status("starting")
+        status.__enter__()
+        return lambda message: status.update(message)
 
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:

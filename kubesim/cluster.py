@@ -242,9 +242,8 @@ def target_namespace(name: str, target: str, *, root: Path | None = None) -> str
     topology = state.topology() if state.exists else None
     if topology is None:
         raise StateError(f"cluster {name!r} does not exist; bring it up with `kubesim up`")
-    member = topology.member(target)
-    if member is None:
-        known = ", ".join(m.name for m in (*topology.nodes, *topology.external_hosts))
+    if topology.member(target) is None:
+        known = ", ".join([n.name for n in topology.nodes] + [h.name for h in topology.external_hosts])
         raise StateError(f"{target!r} is neither a node nor an external host of cluster {name!r} (it has: {known})")
     if any(n.name == target for n in topology.nodes):
         return names.node_ns(name, target)

@@ -125,10 +125,10 @@ class FakeKernel:
         self._check_master(peer_ns, peer_master)
         if peer_name in self._ns(peer_ns).links:
             raise NetlinkError(f"interface {peer_name!r} already exists in {peer_ns}")
-        self._new_link(ns, FakeLink(name, "veth", up=True, master=master, mtu=mtu or 1500, hairpin=hairpin,
-                                    peer=(peer_ns, peer_name)))
         if hairpin and master is None:
             raise NetlinkError(f"hairpin needs {name} to be a bridge port")
+        self._new_link(ns, FakeLink(name, "veth", up=True, master=master, mtu=mtu or 1500, hairpin=hairpin,
+                                    peer=(peer_ns, peer_name)))
         self._new_link(peer_ns, FakeLink(peer_name, "veth", master=peer_master, mtu=mtu or 1500, peer=(ns, name)))
 
     def add_vxlan(self, ns: str, name: str, *, vni: int, local: str, dev: str, port: int, mac: str,

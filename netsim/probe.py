@@ -3,6 +3,7 @@ namespace (root only), many targets at once, no ping binary and no process per p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -15,7 +16,7 @@ from netsim import namespaces
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -48,10 +49,9 @@ def ping_all(ns: str | None, targets: list[str], *, timeout: float = 3.0, interv
                 seq += 1
                 for target in targets:
                     if not answered[target]:
-                        try:
+                        # Unreachable for now (no neighbour yet): try again next round.
+                        with contextlib.suppress(OSError):
                             sock.sendto(_echo_request(ident, seq), (target, 0))
-                        except OSError:
-                            pass  # unreachable for now: try again next round
                 next_send = now + interval
             ready, _, _ = select.select([sock], [], [], max(0.0, min(next_send, deadline) - time.monotonic()))
             if not ready:

@@ -107,7 +107,7 @@ class Topology:
 
     def with_name(self, name: str) -> Topology:
         problems: list[Problem] = []
-        _check_cluster_name(name, "name", problems)
+        _check_cluster_name(name, "", problems)
         if problems:
             raise TopologyError("--name", problems)
         return _replace(self, name=name)

@@ -1,0 +1,232 @@
+"""netsim and `kubesim up/down` on the real kernel: real namespaces, real packets, nothing left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubesim import cluster
+from netsim import names, namespaces, network, probe
+from netsim.errors import NetlinkError
+from netsim.kernel import LinuxKernel
+from netsim.sandbox import create_sandbox, delete_sandbox, sandbox_for
+from netsim.topology import Topology, load_topology, parse_topology
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+
+
+def test_topology(name: str, mode: str = "host-gw", workers: int = 2, subnet: int = 250) -> Topology:
+    """A small cluster on ranges no shipped topology uses, so tests never collide with a user's cluster."""
+    return parse_topology({
+        "name": name,
+        "network": {"nodeCIDR": f"172.29.{subnet}.0/24", "clusterCIDR": f"10.{subnet}.0.0/16",
+                    "serviceCIDR": f"10.{subnet - 1}.0.0/16", "mode": mode},
+        "nodes": [{"name": "control-plane", "role": "control-plane"}]
+        + [{"name": f"worker-{i + 1}"} for i in range(workers)],
+        "externalHosts": [{"name": "client"}],
+        "loadBalancerPool": [f"172.29.{subnet}.200-172.29.{subnet}.210"],
+    })
+
+
+test_topology.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+def leftovers(name: str) -> list[str]:
+    found = [ns for ns in namespaces.list_names() if ns.startswith(names.cluster_prefix(name))]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    if names.host_link(name) + "@" in links:
+        found.append(names.host_link(name))
+    return found
+
+
+def kubesim(*args: str, state: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
+    return subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
+                          check=check)
+
+
+@pytest.fixture
+def state(tmp_path: Path):
+    root = tmp_path / "state"
+    yield root
+    # Whatever a failing test left: remove it, then let the test's own assertions speak.
+    for name in cluster.known_clusters(root):
+        cluster.down(name, root=root)
+
+
+@pytest.mark.parametrize("mode", ["host-gw", "vxlan"])
+def test_up_exec_ping_down(mode: str, state: Path):
+    name = unique()
+    topo = test_topology(name, mode)
+    cluster.up(topo, root=state)
+    worker2 = topo.nodes[2].address
+    done = kubesim("exec", "--name", name, "worker-1", "--", "ping", "-c1", "-W2", worker2, state=state)
+    assert "1 received" in done.stdout
+
+    info = yaml.safe_load(kubesim("status", "--name", name, "--json", state=state).stdout)
+    assert info["phase"] == "ready"
+    assert [n["present"] for n in info["nodes"]] == [True, True, True]
+
+    kubesim("down", "--name", name, state=state)
+    assert leftovers(name) == []
+    assert not (state / name).exists()
+    again = kubesim("down", "--name", name, state=state)  # idempotent
+    assert "nothing to remove" in again.stdout
+
+
+@pytest.mark.parametrize("mode", ["host-gw", "vxlan"])
+def test_pods_reach_each_other_across_nodes(mode: str, state: Path):
+    name = unique()
+    topo = test_topology(name, mode)
+    cluster.up(topo, root=state)
+    kernel = LinuxKernel()
+    w1, w2 = topo.nodes[1], topo.nodes[2]
+    mtu = network.pod_mtu(topo)
+    a = sandbox_for(name, w1.name, w1.pod_cidr, "pod-a", str(_host(w1.pod_cidr, 10)), mtu=mtu)
+    b = sandbox_for(name, w2.name, w2.pod_cidr, "pod-b", str(_host(w2.pod_cidr, 10)), mtu=mtu)
+    try:
+        create_sandbox(a, kernel=kernel)
+        create_sandbox(b, kernel=kernel)
+        answered = probe.ping_all(a.netns, [b.ip, w2.address, a.gateway])
+        assert answered == {b.ip: True, w2.address: True, a.gateway: True}
+        # The root namespace reaches pods over the host link, and only over it.
+        route = subprocess.run(["ip", "route", "get", b.ip], capture_output=True, text=True, check=True).stdout
+        assert f"dev {names.host_link(name)}" in route
+        assert probe.ping_all(None, [a.ip, b.ip]) == {a.ip: True, b.ip: True}
+        # Hairpin on the node end of each pod's veth (a pod reaching itself through a Service needs it).
+        detail = subprocess.run(["ip", "-n", names.node_ns(name, w1.name), "-d", "link", "show", a.host_veth],
+                                capture_output=True, text=True, check=True).stdout
+        assert "hairpin on" in detail
+        if mode == "vxlan":
+            mtu_line = subprocess.run(["ip", "-n", a.netns, "link", "show", "eth0"], capture_output=True,
+                                      text=True, check=True).stdout
+            assert "mtu 1450" in mtu_line
+        assert delete_sandbox(a, kernel=kernel)
+        assert not namespaces.exists(a.netns)
+    finally:
+        kernel.close()
+        cluster.down(name, root=state)
+    assert leftovers(name) == []
+
+
+def _host(cidr: str, n: int) -> str:
+    from netaddr import IPNetwork
+
+    return str(IPNetwork(cidr)[n])
+
+
+def test_nothing_routes_out_of_the_cluster(state: Path):
+    name = unique()
+    topo = test_topology(name)
+    cluster.up(topo, root=state)
+    for ns in network.cluster_namespaces(name, LinuxKernel()):
+        routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"], capture_output=True, text=True,
+                                check=True).stdout
+        assert routes == "", f"{ns} has a default route: {routes}"
+    cluster.down(name, root=state)
+
+
+def test_twenty_up_down_cycles_leave_nothing(state: Path):
+    name = unique()
+    topo = test_topology(name)
+    for _ in range(20):
+        cluster.up(topo, root=state)
+        cluster.down(name, root=state)
+    assert leftovers(name) == []
+    assert cluster.known_clusters(state) == []
+
+
+class _FailOnWorker2(LinuxKernel):
+    def add_route(self, ns, dst, **kwargs):  # type: ignore[no-untyped-def]
+        if ns and ns.endswith(".node.worker-2"):
+            raise NetlinkError("injected failure")
+        super().add_route(ns, dst, **kwargs)
+
+
+def test_failed_up_rolls_back_everything(state: Path):
+    name = unique()
+    with pytest.raises(NetlinkError, match="injected"):
+        cluster.up(test_topology(name), root=state, kernel=_FailOnWorker2())
+    assert leftovers(name) == []
+    assert not (state / name).exists()
+
+
+def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
+    name = unique()
+    file = tmp_path / "big.yaml"
+    file.write_text(yaml.safe_dump(test_topology(name, workers=12).to_dict()))
+    env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
+    proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", str(file)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = state / name / "journal.jsonl"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 4):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert leftovers(name), "up finished before it could be killed half way"
+    kubesim("down", "--name", name, state=state)
+    assert leftovers(name) == []
+    assert not (state / name).exists()
+
+
+def test_two_clusters_coexist_and_prefixes_never_collide(state: Path):
+    base = unique()
+    first, second = base, f"{base}-b"  # "x" and "x-b": one name is a prefix of the other
+    cluster.up(test_topology(first, subnet=250), root=state)
+    cluster.up(test_topology(second, subnet=240), root=state)
+    cluster.down(first, root=state)
+    assert leftovers(first) == []
+    assert len(leftovers(second)) == 6  # fabric, 3 nodes, client, host link
+    topo = test_topology(second, subnet=240)
+    answered = probe.ping_all(names.node_ns(second, "worker-1"), [topo.nodes[2].address])
+    assert answered == {topo.nodes[2].address: True}
+    cluster.down(second, root=state)
+    assert leftovers(second) == []
+
+
+def test_overlapping_ranges_are_refused_before_anything_is_made(state: Path):
+    first, second = unique(), unique()
+    cluster.up(test_topology(first, subnet=250), root=state)
+    with pytest.raises(cluster.PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
+        cluster.up(test_topology(second, subnet=250), root=state)
+    assert leftovers(second) == []
+    with pytest.raises(cluster.PreflightError, match="already exists"):
+        cluster.up(test_topology(first, subnet=250), root=state)
+    cluster.down(first, root=state)
+
+
+@pytest.mark.parametrize("file", sorted(p.name for p in TOPOLOGIES.glob("*.yaml")))
+def test_shipped_topologies_come_up(file: str, state: Path):
+    topo = load_topology(TOPOLOGIES / file)
+    cluster.up(topo, root=state)
+    try:
+        for host in topo.external_hosts:
+            ns = names.external_ns(topo.name, host.name)
+            targets = [n.address for n in topo.nodes]
+            assert all(probe.ping_all(ns, targets).values()), f"{host.name} cannot reach every node"
+    finally:
+        cluster.down(topo.name, root=state)
+    assert leftovers(topo.name) == []
+
+
+def test_exec_names_unknown_targets(state: Path):
+    name = unique()
+    cluster.up(test_topology(name), root=state)
+    done = kubesim("exec", "--name", name, "worker-9", "--", "true", state=state, check=False)
+    assert done.returncode == 1
+    assert "'worker-9' is neither a node nor an external host" in done.stderr
+    assert "control-plane, worker-1, worker-2, client" in done.stderr
+    cluster.down(name, root=state)
