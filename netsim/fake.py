@@ -120,7 +120,8 @@ class FakeKernel:
             raise NetlinkError(f"{master!r} in {ns} is not a bridge")
 
     def add_veth(self, ns: str | None, name: str, *, peer_ns: str, peer_name: str, master: str | None = None,
-                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False) -> None:
+                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False,
+                 peer_index: int | None = None) -> None:
         self._check_master(ns, master)
         self._check_master(peer_ns, peer_master)
         if peer_name in self._ns(peer_ns).links:

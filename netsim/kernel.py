@@ -17,6 +17,7 @@ from netsim import namespaces
 from netsim.errors import NetlinkError
 
 NUD_PERMANENT = 0x80
+LOOPBACK_IFINDEX = 1  # lo is interface 1 in every network namespace
 RTNH_F_ONLINK = 4
 
 
@@ -29,7 +30,8 @@ class Kernel(Protocol):
     def link_names(self, ns: str | None) -> list[str]: ...
     def add_bridge(self, ns: str, name: str, *, mtu: int | None = None) -> None: ...
     def add_veth(self, ns: str | None, name: str, *, peer_ns: str, peer_name: str, master: str | None = None,
-                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False) -> None: ...
+                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False,
+                 peer_index: int | None = None) -> None: ...
     def add_vxlan(self, ns: str, name: str, *, vni: int, local: str, dev: str, port: int, mac: str,
                   mtu: int) -> None: ...
     def set_up(self, ns: str | None, name: str) -> None: ...
@@ -49,6 +51,8 @@ class LinuxKernel:
 
     def __init__(self) -> None:
         self._sockets: dict[str | None, Any] = {}
+        # Interface indexes we know, so most requests need no lookup round trip first.
+        self._indexes: dict[tuple[str | None, str], int] = {}
 
     # -- sockets ----------------------------------------------------------------------------------
 
@@ -65,17 +69,22 @@ class LinuxKernel:
         sock = self._sockets.pop(ns, None)
         if sock is not None:
             sock.close()
+        self._indexes = {key: index for key, index in self._indexes.items() if key[0] != ns}
 
     def close(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
+        self._indexes.clear()
 
     def _index(self, ns: str | None, name: str) -> int:
-        found = self._ipr(ns).link_lookup(ifname=name)
-        if not found:
-            raise NetlinkError(f"interface {name!r} does not exist in {_where(ns)}")
-        return int(found[0])
+        index = self._indexes.get((ns, name))
+        if index is None:
+            found = self._ipr(ns).link_lookup(ifname=name)
+            if not found:
+                raise NetlinkError(f"interface {name!r} does not exist in {_where(ns)}")
+            index = self._indexes[(ns, name)] = int(found[0])
+        return index
 
     def _call(self, what: str, ns: str | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -87,6 +96,7 @@ class LinuxKernel:
 
     def ns_create(self, ns: str) -> None:
         namespaces.create(ns)
+        self._indexes[(ns, "lo")] = LOOPBACK_IFINDEX
 
     def ns_delete(self, ns: str) -> bool:
         self.release(ns)
@@ -115,8 +125,10 @@ class LinuxKernel:
         self._call(f"creating bridge {name}", ns, ipr.link, "add", ifname=name, kind="bridge", **extra)
 
     def add_veth(self, ns: str | None, name: str, *, peer_ns: str, peer_name: str, master: str | None = None,
-                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False) -> None:
-        """A veth pair made with its peer already in place: one netlink request, no move afterwards."""
+                 peer_master: str | None = None, mtu: int | None = None, hairpin: bool = False,
+                 peer_index: int | None = None) -> None:
+        """A veth pair made with its peer already in place: one netlink request, no move afterwards.
+        PEER_INDEX asks the kernel for that interface index in the peer's namespace (it fails if taken)."""
         ipr = self._ipr(ns)
         extra: dict[str, Any] = {"mtu": mtu} if mtu else {}
         if master:
@@ -124,14 +136,17 @@ class LinuxKernel:
         peer: dict[str, Any] = {"ifname": peer_name}
         if mtu:
             peer["mtu"] = mtu
+        if peer_index:
+            peer["index"] = peer_index
         fd = os.open(namespaces.path_of(peer_ns), os.O_RDONLY)
         try:
             peer["net_ns_fd"] = fd
             self._call(f"creating veth {name} (peer {peer_name} in {peer_ns})", ns, ipr.link, "add",
-                       ifname=name, kind="veth", peer=peer, **extra)
+                       ifname=name, kind="veth", state="up", peer=peer, **extra)
         finally:
             os.close(fd)
-        self.set_up(ns, name)
+        if peer_index:
+            self._indexes[(peer_ns, peer_name)] = peer_index
         if hairpin:
             # Hairpin lets a pod's packet leave and re-enter the same bridge port: a pod reaching
             # itself through its Service's virtual IP.
@@ -154,6 +169,7 @@ class LinuxKernel:
 
     def delete_link(self, ns: str | None, name: str) -> bool:
         ipr = self._ipr(ns)
+        self._indexes.pop((ns, name), None)
         found = ipr.link_lookup(ifname=name)
         if not found:
             return False

@@ -100,7 +100,8 @@ def _with(change: dict) -> dict:
 BROKEN = [
     # (what is wrong, change to the base, expected field path, words the message must contain)
     ("malformed CIDR", {"network/clusterCIDR": "10.244.0.0/33"}, "network.clusterCIDR", "not a valid IPv4 CIDR"),
-    ("CIDR with host bits", {"network/serviceCIDR": "10.96.1.0/16"}, "network.serviceCIDR", "did you mean 10.96.0.0/16"),
+    ("CIDR with host bits", {"network/serviceCIDR": "10.96.1.0/16"}, "network.serviceCIDR",
+     "did you mean 10.96.0.0/16"),
     ("overlapping CIDRs", {"network/serviceCIDR": "10.244.128.0/20"}, "network.serviceCIDR", "overlaps"),
     ("duplicate node names", {"nodes/1/name": "control-plane"}, "nodes[1].name", "already the name"),
     ("node and host share a name", {"externalHosts/0/name": "worker-1"}, "externalHosts[0].name", "already the name"),
