@@ -13,23 +13,21 @@ sockets. --workers 1 measures the single-process rate.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from netaddr import IPNetwork
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kubesim import cluster  # noqa: E402
-from netsim.kernel import LinuxKernel  # noqa: E402
-from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for  # noqa: E402
-from netsim.topology import parse_topology  # noqa: E402
+from kubesim import cluster
+from netsim.kernel import LinuxKernel
+from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
+from netsim.topology import parse_topology
 
 
 def _create_all(sandboxes: list[Sandbox]) -> int:
@@ -79,8 +77,8 @@ def main() -> None:
              for i in range(args.pods)]
             for node in topology.nodes
         ]
-        shares = [sum(per_node[w::args.workers], []) for w in range(args.workers)]
-        sandboxes = sum(per_node, [])
+        shares = [list(itertools.chain(*per_node[w::args.workers])) for w in range(args.workers)]
+        sandboxes = list(itertools.chain(*per_node))
         pool = multiprocessing.get_context("fork").Pool(args.workers)
         try:
             t1 = time.perf_counter()
