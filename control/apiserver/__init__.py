@@ -1,0 +1,1 @@
+"""kubesim apiserver: Kubernetes-shaped REST + watch over HTTPS."""

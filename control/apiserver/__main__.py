@@ -1,0 +1,72 @@
+"""`python -m control.apiserver`: run the apiserver (HTTPS) over a store until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from control.apiserver.admission import BasicAdmission
+from control.apiserver.allocator import ServiceAllocator
+from control.apiserver.auth import TokenAuthenticator
+from control.apiserver.bootstrap import bootstrap
+from control.apiserver.errors import unsupported_media_type
+from control.apiserver.registry import Registry
+from control.apiserver.server import APIServer
+from control.store import open_store
+
+
+def _no_patches(original: dict, body: bytes, content_type: str, kind: str) -> dict:  # type: ignore[type-arg]
+    raise unsupported_media_type(content_type)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    store = await open_store(args.store)
+    low, high = (int(x) for x in args.service_node_port_range.split("-"))
+    registry = Registry(store, admission=BasicAdmission(), patcher=_no_patches,
+                        allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)))
+    await registry.start()
+    await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,
+                    port=args.secure_port)
+    server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
+                       advertise_address=args.advertise_address, port=args.secure_port)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
+    runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, args.bind_address, args.secure_port, ssl_context=context, backlog=1024)
+    await site.start()
+    server.ready = True
+    logging.info("serving on https://%s:%d", args.bind_address, args.secure_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await registry.stop()
+    await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="kubesim-apiserver", description=__doc__)
+    parser.add_argument("--store", required=True, help="sqlite:///PATH or etcd://HOST:PORT")
+    parser.add_argument("--bind-address", default="0.0.0.0")
+    parser.add_argument("--secure-port", type=int, default=6443)
+    parser.add_argument("--advertise-address", required=True)
+    parser.add_argument("--tls-cert-file", required=True)
+    parser.add_argument("--tls-private-key-file", required=True)
+    parser.add_argument("--token-auth-file", required=True)
+    parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/16")
+    parser.add_argument("--service-node-port-range", default="30000-32767")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s apiserver %(levelname)s %(message)s")
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,538 @@
+"""Generic REST storage over the store: the semantics of kube-apiserver's generic registry.
+
+Objects are JSON in the store under /registry/...; metadata.resourceVersion is the store's mod
+revision, set when read, never stored. Create fills in uid, creationTimestamp and generation; update
+is compare-and-swap on the revision the client read (409 Conflict if stale) or, without one, retried
+until it lands (upstream's GuaranteedUpdate); status is a subresource for the kinds that have one;
+deletion honours finalizers, propagationPolicy and pods' graceful deletion.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from control.apiserver import errors
+from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.errors import APIError
+from control.apiserver.resources import BY_KIND, RESOURCES, Resource
+from control.apiserver.selectors import (
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+)
+from control.apiserver.watchcache import WatchCache, decode
+from control.store import CompactedError, ConflictError, FutureRevisionError, KeyExistsError, KeyNotFoundError, Store
+
+MAX_RETRIES = 16
+
+
+class FieldErrorLike(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+class Admission(Protocol):
+    """Defaulting and validation, per kind (pure functions on JSON objects)."""
+
+    def default(self, kind: str, obj: dict[str, Any]) -> None: ...
+    def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]: ...
+    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]: ...
+
+
+PatchFn = Callable[[dict[str, Any], bytes, str, str], dict[str, Any]]
+"""apply_patch(original, body, content_type, kind) -> patched copy; raises APIError for bad patches."""
+
+
+def now_rfc3339(clock: Callable[[], float] = time.time) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock()))
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    stored = copy.deepcopy(obj)
+    stored.get("metadata", {}).pop("resourceVersion", None)
+    return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _generate_suffix() -> str:
+    # Upstream's alphabet for generateName: no vowels (no words), no confusable characters.
+    return "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+
+
+def causes_of(field_errors: list[FieldErrorLike]) -> list[dict[str, Any]]:
+    return [{"reason": e.type, "message": e.message, "field": e.field} for e in field_errors]
+
+
+@dataclass
+class ListOptions:
+    label_selector: str | None = None
+    field_selector: str | None = None
+    limit: int = 0
+    continue_token: str | None = None
+    resource_version: str | None = None
+    resource_version_match: str | None = None
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+
+
+class Registry:
+    def __init__(self, store: Store, *, admission: Admission, patcher: PatchFn, allocator: ServiceAllocator,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.admission = admission
+        self.patcher = patcher
+        self.allocator = allocator
+        self.clock = clock
+        self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES}
+
+    async def start(self) -> None:
+        for cache in self.caches.values():
+            await cache.start()
+        self.allocator.rebuild(self.caches["services"].objects.values())
+
+    async def stop(self) -> None:
+        for cache in self.caches.values():
+            await cache.stop()
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _namespace_state(self, namespace: str) -> dict[str, Any] | None:
+        return self.caches["namespaces"].objects.get(BY_KIND["Namespace"].key(None, namespace))
+
+    async def _check_namespace(self, res: Resource, namespace: str | None) -> None:
+        if not res.namespaced:
+            return
+        assert namespace is not None
+        ns = await self.store.get(BY_KIND["Namespace"].key(None, namespace))
+        if ns is None:
+            raise errors.not_found("", "namespaces", namespace)
+        if json.loads(ns.value).get("status", {}).get("phase") == "Terminating":
+            raise APIError(403, "Forbidden", f"unable to create new content in namespace {namespace} because it is "
+                           "being terminated",
+                           {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                        "message": f"namespace {namespace} is being terminated"}]})
+
+    async def _read(self, res: Resource, namespace: str | None, name: str) -> tuple[dict[str, Any], int]:
+        kv = await self.store.get(res.key(namespace, name))
+        if kv is None:
+            raise errors.not_found(res.group, res.plural, name)
+        return decode(kv.value, kv.mod_revision), kv.mod_revision
+
+    def _invalid(self, res: Resource, name: str, field_errors: list[FieldErrorLike]) -> APIError:
+        return errors.invalid(res.group, res.kind, name, causes_of(field_errors))
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        obj, _ = await self._read(res, namespace, name)
+        return obj
+
+    async def list_objects(self, res: Resource, namespace: str | None, options: ListOptions) -> dict[str, Any]:
+        labels = parse_label_selector(options.label_selector)
+        fields = parse_field_selector(options.field_selector, res.plural)
+        prefix = res.key_prefix(namespace)
+
+        def accepts(obj: dict[str, Any]) -> bool:
+            return labels_match(labels, obj) and fields_match(fields, obj, res.plural)
+
+        items: list[dict[str, Any]]
+        next_token = ""
+        if options.resource_version == "0" and not options.continue_token:
+            # "Any version" may be served from the watch cache, as upstream does.
+            cache = self.caches[res.plural]
+            items = [obj for key, obj in sorted(cache.objects.items()) if key.startswith(prefix) and accepts(obj)]
+            revision = cache.revision
+        else:
+            items, revision, next_token = await self._list_from_store(res, prefix, accepts, options)
+        for item in items:
+            item.setdefault("apiVersion", res.api_version)
+            item.setdefault("kind", res.kind)
+        metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+        if next_token:
+            metadata["continue"] = next_token
+        return {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": metadata, "items": items}
+
+    async def _list_from_store(self, res: Resource, prefix: str, accepts: Callable[[dict[str, Any]], bool],
+                               options: ListOptions) -> tuple[list[dict[str, Any]], int, str]:
+        revision = 0
+        start_after: str | None = None
+        if options.continue_token:
+            revision, start_after = _decode_continue(options.continue_token, prefix)
+        elif options.resource_version not in (None, "", "0"):
+            try:
+                requested = int(options.resource_version or "")
+            except ValueError:
+                raise errors.bad_request(f"invalid resource version {options.resource_version!r}") from None
+            if options.resource_version_match == "Exact":
+                revision = requested
+        limit = max(options.limit, 0)
+        items: list[dict[str, Any]] = []
+        page = limit or 1000
+        try:
+            while True:
+                result = await self.store.range(prefix, limit=page, start_after=start_after, revision=revision)
+                revision = result.revision
+                for kv in result.items:
+                    start_after = kv.key
+                    obj = decode(kv.value, kv.mod_revision)
+                    if accepts(obj):
+                        items.append(obj)
+                        if limit and len(items) == limit:
+                            more = result.more or kv.key != result.items[-1].key
+                            return items, revision, _encode_continue(revision, kv.key) if more else ""
+                if not result.more:
+                    return items, revision, ""
+        except CompactedError:
+            raise errors.expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a "
+                "new list without the continue parameter.") from None
+        except FutureRevisionError:
+            raise APIError(504, "Timeout", f"Too large resource version: {revision}, current: "
+                           f"{await self.store.current_revision()}") from None
+
+    # -- create ---------------------------------------------------------------------------------------
+
+    async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
+                     dry_run: bool = False) -> dict[str, Any]:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if res.namespaced:
+            if meta.get("namespace") not in (None, "", namespace):
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on "
+                                         "the request")
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + _generate_suffix()
+        name = meta.get("name") or ""
+        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(field, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339(self.clock)
+        meta["generation"] = 1
+        if res.kind == "Namespace":
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+            obj["status"] = {"phase": "Active"}
+        self.admission.default(res.kind, obj)
+        problems = self.admission.validate_create(res.kind, obj)
+        if problems:
+            raise self._invalid(res, name, problems)
+        await self._check_namespace(res, namespace)
+
+        reserved = Allocation()
+        if res.kind == "Service":
+            alloc_errors, reserved = self.allocator.assign(obj)
+            if alloc_errors:
+                raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
+        if dry_run:
+            self.allocator.abort(reserved)
+            return obj
+        try:
+            revision = await self.store.create(res.key(namespace, name), encode(obj))
+        except KeyExistsError:
+            self.allocator.abort(reserved)
+            raise errors.already_exists(res.group, res.plural, name) from None
+        except BaseException:
+            self.allocator.abort(reserved)
+            raise
+        if res.kind == "Service":
+            self.allocator.commit(obj)
+        meta["resourceVersion"] = str(revision)
+        return obj
+
+    # -- update and patch -----------------------------------------------------------------------------
+
+    async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any], *,
+                     subresource: str | None = None) -> dict[str, Any]:
+        meta = body.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the "
+                                     f"URL ({name})")
+        wanted = meta.get("resourceVersion") or None
+
+        def change(old: dict[str, Any]) -> dict[str, Any]:
+            return copy.deepcopy(body)
+
+        return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
+                                             precondition=wanted)
+
+    async def patch(self, res: Resource, namespace: str | None, name: str, patch_body: bytes, content_type: str, *,
+                    subresource: str | None = None) -> dict[str, Any]:
+        def change(old: dict[str, Any]) -> dict[str, Any]:
+            return self.patcher(old, patch_body, content_type, res.kind)
+
+        return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
+                                             precondition=None, patch=True)
+
+    async def _guaranteed_update(self, res: Resource, namespace: str | None, name: str,
+                                 change: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str | None,
+                                 precondition: str | None, patch: bool = False) -> dict[str, Any]:
+        key = res.key(namespace, name)
+        for _ in range(MAX_RETRIES):
+            old, revision = await self._read(res, namespace, name)
+            if precondition is not None and precondition != str(revision):
+                raise errors.conflict(res.group, res.plural, name, errors.STALE)
+            new = change(copy.deepcopy(old))
+            new_meta = new.get("metadata") or {}
+            if patch and new_meta.get("resourceVersion") not in (None, str(revision)):
+                # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
+                raise errors.conflict(res.group, res.plural, name, errors.STALE)
+            new = self._prepare_update(res, new, old, subresource)
+            if new == old:
+                return old  # upstream writes nothing (and keeps the resourceVersion) for a no-op update
+            reserved = Allocation()
+            if res.kind == "Service":
+                alloc_errors, reserved = self.allocator.assign(new, old)
+                if alloc_errors:
+                    raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
+            problems = self.admission.validate_update(res.kind, new, old)
+            if problems:
+                self.allocator.abort(reserved)
+                raise self._invalid(res, name, problems)
+            meta = new["metadata"]
+            try:
+                if meta.get("deletionTimestamp") and not meta.get("finalizers") and not _namespace_finalizers(new):
+                    # The last finalizer is gone: the deletion that was waiting for it completes now.
+                    deleted = await self.store.delete(key, expected_mod_revision=revision)
+                    self._released(res, new)
+                    meta["resourceVersion"] = str(deleted)
+                    return new
+                new_revision = await self.store.update(key, encode(new), expected_mod_revision=revision)
+            except ConflictError:
+                self.allocator.abort(reserved)
+                if precondition is not None:
+                    raise errors.conflict(res.group, res.plural, name, errors.STALE) from None
+                continue
+            except KeyNotFoundError:
+                self.allocator.abort(reserved)
+                raise errors.not_found(res.group, res.plural, name) from None
+            if res.kind == "Service":
+                self.allocator.commit(new)
+            meta["resourceVersion"] = str(new_revision)
+            return new
+        raise errors.conflict(res.group, res.plural, name, "too many concurrent updates; try again")
+
+    def _prepare_update(self, res: Resource, new: dict[str, Any], old: dict[str, Any],
+                        subresource: str | None) -> dict[str, Any]:
+        """What upstream's PrepareForUpdate strategies do: keep what the caller may not change."""
+        if subresource == "status":
+            updated = copy.deepcopy(old)
+            updated["status"] = new.get("status", {})
+            new = updated
+        elif res.status_subresource and "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        elif res.status_subresource:
+            new.pop("status", None)
+        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        meta = new.setdefault("metadata", {})
+        old_meta = old["metadata"]
+        for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                      "deletionGracePeriodSeconds", "generation"):
+            if field in old_meta:
+                meta[field] = old_meta[field]
+            else:
+                meta.pop(field, None)
+        meta["resourceVersion"] = old_meta.get("resourceVersion")
+        if subresource != "status":
+            self.admission.default(res.kind, new)
+        if res.tracks_generation and new.get("spec") != old.get("spec"):
+            meta["generation"] = old_meta.get("generation", 1) + 1
+        return new
+
+    def _released(self, res: Resource, obj: dict[str, Any]) -> None:
+        if res.kind == "Service":
+            self.allocator.release(f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}")
+
+    # -- subresources ---------------------------------------------------------------------------------
+
+    async def bind(self, namespace: str, name: str, binding: dict[str, Any]) -> dict[str, Any]:
+        """POST pods/NAME/binding: assign the pod to a node, once (upstream's BindingREST)."""
+        res = BY_KIND["Pod"]
+        target = (binding.get("target") or {}).get("name")
+        if not target:
+            raise errors.invalid("", "Binding", name, [{"reason": "FieldValueRequired", "message": "Required value",
+                                                        "field": "target.name"}])
+
+        def assign(pod: dict[str, Any]) -> dict[str, Any]:
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise errors.conflict("", "pods", name, f"pod {name} is already assigned to node "
+                                      f"\"{spec['nodeName']}\"")
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("", "pods", name, f"pod {name} is being deleted, cannot be assigned to a host")
+            spec["nodeName"] = target
+            status = pod.setdefault("status", {})
+            conditions = [c for c in status.get("conditions", []) if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": now_rfc3339(self.clock)})
+            status["conditions"] = conditions
+            return pod
+
+        key = res.key(namespace, name)
+        for _ in range(MAX_RETRIES):
+            old, revision = await self._read(res, namespace, name)
+            new = assign(copy.deepcopy(old))
+            try:
+                await self.store.update(key, encode(new), expected_mod_revision=revision)
+            except ConflictError:
+                continue
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        raise errors.conflict("", "pods", name, "too many concurrent updates; try again")
+
+    @staticmethod
+    def scale_of(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        selector = (obj.get("spec") or {}).get("selector") or {}
+        labels = selector.get("matchLabels", selector) if isinstance(selector, dict) else {}
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))},
+        }
+
+    async def update_scale(self, res: Resource, namespace: str, name: str,
+                           scale_change: Callable[[dict[str, Any]], dict[str, Any]],
+                           precondition: str | None = None) -> dict[str, Any]:
+        def change(obj: dict[str, Any]) -> dict[str, Any]:
+            wanted = scale_change(self.scale_of(res, obj))
+            replicas = (wanted.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid("autoscaling", "Scale", name, [{
+                    "reason": "FieldValueInvalid", "field": "spec.replicas",
+                    "message": f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"}])
+            obj.setdefault("spec", {})["replicas"] = replicas
+            return obj
+
+        updated = await self._guaranteed_update(res, namespace, name, change, subresource=None,
+                                                precondition=precondition)
+        return self.scale_of(res, updated)
+
+    # -- delete ---------------------------------------------------------------------------------------
+
+    async def delete(self, res: Resource, namespace: str | None, name: str, options: DeleteOptions) -> dict[str, Any]:
+        key = res.key(namespace, name)
+        for _ in range(MAX_RETRIES):
+            obj, revision = await self._read(res, namespace, name)
+            meta = obj["metadata"]
+            if options.precondition_uid and options.precondition_uid != meta.get("uid"):
+                raise errors.conflict(res.group, res.plural, name, f"Precondition failed: UID in precondition: "
+                                      f"{options.precondition_uid}, UID in object meta: {meta.get('uid')}")
+            if options.precondition_resource_version and options.precondition_resource_version != str(revision):
+                raise errors.conflict(res.group, res.plural, name, "Precondition failed: ResourceVersion in "
+                                      f"precondition: {options.precondition_resource_version}, ResourceVersion in "
+                                      f"object meta: {revision}")
+            graceful = self._graceful_state(res, obj, options)
+            try:
+                if graceful is None:
+                    deleted = await self.store.delete(key, expected_mod_revision=revision)
+                    self._released(res, obj)
+                    meta["resourceVersion"] = str(deleted)
+                    if res.kind in ("Pod", "Service", "Namespace"):
+                        return obj
+                    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta.get("uid")}}
+                if graceful == obj:
+                    return obj  # already being deleted; nothing more to record
+                new_revision = await self.store.update(key, encode(graceful), expected_mod_revision=revision)
+            except (ConflictError, KeyNotFoundError):
+                continue
+            graceful["metadata"]["resourceVersion"] = str(new_revision)
+            return graceful
+        raise errors.conflict(res.group, res.plural, name, "too many concurrent updates; try again")
+
+    def _graceful_state(self, res: Resource, obj: dict[str, Any], options: DeleteOptions) -> dict[str, Any] | None:
+        """The object as it should be kept while it is being deleted, or None to delete it now."""
+        new = copy.deepcopy(obj)
+        meta = new["metadata"]
+        finalizers: list[str] = list(meta.get("finalizers") or [])
+        policy = options.propagation_policy
+        if policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        grace = 0
+        if res.kind == "Pod":
+            spec, status = new.get("spec") or {}, new.get("status") or {}
+            grace = options.grace_period_seconds if options.grace_period_seconds is not None else \
+                spec.get("terminationGracePeriodSeconds", 30)
+            # Upstream deletes at once what no kubelet will clean up: unbound or finished pods.
+            if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+                grace = 0
+            if meta.get("deletionGracePeriodSeconds") is not None:
+                grace = min(grace, meta["deletionGracePeriodSeconds"])
+        namespace_finalizers = res.kind == "Namespace" and bool((new.get("spec") or {}).get("finalizers"))
+        if not finalizers and grace <= 0 and not namespace_finalizers:
+            return None
+        if finalizers:
+            meta["finalizers"] = finalizers
+        if not meta.get("deletionTimestamp") or res.kind == "Pod":
+            meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + max(grace, 0))
+        meta["deletionGracePeriodSeconds"] = max(grace, 0)
+        if res.kind == "Namespace":
+            new.setdefault("status", {})["phase"] = "Terminating"
+        return new
+
+    async def delete_collection(self, res: Resource, namespace: str | None, list_options: ListOptions,
+                                options: DeleteOptions) -> dict[str, Any]:
+        listed = await self.list_objects(res, namespace, list_options)
+        for item in listed["items"]:
+            meta = item["metadata"]
+            try:
+                await self.delete(res, meta.get("namespace"), meta["name"], options)
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+
+    async def finalize_namespace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT namespaces/NAME/finalize: only spec.finalizers changes; an empty list lets deletion finish."""
+        res = BY_KIND["Namespace"]
+
+        def change(obj: dict[str, Any]) -> dict[str, Any]:
+            obj.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+            return obj
+
+        return await self._guaranteed_update(res, None, name, change, subresource=None, precondition=None)
+
+
+def _namespace_finalizers(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == "Namespace" and bool((obj.get("spec") or {}).get("finalizers"))
+
+
+def _encode_continue(revision: int, key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"v": "kubesim/1", "rv": revision, "start": key}).encode()).decode()
+
+
+def _decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        revision, start = int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise errors.bad_request("continue key is not valid: invalid continue token") from None
+    if not start.startswith(prefix):
+        raise errors.bad_request("continue key is not valid: the token belongs to another list")
+    return revision, start

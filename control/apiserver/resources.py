@@ -1,0 +1,91 @@
+"""The resources the apiserver serves, as a data table (DESIGN habit 7): one row per resource with
+what discovery, routing, storage and kubectl need to know about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    # Whether status is a subresource: then the main resource ignores status changes and
+    # /status ignores everything else (upstream's PrepareForUpdate strategies).
+    status_subresource: bool = False
+    # Whether spec changes bump metadata.generation (objects with a spec and a controller).
+    tracks_generation: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    def key_prefix(self, namespace: str | None = None) -> str:
+        """Where objects live in the store: /registry/<resource>/[<namespace>/]<name>, as upstream."""
+        base = f"/registry/{self.plural}/"
+        if self.group not in ("", "apps"):
+            base = f"/registry/{self.group}/{self.plural}/"
+        return f"{base}{namespace}/" if self.namespaced and namespace else base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return f"{self.key_prefix(namespace if self.namespaced else None)}{name}"
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        ns = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        return f"{root}{ns}/{self.plural}" + (f"/{name}" if name else "")
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), (), ("status", "finalize"),
+             ("create", "delete", "get", "list", "patch", "update", "watch"), status_subresource=True),
+    Resource("", "v1", "Node", "nodes", "node", False, ("no",), (), ("status",), status_subresource=True),
+    Resource("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding", "log"),
+             status_subresource=True),
+    Resource("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",),
+             ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+             status_subresource=True),
+    Resource("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    Resource("", "v1", "Event", "events", "event", True, ("ev",)),
+    Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
+    Resource("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True, ("rc",),
+             ("all",), ("scale", "status"), status_subresource=True, tracks_generation=True),
+    Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
+             ("scale", "status"), status_subresource=True, tracks_generation=True),
+    Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",), ("scale", "status"),
+             status_subresource=True, tracks_generation=True),
+    Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
+    Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+)
+
+BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}
+
+
+def group_versions() -> dict[str, list[str]]:
+    """Named groups (not core) and their versions, in discovery order."""
+    groups: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        if r.group and r.version not in groups.setdefault(r.group, []):
+            groups[r.group].append(r.version)
+    return groups

@@ -1,0 +1,482 @@
+"""The apiserver's HTTP layer (aiohttp): authentication, routing of Kubernetes API paths, content
+negotiation (JSON, YAML, Table), watch streams, discovery and health. Storage semantics live in
+registry.py; this module only translates between HTTP and it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from control.apiserver import errors, tables
+from control.apiserver.auth import PUBLIC_PATHS, TokenAuthenticator, User, authorize, node_restriction
+from control.apiserver.errors import APIError
+from control.apiserver.registry import DeleteOptions, ListOptions, Registry
+from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
+from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from control.apiserver.watchcache import Watcher, WatchEvent, convert, with_revision
+from control.store import CompactedError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 3 * 1024 * 1024  # upstream's default request body limit
+VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCommit": "kubesim",
+           "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
+           "compiler": "cpython", "platform": "linux/amd64"}
+PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "application/strategic-merge-patch+json",
+               "application/apply-patch+yaml")
+SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
+                     "finalize": ("", "v1", "Namespace")}
+SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
+                     "binding": ["create"], "log": ["get"], "finalize": ["update"]}
+
+UnknownFields = Callable[[str, dict[str, Any]], list[str]]
+"""unknown_fields(kind, obj) -> JSON paths of fields the kind does not have."""
+
+
+@dataclass
+class Target:
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_target(path: str) -> Target | tuple[str, str] | None:
+    """A resource request, or (group, version) for a discovery request, or None if not ours."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return (group, version) if any(r.group == group and r.version == version for r in RESOURCES) else None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and (group, version, rest[2]) in BY_PATH:
+        namespace, rest = rest[1], rest[2:]
+    resource = BY_PATH.get((group, version, rest[0]))
+    if resource is None or len(rest) > 3 or (resource.namespaced and namespace is None and len(rest) > 1):
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    subresource = rest[2] if len(rest) > 2 else None
+    if subresource is not None and subresource not in resource.subresources:
+        return None
+    return Target(resource, namespace, name, subresource)
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true")
+
+
+def _wants_table(accept: str) -> bool:
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+                        content_type="application/json", headers=headers)
+
+
+class APIServer:
+    def __init__(self, registry: Registry, authenticator: TokenAuthenticator, *,
+                 unknown_fields: UnknownFields | None = None, openapi: Callable[[str], Any] | None = None,
+                 advertise_address: str = "127.0.0.1", port: int = 6443, bookmark_interval: float = 15.0,
+                 pod_logs: Callable[[str, str, dict[str, str]], Awaitable[bytes]] | None = None):
+        self.registry = registry
+        self.authenticator = authenticator
+        self.unknown_fields = unknown_fields or (lambda kind, obj: [])
+        self.openapi = openapi
+        self.advertise_address = advertise_address
+        self.port = port
+        self.bookmark_interval = bookmark_interval
+        self.pod_logs = pod_logs
+        self.ready = False
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors_middleware])
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request,
+                                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except APIError as exc:
+            return _json(exc.status(), exc.code)
+        except web.HTTPRequestEntityTooLarge:
+            return _json(errors.too_large(MAX_BODY).status(), 413)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a bug must never take the server down: answer 500 and log it
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return _json(errors.internal(type(exc).__name__).status(), 500)
+
+    # -- entry ----------------------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        user = self.authenticator.authenticate(request.headers.get("Authorization"))
+        if path in PUBLIC_PATHS:
+            return self._public(path)
+        if user is None:
+            raise errors.unauthorized()
+        if path in ("/api", "/apis") or path.startswith("/openapi"):
+            return self._discovery_root(path)
+        target = parse_target(path)
+        if target is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        if isinstance(target, tuple):
+            return _json(self._resource_list(*target))
+        return await self._resource(request, user, target)
+
+    def _public(self, path: str) -> web.Response:
+        if path == "/version":
+            return _json(VERSION)
+        if path == "/readyz" and not self.ready:
+            return web.Response(text="[-]informer-sync failed: not ready\nreadyz check failed", status=500)
+        return web.Response(text="ok", content_type="text/plain")
+
+    # -- discovery ------------------------------------------------------------------------------------
+
+    def _discovery_root(self, path: str) -> web.Response:
+        if path == "/api":
+            return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.advertise_address}:{self.port}"}]})
+        if path == "/apis":
+            groups = []
+            for group, versions in group_versions().items():
+                listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+                groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
+            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if self.openapi is not None:
+            document = self.openapi(path)
+            if document is not None:
+                return _json(document)
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+
+    @staticmethod
+    def _resource_list(group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for r in RESOURCES:
+            if r.group != group or r.version != version:
+                continue
+            entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                                     "kind": r.kind, "verbs": list(r.verbs)}
+            if r.short_names:
+                entry["shortNames"] = list(r.short_names)
+            if r.categories:
+                entry["categories"] = list(r.categories)
+            resources.append(entry)
+            for sub in r.subresources:
+                sub_group, sub_version, sub_kind = SUBRESOURCE_KINDS.get(sub, (r.group, r.version, r.kind))
+                sub_entry: dict[str, Any] = {"name": f"{r.plural}/{sub}", "singularName": "",
+                                             "namespaced": r.namespaced, "kind": sub_kind,
+                                             "verbs": SUBRESOURCE_VERBS[sub]}
+                if sub_group != r.group or sub_version != r.version:
+                    sub_entry.update(group=sub_group, version=sub_version)
+                resources.append(sub_entry)
+        group_version = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+
+    # -- resources ------------------------------------------------------------------------------------
+
+    async def _resource(self, request: web.Request, user: User, target: Target) -> web.StreamResponse:
+        res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
+        method = request.method
+        query = request.query
+        watching = _bool(query.get("watch"))
+        verb = {
+            "GET": "watch" if watching else ("get" if name else "list"),
+            "POST": "create", "PUT": "update", "PATCH": "patch",
+            "DELETE": "delete" if name else "deletecollection",
+        }.get(method)
+        if verb is None or (method == "POST" and name and sub != "binding") or \
+                (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub):
+            raise errors.method_not_allowed()
+        group_for_authz = res.group
+        if not authorize(user, verb, group_for_authz, res.plural, sub):
+            raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub)
+        await self._node_restriction(user, verb, target)
+
+        if method == "GET":
+            if sub == "log":
+                return await self._logs(ns or "", name or "", query)
+            if watching or (name is None and _bool(query.get("watch"))):
+                return await self._watch(request, target)
+            if name is None:
+                listed = await self.registry.list_objects(res, ns, self._list_options(query))
+                return self._respond(request, res, listed, listing=True)
+            obj = await self.registry.get(res, ns, name)
+            if sub == "scale":
+                return _json(self.registry.scale_of(res, obj))
+            return self._respond(request, res, obj)
+
+        if method == "DELETE":
+            options = await self._delete_options(request)
+            if name is None:
+                result = await self.registry.delete_collection(res, ns, self._list_options(query), options)
+            else:
+                result = await self.registry.delete(res, ns, name, options)
+            return _json(result)
+
+        body_bytes = await self._read_body(request)
+        dry_run = query.get("dryRun") == "All"
+        if method == "PATCH":
+            content_type = request.content_type
+            if content_type not in PATCH_TYPES:
+                raise errors.unsupported_media_type(content_type)
+            if content_type == "application/apply-patch+yaml":
+                raise errors.unsupported_media_type(f"{content_type} (server-side apply is not supported; use "
+                                                    "client-side `kubectl apply`)")
+            if sub == "scale":
+                result = await self.registry.update_scale(
+                    res, ns or "", name or "",
+                    lambda scale: self.registry.patcher(scale, body_bytes, content_type, "Scale"))
+                return _json(result)
+            patched = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub)
+            return _json(patched)
+
+        body = self._decode_body(request, body_bytes)
+        if method == "POST" and sub == "binding":
+            return _json(await self.registry.bind(ns or "", name or "", body), 201)
+        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, query.get("fieldValidation"))
+        headers = {"Warning": ", ".join(f'299 - "unknown field \\"{w}\\""' for w in warnings)} if warnings else None
+        if method == "POST":
+            self._check_kind(res, body)
+            created = await self.registry.create(res, ns, body, dry_run=dry_run)
+            return _json(created, 201, headers)
+        # PUT
+        if sub == "scale":
+            return _json(await self.registry.update_scale(res, ns or "", name or "", lambda scale: body,
+                                                          (body.get("metadata") or {}).get("resourceVersion") or None))
+        if sub == "finalize":
+            return _json(await self.registry.finalize_namespace(name or "", body))
+        self._check_kind(res, body)
+        return _json(await self.registry.update(res, ns, name or "", body, subresource=sub), 200, headers)
+
+    async def _node_restriction(self, user: User, verb: str, target: Target) -> None:
+        if user.node_name is None:
+            return
+        bound = None
+        if target.resource.plural == "pods" and target.name and verb not in ("get", "list", "watch", "create"):
+            with contextlib.suppress(APIError):
+                pod = await self.registry.get(target.resource, target.namespace, target.name)
+                bound = (pod.get("spec") or {}).get("nodeName")
+        why = node_restriction(user, verb, target.resource.plural, target.subresource, target.namespace, target.name,
+                               bound)
+        if why:
+            raise errors.forbidden(user.name, verb, target.resource.group, target.resource.plural, target.namespace,
+                                   target.name, target.subresource, why)
+
+    @staticmethod
+    def _check_kind(res: Resource, body: dict[str, Any]) -> None:
+        if body.get("apiVersion") not in (None, res.api_version):
+            raise errors.bad_request(f"the API version in the data ({body['apiVersion']}) does not match the expected "
+                                     f"API version ({res.api_version})")
+        if body.get("kind") not in (None, res.kind):
+            raise errors.bad_request(f"the kind in the data ({body['kind']}) does not match the expected kind "
+                                     f"({res.kind})")
+
+    def _check_fields(self, kind: str, body: dict[str, Any], mode: str | None) -> list[str]:
+        """fieldValidation: Strict rejects unknown fields (400), Warn (the default) warns, Ignore ignores."""
+        if mode not in (None, "", "Strict", "Warn", "Ignore"):
+            raise errors.bad_request(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
+                                     '"Strict", "Warn"')
+        if mode == "Ignore":
+            return []
+        unknown = self.unknown_fields(kind, body)
+        if unknown and mode == "Strict":
+            raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        return unknown
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise errors.too_large(MAX_BODY)
+        return await request.read()
+
+    @staticmethod
+    def _decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
+        content_type = request.content_type
+        try:
+            if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+                body = yaml.safe_load(raw)
+            elif content_type in ("application/json", "application/octet-stream", "", "text/plain"):
+                body = json.loads(raw)
+            else:
+                raise errors.unsupported_media_type(content_type)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded: {str(exc)[:200]}") from None
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        return body
+
+    @staticmethod
+    def _list_options(query: Any) -> ListOptions:
+        limit = query.get("limit", "0")
+        try:
+            limit_value = int(limit)
+        except ValueError:
+            raise errors.bad_request(f"limit: Invalid value: {limit!r}: must be an integer") from None
+        return ListOptions(label_selector=query.get("labelSelector"), field_selector=query.get("fieldSelector"),
+                           limit=limit_value, continue_token=query.get("continue") or None,
+                           resource_version=query.get("resourceVersion"),
+                           resource_version_match=query.get("resourceVersionMatch"))
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        query = request.query
+        body: dict[str, Any] = {}
+        raw = await self._read_body(request)
+        if raw.strip():
+            body = self._decode_body(request, raw)
+        grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
+        try:
+            grace_value = int(grace) if grace is not None else None
+        except (TypeError, ValueError):
+            raise errors.bad_request(f"gracePeriodSeconds: Invalid value: {grace!r}") from None
+        policy = body.get("propagationPolicy", query.get("propagationPolicy"))
+        if policy is None and body.get("orphanDependents") is not None:
+            policy = "Orphan" if body["orphanDependents"] else "Background"
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise errors.bad_request(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                                     '"Foreground", "Background", "Orphan"')
+        pre = body.get("preconditions") or {}
+        return DeleteOptions(grace_value, policy, pre.get("uid"), pre.get("resourceVersion"))
+
+    def _respond(self, request: web.Request, res: Resource, body: dict[str, Any], *, listing: bool = False
+                 ) -> web.Response:
+        if _wants_table(request.headers.get("Accept", "")):
+            objects = body["items"] if listing else [body]
+            meta = body["metadata"] if listing else {"resourceVersion": body["metadata"].get("resourceVersion", "")}
+            return _json(tables.to_table(res.plural, objects, meta, request.query.get("includeObject", "Metadata")))
+        return _json(body)
+
+    async def _logs(self, namespace: str, name: str, query: Any) -> web.Response:
+        await self.registry.get(BY_PATH[("", "v1", "pods")], namespace, name)
+        if self.pod_logs is None:
+            raise APIError(503, "ServiceUnavailable", f"logs of pod {namespace}/{name} are not available: no kubelet "
+                           "connection")
+        data = await self.pod_logs(namespace, name, dict(query))
+        return web.Response(body=data, content_type="text/plain")
+
+    # -- watch ----------------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        res, query = target.resource, request.query
+        field_selector = query.get("fieldSelector")
+        if target.name:  # the deprecated GET .../NAME?watch=1 form
+            field_selector = ",".join(filter(None, [field_selector, f"metadata.name={target.name}"]))
+        labels = parse_label_selector(query.get("labelSelector"))
+        fields = parse_field_selector(field_selector, res.plural)
+        namespace = target.namespace
+
+        def accepts(obj: dict[str, Any]) -> bool:
+            if namespace and obj.get("metadata", {}).get("namespace") != namespace:
+                return False
+            return labels_match(labels, obj) and fields_match(fields, obj, res.plural)
+
+        rv = query.get("resourceVersion") or ""
+        send_initial = query.get("sendInitialEvents")
+        if send_initial is not None and (not _bool(query.get("allowWatchBookmarks")) or
+                                         query.get("resourceVersionMatch") != "NotOlderThan"):
+            raise errors.invalid("", "ListOptions", "", [{
+                "reason": "FieldValueForbidden", "field": "sendInitialEvents",
+                "message": "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is "
+                           "enabled and resourceVersionMatch is NotOlderThan with allowWatchBookmarks"}])
+        try:
+            timeout = float(query.get("timeoutSeconds") or random.uniform(1800, 3600))
+            start = int(rv) if rv not in ("", "0") else None
+        except ValueError:
+            raise errors.bad_request(f"invalid resource version {rv!r} or timeoutSeconds") from None
+        initial_wanted = start is None or _bool(send_initial)
+
+        cache = self.registry.caches[res.plural]
+        feeder: asyncio.Task[None] | None = None
+        if start is None or _bool(send_initial):
+            # With sendInitialEvents and a resourceVersion, any state not older than it will do: the current one.
+            watcher, initial = cache.watch(None, accepts)
+        elif cache.covers(start):
+            watcher, initial = cache.watch(start, accepts)
+        else:
+            watcher, initial = Watcher(start, accepts), []
+            feeder = asyncio.get_running_loop().create_task(self._feed_from_store(res, start, watcher))
+
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        as_table = _wants_table(request.headers.get("Accept", ""))
+        bookmarks = _bool(query.get("allowWatchBookmarks"))
+        last = start or cache.revision
+
+        async def send(kind: str, obj: dict[str, Any]) -> None:
+            if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = tables.to_table(res.plural, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                      query.get("includeObject", "Metadata"))
+            await response.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
+
+        def bookmark(initial_end: bool = False) -> dict[str, Any]:
+            meta: dict[str, Any] = {"resourceVersion": str(max(last, cache.revision if feeder is None else last))}
+            if initial_end:
+                meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+            return {"kind": res.kind, "apiVersion": res.api_version, "metadata": meta}
+
+        deadline = time.monotonic() + timeout
+        try:
+            for obj in initial if initial_wanted else []:
+                await send("ADDED", obj)
+            if _bool(send_initial):
+                await send("BOOKMARK", bookmark(initial_end=True))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        await send("BOOKMARK", bookmark())
+                    continue
+                if event is None:
+                    break
+                if event.type == "ERROR":
+                    await send("ERROR", event.object)
+                    break
+                last = event.revision
+                await send(event.type, event.object)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            cache.unwatch(watcher)
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await feeder
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _feed_from_store(self, res: Resource, start: int, watcher: Watcher) -> None:
+        """A resume from before the cache's window: replay from the store's history, or 410 Expired."""
+        try:
+            watch = await self.registry.store.watch(res.key_prefix(), start_revision=start + 1)
+            async with watch:
+                async for event in watch:
+                    watcher.offer(convert(event))
+        except CompactedError as exc:
+            status = errors.expired(f"too old resource version: {start} ({getattr(exc, 'compacted', start + 1)})")
+            watcher.queue.put_nowait(WatchEvent("ERROR", status.status(), None, 0))
+
+
+__all__ = ["APIServer", "Target", "parse_target", "with_revision"]

@@ -1,0 +1,228 @@
+"""Server-side printing: meta.k8s.io/v1 Table responses for `kubectl get`, with the columns upstream's
+printers give (pkg/printers/internalversion/printers.go). Priority-1 columns are the `-o wide` ones."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from typing import Any
+
+Row = list[Any]
+Column = tuple[str, str, int]  # (name, type, priority)
+
+
+def _age(timestamp: str | None, now: float | None = None) -> str:
+    """kubectl's HumanDuration of the time since TIMESTAMP (duration.HumanDuration)."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = calendar.timegm(time.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return "<invalid>"
+    seconds = int((now or time.time()) - then)
+    if seconds < 0:
+        return "0s"
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    return f"{days // 365}y{days % 365}d" if days < 365 * 8 else f"{days // 365}y"
+
+
+def _created(obj: dict[str, Any]) -> str:
+    return _age(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+def _selector_string(selector: dict[str, Any] | None) -> str:
+    if not selector:
+        return "<none>"
+    labels = selector.get("matchLabels", selector) if "matchLabels" in selector or "matchExpressions" in selector \
+        else selector
+    parts = [f"{k}={v}" for k, v in sorted((labels or {}).items()) if isinstance(v, str)]
+    for expr in selector.get("matchExpressions") or []:
+        values = ",".join(expr.get("values") or [])
+        parts.append(f"{expr.get('key')} {expr.get('operator', '').lower()} ({values})")
+    return ",".join(parts) or "<none>"
+
+
+def _pod_row(pod: dict[str, Any]) -> Row:
+    spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod.get("metadata") or {}
+    statuses = status.get("containerStatuses") or []
+    total = len(spec.get("containers") or [])
+    ready = sum(1 for s in statuses if s.get("ready"))
+    restarts = sum(s.get("restartCount", 0) for s in statuses)
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    for s in statuses:
+        state = s.get("state") or {}
+        if state.get("waiting", {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif state.get("terminated"):
+            terminated = state["terminated"]
+            reason = terminated.get("reason") or (f"Signal:{terminated['signal']}" if terminated.get("signal")
+                                                  else f"ExitCode:{terminated.get('exitCode', 0)}")
+    if meta.get("deletionTimestamp"):
+        reason = "Terminating" if status.get("reason") != "NodeLost" else "Unknown"
+    return [meta.get("name"), f"{ready}/{total}", reason, restarts, _created(pod),
+            status.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
+            status.get("nominatedNodeName") or "<none>", "<none>"]
+
+
+def _service_row(svc: dict[str, Any]) -> Row:
+    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    svc_type = spec.get("type", "ClusterIP")
+    external = [i.get("ip") or i.get("hostname") for i in (status.get("loadBalancer") or {}).get("ingress") or []]
+    external += spec.get("externalIPs") or []
+    if svc_type == "ExternalName":
+        external_ip = spec.get("externalName", "<none>")
+    elif external:
+        external_ip = ",".join(x for x in external if x)
+    else:
+        external_ip = "<pending>" if svc_type == "LoadBalancer" else "<none>"
+    ports = []
+    for p in spec.get("ports") or []:
+        text = f"{p.get('port')}"
+        if p.get("nodePort"):
+            text += f":{p['nodePort']}"
+        ports.append(f"{text}/{p.get('protocol', 'TCP')}")
+    return [svc["metadata"].get("name"), svc_type, spec.get("clusterIP") or "<none>", external_ip,
+            ",".join(ports) or "<none>", _created(svc), _selector_string(spec.get("selector"))]
+
+
+def _containers(obj: dict[str, Any]) -> tuple[str, str]:
+    containers = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []
+    return ",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers)
+
+
+def _deployment_row(d: dict[str, Any]) -> Row:
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    names, images = _containers(d)
+    return [d["metadata"].get("name"), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            status.get("updatedReplicas", 0), status.get("availableReplicas", 0), _created(d), names, images,
+            _selector_string(spec.get("selector"))]
+
+
+def _replicaset_row(rs: dict[str, Any]) -> Row:
+    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    names, images = _containers(rs)
+    return [rs["metadata"].get("name"), spec.get("replicas", 0), status.get("replicas", 0),
+            status.get("readyReplicas", 0), _created(rs), names, images, _selector_string(spec.get("selector"))]
+
+
+def _node_row(node: dict[str, Any]) -> Row:
+    meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    state = "Unknown" if ready is None or ready.get("status") == "Unknown" else \
+        ("Ready" if ready.get("status") == "True" else "NotReady")
+    if spec.get("unschedulable"):
+        state += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in (meta.get("labels") or {}) if k.startswith("node-role.kubernetes.io/"))
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    info = status.get("nodeInfo") or {}
+    return [meta.get("name"), state, ",".join(roles) or "<none>", _created(node), info.get("kubeletVersion", ""),
+            addresses.get("InternalIP", "<none>"), addresses.get("ExternalIP", "<none>"), info.get("osImage", ""),
+            info.get("kernelVersion", ""), info.get("containerRuntimeVersion", "")]
+
+
+def _endpoints_row(ep: dict[str, Any]) -> Row:
+    addresses = [f"{a.get('ip')}:{p.get('port')}" for s in ep.get("subsets") or []
+                 for a in s.get("addresses") or [] for p in s.get("ports") or [{"port": ""}]]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [ep["metadata"].get("name"), shown or "<none>", _created(ep)]
+
+
+def _slice_row(es: dict[str, Any]) -> Row:
+    ports = ",".join(str(p.get("port", "")) for p in es.get("ports") or []) or "<unset>"
+    addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..." if len(addresses) > 3 else "")
+    return [es["metadata"].get("name"), es.get("addressType", ""), ports, shown or "<unset>", _created(es)]
+
+
+def _event_row(ev: dict[str, Any]) -> Row:
+    obj = ev.get("involvedObject") or {}
+    last = ev.get("lastTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
+    return [_age(last[:19] + "Z" if last and len(last) > 20 else last), ev.get("type", ""), ev.get("reason", ""),
+            f"{(obj.get('kind') or '').lower()}/{obj.get('name', '')}", ev.get("message", "")]
+
+
+def _simple(extra: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], Row]:
+    return lambda obj: [obj["metadata"].get("name"), *extra(obj), _created(obj)]
+
+
+PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
+    "pods": ([("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0),
+              ("Age", "string", 0), ("IP", "string", 1), ("Node", "string", 1), ("Nominated Node", "string", 1),
+              ("Readiness Gates", "string", 1)], _pod_row),
+    "services": ([("Name", "string", 0), ("Type", "string", 0), ("Cluster-IP", "string", 0),
+                  ("External-IP", "string", 0), ("Port(s)", "string", 0), ("Age", "string", 0),
+                  ("Selector", "string", 1)], _service_row),
+    "deployments": ([("Name", "string", 0), ("Ready", "string", 0), ("Up-to-date", "integer", 0),
+                     ("Available", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
+                     ("Images", "string", 1), ("Selector", "string", 1)], _deployment_row),
+    "replicasets": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
+                     ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
+                     ("Images", "string", 1), ("Selector", "string", 1)], _replicaset_row),
+    "replicationcontrollers": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
+                                ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
+                                ("Images", "string", 1), ("Selector", "string", 1)], _replicaset_row),
+    "nodes": ([("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0), ("Age", "string", 0),
+               ("Version", "string", 0), ("Internal-IP", "string", 1), ("External-IP", "string", 1),
+               ("OS-Image", "string", 1), ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)],
+              _node_row),
+    "namespaces": ([("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
+                   _simple(lambda o: [(o.get("status") or {}).get("phase", "")])),
+    "endpoints": ([("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)], _endpoints_row),
+    "endpointslices": ([("Name", "string", 0), ("AddressType", "string", 0), ("Ports", "string", 0),
+                        ("Endpoints", "string", 0), ("Age", "string", 0)], _slice_row),
+    "events": ([("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0), ("Object", "string", 0),
+                ("Message", "string", 0)], _event_row),
+    "configmaps": ([("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+                   _simple(lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})])),
+    "serviceaccounts": ([("Name", "string", 0), ("Secrets", "integer", 0), ("Age", "string", 0)],
+                        _simple(lambda o: [len(o.get("secrets") or [])])),
+    "leases": ([("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
+               _simple(lambda o: [(o.get("spec") or {}).get("holderIdentity", "")])),
+}
+DEFAULT: tuple[list[Column], Callable[[dict[str, Any]], Row]] = (
+    [("Name", "string", 0), ("Age", "string", 0)], _simple(lambda o: []))
+
+
+def _partial_metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
+def to_table(plural: str, objects: list[dict[str, Any]], list_meta: dict[str, Any] | None = None,
+             include_object: str = "Metadata") -> dict[str, Any]:
+    columns, row_of = PRINTERS.get(plural, DEFAULT)
+    rows = []
+    for obj in objects:
+        row: dict[str, Any] = {"cells": row_of(obj)}
+        if include_object == "Object":
+            row["object"] = obj
+        elif include_object != "None":
+            row["object"] = _partial_metadata(obj)
+        rows.append(row)
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta or {},
+        "columnDefinitions": [
+            {"name": name, "type": kind, "format": "name" if name == "Name" else "", "description": "",
+             "priority": priority}
+            for name, kind, priority in columns
+        ],
+        "rows": rows,
+    }
