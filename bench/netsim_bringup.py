@@ -69,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         root = Path(state)
         t0 = time.perf_counter()
-        cluster.up(topology, root=root)
+        cluster.up(topology, root=root, control_plane=False)
         t_nodes = time.perf_counter() - t0
 
         per_node = [

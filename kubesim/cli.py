@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
-from kubesim import cluster
-from kubesim.state import StateError, known_clusters
+from kubesim import cluster, components
+from kubesim.components import ComponentError
+from kubesim.state import ClusterState, StateError, known_clusters
 from netsim.errors import NetsimError, TopologyError
 from netsim.topology import load_topology
 
@@ -61,8 +62,12 @@ def main() -> None:
 @main.command()
 @click.argument("topology", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Cluster name (overrides the topology's `name`).")
+@click.option("--store", default="sqlite", show_default=True,
+              help="sqlite (a file in the state directory), etcd (etcd-server in the control-plane node) or "
+                   "etcd=URL (an existing etcd).")
+@click.option("--network-only", is_flag=True, help="Build the network but start no control plane.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def up(topology: Path | None, name: str | None, as_json: bool) -> None:
+def up(topology: Path | None, name: str | None, store: str, network_only: bool, as_json: bool) -> None:
     """Build the cluster described by TOPOLOGY (default: topologies/two-node.yaml).
 
     Waits until it is ready and prints a summary. On any failure everything made is removed and the
@@ -79,8 +84,8 @@ def up(topology: Path | None, name: str | None, as_json: bool) -> None:
         signal.signal(sig, _raise_interrupted)
     with _progress() as progress:
         try:
-            result = cluster.up(topo, progress=progress)
-        except (cluster.KubesimError, StateError, NetsimError) as exc:
+            result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only)
+        except (cluster.KubesimError, StateError, NetsimError, ComponentError) as exc:
             _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
         except (KeyboardInterrupt, _Interrupted):
             _fail(f"interrupted; nothing of cluster {topo.name!r} was left behind", code=130)
@@ -113,8 +118,10 @@ def _print_summary(info: dict[str, Any]) -> None:
     first_two = [n for n in info["nodes"] if n["role"] == "worker"][:2] or info["nodes"]
     if len(first_two) > 1:
         out.print(f"\ntry: kubesim exec {first_two[0]['name']} -- ping -c1 {first_two[1]['address']}")
-    out.print("     kubesim status" + ("" if info["name"] == "kubesim" else f" --name {info['name']}"))
-    out.print("     kubesim down" + ("" if info["name"] == "kubesim" else f" --name {info['name']}"))
+    named = "" if info["name"] == "kubesim" else f" --name {info['name']}"
+    out.print(f"     kubesim kubectl{named} get nodes,svc -A")
+    out.print(f"     kubesim status{named}")
+    out.print(f"     kubesim down{named}")
 
 
 def _print_tables(info: dict[str, Any]) -> None:
@@ -186,6 +193,51 @@ def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
         os.execvp("ip", ["ip", "netns", "exec", ns, *command])
     except OSError as exc:
         _fail(f"cannot run `ip netns exec`: {exc.strerror}")
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+def kubeconfig(name: str | None) -> None:
+    """Print the path of the cluster's admin kubeconfig (export KUBECONFIG=$(kubesim kubeconfig))."""
+    try:
+        info = cluster.status(cluster.resolve_name(name))
+    except StateError as exc:
+        _fail(str(exc))
+    click.echo(info["kubeconfig"])
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kubectl(name: str | None, args: tuple[str, ...]) -> None:
+    """Run kubectl against the cluster: kubesim kubectl get pods -A"""
+    try:
+        info = cluster.status(cluster.resolve_name(name))
+    except StateError as exc:
+        _fail(str(exc))
+    os.environ["KUBECONFIG"] = info["kubeconfig"]
+    try:
+        os.execvp("kubectl", ["kubectl", *args])
+    except OSError as exc:
+        _fail(f"cannot run kubectl: {exc.strerror}; install kubectl or use KUBECONFIG={info['kubeconfig']}")
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to print.")
+@click.argument("component")
+def logs(name: str | None, lines: int, component: str) -> None:
+    """Print the end of a component's log (apiserver, etcd, kubelet-NODE, ...)."""
+    try:
+        state = ClusterState(cluster.resolve_name(name))
+        if not state.exists:
+            raise StateError(f"cluster {state.name!r} does not exist")
+    except StateError as exc:
+        _fail(str(exc))
+    roles = sorted(p.role for p in state.processes())
+    if component not in roles:
+        _fail(f"no component {component!r} in cluster {state.name!r}; there are: {', '.join(roles) or 'none'}")
+    click.echo(components.log_tail(state, component, lines))
 
 
 @main.command()

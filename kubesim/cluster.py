@@ -17,6 +17,7 @@ from typing import Any
 
 from netaddr import IPNetwork, IPRange, IPSet
 
+from kubesim import components
 from kubesim.state import ClusterState, StateError, known_clusters, state_root
 from netsim import names, network, probe
 from netsim.kernel import Kernel, LinuxKernel
@@ -106,9 +107,21 @@ class UpResult:
     state: ClusterState
 
 
+def parse_store(store: str) -> tuple[str, str | None]:
+    """--store sqlite | etcd | etcd=URL  ->  (kind, URL of an existing etcd or None)."""
+    kind, _, url = store.partition("=")
+    if kind not in ("sqlite", "etcd") or (kind == "sqlite" and url) or (kind == "etcd" and "=" in store and not url):
+        raise PreflightError(f"--store {store!r}: use sqlite (the default), etcd (run one in the control-plane "
+                             "node), or etcd=URL (use an existing one, e.g. etcd=etcd://10.0.0.5:2379)")
+    return kind, url or None
+
+
 def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = None,
-       progress: Progress = _quiet, routes: list[tuple[str, str]] | None = None) -> UpResult:
-    """Build the cluster; on any failure (or interruption) remove everything made and re-raise."""
+       progress: Progress = _quiet, routes: list[tuple[str, str]] | None = None, store: str = "sqlite",
+       control_plane: bool = True) -> UpResult:
+    """Build the cluster; on any failure (or interruption) remove everything made and re-raise.
+    control_plane=False builds the network only."""
+    store_kind, store_url = parse_store(store)
     root = root or state_root()
     kernel = kernel or LinuxKernel()
     progress("checking the machine")
@@ -122,6 +135,8 @@ def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = 
             network.build(topology, kernel=kernel, record=state.record)
             progress("checking that the nodes reach each other")
             wait_ready(topology)
+            if control_plane:
+                _start_control_plane(state, topology, store_kind, store_url, progress)
             state.set_phase("ready")
         except BaseException:
             progress("failed: removing everything that was made")
@@ -142,8 +157,22 @@ def wait_ready(topology: Topology, timeout: float = 5.0) -> None:
         raise KubesimError(f"node(s) {', '.join(silent)} do not answer {source.name} over the fabric")
 
 
+def _start_control_plane(state: ClusterState, topology: Topology, store_kind: str, store_url: str | None,
+                         progress: Progress) -> None:
+    progress("writing the cluster's certificates and credentials")
+    components.write_credentials(state, topology)
+    if store_kind == "etcd" and store_url is None:
+        progress("starting etcd in the control-plane node")
+        store_url = components.start_etcd(state, topology)
+    elif store_kind == "sqlite":
+        store_url = f"sqlite://{state.dir / 'store.db'}"
+    assert store_url is not None
+    progress("starting the apiserver")
+    components.start_apiserver(state, topology, store_url)
+
+
 def _teardown(state: ClusterState, kernel: Kernel) -> list[str]:
-    removed = [f"process {p.role} (pid {p.pid})" for p in reversed(state.processes()) if p.stop()]
+    removed = components.stop_all(state, network.cluster_namespaces(state.name, kernel))
     removed += network.destroy(state.name, kernel=kernel, recorded=state.recorded_objects())
     state.remove()
     return removed
@@ -170,6 +199,7 @@ def clean(*, root: Path | None = None, kernel: Kernel | None = None) -> list[str
     try:
         for name in known_clusters(root):
             removed += down(name, root=root, kernel=kernel)
+        removed += components.stop_processes_in([ns for ns in kernel.ns_list() if ns.startswith(names.PREFIX)])
         for ns in kernel.ns_list():
             if ns.startswith(names.PREFIX) and kernel.ns_delete(ns):
                 removed.append(f"netns {ns}")
@@ -231,6 +261,8 @@ def status(name: str, *, root: Path | None = None, kernel: Kernel | None = None)
              "present": names.external_ns(name, h.name) in present}
             for h in topology.external_hosts
         ],
+        "apiserver": components.apiserver_url(topology),
+        "kubeconfig": str(components.kubeconfig_path(state)),
         "namespaces": sorted(present),
         "processes": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.processes()],
     }

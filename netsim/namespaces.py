@@ -136,3 +136,27 @@ def read_sysctl(name: str | None, key: str) -> str:
     path = "/proc/sys/" + key.replace(".", "/")
     with entered(name), open(path) as handle:
         return handle.read().strip()
+
+
+def inode_of(name: str) -> int | None:
+    """The namespace's identity (the nsfs inode that /run/netns/NAME is bound to)."""
+    try:
+        return os.stat(path_of(name)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def processes_in(names: list[str]) -> list[int]:
+    """Pids of every process whose network namespace is one of NAMES: how cleanup finds what runs in a
+    cluster's namespaces without matching process names, even if a pid was never recorded."""
+    wanted = {ino for ino in (inode_of(n) for n in names) if ino is not None}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in wanted:
+                found.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found

@@ -1,1 +1,44 @@
-"""proxy."""
+"""kube-proxy for kubesim: Kubernetes objects -> a pure plan -> nftables rules.
+
+    model     API JSON (Service, EndpointSlice, Node) -> ServicePort, Endpoint, NodeInfo
+    plan      plan(services, slices, NodeContext) -> ProxyPlan (kube-proxy's decisions, no I/O)
+    nftables  the nftables backend, its `nft` runner seam and its in-memory fake with a packet tracer
+    errors    ProxyError tree
+"""
+
+from proxy.errors import FakeNftError, NftError, ObjectError, ProxyError
+from proxy.model import (
+    Endpoint,
+    NodeInfo,
+    ServicePort,
+    ServicePortName,
+    SliceEndpoints,
+    parse_endpoint_slice,
+    parse_node,
+    parse_service,
+    services_from,
+    slices_from,
+)
+from proxy.plan import NodeContext, ProxyPlan, ServicePlan, categorize_endpoints, plan
+
+__all__ = [
+    "Endpoint",
+    "FakeNftError",
+    "NftError",
+    "NodeContext",
+    "NodeInfo",
+    "ObjectError",
+    "ProxyError",
+    "ProxyPlan",
+    "ServicePlan",
+    "ServicePort",
+    "ServicePortName",
+    "SliceEndpoints",
+    "categorize_endpoints",
+    "parse_endpoint_slice",
+    "parse_node",
+    "parse_service",
+    "plan",
+    "services_from",
+    "slices_from",
+]

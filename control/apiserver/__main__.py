@@ -14,20 +14,16 @@ from control.apiserver.admission import BasicAdmission
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
-from control.apiserver.errors import unsupported_media_type
+from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.server import APIServer
 from control.store import open_store
 
 
-def _no_patches(original: dict, body: bytes, content_type: str, kind: str) -> dict:  # type: ignore[type-arg]
-    raise unsupported_media_type(content_type)
-
-
 async def serve(args: argparse.Namespace) -> None:
     store = await open_store(args.store)
     low, high = (int(x) for x in args.service_node_port_range.split("-"))
-    registry = Registry(store, admission=BasicAdmission(), patcher=_no_patches,
+    registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
                         allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)))
     await registry.start()
     await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,

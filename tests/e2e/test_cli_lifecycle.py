@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,19 +49,22 @@ def test_default_cluster_lifecycle(kubesim):
     assert "cluster 'kubesim' already exists; run `kubesim down --name kubesim` first" in again.stderr
 
     down = kubesim("down")
-    assert "cluster 'kubesim': removed 6 object(s)" in down.stdout
+    assert "cluster 'kubesim': removed 7 object(s)" in down.stdout  # 6 network objects and the apiserver
     assert not [ns for ns in namespaces.list_names() if ns.startswith("ksim-kubesim.")]
     assert "nothing to remove" in kubesim("down").stdout
 
 
 def test_clean_sweeps_what_a_lost_state_directory_would_hide(kubesim, tmp_path: Path):
     kubesim("up", str(REPO / "topologies" / "single-node.yaml"))
-    # Lose the records, as a wiped state directory would: the prefix still finds everything.
-    for path in (tmp_path / "state" / "single").iterdir():
-        path.unlink()
-    (tmp_path / "state" / "single").rmdir()
+    status = json.loads(kubesim("status", "--json").stdout)
+    apiserver = next(p["pid"] for p in status["processes"] if p["role"] == "apiserver")
+    # Lose the records, as a wiped state directory would: the prefix still finds everything, and the
+    # namespaces find the processes running in them.
+    shutil.rmtree(tmp_path / "state" / "single")
     cleaned = kubesim("clean")
     assert "removed netns ksim-single.fabric" in cleaned.stdout
+    assert f"removed process {apiserver} (in kubesim's namespaces)" in cleaned.stdout
+    assert not Path(f"/proc/{apiserver}").exists()
     assert f"removed link {names.host_link('single')}" in cleaned.stdout
     assert not [ns for ns in namespaces.list_names() if ns.startswith("ksim-single.")]
 

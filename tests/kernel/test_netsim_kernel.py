@@ -70,7 +70,7 @@ def state(tmp_path: Path):
 def test_up_exec_ping_down(mode: str, state: Path):
     name = unique()
     topo = test_topology(name, mode)
-    cluster.up(topo, root=state)
+    cluster.up(topo, root=state, control_plane=False)
     worker2 = topo.nodes[2].address
     done = kubesim("exec", "--name", name, "worker-1", "--", "ping", "-c1", "-W2", worker2, state=state)
     assert "1 received" in done.stdout
@@ -90,7 +90,7 @@ def test_up_exec_ping_down(mode: str, state: Path):
 def test_pods_reach_each_other_across_nodes(mode: str, state: Path):
     name = unique()
     topo = test_topology(name, mode)
-    cluster.up(topo, root=state)
+    cluster.up(topo, root=state, control_plane=False)
     kernel = LinuxKernel()
     w1, w2 = topo.nodes[1], topo.nodes[2]
     mtu = network.pod_mtu(topo)
@@ -130,7 +130,7 @@ def _host(cidr: str, n: int) -> str:
 def test_nothing_routes_out_of_the_cluster(state: Path):
     name = unique()
     topo = test_topology(name)
-    cluster.up(topo, root=state)
+    cluster.up(topo, root=state, control_plane=False)
     for ns in network.cluster_namespaces(name, LinuxKernel()):
         routes = subprocess.run(["ip", "-n", ns, "route", "show", "default"], capture_output=True, text=True,
                                 check=True).stdout
@@ -142,7 +142,7 @@ def test_twenty_up_down_cycles_leave_nothing(state: Path):
     name = unique()
     topo = test_topology(name)
     for _ in range(20):
-        cluster.up(topo, root=state)
+        cluster.up(topo, root=state, control_plane=False)
         cluster.down(name, root=state)
     assert leftovers(name) == []
     assert cluster.known_clusters(state) == []
@@ -158,7 +158,7 @@ class _FailOnWorker2(LinuxKernel):
 def test_failed_up_rolls_back_everything(state: Path):
     name = unique()
     with pytest.raises(NetlinkError, match="injected"):
-        cluster.up(test_topology(name), root=state, kernel=_FailOnWorker2())
+        cluster.up(test_topology(name), root=state, kernel=_FailOnWorker2(), control_plane=False)
     assert leftovers(name) == []
     assert not (state / name).exists()
 
@@ -168,7 +168,7 @@ def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
     file = tmp_path / "big.yaml"
     file.write_text(yaml.safe_dump(test_topology(name, workers=12).to_dict()))
     env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
-    proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", str(file)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", "--network-only", str(file)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = state / name / "journal.jsonl"
     deadline = time.monotonic() + 20
@@ -185,8 +185,8 @@ def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
 def test_two_clusters_coexist_and_prefixes_never_collide(state: Path):
     base = unique()
     first, second = base, f"{base}-b"  # "x" and "x-b": one name is a prefix of the other
-    cluster.up(test_topology(first, subnet=250), root=state)
-    cluster.up(test_topology(second, subnet=240), root=state)
+    cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
+    cluster.up(test_topology(second, subnet=240), root=state, control_plane=False)
     cluster.down(first, root=state)
     assert leftovers(first) == []
     assert len(leftovers(second)) == 6  # fabric, 3 nodes, client, host link
@@ -199,19 +199,19 @@ def test_two_clusters_coexist_and_prefixes_never_collide(state: Path):
 
 def test_overlapping_ranges_are_refused_before_anything_is_made(state: Path):
     first, second = unique(), unique()
-    cluster.up(test_topology(first, subnet=250), root=state)
+    cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
     with pytest.raises(cluster.PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
-        cluster.up(test_topology(second, subnet=250), root=state)
+        cluster.up(test_topology(second, subnet=250), root=state, control_plane=False)
     assert leftovers(second) == []
     with pytest.raises(cluster.PreflightError, match="already exists"):
-        cluster.up(test_topology(first, subnet=250), root=state)
+        cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
     cluster.down(first, root=state)
 
 
 @pytest.mark.parametrize("file", sorted(p.name for p in TOPOLOGIES.glob("*.yaml")))
 def test_shipped_topologies_come_up(file: str, state: Path):
     topo = load_topology(TOPOLOGIES / file)
-    cluster.up(topo, root=state)
+    cluster.up(topo, root=state, control_plane=False)
     try:
         for host in topo.external_hosts:
             ns = names.external_ns(topo.name, host.name)
@@ -224,7 +224,7 @@ def test_shipped_topologies_come_up(file: str, state: Path):
 
 def test_exec_names_unknown_targets(state: Path):
     name = unique()
-    cluster.up(test_topology(name), root=state)
+    cluster.up(test_topology(name), root=state, control_plane=False)
     done = kubesim("exec", "--name", name, "worker-9", "--", "true", state=state, check=False)
     assert done.returncode == 1
     assert "'worker-9' is neither a node nor an external host" in done.stderr

@@ -1,0 +1,201 @@
+"""Benchmark: nftables sync times for S services x E endpoints, against kube-proxy's chain-per-object layout.
+
+Prints one JSON document. Needs root: every measurement loads rules into a throwaway network namespace
+(ksim-test-<random>.<n>, deleted afterwards); the root namespace is never touched.
+
+    python bench/proxy_sync.py                       # S = 1000, 10000; baseline at 1000 and 4000
+    python bench/proxy_sync.py --services 1000 --baseline 1000
+
+(a) full sync: plan + render + one `nft -f` recreating the table;
+(b) one-endpoint change with S services present: plan + render + diff + one partial `nft -f`;
+(c) baseline: the same services the straightforward kube-proxy way (pkg/proxy/nftables: a chain per
+    service and per endpoint, dispatched by a verdict map), one `nft -f`. nft 1.0.6 loads that in time
+    quadratic in the chains of a transaction (~200 s at 10k), hence the separate, capped sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from proxy import NodeContext, ProxyPlan, plan, services_from, slices_from
+from proxy.nftables import NftablesBackend, SubprocessNft
+
+NODE = NodeContext(name="node-a", node_ips=("172.18.0.2",), cluster_cidrs=("10.244.0.0/16",),
+                   service_cidrs=("10.96.0.0/12",))
+
+
+def objects(n_services: int, n_endpoints: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    services, slices = [], []
+    for i in range(n_services):
+        name = f"svc-{i}"
+        services.append({"metadata": {"namespace": "bench", "name": name},
+                         "spec": {"clusterIP": f"10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}",
+                                  "ports": [{"name": "http", "port": 80}]}})
+        eps = []
+        for j in range(n_endpoints):
+            k = i * n_endpoints + j
+            # Endpoints spread over 100 nodes, as in a real cluster; few are this node's.
+            eps.append({"addresses": [f"10.{244 + k // 65536}.{k // 256 % 256}.{k % 256}"],
+                        "nodeName": f"node-{k % 100}", "conditions": {"ready": True}})
+        slices.append({"metadata": {"namespace": "bench", "name": f"{name}-1",
+                                    "labels": {"kubernetes.io/service-name": name}},
+                       "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                       "endpoints": eps})
+    return services, slices
+
+
+def make_plan(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> ProxyPlan:
+    return plan(services_from(services), slices_from(slices), NODE)
+
+
+class Netns:
+    def __init__(self) -> None:
+        self.prefix = f"ksim-test-{uuid.uuid4().hex[:8]}"
+        self.made: list[str] = []
+
+    def make(self) -> str:
+        name = f"{self.prefix}.{len(self.made)}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        self.made.append(name)
+        return name
+
+    def delete_all(self) -> None:
+        for name in reversed(self.made):
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def measure_nftables(netns: Netns, n_services: int, n_endpoints: int) -> dict[str, Any]:
+    services, slices = objects(n_services, n_endpoints)
+    ns = netns.make()
+    backend = NftablesBackend(runner=SubprocessNft(netns=ns))
+    nft_seconds = _timed_runner(backend)
+    t0 = time.perf_counter()
+    ports = services_from(services)
+    parsed = list(slices_from(slices))
+    p = plan(ports, parsed, NODE)
+    t1 = time.perf_counter()
+    full = backend.sync(p, full=True)
+    t2 = time.perf_counter()
+
+    # One endpoint replaced (a pod rescheduled), with everything else present. As the proxy's change
+    # tracker does, only the changed EndpointSlice is parsed again and only its Service re-planned.
+    i = n_services // 2
+    slices[i]["endpoints"][0]["addresses"] = ["10.250.0.1"]
+    t3 = time.perf_counter()
+    parsed[i] = slices_from([slices[i]])[0]
+    p2 = plan(ports, parsed, NODE, previous=p, changed={("bench", f"svc-{i}")})
+    t4 = time.perf_counter()
+    partial = backend.sync(p2)
+    t5 = time.perf_counter()
+    assert p2 == make_plan(services, slices)
+    assert not partial.full
+    return {
+        "services": n_services, "endpoints_per_service": n_endpoints,
+        "full_sync": {"parse_and_plan_s": round(t1 - t0, 4), "render_and_nft_s": round(t2 - t1, 4),
+                      "nft_s": round(nft_seconds[0], 4),
+                      "total_s": round(t2 - t0, 4), "transaction_lines": full.lines},
+        "one_endpoint_change": {"parse_and_plan_s": round(t4 - t3, 4), "render_diff_and_nft_s": round(t5 - t4, 4),
+                                "nft_s": round(nft_seconds[-1], 4), "total_s": round(t5 - t3, 4),
+                                "transaction_lines": partial.lines},
+    }
+
+
+def _timed_runner(backend: NftablesBackend) -> list[float]:
+    """Wrap the backend's runner to record how long `nft` itself takes."""
+    inner = backend.runner
+    times: list[float] = []
+
+    class Timed:
+        def run(self, transaction: str) -> None:
+            start = time.perf_counter()
+            inner.run(transaction)
+            times.append(time.perf_counter() - start)
+
+        def list_table(self, family: str, table: str) -> str | None:
+            return inner.list_table(family, table)
+
+    backend.runner = Timed()
+    return times
+
+
+def baseline_transaction(n_services: int, n_endpoints: int) -> str:
+    """kube-proxy's own nftables layout, reduced to ClusterIP services: chains per service and endpoint."""
+    t = "ip kube-proxy"
+    lines = [f"add table {t}",
+             f"add chain {t} nat-prerouting {{ type nat hook prerouting priority -100 ; policy accept ; }}",
+             f"add chain {t} services", f"add chain {t} mark-for-masquerade",
+             f"add rule {t} mark-for-masquerade meta mark set meta mark or 0x4000",
+             f"add map {t} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}",
+             f"add rule {t} nat-prerouting jump services",
+             f"add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips"]
+    elements = []
+    for i in range(n_services):
+        cip = f"10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}"
+        svc = f"service-{i:05d}-bench/svc-{i}/tcp/http"
+        # knftables/kube-proxy ensureChain: "add chain" then "flush chain", for every chain, every sync.
+        lines += [f"add chain {t} {svc}", f"flush chain {t} {svc}"]
+        lines.append(f"add rule {t} {svc} ip daddr {cip} tcp dport 80 ip saddr != 10.244.0.0/16 "
+                     f"jump mark-for-masquerade")
+        targets = []
+        for j in range(n_endpoints):
+            k = i * n_endpoints + j
+            ep = f"10.{244 + k // 65536}.{k // 256 % 256}.{k % 256}"
+            chain = f"endpoint-{i:05d}-{j}-bench/svc-{i}/tcp/http__{ep}/8080"
+            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+            lines.append(f"add rule {t} {chain} ip saddr {ep} jump mark-for-masquerade")
+            lines.append(f"add rule {t} {chain} meta l4proto tcp dnat ip to {ep}:8080")
+            targets.append(f"{j} : goto {chain}")
+        lines.append(f"add rule {t} {svc} numgen random mod {n_endpoints} vmap {{ {', '.join(targets)} }}")
+        elements.append(f"{cip} . tcp . 80 : goto {svc}")
+    for i in range(0, len(elements), 1000):
+        lines.append(f"add element {t} service-ips {{ {', '.join(elements[i:i + 1000])} }}")
+    return "\n".join(lines) + "\n"
+
+
+def measure_baseline(netns: Netns, n_services: int, n_endpoints: int) -> dict[str, Any]:
+    text = baseline_transaction(n_services, n_endpoints)
+    ns = netns.make()
+    start = time.perf_counter()
+    SubprocessNft(netns=ns, timeout=3600).run(text)
+    seconds = time.perf_counter() - start
+    return {"services": n_services, "endpoints_per_service": n_endpoints,
+            "chains": text.count("add chain"), "nft_s": round(seconds, 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--endpoints", type=int, default=5)
+    parser.add_argument("--baseline", type=int, nargs="*", default=[1000, 4000],
+                        help="service counts for the kube-proxy-layout baseline (slow: quadratic in chains)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print(json.dumps({"error": "needs root (loads rules into throwaway network namespaces)"}))
+        return 1
+    netns = Netns()
+    try:
+        nft_version = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
+        result: dict[str, Any] = {
+            "nft": nft_version, "kernel": platform.release(), "python": platform.python_version(),
+            "nftables": [measure_nftables(netns, s, args.endpoints) for s in args.services],
+            "baseline_kube_proxy_layout": [measure_baseline(netns, s, args.endpoints) for s in args.baseline],
+            "targets": {"full_sync_10000x5_s": 2.0, "one_endpoint_change_at_10000_s": 0.05},
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    finally:
+        netns.delete_all()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

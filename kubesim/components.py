@@ -1,0 +1,185 @@
+"""The cluster's processes: credentials, then each component started inside its node's namespace
+with its own identity, its log in <state>/logs/<role>.log and its pid recorded.
+
+Identities (static bearer tokens, kube-apiserver's --token-auth-file format):
+    kubernetes-admin                 system:masters          the user's kubeconfig
+    system:kube-scheduler            -                       scheduler
+    system:kube-controller-manager   -                       controller-manager
+    system:kube-proxy                -                       every node's kube-proxy
+    system:node:<node>               system:nodes            each node's kubelet
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+from netaddr import IPNetwork
+
+from kubesim.state import ClusterState
+from netsim import names, namespaces
+from netsim.topology import Topology
+
+APISERVER_PORT = 6443
+ETCD_CLIENT_PORT = 2379
+
+
+class ComponentError(Exception):
+    pass
+
+
+def pki_dir(state: ClusterState) -> Path:
+    return state.dir / "pki"
+
+
+def kubeconfig_path(state: ClusterState, who: str = "admin") -> Path:
+    return state.dir / ("kubeconfig" if who == "admin" else f"kubeconfigs/{who}.kubeconfig")
+
+
+def apiserver_url(topology: Topology) -> str:
+    return f"https://{topology.control_plane.address}:{APISERVER_PORT}"
+
+
+def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(file name, user, groups) of every credential the cluster needs."""
+    rows = [("admin", "kubernetes-admin", ("system:masters",)),
+            ("scheduler", "system:kube-scheduler", ()),
+            ("controller-manager", "system:kube-controller-manager", ()),
+            ("kube-proxy", "system:kube-proxy", ())]
+    rows += [(f"kubelet-{n.name}", f"system:node:{n.name}", ("system:nodes",)) for n in topology.nodes]
+    return rows
+
+
+def write_credentials(state: ClusterState, topology: Topology) -> None:
+    """CA and serving certificate, the token file, and one kubeconfig per identity."""
+    from control.apiserver.auth import write_token_file
+    from control.apiserver.certs import make_certificates
+
+    pki = pki_dir(state)
+    first_service_ip = str(IPNetwork(topology.network.service_cidr)[1])
+    make_certificates(pki, addresses=[topology.control_plane.address, first_service_ip])
+    ca_data = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
+    rows = []
+    for who, user, groups in _identities(topology):
+        token = secrets.token_hex(24)
+        rows.append((token, user, groups))
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": topology.name, "cluster": {"server": apiserver_url(topology),
+                                                             "certificate-authority-data": ca_data}}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": topology.name, "context": {"cluster": topology.name, "user": user}}],
+            "current-context": topology.name,
+        }
+        path = kubeconfig_path(state, who)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    write_token_file(pki / "tokens.csv", rows)
+
+
+def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
+    """Run ARGV inside namespace NS as a daemon (own session, output to its log); record its pid."""
+    logs = state.dir / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"{role}.log", "ab") as log:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=state.dir)
+    state.record_process(proc.pid, role)
+    return proc.pid
+
+
+def log_tail(state: ClusterState, role: str, lines: int = 15) -> str:
+    try:
+        return "\n".join((state.dir / "logs" / f"{role}.log").read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _alive(state: ClusterState, role: str) -> bool:
+    return any(p.role == role and p.alive() for p in state.processes())
+
+
+def wait_http(state: ClusterState, role: str, url: str, *, ca: Path | None, timeout: float) -> None:
+    """Poll URL (from the root namespace, over the host link) until it answers 200."""
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not _alive(state, role):
+            raise ComponentError(f"{role} exited during start-up; its log ends with:\n{log_tail(state, role)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise ComponentError(f"{role} did not become ready at {url} within {timeout:.0f}s ({last}); its log ends "
+                         f"with:\n{log_tail(state, role)}")
+
+
+def start_etcd(state: ClusterState, topology: Topology) -> str:
+    """Debian's etcd-server inside the control-plane node, as kubeadm runs a local etcd there."""
+    cp = topology.control_plane
+    data = state.dir / "etcd"
+    data.mkdir(mode=0o700, exist_ok=True)
+    client = f"http://{cp.address}:{ETCD_CLIENT_PORT}"
+    start(state, names.node_ns(topology.name, cp.name), "etcd", [
+        "etcd", "--name", "kubesim", "--data-dir", str(data),
+        "--listen-client-urls", f"{client},http://127.0.0.1:{ETCD_CLIENT_PORT}", "--advertise-client-urls", client,
+        "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+        "--initial-cluster", "kubesim=http://127.0.0.1:2380", "--log-level", "warn",
+    ])
+    wait_http(state, "etcd", f"{client}/health", ca=None, timeout=30)
+    return f"etcd://127.0.0.1:{ETCD_CLIENT_PORT}"
+
+
+def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> None:
+    cp = topology.control_plane
+    pki = pki_dir(state)
+    low, high = topology.network.node_port_range
+    start(state, names.node_ns(topology.name, cp.name), "apiserver", [
+        sys.executable, "-m", "control.apiserver", "--store", store_url,
+        "--bind-address", "0.0.0.0", "--secure-port", str(APISERVER_PORT), "--advertise-address", cp.address,
+        "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+        "--token-auth-file", str(pki / "tokens.csv"),
+        "--service-cluster-ip-range", topology.network.service_cidr, "--service-node-port-range", f"{low}-{high}",
+    ])
+    wait_http(state, "apiserver", f"{apiserver_url(topology)}/readyz", ca=pki / "ca.crt", timeout=60)
+
+
+def stop_all(state: ClusterState, cluster_namespaces: list[str]) -> list[str]:
+    """Stop every recorded process by pid (start time checked), then anything still living in the
+    cluster's namespaces."""
+    stopped = [f"process {p.role} (pid {p.pid})" for p in reversed(state.processes()) if p.stop()]
+    return stopped + stop_processes_in(cluster_namespaces)
+
+
+def stop_processes_in(netns: list[str], grace: float = 5.0) -> list[str]:
+    """SIGTERM, then after GRACE seconds SIGKILL, every process whose network namespace is one of NETNS:
+    found by namespace identity, never by name."""
+    strays = namespaces.processes_in(netns)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    stopped = [f"process {pid} (in kubesim's namespaces)" for pid in strays]
+    deadline = time.monotonic() + grace
+    while strays and time.monotonic() < deadline:
+        strays = [pid for pid in strays if os.path.exists(f"/proc/{pid}")]
+        time.sleep(0.05)
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return stopped

@@ -1,0 +1,76 @@
+"""The nftables backend: plan in, one transaction out, applied through a runner seam.
+
+It remembers the last desired state it applied, so a sync is the diff (`partial`) unless asked for a
+full sync, the node context changed, or the previous sync failed: kube-proxy's rule that a failed sync
+forces the next one to be full, since the kernel's state is then unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from proxy.errors import NftError
+from proxy.nftables.layout import FAMILY, TABLE
+from proxy.nftables.renderer import Renderer
+from proxy.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
+from proxy.nftables.runner import NftRunner, SubprocessNft
+from proxy.plan import ProxyPlan
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    full: bool
+    transaction: str
+    seconds: float  # render + apply
+
+    @property
+    def lines(self) -> int:
+        return self.transaction.count("\n")
+
+
+class NftablesBackend:
+    def __init__(self, *, runner: NftRunner | None = None, table: str = TABLE) -> None:
+        self.runner: NftRunner = runner if runner is not None else SubprocessNft()
+        self.table = table
+        self._renderer = Renderer(table=table)
+        self._applied: Ruleset | None = None
+        self._rendered: Ruleset | None = None
+        self._applied_node: object = None
+
+    @property
+    def applied(self) -> Ruleset | None:
+        return self._applied
+
+    def sync(self, plan: ProxyPlan, *, full: bool = False) -> SyncResult:
+        start = time.perf_counter()
+        # The renderer's change list is relative to its previous render; usable only if that is
+        # what the kernel holds.
+        renderer_in_step = self._applied is not None and self._applied is self._rendered
+        desired = self._renderer.render(plan)
+        self._rendered = desired
+        touched = self._renderer.touched if renderer_in_step else None
+        transaction = ""
+        is_full = full or self._applied is None or self._applied_node != plan.node
+        if not is_full:
+            assert self._applied is not None
+            try:
+                transaction = diff_transaction(self._applied, desired, touched=touched)
+            except NeedsFullSync:
+                is_full = True
+        if is_full:
+            transaction = full_transaction(desired)
+        try:
+            self.runner.run(transaction)
+        except NftError:
+            self._applied = None  # unknown kernel state: the next sync recreates the table
+            raise
+        self._applied = desired
+        self._applied_node = plan.node
+        return SyncResult(is_full, transaction, time.perf_counter() - start)
+
+    def cleanup(self) -> None:
+        """Remove everything of ours: the whole table (`add` first so that deleting never fails)."""
+        where = f"{FAMILY} {self.table}"
+        self.runner.run(f"add table {where}\ndelete table {where}\n")
+        self._applied = None

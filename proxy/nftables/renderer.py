@@ -1,0 +1,155 @@
+"""Incremental rendering: ProxyPlan -> Ruleset, re-rendering only the service ports whose plan changed.
+
+The layout itself (chains, maps, what one service port contributes) is in layout.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from proxy.nftables.layout import (
+    FAMILY,
+    LB_FAMILIES,
+    SETS,
+    TABLE,
+    Fragment,
+    backends_map,
+    base_chains,
+    lb_chain,
+    render_service,
+    static_chains,
+)
+from proxy.nftables.ruleset import Chain, Ruleset, Set
+from proxy.plan import NodeContext, ProxyPlan, ServicePlan
+
+log = logging.getLogger(__name__)
+
+
+def _objects_of(frag: Fragment) -> list[Chain | Set]:
+    return [*frag.chains.values(), *frag.sets.values()]
+
+
+class Renderer:
+    """Renders plans incrementally: only service ports whose plan changed are re-rendered.
+
+    It keeps, per element/chain/set, which service ports claim it (a ClusterIP shared by a Service's
+    ports, an endpoint pair shared by Services, an lb-<N> chain shared by every N-endpoint frontend),
+    so that removing one claimant never removes what another still needs. `touched` lists the
+    elements the last render changed: a diff needs to look at nothing else.
+    """
+
+    def __init__(self, *, family: str = FAMILY, table: str = TABLE) -> None:
+        self.family = family
+        self.table = table
+        self._reset(None)
+
+    def _reset(self, node: NodeContext | None) -> None:
+        self._node = node
+        self._frags: dict[str, tuple[ServicePlan, Fragment]] = {}
+        self._elements: dict[str, dict[str, str | None]] = {name: {} for name in SETS}
+        # set -> key -> its claimant (service port), or every claim [(service port, value)] when
+        # several claim it; the first claim's value is the element's.
+        self._owners: dict[str, dict[str, str | list[tuple[str, str | None]]]] = {}
+        self._objects: dict[tuple[str, str], list[tuple[str, Chain | Set]]] = {}
+        self._lb: dict[tuple[str, int], int] = {}
+        # None: everything may have changed (first render, node change).
+        self.touched: dict[str, set[str]] | None = None
+
+    def render(self, plan: ProxyPlan) -> Ruleset:
+        node = plan.node
+        touched: dict[str, set[str]] | None = {}
+        if node != self._node:
+            self._reset(node)
+            touched = None
+        seen: set[str] = set()
+        for sp in plan.services:
+            name = sp.name
+            seen.add(name)
+            held = self._frags.get(name)
+            if held is not None and (held[0] is sp or held[0] == sp):
+                continue
+            if held is not None:
+                self._withdraw(name, held[1], touched)
+            frag = render_service(sp, node)
+            self._frags[name] = (sp, frag)
+            self._claim(name, frag, touched)
+        for name in [n for n in self._frags if n not in seen]:
+            self._withdraw(name, self._frags.pop(name)[1], touched)
+        self.touched = touched
+        return self._snapshot(node)
+
+    def _claim(self, owner: str, frag: Fragment, touched: dict[str, set[str]] | None) -> None:
+        for set_name, elems in frag.elements.items():
+            target = self._elements.setdefault(set_name, {})
+            owners = self._owners.setdefault(set_name, {})
+            for key, value in elems.items():
+                held = owners.get(key)
+                if held is None:
+                    owners[key] = owner
+                    target[key] = value
+                    if touched is not None:
+                        touched.setdefault(set_name, set()).add(key)
+                    continue
+                # Shared (a ClusterIP of a Service's ports, an endpoint of several Services) or
+                # contested (two Services claiming one externalIP:port: the first keeps it, the other
+                # takes over only if the first goes away).
+                if isinstance(held, str):
+                    held = owners[key] = [(held, target[key])]
+                if held[0][1] != value:
+                    log.warning("%s: %s %s already taken by %s; ignored", owner, set_name, key, held[0][0])
+                held.append((owner, value))
+        for obj in _objects_of(frag):
+            kind = "chain" if isinstance(obj, Chain) else "set"
+            self._objects.setdefault((kind, obj.name), []).append((owner, obj))
+        for lb in frag.lb_chains:
+            self._lb[lb] = self._lb.get(lb, 0) + 1
+
+    def _withdraw(self, owner: str, frag: Fragment, touched: dict[str, set[str]] | None) -> None:
+        for set_name, elems in frag.elements.items():
+            target = self._elements[set_name]
+            owners = self._owners[set_name]
+            for key in elems:
+                held = owners[key]
+                if isinstance(held, str):
+                    del owners[key]
+                    del target[key]
+                else:
+                    rest = [c for c in held if c[0] != owner]
+                    owners[key] = rest if len(rest) > 1 else rest[0][0]
+                    if rest[0][1] == target[key]:
+                        continue
+                    target[key] = rest[0][1]
+                if touched is not None:
+                    touched.setdefault(set_name, set()).add(key)
+        for obj in _objects_of(frag):
+            kind = "chain" if isinstance(obj, Chain) else "set"
+            objs = self._objects[(kind, obj.name)]
+            objs[:] = [h for h in objs if h[0] != owner]
+            if not objs:
+                del self._objects[(kind, obj.name)]
+        for lb in frag.lb_chains:
+            self._lb[lb] -= 1
+            if not self._lb[lb]:
+                del self._lb[lb]
+
+    def _snapshot(self, node: NodeContext) -> Ruleset:
+        chains: dict[str, Chain] = {c.name: c for c in base_chains() + static_chains(node)}
+        sets = {name: Set(name, kind, spec, dict(self._elements[name])) for name, (kind, spec) in SETS.items()}
+        sets["nodeport-ips"] = Set("nodeport-ips", *SETS["nodeport-ips"], dict.fromkeys(node.nodeport_ips))
+        for (_, name), held in sorted(self._objects.items()):
+            obj = held[0][1]
+            if isinstance(obj, Chain):
+                chains[name] = obj
+            else:
+                sets[name] = obj
+        for family, count in sorted(self._lb):
+            c = lb_chain(family, count)
+            chains[c.name] = c
+            name = backends_map(family, count)
+            sets[name] = Set(name, "map", f"{LB_FAMILIES[family][1]} ;", dict(self._elements.get(name, {})))
+        return Ruleset(self.family, self.table, chains, sets)
+
+
+def render(plan: ProxyPlan, *, table: str = TABLE) -> Ruleset:
+    """The desired table for `plan` (stateless convenience around `Renderer`)."""
+    return Renderer(table=table).render(plan)

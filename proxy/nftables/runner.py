@@ -1,0 +1,54 @@
+"""The `nft` seam: something that applies one transaction text, all or nothing.
+
+`NftRunner` is the protocol; `SubprocessNft` runs the real `nft -f -`, optionally inside a named network
+namespace (`ip netns exec`), and `FakeNft` (fake.py) is the in-memory one for unit tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Protocol
+
+from proxy.errors import NftError
+
+
+class NftRunner(Protocol):
+    def run(self, transaction: str) -> None:
+        """Apply `transaction` atomically or raise NftError (nothing applied)."""
+
+    def list_table(self, family: str, table: str) -> str | None:
+        """The table as `nft list table` prints it, or None when it does not exist."""
+
+
+class SubprocessNft:
+    """The real one: one `nft -f -` process per transaction."""
+
+    def __init__(self, *, netns: str | None = None, nft: str = "nft", timeout: float = 600.0) -> None:
+        self.netns = netns
+        self.nft = nft
+        self.timeout = timeout
+
+    def _argv(self, *args: str) -> list[str]:
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        return [*prefix, self.nft, *args]
+
+    def run(self, transaction: str) -> None:
+        if not transaction:
+            return
+        done = subprocess.run(self._argv("-f", "-"), input=transaction, capture_output=True, text=True,
+                              timeout=self.timeout, check=False)
+        # Success is nft's exit status, never its (empty or not) output.
+        if done.returncode != 0:
+            where = f" in netns {self.netns}" if self.netns else ""
+            raise NftError(f"nft -f{where} failed ({done.returncode}): {done.stderr.strip()[:2000]}",
+                           transaction=transaction, stderr=done.stderr)
+
+    def list_table(self, family: str, table: str) -> str | None:
+        done = subprocess.run(self._argv("list", "table", family, table), capture_output=True, text=True,
+                              timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            if "No such file or directory" in done.stderr:
+                return None
+            raise NftError(f"nft list table {family} {table} failed: {done.stderr.strip()}",
+                           stderr=done.stderr)
+        return done.stdout

@@ -1,0 +1,101 @@
+"""The packet-flow tables (proxy_flows.py) run against the nftables backend on the fake."""
+
+from __future__ import annotations
+
+import pytest
+from proxy_flows import (
+    DROP,
+    FLOWS,
+    LOCAL_POD,
+    MASQUERADE_ALL_FLOWS,
+    NO_CLUSTER_CIDR_FLOWS,
+    REJECT,
+    Flow,
+    Observed,
+    Tracer,
+    check,
+    cluster_plan,
+    node_context,
+)
+
+from proxy import ProxyPlan
+from proxy.nftables import FakeNft, NftablesBackend, Packet, TraceResult
+
+
+def observed(result: TraceResult) -> Observed:
+    verdict = result.verdict
+    if verdict == "DNAT":
+        return Observed(", ".join(sorted(result.endpoints)), result.masquerade)
+    if verdict in ("DROP", "REJECT"):
+        return Observed(verdict, result.masquerade)
+    if verdict == "ACCEPT":
+        return Observed("", result.masquerade)
+    return Observed(f"MIXED {[(p.verdict, p.dnat) for p in result.paths]}", result.masquerade)
+
+
+def packet(flow: Flow) -> Packet:
+    return Packet(flow.source, flow.destination, flow.port, flow.protocol, flow.from_())  # type: ignore[arg-type]
+
+
+def nftables_tracer(plan: ProxyPlan) -> tuple[Tracer, FakeNft]:
+    fake = FakeNft(local_addresses=plan.node.node_ips)
+    NftablesBackend(runner=fake).sync(plan)
+    return (lambda flow: observed(fake.trace(packet(flow)))), fake
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.name)
+def test_flow(flow: Flow) -> None:
+    tracer, _ = nftables_tracer(cluster_plan())
+    assert check([flow], tracer) == []
+
+
+def test_all_flows_in_one_ruleset() -> None:
+    tracer, _ = nftables_tracer(cluster_plan())
+    assert check(FLOWS, tracer) == []
+
+
+def test_masquerade_all() -> None:
+    tracer, _ = nftables_tracer(cluster_plan(node_context(masquerade_all=True)))
+    assert check(MASQUERADE_ALL_FLOWS, tracer) == []
+
+
+def test_without_cluster_cidr() -> None:
+    tracer, _ = nftables_tracer(cluster_plan(node_context(cluster_cidrs=())))
+    assert check(NO_CLUSTER_CIDR_FLOWS, tracer) == []
+
+
+def test_nodeport_addresses_restrict_nodeports() -> None:
+    node = node_context(node_ips=("172.18.0.2", "192.168.50.2"), nodeport_addresses=("192.168.50.0/24",))
+    tracer, _ = nftables_tracer(cluster_plan(node))
+    assert check([
+        Flow("NodePort on a selected address", "203.0.113.5", "192.168.50.2", 3003, "10.244.2.3:80", masq=True),
+        Flow("NodePort on an unselected node address", "203.0.113.5", "172.18.0.2", 3003, "", ingress="external"),
+    ], tracer) == []
+
+
+def test_session_affinity_sticks_to_the_first_choice() -> None:
+    _, fake = nftables_tracer(cluster_plan())
+    first = fake.trace(Packet(LOCAL_POD, "10.96.0.51", 80), remember=True)
+    assert first.verdict == "DNAT" and len(first.endpoints) == 2
+    chosen = first.paths[0].dnat
+    again = fake.trace(Packet(LOCAL_POD, "10.96.0.51", 80))
+    assert again.endpoints == {chosen}
+    # Affinity is per client address, and per service port, not per destination port of the client.
+    other = fake.trace(Packet("10.244.1.201", "10.96.0.51", 80))
+    assert len(other.endpoints) == 2
+
+
+def test_affinity_timeout_is_the_services() -> None:
+    _, fake = nftables_tracer(cluster_plan())
+    table = fake.table("ip", "kubesim-proxy")
+    timeouts = {s.timeout for name, s in table.sets.items() if name.startswith("affinity-")}
+    assert timeouts == {100}
+
+
+def test_verdicts_are_exclusive() -> None:
+    # A sanity check of the tracer itself: DROP and REJECT never come with endpoints.
+    tracer, _ = nftables_tracer(cluster_plan())
+    for flow in FLOWS:
+        seen = tracer(flow)
+        if seen.output in (DROP, REJECT):
+            assert seen.masq is False
