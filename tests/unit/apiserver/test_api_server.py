@@ -163,7 +163,8 @@ def test_create_get_update_conflict_delete(tmp_path: Path) -> None:
         missing = await client.get("/api/v1/namespaces/default/configmaps/nope", headers=ADMIN)
         assert missing.status == 404
         assert (await missing.json())["message"] == 'configmaps "nope" not found'
-        no_ns = await client.post("/api/v1/namespaces/ghost/configmaps", headers=ADMIN, json={"metadata": {"name": "x"}})
+        no_ns = await client.post("/api/v1/namespaces/ghost/configmaps", headers=ADMIN,
+                                  json={"metadata": {"name": "x"}})
         assert no_ns.status == 404 and (await no_ns.json())["message"] == 'namespaces "ghost" not found'
 
         deleted = await client.delete("/api/v1/namespaces/default/configmaps/cfg", headers=ADMIN)
@@ -187,7 +188,8 @@ def test_malformed_bodies_are_400_and_bad_names_422(tmp_path: Path) -> None:
         body = await invalid.json()
         assert body["reason"] == "Invalid"
         assert body["details"]["causes"][0]["field"] == "metadata.name"
-        huge = await client.post(url, headers={**ADMIN, "Content-Type": "application/json"}, data=io.BytesIO(b" " * (4 << 20)))
+        huge = await client.post(url, headers={**ADMIN, "Content-Type": "application/json"},
+                                 data=io.BytesIO(b" " * (4 << 20)))
         assert huge.status == 413
         unknown = await client.get("/api/v1/widgets", headers=ADMIN)
         assert unknown.status == 404
