@@ -90,11 +90,16 @@ def write_credentials(state: ClusterState, topology: Topology) -> None:
 
 
 def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
-    """Run ARGV inside namespace NS as a daemon (own session, output to its log); record its pid."""
+    """Run ARGV inside namespace NS as a daemon (own session, output to its log); record its pid.
+
+    nsenter switches the network namespace only; `ip netns exec` would also give the process a mount
+    namespace of its own, and the pod namespaces a kubelet pins under /run/netns would then be
+    invisible to everyone else."""
     logs = state.dir / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{role}.log", "ab") as log:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv],
+                                stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=state.dir)
     state.record_process(proc.pid, role)
     return proc.pid
@@ -158,6 +163,58 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
         "--service-cluster-ip-range", topology.network.service_cidr, "--service-node-port-range", f"{low}-{high}",
     ])
     wait_http(state, "apiserver", f"{apiserver_url(topology)}/readyz", ca=pki / "ca.crt", timeout=60)
+
+
+def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
+    for node in topology.nodes:
+        taints = ",".join(f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in node.taints)
+        start(state, names.node_ns(topology.name, node.name), f"kubelet-{node.name}", [
+            sys.executable, "-m", "control.kubelet",
+            "--kubeconfig", str(kubeconfig_path(state, f"kubelet-{node.name}")),
+            "--node-name", node.name, "--cluster", topology.name, "--node-ip", node.address,
+            "--pod-cidr", node.pod_cidr, "--role", node.role,
+            "--node-labels", ",".join(f"{k}={v}" for k, v in node.labels.items()),
+            "--register-with-taints", taints, "--cpu", node.capacity.cpu, "--memory", node.capacity.memory,
+            "--max-pods", str(node.capacity.pods), "--pod-mtu", str(mtu),
+            "--root-dir", str(state.dir / "kubelet" / node.name),
+        ])
+
+
+def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:
+    """Until every node of the topology is registered and Ready, as seen through the apiserver."""
+    import asyncio
+
+    from control.client import NODES, KubeClientError, load_kubeconfig
+
+    async def poll() -> list[str]:
+        client = load_kubeconfig(str(kubeconfig_path(state)))
+        missing = [n.name for n in topology.nodes]
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for node in topology.nodes:
+                    role = f"kubelet-{node.name}"
+                    if not _alive(state, role):
+                        raise ComponentError(f"{role} exited; its log ends with:\n{log_tail(state, role)}")
+                try:
+                    listed = await client.list(NODES)
+                except KubeClientError:
+                    listed = {"items": []}
+                ready = {n["metadata"]["name"] for n in listed["items"]
+                         if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                for c in (n.get("status") or {}).get("conditions") or [])}
+                missing = [n.name for n in topology.nodes if n.name not in ready]
+                if not missing:
+                    return []
+                await asyncio.sleep(0.2)
+            return missing
+        finally:
+            await client.close()
+
+    missing = asyncio.run(poll())
+    if missing:
+        raise ComponentError(f"node(s) {', '.join(missing)} did not become Ready within {timeout:.0f}s; see "
+                             f"`kubesim logs kubelet-{missing[0]}`")
 
 
 def stop_all(state: ClusterState, cluster_namespaces: list[str]) -> list[str]:

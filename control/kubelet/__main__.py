@@ -1,0 +1,101 @@
+"""`python -m control.kubelet`: one node's kubelet, run inside that node's network namespace."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from control.client import load_kubeconfig
+from control.kubelet.agent import Kubelet, NodeConfig
+
+KUBELET_PORT = 10250
+
+
+def _taints(text: str) -> list[dict[str, str]]:
+    """key=value:Effect,key:Effect"""
+    taints = []
+    for item in filter(None, text.split(",")):
+        head, _, effect = item.rpartition(":")
+        key, _, value = head.partition("=")
+        taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
+    return taints
+
+
+def _labels(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in filter(None, text.split(",")))
+
+
+async def serve_logs(kubelet: Kubelet, address: str) -> web.AppRunner:
+    """The kubelet API's containerLogs endpoint, which the apiserver reads for `kubectl logs`."""
+
+    async def container_logs(request: web.Request) -> web.Response:
+        tail = request.query.get("tailLines")
+        try:
+            data = await kubelet.container_log(request.match_info["namespace"], request.match_info["pod"],
+                                               request.match_info.get("container") or None,
+                                               int(tail) if tail and tail.isdigit() else None)
+        except KeyError:
+            return web.Response(status=404, text="pod not found on this node")
+        return web.Response(body=data, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
+    app.router.add_get("/containerLogs/{namespace}/{pod}", container_logs)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, KUBELET_PORT).start()
+    return runner
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    client = load_kubeconfig(args.kubeconfig)
+    config = NodeConfig(
+        name=args.node_name, cluster=args.cluster, address=args.node_ip, pod_cidr=args.pod_cidr, role=args.role,
+        labels=_labels(args.node_labels), taints=_taints(args.register_with_taints), cpu=args.cpu,
+        memory=args.memory, pods=args.max_pods, mtu=args.pod_mtu, state_dir=Path(args.root_dir),
+        heartbeat_period=args.heartbeat_period)
+    kubelet = Kubelet(client, config)
+    runner = await serve_logs(kubelet, args.node_ip)
+    task = asyncio.get_running_loop().create_task(kubelet.run())
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    done, _ = await asyncio.wait([task, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    if task in done and task.exception():
+        logging.error("kubelet stopped: %s", task.exception())
+    await runner.cleanup()
+    await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="kubesim-kubelet", description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--node-name", required=True)
+    parser.add_argument("--cluster", required=True, help="the kubesim cluster name (names the pod namespaces)")
+    parser.add_argument("--node-ip", required=True)
+    parser.add_argument("--pod-cidr", required=True)
+    parser.add_argument("--role", default="worker")
+    parser.add_argument("--node-labels", default="")
+    parser.add_argument("--register-with-taints", default="")
+    parser.add_argument("--cpu", default="4")
+    parser.add_argument("--memory", default="8Gi")
+    parser.add_argument("--max-pods", type=int, default=110)
+    parser.add_argument("--pod-mtu", type=int, default=1500)
+    parser.add_argument("--heartbeat-period", type=float, default=2.0)
+    parser.add_argument("--root-dir", required=True, help="where pod addresses and logs are kept")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node_name}] %(levelname)s %(message)s")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

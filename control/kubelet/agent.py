@@ -1,0 +1,548 @@
+"""The kubelet's node agent: node registration and heartbeats, and one worker per pod bound here.
+
+A pod's life: an address from the node's pod CIDR (recorded, so a restart neither loses nor reuses
+it), a sandbox (netsim: a network namespace on the node's bridge), its containers started, probes
+run, status reported; on deletion: SIGTERM, the grace period, SIGKILL, sandbox removed, address freed,
+and the pod object deleted for good (gracePeriodSeconds=0, uid precondition), as upstream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from netaddr import IPAddress, IPNetwork
+
+from control.client import LEASES, NODES, PODS, AlreadyExists, ApiError, Client, Conflict, Informer, NotFound
+from control.kubelet.probes import ProbeResult, probe_errors, run_probe
+from control.kubelet.workloads import Container, ContainerError, ContainerLog, make_container, now_rfc3339
+from netsim import names
+from netsim.kernel import LinuxKernel
+from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
+
+log = logging.getLogger("kubelet")
+T = TypeVar("T")
+KUBELET_VERSION = "v1.30.0-kubesim"
+RUNTIME_VERSION = "kubesim://0.1.0"
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    cluster: str
+    address: str
+    pod_cidr: str
+    role: str = "worker"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, str]] = field(default_factory=list)
+    cpu: str = "4"
+    memory: str = "8Gi"
+    pods: int = 110
+    mtu: int = 1500
+    state_dir: Path = Path(".")
+    heartbeat_period: float = 2.0
+    lease_duration: int = 40
+    status_period: float = 10.0
+    restart_backoff: float = 5.0
+    max_restart_backoff: float = 300.0
+
+
+class IPAM:
+    """Pod addresses of this node, kept in a file: {pod uid: address}."""
+
+    def __init__(self, path: Path, pod_cidr: str):
+        self.path = path
+        self.net = IPNetwork(pod_cidr)
+        self.assigned: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.assigned, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    def allocate(self, uid: str) -> str:
+        if uid in self.assigned:
+            return self.assigned[uid]
+        used = set(self.assigned.values())
+        # .0 is the network, .1 the node's bridge, the last the broadcast address.
+        for value in range(self.net.first + 2, self.net.last):
+            candidate = str(IPAddress(value))
+            if candidate not in used:
+                self.assigned[uid] = candidate
+                self._save()
+                return candidate
+        raise ContainerError("OutOfIPs", f"no free address left in pod CIDR {self.net}")
+
+    def release(self, uid: str) -> None:
+        if self.assigned.pop(uid, None) is not None:
+            self._save()
+
+
+@dataclass
+class ContainerState:
+    spec: dict[str, Any]
+    container: Container | None = None
+    restart_count: int = 0
+    ready: bool = False
+    started: bool = False  # the startup probe passed (or there is none)
+    waiting: tuple[str, str] | None = ("ContainerCreating", "")
+    last_terminated: dict[str, Any] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class PodWorker:
+    def __init__(self, kubelet: Kubelet, pod: dict[str, Any]):
+        self.kubelet = kubelet
+        self.pod = pod
+        self.uid = pod["metadata"]["uid"]
+        self.sandbox: Sandbox | None = None
+        self.containers: dict[str, ContainerState] = {
+            c["name"]: ContainerState(c) for c in pod["spec"].get("containers") or []}
+        self.phase = "Pending"
+        self.reason: str | None = None
+        self.start_time = now_rfc3339()
+        self.stopping = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self._last_status: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
+
+    def logs_dir(self) -> Path:
+        meta = self.pod["metadata"]
+        return self.kubelet.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{self.uid}"
+
+    async def event(self, reason: str, message: str, warning: bool = False) -> None:
+        with contextlib.suppress(ApiError, OSError, ValueError):
+            await self.kubelet.client.create_event(self.pod, reason=reason, message=message, component="kubelet",
+                                                   event_type="Warning" if warning else "Normal",
+                                                   host=self.kubelet.config.name, kind="Pod", api_version="v1")
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._setup()
+            status_task = asyncio.get_running_loop().create_task(self._status_loop())
+            await self.stopping.wait()
+            await self._teardown()
+            status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await status_task
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pod %s: worker failed", self.key)
+
+    async def _setup(self) -> None:
+        cfg = self.kubelet.config
+        problems = [p for c in self.containers.values() for p in probe_errors(c.spec)]
+        if problems:
+            for state in self.containers.values():
+                state.waiting = ("CreateContainerConfigError", "; ".join(problems))
+            await self.event("Failed", f"Error: invalid probes: {'; '.join(problems)}", warning=True)
+            await self._write_status()
+            return
+        ip = self.kubelet.ipam.allocate(self.uid)
+        self.sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
+        sandbox = self.sandbox
+        if not self.kubelet.kernel.ns_exists(sandbox.netns):
+            await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
+        self.phase = "Running"
+        for state in self.containers.values():
+            await self._start_container(state)
+        await self._write_status()
+
+    async def _start_container(self, state: ContainerState) -> None:
+        assert self.sandbox is not None
+        spec = state.spec
+        env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
+        container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
+        try:
+            container = make_container(spec, netns=self.sandbox.netns, hostname=self.pod["metadata"]["name"],
+                                       log=container_log, env=env)
+            await container.start()
+        except ContainerError as exc:
+            state.waiting = (exc.reason, exc.message)
+            state.container = None
+            await self.event("Failed", f"Error: {exc.message}", warning=True)
+            if exc.reason == "Error":  # it started and failed at once (a port clash): it may restart
+                state.last_terminated = {"exitCode": 1, "reason": "Error", "message": exc.message,
+                                         "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}
+                state.tasks.append(asyncio.get_running_loop().create_task(self._restart_later(state)))
+            self.changed.set()
+            return
+        state.container = container
+        state.waiting = None
+        state.started = "startupProbe" not in spec
+        state.ready = state.started and "readinessProbe" not in spec
+        await self.event("Started", f"Started container {spec['name']}")
+        loop = asyncio.get_running_loop()
+        state.tasks.append(loop.create_task(self._watch_exit(state, container)))
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if kind in spec:
+                state.tasks.append(loop.create_task(self._probe_loop(state, container, kind)))
+        self.changed.set()
+
+    async def _watch_exit(self, state: ContainerState, container: Container) -> None:
+        await container.exited.wait()
+        if self.stopping.is_set():
+            return
+        state.ready = False
+        code = container.exit_code or 0
+        state.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                 "startedAt": container.started_at, "finishedAt": container.finished_at}
+        self.changed.set()
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        if policy == "Always" or (policy == "OnFailure" and code != 0):
+            await self._restart_later(state)
+        elif all(s.container is None or not s.container.running for s in self.containers.values()):
+            failed = any((s.last_terminated or {}).get("exitCode", 0) != 0 for s in self.containers.values())
+            self.phase = "Failed" if failed else "Succeeded"
+            self.changed.set()
+
+    async def _restart_later(self, state: ContainerState) -> None:
+        cfg = self.kubelet.config
+        delay = min(cfg.restart_backoff * (2 ** state.restart_count), cfg.max_restart_backoff)
+        state.waiting = ("CrashLoopBackOff", f"back-off {delay:g}s restarting failed container={state.spec['name']} "
+                                             f"pod={self.pod['metadata']['name']}")
+        self.changed.set()
+        await self.event("BackOff", "Back-off restarting failed container", warning=True)
+        try:
+            await asyncio.wait_for(self.stopping.wait(), delay)
+            return
+        except TimeoutError:
+            pass
+        state.restart_count += 1
+        await self._start_container(state)
+
+    async def _probe_loop(self, state: ContainerState, container: Container, kind: str) -> None:
+        assert self.sandbox is not None
+        probe = state.spec[kind]
+        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        successes = failures = 0
+        success_threshold = int(probe.get("successThreshold", 1))
+        failure_threshold = int(probe.get("failureThreshold", 3))
+        while container.running and not self.stopping.is_set():
+            if kind != "startupProbe" and not state.started:
+                await asyncio.sleep(0.2)
+                continue
+            result: ProbeResult = await run_probe(probe, pod_ip=self.sandbox.ip, netns=self.sandbox.netns,
+                                                  container=state.spec)
+            if result.ok:
+                successes, failures = successes + 1, 0
+                if successes >= success_threshold:
+                    if kind == "readinessProbe" and not state.ready:
+                        state.ready = True
+                        self.changed.set()
+                    elif kind == "startupProbe":
+                        state.started = True
+                        state.ready = "readinessProbe" not in state.spec
+                        self.changed.set()
+                        return
+            else:
+                successes, failures = 0, failures + 1
+                label = {"readinessProbe": "Readiness", "livenessProbe": "Liveness", "startupProbe": "Startup"}[kind]
+                await self.event("Unhealthy", f"{label} probe failed: {result.message}", warning=True)
+                if failures >= failure_threshold:
+                    if kind == "readinessProbe" and state.ready:
+                        state.ready = False
+                        self.changed.set()
+                    elif kind in ("livenessProbe", "startupProbe"):
+                        await self.event("Killing", f"Container {state.spec['name']} failed {label.lower()} probe, "
+                                         "will be restarted")
+                        grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+                        await container.stop(grace)
+                        return
+            await asyncio.sleep(float(probe.get("periodSeconds", 10)))
+
+    async def _teardown(self) -> None:
+        grace = float(self.pod["metadata"].get("deletionGracePeriodSeconds")
+                      or self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+        for state in self.containers.values():
+            state.ready = False
+        await self._write_status()
+        stops = []
+        for state in self.containers.values():
+            for task in state.tasks:
+                task.cancel()
+            if state.container is not None and state.container.running:
+                await self.event("Killing", f"Stopping container {state.spec['name']}")
+                stops.append(state.container.stop(grace))
+        await asyncio.gather(*stops, return_exceptions=True)
+        if self.sandbox is not None:
+            await self.kubelet.netlink(delete_sandbox, self.sandbox, kernel=self.kubelet.kernel)
+        self.kubelet.ipam.release(self.uid)
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            await self._write_status()
+            await asyncio.sleep(0.05)  # coalesce bursts of changes into one write
+
+    def status(self) -> dict[str, Any]:
+        cfg = self.kubelet.config
+        statuses = []
+        for state in self.containers.values():
+            spec = state.spec
+            entry: dict[str, Any] = {"name": spec["name"], "image": spec.get("image", ""),
+                                     "imageID": f"kubesim://{spec.get('image', '')}",
+                                     "ready": state.ready, "restartCount": state.restart_count,
+                                     "started": state.container is not None and state.container.running}
+            if state.waiting is not None:
+                reason, message = state.waiting
+                entry["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+            elif state.container is not None and state.container.running:
+                entry["state"] = {"running": {"startedAt": state.container.started_at}}
+                entry["containerID"] = f"kubesim://{self.uid}/{spec['name']}/{state.restart_count}"
+            elif state.container is not None:
+                entry["state"] = {"terminated": {"exitCode": state.container.exit_code or 0,
+                                                 "reason": "Completed" if not state.container.exit_code else "Error",
+                                                 "startedAt": state.container.started_at,
+                                                 "finishedAt": state.container.finished_at}}
+            if state.last_terminated is not None:
+                entry["lastState"] = {"terminated": state.last_terminated}
+            statuses.append(entry)
+        all_ready = bool(statuses) and all(s["ready"] for s in statuses) and self.phase == "Running"
+        old = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
+
+        def condition(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:
+            value = "True" if ok else "False"
+            previous = old.get(kind)
+            since = previous["lastTransitionTime"] if previous and previous.get("status") == value else now_rfc3339()
+            result = {"type": kind, "status": value, "lastProbeTime": None, "lastTransitionTime": since}
+            if reason and not ok:
+                result["reason"] = reason
+            return result
+
+        status: dict[str, Any] = {
+            "phase": self.phase,
+            "conditions": [
+                condition("PodReadyToStartContainers", self.sandbox is not None),
+                condition("Initialized", True),
+                condition("Ready", all_ready, "ContainersNotReady"),
+                condition("ContainersReady", all_ready, "ContainersNotReady"),
+                condition("PodScheduled", True),
+            ],
+            "hostIP": cfg.address,
+            "hostIPs": [{"ip": cfg.address}],
+            "startTime": self.start_time,
+            "containerStatuses": statuses,
+            "qosClass": "BestEffort",
+        }
+        if self.sandbox is not None:
+            status["podIP"] = self.sandbox.ip
+            status["podIPs"] = [{"ip": self.sandbox.ip}]
+        return status
+
+    async def _write_status(self) -> None:
+        status = self.status()
+        if status == self._last_status:
+            return
+        meta = self.pod["metadata"]
+        try:
+            updated = await self.kubelet.client.patch(PODS, meta["name"], {"status": status},
+                                                      namespace=meta.get("namespace"), subresource="status")
+        except NotFound:
+            return
+        except ApiError as exc:
+            log.warning("pod %s: status update failed: %s", self.key, exc)
+            return
+        self.pod = updated
+        self._last_status = status
+
+
+class Kubelet:
+    def __init__(self, client: Client, config: NodeConfig):
+        self.client = client
+        self.config = config
+        # pyroute2's synchronous sockets run an event loop of their own, which cannot nest in ours: all
+        # netlink work happens on one thread of its own (LinuxKernel is not thread-safe either).
+        self.kernel = LinuxKernel()
+        self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
+        self.workers: dict[str, PodWorker] = {}
+        self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
+
+    async def netlink(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._netlink_thread,
+                                                                functools.partial(fn, *args, **kwargs))
+
+    # -- node -----------------------------------------------------------------------------------------
+
+    def node_object(self) -> dict[str, Any]:
+        cfg = self.config
+        labels = {"kubernetes.io/hostname": cfg.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                  "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", **cfg.labels}
+        if cfg.role == "control-plane":
+            labels["node-role.kubernetes.io/control-plane"] = ""
+        spec: dict[str, Any] = {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]}
+        if cfg.taints:
+            spec["taints"] = cfg.taints
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cfg.name, "labels": labels}, "spec": spec,
+                "status": self.node_status()}
+
+    def node_status(self) -> dict[str, Any]:
+        cfg = self.config
+        now = now_rfc3339()
+        resources = {"cpu": cfg.cpu, "memory": cfg.memory, "pods": str(cfg.pods), "ephemeral-storage": "100Gi"}
+
+        def condition(kind: str, value: str, reason: str, message: str) -> dict[str, Any]:
+            return {"type": kind, "status": value, "reason": reason, "message": message,
+                    "lastHeartbeatTime": now, "lastTransitionTime": self._started}
+
+        return {
+            "capacity": resources, "allocatable": resources,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": cfg.address}, {"type": "Hostname", "address": cfg.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
+                         "containerRuntimeVersion": RUNTIME_VERSION, "operatingSystem": "linux",
+                         "architecture": "amd64", "osImage": "kubesim (network namespaces)",
+                         "kernelVersion": platform.release(), "machineID": cfg.name, "systemUUID": cfg.name,
+                         "bootID": self._started},
+        }
+
+    _started = now_rfc3339()
+
+    async def register(self) -> None:
+        node = self.node_object()
+        try:
+            await self.client.create(NODES, node)
+            log.info("registered node %s", self.config.name)
+        except AlreadyExists:
+            current = await self.client.get(NODES, self.config.name)
+            labels = {**(current["metadata"].get("labels") or {}), **node["metadata"]["labels"]}
+            await self.client.patch(NODES, self.config.name, {"metadata": {"labels": labels}})
+            log.info("node %s already registered; updating its status", self.config.name)
+        await self.client.patch(NODES, self.config.name, {"status": self.node_status()}, subresource="status")
+
+    async def heartbeat(self) -> None:
+        """Renew the node's Lease every heartbeat period; post node status less often (upstream's
+        node-status-report-frequency vs lease renew interval)."""
+        cfg = self.config
+        last_status = time.monotonic()
+        while True:
+            micro = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000000Z"
+            lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                     "metadata": {"name": cfg.name, "namespace": "kube-node-lease"},
+                     "spec": {"holderIdentity": cfg.name, "leaseDurationSeconds": cfg.lease_duration,
+                              "renewTime": micro}}
+            try:
+                try:
+                    await self.client.patch(LEASES, cfg.name, {"spec": lease["spec"]}, namespace="kube-node-lease")
+                except NotFound:
+                    await self.client.create(LEASES, lease, namespace="kube-node-lease")
+                if time.monotonic() - last_status >= cfg.status_period:
+                    await self.client.patch(NODES, cfg.name, {"status": self.node_status()}, subresource="status")
+                    last_status = time.monotonic()
+            except (ApiError, OSError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            except Exception as exc:  # connection trouble: keep beating
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(cfg.heartbeat_period)
+
+    # -- pods -----------------------------------------------------------------------------------------
+
+    def on_pod(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
+                    "Succeeded", "Failed"):
+                # Nothing of ours runs for it (a restart after we finished it): let it go.
+                asyncio.get_running_loop().create_task(self._finish(pod, None))
+                return
+            worker = self.workers[uid] = PodWorker(self, pod)
+            worker.task = asyncio.get_running_loop().create_task(self._run_worker(worker))
+            return
+        worker.pod = {**pod, "status": worker.pod.get("status", {})}
+        if pod["metadata"].get("deletionTimestamp"):
+            worker.stopping.set()
+
+    def on_pod_deleted(self, pod: dict[str, Any]) -> None:
+        worker = self.workers.get(pod["metadata"]["uid"])
+        if worker is not None:
+            worker.pod["metadata"]["deletionGracePeriodSeconds"] = 0
+            worker.stopping.set()
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        await worker.run()
+        self.workers.pop(worker.uid, None)
+        await self._finish(worker.pod, worker)
+
+    async def _finish(self, pod: dict[str, Any], worker: PodWorker | None) -> None:
+        meta = pod["metadata"]
+        if worker is None:
+            sandbox = sandbox_for(self.config.cluster, self.config.name, self.config.pod_cidr, meta["uid"],
+                                  self.ipam.assigned.get(meta["uid"], str(IPNetwork(self.config.pod_cidr)[2])))
+            await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
+            self.ipam.release(meta["uid"])
+        if not meta.get("deletionTimestamp"):
+            return
+        with contextlib.suppress(NotFound, Conflict):
+            await self.client.delete(PODS, meta["name"], namespace=meta.get("namespace"), grace_period_seconds=0,
+                                     preconditions={"uid": meta["uid"]})
+
+    def _remove_orphan_sandboxes(self, live_uids: set[str]) -> None:
+        """Sandboxes (and addresses) left by an earlier run for pods that no longer exist here."""
+        prefix = names.pod_ns(self.config.cluster, "")
+        ours = set(self.ipam.assigned)
+        for ns in self.kernel.ns_list():
+            uid = ns[len(prefix):] if ns.startswith(prefix) else None
+            if uid in ours and uid not in live_uids:
+                self.kernel.ns_delete(ns)
+        for uid in ours - live_uids:
+            self.ipam.release(uid)
+
+    async def run(self) -> None:
+        await self.register()
+        heartbeat = asyncio.get_running_loop().create_task(self.heartbeat())
+        self.informer.add_handler(on_add=self.on_pod, on_update=lambda old, new: self.on_pod(new),
+                                  on_delete=self.on_pod_deleted)
+        self.informer.start()
+        await self.informer.wait_synced()
+        await self.netlink(self._remove_orphan_sandboxes, {p["metadata"]["uid"] for p in self.informer.store.list()})
+        try:
+            await asyncio.Event().wait()
+        finally:
+            heartbeat.cancel()
+            await self.informer.stop()
+            for worker in list(self.workers.values()):
+                if worker.task:
+                    worker.task.cancel()
+            await self.netlink(self.kernel.close)
+            self._netlink_thread.shutdown()
+
+    async def container_log(self, namespace: str, name: str, container: str | None, tail: int | None) -> bytes:
+        for worker in self.workers.values():
+            meta = worker.pod["metadata"]
+            if meta.get("namespace") == namespace and meta["name"] == name:
+                chosen = container or next(iter(worker.containers))
+                path = worker.logs_dir() / f"{chosen}.log"
+                data = path.read_bytes() if path.exists() else b""
+                if tail is not None:
+                    data = b"\n".join(data.splitlines()[-tail:]) + (b"\n" if data else b"")
+                return data
+        raise KeyError(f"{namespace}/{name}")
