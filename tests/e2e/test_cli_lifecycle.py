@@ -48,8 +48,12 @@ def test_default_cluster_lifecycle(kubesim):
     assert again.returncode == 1
     assert "cluster 'kubesim' already exists; run `kubesim down --name kubesim` first" in again.stderr
 
+    pids = [p["pid"] for p in status["processes"]]
+    assert {p["role"] for p in status["processes"]} == {
+        "apiserver", "kubelet-control-plane", "kubelet-worker-1", "kubelet-worker-2"}
     down = kubesim("down")
-    assert "cluster 'kubesim': removed 7 object(s)" in down.stdout  # 6 network objects and the apiserver
+    assert "cluster 'kubesim': removed" in down.stdout
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
     assert not [ns for ns in namespaces.list_names() if ns.startswith("ksim-kubesim.")]
     assert "nothing to remove" in kubesim("down").stdout
 
