@@ -6,6 +6,7 @@ an option), with nothing made.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -238,6 +239,84 @@ def logs(name: str | None, lines: int, component: str) -> None:
     if component not in roles:
         _fail(f"no component {component!r} in cluster {state.name!r}; there are: {', '.join(roles) or 'none'}")
     click.echo(components.log_tail(state, component, lines))
+
+
+def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]
+    if mode == "nftables":
+        from proxy.nftables.backend import NftablesBackend
+
+        return NftablesBackend()
+    try:
+        from proxy.iptables.backend import IptablesBackend  # type: ignore[import-not-found]
+    except ImportError:
+        _fail("proxy mode iptables is not available in this build; use --mode nftables")
+    return IptablesBackend(legacy=legacy)
+
+
+@main.command(name="proxy")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Credentials of system:kube-proxy.")
+@click.option("--node-name", help="The node this proxy serves (its own Node object).")
+@click.option("--mode", type=click.Choice(["nftables", "iptables"]), default="nftables", show_default=True)
+@click.option("--iptables-legacy", is_flag=True, help="In iptables mode, use iptables-legacy instead of iptables-nft.")
+@click.option("--cluster-cidr", default="", help="Pod range: off-cluster traffic to ClusterIPs is masqueraded.")
+@click.option("--service-cidr", default="", help="Service range: unallocated addresses are dropped (nftables).")
+@click.option("--masquerade-all", is_flag=True, help="Masquerade all traffic sent to Service IPs.")
+@click.option("--nodeport-addresses", default="", help="CIDRs of node addresses that accept NodePorts.")
+@click.option("--min-sync-period", default=1.0, show_default=True, help="Seconds between syncs, at least.")
+@click.option("--sync-period", default=30.0, show_default=True, help="Seconds between full syncs, at most.")
+@click.option("--healthz-bind-address", default="0.0.0.0:10256", show_default=True)
+@click.option("--metrics-bind-address", default="0.0.0.0:10249", show_default=True)
+@click.option("--cleanup", is_flag=True, help="Remove every rule of ours (in --node's namespace, or here) and exit.")
+@click.option("--name", help="With --cleanup --node: the cluster.")
+@click.option("--node", help="With --cleanup: run in this node of the cluster.")
+def proxy_command(kubeconfig: str | None, node_name: str | None, mode: str, iptables_legacy: bool,
+                  cluster_cidr: str, service_cidr: str, masquerade_all: bool, nodeport_addresses: str,
+                  min_sync_period: float, sync_period: float, healthz_bind_address: str, metrics_bind_address: str,
+                  cleanup: bool, name: str | None, node: str | None) -> None:
+    """kube-proxy: make Service IPs load-balance to their endpoints on this node (nftables or iptables)."""
+    if cleanup:
+        _need_root("proxy --cleanup")
+        if node:
+            try:
+                ns = cluster.target_namespace(cluster.resolve_name(name), node)
+            except StateError as exc:
+                _fail(str(exc))
+            args = ["nsenter", f"--net=/run/netns/{ns}", "--", sys.executable, "-m", "kubesim", "proxy", "--cleanup",
+                    "--mode", mode] + (["--iptables-legacy"] if iptables_legacy else [])
+            os.execvp("nsenter", args)
+        _proxy_backend(mode, iptables_legacy).cleanup()
+        click.echo(f"removed kube-proxy's {mode} rules")
+        return
+    if not kubeconfig or not node_name:
+        _fail("kubesim proxy needs --kubeconfig and --node-name (or --cleanup)", code=2)
+    import asyncio
+    import logging
+
+    from control.client import load_kubeconfig
+    from proxy.server import ProxyConfig, ProxyServer
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kube-proxy[{node_name}] %(levelname)s %(message)s")
+    config = ProxyConfig(node_name=node_name, mode=mode, cluster_cidr=cluster_cidr, service_cidr=service_cidr,
+                         masquerade_all=masquerade_all,
+                         nodeport_addresses=tuple(filter(None, nodeport_addresses.split(","))),
+                         min_sync_period=min_sync_period, sync_period=sync_period,
+                         healthz_address=healthz_bind_address, metrics_address=metrics_bind_address)
+    backend = _proxy_backend(mode, iptables_legacy)
+
+    async def run() -> None:
+        client = load_kubeconfig(kubeconfig)
+        try:
+            await ProxyServer(client, config, backend).run()
+        finally:
+            await client.close()
+
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    with contextlib.suppress(KeyboardInterrupt, _Interrupted):
+        asyncio.run(run())
+
+
+def proxy_main() -> None:
+    proxy_command()
 
 
 @main.command()

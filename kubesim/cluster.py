@@ -172,6 +172,8 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     progress("starting a kubelet in every node")
     components.start_kubelets(state, topology, network.pod_mtu(topology))
     components.wait_nodes_ready(state, topology)
+    progress(f"starting kube-proxy ({topology.proxy_mode}) in every node")
+    components.start_proxies(state, topology, topology.proxy_mode)
 
 
 def _teardown(state: ClusterState, kernel: Kernel) -> list[str]:

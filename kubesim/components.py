@@ -180,6 +180,17 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
         ])
 
 
+def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
+    """kube-proxy on every node, as its DaemonSet would run it, with its own credentials."""
+    for node in topology.nodes:
+        start(state, names.node_ns(topology.name, node.name), f"kube-proxy-{node.name}", [
+            sys.executable, "-m", "kubesim", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
+            "--node-name", node.name, "--mode", mode, "--cluster-cidr", topology.network.cluster_cidr,
+            "--service-cidr", topology.network.service_cidr, "--healthz-bind-address", f"{node.address}:10256",
+            "--metrics-bind-address", f"{node.address}:10249",
+        ])
+
+
 def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:
     """Until every node of the topology is registered and Ready, as seen through the apiserver."""
     import asyncio

@@ -1,0 +1,338 @@
+"""The kube-proxy process: informers -> change tracker -> bounded-frequency sync -> backend.
+
+Watch handlers only record which Services changed (DESIGN habit 4); the runner syncs, never before
+every informer has synced; a failed sync makes the next one full; a full sync also runs every
+sync period, which restores rules tampered with from outside. Around it: /healthz and /metrics with
+kube-proxy's metric names, health-check node port servers for externalTrafficPolicy Local services,
+and removal of stale UDP conntrack entries when endpoints change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
+from proxy.model import parse_node, services_from, slices_from
+from proxy.plan import NodeContext, ProxyPlan, plan
+from proxy.runner import BoundedFrequencyRunner
+
+log = logging.getLogger("kube-proxy")
+TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+
+
+class Backend(Protocol):
+    def sync(self, plan: ProxyPlan, *, full: bool = False) -> Any: ...
+    def cleanup(self) -> None: ...
+
+
+@dataclass
+class ProxyConfig:
+    node_name: str
+    mode: str = "nftables"
+    cluster_cidr: str = ""
+    service_cidr: str = ""
+    masquerade_all: bool = False
+    nodeport_addresses: tuple[str, ...] = ()
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0
+    healthz_address: str = "0.0.0.0:10256"
+    metrics_address: str = "0.0.0.0:10249"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Metrics:
+    """kube-proxy's metric names (pkg/proxy/metrics/metrics.go)."""
+
+    def __init__(self, mode: str) -> None:
+        self.registry = CollectorRegistry()
+        buckets = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+                   8.192, 16.384)
+        self.sync_duration = Histogram("kubeproxy_sync_proxy_rules_duration_seconds",
+                                       "SyncProxyRules latency in seconds", buckets=buckets, registry=self.registry)
+        self.full_duration = Histogram("kubeproxy_sync_full_proxy_rules_duration_seconds",
+                                       "SyncProxyRules latency in seconds for full resyncs", buckets=buckets,
+                                       registry=self.registry)
+        self.partial_duration = Histogram("kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                                          "SyncProxyRules latency in seconds for partial resyncs", buckets=buckets,
+                                          registry=self.registry)
+        self.programming = Histogram("kubeproxy_network_programming_duration_seconds",
+                                     "In Cluster Network Programming Latency in seconds",
+                                     buckets=(0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300), registry=self.registry)
+        self.last_sync = Gauge("kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                               "The last time proxy rules were successfully synced", registry=self.registry)
+        self.last_queued = Gauge("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                                 "The last time a sync of proxy rules was queued", registry=self.registry)
+        self.no_local = Gauge("kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+                              "Number of services with a Local traffic policy and no endpoints",
+                              ["traffic_policy"], registry=self.registry)
+        failure_name = ("kubeproxy_sync_proxy_rules_nftables_sync_failures_total" if mode == "nftables"
+                        else "kubeproxy_sync_proxy_rules_iptables_restore_failures_total")
+        self.failures = Counter(failure_name.removesuffix("_total"), "Cumulative proxy rules sync failures",
+                                registry=self.registry)
+        self.endpoint_changes = Counter("kubeproxy_sync_proxy_rules_endpoint_changes",
+                                        "Cumulative proxy rules Endpoint changes", registry=self.registry)
+        self.service_changes = Counter("kubeproxy_sync_proxy_rules_service_changes",
+                                       "Cumulative proxy rules Service changes", registry=self.registry)
+
+
+def _trigger_time(slice_obj: dict[str, Any]) -> float | None:
+    stamp = ((slice_obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_TIME)
+    if not stamp:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return None
+
+
+def _udp_endpoints(result: ProxyPlan | None) -> dict[tuple[str, int], set[str]]:
+    """(service IP, port) -> endpoint IPs of every UDP service port."""
+    found: dict[tuple[str, int], set[str]] = {}
+    if result is None:
+        return found
+    for svc in result.services:
+        port = svc.port
+        if port.protocol != "UDP":
+            continue
+        ips = {e.ip for e in svc.cluster_endpoints}
+        for vip in (port.cluster_ip, *port.external_ips, *port.load_balancer_ips):
+            if vip:
+                found[(vip, port.port)] = ips
+    return found
+
+
+def conntrack_cleanup(before: ProxyPlan | None, after: ProxyPlan) -> list[list[str]]:
+    """The conntrack deletions kube-proxy makes for UDP (pkg/proxy/conntrack/cleanup.go): entries of a
+    service that had no endpoints (packets were rejected or dropped, and the entry would black-hole the
+    client once endpoints appear), and entries DNATed to endpoints that are gone."""
+    old, new = _udp_endpoints(before), _udp_endpoints(after)
+    commands = []
+    for (vip, port), ips in new.items():
+        if ips and not old.get((vip, port)):
+            commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--orig-port-dst", str(port)])
+        for gone in sorted(old.get((vip, port), set()) - ips):
+            commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dst-nat", gone])
+    return commands
+
+
+class HealthCheckServers:
+    """One HTTP server per healthCheckNodePort (externalTrafficPolicy Local LoadBalancers), answering as
+    kube-proxy does (pkg/proxy/healthcheck/service_health.go): 200 with local endpoints, 503 without."""
+
+    def __init__(self, addresses: tuple[str, ...]) -> None:
+        self.addresses = addresses or ("0.0.0.0",)
+        self.local: dict[int, tuple[str, str, int]] = {}
+        self.runners: dict[int, web.AppRunner] = {}
+
+    def _handler(self, port: int) -> Any:
+        async def answer(request: web.Request) -> web.Response:
+            namespace, name, count = self.local.get(port, ("", "", 0))
+            body = {"service": {"namespace": namespace, "name": name}, "localEndpoints": count,
+                    "serviceProxyHealthy": True}
+            return web.Response(text=json.dumps(body), status=200 if count > 0 else 503,
+                                content_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
+        return answer
+
+    async def update(self, result: ProxyPlan) -> None:
+        wanted: dict[int, tuple[str, str, int]] = {}
+        for svc in result.services:
+            hc = svc.port.health_check_node_port
+            if hc:
+                namespace, name = svc.port.name.service
+                previous = wanted.get(hc, (namespace, name, 0))
+                wanted[hc] = (namespace, name, max(previous[2], len(svc.local_endpoints)))
+        self.local = wanted
+        for port in list(self.runners):
+            if port not in wanted:
+                await self.runners.pop(port).cleanup()
+        for port in wanted:
+            if port in self.runners:
+                continue
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", self._handler(port))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            try:
+                for address in self.addresses:
+                    await web.TCPSite(runner, address, port).start()
+            except OSError as exc:
+                log.warning("health check node port %d: %s", port, exc)
+                await runner.cleanup()
+                continue
+            self.runners[port] = runner
+
+    async def close(self) -> None:
+        for runner in self.runners.values():
+            await runner.cleanup()
+        self.runners.clear()
+
+
+class ProxyServer:
+    def __init__(self, client: Client, config: ProxyConfig, backend: Backend) -> None:
+        self.client = client
+        self.config = config
+        self.backend = backend
+        self.metrics = Metrics(config.mode)
+        self.services = Informer(client, SERVICES)
+        self.slices = Informer(client, ENDPOINT_SLICES)
+        self.node = Informer(client, NODES, field_selector=f"metadata.name={config.node_name}")
+        self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
+                                             max_interval=config.sync_period)
+        self.changed: set[tuple[str, str]] = set()
+        self.force_full = True
+        self.last_full = 0.0
+        self.applied: ProxyPlan | None = None
+        self.last_synced = 0.0
+        self.pending_triggers: list[float] = []
+        self.health_checks: HealthCheckServers | None = None
+
+    # -- change tracking (handlers only record) --------------------------------------------------------
+
+    def _service_changed(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        self.changed.add((meta.get("namespace", ""), meta.get("name", "")))
+        self.metrics.service_changes.inc()
+        self._queue()
+
+    def _slice_changed(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        if service:
+            self.changed.add((meta.get("namespace", ""), service))
+        trigger = _trigger_time(obj)
+        if trigger is not None:
+            self.pending_triggers.append(trigger)
+        self.metrics.endpoint_changes.inc()
+        self._queue()
+
+    def _node_changed(self, obj: dict[str, Any]) -> None:
+        self.force_full = True
+        self._queue()
+
+    def _queue(self) -> None:
+        self.metrics.last_queued.set_to_current_time()
+        self.runner.run()
+
+    def _watch(self) -> None:
+        self.services.add_handler(on_add=self._service_changed, on_update=lambda o, n: self._service_changed(n),
+                                  on_delete=self._service_changed)
+        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n),
+                                on_delete=self._slice_changed)
+        self.node.add_handler(on_add=self._node_changed, on_update=lambda o, n: self._node_changed(n),
+                              on_delete=self._node_changed)
+
+    # -- sync -----------------------------------------------------------------------------------------
+
+    def node_context(self) -> NodeContext | None:
+        node = self.node.store.get(self.config.node_name)
+        if node is None:
+            return None
+        cfg = self.config
+        return NodeContext.from_node(
+            parse_node(node), cluster_cidrs=(cfg.cluster_cidr,) if cfg.cluster_cidr else (),
+            service_cidrs=(cfg.service_cidr,) if cfg.service_cidr else (), masquerade_all=cfg.masquerade_all,
+            nodeport_addresses=cfg.nodeport_addresses)
+
+    async def sync(self) -> None:
+        if not (self.services.has_synced and self.slices.has_synced and self.node.has_synced):
+            return  # never program rules from a partial view (upstream waits for all informers too)
+        node = self.node_context()
+        if node is None:
+            log.warning("node %s not found; not syncing", self.config.node_name)
+            return
+        start = time.monotonic()
+        full = self.force_full or self.applied is None or start - self.last_full >= self.config.sync_period
+        changed, self.changed = self.changed, set()
+        triggers, self.pending_triggers = self.pending_triggers, []
+        try:
+            result = plan(services_from(self.services.store.list()), slices_from(self.slices.store.list()), node,
+                          previous=None if full else self.applied, changed=None if full else changed)
+            self.backend.sync(result, full=full)
+        except Exception:
+            self.force_full = True
+            self.changed |= changed
+            self.metrics.failures.inc()
+            raise
+        elapsed = time.monotonic() - start
+        for command in conntrack_cleanup(self.applied, result):
+            subprocess.run(command, capture_output=True, check=False)
+        before, self.applied = self.applied, result
+        self.force_full = False
+        if full:
+            self.last_full = start
+        self.last_synced = time.time()
+        self.metrics.sync_duration.observe(elapsed)
+        (self.metrics.full_duration if full else self.metrics.partial_duration).observe(elapsed)
+        self.metrics.last_sync.set_to_current_time()
+        self.metrics.no_local.labels(traffic_policy="internal").set(result.no_local_endpoints_internal)
+        self.metrics.no_local.labels(traffic_policy="external").set(result.no_local_endpoints_external)
+        now = time.time()
+        for trigger in triggers:
+            self.metrics.programming.observe(max(0.0, now - trigger))
+        if self.health_checks is not None:
+            await self.health_checks.update(result)
+        endpoints = sum(len(s.cluster_endpoints) for s in result.services)
+        log.info("synced %s: %d service ports, %d endpoints, %d changed services, in %.1f ms",
+                 "fully" if full else "partially", len(result.services), endpoints, len(changed), elapsed * 1000)
+        del before
+
+    # -- serving --------------------------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        now = time.time()
+        healthy = self.last_synced > 0 and now - self.last_synced <= 2 * self.config.sync_period + 5
+        body = {"lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_synced)),
+                "currentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "nodeEligible": True}
+        return web.Response(text=json.dumps(body), status=200 if healthy else 503, content_type="application/json")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _serve(self) -> list[web.AppRunner]:
+        runners = []
+        for address, routes in ((self.config.healthz_address, [("/healthz", self._healthz),
+                                                                 ("/livez", self._healthz)]),
+                                (self.config.metrics_address, [("/metrics", self._metrics)])):
+            host, _, port = address.rpartition(":")
+            app = web.Application()
+            for path, handler in routes:
+                app.router.add_get(path, handler)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+            runners.append(runner)
+        return runners
+
+    async def run(self) -> None:
+        self._watch()
+        runners = await self._serve()
+        for informer in (self.services, self.slices, self.node):
+            informer.start()
+        loop_task = asyncio.get_running_loop().create_task(self.runner.loop())
+        try:
+            for informer in (self.services, self.slices, self.node):
+                await informer.wait_synced()
+            node = self.node_context()
+            self.health_checks = HealthCheckServers(node.nodeport_ips if node else ())
+            self.runner.run()
+            await asyncio.Event().wait()
+        finally:
+            loop_task.cancel()
+            for informer in (self.services, self.slices, self.node):
+                await informer.stop()
+            if self.health_checks is not None:
+                await self.health_checks.close()
+            for runner in runners:
+                await runner.cleanup()
