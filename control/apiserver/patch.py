@@ -28,6 +28,22 @@ Exceptions (all are `control.apiserver.errors.APIError`, so `.status()` is the S
 
 Where upstream answers a broken strategic patch with a bare Go error (a 500 with reason "", e.g. "does not
 contain declared merge key"), we answer 400: the request is at fault, and the apiserver never 5xxs.
+
+The strategic merge patch follows current upstream (apimachinery 0.29 and later), checked against the real
+code through `kubectl patch --local`, including its list order with items only the server has. Where it
+differs, it is because upstream works on typed objects and we on JSON:
+
+- upstream decodes its result into the Go type, which drops unknown fields and leaves out empty ones
+  (`omitempty`); we return the JSON as merged, so `$patch: delete` on a map leaves `{}` (as upstream's own
+  merge does), a list emptied by deletions stays `[]`, and keys no schema knows stay (validation's job);
+- nulls and directives inside values that have nothing to merge with (new list items, items of a
+  `$patch: replace` list, atomic lists) are applied to nothing here; upstream stores some verbatim and its
+  typed decode turns them into zero values (a `$patch: delete` item inside a new container becomes an
+  env var);
+- `$patch: merge` is accepted in maps and lists (upstream refuses it);
+- merge keys come from BUILTIN_PATCH_META (or the `meta` seam), not from OpenAPI: a kind missing from the
+  table merges only ObjectMeta's lists and replaces every other list. Custom resources, which upstream
+  refuses strategic patches for (415), are the caller's to refuse.
 """
 
 from __future__ import annotations
@@ -596,14 +612,17 @@ class _StrategicMerge:
                 continue
             child = (*path, key)
             current = original.get(key)
-            if key not in original:
-                original[key] = self.fresh(value, child)
-            elif isinstance(current, dict) and isinstance(value, dict):
+            if isinstance(current, dict) and isinstance(value, dict):
                 strategy, _ = self.info(child)
                 original[key] = self.fresh(value, child) if strategy == "replace" else \
                     self.merge_map(current, value, child)
             elif isinstance(current, list) and isinstance(value, list):
                 original[key] = self.merge_list_field(current, value, child)
+            elif _has_directive(value):
+                # A new value (the field is missing, or of another type) that is a map with a `$patch`:
+                # upstream's removeDirectives (apimachinery 0.29 on; 0.27 stored it verbatim) drops it, so
+                # `$patch: replace` or `delete` on a field the object lacks leaves it lacking.
+                original.pop(key, None)
             else:
                 # Different types (or scalars): the patch's value wins.
                 original[key] = self.fresh(value, child)
@@ -659,7 +678,10 @@ class _StrategicMerge:
             wanted = {key_of(item) for item in order}
             in_order = [item for item in merged if key_of(item) in wanted]
             server_only = [item for item in merged if key_of(item) not in wanted]
-            original[field] = _normalize(in_order, server_only, order, current or [], key_of)
+            server_order = current or []
+            if current and incoming and merge_key and self.info(child)[0] == "merge":
+                server_order = _live_list_after_merge(current, incoming, merge_key)
+            original[field] = _normalize(in_order, server_only, order, server_order, key_of)
 
     def check_order(self, patch_list: list[Any], order: list[Any], merge_key: str | None) -> None:
         """upstream's validatePatchWithSetOrderList: the patch's items must appear in the order's order."""
@@ -811,8 +833,9 @@ class _StrategicMerge:
 
     def fresh(self, value: Any, path: Path) -> Any:
         """A patch value for a field the original lacks (or that is replaced): its directives and nulls
-        are applied to nothing. Upstream stores such values verbatim and lets decoding into the typed
-        object drop the `$`-keys and nulls; we keep untyped JSON, so we strip them here."""
+        are applied to nothing. Upstream (discardNullValuesFromPatch, removeDirectives) drops the nulls and
+        the maps and list items that carry `$patch`, and leaves other `$`-keys for decoding into the typed
+        object to drop; we keep untyped JSON, so we apply the directives to nothing here, which strips them."""
         if isinstance(value, dict):
             return self.merge_map({}, value, path)
         if isinstance(value, list):
@@ -820,10 +843,54 @@ class _StrategicMerge:
         return value
 
     def fresh_list(self, items: list[Any], path: Path) -> list[Any]:
-        if any(isinstance(i, dict) and i.get(_DIRECTIVE) == "replace" for i in items):
-            items = [i for i in items if not (isinstance(i, dict) and i.get(_DIRECTIVE) == "replace")]
-        # `$patch: delete` items delete from nothing; duplicates are kept for validation to report.
-        return [self.fresh(i, path) for i in items if not (isinstance(i, dict) and i.get(_DIRECTIVE) == "delete")]
+        # removeDirectives: items with a `$patch` (delete from nothing, replace, merge) go; duplicates are
+        # kept for validation to report.
+        return [self.fresh(i, path) for i in items if not _has_directive(i)]
+
+
+def _has_directive(value: Any) -> bool:
+    return isinstance(value, dict) and _DIRECTIVE in value
+
+
+def _live_list_after_merge(live: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
+    """The live list as upstream's mergePatchIntoOriginal sees it when it orders a merged list.
+
+    Upstream orders server-only items by their place in the live list, but reads that list through a Go
+    slice that the merge before it wrote into: deleteMatchingEntries shifts the remaining items left in
+    the same backing array, and mergeSliceWithoutSpecialElements appends new items into the slots that
+    freed, up to the live list's length. Upstream's own expected results depend on this (patch_test.go,
+    "add map and delete map from merging list" with and without conflict), so we replay it: deletions
+    shift in place, appends fill freed slots, and whatever no longer fits is not seen.
+    """
+    key_of = _StrategicMerge.key_function(merge_key)
+    slots = list(live)
+    length = len(slots)
+    plain: list[Any] = []
+    replace = False
+    for item in patch:
+        directive = item.get(_DIRECTIVE) if isinstance(item, dict) else None
+        if directive == "delete" and isinstance(item, dict) and merge_key in item:
+            doomed = _hkey(item[merge_key])
+            while True:
+                at = next((i for i in range(length) if key_of(slots[i]) == doomed), None)
+                if at is None:
+                    break
+                slots[at:length - 1] = slots[at + 1:length]
+                length -= 1
+        elif directive == "replace":
+            replace = True
+        elif directive is None or directive == "merge":
+            plain.append(item)
+    if replace:
+        return slots
+    for item in plain:
+        if length == len(slots):
+            break  # the next append reallocates: the live list's slots see no more of it
+        key = key_of(item)
+        if all(key_of(slots[i]) != key for i in range(length)):
+            slots[length] = item
+            length += 1
+    return slots
 
 
 def _normalize(patch_items: list[Any], server_only: list[Any], patch_order: list[Any], server_order: list[Any],

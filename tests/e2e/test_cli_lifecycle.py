@@ -49,8 +49,9 @@ def test_default_cluster_lifecycle(kubesim):
     assert "cluster 'kubesim' already exists; run `kubesim down --name kubesim` first" in again.stderr
 
     pids = [p["pid"] for p in status["processes"]]
-    assert {p["role"] for p in status["processes"]} == {
-        "apiserver", "kubelet-control-plane", "kubelet-worker-1", "kubelet-worker-2"}
+    assert {p["role"] for p in status["processes"]} == {"apiserver"} | {
+        f"{component}-{node}" for component in ("kubelet", "kube-proxy")
+        for node in ("control-plane", "worker-1", "worker-2")}
     down = kubesim("down")
     assert "cluster 'kubesim': removed" in down.stdout
     assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
