@@ -23,6 +23,7 @@ from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
+from control.apiserver.schema import unknown_fields
 from control.apiserver.server import APIServer
 from control.client import Client
 from control.store import SQLiteStore
@@ -59,7 +60,7 @@ async def local_apiserver(tmp_path: Path, *, service_cidr: str = "10.96.0.0/16",
     await registry.start()
     await bootstrap(registry, service_cidr=service_cidr, advertise_address="127.0.0.1", port=6443)
     tokens = TokenAuthenticator({f"token-{who}": user for who, user in IDENTITIES.items()})
-    server = APIServer(registry, tokens, bookmark_interval=bookmark_interval)
+    server = APIServer(registry, tokens, bookmark_interval=bookmark_interval, unknown_fields=unknown_fields)
     server.ready = True
     test_server = TestServer(server.app(), host="127.0.0.1")
     await test_server.start_server()

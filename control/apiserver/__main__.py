@@ -19,6 +19,7 @@ from control.apiserver.errors import APIError
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
+from control.apiserver.schema import unknown_fields
 from control.apiserver.server import APIServer
 from control.store import open_store
 
@@ -65,7 +66,7 @@ async def serve(args: argparse.Namespace) -> None:
                     port=args.secure_port)
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
-                       pod_logs=kubelet_logs(registry))
+                       pod_logs=kubelet_logs(registry), unknown_fields=unknown_fields)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True)

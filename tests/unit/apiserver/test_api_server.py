@@ -42,7 +42,8 @@ def merge_patch(original: dict[str, Any], body: bytes, content_type: str, kind: 
     return merge(original, json.loads(body))
 
 
-def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0) -> None:
+def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0,
+        unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None) -> None:
     async def main() -> None:
         store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
         registry = Registry(store, admission=BasicAdmission(), patcher=merge_patch,
@@ -54,7 +55,7 @@ def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0) 
             "node1": User("system:node:worker-1", ("system:nodes",)),
             "proxy": User("system:kube-proxy"),
         })
-        server = APIServer(registry, tokens, bookmark_interval=bookmark_interval)
+        server = APIServer(registry, tokens, bookmark_interval=bookmark_interval, unknown_fields=unknown_fields)
         server.ready = True
         client = TestClient(TestServer(server.app()))
         await client.start_server()
@@ -393,3 +394,19 @@ def test_binding_scale_and_tables(tmp_path: Path) -> None:
         assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
 
     run(scenario, tmp_path)
+
+
+def test_unknown_fields_warn_by_default_and_fail_when_strict(tmp_path: Path) -> None:
+    from control.apiserver.schema import unknown_fields
+
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        url = "/api/v1/namespaces/default/services"
+        body = {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "bogus": 1}]}}
+        strict = await client.post(url, headers=ADMIN, params={"fieldValidation": "Strict"}, json=body)
+        assert strict.status == 400
+        assert (await strict.json())["message"] == 'strict decoding error: unknown field "spec.ports[0].bogus"'
+        warned = await client.post(url, headers=ADMIN, json=body)
+        assert warned.status == 201
+        assert warned.headers["Warning"] == '299 - "unknown field \\"spec.ports[0].bogus\\""'
+
+    run(scenario, tmp_path, unknown_fields=unknown_fields)

@@ -1,0 +1,490 @@
+"""The structure of the built-in API types as data (DESIGN habit 7), and the strict-decoding check on it.
+
+Each type is a table of JSON field name -> field type, transcribed from upstream's Go types
+(staging/src/k8s.io/api/*/types.go, k8s.io/apimachinery/pkg/apis/meta/v1/types.go) and their OpenAPI
+rendering (api/openapi-spec/swagger.json). A field type is written as a small string:
+
+    "string" "integer" "number" "boolean"      JSON scalars
+    "IntOrString" "Quantity" "Time" "MicroTime"  upstream's special string-ish types
+    "object"                                    free-form JSON (RawExtension, FieldsV1, or a volume
+                                                source we do not model field by field)
+    "[]T"   "{}T"                              array of T, map of string to T
+    "Name"  "pkg.Name"                          another table: looked up in the field's own package,
+                                                then core.v1, then meta.v1; or qualified
+
+and an optional patch annotation after a space, as upstream's struct tags carry it:
+"@key" = patchStrategy merge with patchMergeKey key, "@" = merge without a key (lists of scalars),
+"@key+retainKeys" and "retainKeys". These drive OpenAPI's x-kubernetes-patch-* extensions, which
+`kubectl apply` reads to compute strategic merge patches.
+
+    unknown_fields("Pod", pod)  ->  ["spec.containers[0].imagePullPolicyy"]
+
+as kube-apiserver's strict decoding reports them (`unknown field "spec.containers[0].imagePullPolicyy"`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["KINDS", "PACKAGES", "SCALARS", "TYPES", "FieldType", "Kind", "field_type", "resolve", "unknown_fields"]
+
+SCALARS = frozenset({"string", "integer", "number", "boolean", "IntOrString", "Quantity", "Time", "MicroTime",
+                     "object"})
+
+_OBJECT_HEADER = {"apiVersion": "string", "kind": "string", "metadata": "meta.v1.ObjectMeta"}
+
+# Volume sources that real manifests use but we do not model: accepted as free-form objects.
+_LEGACY_VOLUME_SOURCES = ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "iscsi", "glusterfs", "rbd",
+                          "flexVolume", "cinder", "cephfs", "flocker", "fc", "azureFile", "azureDisk",
+                          "vsphereVolume", "quobyte", "photonPersistentDisk", "portworxVolume", "scaleIO",
+                          "storageos", "csi", "ephemeral")
+
+_META: dict[str, dict[str, str]] = {
+    "ObjectMeta": {
+        "name": "string", "generateName": "string", "namespace": "string", "selfLink": "string", "uid": "string",
+        "resourceVersion": "string", "generation": "integer", "creationTimestamp": "Time",
+        "deletionTimestamp": "Time", "deletionGracePeriodSeconds": "integer", "labels": "{}string",
+        "annotations": "{}string", "ownerReferences": "[]OwnerReference @uid", "finalizers": "[]string @",
+        "managedFields": "[]ManagedFieldsEntry",
+    },
+    "OwnerReference": {"apiVersion": "string", "kind": "string", "name": "string", "uid": "string",
+                       "controller": "boolean", "blockOwnerDeletion": "boolean"},
+    "ManagedFieldsEntry": {"manager": "string", "operation": "string", "apiVersion": "string", "time": "Time",
+                           "fieldsType": "string", "fieldsV1": "object", "subresource": "string"},
+    "LabelSelector": {"matchLabels": "{}string", "matchExpressions": "[]LabelSelectorRequirement"},
+    "LabelSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
+    "Condition": {"type": "string", "status": "string", "observedGeneration": "integer",
+                  "lastTransitionTime": "Time", "reason": "string", "message": "string"},
+}
+
+_PROBE_HANDLERS = {"exec": "ExecAction", "httpGet": "HTTPGetAction", "tcpSocket": "TCPSocketAction",
+                   "grpc": "GRPCAction"}
+_SECURITY_COMMON = {
+    "seLinuxOptions": "SELinuxOptions", "windowsOptions": "WindowsSecurityContextOptions",
+    "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "seccompProfile": "SeccompProfile",
+    "appArmorProfile": "AppArmorProfile",
+}
+_CONDITION = {"type": "string", "status": "string", "lastTransitionTime": "Time", "reason": "string",
+              "message": "string"}
+_STATUS_COUNTS = {"replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
+                  "availableReplicas": "integer", "observedGeneration": "integer"}
+
+_CORE: dict[str, dict[str, str]] = {
+    # -- objects ------------------------------------------------------------------------------------
+    "Namespace": {**_OBJECT_HEADER, "spec": "NamespaceSpec", "status": "NamespaceStatus"},
+    "NamespaceSpec": {"finalizers": "[]string"},
+    "NamespaceStatus": {"phase": "string", "conditions": "[]NamespaceCondition @type"},
+    "NamespaceCondition": dict(_CONDITION),
+    "Node": {**_OBJECT_HEADER, "spec": "NodeSpec", "status": "NodeStatus"},
+    "Pod": {**_OBJECT_HEADER, "spec": "PodSpec", "status": "PodStatus"},
+    "Service": {**_OBJECT_HEADER, "spec": "ServiceSpec", "status": "ServiceStatus"},
+    "Endpoints": {**_OBJECT_HEADER, "subsets": "[]EndpointSubset"},
+    "ServiceAccount": {**_OBJECT_HEADER, "secrets": "[]ObjectReference @name",
+                       "imagePullSecrets": "[]LocalObjectReference", "automountServiceAccountToken": "boolean"},
+    "Event": {**_OBJECT_HEADER, "involvedObject": "ObjectReference", "reason": "string", "message": "string",
+              "source": "EventSource", "firstTimestamp": "Time", "lastTimestamp": "Time", "count": "integer",
+              "type": "string", "eventTime": "MicroTime", "series": "EventSeries", "action": "string",
+              "related": "ObjectReference", "reportingComponent": "string", "reportingInstance": "string"},
+    "EventSource": {"component": "string", "host": "string"},
+    "EventSeries": {"count": "integer", "lastObservedTime": "MicroTime"},
+    "ConfigMap": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "binaryData": "{}string"},
+    "ReplicationController": {**_OBJECT_HEADER, "spec": "ReplicationControllerSpec",
+                              "status": "ReplicationControllerStatus"},
+    "ReplicationControllerSpec": {"replicas": "integer", "minReadySeconds": "integer", "selector": "{}string",
+                                  "template": "PodTemplateSpec"},
+    "ReplicationControllerStatus": {**_STATUS_COUNTS, "conditions": "[]ReplicationControllerCondition @type"},
+    "ReplicationControllerCondition": dict(_CONDITION),
+    "Binding": {**_OBJECT_HEADER, "target": "ObjectReference"},
+    "ObjectReference": {"kind": "string", "namespace": "string", "name": "string", "uid": "string",
+                        "apiVersion": "string", "resourceVersion": "string", "fieldPath": "string"},
+    "LocalObjectReference": {"name": "string"},
+    "PodTemplateSpec": {"metadata": "meta.v1.ObjectMeta", "spec": "PodSpec"},
+    # -- pods -----------------------------------------------------------------------------------------
+    "PodSpec": {
+        "volumes": "[]Volume @name+retainKeys", "initContainers": "[]Container @name",
+        "containers": "[]Container @name", "ephemeralContainers": "[]EphemeralContainer @name",
+        "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "activeDeadlineSeconds": "integer",
+        "dnsPolicy": "string", "nodeSelector": "{}string", "serviceAccountName": "string",
+        "serviceAccount": "string", "automountServiceAccountToken": "boolean", "nodeName": "string",
+        "hostNetwork": "boolean", "hostPID": "boolean", "hostIPC": "boolean", "shareProcessNamespace": "boolean",
+        "securityContext": "PodSecurityContext", "imagePullSecrets": "[]LocalObjectReference @name",
+        "hostname": "string", "subdomain": "string", "affinity": "Affinity", "schedulerName": "string",
+        "tolerations": "[]Toleration", "hostAliases": "[]HostAlias @ip", "priorityClassName": "string",
+        "priority": "integer", "dnsConfig": "PodDNSConfig", "readinessGates": "[]PodReadinessGate",
+        "runtimeClassName": "string", "enableServiceLinks": "boolean", "preemptionPolicy": "string",
+        "overhead": "{}Quantity", "topologySpreadConstraints": "[]TopologySpreadConstraint @topologyKey",
+        "setHostnameAsFQDN": "boolean", "os": "PodOS", "hostUsers": "boolean",
+        "schedulingGates": "[]PodSchedulingGate @name", "resourceClaims": "[]object @name",
+        "resources": "ResourceRequirements",
+    },
+    "Container": {
+        "name": "string", "image": "string", "command": "[]string", "args": "[]string", "workingDir": "string",
+        "ports": "[]ContainerPort @containerPort", "envFrom": "[]EnvFromSource", "env": "[]EnvVar @name",
+        "resources": "ResourceRequirements", "resizePolicy": "[]ContainerResizePolicy",
+        "restartPolicy": "string", "volumeMounts": "[]VolumeMount @mountPath",
+        "volumeDevices": "[]VolumeDevice @devicePath", "livenessProbe": "Probe", "readinessProbe": "Probe",
+        "startupProbe": "Probe", "lifecycle": "Lifecycle", "terminationMessagePath": "string",
+        "terminationMessagePolicy": "string", "imagePullPolicy": "string", "securityContext": "SecurityContext",
+        "stdin": "boolean", "stdinOnce": "boolean", "tty": "boolean",
+    },
+    "ContainerPort": {"name": "string", "hostPort": "integer", "containerPort": "integer", "protocol": "string",
+                      "hostIP": "string"},
+    "EnvVar": {"name": "string", "value": "string", "valueFrom": "EnvVarSource"},
+    "EnvVarSource": {"fieldRef": "ObjectFieldSelector", "resourceFieldRef": "ResourceFieldSelector",
+                     "configMapKeyRef": "ConfigMapKeySelector", "secretKeyRef": "SecretKeySelector"},
+    "ObjectFieldSelector": {"apiVersion": "string", "fieldPath": "string"},
+    "ResourceFieldSelector": {"containerName": "string", "resource": "string", "divisor": "Quantity"},
+    "ConfigMapKeySelector": {"name": "string", "key": "string", "optional": "boolean"},
+    "SecretKeySelector": {"name": "string", "key": "string", "optional": "boolean"},
+    "EnvFromSource": {"prefix": "string", "configMapRef": "ConfigMapEnvSource", "secretRef": "SecretEnvSource"},
+    "ConfigMapEnvSource": {"name": "string", "optional": "boolean"},
+    "SecretEnvSource": {"name": "string", "optional": "boolean"},
+    "ResourceRequirements": {"limits": "{}Quantity", "requests": "{}Quantity", "claims": "[]ResourceClaim"},
+    "ResourceClaim": {"name": "string", "request": "string"},
+    "ContainerResizePolicy": {"resourceName": "string", "restartPolicy": "string"},
+    "VolumeMount": {"name": "string", "readOnly": "boolean", "recursiveReadOnly": "string", "mountPath": "string",
+                    "subPath": "string", "mountPropagation": "string", "subPathExpr": "string"},
+    "VolumeDevice": {"name": "string", "devicePath": "string"},
+    "Probe": {**_PROBE_HANDLERS, "initialDelaySeconds": "integer", "timeoutSeconds": "integer",
+              "periodSeconds": "integer", "successThreshold": "integer", "failureThreshold": "integer",
+              "terminationGracePeriodSeconds": "integer"},
+    "ExecAction": {"command": "[]string"},
+    "HTTPGetAction": {"path": "string", "port": "IntOrString", "host": "string", "scheme": "string",
+                      "httpHeaders": "[]HTTPHeader"},
+    "HTTPHeader": {"name": "string", "value": "string"},
+    "TCPSocketAction": {"port": "IntOrString", "host": "string"},
+    "GRPCAction": {"port": "integer", "service": "string"},
+    "Lifecycle": {"postStart": "LifecycleHandler", "preStop": "LifecycleHandler", "stopSignal": "string"},
+    "LifecycleHandler": {"exec": "ExecAction", "httpGet": "HTTPGetAction", "tcpSocket": "TCPSocketAction",
+                         "sleep": "SleepAction"},
+    "SleepAction": {"seconds": "integer"},
+    "EphemeralContainer": {
+        "name": "string", "image": "string", "command": "[]string", "args": "[]string", "workingDir": "string",
+        "ports": "[]ContainerPort @containerPort", "envFrom": "[]EnvFromSource", "env": "[]EnvVar @name",
+        "resources": "ResourceRequirements", "resizePolicy": "[]ContainerResizePolicy",
+        "restartPolicy": "string", "volumeMounts": "[]VolumeMount @mountPath",
+        "volumeDevices": "[]VolumeDevice @devicePath", "livenessProbe": "Probe", "readinessProbe": "Probe",
+        "startupProbe": "Probe", "lifecycle": "Lifecycle", "terminationMessagePath": "string",
+        "terminationMessagePolicy": "string", "imagePullPolicy": "string", "securityContext": "SecurityContext",
+        "stdin": "boolean", "stdinOnce": "boolean", "tty": "boolean", "targetContainerName": "string",
+    },
+    "SecurityContext": {**_SECURITY_COMMON, "capabilities": "Capabilities", "privileged": "boolean",
+                        "readOnlyRootFilesystem": "boolean", "allowPrivilegeEscalation": "boolean",
+                        "procMount": "string"},
+    "PodSecurityContext": {**_SECURITY_COMMON, "supplementalGroups": "[]integer",
+                           "supplementalGroupsPolicy": "string", "fsGroup": "integer", "sysctls": "[]Sysctl",
+                           "fsGroupChangePolicy": "string", "seLinuxChangePolicy": "string"},
+    "Capabilities": {"add": "[]string", "drop": "[]string"},
+    "SELinuxOptions": {"user": "string", "role": "string", "type": "string", "level": "string"},
+    "WindowsSecurityContextOptions": {"gmsaCredentialSpecName": "string", "gmsaCredentialSpec": "string",
+                                      "runAsUserName": "string", "hostProcess": "boolean"},
+    "SeccompProfile": {"type": "string", "localhostProfile": "string"},
+    "AppArmorProfile": {"type": "string", "localhostProfile": "string"},
+    "Sysctl": {"name": "string", "value": "string"},
+    "Volume": {
+        "name": "string", "hostPath": "HostPathVolumeSource", "emptyDir": "EmptyDirVolumeSource",
+        "secret": "SecretVolumeSource", "configMap": "ConfigMapVolumeSource", "projected": "ProjectedVolumeSource",
+        "downwardAPI": "DownwardAPIVolumeSource", "persistentVolumeClaim": "PersistentVolumeClaimVolumeSource",
+        "nfs": "NFSVolumeSource", "image": "ImageVolumeSource",
+        **dict.fromkeys(_LEGACY_VOLUME_SOURCES, "object"),
+    },
+    "HostPathVolumeSource": {"path": "string", "type": "string"},
+    "EmptyDirVolumeSource": {"medium": "string", "sizeLimit": "Quantity"},
+    "SecretVolumeSource": {"secretName": "string", "items": "[]KeyToPath", "defaultMode": "integer",
+                           "optional": "boolean"},
+    "ConfigMapVolumeSource": {"name": "string", "items": "[]KeyToPath", "defaultMode": "integer",
+                              "optional": "boolean"},
+    "KeyToPath": {"key": "string", "path": "string", "mode": "integer"},
+    "ProjectedVolumeSource": {"sources": "[]VolumeProjection", "defaultMode": "integer"},
+    "VolumeProjection": {"secret": "SecretProjection", "downwardAPI": "DownwardAPIProjection",
+                         "configMap": "ConfigMapProjection", "serviceAccountToken": "ServiceAccountTokenProjection",
+                         "clusterTrustBundle": "object"},
+    "SecretProjection": {"name": "string", "items": "[]KeyToPath", "optional": "boolean"},
+    "ConfigMapProjection": {"name": "string", "items": "[]KeyToPath", "optional": "boolean"},
+    "DownwardAPIProjection": {"items": "[]DownwardAPIVolumeFile"},
+    "ServiceAccountTokenProjection": {"audience": "string", "expirationSeconds": "integer", "path": "string"},
+    "DownwardAPIVolumeSource": {"items": "[]DownwardAPIVolumeFile", "defaultMode": "integer"},
+    "DownwardAPIVolumeFile": {"path": "string", "fieldRef": "ObjectFieldSelector",
+                              "resourceFieldRef": "ResourceFieldSelector", "mode": "integer"},
+    "PersistentVolumeClaimVolumeSource": {"claimName": "string", "readOnly": "boolean"},
+    "NFSVolumeSource": {"server": "string", "path": "string", "readOnly": "boolean"},
+    "ImageVolumeSource": {"reference": "string", "pullPolicy": "string"},
+    "Affinity": {"nodeAffinity": "NodeAffinity", "podAffinity": "PodAffinity",
+                 "podAntiAffinity": "PodAntiAffinity"},
+    "NodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "NodeSelector",
+                     "preferredDuringSchedulingIgnoredDuringExecution": "[]PreferredSchedulingTerm"},
+    "NodeSelector": {"nodeSelectorTerms": "[]NodeSelectorTerm"},
+    "NodeSelectorTerm": {"matchExpressions": "[]NodeSelectorRequirement",
+                         "matchFields": "[]NodeSelectorRequirement"},
+    "NodeSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
+    "PreferredSchedulingTerm": {"weight": "integer", "preference": "NodeSelectorTerm"},
+    "PodAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "[]PodAffinityTerm",
+                    "preferredDuringSchedulingIgnoredDuringExecution": "[]WeightedPodAffinityTerm"},
+    "PodAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "[]PodAffinityTerm",
+                        "preferredDuringSchedulingIgnoredDuringExecution": "[]WeightedPodAffinityTerm"},
+    "PodAffinityTerm": {"labelSelector": "meta.v1.LabelSelector", "namespaces": "[]string",
+                        "topologyKey": "string", "namespaceSelector": "meta.v1.LabelSelector",
+                        "matchLabelKeys": "[]string", "mismatchLabelKeys": "[]string"},
+    "WeightedPodAffinityTerm": {"weight": "integer", "podAffinityTerm": "PodAffinityTerm"},
+    "Toleration": {"key": "string", "operator": "string", "value": "string", "effect": "string",
+                   "tolerationSeconds": "integer"},
+    "Taint": {"key": "string", "value": "string", "effect": "string", "timeAdded": "Time"},
+    "HostAlias": {"ip": "string", "hostnames": "[]string"},
+    "PodDNSConfig": {"nameservers": "[]string", "searches": "[]string", "options": "[]PodDNSConfigOption"},
+    "PodDNSConfigOption": {"name": "string", "value": "string"},
+    "PodReadinessGate": {"conditionType": "string"},
+    "PodOS": {"name": "string"},
+    "PodSchedulingGate": {"name": "string"},
+    "TopologySpreadConstraint": {"maxSkew": "integer", "topologyKey": "string", "whenUnsatisfiable": "string",
+                                 "labelSelector": "meta.v1.LabelSelector", "minDomains": "integer",
+                                 "nodeAffinityPolicy": "string", "nodeTaintsPolicy": "string",
+                                 "matchLabelKeys": "[]string"},
+    "PodStatus": {
+        "observedGeneration": "integer", "phase": "string", "conditions": "[]PodCondition @type",
+        "message": "string", "reason": "string", "nominatedNodeName": "string", "hostIP": "string",
+        "hostIPs": "[]HostIP @ip", "podIP": "string", "podIPs": "[]PodIP @ip", "startTime": "Time",
+        "initContainerStatuses": "[]ContainerStatus", "containerStatuses": "[]ContainerStatus",
+        "ephemeralContainerStatuses": "[]ContainerStatus", "qosClass": "string", "resize": "string",
+        "resourceClaimStatuses": "[]object @name",
+    },
+    "PodCondition": {**_CONDITION, "observedGeneration": "integer", "lastProbeTime": "Time"},
+    "HostIP": {"ip": "string"},
+    "PodIP": {"ip": "string"},
+    "ContainerStatus": {
+        "name": "string", "state": "ContainerState", "lastState": "ContainerState", "ready": "boolean",
+        "restartCount": "integer", "image": "string", "imageID": "string", "containerID": "string",
+        "started": "boolean", "allocatedResources": "{}Quantity", "resources": "ResourceRequirements",
+        "volumeMounts": "[]VolumeMountStatus @mountPath", "user": "object", "allocatedResourcesStatus": "[]object",
+        "stopSignal": "string",
+    },
+    "VolumeMountStatus": {"name": "string", "mountPath": "string", "readOnly": "boolean",
+                          "recursiveReadOnly": "string"},
+    "ContainerState": {"waiting": "ContainerStateWaiting", "running": "ContainerStateRunning",
+                       "terminated": "ContainerStateTerminated"},
+    "ContainerStateWaiting": {"reason": "string", "message": "string"},
+    "ContainerStateRunning": {"startedAt": "Time"},
+    "ContainerStateTerminated": {"exitCode": "integer", "signal": "integer", "reason": "string",
+                                 "message": "string", "startedAt": "Time", "finishedAt": "Time",
+                                 "containerID": "string"},
+    # -- services and endpoints -----------------------------------------------------------------------
+    "ServiceSpec": {
+        "ports": "[]ServicePort @port", "selector": "{}string", "clusterIP": "string", "clusterIPs": "[]string",
+        "type": "string", "externalIPs": "[]string", "sessionAffinity": "string", "loadBalancerIP": "string",
+        "loadBalancerSourceRanges": "[]string", "externalName": "string", "externalTrafficPolicy": "string",
+        "healthCheckNodePort": "integer", "publishNotReadyAddresses": "boolean",
+        "sessionAffinityConfig": "SessionAffinityConfig", "ipFamilies": "[]string", "ipFamilyPolicy": "string",
+        "allocateLoadBalancerNodePorts": "boolean", "loadBalancerClass": "string",
+        "internalTrafficPolicy": "string", "trafficDistribution": "string",
+    },
+    "ServicePort": {"name": "string", "protocol": "string", "appProtocol": "string", "port": "integer",
+                    "targetPort": "IntOrString", "nodePort": "integer"},
+    "SessionAffinityConfig": {"clientIP": "ClientIPConfig"},
+    "ClientIPConfig": {"timeoutSeconds": "integer"},
+    "ServiceStatus": {"loadBalancer": "LoadBalancerStatus", "conditions": "[]meta.v1.Condition @type"},
+    "LoadBalancerStatus": {"ingress": "[]LoadBalancerIngress"},
+    "LoadBalancerIngress": {"ip": "string", "hostname": "string", "ipMode": "string", "ports": "[]PortStatus"},
+    "PortStatus": {"port": "integer", "protocol": "string", "error": "string"},
+    "EndpointSubset": {"addresses": "[]EndpointAddress", "notReadyAddresses": "[]EndpointAddress",
+                       "ports": "[]EndpointPort"},
+    "EndpointAddress": {"ip": "string", "hostname": "string", "nodeName": "string",
+                        "targetRef": "ObjectReference"},
+    "EndpointPort": {"name": "string", "port": "integer", "protocol": "string", "appProtocol": "string"},
+    # -- nodes ----------------------------------------------------------------------------------------
+    "NodeSpec": {"podCIDR": "string", "podCIDRs": "[]string @", "providerID": "string",
+                 "unschedulable": "boolean", "taints": "[]Taint", "configSource": "object", "externalID": "string"},
+    "NodeStatus": {
+        "capacity": "{}Quantity", "allocatable": "{}Quantity", "phase": "string",
+        "conditions": "[]NodeCondition @type", "addresses": "[]NodeAddress @type",
+        "daemonEndpoints": "NodeDaemonEndpoints", "nodeInfo": "NodeSystemInfo", "images": "[]ContainerImage",
+        "volumesInUse": "[]string", "volumesAttached": "[]AttachedVolume", "config": "object",
+        "runtimeHandlers": "[]object", "features": "object",
+    },
+    "NodeCondition": {"type": "string", "status": "string", "lastHeartbeatTime": "Time",
+                      "lastTransitionTime": "Time", "reason": "string", "message": "string"},
+    "NodeAddress": {"type": "string", "address": "string"},
+    "NodeDaemonEndpoints": {"kubeletEndpoint": "DaemonEndpoint"},
+    "DaemonEndpoint": {"Port": "integer"},  # upstream's one capitalised JSON name
+    "NodeSystemInfo": {"machineID": "string", "systemUUID": "string", "bootID": "string",
+                       "kernelVersion": "string", "osImage": "string", "containerRuntimeVersion": "string",
+                       "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
+                       "architecture": "string", "swap": "object"},
+    "ContainerImage": {"names": "[]string", "sizeBytes": "integer"},
+    "AttachedVolume": {"name": "string", "devicePath": "string"},
+}
+
+_APPS: dict[str, dict[str, str]] = {
+    "Deployment": {**_OBJECT_HEADER, "spec": "DeploymentSpec", "status": "DeploymentStatus"},
+    "DeploymentSpec": {"replicas": "integer", "selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
+                       "strategy": "DeploymentStrategy retainKeys", "minReadySeconds": "integer",
+                       "revisionHistoryLimit": "integer", "paused": "boolean",
+                       "progressDeadlineSeconds": "integer"},
+    "DeploymentStrategy": {"type": "string", "rollingUpdate": "RollingUpdateDeployment"},
+    "RollingUpdateDeployment": {"maxUnavailable": "IntOrString", "maxSurge": "IntOrString"},
+    "DeploymentStatus": {"observedGeneration": "integer", "replicas": "integer", "updatedReplicas": "integer",
+                         "readyReplicas": "integer", "availableReplicas": "integer",
+                         "unavailableReplicas": "integer", "terminatingReplicas": "integer",
+                         "conditions": "[]DeploymentCondition @type", "collisionCount": "integer"},
+    "DeploymentCondition": {**_CONDITION, "lastUpdateTime": "Time"},
+    "ReplicaSet": {**_OBJECT_HEADER, "spec": "ReplicaSetSpec", "status": "ReplicaSetStatus"},
+    "ReplicaSetSpec": {"replicas": "integer", "minReadySeconds": "integer", "selector": "meta.v1.LabelSelector",
+                       "template": "PodTemplateSpec"},
+    "ReplicaSetStatus": {**_STATUS_COUNTS, "terminatingReplicas": "integer",
+                         "conditions": "[]ReplicaSetCondition @type"},
+    "ReplicaSetCondition": dict(_CONDITION),
+}
+
+_DISCOVERY: dict[str, dict[str, str]] = {
+    "EndpointSlice": {**_OBJECT_HEADER, "addressType": "string", "endpoints": "[]Endpoint",
+                      "ports": "[]EndpointPort"},
+    "Endpoint": {"addresses": "[]string", "conditions": "EndpointConditions", "hostname": "string",
+                 "targetRef": "core.v1.ObjectReference", "deprecatedTopology": "{}string", "nodeName": "string",
+                 "zone": "string", "hints": "EndpointHints"},
+    "EndpointConditions": {"ready": "boolean", "serving": "boolean", "terminating": "boolean"},
+    "EndpointHints": {"forZones": "[]ForZone", "forNodes": "[]ForNode"},
+    "ForZone": {"name": "string"},
+    "ForNode": {"name": "string"},
+    "EndpointPort": {"name": "string", "protocol": "string", "port": "integer", "appProtocol": "string"},
+}
+
+_COORDINATION: dict[str, dict[str, str]] = {
+    "Lease": {**_OBJECT_HEADER, "spec": "LeaseSpec"},
+    "LeaseSpec": {"holderIdentity": "string", "leaseDurationSeconds": "integer", "acquireTime": "MicroTime",
+                  "renewTime": "MicroTime", "leaseTransitions": "integer", "strategy": "string",
+                  "preferredHolder": "string"},
+}
+
+_AUTOSCALING: dict[str, dict[str, str]] = {
+    "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
+    "ScaleSpec": {"replicas": "integer"},
+    "ScaleStatus": {"replicas": "integer", "selector": "string"},
+}
+
+# Package -> (OpenAPI definition prefix, its types).
+PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
+    "meta.v1": ("io.k8s.apimachinery.pkg.apis.meta.v1", _META),
+    "core.v1": ("io.k8s.api.core.v1", _CORE),
+    "apps.v1": ("io.k8s.api.apps.v1", _APPS),
+    "discovery.v1": ("io.k8s.api.discovery.v1", _DISCOVERY),
+    "coordination.v1": ("io.k8s.api.coordination.v1", _COORDINATION),
+    "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
+}
+
+# Every type by qualified name ("core.v1.Pod").
+TYPES: dict[str, dict[str, str]] = {f"{pkg}.{name}": fields for pkg, (_, table) in PACKAGES.items()
+                                    for name, fields in table.items()}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A top-level kind: its API group and version, and where its table lives."""
+
+    group: str
+    version: str
+    kind: str
+    package: str
+
+    @property
+    def type_name(self) -> str:
+        return f"{self.package}.{self.kind}"
+
+
+KINDS: dict[str, Kind] = {k.kind: k for k in (
+    *(Kind("", "v1", name, "core.v1") for name in (
+        "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap",
+        "ReplicationController", "Binding")),
+    Kind("apps", "v1", "Deployment", "apps.v1"),
+    Kind("apps", "v1", "ReplicaSet", "apps.v1"),
+    Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
+    Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
+    Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
+)}
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """A parsed field type: `container` is "" (plain), "array" or "map"; `item` is a scalar name or a
+    qualified type name; `merge_key`/`strategy` are upstream's patch tags."""
+
+    container: str
+    item: str
+    merge_key: str | None = None
+    strategy: str | None = None
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.item in SCALARS
+
+
+def resolve(name: str, package: str) -> str:
+    """The qualified name of a type referenced from `package`."""
+    if name in SCALARS:
+        return name
+    if name.count(".") >= 2:
+        qualified = name
+    else:
+        qualified = next((f"{pkg}.{name}" for pkg in (package, "core.v1", "meta.v1") if f"{pkg}.{name}" in TYPES),
+                         f"{package}.{name}")
+    if qualified not in TYPES:
+        raise KeyError(f"schema: unknown type {name!r} referenced from {package}")
+    return qualified
+
+
+def field_type(spec: str, package: str) -> FieldType:
+    """Parse one table entry ("[]Container @name") as seen from `package`."""
+    text, _, patch = spec.partition(" ")
+    container = ""
+    if text.startswith("[]"):
+        container, text = "array", text[2:]
+    elif text.startswith("{}"):
+        container, text = "map", text[2:]
+    merge_key: str | None = None
+    strategy: str | None = None
+    if patch.startswith("@"):
+        key, _, extra = patch[1:].partition("+")
+        merge_key = key or None
+        strategy = "merge" + (f",{extra}" if extra else "")
+    elif patch:
+        strategy = patch
+    return FieldType(container, resolve(text, package), merge_key, strategy)
+
+
+def _package_of(qualified: str) -> str:
+    return qualified.rsplit(".", 1)[0]
+
+
+def _walk(type_name: str, value: Any, path: str, found: list[str]) -> None:
+    if not isinstance(value, dict):
+        return  # a type mismatch is a decoding error, not an unknown field
+    table = TYPES[type_name]
+    package = _package_of(type_name)
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        spec = table.get(key)
+        if spec is None:
+            found.append(where)
+            continue
+        ftype = field_type(spec, package)
+        if ftype.is_scalar:
+            continue
+        if ftype.container == "array":
+            if isinstance(item, list):
+                for i, element in enumerate(item):
+                    _walk(ftype.item, element, f"{where}[{i}]", found)
+        elif ftype.container == "map":
+            if isinstance(item, dict):
+                for map_key, element in item.items():
+                    _walk(ftype.item, element, f"{where}[{map_key}]", found)
+        else:
+            _walk(ftype.item, item, where, found)
+
+
+def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
+    """Dotted paths of the fields in obj that `kind` does not have, in document order; [] for kinds
+    this table does not describe (they are not checked)."""
+    known = KINDS.get(kind)
+    if known is None:
+        return []
+    found: list[str] = []
+    _walk(known.type_name, obj, "", found)
+    return found
