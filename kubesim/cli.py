@@ -229,16 +229,61 @@ def kubectl(name: str | None, args: tuple[str, ...]) -> None:
 @click.argument("component")
 def logs(name: str | None, lines: int, component: str) -> None:
     """Print the end of a component's log (apiserver, etcd, kubelet-NODE, ...)."""
+    state = _component_state(name)
+    roles = sorted(p.role for p in state.processes())
+    if component not in roles:
+        _fail(f"no component {component!r} in cluster {state.name!r}; there are: {', '.join(roles) or 'none'}")
+    click.echo(components.log_tail(state, component, lines))
+
+
+def _component_state(name: str | None) -> ClusterState:
     try:
         state = ClusterState(cluster.resolve_name(name))
         if not state.exists:
             raise StateError(f"cluster {state.name!r} does not exist")
     except StateError as exc:
         _fail(str(exc))
-    roles = sorted(p.role for p in state.processes())
-    if component not in roles:
-        _fail(f"no component {component!r} in cluster {state.name!r}; there are: {', '.join(roles) or 'none'}")
-    click.echo(components.log_tail(state, component, lines))
+    return state
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.argument("component")
+def stop(name: str | None, component: str) -> None:
+    """Stop one component (apiserver, kubelet-NODE, kube-proxy-NODE, ...) by its recorded pid."""
+    _need_root("stop")
+    state = _component_state(name)
+    found = {p.role: p for p in state.processes()}
+    if component not in found:
+        _fail(f"no component {component!r}; there are: {', '.join(sorted(found)) or 'none'}")
+    click.echo(f"stopped {component} (pid {found[component].pid})" if found[component].stop()
+               else f"{component} was not running")
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.argument("component")
+def start(name: str | None, component: str) -> None:
+    """Start a stopped component again, as it was first started."""
+    _need_root("start")
+    try:
+        pid = components.restart(_component_state(name), component, stop_first=False)
+    except ComponentError as exc:
+        _fail(str(exc))
+    click.echo(f"started {component} (pid {pid})")
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.argument("component")
+def restart(name: str | None, component: str) -> None:
+    """Stop a component (if it runs) and start it again."""
+    _need_root("restart")
+    try:
+        pid = components.restart(_component_state(name), component)
+    except ComponentError as exc:
+        _fail(str(exc))
+    click.echo(f"restarted {component} (pid {pid})")
 
 
 def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]

@@ -95,14 +95,32 @@ def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
     nsenter switches the network namespace only; `ip netns exec` would also give the process a mount
     namespace of its own, and the pod namespaces a kubelet pins under /run/netns would then be
     invisible to everyone else."""
+    return launch(state, role, ["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv])
+
+
+def launch(state: ClusterState, role: str, argv: list[str]) -> int:
     logs = state.dir / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{role}.log", "ab") as log:
-        proc = subprocess.Popen(["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv],
-                                stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=state.dir)
-    state.record_process(proc.pid, role)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=state.dir)
+    state.record_process(proc.pid, role, argv)
     return proc.pid
+
+
+def restart(state: ClusterState, role: str, *, stop_first: bool = True) -> int:
+    """Start component ROLE again with the command line it was first started with."""
+    recorded = {p.role: p for p in state.processes()}
+    if role not in recorded:
+        raise ComponentError(f"no component {role!r}; there are: {', '.join(sorted(recorded)) or 'none'}")
+    process = recorded[role]
+    if process.alive():
+        if not stop_first:
+            raise ComponentError(f"{role} is running (pid {process.pid}); use `kubesim restart {role}`")
+        process.stop()
+    if not process.argv:
+        raise ComponentError(f"{role} was recorded without its command line; run `kubesim down` and `up` again")
+    return launch(state, role, list(process.argv))
 
 
 def log_tail(state: ClusterState, role: str, lines: int = 15) -> str:

@@ -55,6 +55,7 @@ class RecordedProcess:
     pid: int
     start: str
     role: str
+    argv: tuple[str, ...] = ()  # how to start it again (`kubesim start ROLE`)
 
     def alive(self) -> bool:
         return process_start_time(self.pid) == self.start
@@ -144,18 +145,19 @@ class ClusterState:
     def recorded_objects(self) -> list[tuple[str, str]]:
         return [(e["kind"], e["name"]) for e in self.journal() if e.get("kind") in ("netns", "link")]
 
-    def record_process(self, pid: int, role: str) -> RecordedProcess:
+    def record_process(self, pid: int, role: str, argv: list[str] | None = None) -> RecordedProcess:
         start = process_start_time(pid)
         if start is None:
             raise StateError(f"process {pid} ({role}) exited before it could be recorded")
-        self.record("process", role, pid=pid, start=start)
-        return RecordedProcess(pid, start, role)
+        self.record("process", role, pid=pid, start=start, argv=list(argv or []))
+        return RecordedProcess(pid, start, role, tuple(argv or ()))
 
     def processes(self) -> list[RecordedProcess]:
         latest: dict[str, RecordedProcess] = {}
         for entry in self.journal():
             if entry.get("kind") == "process":
-                latest[entry["name"]] = RecordedProcess(entry["pid"], entry["start"], entry["name"])
+                latest[entry["name"]] = RecordedProcess(entry["pid"], entry["start"], entry["name"],
+                                                        tuple(entry.get("argv") or ()))
         return list(latest.values())
 
     # -- topology and phase -----------------------------------------------------------------------

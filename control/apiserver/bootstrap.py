@@ -14,10 +14,17 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 async def _ensure(registry: Registry, kind: str, namespace: str | None, body: dict) -> None:  # type: ignore[type-arg]
+    resource = BY_KIND[kind]
     try:
-        await registry.create(BY_KIND[kind], namespace, body)
+        await registry.get(resource, namespace, body["metadata"]["name"])
+        return  # made by an earlier start: leave it as it is
     except APIError as exc:
-        if exc.code != 409:
+        if exc.code != 404:
+            raise
+    try:
+        await registry.create(resource, namespace, body)
+    except APIError as exc:
+        if exc.code != 409:  # another apiserver made it meanwhile
             raise
 
 

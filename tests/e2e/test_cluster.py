@@ -1,0 +1,217 @@
+"""A whole cluster (topologies/two-node.yaml) driven the way users drive it: kubectl 1.27 and 1.33 with
+the cluster's kubeconfig, pods that are real namespaces, and Services load-balancing through the real
+kube-proxy rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from netsim import names
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "e2e"
+KUBECTLS = {"1.27": "/usr/lib/google-cloud-sdk/bin/kubectl.1.27", "1.33": "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"}
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+class Cluster:
+    def __init__(self, state: Path):
+        self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
+        self.kubeconfig = str(state / NAME / "kubeconfig")
+
+    def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubesim", *args, "--name", NAME] if args[0] in (
+            "status", "down", "restart", "stop", "start", "logs") else [sys.executable, "-m", "kubesim", *args],
+            capture_output=True, text=True, env=self.env, check=check, cwd=REPO)
+
+    def kubectl(self, *args: str, version: str = "1.33", stdin: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        binary = KUBECTLS.get(version, "kubectl")
+        done = subprocess.run([binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True,
+                              input=stdin, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", kind, name, "-o", "json").stdout)
+
+    def pod_ns(self, pod: str) -> str:
+        return names.pod_ns(NAME, self.get("pod", pod)["metadata"]["uid"])
+
+    def wait(self, what: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if what():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting: {message}")
+
+    def wait_running(self, *pods: str) -> None:
+        def ready() -> bool:
+            listed = json.loads(self.kubectl("get", "pods", "-o", "json").stdout)["items"]
+            phases = {p["metadata"]["name"]: p.get("status", {}) for p in listed}
+            return all(any(c.get("type") == "Ready" and c.get("status") == "True"
+                           for c in phases.get(p, {}).get("conditions", [])) for p in pods)
+        self.wait(ready, message=f"pods {pods} Ready")
+
+
+def in_netns(ns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    state = tmp_path_factory.mktemp("state")
+    c = Cluster(state)
+    c.kubesim("up", str(REPO / "topologies" / "two-node.yaml"), "--name", NAME)
+    try:
+        yield c
+    finally:
+        c.kubesim("down", check=False)
+
+
+def agnhost_pod(name: str, node: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {"app": name}},
+            "spec": {"nodeName": node, "containers": [{
+                "name": "agnhost", "image": AGNHOST, "args": ["netexec", "--http-port=8080", "--udp-port=8081"],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}}]}}
+
+
+def slice_for(service: str, pods: list[tuple[str, str]], name: str | None = None) -> dict[str, Any]:
+    """A hand-written EndpointSlice (a Service without a selector is legal Kubernetes)."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name or f"{service}-manual", "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": node} for ip, node in pods]}
+
+
+@pytest.mark.parametrize("version", sorted(KUBECTLS))
+def test_kubectl_sees_the_cluster(cluster: Cluster, version: str) -> None:
+    out = cluster.kubectl("get", "nodes,ns,pods,svc", "-A", "-o", "wide", version=version).stdout
+    for node in ("control-plane", "worker-1", "worker-2"):
+        assert f"node/{node}" in out
+    assert out.count(" Ready ") == 3
+    assert "service/kubernetes" in out and "10.96.0.1" in out
+    raw = json.loads(cluster.kubectl("get", "--raw", "/api/v1/namespaces/default/services/kubernetes",
+                                     version=version).stdout)
+    assert raw["spec"]["ports"][0]["port"] == 443
+
+
+def test_authentication_and_tls(cluster: Cluster) -> None:
+    server = yaml.safe_load(Path(cluster.kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+    ca = Path(cluster.kubeconfig).parent / "pki" / "ca.crt"
+    context = ssl.create_default_context(cafile=str(ca))
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(f"{server}/api/v1/pods", context=context, timeout=5)
+    assert denied.value.code == 401
+    tokens = {row.split(",")[1]: row.split(",")[0] for row in (ca.parent / "tokens.csv").read_text().splitlines()}
+    request = urllib.request.Request(f"{server}/api/v1/nodes/worker-2", method="PATCH",
+                                     data=b'{"metadata":{"labels":{"x":"y"}}}',
+                                     headers={"Authorization": f"Bearer {tokens['system:node:worker-1']}",
+                                              "Content-Type": "application/merge-patch+json"})
+    with pytest.raises(urllib.error.HTTPError) as forbidden:
+        urllib.request.urlopen(request, context=context, timeout=5)
+    assert forbidden.value.code == 403
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(server.replace("https://", "http://") + "/api", timeout=5)
+
+
+def test_watch_streams_changes(cluster: Cluster) -> None:
+    watcher = subprocess.Popen(["kubectl", "--kubeconfig", cluster.kubeconfig, "get", "configmaps", "-w",
+                                "--request-timeout=20s"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched"}})
+        assert watcher.stdout is not None
+        deadline = time.monotonic() + 10
+        seen = ""
+        while "watched" not in seen and time.monotonic() < deadline:
+            seen += watcher.stdout.readline()
+        assert "watched" in seen
+    finally:
+        watcher.kill()
+        watcher.wait()
+        if watcher.stdout is not None:
+            watcher.stdout.close()
+
+
+def test_pods_are_real_namespaces_with_logs(cluster: Cluster) -> None:
+    cluster.apply(agnhost_pod("solo", "worker-1"))
+    cluster.wait_running("solo")
+    pod = cluster.get("pod", "solo")
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("10.244.1.")
+    addresses = in_netns(cluster.pod_ns("solo"), "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert f"inet {ip}/24" in addresses
+    answer = in_netns(names.node_ns(NAME, "worker-2"), "curl", "-s", "--max-time", "3", f"{ip}:8080/hostname")
+    assert answer.stdout == "solo"
+    assert "Started HTTP server on port 8080" in cluster.kubectl("logs", "solo").stdout
+    cluster.kubectl("delete", "pod", "solo")
+    assert not Path(f"/run/netns/{names.pod_ns(NAME, pod['metadata']['uid'])}").exists()
+
+
+def test_service_load_balances_and_rejects_without_endpoints(cluster: Cluster) -> None:
+    cluster.apply(agnhost_pod("lb-a", "worker-1", {"app": "lb"}), agnhost_pod("lb-b", "worker-2", {"app": "lb"}),
+                  {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lb-client"},
+                   "spec": {"nodeName": "worker-2", "containers": [{"name": "c", "image": "registry.k8s.io/pause"}]}},
+                  {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+                   "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    cluster.wait_running("lb-a", "lb-b", "lb-client")
+    pods = [(cluster.get("pod", p)["status"]["podIP"], node) for p, node in (("lb-a", "worker-1"),
+                                                                             ("lb-b", "worker-2"))]
+    cluster.apply(slice_for("lb", pods))
+    vip = cluster.get("svc", "lb")["spec"]["clusterIP"]
+    client = cluster.pod_ns("lb-client")
+
+    def hostnames(count: int) -> Counter[str]:
+        seen: Counter[str] = Counter()
+        for _ in range(count):
+            seen[in_netns(client, "curl", "-s", "--max-time", "2", f"{vip}/hostname").stdout] += 1
+        return seen
+
+    cluster.wait(lambda: hostnames(1) != Counter({"": 1}), message="the proxy programs the service")
+    seen = hostnames(60)
+    assert set(seen) == {"lb-a", "lb-b"}, seen
+
+    cluster.apply(slice_for("lb", []))
+    def refused() -> bool:
+        start = time.monotonic()
+        done = in_netns(client, "curl", "-s", "--max-time", "5", f"{vip}/hostname")
+        return done.returncode == 7 and time.monotonic() - start < 1.0  # 7: connection refused
+    cluster.wait(refused, timeout=10, message="connection refused in under a second")
+
+
+def test_apiserver_restart_keeps_objects_and_watches_resume(cluster: Cluster) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "durable"}, "data": {"k": "v"}})
+    before = cluster.get("configmap", "durable")
+    cluster.kubesim("restart", "apiserver")
+    cluster.wait(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+                 message="apiserver back")
+    after = cluster.get("configmap", "durable")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later"}, "data": {"k": "v"}})
+    # A watch resumed from before the restart gets what it missed.
+    rv = before["metadata"]["resourceVersion"]
+    events = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"
+                             "&timeoutSeconds=2").stdout
+    assert '"name":"later"' in events.replace(" ", "")
