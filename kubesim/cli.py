@@ -7,6 +7,7 @@ an option), with nothing made.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -66,9 +67,12 @@ def main() -> None:
 @click.option("--store", default="sqlite", show_default=True,
               help="sqlite (a file in the state directory), etcd (etcd-server in the control-plane node) or "
                    "etcd=URL (an existing etcd).")
+@click.option("--proxy-mode", type=click.Choice(["nftables", "iptables"]),
+              help="kube-proxy's mode (overrides the topology's proxy.mode).")
 @click.option("--network-only", is_flag=True, help="Build the network but start no control plane.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def up(topology: Path | None, name: str | None, store: str, network_only: bool, as_json: bool) -> None:
+def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | None, network_only: bool,
+       as_json: bool) -> None:
     """Build the cluster described by TOPOLOGY (default: topologies/two-node.yaml).
 
     Waits until it is ready and prints a summary. On any failure everything made is removed and the
@@ -77,6 +81,8 @@ def up(topology: Path | None, name: str | None, store: str, network_only: bool, 
         topo = load_topology(topology or DEFAULT_TOPOLOGY)
         if name:
             topo = topo.with_name(name)
+        if proxy_mode:
+            topo = dataclasses.replace(topo, proxy_mode=proxy_mode)
     except TopologyError as exc:
         _fail(str(exc), code=2)
     _need_root("up")

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 from netaddr import IPNetwork
@@ -244,6 +245,44 @@ def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 6
     if missing:
         raise ComponentError(f"node(s) {', '.join(missing)} did not become Ready within {timeout:.0f}s; see "
                              f"`kubesim logs kubelet-{missing[0]}`")
+
+
+def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:
+    """Create the objects of the topology's workload manifests (like `kubectl create -f`), in order;
+    objects that exist already are left as they are."""
+    import asyncio
+
+    from control.apiserver.resources import RESOURCES
+    from control.client import AlreadyExists, load_kubeconfig, resource_path
+
+    kinds = {(r.api_version, r.kind): r for r in RESOURCES}
+    documents: list[tuple[str, dict[str, Any]]] = []
+    for path in topology.workloads:
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            if doc:
+                if (doc.get("apiVersion"), doc.get("kind")) not in kinds:
+                    raise ComponentError(f"{path}: {doc.get('apiVersion')}/{doc.get('kind')} is not a kind kubesim "
+                                         "serves")
+                documents.append((path, doc))
+
+    async def create_all() -> list[str]:
+        client = load_kubeconfig(str(kubeconfig_path(state)))
+        made = []
+        try:
+            for _, doc in documents:
+                res = kinds[(doc["apiVersion"], doc["kind"])]
+                namespace = (doc.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
+                url = resource_path(res.group, res.version, res.plural, namespace)
+                try:
+                    await client.request("POST", url, body=doc)
+                    made.append(f"{res.kind.lower()}/{doc['metadata']['name']}")
+                except AlreadyExists:
+                    pass
+        finally:
+            await client.close()
+        return made
+
+    return asyncio.run(create_all())
 
 
 def stop_all(state: ClusterState, cluster_namespaces: list[str]) -> list[str]:
