@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import json
 import logging
 import subprocess
@@ -196,6 +197,10 @@ class ProxyServer:
         self.last_synced = 0.0
         self.pending_triggers: list[float] = []
         self.health_checks: HealthCheckServers | None = None
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
 
     # -- change tracking (handlers only record) --------------------------------------------------------
 
@@ -327,9 +332,11 @@ class ProxyServer:
             node = self.node_context()
             self.health_checks = HealthCheckServers(node.nodeport_ips if node else ())
             self.runner.run()
-            await asyncio.Event().wait()
+            await self._stop.wait()
         finally:
             loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
             for informer in (self.services, self.slices, self.node):
                 await informer.stop()
             if self.health_checks is not None:

@@ -1,0 +1,132 @@
+"""The kube-proxy process: its runner, its conntrack decisions, and a whole proxy against a real
+apiserver (the harness) writing into the in-memory nftables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from control.client import ENDPOINT_SLICES, NODES, SERVICES
+from proxy.model import services_from, slices_from
+from proxy.nftables.backend import NftablesBackend
+from proxy.nftables.fake import FakeNft, Packet
+from proxy.plan import NodeContext, plan
+from proxy.runner import BoundedFrequencyRunner
+from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup
+from tests.harness import local_apiserver
+
+
+def test_runner_coalesces_requests_and_bounds_frequency() -> None:
+    async def main() -> None:
+        calls: list[float] = []
+        loop = asyncio.get_running_loop()
+
+        async def sync() -> None:
+            calls.append(loop.time())
+
+        runner = BoundedFrequencyRunner(sync, min_interval=0.2, max_interval=10, burst=1)
+        task = loop.create_task(runner.loop())
+        for _ in range(20):
+            runner.run()  # a storm of changes...
+        await asyncio.sleep(0.1)
+        assert len(calls) == 1  # ...is one sync
+        runner.run()
+        runner.run()
+        await asyncio.sleep(0.35)
+        assert len(calls) == 2 and calls[1] - calls[0] >= 0.19  # and the next waits out min_interval
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_runner_syncs_periodically_and_retries_failures() -> None:
+    async def main() -> None:
+        attempts = 0
+
+        async def flaky() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts == 1:
+                raise RuntimeError("nft said no")
+
+        runner = BoundedFrequencyRunner(flaky, min_interval=0.01, max_interval=0.3, retry_interval=0.05)
+        task = asyncio.get_running_loop().create_task(runner.loop())
+        runner.run()
+        await asyncio.sleep(0.15)
+        assert attempts == 2  # failed, retried soon
+        await asyncio.sleep(0.4)
+        assert attempts >= 3  # and the periodic sync came without anyone asking
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def _service(name: str, protocol: str = "UDP") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.53", "type": "ClusterIP",
+                     "ports": [{"name": "dns", "port": 53, "protocol": protocol, "targetPort": 53}]}}
+
+
+def _slice(name: str, ips: list[str], protocol: str = "UDP") -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-x", "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "dns", "port": 53, "protocol": protocol}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips]}
+
+
+def _plan(ips: list[str], protocol: str = "UDP") -> Any:
+    node = NodeContext(name="n", node_ips=("172.18.0.3",), cluster_cidrs=("10.244.0.0/16",))
+    return plan(services_from([_service("dns", protocol)]), slices_from([_slice("dns", ips, protocol)]), node)
+
+
+def test_conntrack_cleanup_for_udp_services() -> None:
+    empty, one, two = _plan([]), _plan(["10.244.1.5"]), _plan(["10.244.1.5", "10.244.2.6"])
+    # Endpoints appear where there were none: flush entries that cached the rejected packets.
+    assert conntrack_cleanup(empty, one) == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53"]]
+    # An endpoint goes: flush the flows that were DNATed to it, or DNS clients black-hole.
+    assert conntrack_cleanup(two, one) == [
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.2.6"]]
+    assert conntrack_cleanup(one, two) == []
+    assert conntrack_cleanup(_plan([], "TCP"), _plan(["10.244.1.5"], "TCP")) == []  # TCP needs nothing
+
+
+def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = api.client("admin")
+            await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
+                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
+            await admin.create(SERVICES, _service("dns"), namespace="default")
+            fake = FakeNft(local_addresses=["172.18.0.3"])
+            server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
+                node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
+                min_sync_period=0.05, healthz_address="127.0.0.1:0", metrics_address="127.0.0.1:0"),
+                NftablesBackend(runner=fake))
+            task = asyncio.get_running_loop().create_task(server.run())
+            try:
+                probe = Packet("10.244.1.9", "10.96.0.53", 53, "UDP", "pod")
+
+                async def verdict(expected: str) -> Any:
+                    for _ in range(100):
+                        await asyncio.sleep(0.05)
+                        if fake.tables and fake.trace(probe).verdict == expected:
+                            return fake.trace(probe)
+                    raise AssertionError(f"never saw {expected}: {fake.trace(probe).verdict if fake.tables else None}")
+
+                await verdict("REJECT")  # a service without endpoints refuses at once
+                await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6", "10.244.1.5"]), namespace="default")
+                traced = await verdict("DNAT")
+                assert traced.endpoints == {"10.244.2.6:53", "10.244.1.5:53"}
+                assert server.metrics.last_sync._value.get() > 0  # noqa: SLF001 - the metric's value
+            finally:
+                server.stop()
+                await task
+
+    asyncio.run(main())
