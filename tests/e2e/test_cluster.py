@@ -123,6 +123,7 @@ def test_authentication_and_tls(cluster: Cluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"{server}/api/v1/pods", context=context, timeout=5)
     assert denied.value.code == 401
+    denied.value.close()  # an HTTPError holds the response's connection
     tokens = {row.split(",")[1]: row.split(",")[0] for row in (ca.parent / "tokens.csv").read_text().splitlines()}
     request = urllib.request.Request(f"{server}/api/v1/nodes/worker-2", method="PATCH",
                                      data=b'{"metadata":{"labels":{"x":"y"}}}',
@@ -131,6 +132,7 @@ def test_authentication_and_tls(cluster: Cluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as forbidden:
         urllib.request.urlopen(request, context=context, timeout=5)
     assert forbidden.value.code == 403
+    forbidden.value.close()
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(server.replace("https://", "http://") + "/api", timeout=5)
 
