@@ -217,3 +217,26 @@ def test_apiserver_restart_keeps_objects_and_watches_resume(cluster: Cluster) ->
     events = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"
                              "&timeoutSeconds=2").stdout
     assert '"name":"later"' in events.replace(" ", "")
+
+
+def test_python_kubernetes_client_lists_watches_and_resumes(cluster: Cluster) -> None:
+    from kubernetes import client as k8s
+    from kubernetes import config, watch
+
+    api_client = config.new_client_from_config(config_file=cluster.kubeconfig)
+    try:
+        core = k8s.CoreV1Api(api_client)
+        listed = core.list_service_for_all_namespaces()
+        assert "kubernetes" in {s.metadata.name for s in listed.items}
+        rv = listed.metadata.resource_version
+        cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "py-watched"},
+                       "spec": {"ports": [{"port": 80}]}})
+        seen = []
+        for event in watch.Watch().stream(core.list_namespaced_service, "default", resource_version=rv,
+                                          timeout_seconds=5):
+            seen.append((event["type"], event["object"].metadata.name))
+            if ("ADDED", "py-watched") in seen:
+                break
+        assert ("ADDED", "py-watched") in seen  # resumed from the list's resourceVersion: nothing missed
+    finally:
+        api_client.close()
