@@ -11,11 +11,12 @@ import ssl
 import aiohttp
 from aiohttp import web
 
-from control.apiserver.admission import BasicAdmission
+from control.apiserver.admission import KubernetesAdmission
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.errors import APIError
+from control.apiserver.openapi import openapi_document
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
@@ -59,14 +60,14 @@ def kubelet_logs(registry: Registry):  # type: ignore[no-untyped-def]
 async def serve(args: argparse.Namespace) -> None:
     store = await open_store(args.store)
     low, high = (int(x) for x in args.service_node_port_range.split("-"))
-    registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
+    registry = Registry(store, admission=KubernetesAdmission(), patcher=apply_patch,
                         allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)))
     await registry.start()
     await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,
                     port=args.secure_port)
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
-                       pod_logs=kubelet_logs(registry), unknown_fields=unknown_fields)
+                       pod_logs=kubelet_logs(registry), unknown_fields=unknown_fields, openapi=openapi_document)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True)

@@ -3,10 +3,12 @@ uses the per-kind tables of defaults.py and validation.py; names are checked for
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from control.apiserver import defaults, validation
 from control.apiserver.registry import FieldErrorLike
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -44,3 +46,36 @@ class BasicAdmission:
 
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
         return []
+
+
+def _drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A Service leaving NodePort/LoadBalancer drops the fields only those types may carry, unless the
+    update changed them itself (upstream's service strategy, dropTypeDependentFields)."""
+    spec, old_spec = new.get("spec"), old.get("spec") or {}
+    if not isinstance(spec, dict) or spec.get("type") in ("NodePort", "LoadBalancer"):
+        return
+    if old_spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return
+    if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+        spec.pop("externalTrafficPolicy", None)
+    if spec.get("type") != "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") == \
+            old_spec.get("allocateLoadBalancerNodePorts"):
+        spec.pop("allocateLoadBalancerNodePorts", None)
+
+
+class KubernetesAdmission:
+    """Upstream's defaulting (defaults.py) and validation (validation.py), per kind; names for every kind."""
+
+    def default(self, kind: str, obj: dict[str, Any]) -> None:
+        defaults.default(kind, obj)
+
+    def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]:
+        return list(validation.validate(kind, obj))
+
+    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
+        if kind == "Service":
+            _drop_type_dependent_fields(obj, old)
+        # Objects stored before a default existed are compared as if they had it (upstream defaults on read).
+        previous = copy.deepcopy(old)
+        defaults.default(kind, previous)
+        return list(validation.validate_update(kind, obj, previous))

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.decoding import type_error
 from control.apiserver.errors import APIError
 from control.apiserver.resources import BY_KIND, RESOURCES, Resource
 from control.apiserver.selectors import (
@@ -186,7 +187,7 @@ class Registry:
                 revision = requested
         limit = max(options.limit, 0)
         items: list[dict[str, Any]] = []
-        page = limit or 1000
+        page = min(limit, 1000) if limit else 1000  # what the store reads at once, whatever the client's limit
         try:
             while True:
                 result = await self.store.range(prefix, limit=page, start_after=start_after, revision=revision)
@@ -214,7 +215,8 @@ class Registry:
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
                      dry_run: bool = False) -> dict[str, Any]:
         obj = copy.deepcopy(body)
-        meta = obj.setdefault("metadata", {})
+        _check_types(res, obj)
+        meta = _metadata(obj)
         if res.namespaced:
             if meta.get("namespace") not in (None, "", namespace):
                 raise errors.bad_request("the namespace of the provided object does not match the namespace sent on "
@@ -265,6 +267,7 @@ class Registry:
 
     async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any], *,
                      subresource: str | None = None) -> dict[str, Any]:
+        _check_types(res, body)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
             raise errors.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the "
@@ -294,6 +297,7 @@ class Registry:
             if precondition is not None and precondition != str(revision):
                 raise errors.conflict(res.group, res.plural, name, errors.STALE)
             new = change(copy.deepcopy(old))
+            _check_types(res, new)
             new_meta = new.get("metadata") or {}
             if patch and new_meta.get("resourceVersion") not in (None, str(revision)):
                 # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
@@ -345,7 +349,7 @@ class Registry:
         elif res.status_subresource:
             new.pop("status", None)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
-        meta = new.setdefault("metadata", {})
+        meta = _metadata(new)
         old_meta = old["metadata"]
         for field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                       "deletionGracePeriodSeconds", "generation"):
@@ -419,6 +423,9 @@ class Registry:
                            precondition: str | None = None) -> dict[str, Any]:
         def change(obj: dict[str, Any]) -> dict[str, Any]:
             wanted = scale_change(self.scale_of(res, obj))
+            problem = type_error("Scale", wanted)
+            if problem:
+                raise errors.bad_request(problem)
             replicas = (wanted.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid("autoscaling", "Scale", name, [{
@@ -517,6 +524,20 @@ class Registry:
             return obj
 
         return await self._guaranteed_update(res, None, name, change, subresource=None, precondition=None)
+
+
+def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """obj's metadata, made a map if absent or null (Go decodes null as the zero value)."""
+    if not isinstance(obj.get("metadata"), dict):
+        obj["metadata"] = {}
+    meta: dict[str, Any] = obj["metadata"]
+    return meta
+
+
+def _check_types(res: Resource, obj: dict[str, Any]) -> None:
+    problem = type_error(res.kind, obj)
+    if problem:
+        raise errors.bad_request(problem)
 
 
 def _namespace_finalizers(obj: dict[str, Any]) -> bool:

@@ -20,6 +20,8 @@ from aiohttp import web
 from control.apiserver import errors, tables
 from control.apiserver.auth import PUBLIC_PATHS, TokenAuthenticator, User, authorize, node_restriction
 from control.apiserver.errors import APIError
+from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
+from control.apiserver.protobuf import decode_protobuf
 from control.apiserver.registry import DeleteOptions, ListOptions, Registry
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
@@ -83,6 +85,12 @@ def _wants_table(accept: str) -> bool:
     return "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
+def _warning(text: str) -> str:
+    """An RFC 7234 Warning header value; the text is JSON-escaped, so field names from the client can never
+    smuggle a line break or control character into the response headers."""
+    return f"299 - {json.dumps(text, ensure_ascii=True)}"
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
                         content_type="application/json", headers=headers)
@@ -133,7 +141,7 @@ class APIServer:
         if user is None:
             raise errors.unauthorized()
         if path in ("/api", "/apis") or path.startswith("/openapi"):
-            return self._discovery_root(path)
+            return self._discovery_root(path, request.headers.get("Accept", ""))
         target = parse_target(path)
         if target is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
@@ -150,7 +158,7 @@ class APIServer:
 
     # -- discovery ------------------------------------------------------------------------------------
 
-    def _discovery_root(self, path: str) -> web.Response:
+    def _discovery_root(self, path: str, accept: str = "") -> web.Response:
         if path == "/api":
             return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.advertise_address}:{self.port}"}]})
@@ -161,7 +169,14 @@ class APIServer:
                 groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
             return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if self.openapi is not None:
-            document = self.openapi(path)
+            # client-go asks /openapi/v2 for protobuf only: the seam serves that form, as bytes, at PATH.pb.
+            protobuf = "protobuf" in accept and "json" not in accept and "*/*" not in accept
+            document = self.openapi(f"{path}.pb" if protobuf else path)
+            if isinstance(document, bytes):
+                return web.Response(body=document, headers={
+                    "Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
+            if protobuf:
+                raise errors.not_acceptable(accept)
             if document is not None:
                 return _json(document)
         raise APIError(404, "NotFound", "the server could not find the requested resource")
@@ -203,7 +218,9 @@ class APIServer:
             "DELETE": "delete" if name else "deletecollection",
         }.get(method)
         if verb is None or (method == "POST" and name and sub != "binding") or \
-                (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub):
+                (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub) or \
+                (res.namespaced and ns is None and method != "GET"):
+            # Namespaced objects are written only through their namespace's path.
             raise errors.method_not_allowed()
         group_for_authz = res.group
         if not authorize(user, verb, group_for_authz, res.plural, sub):
@@ -252,15 +269,17 @@ class APIServer:
         if method == "POST" and sub == "binding":
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
         warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, query.get("fieldValidation"))
-        headers = {"Warning": ", ".join(f'299 - "unknown field \\"{w}\\""' for w in warnings)} if warnings else None
+        headers = {"Warning": ", ".join(_warning(f'unknown field "{w}"') for w in warnings)} if warnings else None
         if method == "POST":
             self._check_kind(res, body)
             created = await self.registry.create(res, ns, body, dry_run=dry_run)
             return _json(created, 201, headers)
         # PUT
         if sub == "scale":
+            scale_meta = body.get("metadata")
+            precondition = scale_meta.get("resourceVersion") if isinstance(scale_meta, dict) else None
             return _json(await self.registry.update_scale(res, ns or "", name or "", lambda scale: body,
-                                                          (body.get("metadata") or {}).get("resourceVersion") or None))
+                                                          precondition or None))
         if sub == "finalize":
             return _json(await self.registry.finalize_namespace(name or "", body))
         self._check_kind(res, body)
@@ -314,6 +333,8 @@ class APIServer:
                 body = yaml.safe_load(raw)
             elif content_type in ("application/json", "application/octet-stream", "", "text/plain"):
                 body = json.loads(raw)
+            elif content_type == PROTOBUF:
+                body = decode_protobuf(raw)  # raises APIError (400) itself when malformed
             else:
                 raise errors.unsupported_media_type(content_type)
         except (ValueError, yaml.YAMLError) as exc:
@@ -327,8 +348,10 @@ class APIServer:
         limit = query.get("limit", "0")
         try:
             limit_value = int(limit)
+            if not -(2**63) <= limit_value < 2**63:
+                raise ValueError
         except ValueError:
-            raise errors.bad_request(f"limit: Invalid value: {limit!r}: must be an integer") from None
+            raise errors.bad_request(f"limit: Invalid value: {limit!r}: must be a 64-bit integer") from None
         return ListOptions(label_selector=query.get("labelSelector"), field_selector=query.get("fieldSelector"),
                            limit=limit_value, continue_token=query.get("continue") or None,
                            resource_version=query.get("resourceVersion"),

@@ -16,6 +16,7 @@ from control.apiserver.admission import BasicAdmission
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
+from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.server import APIServer
 from control.store import SQLiteStore
@@ -27,26 +28,11 @@ PROXY = {"Authorization": "Bearer proxy"}
 Scenario = Callable[[TestClient, Registry], Awaitable[None]]
 
 
-def merge_patch(original: dict[str, Any], body: bytes, content_type: str, kind: str) -> dict[str, Any]:
-    def merge(target: Any, patch: Any) -> Any:
-        if not isinstance(patch, dict):
-            return patch
-        result = dict(target) if isinstance(target, dict) else {}
-        for key, value in patch.items():
-            if value is None:
-                result.pop(key, None)
-            else:
-                result[key] = merge(result.get(key), value)
-        return result
-
-    return merge(original, json.loads(body))
-
-
 def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0,
         unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None) -> None:
     async def main() -> None:
         store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
-        registry = Registry(store, admission=BasicAdmission(), patcher=merge_patch,
+        registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
                             allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
         await registry.start()
         await bootstrap(registry, service_cidr="10.96.0.0/16", advertise_address="172.18.0.2", port=6443)

@@ -1,0 +1,115 @@
+"""`python -m control.controllers`: the controller-manager process, until SIGTERM.
+
+    python -m control.controllers --kubeconfig controller-manager.kubeconfig --cluster-cidr 10.244.0.0/16 \
+        --node-cidr-mask-size 24 --lb-pool 172.18.255.200-172.18.255.250 --node-monitor-grace-period 40s \
+        --pod-eviction-timeout 5m --controllers '*'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from control.client import KubeClientError, load_kubeconfig
+from control.controllers._base import Options
+from control.controllers._manager import ControllerManager, registry, select_controllers
+from control.controllers._util import parse_duration
+
+log = logging.getLogger("control.controllers")
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m control.controllers", description=__doc__.splitlines()[0])
+    p.add_argument("--kubeconfig", help="kubeconfig with the controller-manager's credentials "
+                   "(default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--controllers", action="append", default=None,
+                   help="'*' for all, NAME to enable, -NAME to disable, comma-separated; known: "
+                        + ", ".join(registry()))
+    p.add_argument("--cluster-cidr", help="pod addresses; nodes without spec.podCIDR get a subnet of it")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24)
+    p.add_argument("--lb-pool", default="", help="LoadBalancer addresses: CIDRs, FIRST-LAST ranges or addresses, "
+                   "comma-separated")
+    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0,
+                   help="silence after which a node is Unknown (e.g. 40s)")
+    p.add_argument("--node-monitor-period", type=_duration, default=5.0)
+    p.add_argument("--pod-eviction-timeout", "--default-eviction-timeout", dest="eviction_timeout",
+                   type=_duration, default=300.0,
+                   help="how long pods without a not-ready/unreachable toleration stay on a failed node")
+    p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
+    p.add_argument("--resync-period", type=_duration, default=300.0)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    return Options(cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
+                   lb_pool=args.lb_pool, node_monitor_grace_period=args.node_monitor_grace_period,
+                   node_monitor_period=args.node_monitor_period, default_eviction_timeout=args.eviction_timeout,
+                   workers=args.concurrent_syncs, resync_period=args.resync_period)
+
+
+async def run(args: argparse.Namespace) -> int:
+    client = load_kubeconfig(args.kubeconfig)
+    manager = ControllerManager(client, options_from(args), controllers=args.controllers or ["*"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("controller-manager starting against %s with controllers %s", client.base_url,
+             ", ".join(manager.controllers))
+    starting = loop.create_task(manager.start())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if starting.done() and starting.exception() is not None:
+        log.error("controller-manager failed to start: %s", starting.exception())
+        code = 1
+    elif starting.done():
+        log.info("controller-manager running")
+        await stopping
+    log.info("controller-manager stopping")
+    starting.cancel()
+    stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await starting
+    await manager.stop()
+    await client.close()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        select_controllers(args.controllers or ["*"], registry())
+        options_from(args)
+        if args.cluster_cidr:
+            import ipaddress
+            ipaddress.ip_network(args.cluster_cidr, strict=False)
+        if args.lb_pool:
+            from control.controllers._loadbalancer import parse_pool
+            parse_pool(args.lb_pool)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args))
+    except KubeClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
