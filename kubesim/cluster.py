@@ -169,6 +169,8 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     assert store_url is not None
     progress("starting the apiserver")
     components.start_apiserver(state, topology, store_url)
+    progress("starting the scheduler and the controller-manager")
+    components.start_control_loops(state, topology)
     progress("starting a kubelet in every node")
     components.start_kubelets(state, topology, network.pod_mtu(topology))
     components.wait_nodes_ready(state, topology)

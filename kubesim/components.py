@@ -199,6 +199,23 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
         ])
 
 
+def start_control_loops(state: ClusterState, topology: Topology) -> None:
+    """kube-scheduler and kube-controller-manager in the control-plane node, each with its identity."""
+    cp_ns = names.node_ns(topology.name, topology.control_plane.name)
+    start(state, cp_ns, "scheduler", [
+        sys.executable, "-m", "control.scheduler", "--kubeconfig", str(kubeconfig_path(state, "scheduler"))])
+    pool = ",".join(topology.load_balancer_pool)
+    start(state, cp_ns, "controller-manager", [
+        sys.executable, "-m", "control.controllers", "--kubeconfig", str(kubeconfig_path(state, "controller-manager")),
+        "--cluster-cidr", topology.network.cluster_cidr,
+        "--node-cidr-mask-size", str(topology.network.pod_cidr_size),
+        # Upstream's grace period; a shorter eviction timeout than upstream's 5 minutes, so that a node
+        # taken down in a demo sees its pods replaced within a minute.
+        "--node-monitor-grace-period", "40s", "--pod-eviction-timeout", "60s",
+        *(["--lb-pool", pool] if pool else []),
+    ])
+
+
 def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
     """kube-proxy on every node, as its DaemonSet would run it, with its own credentials."""
     for node in topology.nodes:
