@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # From a fresh Debian 12 machine, as root: install what is missing, bring up the default cluster
-# (topologies/two-node.yaml) and show it working.
+# (topologies/two-node.yaml), run three agnhost replicas behind a Service, and show requests to the
+# Service IP load-balancing over them.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/setup.sh"
-kubesim="$repo/.venv/bin/kubesim"
+export PATH="$repo/.venv/bin:$PATH"
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-if "$kubesim" status --name kubesim >/dev/null 2>&1; then
+if kubesim status --name kubesim >/dev/null 2>&1; then
   echo "cluster 'kubesim' is already up"
 else
   step kubesim up "$repo/topologies/two-node.yaml"
 fi
-step kubesim status --name kubesim
-worker2=$("$kubesim" status --name kubesim --json | python3 -c 'import json,sys; print(next(n["address"] for n in json.load(sys.stdin)["nodes"] if n["name"] == "worker-2"))')
-step kubesim exec --name kubesim worker-1 -- ping -c3 "$worker2"
-step kubesim exec --name kubesim client -- ping -c1 "$worker2"
-step kubesim exec --name kubesim worker-1 -- ip route
-printf '\nThe cluster stays up. Look around with `kubesim exec NODE -- CMD`; remove it with `kubesim down`.\n'
+step kubesim kubectl --name kubesim get nodes -o wide
+step kubesim kubectl --name kubesim apply -f "$repo/examples/echo.yaml"
+step kubesim kubectl --name kubesim rollout status deployment/echo --timeout=60s
+step kubesim kubectl --name kubesim get pods,svc,endpointslices -o wide
+vip=$(kubesim kubectl --name kubesim get service echo -o jsonpath='{.spec.clusterIP}')
+printf '\n\033[1m$ for i in $(seq 30); do curl -s %s/hostname; echo; done | sort | uniq -c\033[0m\n' "$vip"
+for i in $(seq 30); do curl -s --max-time 2 "$vip/hostname"; echo; done | sort | uniq -c
+printf '\nEach line is a pod that answered: kube-proxy (nftables, in every node) spread the requests.\n'
+printf 'The rules: kubesim exec worker-1 -- nft list table ip kubesim-proxy\n'
+printf 'The cluster stays up; remove it with: kubesim down\n'
