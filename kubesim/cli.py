@@ -231,6 +231,21 @@ def kubectl(name: str | None, args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("-f", "--filename", "files", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+def apply(name: str | None, files: tuple[str, ...]) -> None:
+    """Create or replace the objects of manifest files (for machines without kubectl)."""
+    try:
+        done = components.apply_manifests(_component_state(name), [Path(f) for f in files])
+    except (ComponentError, OSError) as exc:
+        _fail(str(exc))
+    except Exception as exc:  # the API's answer (an invalid object, say): say it, don't crash
+        _fail(f"{type(exc).__name__}: {exc}")
+    for line in done:
+        click.echo(line)
+
+
+@main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to print.")
 @click.argument("component")
 def logs(name: str | None, lines: int, component: str) -> None:

@@ -265,41 +265,52 @@ def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 6
 
 
 def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:
-    """Create the objects of the topology's workload manifests (like `kubectl create -f`), in order;
-    objects that exist already are left as they are."""
+    """Create the objects of the topology's workload manifests, in order."""
+    return apply_manifests(state, [Path(p) for p in topology.workloads])
+
+
+def apply_manifests(state: ClusterState, paths: list[Path]) -> list[str]:
+    """Create (or, if they exist, replace) the objects of the manifests, in order: what `kubectl apply -f`
+    does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
     import asyncio
 
     from control.apiserver.resources import RESOURCES
     from control.client import AlreadyExists, load_kubeconfig, resource_path
 
     kinds = {(r.api_version, r.kind): r for r in RESOURCES}
-    documents: list[tuple[str, dict[str, Any]]] = []
-    for path in topology.workloads:
-        for doc in yaml.safe_load_all(Path(path).read_text()):
-            if doc:
-                if (doc.get("apiVersion"), doc.get("kind")) not in kinds:
-                    raise ComponentError(f"{path}: {doc.get('apiVersion')}/{doc.get('kind')} is not a kind kubesim "
-                                         "serves")
-                documents.append((path, doc))
+    documents: list[dict[str, Any]] = []
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in kinds:
+                raise ComponentError(f"{path}: {doc.get('apiVersion') if isinstance(doc, dict) else doc}/"
+                                     f"{doc.get('kind') if isinstance(doc, dict) else ''} is not a kind kubesim serves")
+            documents.append(doc)
 
-    async def create_all() -> list[str]:
+    async def apply_all() -> list[str]:
         client = load_kubeconfig(str(kubeconfig_path(state)))
-        made = []
+        done = []
         try:
-            for _, doc in documents:
+            for doc in documents:
                 res = kinds[(doc["apiVersion"], doc["kind"])]
+                name = doc["metadata"]["name"]
                 namespace = (doc.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
-                url = resource_path(res.group, res.version, res.plural, namespace)
+                collection = resource_path(res.group, res.version, res.plural, namespace)
                 try:
-                    await client.request("POST", url, body=doc)
-                    made.append(f"{res.kind.lower()}/{doc['metadata']['name']}")
+                    await client.request("POST", collection, body=doc)
+                    done.append(f"{res.kind.lower()}/{name} created")
                 except AlreadyExists:
-                    pass
+                    current = await client.request("GET", f"{collection}/{name}")
+                    body = {**doc, "metadata": {**doc["metadata"],
+                                                "resourceVersion": current["metadata"]["resourceVersion"]}}
+                    await client.request("PUT", f"{collection}/{name}", body=body)
+                    done.append(f"{res.kind.lower()}/{name} configured")
         finally:
             await client.close()
-        return made
+        return done
 
-    return asyncio.run(create_all())
+    return asyncio.run(apply_all())
 
 
 def stop_all(state: ClusterState, cluster_namespaces: list[str]) -> list[str]:
