@@ -69,10 +69,14 @@ def main() -> None:
                    "etcd=URL (an existing etcd).")
 @click.option("--proxy-mode", type=click.Choice(["nftables", "iptables"]),
               help="kube-proxy's mode (overrides the topology's proxy.mode).")
+@click.option("--node-grace-period", default="40s", show_default=True,
+              help="How long a silent node stays Ready before it is marked Unknown (node lifecycle).")
+@click.option("--eviction-timeout", default="60s", show_default=True,
+              help="How long pods stay on an unreachable node before they are evicted.")
 @click.option("--network-only", is_flag=True, help="Build the network but start no control plane.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | None, network_only: bool,
-       as_json: bool) -> None:
+def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | None, node_grace_period: str,
+       eviction_timeout: str, network_only: bool, as_json: bool) -> None:
     """Build the cluster described by TOPOLOGY (default: topologies/two-node.yaml).
 
     Waits until it is ready and prints a summary. On any failure everything made is removed and the
@@ -91,7 +95,9 @@ def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | No
         signal.signal(sig, _raise_interrupted)
     with _progress() as progress:
         try:
-            result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only)
+            result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only,
+                                timings={"node_grace_period": node_grace_period,
+                                         "eviction_timeout": eviction_timeout})
         except (cluster.KubesimError, StateError, NetsimError, ComponentError) as exc:
             _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
         except (KeyboardInterrupt, _Interrupted):
@@ -265,6 +271,21 @@ def _component_state(name: str | None) -> ClusterState:
     except StateError as exc:
         _fail(str(exc))
     return state
+
+
+@main.command(name="add-scheduler")
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--profile", type=click.Choice(["default", "most-allocated"]), default="most-allocated",
+              show_default=True, help="Scoring: spread (default) or bin-pack (most-allocated).")
+@click.argument("scheduler_name")
+def add_scheduler(name: str | None, profile: str, scheduler_name: str) -> None:
+    """Run a second scheduler named SCHEDULER_NAME (pods choose it with spec.schedulerName)."""
+    _need_root("add-scheduler")
+    state = _component_state(name)
+    topology = state.topology()
+    assert topology is not None
+    pid = components.start_scheduler(state, topology, scheduler_name, profile)
+    click.echo(f"started scheduler {scheduler_name!r} ({profile}), component scheduler-{scheduler_name} (pid {pid})")
 
 
 @main.command()

@@ -118,7 +118,7 @@ def parse_store(store: str) -> tuple[str, str | None]:
 
 def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = None,
        progress: Progress = _quiet, routes: list[tuple[str, str]] | None = None, store: str = "sqlite",
-       control_plane: bool = True) -> UpResult:
+       control_plane: bool = True, timings: dict[str, str] | None = None) -> UpResult:
     """Build the cluster; on any failure (or interruption) remove everything made and re-raise.
     control_plane=False builds the network only."""
     store_kind, store_url = parse_store(store)
@@ -136,7 +136,7 @@ def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = 
             progress("checking that the nodes reach each other")
             wait_ready(topology)
             if control_plane:
-                _start_control_plane(state, topology, store_kind, store_url, progress)
+                _start_control_plane(state, topology, store_kind, store_url, progress, timings or {})
             state.set_phase("ready")
         except BaseException:
             progress("failed: removing everything that was made")
@@ -158,7 +158,7 @@ def wait_ready(topology: Topology, timeout: float = 5.0) -> None:
 
 
 def _start_control_plane(state: ClusterState, topology: Topology, store_kind: str, store_url: str | None,
-                         progress: Progress) -> None:
+                         progress: Progress, timings: dict[str, str]) -> None:
     progress("writing the cluster's certificates and credentials")
     components.write_credentials(state, topology)
     if store_kind == "etcd" and store_url is None:
@@ -170,7 +170,7 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     progress("starting the apiserver")
     components.start_apiserver(state, topology, store_url)
     progress("starting the scheduler and the controller-manager")
-    components.start_control_loops(state, topology)
+    components.start_control_loops(state, topology, **timings)
     progress("starting a kubelet in every node")
     components.start_kubelets(state, topology, network.pod_mtu(topology))
     components.wait_nodes_ready(state, topology)

@@ -199,7 +199,8 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
         ])
 
 
-def start_control_loops(state: ClusterState, topology: Topology) -> None:
+def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_period: str = "40s",
+                        eviction_timeout: str = "60s") -> None:
     """kube-scheduler and kube-controller-manager in the control-plane node, each with its identity."""
     cp_ns = names.node_ns(topology.name, topology.control_plane.name)
     start(state, cp_ns, "scheduler", [
@@ -209,11 +210,18 @@ def start_control_loops(state: ClusterState, topology: Topology) -> None:
         sys.executable, "-m", "control.controllers", "--kubeconfig", str(kubeconfig_path(state, "controller-manager")),
         "--cluster-cidr", topology.network.cluster_cidr,
         "--node-cidr-mask-size", str(topology.network.pod_cidr_size),
-        # Upstream's grace period; a shorter eviction timeout than upstream's 5 minutes, so that a node
-        # taken down in a demo sees its pods replaced within a minute.
-        "--node-monitor-grace-period", "40s", "--pod-eviction-timeout", "60s",
+        # Upstream's grace period by default; a shorter eviction timeout than upstream's 5 minutes, so
+        # that a node taken down in a demo sees its pods replaced within a minute.
+        "--node-monitor-grace-period", node_grace_period, "--pod-eviction-timeout", eviction_timeout,
         *(["--lb-pool", pool] if pool else []),
     ])
+
+
+def start_scheduler(state: ClusterState, topology: Topology, scheduler_name: str, profile: str) -> int:
+    """Another scheduler beside the default one: it binds only the pods whose spec.schedulerName names it."""
+    return start(state, names.node_ns(topology.name, topology.control_plane.name), f"scheduler-{scheduler_name}", [
+        sys.executable, "-m", "control.scheduler", "--kubeconfig", str(kubeconfig_path(state, "scheduler")),
+        "--scheduler-name", scheduler_name, "--profile", profile])
 
 
 def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
