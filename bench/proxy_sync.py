@@ -1,4 +1,5 @@
-"""Benchmark: nftables sync times for S services x E endpoints, against kube-proxy's chain-per-object layout.
+"""Benchmark: nftables and iptables sync times for S services x E endpoints, against kube-proxy's
+chain-per-object nftables layout.
 
 Prints one JSON document. Needs root: every measurement loads rules into a throwaway network namespace
 (ksim-test-<random>.<n>, deleted afterwards); the root namespace is never touched.
@@ -8,6 +9,9 @@ Prints one JSON document. Needs root: every measurement loads rules into a throw
 
 (a) full sync: plan + render + one `nft -f` recreating the table;
 (b) one-endpoint change with S services present: plan + render + diff + one partial `nft -f`;
+(d) iptables mode, per flavour (nft-based and legacy iptables), in upstream's layout: (a) and (b) through
+    one `iptables-restore --noflush` each; and the nft-based one with KUBE-SEP chains for local endpoints
+    only (proxy/iptables/layout.py).
 (c) baseline: the same services the straightforward kube-proxy way (pkg/proxy/nftables: a chain per
     service and per endpoint, dispatched by a verdict map), one `nft -f`. nft 1.0.6 loads that in time
     quadratic in the chains of a transaction (~200 s at 10k), hence the separate, capped sizes.
@@ -27,6 +31,7 @@ import uuid
 from typing import Any
 
 from proxy import NodeContext, ProxyPlan, plan, services_from, slices_from
+from proxy.iptables import IptablesBackend, SubprocessIptables
 from proxy.nftables import NftablesBackend, SubprocessNft
 
 NODE = NodeContext(name="node-a", node_ips=("172.18.0.2",), cluster_cidrs=("10.244.0.0/16",),
@@ -127,6 +132,51 @@ def _timed_runner(backend: NftablesBackend) -> list[float]:
     return times
 
 
+def measure_iptables(netns: Netns, n_services: int, n_endpoints: int, flavour: Any,
+                     endpoint_chains: Any = None) -> dict[str, Any]:
+    services, slices = objects(n_services, n_endpoints)
+    ns = netns.make()
+    runner = SubprocessIptables(netns=ns, flavour=flavour)
+    backend = IptablesBackend(runner=runner, endpoint_chains=endpoint_chains)
+    restore_seconds: list[float] = []
+    real_restore = runner.restore
+
+    def timed_restore(text: str) -> None:
+        start = time.perf_counter()
+        real_restore(text)
+        restore_seconds.append(time.perf_counter() - start)
+
+    runner.restore = timed_restore  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    ports = services_from(services)
+    parsed = list(slices_from(slices))
+    p = plan(ports, parsed, NODE)
+    t1 = time.perf_counter()
+    full = backend.sync(p, full=True)
+    t2 = time.perf_counter()
+
+    i = n_services // 2
+    slices[i]["endpoints"][0]["addresses"] = ["10.250.0.1"]
+    t3 = time.perf_counter()
+    parsed[i] = slices_from([slices[i]])[0]
+    p2 = plan(ports, parsed, NODE, previous=p, changed={("bench", f"svc-{i}")})
+    t4 = time.perf_counter()
+    partial = backend.sync(p2)
+    t5 = time.perf_counter()
+    assert not partial.full
+    return {
+        "flavour": flavour, "endpoint_chains": backend.endpoint_chains,
+        "services": n_services, "endpoints_per_service": n_endpoints,
+        "full_sync": {"parse_and_plan_s": round(t1 - t0, 4), "render_save_and_restore_s": round(t2 - t1, 4),
+                      "iptables_restore_s": round(restore_seconds[0], 4), "total_s": round(t2 - t0, 4),
+                      "transaction_lines": full.lines},
+        "one_endpoint_change": {"parse_and_plan_s": round(t4 - t3, 4),
+                                "render_and_restore_s": round(t5 - t4, 4),
+                                "iptables_restore_s": round(restore_seconds[-1], 4), "total_s": round(t5 - t3, 4),
+                                "transaction_lines": partial.lines},
+    }
+
+
 def baseline_transaction(n_services: int, n_endpoints: int) -> str:
     """kube-proxy's own nftables layout, reduced to ClusterIP services: chains per service and endpoint."""
     t = "ip kube-proxy"
@@ -177,6 +227,11 @@ def main() -> int:
     parser.add_argument("--endpoints", type=int, default=5)
     parser.add_argument("--baseline", type=int, nargs="*", default=[1000, 4000],
                         help="service counts for the kube-proxy-layout baseline (slow: quadratic in chains)")
+    parser.add_argument("--modes", nargs="+", choices=["nftables", "iptables"], default=["nftables", "iptables"])
+    parser.add_argument("--iptables-flavours", nargs="+", choices=["nft", "legacy"], default=["nft", "legacy"])
+    parser.add_argument("--iptables-local-seps", type=int, nargs="*", default=[10000],
+                        help="service counts for the nft-based iptables with KUBE-SEP chains for local endpoints "
+                             "only (proxy/iptables/layout.py)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print(json.dumps({"error": "needs root (loads rules into throwaway network namespaces)"}))
@@ -186,9 +241,20 @@ def main() -> int:
         nft_version = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
         result: dict[str, Any] = {
             "nft": nft_version, "kernel": platform.release(), "python": platform.python_version(),
-            "nftables": [measure_nftables(netns, s, args.endpoints) for s in args.services],
-            "baseline_kube_proxy_layout": [measure_baseline(netns, s, args.endpoints) for s in args.baseline],
-            "targets": {"full_sync_10000x5_s": 2.0, "one_endpoint_change_at_10000_s": 0.05},
+        }
+        if "nftables" in args.modes:
+            result["nftables"] = [measure_nftables(netns, s, args.endpoints) for s in args.services]
+            result["baseline_kube_proxy_layout"] = [measure_baseline(netns, s, args.endpoints) for s in args.baseline]
+        if "iptables" in args.modes:
+            result["iptables_version"] = subprocess.run(["iptables-nft", "--version"], capture_output=True,
+                                                        text=True).stdout.strip()
+            result["iptables"] = [measure_iptables(netns, s, args.endpoints, flavour)
+                                  for flavour in args.iptables_flavours for s in args.services]
+            result["iptables_nft_local_seps"] = [
+                measure_iptables(netns, s, args.endpoints, "nft", "local") for s in args.iptables_local_seps]
+        result |= {
+            "targets": {"full_sync_10000x5_s": 2.0, "one_endpoint_change_at_10000_s": 0.05,
+                        "iptables_full_sync_10000x5_s": 10.0},
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
     finally:

@@ -333,10 +333,8 @@ def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]
         from proxy.nftables.backend import NftablesBackend
 
         return NftablesBackend()
-    try:
-        from proxy.iptables.backend import IptablesBackend  # type: ignore[import-not-found]
-    except ImportError:
-        _fail("proxy mode iptables is not available in this build; use --mode nftables")
+    from proxy.iptables.backend import IptablesBackend
+
     return IptablesBackend(legacy=legacy)
 
 

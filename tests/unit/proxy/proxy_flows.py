@@ -39,6 +39,14 @@ class Flow:
     masq: bool | None = False  # None: some of the endpoint choices masquerade, some not
     protocol: str = "TCP"
     ingress: str = ""  # pod | node | external; "" = from the source address
+    # Where Kubernetes' iptables mode answers differently from nftables mode: its output there (see
+    # IPTABLES_UNKNOWN_PORT). None = the same in both modes.
+    iptables: str | None = None
+
+    def expected(self, mode: str = "nftables") -> Observed:
+        if mode == "iptables" and self.iptables is not None:
+            return Observed(self.iptables, False if self.iptables in (DROP, REJECT, UNTOUCHED) else self.masq)
+        return Observed(self.output, self.masq)
 
     def from_(self) -> str:
         if self.ingress:
@@ -167,6 +175,14 @@ def cluster_plan(node: NodeContext | None = None) -> ProxyPlan:
     return plan(services_from(services), slices_from(slices), node or node_context())
 
 
+# Mode differences that are Kubernetes' own. Only nftables mode (pkg/proxy/nftables/proxier.go, KEP-3866)
+# rejects traffic to a ClusterIP on a port no Service uses ("cluster-ips-check": ip daddr @cluster-ips
+# reject) and drops traffic to unallocated addresses of the service CIDR. iptables mode
+# (pkg/proxy/iptables/proxier.go) only matches ip:port:protocol of real service ports, so everything
+# else to a service address passes through untouched (and usually times out).
+IPTABLES_UNKNOWN_PORT = UNTOUCHED
+IPTABLES_UNALLOCATED = UNTOUCHED
+
 SVC1 = endpoints("10.244.1.1:80", "10.244.2.1:80")
 SVC2_ALL = endpoints("10.244.1.2:80", "10.244.2.2:80")
 SVC4 = endpoints("10.244.1.4:80", "10.244.2.4:80")
@@ -180,7 +196,8 @@ FLOWS: list[Flow] = [
          protocol="UDP"),
     Flow("TCP port of the same name-different ClusterIP port", LOCAL_POD, "10.96.0.10", 53, "10.244.2.9:5353"),
     Flow("SCTP ClusterIP", LOCAL_POD, "10.96.0.50", 3868, "10.244.2.10:3868", protocol="SCTP"),
-    Flow("UDP to a TCP-only ClusterIP port is rejected", LOCAL_POD, "10.96.0.41", 80, REJECT, protocol="UDP"),
+    Flow("UDP to a TCP-only ClusterIP port is rejected", LOCAL_POD, "10.96.0.41", 80, REJECT, protocol="UDP",
+         iptables=IPTABLES_UNKNOWN_PORT),
     Flow("multi-port: port a", LOCAL_POD, "10.96.0.54", 80, "10.244.2.14:8080"),
     Flow("multi-port: port b without endpoints", LOCAL_POD, "10.96.0.54", 81, REJECT),
     # masquerade of off-cluster sources to ClusterIPs; the node itself is off-cluster
@@ -189,10 +206,12 @@ FLOWS: list[Flow] = [
     # REJECT / DROP in the service CIDR
     Flow("ClusterIP without endpoints: REJECT", LOCAL_POD, "10.96.0.46", 80, REJECT),
     Flow("node to ClusterIP without endpoints: REJECT", NODE_IP, "10.96.0.46", 80, REJECT),
-    Flow("unknown port of a ClusterIP: REJECT", LOCAL_POD, "10.96.0.41", 8080, REJECT),
-    Flow("node to unknown port of a ClusterIP: REJECT", NODE_IP, "10.96.0.41", 8080, REJECT),
-    Flow("unallocated service CIDR address: DROP", LOCAL_POD, "10.96.0.99", 80, DROP),
-    Flow("node to unallocated service CIDR address: DROP", NODE_IP, "10.96.0.99", 80, DROP),
+    Flow("unknown port of a ClusterIP: REJECT", LOCAL_POD, "10.96.0.41", 8080, REJECT, iptables=IPTABLES_UNKNOWN_PORT),
+    Flow("node to unknown port of a ClusterIP: REJECT", NODE_IP, "10.96.0.41", 8080, REJECT,
+         iptables=IPTABLES_UNKNOWN_PORT),
+    Flow("unallocated service CIDR address: DROP", LOCAL_POD, "10.96.0.99", 80, DROP, iptables=IPTABLES_UNALLOCATED),
+    Flow("node to unallocated service CIDR address: DROP", NODE_IP, "10.96.0.99", 80, DROP,
+         iptables=IPTABLES_UNALLOCATED),
     Flow("not a service: untouched", LOCAL_POD, "10.244.2.77", 80, UNTOUCHED),
     Flow("not a service from outside: untouched", EXTERNAL, "10.244.2.77", 80, UNTOUCHED),
     Flow("headless service pod IP: untouched", LOCAL_POD, "10.244.1.13", 80, UNTOUCHED),
@@ -264,12 +283,12 @@ NO_CLUSTER_CIDR_FLOWS: list[Flow] = [
 ]
 
 
-def check(flows: Iterable[Flow], tracer: Tracer) -> list[str]:
-    """Every mismatch, as a readable line (empty when all flows behave)."""
+def check(flows: Iterable[Flow], tracer: Tracer, mode: str = "nftables") -> list[str]:
+    """Every mismatch, as a readable line (empty when all flows behave); `mode`: nftables | iptables."""
     problems = []
     for flow in flows:
         seen = tracer(flow)
-        want = Observed(flow.output, flow.masq)
+        want = flow.expected(mode)
         if seen != want:
             problems.append(f"{flow.name}: {flow.source} -> {flow.destination}:{flow.port}/{flow.protocol}: "
                             f"want {want}, got {seen}")

@@ -1,0 +1,112 @@
+"""Pod start-up at scale on a whole cluster; prints JSON (issue #4's targets). As root:
+
+    sudo .venv/bin/python bench/pod_startup.py --nodes 20 --pods-per-node 50
+
+Brings up a cluster of N worker nodes (plus the control plane) on its own address ranges, creates one
+Deployment of N x M agnhost netexec replicas, and measures, from the Deployment's creation: the time
+until every pod is Ready (target <= 60 s), each pod's start-up latency (its creation to its Ready
+condition, as the pod startup SLI counts it; target p99 <= 5 s), and the memory of the node agents:
+kubelet RSS per node and per pod. The cluster is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from control.client import DEPLOYMENTS, PODS, load_kubeconfig
+from kubesim import cluster
+from netsim.topology import parse_topology
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3) if ordered else 0.0
+
+
+async def run(kubeconfig: str, replicas: int, timeout: float) -> dict[str, Any]:
+    client = load_kubeconfig(kubeconfig)
+    created: dict[str, float] = {}
+    ready_at: dict[str, float] = {}
+    try:
+        listed = await client.list(PODS, namespace="default")
+        rv = listed["metadata"]["resourceVersion"]
+        deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "startup"},
+                      "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "startup"}},
+                               "template": {"metadata": {"labels": {"app": "startup"}}, "spec": {"containers": [{
+                                   "name": "agnhost", "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+                                   "args": ["netexec", "--http-port=8080", "--udp-port=-1"]}]}}}}
+        start = time.monotonic()
+        await client.create(DEPLOYMENTS, deployment, namespace="default")
+        async with client.watch(PODS, namespace="default", resource_version=rv,
+                                timeout_seconds=int(timeout)) as events:
+            async for event in events:
+                pod = event.object
+                name = pod["metadata"]["name"]
+                now = time.monotonic()
+                created.setdefault(name, now)
+                conditions = (pod.get("status") or {}).get("conditions") or []
+                if name not in ready_at and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                                for c in conditions):
+                    ready_at[name] = now
+                if len(ready_at) >= replicas:
+                    break
+                if now - start > timeout:
+                    break
+        total = time.monotonic() - start
+    finally:
+        await client.close()
+    latencies = [ready_at[n] - created[n] for n in ready_at]
+    return {"pods_ready": len(ready_at), "all_ready_seconds": round(total, 2),
+            "startup_latency_p50_s": pct(latencies, 0.5), "startup_latency_p99_s": pct(latencies, 0.99),
+            "startup_latency_max_s": pct(latencies, 1.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=20, help="worker nodes")
+    parser.add_argument("--pods-per-node", type=int, default=50)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    topology = parse_topology({
+        "name": "bench-startup",
+        "network": {"nodeCIDR": "172.27.0.0/16", "clusterCIDR": "10.236.0.0/16", "serviceCIDR": "10.237.0.0/16"},
+        "nodes": [{"name": "control-plane", "role": "control-plane"}]
+        + [{"name": f"node-{i}", "capacity": {"pods": args.pods_per_node + 10}} for i in range(args.nodes)],
+    })
+    with tempfile.TemporaryDirectory() as state_dir:
+        root = Path(state_dir)
+        t0 = time.monotonic()
+        result = cluster.up(topology, root=root)
+        up_seconds = time.monotonic() - t0
+        try:
+            kubelets = {p.role: p.pid for p in result.state.processes() if p.role.startswith("kubelet-node-")}
+            before = {role: rss_kb(pid) for role, pid in kubelets.items()}
+            measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
+                                       args.timeout))
+            after = {role: rss_kb(pid) for role, pid in kubelets.items()}
+        finally:
+            cluster.down(topology.name, root=root)
+    grown = sum(after.values()) - sum(before.values())
+    print(json.dumps({
+        "benchmark": "pod_startup", "nodes": args.nodes, "pods_per_node": args.pods_per_node,
+        "cluster_up_seconds": round(up_seconds, 2), **measured,
+        "kubelet_rss_mb_per_node": round(sum(after.values()) / max(len(after), 1) / 1024, 1),
+        "kubelet_rss_kb_per_pod": round(grown / max(measured["pods_ready"], 1), 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
