@@ -443,6 +443,19 @@ OBJECT_FIELDS: dict[str, dict[str, str]] = {
     "core.v1.PodStatus": {"resourceClaimStatuses": "core.v1.PodResourceClaimStatus"},
     "core.v1.ContainerStatus": {"user": "core.v1.ContainerUser",
                                 "allocatedResourcesStatus": "core.v1.ResourceStatus"},
+    "core.v1.Volume": {"gcePersistentDisk": "core.v1.GCEPersistentDiskVolumeSource",
+                       "awsElasticBlockStore": "core.v1.AWSElasticBlockStoreVolumeSource",
+                       "gitRepo": "core.v1.GitRepoVolumeSource", "iscsi": "core.v1.ISCSIVolumeSource",
+                       "glusterfs": "core.v1.GlusterfsVolumeSource", "rbd": "core.v1.RBDVolumeSource",
+                       "flexVolume": "core.v1.FlexVolumeSource", "cinder": "core.v1.CinderVolumeSource",
+                       "cephfs": "core.v1.CephFSVolumeSource", "flocker": "core.v1.FlockerVolumeSource",
+                       "fc": "core.v1.FCVolumeSource", "azureFile": "core.v1.AzureFileVolumeSource",
+                       "vsphereVolume": "core.v1.VsphereVirtualDiskVolumeSource",
+                       "quobyte": "core.v1.QuobyteVolumeSource", "azureDisk": "core.v1.AzureDiskVolumeSource",
+                       "photonPersistentDisk": "core.v1.PhotonPersistentDiskVolumeSource",
+                       "portworxVolume": "core.v1.PortworxVolumeSource", "scaleIO": "core.v1.ScaleIOVolumeSource",
+                       "storageos": "core.v1.StorageOSVolumeSource", "csi": "core.v1.CSIVolumeSource",
+                       "ephemeral": "core.v1.EphemeralVolumeSource"},
 }
 
 # Map fields whose values are protobuf `bytes`, which upstream's JSON renders as base64.
