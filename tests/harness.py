@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from control.apiserver.admission import BasicAdmission
+from control.apiserver.admission import KubernetesAdmission
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
@@ -55,7 +55,7 @@ class LocalAPIServer:
 async def local_apiserver(tmp_path: Path, *, service_cidr: str = "10.96.0.0/16",
                           bookmark_interval: float = 15.0) -> AsyncIterator[LocalAPIServer]:
     store = await SQLiteStore.open(str(tmp_path / "apiserver.db"), compact_interval=None)
-    registry = Registry(store, admission=_admission(), patcher=apply_patch,
+    registry = Registry(store, admission=KubernetesAdmission(), patcher=apply_patch,
                         allocator=ServiceAllocator(service_cidr, (30000, 32767)))
     await registry.start()
     await bootstrap(registry, service_cidr=service_cidr, advertise_address="127.0.0.1", port=6443)
@@ -73,12 +73,3 @@ async def local_apiserver(tmp_path: Path, *, service_cidr: str = "10.96.0.0/16",
         await test_server.close()
         await registry.stop()
         await store.close()
-
-
-def _admission() -> BasicAdmission:
-    # The per-kind admission (defaults and validation) once it is in place; names only until then.
-    try:
-        from control.apiserver.admission import KubernetesAdmission  # type: ignore[attr-defined]
-    except ImportError:
-        return BasicAdmission()
-    return KubernetesAdmission()  # type: ignore[no-any-return]

@@ -49,18 +49,22 @@ class BasicAdmission:
 
 
 def _drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
-    """A Service leaving NodePort/LoadBalancer drops the fields only those types may carry, unless the
-    update changed them itself (upstream's service strategy, dropTypeDependentFields)."""
+    """A Service changing type drops the fields only its old type could carry, unless the update changed
+    them itself (upstream's service strategy, dropTypeDependentFields)."""
     spec, old_spec = new.get("spec"), old.get("spec") or {}
-    if not isinstance(spec, dict) or spec.get("type") in ("NodePort", "LoadBalancer"):
+    if not isinstance(spec, dict) or not isinstance(old_spec, dict):
         return
-    if old_spec.get("type") not in ("NodePort", "LoadBalancer"):
-        return
-    if spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
-        spec.pop("externalTrafficPolicy", None)
-    if spec.get("type") != "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") == \
-            old_spec.get("allocateLoadBalancerNodePorts"):
-        spec.pop("allocateLoadBalancerNodePorts", None)
+    new_type, old_type = spec.get("type"), old_spec.get("type")
+    dropped: list[str] = []
+    if old_type in ("NodePort", "LoadBalancer") and new_type not in ("NodePort", "LoadBalancer"):
+        dropped.append("externalTrafficPolicy")
+    if old_type == "LoadBalancer" and new_type != "LoadBalancer":
+        dropped += ["allocateLoadBalancerNodePorts", "loadBalancerClass"]
+    if old_type != "ExternalName" and new_type == "ExternalName":
+        dropped += ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"]
+    for field in dropped:
+        if spec.get(field) == old_spec.get(field):
+            spec.pop(field, None)
 
 
 class KubernetesAdmission:
@@ -75,7 +79,9 @@ class KubernetesAdmission:
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
         if kind == "Service":
             _drop_type_dependent_fields(obj, old)
-        # Objects stored before a default existed are compared as if they had it (upstream defaults on read).
-        previous = copy.deepcopy(old)
+        # Objects stored before a default existed are judged as if they had it (upstream defaults on read);
+        # a status update, which the registry does not default, then passes on an old object too.
+        current, previous = copy.deepcopy(obj), copy.deepcopy(old)
+        defaults.default(kind, current)
         defaults.default(kind, previous)
-        return list(validation.validate_update(kind, obj, previous))
+        return list(validation.validate_update(kind, current, previous))

@@ -169,7 +169,9 @@ def service(obj: dict[str, Any]) -> None:
             port["protocol"] = "TCP"
         if port.get("targetPort") in (None, 0, "") and port.get("port") is not None:
             port["targetPort"] = port["port"]
-    if svc_type in ("NodePort", "LoadBalancer") and not spec.get("externalTrafficPolicy"):
+    externally_accessible = svc_type in ("NodePort", "LoadBalancer") or (svc_type == "ClusterIP" and
+                                                                         bool(spec.get("externalIPs")))
+    if externally_accessible and not spec.get("externalTrafficPolicy"):
         spec["externalTrafficPolicy"] = "Cluster"
     if svc_type != "ExternalName" and not spec.get("internalTrafficPolicy"):
         spec["internalTrafficPolicy"] = "Cluster"

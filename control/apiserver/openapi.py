@@ -51,6 +51,34 @@ _LIST_MAP_KEYS = {("core.v1.ServiceSpec", "ports"): ["port", "protocol"],
                   ("core.v1.Container", "ports"): ["containerPort", "protocol"],
                   ("core.v1.EphemeralContainer", "ports"): ["containerPort", "protocol"]}
 
+# Required fields, as upstream's documents list them (fields without `omitempty` in the Go types).
+_REQUIRED: dict[str, list[str]] = {
+    "meta.v1.OwnerReference": ["apiVersion", "kind", "name", "uid"],
+    "meta.v1.LabelSelectorRequirement": ["key", "operator"],
+    "core.v1.PodSpec": ["containers"],
+    "core.v1.Container": ["name"],
+    "core.v1.ContainerPort": ["containerPort"],
+    "core.v1.EnvVar": ["name"],
+    "core.v1.Volume": ["name"],
+    "core.v1.VolumeMount": ["name", "mountPath"],
+    "core.v1.KeyToPath": ["key", "path"],
+    "core.v1.HTTPGetAction": ["port"],
+    "core.v1.TCPSocketAction": ["port"],
+    "core.v1.GRPCAction": ["port"],
+    "core.v1.ObjectFieldSelector": ["fieldPath"],
+    "core.v1.ConfigMapKeySelector": ["key"],
+    "core.v1.SecretKeySelector": ["key"],
+    "core.v1.ServicePort": ["port"],
+    "core.v1.Taint": ["key", "effect"],
+    "core.v1.NodeAddress": ["type", "address"],
+    "core.v1.EndpointPort": ["port"],
+    "core.v1.EndpointAddress": ["ip"],
+    "apps.v1.DeploymentSpec": ["selector", "template"],
+    "apps.v1.ReplicaSetSpec": ["selector"],
+    "discovery.v1.EndpointSlice": ["addressType", "endpoints"],
+    "discovery.v1.Endpoint": ["addresses"],
+}
+
 # meta/v1 types that operations return or take, beyond schema.py's object tables.
 _EXTRA_META: dict[str, Schema] = {
     "ListMeta": {"type": "object", "properties": {
@@ -159,6 +187,8 @@ class _Builder:
     def type_definition(self, qualified: str) -> Schema:
         properties = {field: self.field_schema(qualified, field, spec) for field, spec in TYPES[qualified].items()}
         definition: Schema = {"type": "object", "properties": dict(sorted(properties.items()))}
+        if qualified in _REQUIRED:
+            definition["required"] = list(_REQUIRED[qualified])
         _, _, name = qualified.rpartition(".")
         kind = KINDS.get(name)
         if kind is not None and kind.type_name == qualified:

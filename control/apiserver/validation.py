@@ -601,6 +601,7 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
     if not containers:
         errs.append(required(f"{path}.containers"))
     names: set[str] = set()
+    host_ports: set[str] = set()
     for group in ("initContainers", "containers"):
         for i, container in enumerate(_list(spec.get(group))):
             where = f"{path}.{group}[{i}]"
@@ -610,6 +611,22 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
             if name and name in names:
                 errs.append(duplicate(f"{where}.name", name))
             names.add(name)
+            restart = container.get("restartPolicy")
+            if restart is not None and group == "containers":
+                errs.append(forbidden(f"{where}.restartPolicy", "may not be set for non-init containers"))
+            elif restart is not None and restart != "Always":
+                errs.append(not_supported(f"{where}.restartPolicy", restart, ("Always",)))
+            if group != "containers":
+                continue
+            # checkHostPortConflicts: one protocol/hostIP/hostPort per pod.
+            for p, port in enumerate(_list(container.get("ports"))):
+                port = _dict(port)
+                if not port.get("hostPort"):
+                    continue
+                key = f"{port.get('protocol')}/{_as_str(port.get('hostIP'))}/{port.get('hostPort')}"
+                if key in host_ports:
+                    errs.append(duplicate(f"{where}.ports[{p}].hostPort", key))
+                host_ports.add(key)
     restart = spec.get("restartPolicy")
     if not restart:
         errs.append(required(f"{path}.restartPolicy"))
@@ -629,6 +646,9 @@ def validate_pod_spec(spec: Any, path: str) -> list[FieldError]:
         errs.append(invalid(f"{path}.activeDeadlineSeconds", deadline, "must be between 1 and 2147483647, inclusive"))
     errs += nonnegative(f"{path}.terminationGracePeriodSeconds", spec.get("terminationGracePeriodSeconds"))
     errs += validate_tolerations(spec.get("tolerations"), f"{path}.tolerations")
+    node_name = _as_str(spec.get("nodeName"))
+    if node_name:
+        errs.extend(invalid(f"{path}.nodeName", node_name, msg) for msg in is_dns1123_subdomain(node_name))
     for field in ("hostname", "subdomain"):
         value = _as_str(spec.get(field))
         if value:
@@ -684,6 +704,7 @@ def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldE
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 TRAFFIC_POLICIES = ("Cluster", "Local")
 MAX_CLIENT_IP_TIMEOUT = 86400
+IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 
 
 def _service_port_key(protocol: Any, port: Any) -> str:
@@ -704,6 +725,7 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
         errs.append(required("spec.ports"))
     names: set[str] = set()
     seen: set[tuple[str, str]] = set()
+    node_ports: set[tuple[str, str]] = set()
     for i, port in enumerate(ports):
         port = _dict(port)
         where = f"spec.ports[{i}]"
@@ -721,6 +743,12 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
             errs += validate_port_num_or_name(port.get("targetPort"), f"{where}.targetPort")
         if port.get("nodePort") and svc_type not in ("NodePort", "LoadBalancer"):
             errs.append(forbidden(f"{where}.nodePort", f"may not be used when `type` is '{svc_type}'"))
+        node_port = port.get("nodePort")
+        if node_port:
+            node_key = (json.dumps(port.get("protocol")), json.dumps(node_port))
+            if node_key in node_ports:
+                errs.append(duplicate(f"{where}.nodePort", node_port))
+            node_ports.add(node_key)
         key = (json.dumps(port.get("protocol")), json.dumps(port.get("port")))  # any JSON, hashable
         if key in seen:
             errs.append(FieldError("FieldValueDuplicate", where,
@@ -732,18 +760,31 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
     if affinity not in ("ClientIP", "None"):
         errs.append(not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
     if affinity == "ClientIP":
-        timeout = _dict(_dict(config).get("clientIP")).get("timeoutSeconds")
-        if timeout is None:
-            errs.append(required("spec.sessionAffinityConfig.clientIP.timeoutSeconds"))
+        # validateClientIPAffinityConfig
+        client_ip = _dict(config).get("clientIP")
+        timeout = _dict(client_ip).get("timeoutSeconds")
+        where = "spec.sessionAffinityConfig"
+        if config is None:
+            errs.append(required(where, "when session affinity type is ClientIP"))
+        elif client_ip is None:
+            errs.append(required(f"{where}.clientIP", "when session affinity type is ClientIP"))
+        elif timeout is None:
+            errs.append(required(f"{where}.clientIP.timeoutSeconds", "when session affinity type is ClientIP"))
         elif not (isinstance(timeout, int) and 0 < timeout <= MAX_CLIENT_IP_TIMEOUT):
-            errs.append(invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
+            errs.append(invalid(f"{where}.clientIP.timeoutSeconds", timeout,
                                 f"must be greater than 0 and less than {MAX_CLIENT_IP_TIMEOUT}"))
     elif affinity == "None" and config is not None:
-        errs.append(invalid("spec.sessionAffinityConfig", config, "must not be set when session affinity is None"))
+        errs.append(forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"))
 
+    # The service strategy fills clusterIPs from clusterIP before validation, so IP errors name clusterIPs.
+    ips = _list(spec.get("clusterIPs")) or ([cluster_ip] if cluster_ip else [])
     if svc_type == "ExternalName":
-        if cluster_ip:
-            errs.append(forbidden("spec.clusterIP", "may not be set for `type` ExternalName"))
+        if ips:
+            errs.append(forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
+        if spec.get("ipFamilies"):
+            errs.append(forbidden("spec.ipFamilies", "may not be set for ExternalName services"))
+        if spec.get("ipFamilyPolicy") is not None:
+            errs.append(forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"))
         external = _as_str(spec.get("externalName"))
         if not external:
             errs.append(required("spec.externalName"))
@@ -751,19 +792,20 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
             errs.extend(invalid("spec.externalName", external, msg)
                         for msg in is_dns1123_subdomain(external.removesuffix(".")))
     else:
-        if cluster_ip and not headless:
-            errs += _ip_errors("spec.clusterIP", cluster_ip)
-        ips = _list(spec.get("clusterIPs"))
-        if ips and cluster_ip and ips[0] != cluster_ip:
+        if headless and svc_type in ("NodePort", "LoadBalancer"):
+            errs.append(invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {svc_type} services"))
+        if cluster_ip and ips and ips[0] != cluster_ip:
             errs.append(invalid("spec.clusterIPs", ips, "first value must match `clusterIP`"))
-        for i, ip in enumerate(ips[1:] if ips and ips[0] == cluster_ip else ips):
-            if ip != "None":
+        for i, ip in enumerate(ips):
+            if not (ip == "None" and i == 0):
                 errs += _ip_errors(f"spec.clusterIPs[{i}]", ip)
-    for i, ip in enumerate(_list(spec.get("externalIPs"))):
+    external_ips = _list(spec.get("externalIPs"))
+    for i, ip in enumerate(external_ips):
         errs += _ip_errors(f"spec.externalIPs[{i}]", ip)
 
+    # validateServiceExternalTrafficPolicy: "externally accessible" includes ClusterIP with externalIPs.
     external_policy = spec.get("externalTrafficPolicy")
-    if svc_type in ("NodePort", "LoadBalancer"):
+    if svc_type in ("NodePort", "LoadBalancer") or (svc_type == "ClusterIP" and external_ips):
         if not external_policy:
             errs.append(required("spec.externalTrafficPolicy"))
         elif external_policy not in TRAFFIC_POLICIES:
@@ -780,6 +822,27 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
     if spec.get("healthCheckNodePort") and not (svc_type == "LoadBalancer" and external_policy == "Local"):
         errs.append(invalid("spec.healthCheckNodePort", spec["healthCheckNodePort"],
                             "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+    if svc_type == "LoadBalancer":
+        if spec.get("allocateLoadBalancerNodePorts") is None:
+            errs.append(required("spec.allocateLoadBalancerNodePorts"))
+    else:
+        for field in ("loadBalancerSourceRanges", "allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if spec.get(field) not in (None, []):
+                errs.append(forbidden(f"spec.{field}", "may only be used when `type` is 'LoadBalancer'"))
+    for i, cidr in enumerate(_list(spec.get("loadBalancerSourceRanges"))):
+        try:
+            if not isinstance(cidr, str):
+                raise ValueError(cidr)
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            errs.append(invalid(f"spec.loadBalancerSourceRanges[{i}]", cidr,
+                                "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 "))
+    policy = spec.get("ipFamilyPolicy")
+    if policy is not None and policy not in IP_FAMILY_POLICIES:
+        errs.append(not_supported("spec.ipFamilyPolicy", policy, IP_FAMILY_POLICIES))
+    for i, family in enumerate(_list(spec.get("ipFamilies"))):
+        if family not in ("IPv4", "IPv6"):
+            errs.append(not_supported(f"spec.ipFamilies[{i}]", family, ("IPv4", "IPv6")))
     errs += validate_labels(spec.get("selector"), "spec.selector")
     return errs
 

@@ -100,6 +100,15 @@ def test_list_fields_carry_the_strategic_merge_patch_extensions(definition: str,
         assert schema["x-kubernetes-list-map-keys"] == map_keys
 
 
+def test_required_fields_follow_upstream() -> None:
+    assert v2_def("io.k8s.api.core.v1.Container")["required"] == ["name"]
+    assert v2_def("io.k8s.api.apps.v1.DeploymentSpec")["required"] == ["selector", "template"]
+    assert v2_def("io.k8s.api.core.v1.PodList")["required"] == ["items"]
+    assert "required" not in v2_def("io.k8s.api.core.v1.Pod")
+    for name, definition in v2_document()["definitions"].items():
+        assert set(definition.get("required", ())) <= set(definition.get("properties", {})), name
+
+
 def test_other_patch_annotations() -> None:
     finalizers = v2_def("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")["properties"]["finalizers"]
     assert finalizers["x-kubernetes-patch-strategy"] == "merge"

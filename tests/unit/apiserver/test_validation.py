@@ -175,8 +175,20 @@ SERVICE_CASES: list[tuple[str, Mutation, list[tuple[str, str]]]] = [
     ("client IP timeout at the limit", lambda s: spec(s).update(sessionAffinity="ClientIP", sessionAffinityConfig={
         "clientIP": {"timeoutSeconds": 86400}}), []),
     ("cluster IP syntax", lambda s: spec(s).update(clusterIP="10.96.0.300"),
-     [("spec.clusterIP", 'Invalid value: "10.96.0.300": must be a valid IP address, (e.g. 10.9.8.7 or '
-                         '2001:db8::ffff)')]),
+     [("spec.clusterIPs[0]", 'Invalid value: "10.96.0.300": must be a valid IP address, (e.g. 10.9.8.7 or '
+                             '2001:db8::ffff)')]),
+    ("headless NodePort", lambda s: spec(s).update(clusterIP="None", type="NodePort"),
+     [("spec.clusterIPs[0]", "Invalid value: \"None\": may not be set to 'None' for NodePort services")]),
+    ("cluster IPs disagree", lambda s: spec(s).update(clusterIP="10.96.0.5", clusterIPs=["10.96.0.6"]),
+     [("spec.clusterIPs", 'Invalid value: []string{"10.96.0.6"}: first value must match `clusterIP`')]),
+    ("duplicate node ports", lambda s: (spec(s).update(type="NodePort"), port0(s).update(nodePort=30080),
+                                        spec(s)["ports"].append({"name": "b", "port": 81, "nodePort": 30080})),
+     [("spec.ports[1].nodePort", "Duplicate value: 30080")]),
+    ("external IPs make a ClusterIP service externally accessible",
+     lambda s: spec(s).update(externalIPs=["192.0.2.10"], externalTrafficPolicy="Local"), []),
+    ("affinity config with affinity None", lambda s: spec(s).update(sessionAffinityConfig={
+        "clientIP": {"timeoutSeconds": 10}}),
+     [("spec.sessionAffinityConfig", "Forbidden: must not be set when session affinity is None")]),
     ("headless", lambda s: spec(s).update(clusterIP="None"), []),
     ("headless without ports", lambda s: spec(s).update(clusterIP="None", ports=[]), []),
     ("no ports", lambda s: spec(s).update(ports=[]), [("spec.ports", "Required value")]),
@@ -187,13 +199,24 @@ SERVICE_CASES: list[tuple[str, Mutation, list[tuple[str, str]]]] = [
      [("spec.externalName", f'Invalid value: "DB.example.com": {DNS1123_SUBDOMAIN}')]),
     ("cluster IP on ExternalName", lambda s: spec(s).update(type="ExternalName", externalName="db.example.com",
                                                             clusterIP="10.96.0.20"),
-     [("spec.clusterIP", "Forbidden: may not be set for `type` ExternalName")]),
+     [("spec.clusterIPs", "Forbidden: may not be set for ExternalName services")]),
     ("external traffic policy on ClusterIP", lambda s: spec(s).update(externalTrafficPolicy="Local"),
      [("spec.externalTrafficPolicy", 'Invalid value: "Local": may only be set for externally-accessible services')]),
     ("external traffic policy value", lambda s: spec(s).update(type="NodePort", externalTrafficPolicy="Nearest"),
      [("spec.externalTrafficPolicy", 'Unsupported value: "Nearest": supported values: "Cluster", "Local"')]),
     ("internal traffic policy value", lambda s: spec(s).update(internalTrafficPolicy="Node"),
      [("spec.internalTrafficPolicy", 'Unsupported value: "Node": supported values: "Cluster", "Local"')]),
+    ("load balancer", lambda s: spec(s).update(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8"]), []),
+    ("source ranges on ClusterIP", lambda s: spec(s).update(loadBalancerSourceRanges=["10.0.0.0/8"]),
+     [("spec.loadBalancerSourceRanges", "Forbidden: may only be used when `type` is 'LoadBalancer'")]),
+    ("source range syntax", lambda s: spec(s).update(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/33"]),
+     [("spec.loadBalancerSourceRanges[0]", 'Invalid value: "10.0.0.0/33": must be a list of IP ranges. For example, '
+                                           "10.240.0.0/24,10.250.0.0/24 ")]),
+    ("allocate node ports on NodePort", lambda s: spec(s).update(type="NodePort", allocateLoadBalancerNodePorts=True),
+     [("spec.allocateLoadBalancerNodePorts", "Forbidden: may only be used when `type` is 'LoadBalancer'")]),
+    ("ip family policy", lambda s: spec(s).update(ipFamilyPolicy="TripleStack"),
+     [("spec.ipFamilyPolicy", 'Unsupported value: "TripleStack": supported values: "PreferDualStack", '
+                              '"RequireDualStack", "SingleStack"')]),
     ("name is a DNS-1035 label", lambda s: s["metadata"].update(name="1web"),
      [("metadata.name", f'Invalid value: "1web": {DNS1035_LABEL}')]),
     ("selector labels", lambda s: spec(s).update(selector={"app": "-web"}),
@@ -295,6 +318,18 @@ POD_CASES: list[tuple[str, Mutation, list[tuple[str, str]]]] = [
      [("spec.containers[0].volumeMounts[0].name", 'Not found: "data"')]),
     ("volume mount", lambda p: (ctr(p).update(volumeMounts=[{"name": "data", "mountPath": "/d"}]),
                                 spec(p).update(volumes=[{"name": "data", "emptyDir": {}}])), []),
+    ("host port conflict", lambda p: (ctr(p).update(ports=[{"containerPort": 80, "hostPort": 8080}]),
+                                      spec(p)["containers"].append(container("d", ports=[
+                                          {"containerPort": 81, "hostPort": 8080}]))),
+     [("spec.containers[1].ports[0].hostPort", 'Duplicate value: "TCP//8080"')]),
+    ("same host port, other protocol", lambda p: (
+        ctr(p).update(ports=[{"containerPort": 53, "hostPort": 53}, {"containerPort": 53, "hostPort": 53,
+                                                                      "protocol": "UDP"}])), []),
+    ("restart policy on an app container", lambda p: ctr(p).update(restartPolicy="Always"),
+     [("spec.containers[0].restartPolicy", "Forbidden: may not be set for non-init containers")]),
+    ("sidecar", lambda p: spec(p).update(initContainers=[container("side", restartPolicy="Always")]), []),
+    ("node name", lambda p: spec(p).update(nodeName="Worker_1"),
+     [("spec.nodeName", f'Invalid value: "Worker_1": {DNS1123_SUBDOMAIN}')]),
     ("node selector", lambda p: spec(p).update(nodeSelector={"bad key": "x"}),
      [("spec.nodeSelector", f'Invalid value: "bad key": {QUALIFIED_NAME_PART}')]),
     ("active deadline", lambda p: spec(p).update(activeDeadlineSeconds=0),
@@ -474,8 +509,12 @@ def test_service_cluster_ip_is_immutable() -> None:
                    with_cluster_ip) == [("spec.clusterIPs[0]", 'Invalid value: []string{"10.96.0.11"}: may not change '
                                          "once set")]
     assert updated("Service", lambda s: port0(s).update(port=81), with_cluster_ip) == []
-    assert updated("Service", lambda s: spec(s).update(type="ExternalName", externalName="x.example.com",
-                                                       clusterIP="", clusterIPs=[]), with_cluster_ip) == []
+    def to_external_name(svc: Obj) -> None:
+        for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
+            spec(svc).pop(field)
+        spec(svc).update(type="ExternalName", externalName="x.example.com")
+
+    assert updated("Service", to_external_name, with_cluster_ip) == []
 
 
 def test_workload_selectors_are_immutable() -> None:
@@ -519,11 +558,32 @@ def test_admission_defaults_then_validates_and_tolerates_old_objects() -> None:
     admission.default("Service", new)
     assert admission.validate_update("Service", new, old) == []
     assert "externalTrafficPolicy" not in spec(new)
+    # And a LoadBalancer turned NodePort loses allocateLoadBalancerNodePorts.
+    old = service()
+    spec(old).update(type="LoadBalancer")
+    admission.default("Service", old)
+    new = copy.deepcopy(old)
+    spec(new)["type"] = "NodePort"
+    admission.default("Service", new)
+    assert admission.validate_update("Service", new, old) == []
+    assert "allocateLoadBalancerNodePorts" not in spec(new) and spec(new)["externalTrafficPolicy"] == "Cluster"
+    # A ClusterIP service turned ExternalName loses its IPs and families.
+    old = service()
+    admission.default("Service", old)
+    spec(old).update(clusterIP="10.96.0.7", clusterIPs=["10.96.0.7"])
+    new = copy.deepcopy(old)
+    spec(new).update(type="ExternalName", externalName="db.example.com")
+    admission.default("Service", new)
+    assert admission.validate_update("Service", new, old) == []
+    assert not {"clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"} & set(spec(new))
     # A pod stored before its defaults existed is not "changed" by them.
     stored = pod()
     current = copy.deepcopy(stored)
     admission.default("Pod", current)
     assert admission.validate_update("Pod", current, stored) == []
+    with_status = copy.deepcopy(stored)
+    with_status["status"] = {"phase": "Running"}
+    assert admission.validate_update("Pod", with_status, stored) == []  # a status update of an undefaulted pod
 
 
 # -- through the apiserver -------------------------------------------------------------------------------------
