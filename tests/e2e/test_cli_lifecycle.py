@@ -21,8 +21,11 @@ def kubesim(tmp_path: Path):
     env = {**os.environ, "KUBESIM_STATE_DIR": str(tmp_path / "state")}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
-                              check=check, cwd=REPO)
+        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
+                              check=False, cwd=REPO)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
 
     yield run
     run("down", "--all", check=False)
@@ -49,7 +52,7 @@ def test_default_cluster_lifecycle(kubesim):
     assert "cluster 'kubesim' already exists; run `kubesim down --name kubesim` first" in again.stderr
 
     pids = [p["pid"] for p in status["processes"]]
-    assert {p["role"] for p in status["processes"]} == {"apiserver"} | {
+    assert {p["role"] for p in status["processes"]} == {"apiserver", "scheduler", "controller-manager"} | {
         f"{component}-{node}" for component in ("kubelet", "kube-proxy")
         for node in ("control-plane", "worker-1", "worker-2")}
     down = kubesim("down")

@@ -34,9 +34,12 @@ class Cluster:
         self.kubeconfig = str(state / NAME / "kubeconfig")
 
     def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kubesim", *args, "--name", NAME] if args[0] in (
-            "status", "down", "restart", "stop", "start", "logs") else [sys.executable, "-m", "kubesim", *args],
-            capture_output=True, text=True, env=self.env, check=check, cwd=REPO)
+        named = args[0] in ("status", "down", "restart", "stop", "start", "logs")
+        argv = [sys.executable, "-m", "kubesim", *args, *(["--name", NAME] if named else [])]
+        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, check=False, cwd=REPO)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
 
     def kubectl(self, *args: str, version: str = "1.33", stdin: str | None = None,
                 check: bool = True) -> subprocess.CompletedProcess[str]:
