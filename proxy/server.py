@@ -35,6 +35,7 @@ TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 class Backend(Protocol):
     def sync(self, plan: ProxyPlan, *, full: bool = False) -> Any: ...
     def cleanup(self) -> None: ...
+    def intact(self) -> bool: ...
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ProxyConfig:
     nodeport_addresses: tuple[str, ...] = ()
     min_sync_period: float = 1.0
     sync_period: float = 30.0
+    tamper_check_period: float = 5.0
     healthz_address: str = "0.0.0.0:10256"
     metrics_address: str = "0.0.0.0:10249"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -320,12 +322,30 @@ class ProxyServer:
             runners.append(runner)
         return runners
 
+    async def _check_tampering(self) -> None:
+        """Rules changed from outside (a flushed ruleset, a deleted chain) are detected and restored by a
+        full sync, without waiting for the next periodic one."""
+        while True:
+            await asyncio.sleep(self.config.tamper_check_period)
+            if self.applied is None:
+                continue
+            try:
+                intact = await asyncio.get_running_loop().run_in_executor(None, self.backend.intact)
+            except Exception as exc:  # the check itself failed: the next sync will tell
+                log.warning("could not check our rules: %s", exc)
+                continue
+            if not intact:
+                log.warning("our rules were changed from outside; restoring them with a full sync")
+                self.force_full = True
+                self.runner.run()
+
     async def run(self) -> None:
         self._watch()
         runners = await self._serve()
         for informer in (self.services, self.slices, self.node):
             informer.start()
         loop_task = asyncio.get_running_loop().create_task(self.runner.loop())
+        tamper_task = asyncio.get_running_loop().create_task(self._check_tampering())
         try:
             for informer in (self.services, self.slices, self.node):
                 await informer.wait_synced()
@@ -334,9 +354,10 @@ class ProxyServer:
             self.runner.run()
             await self._stop.wait()
         finally:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            for task in (loop_task, tamper_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for informer in (self.services, self.slices, self.node):
                 await informer.stop()
             if self.health_checks is not None:

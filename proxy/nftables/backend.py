@@ -69,6 +69,17 @@ class NftablesBackend:
         self._applied_node = plan.node
         return SyncResult(is_full, transaction, time.perf_counter() - start)
 
+    def intact(self) -> bool:
+        """Whether our table is still in the kernel with every chain of the last sync (a flush of the
+        ruleset from outside must force a full sync). Terse: the chains, not the thousands of elements."""
+        if self._applied is None:
+            return False
+        listed = self.runner.list_table(FAMILY, self.table, terse=True)
+        if listed is None:
+            return False
+        present = {line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")}
+        return all(name in present for name in self._applied.chains)
+
     def cleanup(self) -> None:
         """Remove everything of ours: the whole table (`add` first so that deleting never fails)."""
         where = f"{FAMILY} {self.table}"

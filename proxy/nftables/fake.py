@@ -165,7 +165,7 @@ class FakeNft:
         self.tables = tables
         self.transactions.append(transaction)
 
-    def list_table(self, family: str, table: str) -> str | None:
+    def list_table(self, family: str, table: str, *, terse: bool = False) -> str | None:
         t = self.tables.get((family, table))
         if t is None:
             return None

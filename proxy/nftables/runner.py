@@ -16,8 +16,9 @@ class NftRunner(Protocol):
     def run(self, transaction: str) -> None:
         """Apply `transaction` atomically or raise NftError (nothing applied)."""
 
-    def list_table(self, family: str, table: str) -> str | None:
-        """The table as `nft list table` prints it, or None when it does not exist."""
+    def list_table(self, family: str, table: str, *, terse: bool = False) -> str | None:
+        """The table as `nft list table` prints it (without set and map elements when terse), or None
+        when it does not exist."""
 
 
 class SubprocessNft:
@@ -43,8 +44,9 @@ class SubprocessNft:
             raise NftError(f"nft -f{where} failed ({done.returncode}): {done.stderr.strip()[:2000]}",
                            transaction=transaction, stderr=done.stderr)
 
-    def list_table(self, family: str, table: str) -> str | None:
-        done = subprocess.run(self._argv("list", "table", family, table), capture_output=True, text=True,
+    def list_table(self, family: str, table: str, *, terse: bool = False) -> str | None:
+        flags = ["-t"] if terse else []
+        done = subprocess.run(self._argv(*flags, "list", "table", family, table), capture_output=True, text=True,
                               timeout=self.timeout, check=False)
         if done.returncode != 0:
             if "No such file or directory" in done.stderr:

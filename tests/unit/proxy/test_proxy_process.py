@@ -107,7 +107,8 @@ def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
             fake = FakeNft(local_addresses=["172.18.0.3"])
             server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
                 node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
-                min_sync_period=0.05, healthz_address="127.0.0.1:0", metrics_address="127.0.0.1:0"),
+                min_sync_period=0.05, tamper_check_period=0.1, healthz_address="127.0.0.1:0",
+                metrics_address="127.0.0.1:0"),
                 NftablesBackend(runner=fake))
             task = asyncio.get_running_loop().create_task(server.run())
             try:
@@ -124,9 +125,58 @@ def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
                 await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6", "10.244.1.5"]), namespace="default")
                 traced = await verdict("DNAT")
                 assert traced.endpoints == {"10.244.2.6:53", "10.244.1.5:53"}
+                fake.run("delete table ip kubesim-proxy\n")  # tampering from outside...
+                restored = await verdict("DNAT")  # ...is noticed and undone
+                assert restored.endpoints == traced.endpoints
                 assert server.metrics.last_sync._value.get() > 0
             finally:
                 server.stop()
                 await task
+
+    asyncio.run(main())
+
+
+def test_health_check_node_port_answers_200_with_local_endpoints_and_503_without() -> None:
+    import json as jsonlib
+    import socket
+
+    import aiohttp
+
+    from proxy.server import HealthCheckServers
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def lb_plan(local_ips: list[str]) -> Any:
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.80", "externalTrafficPolicy": "Local",
+                        "healthCheckNodePort": port,
+                        "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
+               "status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}}
+        endpoints = [{"addresses": [ip], "conditions": {"ready": True}, "nodeName": "n"} for ip in local_ips]
+        endpoints.append({"addresses": ["10.244.9.9"], "conditions": {"ready": True}, "nodeName": "other"})
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-x", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+               "endpoints": endpoints}
+        node = NodeContext(name="n", node_ips=("127.0.0.1",), cluster_cidrs=("10.244.0.0/16",))
+        return plan(services_from([svc]), slices_from([eps]), node)
+
+    async def main() -> None:
+        servers = HealthCheckServers(("127.0.0.1",))
+        try:
+            async with aiohttp.ClientSession() as session:
+                await servers.update(lb_plan(["10.244.1.5", "10.244.1.6"]))
+                async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                    body = jsonlib.loads(await resp.text())
+                    assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
+                    assert body == {"service": {"namespace": "default", "name": "web"}, "localEndpoints": 2,
+                                    "serviceProxyHealthy": True}
+                await servers.update(lb_plan([]))
+                async with session.get(f"http://127.0.0.1:{port}/") as resp:
+                    assert resp.status == 503 and jsonlib.loads(await resp.text())["localEndpoints"] == 0
+        finally:
+            await servers.close()
 
     asyncio.run(main())
