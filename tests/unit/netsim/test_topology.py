@@ -163,14 +163,20 @@ def test_all_problems_are_reported_together():
     assert {p.path for p in caught.value.problems} == {"network.mode", "proxy.mode"}
 
 
-def test_cli_rejects_a_broken_topology_with_exit_2_and_makes_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("change", "path", "words"), [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])
+def test_cli_rejects_each_broken_topology_with_exit_2_and_makes_nothing(change, path, words, tmp_path,
+                                                                         monkeypatch):
     state = tmp_path / "state"
     monkeypatch.setenv("KUBESIM_STATE_DIR", str(state))
+    data = _with(change)
+    if change.get("nodes/1/podCIDR", "") is None:
+        del data["nodes"][1]["podCIDR"]
     file = tmp_path / "broken.yaml"
-    file.write_text(yaml.safe_dump(_with({"nodes/1/address": "10.1.2.3"})))
+    file.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(main, ["up", str(file)])
     assert result.exit_code == 2
-    assert "nodes[1].address: 10.1.2.3 is outside nodeCIDR" in result.output
+    assert f"{file}: {path}: " in result.output and words in result.output
+    assert result.output.count("error:") == 1
     assert not state.exists()
 
 
