@@ -35,7 +35,7 @@ from typing import Literal
 
 from proxy.iptables.errors import FakeIptablesError
 from proxy.iptables.layout import BUILTIN_CHAINS, FILTER, NAT
-from proxy.nftables.fake import Packet, PathResult, TraceResult
+from proxy.tracing import Chooser, Packet, PathResult, TraceResult
 
 MAX_PATHS = 4096
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -258,25 +258,13 @@ class _Terminal(Exception):
         self.verdict = verdict
 
 
-class _Chooser:
-    def __init__(self, prefix: list[int]) -> None:
-        self.prefix = prefix
-        self.record: list[tuple[int, int]] = []
-
-    def choose(self, modulus: int) -> int:
-        n = len(self.record)
-        value = self.prefix[n] if n < len(self.prefix) else 0
-        self.record.append((value, modulus))
-        return value
-
-
 @dataclass
 class _Ctx:
     saddr: ipaddress.IPv4Address
     daddr: ipaddress.IPv4Address
     proto: str
     dport: int
-    chooser: _Chooser
+    chooser: Chooser
     mark: int = 0
     dnat: tuple[ipaddress.IPv4Address, int] | None = None
     masquerade: bool = False
@@ -424,7 +412,7 @@ class FakeIptables:
         paths: list[PathResult] = []
         prefix: list[int] = []
         while True:
-            chooser = _Chooser(prefix)
+            chooser = Chooser(prefix)
             paths.append(self._trace_path(packet, chooser))
             if len(paths) > MAX_PATHS:
                 raise FakeIptablesError(f"more than {MAX_PATHS} paths for {packet}")
@@ -442,7 +430,7 @@ class FakeIptables:
     def _is_local(self, ip: ipaddress.IPv4Address) -> bool:
         return ip in self.local_addresses or ip in LOOPBACK
 
-    def _trace_path(self, packet: Packet, chooser: _Chooser) -> PathResult:
+    def _trace_path(self, packet: Packet, chooser: Chooser) -> PathResult:
         ctx = _Ctx(ipaddress.IPv4Address(packet.src), ipaddress.IPv4Address(packet.dst),
                    packet.protocol.lower(), packet.dport, chooser)
         try:

@@ -7,11 +7,12 @@
 """
 
 from proxy.nftables.backend import NftablesBackend, SyncResult
-from proxy.nftables.fake import FakeNft, Packet, PathResult, TraceResult
+from proxy.nftables.fake import FakeNft
 from proxy.nftables.layout import FAMILY, TABLE
 from proxy.nftables.renderer import Renderer, render
 from proxy.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
 from proxy.nftables.runner import NftRunner, SubprocessNft
+from proxy.tracing import Packet, PathResult, TraceResult
 
 __all__ = [
     "FAMILY",

@@ -31,7 +31,6 @@ from proxy.nftables.fake_syntax import (
     Expr,
     FakeSet,
     Field,
-    Ingress,
     Key,
     Match,
     Rule,
@@ -45,6 +44,7 @@ from proxy.nftables.fake_syntax import (
     tokens,
     types_of,
 )
+from proxy.tracing import Chooser, Packet, PathResult, TraceResult
 
 MAX_PATHS = 4096
 
@@ -66,58 +66,6 @@ class FakeTable:
     sets: dict[str, FakeSet] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Packet:
-    src: str
-    dst: str
-    dport: int
-    protocol: str = "TCP"
-    ingress: Ingress = "pod"
-
-
-@dataclass(frozen=True)
-class PathResult:
-    verdict: Literal["ACCEPT", "DROP", "REJECT"]
-    dnat: str | None  # "ip:port"
-    masquerade: bool
-    updates: tuple[tuple[str, str], ...] = ()  # (set, element) the packet added to dynamic sets
-
-
-@dataclass(frozen=True)
-class TraceResult:
-    """The outcome over every random choice the rules can make."""
-
-    paths: tuple[PathResult, ...]
-
-    @property
-    def verdict(self) -> str:
-        """DNAT | DROP | REJECT | ACCEPT (untouched) | MIXED."""
-        kinds = {"DNAT" if p.dnat and p.verdict == "ACCEPT" else p.verdict for p in self.paths}
-        return kinds.pop() if len(kinds) == 1 else "MIXED"
-
-    @property
-    def endpoints(self) -> frozenset[str]:
-        return frozenset(p.dnat for p in self.paths if p.dnat and p.verdict == "ACCEPT")
-
-    @property
-    def masquerade(self) -> bool | None:
-        """True/False when every path agrees, None when some paths masquerade and some not."""
-        kinds = {p.masquerade for p in self.paths}
-        return kinds.pop() if len(kinds) == 1 else None
-
-
-class _Chooser:
-    def __init__(self, prefix: list[int]) -> None:
-        self.prefix = prefix
-        self.record: list[tuple[int, int]] = []
-
-    def choose(self, modulus: int) -> int:
-        n = len(self.record)
-        value = self.prefix[n] if n < len(self.prefix) else 0
-        self.record.append((value, modulus))
-        return value
-
-
 @dataclass
 class _Ctx:
     saddr: ipaddress.IPv4Address
@@ -125,7 +73,7 @@ class _Ctx:
     proto: str
     dport: int
     local: frozenset[ipaddress.IPv4Address]
-    chooser: _Chooser
+    chooser: Chooser
     mark: int = 0
     dnat: tuple[ipaddress.IPv4Address, int] | None = None
     masquerade: bool = False
@@ -317,7 +265,7 @@ class FakeNft:
         paths: list[PathResult] = []
         prefix: list[int] = []
         while True:
-            chooser = _Chooser(prefix)
+            chooser = Chooser(prefix)
             paths.append(self._trace_path(packet, chooser))
             if len(paths) > MAX_PATHS:
                 raise FakeNftError(f"more than {MAX_PATHS} paths for {packet}")
@@ -335,7 +283,7 @@ class FakeNft:
                         s.elements[(ipaddress.IPv4Address(element),)] = ()
         return TraceResult(tuple(paths))
 
-    def _trace_path(self, packet: Packet, chooser: _Chooser) -> PathResult:
+    def _trace_path(self, packet: Packet, chooser: Chooser) -> PathResult:
         proto = packet.protocol.lower()
         ctx = _Ctx(ipaddress.IPv4Address(packet.src), ipaddress.IPv4Address(packet.dst), proto, packet.dport,
                    self.local_addresses, chooser)

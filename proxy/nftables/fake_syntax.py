@@ -9,11 +9,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Union
 
 from proxy.errors import FakeNftError
 
-Ingress = Literal["pod", "node", "external"]
 Atom = Union[ipaddress.IPv4Address, ipaddress.IPv4Network, str, int, "VerdictValue"]
 Key = tuple[Atom, ...]
 

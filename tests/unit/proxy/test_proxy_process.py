@@ -11,10 +11,11 @@ from typing import Any
 from control.client import ENDPOINT_SLICES, NODES, SERVICES
 from proxy.model import services_from, slices_from
 from proxy.nftables.backend import NftablesBackend
-from proxy.nftables.fake import FakeNft, Packet
+from proxy.nftables.fake import FakeNft
 from proxy.plan import NodeContext, plan
 from proxy.runner import BoundedFrequencyRunner
 from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup
+from proxy.tracing import Packet
 from tests.harness import local_apiserver
 
 
