@@ -56,6 +56,14 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h))+", value):
+        raise click.BadParameter(f"{value!r} is not a duration; write it like 40s, 1m30s or 500ms")
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """kubesim: a Kubernetes-shaped cluster made of real Linux network namespaces."""
@@ -69,9 +77,9 @@ def main() -> None:
                    "etcd=URL (an existing etcd).")
 @click.option("--proxy-mode", type=click.Choice(["nftables", "iptables"]),
               help="kube-proxy's mode (overrides the topology's proxy.mode).")
-@click.option("--node-grace-period", default="40s", show_default=True,
+@click.option("--node-grace-period", default="40s", show_default=True, callback=_duration,
               help="How long a silent node stays Ready before it is marked Unknown (node lifecycle).")
-@click.option("--eviction-timeout", default="60s", show_default=True,
+@click.option("--eviction-timeout", default="60s", show_default=True, callback=_duration,
               help="How long pods stay on an unreachable node before they are evicted.")
 @click.option("--network-only", is_flag=True, help="Build the network but start no control plane.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
