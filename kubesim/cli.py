@@ -413,6 +413,64 @@ def proxy_main() -> None:
 
 
 @main.command()
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--node", help="The node whose handling is traced (default: the source's own node, or the gateway "
+                             "node for traffic from outside).")
+@click.option("--src", "src", required=True,
+              help="Where the probes start: an address, a pod (NAMESPACE/NAME or NAME), a node or an external host.")
+@click.option("--dst", "dst", required=True, help="IP:PORT the probes are sent to.")
+@click.option("--proto", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="How many probes (each with its own source port).")
+@click.option("--ingress", type=click.Choice(["pod", "node", "external"]),
+              help="Override where the probes enter: the node's pod bridge, the node itself, or the fabric.")
+@click.option("--timeout", default=1.0, show_default=True, type=click.FloatRange(0.05, 30),
+              help="Seconds to wait for probes that are neither seen leaving nor refused (a drop).")
+@click.option("--pcap", type=click.Path(dir_okay=False), help="Write what was captured to this pcap file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def trace(name: str | None, node: str | None, src: str, dst: str, proto: str, count: int, ingress: str | None,
+          timeout: float, pcap: str | None, as_json: bool) -> None:
+    """Send probes from SRC to DST and show what a node did with them: DNAT (to which endpoints), masquerade,
+    local delivery, REJECT, DROP or nothing, with the nftables chains and rules they went through."""
+    from kubesim.trace import render_human, run_trace
+
+    _need_root("trace")
+    try:
+        result = run_trace(cluster.resolve_name(name), node=node, src=src, dst=dst, proto=proto, count=count,
+                           ingress=ingress, pcap=pcap, timeout=timeout)
+    except (StateError, NetsimError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; the probe namespace and the trace table were removed", code=130)
+    if as_json:
+        _print_json(result)
+    else:
+        render_human(result, out)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("-i", "--interface", "iface",
+              help="Interface to capture on (default: any on a node, eth0 on a pod or external host).")
+@click.option("-w", "--write", type=click.Path(dir_okay=False), help="Write packets to this pcap file.")
+@click.argument("target")
+@click.argument("bpf", nargs=-1, type=click.UNPROCESSED)
+def capture(name: str | None, iface: str | None, write: str | None, target: str, bpf: tuple[str, ...]) -> None:
+    """tcpdump inside TARGET (a node, a pod NAMESPACE/NAME or NAME, or an external host), with an optional
+    FILTER: kubesim capture worker-1 -i cbr0 tcp port 80"""
+    from kubesim.trace import run_capture
+
+    _need_root("capture")
+    try:
+        code = run_capture(cluster.resolve_name(name), target, iface=iface, write=write, bpf=bpf)
+    except (StateError, NetsimError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot run tcpdump: {exc.strerror}; install tcpdump")
+    sys.exit(code)
+
+
+@main.command()
 def clean() -> None:
     """Remove everything carrying kubesim's prefix, from any cluster, crashed or not."""
     _need_root("clean")

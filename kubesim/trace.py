@@ -2,7 +2,7 @@
 
     run_trace("kubesim", node=None, src="default/client", dst="10.96.0.10:53", proto="udp", count=40,
               ingress=None, pcap=None)                  -> the result as a dict (netsim.trace's JSON)
-    run_capture("kubesim", "worker-1", iface="any", write=None, bpf=("port", "53"))   -> tcpdump's exit code
+    run_capture("kubesim", "worker-1", iface=None, write=None, bpf=("port", "53"))   -> tcpdump's exit code
 
 Where a trace's probes start (SOURCE), as the issue puts it: from the named pod; from the node itself
 when it is one of the node's addresses or loopback; from a temporary probe namespace on the node's pod
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -287,15 +288,20 @@ def capture_command(ns: str, *, iface: str = "any", write: str | None = None,
     return argv + list(bpf)
 
 
-def run_capture(cluster_name: str, target: str, *, iface: str = "any", write: str | None = None,
+def run_capture(cluster_name: str, target: str, *, iface: str | None = None, write: str | None = None,
                 bpf: tuple[str, ...] = (), pods: PodDirectory | None = None) -> int:
-    """Run tcpdump inside TARGET's namespace until it ends or Ctrl-C; returns its exit code."""
-    argv = capture_command(target_namespace(cluster_name, target, pods=pods), iface=iface, write=write, bpf=bpf)
-    process = subprocess.Popen(argv)
+    """Run tcpdump inside TARGET's namespace until it ends or Ctrl-C; returns its exit code. IFACE defaults
+    to every interface of a node and to eth0 of a pod or external host."""
+    ns = target_namespace(cluster_name, target, pods=pods)
+    if iface is None:
+        iface = "any" if ns.startswith(names.node_ns(cluster_name, "")) else names.POD_IFACE
+    process = subprocess.Popen(capture_command(ns, iface=iface, write=write, bpf=bpf))
     try:
         return process.wait()
     except KeyboardInterrupt:
-        # tcpdump got the same Ctrl-C (same process group): let it print its counts and finish the file.
+        # A terminal's Ctrl-C reaches tcpdump too; a signal sent to us alone is passed on. Either way it
+        # prints its counts and finishes the file.
+        process.send_signal(signal.SIGINT)
         try:
             return process.wait(timeout=5)
         except subprocess.TimeoutExpired:
