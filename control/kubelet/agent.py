@@ -15,7 +15,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +125,11 @@ class PodWorker:
         return self.kubelet.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{self.uid}"
 
     async def event(self, reason: str, message: str, warning: bool = False) -> None:
+        """Record an Event in the background, as client-go's recorder does: the pod's progress never waits
+        on it."""
+        self.kubelet.spawn(self._post_event(reason, message, warning))
+
+    async def _post_event(self, reason: str, message: str, warning: bool) -> None:
         with contextlib.suppress(ApiError, OSError, ValueError):
             await self.kubelet.client.create_event(self.pod, reason=reason, message=message, component="kubelet",
                                                    event_type="Warning" if warning else "Normal",
@@ -378,7 +383,14 @@ class Kubelet:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
         self.workers: dict[str, PodWorker] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run WORK in the background, keeping a reference until it is done (asyncio keeps only weak ones)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def netlink(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._netlink_thread,
