@@ -261,9 +261,9 @@ def test_pcap_is_readable(cluster: Cluster, tmp_path: Path) -> None:
     syns = [p for p in packets if IP in p and TCP in p and p[TCP].flags == "S"]
     assert {p[IP].dst for p in syns} >= {cluster.vips["three"]}
     assert {p.sniffed_on for p in packets} >= {"eth0"}
-    if shutil.which("tshark"):
-        read = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True, check=False)
-        assert read.returncode == 0 and cluster.vips["three"] in read.stdout, read.stderr
+    assert shutil.which("tshark"), "tshark is missing: scripts/setup.sh installs it"
+    read = subprocess.run(["tshark", "-r", str(path)], capture_output=True, text=True, check=False)
+    assert read.returncode == 0 and cluster.vips["three"] in read.stdout, read.stderr
 
 
 def test_nothing_is_left_behind(cluster: Cluster) -> None:
