@@ -39,6 +39,7 @@ def pct(values: list[float], p: float) -> float:
 async def run(kubeconfig: str, replicas: int, timeout: float) -> dict[str, Any]:
     client = load_kubeconfig(kubeconfig)
     created: dict[str, float] = {}
+    bound_at: dict[str, float] = {}
     ready_at: dict[str, float] = {}
     try:
         listed = await client.list(PODS, namespace="default")
@@ -57,6 +58,8 @@ async def run(kubeconfig: str, replicas: int, timeout: float) -> dict[str, Any]:
                 name = pod["metadata"]["name"]
                 now = time.monotonic()
                 created.setdefault(name, now)
+                if (pod.get("spec") or {}).get("nodeName"):
+                    bound_at.setdefault(name, now)
                 conditions = (pod.get("status") or {}).get("conditions") or []
                 if name not in ready_at and any(c.get("type") == "Ready" and c.get("status") == "True"
                                                 for c in conditions):
@@ -69,7 +72,12 @@ async def run(kubeconfig: str, replicas: int, timeout: float) -> dict[str, Any]:
     finally:
         await client.close()
     latencies = [ready_at[n] - created[n] for n in ready_at]
+    scheduling = [bound_at[n] - created[n] for n in ready_at if n in bound_at]
+    on_node = [ready_at[n] - bound_at[n] for n in ready_at if n in bound_at]
     return {"pods_ready": len(ready_at), "all_ready_seconds": round(total, 2),
+            # Where the time goes: creation -> bound (scheduler), bound -> Ready (kubelet and status).
+            "scheduling_p50_s": pct(scheduling, 0.5), "scheduling_p99_s": pct(scheduling, 0.99),
+            "bound_to_ready_p50_s": pct(on_node, 0.5), "bound_to_ready_p99_s": pct(on_node, 0.99),
             "startup_latency_p50_s": pct(latencies, 0.5), "startup_latency_p99_s": pct(latencies, 0.99),
             "startup_latency_max_s": pct(latencies, 1.0)}
 
