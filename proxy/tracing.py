@@ -3,6 +3,7 @@ every random choice, and the chooser that walks those choices one path at a time
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,3 +63,22 @@ class Chooser:
         value = self.prefix[n] if n < len(self.prefix) else 0
         self.record.append((value, modulus))
         return value
+
+
+def every_path(trace_one: Callable[[Chooser], PathResult], *, limit: int,
+               too_many: Callable[[], Exception]) -> list[PathResult]:
+    """Trace every combination of the rules' random choices, depth first: each run replays the choices
+    of the last one up to its last open choice, and takes that choice's next value."""
+    paths: list[PathResult] = []
+    prefix: list[int] = []
+    while True:
+        chooser = Chooser(prefix)
+        paths.append(trace_one(chooser))
+        if len(paths) > limit:
+            raise too_many()
+        record = chooser.record
+        while record and record[-1][0] + 1 >= record[-1][1]:
+            record.pop()
+        if not record:
+            return paths
+        prefix = [v for v, _ in record[:-1]] + [record[-1][0] + 1]

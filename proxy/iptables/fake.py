@@ -35,7 +35,7 @@ from typing import Literal
 
 from proxy.iptables.errors import FakeIptablesError
 from proxy.iptables.layout import BUILTIN_CHAINS, FILTER, NAT
-from proxy.tracing import Chooser, Packet, PathResult, TraceResult
+from proxy.tracing import Chooser, Packet, PathResult, TraceResult, every_path
 
 MAX_PATHS = 4096
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -409,19 +409,8 @@ class FakeIptables:
         With `remember`, what the first path adds to `recent` lists is kept, as if that connection had
         really been made (at `now`).
         """
-        paths: list[PathResult] = []
-        prefix: list[int] = []
-        while True:
-            chooser = Chooser(prefix)
-            paths.append(self._trace_path(packet, chooser))
-            if len(paths) > MAX_PATHS:
-                raise FakeIptablesError(f"more than {MAX_PATHS} paths for {packet}")
-            record = chooser.record
-            while record and record[-1][0] + 1 >= record[-1][1]:
-                record.pop()
-            if not record:
-                break
-            prefix = [v for v, _ in record[:-1]] + [record[-1][0] + 1]
+        paths = every_path(lambda chooser: self._trace_path(packet, chooser), limit=MAX_PATHS,
+                           too_many=lambda: FakeIptablesError(f"more than {MAX_PATHS} paths for {packet}"))
         if remember:
             for name, element in paths[0].updates:
                 self.recent.setdefault(name, {})[ipaddress.IPv4Address(element)] = self.now

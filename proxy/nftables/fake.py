@@ -44,7 +44,7 @@ from proxy.nftables.fake_syntax import (
     tokens,
     types_of,
 )
-from proxy.tracing import Chooser, Packet, PathResult, TraceResult
+from proxy.tracing import Chooser, Packet, PathResult, TraceResult, every_path
 
 MAX_PATHS = 4096
 
@@ -262,19 +262,8 @@ class FakeNft:
         With `remember`, what the first path adds to dynamic sets (affinity) is kept, as if that
         connection had really been made.
         """
-        paths: list[PathResult] = []
-        prefix: list[int] = []
-        while True:
-            chooser = Chooser(prefix)
-            paths.append(self._trace_path(packet, chooser))
-            if len(paths) > MAX_PATHS:
-                raise FakeNftError(f"more than {MAX_PATHS} paths for {packet}")
-            record = chooser.record
-            while record and record[-1][0] + 1 >= record[-1][1]:
-                record.pop()
-            if not record:
-                break
-            prefix = [v for v, _ in record[:-1]] + [record[-1][0] + 1]
+        paths = every_path(lambda chooser: self._trace_path(packet, chooser), limit=MAX_PATHS,
+                           too_many=lambda: FakeNftError(f"more than {MAX_PATHS} paths for {packet}"))
         if remember:
             for set_name, element in paths[0].updates:
                 for table in self.tables.values():
