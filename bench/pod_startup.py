@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,11 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -100,11 +106,14 @@ def main() -> None:
         result = cluster.up(topology, root=root)
         up_seconds = time.monotonic() - t0
         try:
-            kubelets = {p.role: p.pid for p in result.state.processes() if p.role.startswith("kubelet-node-")}
+            processes = {p.role: p.pid for p in result.state.processes()}
+            kubelets = {role: pid for role, pid in processes.items() if role.startswith("kubelet-node-")}
             before = {role: rss_kb(pid) for role, pid in kubelets.items()}
+            cpu_before = {role: cpu_seconds(pid) for role, pid in processes.items()}
             measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
                                        args.timeout))
             after = {role: rss_kb(pid) for role, pid in kubelets.items()}
+            cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in processes.items()}
         finally:
             cluster.down(topology.name, root=root)
     grown = sum(after.values()) - sum(before.values())
@@ -113,6 +122,9 @@ def main() -> None:
         "cluster_up_seconds": round(up_seconds, 2), **measured,
         "kubelet_rss_mb_per_node": round(sum(after.values()) / max(len(after), 1) / 1024, 1),
         "kubelet_rss_kb_per_pod": round(grown / max(measured["pods_ready"], 1), 1),
+        # CPU seconds each kind of component used during the measurement (2 cores are shared by all).
+        "cpu_seconds": {kind: round(sum(v for role, v in cpu.items() if role.startswith(kind)), 1)
+                        for kind in ("apiserver", "scheduler", "controller-manager", "kubelet", "kube-proxy")},
     }, indent=2))
 
 

@@ -48,7 +48,7 @@ class ProxyConfig:
     nodeport_addresses: tuple[str, ...] = ()
     min_sync_period: float = 1.0
     sync_period: float = 30.0
-    tamper_check_period: float = 5.0
+    tamper_check_period: float = 10.0
     healthz_address: str = "0.0.0.0:10256"
     metrics_address: str = "0.0.0.0:10249"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +127,12 @@ def conntrack_cleanup(before: ProxyPlan | None, after: ProxyPlan) -> list[list[s
         for gone in sorted(old.get((vip, port), set()) - ips):
             commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dst-nat", gone])
     return commands
+
+
+def _node_identity(node: dict[str, Any]) -> tuple[Any, ...]:
+    addresses = (node.get("status") or {}).get("addresses") or []
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return (tuple(sorted((a.get("type"), a.get("address")) for a in addresses)), tuple(sorted(labels.items())))
 
 
 class HealthCheckServers:
@@ -223,7 +229,11 @@ class ProxyServer:
         self.metrics.endpoint_changes.inc()
         self._queue()
 
-    def _node_changed(self, obj: dict[str, Any]) -> None:
+    def _node_changed(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        # The kubelet rewrites its Node's status every few seconds (heartbeats, conditions); only what the
+        # rules depend on (the node's addresses and labels) calls for a new full sync.
+        if old is not None and _node_identity(old) == _node_identity(obj):
+            return
         self.force_full = True
         self._queue()
 
@@ -236,7 +246,7 @@ class ProxyServer:
                                   on_delete=self._service_changed)
         self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n),
                                 on_delete=self._slice_changed)
-        self.node.add_handler(on_add=self._node_changed, on_update=lambda o, n: self._node_changed(n),
+        self.node.add_handler(on_add=self._node_changed, on_update=lambda o, n: self._node_changed(n, o),
                               on_delete=self._node_changed)
 
     # -- sync -----------------------------------------------------------------------------------------
