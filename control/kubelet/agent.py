@@ -23,7 +23,18 @@ from typing import Any, TypeVar
 
 from netaddr import IPAddress, IPNetwork
 
-from control.client import LEASES, NODES, PODS, AlreadyExists, ApiError, Client, Conflict, Informer, NotFound
+from control.client import (
+    LEASES,
+    NODES,
+    PODS,
+    AlreadyExists,
+    ApiError,
+    Client,
+    Conflict,
+    Informer,
+    KubeClientError,
+    NotFound,
+)
 from control.kubelet.probes import ProbeResult, probe_errors, run_probe
 from control.kubelet.workloads import Container, ContainerError, ContainerLog, make_container, now_rfc3339
 from netsim import names
@@ -365,7 +376,7 @@ class PodWorker:
                                                       namespace=meta.get("namespace"), subresource="status")
         except NotFound:
             return
-        except ApiError as exc:
+        except KubeClientError as exc:  # the apiserver busy or away: the next change writes it again
             log.warning("pod %s: status update failed: %s", self.key, exc)
             return
         self.pod = updated
@@ -484,7 +495,7 @@ class Kubelet:
             if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
                     "Succeeded", "Failed"):
                 # Nothing of ours runs for it (a restart after we finished it): let it go.
-                asyncio.get_running_loop().create_task(self._finish(pod, None))
+                self.spawn(self._finish(pod))
                 return
             worker = self.workers[uid] = PodWorker(self, pod)
             worker.task = asyncio.get_running_loop().create_task(self._run_worker(worker))
@@ -502,15 +513,15 @@ class Kubelet:
     async def _run_worker(self, worker: PodWorker) -> None:
         await worker.run()
         self.workers.pop(worker.uid, None)
-        await self._finish(worker.pod, worker)
+        await self._finish(worker.pod)
 
-    async def _finish(self, pod: dict[str, Any], worker: PodWorker | None) -> None:
+    async def _finish(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
-        if worker is None:
-            sandbox = sandbox_for(self.config.cluster, self.config.name, self.config.pod_cidr, meta["uid"],
-                                  self.ipam.assigned.get(meta["uid"], str(IPNetwork(self.config.pod_cidr)[2])))
-            await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
-            self.ipam.release(meta["uid"])
+        # Whatever happened in the worker, the sandbox goes before the pod object does (idempotent).
+        sandbox = sandbox_for(self.config.cluster, self.config.name, self.config.pod_cidr, meta["uid"],
+                              self.ipam.assigned.get(meta["uid"], str(IPNetwork(self.config.pod_cidr)[2])))
+        await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
+        self.ipam.release(meta["uid"])
         if not meta.get("deletionTimestamp"):
             return
         with contextlib.suppress(NotFound, Conflict):
