@@ -176,6 +176,7 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     components.wait_nodes_ready(state, topology)
     progress(f"starting kube-proxy ({topology.proxy_mode}) in every node")
     components.start_proxies(state, topology, topology.proxy_mode)
+    components.wait_proxies_ready(state, topology)
     if topology.workloads:
         progress("applying the topology's workloads")
         components.apply_workloads(state, topology)

@@ -235,6 +235,12 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
         ])
 
 
+def wait_proxies_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:
+    """Until every node's kube-proxy answers /healthz with 200: it has synced its rules once."""
+    for node in topology.nodes:
+        wait_http(state, f"kube-proxy-{node.name}", f"http://{node.address}:10256/healthz", ca=None, timeout=timeout)
+
+
 def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:
     """Until every node of the topology is registered and Ready, as seen through the apiserver."""
     import asyncio

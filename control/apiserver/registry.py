@@ -63,8 +63,11 @@ def now_rfc3339(clock: Callable[[], float] = time.time) -> str:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    stored = copy.deepcopy(obj)
-    stored.get("metadata", {}).pop("resourceVersion", None)
+    """The stored form: the object without its resourceVersion (that is the store's revision). A shallow
+    copy suffices: only metadata's top level changes."""
+    meta = obj.get("metadata")
+    stored = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}} \
+        if isinstance(meta, dict) else obj
     return json.dumps(stored, separators=(",", ":"), sort_keys=True).encode()
 
 

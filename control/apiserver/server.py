@@ -477,7 +477,10 @@ class APIServer:
                     await send("ERROR", event.object)
                     break
                 last = event.revision
-                await send(event.type, event.object)
+                if as_table:
+                    await send(event.type, event.object)
+                else:
+                    await response.write(event.line)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

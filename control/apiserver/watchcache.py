@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from control.apiserver.resources import Resource
@@ -46,6 +47,11 @@ class WatchEvent:
     object: dict[str, Any]
     previous: dict[str, Any] | None
     revision: int
+
+    @cached_property
+    def line(self) -> bytes:
+        """The event as one line of a JSON watch stream: encoded once, however many watchers send it."""
+        return json.dumps({"type": self.type, "object": self.object}, separators=(",", ":")).encode() + b"\n"
 
 
 def convert(event: Event) -> WatchEvent:
