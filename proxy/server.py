@@ -284,7 +284,7 @@ class ProxyServer:
         elapsed = time.monotonic() - start
         for command in conntrack_cleanup(self.applied, result):
             subprocess.run(command, capture_output=True, check=False)
-        before, self.applied = self.applied, result
+        self.applied = result
         self.force_full = False
         if full:
             self.last_full = start
@@ -302,7 +302,6 @@ class ProxyServer:
         endpoints = sum(len(s.cluster_endpoints) for s in result.services)
         log.info("synced %s: %d service ports, %d endpoints, %d changed services, in %.1f ms",
                  "fully" if full else "partially", len(result.services), endpoints, len(changed), elapsed * 1000)
-        del before
 
     # -- serving --------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from control.apiserver.protobuf import decode_protobuf
 from control.apiserver.registry import DeleteOptions, ListOptions, Registry
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
-from control.apiserver.watchcache import Watcher, WatchEvent, convert, with_revision
+from control.apiserver.watchcache import Watcher, WatchEvent, convert
 from control.store import CompactedError
 
 log = logging.getLogger(__name__)
@@ -505,4 +505,4 @@ class APIServer:
             watcher.queue.put_nowait(WatchEvent("ERROR", status.status(), None, 0))
 
 
-__all__ = ["APIServer", "Target", "parse_target", "with_revision"]
+__all__ = ["APIServer", "Target", "parse_target"]
