@@ -1,7 +1,8 @@
 """Test tiers and the leak guard.
 
-Tiers: tests/unit needs no privileges; tests/kernel and tests/e2e need root and make their own
-namespaces. Outside CI a kernel/e2e test skips without root; in CI (CI=true) nothing may skip silently,
+Tiers: tests/unit needs no privileges; tests/kernel, tests/e2e and tests/packet need root and make
+their own namespaces; tests/security holds one regression test per hardening defect, of either kind (a
+test there that needs root says so with the `root` marker). Outside CI a kernel/e2e test skips without root; in CI (CI=true) nothing may skip silently,
 so a missing privilege or tool fails instead.
 
 The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
@@ -26,7 +27,7 @@ PRIVILEGED_DIRS = ("kernel", "e2e", "packet")
 
 def _privileged(item: pytest.Item) -> bool:
     parts = Path(str(item.fspath)).parts
-    return any(d in parts for d in PRIVILEGED_DIRS)
+    return any(d in parts for d in PRIVILEGED_DIRS) or item.get_closest_marker("root") is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
