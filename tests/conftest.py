@@ -2,8 +2,8 @@
 
 Tiers: tests/unit needs no privileges; tests/kernel, tests/e2e and tests/packet need root and make
 their own namespaces; tests/security holds one regression test per hardening defect, of either kind (a
-test there that needs root says so with the `root` marker). Outside CI a kernel/e2e test skips without root; in CI (CI=true) nothing may skip silently,
-so a missing privilege or tool fails instead.
+test there that needs root says so with the `root` marker). Outside CI a kernel/e2e test skips without
+root; in CI (CI=true) nothing may skip silently, so a missing privilege or tool fails instead.
 
 The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
 iptables-save for both iptables flavours) and fails the run if any of it differs afterwards.
