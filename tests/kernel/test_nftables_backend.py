@@ -35,6 +35,7 @@ from scapy.layers.sctp import SCTP, SCTPChunkInit
 
 from proxy import NodeContext, plan, services_from, slices_from
 from proxy.nftables import NftablesBackend, SubprocessNft, full_transaction, render
+from tests.conftest import require_root
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -222,8 +223,7 @@ def node_plan(endpoints_of_web: list[str] | None = None) -> Any:
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    require_root()
     t = Topology()
     servers = Servers()
     try:

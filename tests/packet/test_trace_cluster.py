@@ -30,6 +30,7 @@ from scapy.utils import rdpcap
 
 from kubesim.trace import run_trace
 from netsim import names
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"nftables": "ptrace-nft", "iptables": "ptrace-ipt"}
@@ -113,8 +114,7 @@ def endpoint_slice(svc: str, endpoints: list[tuple[str, str]], ports: list[dict[
 
 @pytest.fixture(scope="module", params=sorted(NAMES))
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("needs kubectl")
+    require_tool("kubectl", install="scripts/setup.sh installs it")
     mode = request.param
     name = NAMES[mode]
     state = tmp_path_factory.mktemp("state")

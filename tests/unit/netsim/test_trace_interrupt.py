@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import netsim.trace
-from netsim import names
+from netsim import names, namespaces
 from netsim.fake import FakeKernel
 from netsim.trace import Origin, TraceRequest, _Run, make_probes
 
@@ -49,7 +49,7 @@ def default_sigint() -> Iterator[None]:
 
 def test_probe_namespace_made_as_ctrl_c_lands_is_removed(monkeypatch: pytest.MonkeyPatch,
                                                          default_sigint: None) -> None:
-    monkeypatch.setattr(netsim.trace.namespaces, "exists", lambda name: True)  # the fabric is "up"
+    monkeypatch.setattr(namespaces, "exists", lambda name: True)  # the fabric is "up"
     kernel = _InterruptedWhileCreating()
     run = _Run(_request(), kernel)
     with pytest.raises(KeyboardInterrupt):
