@@ -276,19 +276,28 @@ def test_nothing_is_left_behind(cluster: Cluster) -> None:
 def _endless_trace(cluster: Cluster) -> subprocess.Popen[str]:
     """A trace in another process that ends only at its timeout, or when interrupted: its probes are
     addressed to the probe namespace's own address, so its kernel keeps them and the node never sees
-    one (every probe stays unaccounted for). It starts with a probe namespace on a node's pod bridge."""
-    code = (f"from kubesim.trace import run_trace\n"
+    one (every probe stays unaccounted for). It starts with a probe namespace on a node's pod bridge.
+
+    Ctrl-C is made to mean KeyboardInterrupt in it, as in a terminal: a suite started in the background
+    (`cmd &` in a script, nohup) hands its children SIGINT ignored, and Python then never handles it."""
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"from kubesim.trace import run_trace\n"
             f"run_trace({cluster.name!r}, node=None, src='10.249.1.210', dst='10.249.1.210:80', count=1000, "
             "timeout=300)\n")
-    return subprocess.Popen([sys.executable, "-c", code], env=cluster.env, cwd=REPO, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code], env=cluster.env, cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _interrupt(process: subprocess.Popen[str]) -> str:
     """Ctrl-C for PROCESS; its stderr once it has cleaned up and ended."""
     try:
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler prints where it is stuck
+            _, stderr = process.communicate(timeout=30)
+            raise AssertionError(f"the trace did not end after Ctrl-C:\n{stderr}") from None
         return stderr
     finally:
         if process.poll() is None:
