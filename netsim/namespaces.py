@@ -61,22 +61,30 @@ def create(name: str) -> None:
             fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileExistsError:
             raise NamespaceError(f"network namespace {name!r} already exists") from None
-        os.close(fd)
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        # All or nothing: whatever stops us once the pin file exists (an error, or a Ctrl-C landing
+        # between two of the calls below) removes it, or a half-made name is left that nobody recorded.
         try:
-            _check(_libc.unshare(_CLONE_NEWNET), f"creating network namespace {name!r}")
-            try:
-                _check(
-                    _libc.mount(b"/proc/thread-self/ns/net", target.encode(), b"none", _MS_BIND, None),
-                    f"pinning network namespace {name!r}",
-                )
-            finally:
-                _check(_libc.setns(home, _CLONE_NEWNET), "returning to the original network namespace")
-        except NamespaceError:
+            os.close(fd)
+            _pin_new_namespace(name, target)
+        except BaseException:
             _unpin(target)
             raise
+
+
+def _pin_new_namespace(name: str, target: str) -> None:
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        # The way back is set up before the thread leaves: nothing may strand it in the new namespace.
+        try:
+            _check(_libc.unshare(_CLONE_NEWNET), f"creating network namespace {name!r}")
+            _check(
+                _libc.mount(b"/proc/thread-self/ns/net", target.encode(), b"none", _MS_BIND, None),
+                f"pinning network namespace {name!r}",
+            )
         finally:
-            os.close(home)
+            _check(_libc.setns(home, _CLONE_NEWNET), "returning to the original network namespace")
+    finally:
+        os.close(home)
 
 
 def delete(name: str) -> bool:

@@ -747,6 +747,28 @@ def _deferred_signals() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Making something and recording it (so that close() undoes it) must not be cut in two: Ctrl-C or
+    SIGTERM arriving in between is held and re-delivered right after. Python-level handlers rather than
+    a blocked mask, because a child started inside (the monitor) would inherit the mask and could not
+    be terminated. Outside the main thread no Python handler runs, so there is nothing to hold."""
+    held: list[int] = []
+    try:
+        previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])
+
+
 class _Run:
     """Everything one trace makes, undone in reverse order by close()."""
 
@@ -812,8 +834,9 @@ class _Run:
         if not namespaces.exists(bridge_ns):
             raise TraceError(f"namespace {bridge_ns} does not exist: is cluster {request.cluster!r} up?")
         ns = names.probe_ns(request.cluster, self.run_id)
-        self.kernel.ns_create(ns)
-        self.probe_ns = ns
+        with _signals_held():
+            self.kernel.ns_create(ns)
+            self.probe_ns = ns
         host_end = names.fit_ifname(f"prb{names.short_hash(self.run_id, 8)}")
         # Hairpin like a pod's port (the kubelet's sandboxes have it): a probe reaching its own address
         # through a Service must get its packet back on the port it came from.
@@ -895,8 +918,9 @@ class _Run:
         """The monitor first, then the table; then wait for a sentinel packet's trace to come through,
         so that no probe is sent before the monitor listens."""
         request = self.request
-        self.monitor = subprocess.Popen([*_nsenter(self.node_ns), "nft", "monitor", "trace"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        with _signals_held():
+            self.monitor = subprocess.Popen([*_nsenter(self.node_ns), "nft", "monitor", "trace"],
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         with namespaces.entered(self.node_ns):
             sentinel = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sockets.append(sentinel)

@@ -3,7 +3,10 @@
 Tiers: tests/unit needs no privileges; tests/kernel, tests/e2e and tests/packet need root and make
 their own namespaces; tests/security holds one regression test per hardening defect, of either kind (a
 test there that needs root says so with the `root` marker). Outside CI a kernel/e2e test skips without
-root; in CI (CI=true) nothing may skip silently, so a missing privilege or tool fails instead.
+root; in CI (CI=true) nothing may skip silently, so a missing privilege or tool fails instead. Any test
+that needs something the machine may lack (a tool such as kubectl, tshark or etcd, a Python module,
+root) asks through require_tool / require_module / require_root, or unavailable(reason), here: never
+through pytest.skip, skipif or importorskip directly.
 
 The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
 iptables-save for both iptables flavours) and fails the run if any of it differs afterwards.
@@ -11,12 +14,15 @@ iptables-save for both iptables flavours) and fails the run if any of it differs
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -36,15 +42,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
 
 
+def unavailable(reason: str) -> NoReturn:
+    """A test that cannot run on this machine: it skips on a laptop and fails in CI (CI=true), where
+    nothing may skip silently. Every skip of the suite goes through here."""
+    if IN_CI:
+        pytest.fail(f"{reason}: in CI this test must run, not skip", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, *, install: str = "") -> str:
+    """The path of program NAME (on PATH); without it, unavailable(), saying how to INSTALL it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"needs {name}" + (f" ({install})" if install else ""))
+    return path
+
+
+def require_module(name: str, *, install: str = "") -> ModuleType:
+    """Python module NAME, imported; without it, unavailable()."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"needs the Python module {name} ({install or exc})")
+
+
+def require_root() -> None:
+    if not IS_ROOT:
+        unavailable("needs root")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if not _privileged(item):
         return
-    tools = [t for t in ("ip", "nft", "iptables-restore", "conntrack") if shutil.which(t) is None]
-    reason = "needs root" if not IS_ROOT else (f"needs {', '.join(tools)}" if tools else None)
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{reason}: in CI privileged tests must run, not skip", pytrace=False)
-        pytest.skip(reason)
+    require_root()
+    for tool in ("ip", "nft", "iptables-restore", "conntrack"):
+        require_tool(tool, install="scripts/setup.sh installs it")
 
 
 def _run(cmd: list[str]) -> str:

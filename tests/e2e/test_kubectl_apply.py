@@ -27,6 +27,7 @@ import yaml
 
 from control.apiserver.auth import write_token_file
 from control.apiserver.certs import make_certificates
+from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = ("1.27", "1.33")
@@ -104,10 +105,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def kubectl(request: pytest.FixtureRequest, apiserver: Path, tmp_path: Path) -> Kubectl:
     binary = _kubectl_binary(request.param)
     if binary is None:
-        message = f"kubectl.{request.param} not found"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable(f"kubectl.{request.param} not found (in KUBESIM_KUBECTL_DIR, {SDK_BIN} or on PATH)")
     # A private HOME and cache: kubectl caches discovery and OpenAPI per server address.
     env = {**os.environ, "KUBECONFIG": str(apiserver), "HOME": str(tmp_path)}
 

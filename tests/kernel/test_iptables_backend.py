@@ -112,10 +112,10 @@ def test_udp_cluster_ip(topo: Setup) -> None:
 
 
 def test_service_without_endpoints_is_refused_at_once(topo: Setup) -> None:
-    start = time.monotonic()
+    # Refused, not dropped: a dropped SYN would be retransmitted until connect's timeout (TIMEOUT), so
+    # REFUSED says an answer (the REJECT's) came back, however loaded the machine is.
     assert connect(topo["client"], "10.96.0.11", 80, timeout=3.0) == "REFUSED"
     assert connect(topo["node"], "10.96.0.11", 80, timeout=3.0) == "REFUSED"
-    assert time.monotonic() - start < 0.5
 
 
 def test_iptables_mode_leaves_other_service_addresses_alone(topo: Setup) -> None:
@@ -200,10 +200,10 @@ def test_partial_syncs_move_traffic_and_match_a_full_sync(
         result = backend.sync(node_plan(["pod2"]))
         assert not result.full
         assert endpoints_reached(topo["client"], "10.96.0.10", 80, tries=10) == {"10.244.1.12:8080"}
-        start = time.monotonic()
         assert not backend.sync(node_plan([])).full
+        # The partial sync took effect when sync() returned: the next connection is refused (REJECT),
+        # not sent to the endpoint that went, nor dropped (that would be TIMEOUT).
         assert connect(topo["client"], "10.96.0.10", 80, timeout=3.0) == "REFUSED"
-        assert time.monotonic() - start < 1.0
         assert not backend.sync(node_plan(["pod1", "pod2", "remote"])).full
         assert endpoints_reached(topo["client"], "10.96.0.10", 80) == {
             "10.244.1.11:8080", "10.244.1.12:8080", "10.244.2.21:8080"}

@@ -171,8 +171,9 @@ def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", "--network-only", str(file)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = state / name / "journal.jsonl"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 4):
+    # Until up has recorded a few steps (so it is half way), or has ended by itself: no clock, so a slow
+    # start on a loaded machine only waits longer.
+    while proc.poll() is None and (not journal.exists() or journal.read_text().count("\n") < 4):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -230,3 +231,34 @@ def test_exec_names_unknown_targets(state: Path):
     assert "'worker-9' is neither a node nor an external host" in done.stderr
     assert "control-plane, worker-1, worker-2, client" in done.stderr
     cluster.down(name, root=state)
+
+
+class _InterruptedAfterMount:
+    """libc, except that Ctrl-C arrives right after the new namespace is pinned."""
+
+    def __init__(self, libc: object) -> None:
+        self._libc = libc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._libc, name)
+
+    def mount(self, *args: object) -> int:
+        result = int(self._libc.mount(*args))  # type: ignore[attr-defined]
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+
+def test_namespace_creation_cut_by_ctrl_c_leaves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"ksim-test-{uuid.uuid4().hex[:8]}.cut"
+    home = os.stat("/proc/thread-self/ns/net").st_ino
+    monkeypatch.setattr(namespaces, "_libc", _InterruptedAfterMount(namespaces._libc))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            namespaces.create(name)
+        assert not namespaces.exists(name), "a half-made namespace was left behind"
+        assert os.stat("/proc/thread-self/ns/net").st_ino == home, "the thread was left in the new namespace"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        monkeypatch.undo()
+        namespaces.delete(name)

@@ -35,6 +35,7 @@ from scapy.layers.sctp import SCTP, SCTPChunkInit
 
 from proxy import NodeContext, plan, services_from, slices_from
 from proxy.nftables import NftablesBackend, SubprocessNft, full_transaction, render
+from tests.conftest import require_root
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -222,8 +223,7 @@ def node_plan(endpoints_of_web: list[str] | None = None) -> Any:
 
 @pytest.fixture(scope="module")
 def topo() -> Iterator[Topology]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
+    require_root()
     t = Topology()
     servers = Servers()
     try:
@@ -307,9 +307,9 @@ def test_udp_cluster_ip(topo: Topology) -> None:
 
 
 def test_service_without_endpoints_is_refused_at_once(topo: Topology) -> None:
-    start = time.monotonic()
+    # Refused, not dropped: a dropped SYN would be retransmitted until connect's timeout (TIMEOUT), so
+    # REFUSED says an answer (the REJECT's) came back, however loaded the machine is.
     assert connect(topo["client"], "10.96.0.11", 80, timeout=3.0) == "REFUSED"
-    assert time.monotonic() - start < 0.5
 
 
 def test_unknown_port_of_a_cluster_ip_is_refused(topo: Topology) -> None:
@@ -361,10 +361,10 @@ def test_partial_syncs_move_traffic_and_match_a_full_sync(topo: Topology) -> Non
         result = backend.sync(node_plan(["pod2"]))
         assert not result.full and result.transaction.startswith(("add element", "delete element", "add chain"))
         assert endpoints_reached(topo["client"], "10.96.0.10", 80, tries=10) == {"10.244.1.12:8080"}
-        start = time.monotonic()
         assert not backend.sync(node_plan([])).full
+        # The partial sync took effect when sync() returned: the next connection is refused (REJECT),
+        # not sent to the endpoint that went, nor dropped (that would be TIMEOUT).
         assert connect(topo["client"], "10.96.0.10", 80, timeout=3.0) == "REFUSED"
-        assert time.monotonic() - start < 1.0
         backend.sync(node_plan(["pod1", "pod2", "remote"]))
         assert endpoints_reached(topo["client"], "10.96.0.10", 80) == {
             "10.244.1.11:8080", "10.244.1.12:8080", "10.244.2.21:8080"}

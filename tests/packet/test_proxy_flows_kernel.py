@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 import yaml
 
 from kubesim.trace import run_trace
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"nftables": "pflows-nft", "iptables": "pflows-ipt"}
@@ -159,8 +159,7 @@ def wait(what: Callable[[], bool], timeout: float = 30, message: str = "") -> No
 
 @pytest.fixture(scope="module", params=sorted(NAMES))
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("needs kubectl")
+    require_tool("kubectl", install="scripts/setup.sh installs it")
     mode = request.param
     name = NAMES[mode]
     state = tmp_path_factory.mktemp("state")

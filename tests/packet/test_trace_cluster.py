@@ -30,6 +30,7 @@ from scapy.utils import rdpcap
 
 from kubesim.trace import run_trace
 from netsim import names
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"nftables": "ptrace-nft", "iptables": "ptrace-ipt"}
@@ -113,8 +114,7 @@ def endpoint_slice(svc: str, endpoints: list[tuple[str, str]], ports: list[dict[
 
 @pytest.fixture(scope="module", params=sorted(NAMES))
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("needs kubectl")
+    require_tool("kubectl", install="scripts/setup.sh installs it")
     mode = request.param
     name = NAMES[mode]
     state = tmp_path_factory.mktemp("state")
@@ -273,26 +273,65 @@ def test_nothing_is_left_behind(cluster: Cluster) -> None:
     assert cluster.trace_tables() == {}
 
 
-def test_interrupted_trace_cleans_up(cluster: Cluster) -> None:
-    """Ctrl-C in the middle of a trace (1000 probes take a while to craft and send): the probe namespace and
-    the trace table go."""
-    code = (f"from kubesim.trace import run_trace\n"
-            f"run_trace({cluster.name!r}, node=None, src='203.0.113.20', dst='198.51.100.77:80', count=1000, "
-            "timeout=20)\n")
-    process = subprocess.Popen([sys.executable, "-c", code], env=cluster.env, cwd=REPO, stderr=subprocess.PIPE,
-                               text=True)
+def _endless_trace(cluster: Cluster) -> subprocess.Popen[str]:
+    """A trace in another process that ends only at its timeout, or when interrupted: its probes are
+    addressed to the probe namespace's own address, so its kernel keeps them and the node never sees
+    one (every probe stays unaccounted for). It starts with a probe namespace on a node's pod bridge.
+
+    Ctrl-C is made to mean KeyboardInterrupt in it, as in a terminal: a suite started in the background
+    (`cmd &` in a script, nohup) hands its children SIGINT ignored, and Python then never handles it."""
+    code = ("import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            f"from kubesim.trace import run_trace\n"
+            f"run_trace({cluster.name!r}, node=None, src='10.249.1.210', dst='10.249.1.210:80', count=1000, "
+            "timeout=300)\n")
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", code], env=cluster.env, cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _interrupt(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C for PROCESS; its stderr once it has cleaned up and ended."""
     try:
-        deadline = time.monotonic() + 10
-        while not cluster.probe_namespaces() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.01)
-        assert cluster.probe_namespaces(), "the trace did not start"
-        time.sleep(0.1)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=10)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler prints where it is stuck
+            _, stderr = process.communicate(timeout=30)
+            raise AssertionError(f"the trace did not end after Ctrl-C:\n{stderr}") from None
+        return stderr
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert "KeyboardInterrupt" in stderr
+
+
+def _assert_nothing_left(cluster: Cluster, stderr: str) -> None:
+    assert "KeyboardInterrupt" in stderr, stderr
     assert cluster.probe_namespaces() == []
     assert cluster.trace_tables() == {}
+
+
+def test_interrupted_trace_cleans_up(cluster: Cluster) -> None:
+    """Ctrl-C in the middle of a trace, once it traces (its table is in the node): the probe namespace
+    and the trace table go."""
+    process = _endless_trace(cluster)
+    try:
+        wait(lambda: bool(cluster.trace_tables()) or process.poll() is not None, timeout=120,
+             message="the trace makes its trace table in the node")
+        assert process.poll() is None, f"the trace ended by itself: {process.stderr.read() if process.stderr else ''}"
+    finally:
+        stderr = _interrupt(process)
+    _assert_nothing_left(cluster, stderr)
+
+
+def test_trace_interrupted_as_it_makes_its_probe_namespace_cleans_up(cluster: Cluster) -> None:
+    """Ctrl-C the moment the probe namespace's name appears, while it is still being made (the race a
+    loaded CI machine found): it must still go, and so must anything else the trace had made."""
+    process = _endless_trace(cluster)
+    try:
+        while not cluster.probe_namespaces():
+            assert process.poll() is None, f"the trace ended before making its probe namespace: " \
+                                           f"{process.stderr.read() if process.stderr else ''}"
+    finally:
+        stderr = _interrupt(process)
+    _assert_nothing_left(cluster, stderr)

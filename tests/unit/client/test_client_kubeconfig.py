@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestServer
 from kubefake import FakeApiServer
 
 from control.client import NODES, ApiConnectionError, Client, ConfigError, load_kubeconfig
+from tests.conftest import require_module
 
-x509 = pytest.importorskip("cryptography.x509")
+x509 = require_module("cryptography.x509", install="a dependency of kubesim: pip install cryptography")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402

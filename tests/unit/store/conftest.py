@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,8 +19,8 @@ from typing import Any
 import pytest
 
 from control.store import EtcdServer, EtcdStore, SQLiteStore, Store
+from tests.conftest import require_tool
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Every test gets this long before it fails: a hung watch must not hang the suite.
 TEST_TIMEOUT = 30.0
 
@@ -46,11 +44,7 @@ def scratch() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
-    if shutil.which("etcd") is None:
-        message = "needs the etcd binary (apt-get install etcd-server)"
-        if IN_CI:
-            pytest.fail(f"{message}: in CI the etcd contract tests must run, not skip", pytrace=False)
-        pytest.skip(message)
+    require_tool("etcd", install="apt-get install etcd-server")
     with tempfile.TemporaryDirectory(prefix="kubesim-etcd-") as path:
         server = EtcdServer(Path(path) / "data")
         server.start()
