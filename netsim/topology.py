@@ -191,26 +191,32 @@ def parse_topology(data: Any, *, source: str = "", base_dir: Path | None = None)
 # Validation helpers
 
 
+def cluster_name_problem(name: Any) -> str | None:
+    """Why NAME cannot name a cluster (it names namespaces and a directory), or None if it can."""
+    if not isinstance(name, str) or not _DNS1123_LABEL.fullmatch(name):
+        return (f"{name!r} is not a valid name: use lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit (a DNS-1123 label), e.g. 'kubesim'")
+    if len(name) > MAX_CLUSTER_NAME:
+        return f"{name!r} is {len(name)} characters; use at most {MAX_CLUSTER_NAME}"
+    return None
+
+
 def _check_cluster_name(name: Any, path: str, problems: list[Problem]) -> None:
-    if not isinstance(name, str) or not _DNS1123_LABEL.match(name):
-        problems.append(
-            Problem(path, f"{name!r} is not a valid name: use lower-case letters, digits and '-', "
-                    "starting and ending with a letter or digit (a DNS-1123 label), e.g. 'kubesim'")
-        )
-    elif len(name) > MAX_CLUSTER_NAME:
-        problems.append(Problem(path, f"{name!r} is {len(name)} characters; use at most {MAX_CLUSTER_NAME}"))
+    problem = cluster_name_problem(name)
+    if problem:
+        problems.append(Problem(path, problem))
 
 
 def _label_problem(key: str, value: Any) -> str | None:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
         return f"key {key!r}: prefix must be a DNS subdomain such as 'example.com'"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         return (f"key {key!r}: name part must be 1-63 characters of letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit")
     if not isinstance(value, str):
         return f"value of {key!r} must be a string; quote it, e.g. \"{value}\""
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+    if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
         return (f"value {value!r} of {key!r}: must be empty or 1-63 characters of letters, digits, '-', '_' "
                 "or '.', starting and ending with a letter or digit")
     return None
@@ -303,7 +309,7 @@ class _Parser:
         if not isinstance(value, str) or not value:
             self.fail(path, f"every {what} needs a name (a DNS-1123 label such as 'worker-1')")
             return None
-        if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
             self.fail(path, f"{value!r} is not a valid {what} name: use at most 63 lower-case letters, digits "
                       "and '-', starting and ending with a letter or digit (a DNS-1123 label)")
             return None
@@ -651,9 +657,9 @@ class _Parser:
         memory = raw.get("memory", DEFAULT_CAPACITY["memory"])
         pods = raw.get("pods", DEFAULT_CAPACITY["pods"])
         checks: list[tuple[str, Any, Callable[[Any], bool], str]] = [
-            ("cpu", cpu, lambda v: bool(_CPU_QUANTITY.match(str(v))) and str(v) not in ("0", "0m"),
+            ("cpu", cpu, lambda v: bool(_CPU_QUANTITY.fullmatch(str(v))) and str(v) not in ("0", "0m"),
              "a positive CPU quantity such as 4 or 1500m"),
-            ("memory", memory, lambda v: bool(_MEMORY_QUANTITY.match(str(v))), "a memory quantity such as 8Gi"),
+            ("memory", memory, lambda v: bool(_MEMORY_QUANTITY.fullmatch(str(v))), "a memory quantity such as 8Gi"),
             ("pods", pods, lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
              "a positive whole number such as 110"),
         ]
