@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from netsim.topology import Topology, cluster_name_problem, parse_topology
+from netsim.topology import Topology, cluster_name_problem, load_topology
 
 DEFAULT_ROOT = "/var/lib/kubesim"
 MARKER = ".kubesim-cluster"
@@ -103,8 +103,15 @@ def process_start_time(pid: int) -> str | None:
     return found[1] if found else None
 
 
-# Z: a zombie (exited, waiting for its parent to reap it); X: dead. Neither runs anything.
+# Z: a zombie (exited, waiting for its parent to reap it); X: dead. Neither runs anything, and neither
+# holds a namespace: the kernel drops those at exit, before the parent reaps.
 _DEAD_STATES = ("Z", "X", "x")
+
+
+def is_running(pid: int) -> bool:
+    """Whether PID exists and has not exited (a zombie has)."""
+    found = _proc_stat(pid)
+    return found is not None and found[0] not in _DEAD_STATES
 
 
 @dataclass(frozen=True)
@@ -252,11 +259,11 @@ class ClusterState:
         (self.dir / "topology.yaml").write_text(yaml.safe_dump(topology.to_dict(), sort_keys=False))
 
     def topology(self) -> Topology | None:
-        try:
-            data = yaml.safe_load((self.dir / "topology.yaml").read_text())
-        except FileNotFoundError:
+        """The topology the cluster was built from, read with the same bounds and checks as any topology file."""
+        path = self.dir / "topology.yaml"
+        if not path.is_file():
             return None
-        return parse_topology(data, source=str(self.dir / "topology.yaml"))
+        return load_topology(path)
 
     @property
     def phase(self) -> str:
