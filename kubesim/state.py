@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from netsim import names
 from netsim.topology import Topology, cluster_name_problem, load_topology
 
 DEFAULT_ROOT = "/var/lib/kubesim"
@@ -236,7 +237,11 @@ class ClusterState:
         return entries
 
     def recorded_objects(self) -> list[tuple[str, str]]:
-        return [(e["kind"], e["name"]) for e in self.journal() if e.get("kind") in ("netns", "link")]
+        """The namespaces and links the journal names, if they are this cluster's to remove: a journal
+        line naming anything else (eth0, another cluster's namespace) is never acted on."""
+        own = {"netns": names.cluster_prefix(self.name), "link": names.PREFIX}
+        return [(e["kind"], e["name"]) for e in self.journal()
+                if e.get("kind") in own and isinstance(e.get("name"), str) and e["name"].startswith(own[e["kind"]])]
 
     def record_process(self, pid: int, role: str, argv: list[str] | None = None) -> RecordedProcess:
         start = process_start_time(pid)

@@ -133,3 +133,14 @@ def test_create_refuses_a_directory_kubesim_did_not_make(tmp_path: Path) -> None
             create=True):
         pass
     assert not (tmp_path / "taken" / MARKER).exists()
+
+
+def test_journal_lines_naming_what_is_not_the_clusters_are_never_acted_on(tmp_path: Path) -> None:
+    state = ClusterState("demo", tmp_path)
+    with state.locked(create=True):
+        state.record("netns", "ksim-demo.node.worker-1")
+        state.record("link", "ksim-1a2b3c4d")
+        state.record("netns", "ksim-other.node.worker-1")  # another cluster's
+        state.record("netns", "production")
+        state.record("link", "eth0")
+    assert state.recorded_objects() == [("netns", "ksim-demo.node.worker-1"), ("link", "ksim-1a2b3c4d")]
