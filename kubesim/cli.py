@@ -22,9 +22,9 @@ from rich.table import Table
 
 from kubesim import cluster, components
 from kubesim.components import ComponentError
-from kubesim.state import ClusterState, StateError, known_clusters
+from kubesim.state import ClusterState, StateError, StateInputError, known_clusters, state_root
 from netsim.errors import NetsimError, TopologyError
-from netsim.topology import load_topology
+from netsim.topology import cluster_name_problem, load_topology
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
 
@@ -37,6 +37,11 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}" if err.is_terminal else f"error: {message}", markup=err.is_terminal,
               soft_wrap=True)
     sys.exit(code)
+
+
+def _exit_code(exc: Exception) -> int:
+    """2 for bad input (nothing was touched), 1 for everything else."""
+    return 2 if isinstance(exc, (StateInputError, TopologyError)) else 1
 
 
 def _need_root(command: str) -> None:
@@ -64,14 +69,28 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+def _cluster_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--name of every command: a DNS-1123 label, never a path (it names a directory in the state root)."""
+    if value is None:
+        return None
+    problem = cluster_name_problem(value)
+    if problem:
+        raise click.BadParameter(f"{problem}; a cluster name is never a path")
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """kubesim: a Kubernetes-shaped cluster made of real Linux network namespaces."""
+    try:
+        state_root()  # a bad KUBESIM_STATE_DIR is bad input: refuse it before any command touches it
+    except StateInputError as exc:
+        _fail(str(exc), code=2)
 
 
 @main.command()
 @click.argument("topology", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", help="Cluster name (overrides the topology's `name`).")
+@click.option("--name", callback=_cluster_name, help="Cluster name (overrides the topology's `name`).")
 @click.option("--store", default="sqlite", show_default=True,
               help="sqlite (a file in the state directory), etcd (etcd-server in the control-plane node) or "
                    "etcd=URL (an existing etcd).")
@@ -167,7 +186,8 @@ def _yes(flag: bool) -> str:
 
 
 @main.command()
-@click.option("--name", help="The cluster to remove (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name,
+              help="The cluster to remove (default: the only one there is, else 'kubesim').")
 @click.option("--all", "everything", is_flag=True, help="Remove every kubesim cluster on this machine.")
 def down(name: str | None, everything: bool) -> None:
     """Remove exactly what a cluster made. Safe to repeat; works after a crash."""
@@ -179,18 +199,18 @@ def down(name: str | None, everything: bool) -> None:
             click.echo(f"cluster {target!r}: removed {len(removed)} object(s)" if removed
                        else f"cluster {target!r}: nothing to remove")
     except (StateError, NetsimError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(name: str | None, as_json: bool) -> None:
     """Show a cluster's nodes, external hosts, namespaces and component processes."""
     try:
         info = cluster.status(cluster.resolve_name(name))
     except (StateError, NetsimError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     if as_json:
         _print_json(info)
         return
@@ -200,7 +220,7 @@ def status(name: str | None, as_json: bool) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.argument("target")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
@@ -209,7 +229,7 @@ def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
     try:
         ns = cluster.target_namespace(cluster.resolve_name(name), target)
     except StateError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     try:
         os.execvp("ip", ["ip", "netns", "exec", ns, *command])
     except OSError as exc:
@@ -217,25 +237,25 @@ def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 def kubeconfig(name: str | None) -> None:
     """Print the path of the cluster's admin kubeconfig (export KUBECONFIG=$(kubesim kubeconfig))."""
     try:
         info = cluster.status(cluster.resolve_name(name))
     except StateError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     click.echo(info["kubeconfig"])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def kubectl(name: str | None, args: tuple[str, ...]) -> None:
     """Run kubectl against the cluster: kubesim kubectl get pods -A"""
     try:
         info = cluster.status(cluster.resolve_name(name))
     except StateError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     os.environ["KUBECONFIG"] = info["kubeconfig"]
     try:
         os.execvp("kubectl", ["kubectl", *args])
@@ -244,14 +264,14 @@ def kubectl(name: str | None, args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-f", "--filename", "files", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
 def apply(name: str | None, files: tuple[str, ...]) -> None:
     """Create or replace the objects of manifest files (for machines without kubectl)."""
     try:
         done = components.apply_manifests(_component_state(name), [Path(f) for f in files])
     except (ComponentError, OSError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     except Exception as exc:  # the API's answer (an invalid object, say): say it, don't crash
         _fail(f"{type(exc).__name__}: {exc}")
     for line in done:
@@ -259,7 +279,7 @@ def apply(name: str | None, files: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-n", "--lines", default=50, show_default=True, help="How many of the last lines to print.")
 @click.argument("component")
 def logs(name: str | None, lines: int, component: str) -> None:
@@ -277,12 +297,12 @@ def _component_state(name: str | None) -> ClusterState:
         if not state.exists:
             raise StateError(f"cluster {state.name!r} does not exist")
     except StateError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     return state
 
 
 @main.command(name="add-scheduler")
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("--profile", type=click.Choice(["default", "most-allocated"]), default="most-allocated",
               show_default=True, help="Scoring: spread (default) or bin-pack (most-allocated).")
 @click.argument("scheduler_name")
@@ -297,7 +317,7 @@ def add_scheduler(name: str | None, profile: str, scheduler_name: str) -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.argument("component")
 def stop(name: str | None, component: str) -> None:
     """Stop one component (apiserver, kubelet-NODE, kube-proxy-NODE, ...) by its recorded pid."""
@@ -311,7 +331,7 @@ def stop(name: str | None, component: str) -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.argument("component")
 def start(name: str | None, component: str) -> None:
     """Start a stopped component again, as it was first started."""
@@ -319,12 +339,12 @@ def start(name: str | None, component: str) -> None:
     try:
         pid = components.restart(_component_state(name), component, stop_first=False)
     except ComponentError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     click.echo(f"started {component} (pid {pid})")
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.argument("component")
 def restart(name: str | None, component: str) -> None:
     """Stop a component (if it runs) and start it again."""
@@ -332,7 +352,7 @@ def restart(name: str | None, component: str) -> None:
     try:
         pid = components.restart(_component_state(name), component)
     except ComponentError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     click.echo(f"restarted {component} (pid {pid})")
 
 
@@ -360,7 +380,7 @@ def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]
 @click.option("--healthz-bind-address", default="0.0.0.0:10256", show_default=True)
 @click.option("--metrics-bind-address", default="0.0.0.0:10249", show_default=True)
 @click.option("--cleanup", is_flag=True, help="Remove every rule of ours (in --node's namespace, or here) and exit.")
-@click.option("--name", help="With --cleanup --node: the cluster.")
+@click.option("--name", callback=_cluster_name, help="With --cleanup --node: the cluster.")
 @click.option("--node", help="With --cleanup: run in this node of the cluster.")
 def proxy_command(kubeconfig: str | None, node_name: str | None, mode: str, iptables_legacy: bool,
                   cluster_cidr: str, service_cidr: str, masquerade_all: bool, nodeport_addresses: str,
@@ -373,7 +393,7 @@ def proxy_command(kubeconfig: str | None, node_name: str | None, mode: str, ipta
             try:
                 ns = cluster.target_namespace(cluster.resolve_name(name), node)
             except StateError as exc:
-                _fail(str(exc))
+                _fail(str(exc), code=_exit_code(exc))
             args = ["nsenter", f"--net=/run/netns/{ns}", "--", sys.executable, "-m", "kubesim", "proxy", "--cleanup",
                     "--mode", mode] + (["--iptables-legacy"] if iptables_legacy else [])
             os.execvp("nsenter", args)
@@ -413,7 +433,7 @@ def proxy_main() -> None:
 
 
 @main.command()
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("--node", help="The node whose handling is traced (default: the source's own node, or the gateway "
                              "node for traffic from outside).")
 @click.option("--src", "src", required=True,
@@ -439,7 +459,7 @@ def trace(name: str | None, node: str | None, src: str, dst: str, proto: str, co
         result = run_trace(cluster.resolve_name(name), node=node, src=src, dst=dst, proto=proto, count=count,
                            ingress=ingress, pcap=pcap, timeout=timeout)
     except (StateError, NetsimError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     except KeyboardInterrupt:
         _fail("interrupted; the probe namespace and the trace table were removed", code=130)
     if as_json:
@@ -449,7 +469,7 @@ def trace(name: str | None, node: str | None, src: str, dst: str, proto: str, co
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--name", help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-i", "--interface", "iface",
               help="Interface to capture on (default: any on a node, eth0 on a pod or external host).")
 @click.option("-w", "--write", type=click.Path(dir_okay=False), help="Write packets to this pcap file.")
@@ -464,7 +484,7 @@ def capture(name: str | None, iface: str | None, write: str | None, target: str,
     try:
         code = run_capture(cluster.resolve_name(name), target, iface=iface, write=write, bpf=bpf)
     except (StateError, NetsimError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=_exit_code(exc))
     except OSError as exc:
         _fail(f"cannot run tcpdump: {exc.strerror}; install tcpdump")
     sys.exit(code)

@@ -12,10 +12,8 @@ Identities (static bearer tokens, kube-apiserver's --token-auth-file format):
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from typing import Any
 import yaml
 from netaddr import IPNetwork
 
-from kubesim.state import ClusterState
+from kubesim.state import ClusterState, RecordedProcess, process_start_time, stop_processes
 from netsim import names, namespaces
 from netsim.topology import Topology
 
@@ -99,12 +97,18 @@ def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
     return launch(state, role, ["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv])
 
 
+# Components this process started. A daemon outlives its Popen; keeping the object stops Python from
+# warning that it is "still running" when it is collected. Reaping is by pid (RecordedProcess.alive).
+_launched: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def launch(state: ClusterState, role: str, argv: list[str]) -> int:
     logs = state.dir / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{role}.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=state.dir)
+    _launched[proc.pid] = proc
     state.record_process(proc.pid, role, argv)
     return proc.pid
 
@@ -327,26 +331,32 @@ def apply_manifests(state: ClusterState, paths: list[Path]) -> list[str]:
     return asyncio.run(apply_all())
 
 
-def stop_all(state: ClusterState, cluster_namespaces: list[str]) -> list[str]:
-    """Stop every recorded process by pid (start time checked), then anything still living in the
-    cluster's namespaces."""
-    stopped = [f"process {p.role} (pid {p.pid})" for p in reversed(state.processes()) if p.stop()]
-    return stopped + stop_processes_in(cluster_namespaces)
+# Who stops first: what depends on the apiserver (so nothing it serves reconnects or writes while it
+# goes), then the apiserver, then its store. Within a tier everyone stops at once, sharing one grace period.
+_STOP_TIERS = (("apiserver",), ("etcd",))
+
+
+def _stop_tier(role: str) -> int:
+    return next((i + 1 for i, roles in enumerate(_STOP_TIERS) if role in roles), 0)
+
+
+def stop_all(state: ClusterState, cluster_namespaces: list[str], grace: float = 5.0) -> list[str]:
+    """Stop every recorded process by pid (start time checked), tier by tier and in parallel within a
+    tier, then anything still living in the cluster's namespaces."""
+    recorded = state.processes()
+    stopped: list[str] = []
+    for tier in range(len(_STOP_TIERS) + 1):
+        members = [p for p in recorded if _stop_tier(p.role) == tier]
+        stopped += [f"process {p.role} (pid {p.pid})" for p in stop_processes(members, grace=grace)]
+    return stopped + stop_processes_in(cluster_namespaces, grace=grace)
 
 
 def stop_processes_in(netns: list[str], grace: float = 5.0) -> list[str]:
     """SIGTERM, then after GRACE seconds SIGKILL, every process whose network namespace is one of NETNS:
     found by namespace identity, never by name."""
-    strays = namespaces.processes_in(netns)
-    for pid in strays:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    stopped = [f"process {pid} (in kubesim's namespaces)" for pid in strays]
-    deadline = time.monotonic() + grace
-    while strays and time.monotonic() < deadline:
-        strays = [pid for pid in strays if os.path.exists(f"/proc/{pid}")]
-        time.sleep(0.05)
-    for pid in strays:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return stopped
+    strays = []
+    for pid in namespaces.processes_in(netns):
+        start = process_start_time(pid)
+        if start is not None and pid != os.getpid():
+            strays.append(RecordedProcess(pid, start, "stray"))
+    return [f"process {p.pid} (in kubesim's namespaces)" for p in stop_processes(strays, grace=grace)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ ROLES = ("control-plane", "worker")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 CONTROL_PLANE_TAINT_KEY = "node-role.kubernetes.io/control-plane"
 MAX_CLUSTER_NAME = 32  # namespace names stay readable; interface names never carry it
+# A node's pod CIDR holds the network address, the bridge's gateway, the broadcast address and pods:
+# a /29 leaves five pods, the least that is still a node (docs/topology.md).
+MAX_POD_CIDR_PREFIX = 29
+MAX_NODE_CIDR_PREFIX = 29  # the host link and at least a few nodes and external hosts
 
 DEFAULT_CAPACITY = {"cpu": "4", "memory": "8Gi", "pods": 110}
 
@@ -160,27 +165,163 @@ def _replace(topology: Topology, **changes: Any) -> Topology:
 # Loading
 
 
-def load_topology(path: str | Path) -> Topology:
-    path = Path(path)
+# A topology file is a few kilobytes of plain YAML. These bounds keep a hostile or mistaken file (a
+# disk image, 5,000 nested brackets, an alias "billion laughs") from costing more than a refusal.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32  # the deepest real field (nodes[].taints[].key) is 4 levels down
+MAX_ALIASES = 32
+MAX_YAML_NODES = 100_000  # scalars and collections, counting what aliases repeat
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A bound of the topology loader was exceeded at a place in the file."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _TopologyLoader(yaml.SafeLoader):
+    """SafeLoader with bounds: nesting depth and alias count are checked while composing, before any
+    Python object exists."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _Refused(f"more than {MAX_ALIASES} aliases (*name); a topology needs few or none, so write the "
+                               "values out", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep; a topology's fields are at most a few "
+                               "levels deep", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once aliases are expanded; computed once per distinct node."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack = [root]
+    while stack:  # distinct nodes, parents before children (aliases make a DAG, never a cycle)
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = 0
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+    return sizes[id(root)]
+
+
+def _duplicate_keys(root: yaml.Node) -> list[Problem]:
+    """Every key that appears twice in one mapping, named by its field path and line."""
+    found: list[tuple[int, Problem]] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                    continue
+                where = f"{path}.{key.value}" if path else str(key.value)
+                line = key.start_mark.line + 1
+                if key.value in first_line:
+                    found.append((line, Problem(where, f"line {line}: duplicate key {_shown(key.value)} (first at line "
+                                                f"{first_line[key.value]}); a key may appear once, remove one")))
+                else:
+                    first_line[key.value] = line
+                stack.append((value, where))
+    return [problem for _, problem in sorted(found, key=lambda item: item[0])]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    reason = getattr(exc, "problem", None) or str(exc)
+    return Problem("", f"{where}{reason}" if isinstance(exc, _Refused) else f"{where}not valid YAML: {reason}")
+
+
+def read_topology_text(path: Path) -> str:
+    """The file's text, if it is UTF-8 and not larger than MAX_FILE_BYTES; TopologyError otherwise."""
     source = str(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise TopologyError(source, [Problem("", "no such file; give the path of a topology YAML file")]) from None
     except OSError as exc:
         raise TopologyError(source, [Problem("", f"cannot be read: {exc.strerror}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise TopologyError(source, [Problem("", f"is larger than {MAX_FILE_BYTES // 1024} KiB; a topology file is a "
+                                                 "few kilobytes of YAML, check that this is the right file")])
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise TopologyError(source, [Problem("", f"line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not "
+                                                 "UTF-8; save the file as UTF-8 text")]) from None
+
+
+def load_yaml(text: str) -> tuple[Any, list[Problem]]:
+    """Parse one YAML document within the loader's bounds: (data, duplicate-key problems). Raises
+    yaml.YAMLError for text that is not YAML or exceeds a bound."""
+    loader = _TopologyLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, []
+        if _expanded_size(root) > MAX_YAML_NODES:
+            raise _Refused(f"aliases expand it to more than {MAX_YAML_NODES} values; write the values out instead of "
+                           "repeating anchors", root.start_mark)
+        problems = _duplicate_keys(root)
+        return loader.construct_document(root), problems
+    finally:
+        loader.dispose()
+
+
+def load_topology(path: str | Path) -> Topology:
+    path = Path(path)
+    source = str(path)
+    text = read_topology_text(path)
+    try:
+        data, problems = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(source, [Problem("", f"{where}not valid YAML: {reason}")]) from None
-    return parse_topology(data, source=source, base_dir=path.parent)
+        raise TopologyError(source, [_yaml_problem(exc)]) from None
+    return parse_topology(data, source=source, base_dir=path.parent, problems=problems)
 
 
-def parse_topology(data: Any, *, source: str = "", base_dir: Path | None = None) -> Topology:
+def parse_topology(data: Any, *, source: str = "", base_dir: Path | None = None,
+                   problems: list[Problem] | None = None) -> Topology:
+    """Validate and resolve DATA; PROBLEMS already found in the file (duplicate keys) are reported with
+    the rest."""
     parser = _Parser(source, base_dir)
+    parser.problems.extend(problems or [])
     topology = parser.parse(data)
     if parser.problems or topology is None:
         raise TopologyError(source, parser.problems)
@@ -191,28 +332,45 @@ def parse_topology(data: Any, *, source: str = "", base_dir: Path | None = None)
 # Validation helpers
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = 4
+_SHORT.maxlevel = 2
+
+
+def _shown(value: Any) -> str:
+    """VALUE as a message quotes it: repr, cut short, so a huge value never makes a huge error."""
+    return _SHORT.repr(value)
+
+
+def cluster_name_problem(name: Any) -> str | None:
+    """Why NAME cannot name a cluster (it names namespaces and a directory), or None if it can."""
+    if not isinstance(name, str) or not _DNS1123_LABEL.fullmatch(name):
+        return (f"{_shown(name)} is not a valid name: use lower-case letters, digits and '-', "
+                "starting and ending with a letter or digit (a DNS-1123 label), e.g. 'kubesim'")
+    if len(name) > MAX_CLUSTER_NAME:
+        return f"{_shown(name)} is {len(name)} characters; use at most {MAX_CLUSTER_NAME}"
+    return None
+
+
 def _check_cluster_name(name: Any, path: str, problems: list[Problem]) -> None:
-    if not isinstance(name, str) or not _DNS1123_LABEL.match(name):
-        problems.append(
-            Problem(path, f"{name!r} is not a valid name: use lower-case letters, digits and '-', "
-                    "starting and ending with a letter or digit (a DNS-1123 label), e.g. 'kubesim'")
-        )
-    elif len(name) > MAX_CLUSTER_NAME:
-        problems.append(Problem(path, f"{name!r} is {len(name)} characters; use at most {MAX_CLUSTER_NAME}"))
+    problem = cluster_name_problem(name)
+    if problem:
+        problems.append(Problem(path, problem))
 
 
 def _label_problem(key: str, value: Any) -> str | None:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
-        return f"key {key!r}: prefix must be a DNS subdomain such as 'example.com'"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        return (f"key {key!r}: name part must be 1-63 characters of letters, digits, '-', '_' or '.', "
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
+        return f"key {_shown(key)}: prefix must be a DNS subdomain such as 'example.com'"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
+        return (f"key {_shown(key)}: name part must be 1-63 characters of letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit")
     if not isinstance(value, str):
-        return f"value of {key!r} must be a string; quote it, e.g. \"{value}\""
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
-        return (f"value {value!r} of {key!r}: must be empty or 1-63 characters of letters, digits, '-', '_' "
-                "or '.', starting and ending with a letter or digit")
+        return f"value of {_shown(key)} must be a string; quote it, e.g. \"{_shown(value)}\""
+    if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
+        return (f"value {_shown(value)} of {_shown(key)}: must be empty or 1-63 characters of letters, digits, "
+                "'-', '_' or '.', starting and ending with a letter or digit")
     return None
 
 
@@ -258,7 +416,7 @@ class _Parser:
         if value is None:
             return default
         if not isinstance(value, str):
-            self.fail(path, f"must be a string, got {value!r}")
+            self.fail(path, f"must be a string, got {_shown(value)}")
             return None
         return value
 
@@ -266,7 +424,7 @@ class _Parser:
         if value is None:
             return default
         if value not in choices:
-            self.fail(path, f"{value!r} is not one of {', '.join(choices)}{_suggest(str(value), choices)}")
+            self.fail(path, f"{_shown(value)} is not one of {', '.join(choices)}{_suggest(_shown(value), choices)}")
             return default
         return str(value)
 
@@ -275,15 +433,15 @@ class _Parser:
         if text is None:
             return None
         if "/" not in text:
-            self.fail(path, f"{text!r} is not a CIDR; write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16")
+            self.fail(path, f"{_shown(text)} is not a CIDR; write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16")
             return None
         try:
             net = IPNetwork(text, version=4)
         except (AddrFormatError, ValueError):
-            self.fail(path, f"{text!r} is not a valid IPv4 CIDR; write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16")
+            self.fail(path, f"{_shown(text)} is not a valid IPv4 CIDR; write it as ADDRESS/PREFIX, e.g. 10.244.0.0/16")
             return None
         if net.ip != net.network:
-            self.fail(path, f"{text!r} has host bits set; did you mean {net.cidr}?")
+            self.fail(path, f"{_shown(text)} has host bits set; did you mean {net.cidr}?")
             return None
         return net
 
@@ -296,15 +454,15 @@ class _Parser:
         try:
             return IPAddress(text, version=4)
         except (AddrFormatError, ValueError):
-            self.fail(path, f"{text!r} is not a valid IPv4 address, e.g. 172.18.0.10")
+            self.fail(path, f"{_shown(text)} is not a valid IPv4 address, e.g. 172.18.0.10")
             return None
 
     def name(self, value: Any, path: str, what: str) -> str | None:
         if not isinstance(value, str) or not value:
             self.fail(path, f"every {what} needs a name (a DNS-1123 label such as 'worker-1')")
             return None
-        if len(value) > 63 or not _DNS1123_LABEL.match(value):
-            self.fail(path, f"{value!r} is not a valid {what} name: use at most 63 lower-case letters, digits "
+        if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+            self.fail(path, f"{_shown(value)} is not a valid {what} name: use at most 63 lower-case letters, digits "
                       "and '-', starting and ending with a letter or digit (a DNS-1123 label)")
             return None
         return value
@@ -325,9 +483,9 @@ class _Parser:
                 self.fail("", "the file has no fields; see docs/topology.md")
             return None
         if top.get("apiVersion", API_VERSION) != API_VERSION:
-            self.fail("apiVersion", f"{top['apiVersion']!r} is not supported; use {API_VERSION}")
+            self.fail("apiVersion", f"{_shown(top['apiVersion'])} is not supported; use {API_VERSION}")
         if top.get("kind", KIND) != KIND:
-            self.fail("kind", f"{top['kind']!r} is not supported; use {KIND}")
+            self.fail("kind", f"{_shown(top['kind'])} is not supported; use {KIND}")
         name = top.get("name", "kubesim")
         _check_cluster_name(name, "name", self.problems)
 
@@ -347,8 +505,8 @@ class _Parser:
             {"network.nodeCIDR": node_cidr, "network.clusterCIDR": cluster_cidr,
              "network.serviceCIDR": service_cidr, "network.externalCIDR": external_cidr}
         )
-        if node_cidr is not None and node_cidr.size < 4:
-            self.fail("network.nodeCIDR", f"{node_cidr} is too small; use a /29 or larger")
+        if node_cidr is not None and node_cidr.prefixlen > MAX_NODE_CIDR_PREFIX:
+            self.fail("network.nodeCIDR", f"{node_cidr} is too small; use a /{MAX_NODE_CIDR_PREFIX} or larger")
         if service_cidr is not None and service_cidr.prefixlen > 28:
             self.fail("network.serviceCIDR", f"{service_cidr} is too small; use a /28 or larger")
         host_address = self.host_address(net_raw.get("hostAddress"), node_cidr)
@@ -363,17 +521,19 @@ class _Parser:
         raw_hosts = self.sequence(top.get("externalHosts"), "externalHosts")
         if not raw_nodes and "nodes" not in [p.path.split("[")[0] for p in self.problems]:
             self.fail("nodes", "a cluster needs at least one node; add one with role: control-plane")
-        if self.problems or node_cidr is None or cluster_cidr is None or service_cidr is None:
-            return None
-        assert host_address is not None and pod_cidr_size is not None and port_range is not None
-
-        reserved = IPSet([node_cidr.network, node_cidr.broadcast, host_address]) | IPSet(
-            IPRange(*r.split("-")) if "-" in r else IPNetwork(r) for r in pool
-        )
+        # Members are checked even when the network has mistakes, so that every mistake is listed at
+        # once; the checks that need a range that is wrong are skipped, and nothing is allocated.
+        reserved = IPSet(IPRange(*r.split("-")) if "-" in r else IPNetwork(r) for r in pool)
+        if node_cidr is not None:
+            reserved |= IPSet([node_cidr.network, node_cidr.broadcast])
+        if host_address is not None:
+            reserved.add(host_address)
         nodes = self.nodes(raw_nodes, node_cidr, cluster_cidr, pod_cidr_size, reserved)
         hosts = self.external_hosts(raw_hosts, node_cidr, external_cidr, reserved, nodes)
         if self.problems or nodes is None or hosts is None:
             return None
+        assert node_cidr is not None and cluster_cidr is not None and service_cidr is not None
+        assert host_address is not None and pod_cidr_size is not None and port_range is not None
         return Topology(
             name=name,
             network=Network(
@@ -392,8 +552,9 @@ class _Parser:
     def pod_cidr_size(self, value: Any, cluster_cidr: IPNetwork | None) -> int | None:
         if value is None:
             size = 24
-        elif isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 30:
-            self.fail("network.podCIDRSize", f"{value!r} must be a prefix length between 8 and 30, e.g. 24")
+        elif isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_POD_CIDR_PREFIX:
+            self.fail("network.podCIDRSize",
+                      f"{_shown(value)} must be a prefix length between 8 and {MAX_POD_CIDR_PREFIX}, e.g. 24")
             return None
         else:
             size = value
@@ -410,7 +571,7 @@ class _Parser:
         match = re.fullmatch(r"(\d+)-(\d+)", str(value))
         if not match or not 1 <= int(match[1]) <= int(match[2]) <= 65535:
             self.fail("network.serviceNodePortRange",
-                      f"{value!r} must be FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. 30000-32767")
+                      f"{_shown(value)} must be FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. 30000-32767")
             return None
         return (int(match[1]), int(match[2]))
 
@@ -455,7 +616,7 @@ class _Parser:
                     block = IPSet([net])
                     entries.append(str(net.cidr))
             except (AddrFormatError, ValueError):
-                self.fail(path, f"{text!r} is neither a CIDR (172.18.255.0/24) nor a range "
+                self.fail(path, f"{_shown(text)} is neither a CIDR (172.18.255.0/24) nor a range "
                           "(172.18.255.200-172.18.255.250)")
                 continue
             for label, net in (("clusterCIDR", cluster_cidr), ("serviceCIDR", service_cidr)):
@@ -475,15 +636,15 @@ class _Parser:
                 continue
             resolved = Path(text) if Path(text).is_absolute() or self.base_dir is None else self.base_dir / text
             if not resolved.is_file():
-                self.fail(path, f"manifest {text!r} does not exist (paths are relative to the topology file)")
+                self.fail(path, f"manifest {_shown(text)} does not exist (paths are relative to the topology file)")
                 continue
             found.append(str(resolved))
         return found
 
     # -- members ----------------------------------------------------------------------------------
 
-    def nodes(self, raw_nodes: list[Any], node_cidr: IPNetwork, cluster_cidr: IPNetwork, size: int,
-              reserved: IPSet) -> list[Node] | None:
+    def nodes(self, raw_nodes: list[Any], node_cidr: IPNetwork | None, cluster_cidr: IPNetwork | None,
+              size: int | None, reserved: IPSet) -> list[Node] | None:
         parsed: list[dict[str, Any]] = []
         names: dict[str, str] = {}
         for i, raw in enumerate(raw_nodes):
@@ -494,10 +655,11 @@ class _Parser:
             name = self.name(node.get("name"), f"{path}.name", "node")
             if name is not None:
                 if name in names:
-                    self.fail(f"{path}.name", f"{name!r} is already the name of {names[name]}; names must be unique")
+                    self.fail(f"{path}.name",
+                              f"{_shown(name)} is already the name of {names[name]}; names must be unique")
                 names[name] = path
             address = self.address(node.get("address"), f"{path}.address")
-            if address is not None:
+            if address is not None and node_cidr is not None:
                 if not self.usable(address, node_cidr):
                     self.fail(f"{path}.address", f"{address} is outside nodeCIDR {node_cidr}; pick an address "
                               "inside it or leave the field out to have one assigned")
@@ -505,7 +667,10 @@ class _Parser:
                     self.fail(f"{path}.address", f"{address} is reserved (host link, load-balancer pool, network "
                               "or broadcast address); pick another")
             pod_cidr = self.network(node.get("podCIDR"), f"{path}.podCIDR", None)
-            if pod_cidr is not None and pod_cidr not in cluster_cidr:
+            if pod_cidr is not None and pod_cidr.prefixlen > MAX_POD_CIDR_PREFIX:
+                self.fail(f"{path}.podCIDR", f"{pod_cidr} is too small for a node's pods; use a "
+                          f"/{MAX_POD_CIDR_PREFIX} or larger")
+            elif pod_cidr is not None and cluster_cidr is not None and pod_cidr not in cluster_cidr:
                 self.fail(f"{path}.podCIDR", f"{pod_cidr} is outside clusterCIDR {cluster_cidr}; pick a range "
                           "inside it or leave the field out to have one assigned")
             parsed.append({
@@ -516,7 +681,7 @@ class _Parser:
                 "capacity": self.capacity(node.get("capacity"), f"{path}.capacity"),
             })
         roles = [p["role"] for p in parsed]
-        if roles.count("control-plane") != 1:
+        if raw_nodes and roles.count("control-plane") != 1:  # no nodes at all is reported once, by parse()
             self.fail("nodes", f"exactly one node must have role: control-plane (found {roles.count('control-plane')})")
         self.check_unique_addresses([(p["path"], p["address"]) for p in parsed])
         pod_cidrs = [(p["path"], p["pod_cidr"]) for p in parsed if p["pod_cidr"] is not None]
@@ -524,7 +689,7 @@ class _Parser:
             for path_b, b in pod_cidrs[i + 1:]:
                 if a.first <= b.last and b.first <= a.last:
                     self.fail(f"{path_b}.podCIDR", f"{b} overlaps {path_a}.podCIDR {a}")
-        if self.problems:
+        if self.problems or node_cidr is None or cluster_cidr is None or size is None:
             return None
 
         taken_addresses = reserved | IPSet(p["address"] for p in parsed if p["address"] is not None)
@@ -551,7 +716,7 @@ class _Parser:
                               labels=p["labels"], taints=taints or (), capacity=p["capacity"]))
         return nodes
 
-    def external_hosts(self, raw_hosts: list[Any], node_cidr: IPNetwork, external_cidr: IPNetwork | None,
+    def external_hosts(self, raw_hosts: list[Any], node_cidr: IPNetwork | None, external_cidr: IPNetwork | None,
                        reserved: IPSet, nodes: list[Node] | None) -> list[ExternalHost] | None:
         names = {n.name: "a node" for n in nodes or []}
         parsed: list[tuple[str, str | None, IPAddress | None]] = []
@@ -563,10 +728,11 @@ class _Parser:
             name = self.name(host.get("name"), f"{path}.name", "external host")
             if name is not None:
                 if name in names:
-                    self.fail(f"{path}.name", f"{name!r} is already the name of {names[name]}; names must be unique")
+                    self.fail(f"{path}.name",
+                              f"{_shown(name)} is already the name of {names[name]}; names must be unique")
                 names[name] = path
             address = self.address(host.get("address"), f"{path}.address")
-            if address is not None:
+            if address is not None and node_cidr is not None:
                 inside = [net for net in (node_cidr, external_cidr) if net is not None and self.usable(address, net)]
                 if not inside:
                     hint = f" or externalCIDR {external_cidr}" if external_cidr else " (or set network.externalCIDR)"
@@ -580,6 +746,7 @@ class _Parser:
         if self.problems or nodes is None:
             return None
         home = external_cidr or node_cidr
+        assert home is not None  # nodes were resolved, so nodeCIDR is valid
         taken = reserved | IPSet(a for _, a in node_addresses) | IPSet(a for _, _, a in parsed if a is not None)
         free = self.free_addresses(home, taken)
         hosts = []
@@ -630,7 +797,8 @@ class _Parser:
             taint = self.mapping(raw, item_path, ("key", "value", "effect"))
             key = taint.get("key")
             if not isinstance(key, str) or _label_problem(key, "") is not None:
-                self.fail(f"{item_path}.key", f"{key!r} is not a valid taint key (a label key such as 'dedicated')")
+                self.fail(f"{item_path}.key",
+                          f"{_shown(key)} is not a valid taint key (a label key such as 'dedicated')")
                 continue
             val = taint.get("value", "")
             problem = _label_problem(key, val)
@@ -651,13 +819,13 @@ class _Parser:
         memory = raw.get("memory", DEFAULT_CAPACITY["memory"])
         pods = raw.get("pods", DEFAULT_CAPACITY["pods"])
         checks: list[tuple[str, Any, Callable[[Any], bool], str]] = [
-            ("cpu", cpu, lambda v: bool(_CPU_QUANTITY.match(str(v))) and str(v) not in ("0", "0m"),
+            ("cpu", cpu, lambda v: bool(_CPU_QUANTITY.fullmatch(str(v))) and str(v) not in ("0", "0m"),
              "a positive CPU quantity such as 4 or 1500m"),
-            ("memory", memory, lambda v: bool(_MEMORY_QUANTITY.match(str(v))), "a memory quantity such as 8Gi"),
+            ("memory", memory, lambda v: bool(_MEMORY_QUANTITY.fullmatch(str(v))), "a memory quantity such as 8Gi"),
             ("pods", pods, lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
              "a positive whole number such as 110"),
         ]
         for key, val, ok, hint in checks:
             if not ok(val):
-                self.fail(f"{path}.{key}", f"{val!r} is not {hint}")
+                self.fail(f"{path}.{key}", f"{_shown(val)} is not {hint}")
         return Capacity(cpu=str(cpu), memory=str(memory), pods=pods if isinstance(pods, int) else 0)

@@ -183,4 +183,4 @@ def test_cli_rejects_each_broken_topology_with_exit_2_and_makes_nothing(change, 
 def test_cli_rejects_a_bad_name_override(tmp_path):
     result = CliRunner().invoke(main, ["up", str(TOPOLOGIES / "two-node.yaml"), "--name", "Bad_Name"])
     assert result.exit_code == 2
-    assert "--name: 'Bad_Name' is not a valid name" in result.output
+    assert "Invalid value for '--name': 'Bad_Name' is not a valid name" in result.output

@@ -1,0 +1,87 @@
+"""`kubesim down` stops components in parallel (defect 9's follow-up): every guarantee about leftovers
+still holds on a real cluster. Nothing of the cluster is left (processes, namespaces, links, state
+directory), a process started in a node's namespace behind kubesim's back is stopped by namespace
+identity, and a component killed with SIGKILL is dead for `status` and `start` at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kubesim.state import is_running
+from netsim import names, namespaces
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.root
+
+Kubesim = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def kubesim(tmp_path: Path) -> Iterator[Kubesim]:
+    env = {**os.environ, "KUBESIM_STATE_DIR": str(tmp_path / "state")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
+                              check=False, cwd=REPO)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
+
+    yield run
+    run("down", "--all", check=False)
+
+
+def _links() -> str:
+    return subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30  # guards against a hang only
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.02)
+
+
+def test_down_leaves_nothing_and_stops_strays_by_namespace(kubesim: Kubesim, tmp_path: Path) -> None:
+    kubesim("up")  # topologies/two-node.yaml
+    status = json.loads(kubesim("status", "--json").stdout)
+    pids = [p["pid"] for p in status["processes"]]
+    # A process kubesim never recorded, in a worker's namespace, in a session of its own.
+    stray = subprocess.Popen(["nsenter", f"--net=/run/netns/{names.node_ns('kubesim', 'worker-1')}", "--",
+                              "sleep", "600"], start_new_session=True)
+    try:
+        _wait_until(lambda: stray.pid in namespaces.processes_in([names.node_ns("kubesim", "worker-1")]),
+                    "the stray runs in worker-1's namespace")
+        assert "cluster 'kubesim': removed" in kubesim("down").stdout
+        assert stray.wait() == -signal.SIGTERM  # down's SIGTERM, found by namespace, not by name or record
+    finally:
+        stray.kill()
+        stray.wait()
+    assert not [pid for pid in pids if is_running(pid)]
+    assert not [ns for ns in namespaces.list_names() if ns.startswith("ksim-kubesim.")]
+    assert names.host_link("kubesim") not in _links()
+    assert not (tmp_path / "state" / "kubesim").exists()
+
+
+def test_a_killed_component_is_dead_for_status_and_start(kubesim: Kubesim) -> None:
+    kubesim("up", str(REPO / "topologies" / "single-node.yaml"))
+    status = json.loads(kubesim("status", "--json").stdout)
+    scheduler = next(p["pid"] for p in status["processes"] if p["role"] == "scheduler")
+    os.kill(scheduler, signal.SIGKILL)
+    _wait_until(lambda: not is_running(scheduler), "the scheduler has exited (a zombie or reaped)")
+    status = json.loads(kubesim("status", "--json").stdout)
+    assert next(p["alive"] for p in status["processes"] if p["role"] == "scheduler") is False
+    started = kubesim("start", "scheduler")
+    assert "started scheduler (pid " in started.stdout
+    status = json.loads(kubesim("status", "--json").stdout)
+    assert next(p["alive"] for p in status["processes"] if p["role"] == "scheduler") is True
