@@ -315,9 +315,8 @@ class NodeAuthorizer:
 
     def __init__(self, graph: GraphSource):
         self._graph = graph
-
-    def authorize(self, node: str, attrs: Attributes) -> Decision:
-        deciders: dict[tuple[str, str], Callable[[str, Attributes], Decision]] = {
+        # The kinds decided per object; every other kind by NODE_RULES.
+        self._deciders: dict[tuple[str, str], Callable[[str, Attributes], Decision]] = {
             (CORE, "configmaps"): self._read_referenced,
             (CORE, "secrets"): self._read_referenced,
             (CORE, "persistentvolumeclaims"): self._get_referenced,
@@ -326,7 +325,9 @@ class NodeAuthorizer:
             (CORE, "nodes"): self._node,
             (CORE, "pods"): self._pod,
         }
-        decide = deciders.get((attrs.group, attrs.resource))
+
+    def authorize(self, node: str, attrs: Attributes) -> Decision:
+        decide = self._deciders.get((attrs.group, attrs.resource))
         if decide is not None:
             return decide(node, attrs)
         if any(rule.allows(attrs.verb, attrs.group, attrs.resource, attrs.subresource, attrs.name)
