@@ -19,9 +19,14 @@ from control.apiserver.registry import Admit
 from control.apiserver.resources import Resource
 
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-# Labels a kubelet may never set on its Node: they exist for workloads to trust (upstream reserves
-# node-restriction.kubernetes.io/ for exactly this).
-RESTRICTED_LABEL_PREFIX = "node-restriction.kubernetes.io/"
+# Labels a kubelet may never set on its Node: they exist for workloads to trust (upstream reserves the
+# node-restriction.kubernetes.io label namespace, and its subdomains, for exactly this).
+RESTRICTED_LABEL_NAMESPACE = "node-restriction.kubernetes.io"
+
+
+def _restricted(label: str) -> bool:
+    namespace = label.split("/", 1)[0] if "/" in label else ""
+    return namespace == RESTRICTED_LABEL_NAMESPACE or namespace.endswith("." + RESTRICTED_LABEL_NAMESPACE)
 
 
 def forbidden(res: Resource, name: str, why: str) -> APIError:
@@ -97,7 +102,7 @@ def _node_check(node: str, res: Resource) -> Admit:
             return
         old_labels = _labels(old)
         changed = {k for k, v in _labels(new).items() if old_labels.get(k) != v} | (set(old_labels) - set(_labels(new)))
-        restricted = sorted(k for k in changed if str(k).startswith(RESTRICTED_LABEL_PREFIX))
+        restricted = sorted(k for k in changed if _restricted(str(k)))
         if restricted:
             verb = "set the following labels" if old is None else "modify labels"
             raise forbidden(res, name, f'node "{node}" is not allowed to {verb}: {", ".join(restricted)}')

@@ -147,7 +147,11 @@ def test_kubelet_may_not_change_its_taints_or_restricted_labels(tmp_path: Path) 
         Row(K1, "PATCH", f"{NODES}/worker-1", 403, {"spec": {"taints": None}}, MERGE_PATCH),
         Row(K1, "PATCH", f"{NODES}/worker-1", 403,
             {"metadata": {"labels": {"node-restriction.kubernetes.io/pci": "yes"}}}, MERGE_PATCH),
+        Row(K1, "PATCH", f"{NODES}/worker-1", 403,
+            {"metadata": {"labels": {"tier.node-restriction.kubernetes.io/pci": "yes"}}}, MERGE_PATCH),
         Row(K1, "PATCH", f"{NODES}/worker-1", 200, {"metadata": {"labels": {"team": "a"}}}, MERGE_PATCH),
+        Row(K1, "PATCH", f"{NODES}/worker-1", 200,
+            {"metadata": {"labels": {"node-restriction.kubernetes.io.example/x": "y"}}}, MERGE_PATCH),
         Row("admin", "PATCH", f"{NODES}/worker-1", 200, {"spec": {"taints": None}}, MERGE_PATCH),
     ])
 
