@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from control.apiserver.errors import APIError
+from control.apiserver.nodegraph import NodeGraph, pod_references
 from control.apiserver.noderestriction import admission_for
 from control.apiserver.resources import BY_KIND
 from control.client import LEASES as LEASES_RES
@@ -315,3 +316,36 @@ def test_the_kubelets_own_calls_still_work(tmp_path: Path) -> None:
                                  preconditions={"uid": work["metadata"]["uid"]})
 
     asyncio.run(main())
+
+
+def test_graph_counts_every_reference_upstream_follows() -> None:
+    """Secrets and PVCs are not served yet, so this part of the graph is checked on the graph itself:
+    every place upstream's podutil visitors look, and an edge lasting as long as its last pod."""
+    spec = {
+        "nodeName": "worker-1",
+        "imagePullSecrets": [{"name": "pull"}],
+        "volumes": [{"name": "s", "secret": {"secretName": "vol-secret"}},
+                    {"name": "c", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "csi-secret"}}},
+                    {"name": "claim", "persistentVolumeClaim": {"claimName": "data"}},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+                    {"name": "p", "projected": {"sources": [{"secret": {"name": "proj-secret"}}]}}],
+        "initContainers": [{"name": "i", "env": [
+            {"name": "A", "valueFrom": {"secretKeyRef": {"name": "env-secret"}}}]}],
+        "containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "from-secret"}}]}],
+    }
+    web = {"metadata": {"name": "web", "namespace": "ns"}, "spec": spec}
+    assert pod_references(web) == {
+        ("secrets", "ns", n) for n in ("pull", "vol-secret", "csi-secret", "proj-secret", "env-secret", "from-secret")
+    } | {("persistentvolumeclaims", "ns", "data"), ("persistentvolumeclaims", "ns", "web-scratch")}
+    graph = NodeGraph()
+    graph.set_pod("/registry/pods/ns/web", web)
+    graph.set_pod("/registry/pods/ns/twin", {"metadata": {"name": "twin", "namespace": "ns"}, "spec": spec})
+    assert graph.has_path("worker-1", "secrets", "ns", "pull") and graph.has_path("worker-1", "pods", "ns", "web")
+    assert not graph.has_path("worker-2", "secrets", "ns", "pull")
+    graph.remove_pod("/registry/pods/ns/web")
+    assert graph.has_path("worker-1", "secrets", "ns", "pull") and not graph.has_path("worker-1", "pods", "ns", "web")
+    graph.set_pod("/registry/pods/ns/twin", {"metadata": {"name": "twin", "namespace": "ns"}, "spec": {}})  # unbound
+    assert not graph.has_path("worker-1", "secrets", "ns", "pull")
+    graph.set_pod("/registry/pods/ns/odd", {"metadata": {"name": "odd", "namespace": "ns"},
+                                            "spec": {"nodeName": "worker-1", "volumes": "not a list"}})
+    assert graph.has_path("worker-1", "pods", "ns", "odd")
