@@ -1,12 +1,15 @@
 """The cluster's processes: credentials, then each component started inside its node's namespace
 with its own identity, its log in <state>/logs/<role>.log and its pid recorded.
 
-Identities (static bearer tokens, kube-apiserver's --token-auth-file format):
-    kubernetes-admin                 system:masters          the user's kubeconfig
-    system:kube-scheduler            -                       scheduler
-    system:kube-controller-manager   -                       controller-manager
-    system:kube-proxy                -                       every node's kube-proxy
-    system:node:<node>               system:nodes            each node's kubelet
+Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and what authorizes them
+(control/apiserver/auth.py, upstream's default bindings):
+    kubernetes-admin                 system:masters   the user's kubeconfig   cluster-admin
+    system:kube-scheduler            -                scheduler               system:kube-scheduler,
+                                                                              system:volume-scheduler
+    system:kube-controller-manager   -                controller-manager      system:kube-controller-manager and
+                                                                              the roles of the controllers it runs
+    system:kube-proxy                -                every node's kube-proxy system:node-proxier
+    system:node:<node>               system:nodes     each node's kubelet     the Node authorizer
 """
 
 from __future__ import annotations

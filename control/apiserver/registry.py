@@ -54,6 +54,10 @@ class Admission(Protocol):
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]: ...
 
 
+Admit = Callable[[dict[str, Any] | None, dict[str, Any] | None], None]
+"""admit(new, old): a per-request admission check (NodeRestriction) on the object as it will be stored and
+the one it replaces (new is None for a delete, old for a create); raises APIError to refuse the write."""
+
 PatchFn = Callable[[dict[str, Any], bytes, str, str], dict[str, Any]]
 """apply_patch(original, body, content_type, kind) -> patched copy; raises APIError for bad patches."""
 
@@ -216,7 +220,7 @@ class Registry:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
-                     dry_run: bool = False) -> dict[str, Any]:
+                     dry_run: bool = False, admit: Admit | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(body)
         _check_types(res, obj)
         meta = _metadata(obj)
@@ -240,6 +244,8 @@ class Registry:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self.admission.default(res.kind, obj)
+        if admit is not None:
+            admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)
         if problems:
             raise self._invalid(res, name, problems)
@@ -269,7 +275,7 @@ class Registry:
     # -- update and patch -----------------------------------------------------------------------------
 
     async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any], *,
-                     subresource: str | None = None) -> dict[str, Any]:
+                     subresource: str | None = None, admit: Admit | None = None) -> dict[str, Any]:
         _check_types(res, body)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
@@ -281,19 +287,20 @@ class Registry:
             return copy.deepcopy(body)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=wanted)
+                                             precondition=wanted, admit=admit)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, patch_body: bytes, content_type: str, *,
-                    subresource: str | None = None) -> dict[str, Any]:
+                    subresource: str | None = None, admit: Admit | None = None) -> dict[str, Any]:
         def change(old: dict[str, Any]) -> dict[str, Any]:
             return self.patcher(old, patch_body, content_type, res.kind)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=None, patch=True)
+                                             precondition=None, patch=True, admit=admit)
 
     async def _guaranteed_update(self, res: Resource, namespace: str | None, name: str,
                                  change: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str | None,
-                                 precondition: str | None, patch: bool = False) -> dict[str, Any]:
+                                 precondition: str | None, patch: bool = False,
+                                 admit: Admit | None = None) -> dict[str, Any]:
         key = res.key(namespace, name)
         for _ in range(MAX_RETRIES):
             old, revision = await self._read(res, namespace, name)
@@ -306,6 +313,8 @@ class Registry:
                 # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
                 raise errors.conflict(res.group, res.plural, name, errors.STALE)
             new = self._prepare_update(res, new, old, subresource)
+            if admit is not None:
+                admit(new, old)
             if new == old:
                 return old  # upstream writes nothing (and keeps the resourceVersion) for a no-op update
             reserved = Allocation()
@@ -443,10 +452,13 @@ class Registry:
 
     # -- delete ---------------------------------------------------------------------------------------
 
-    async def delete(self, res: Resource, namespace: str | None, name: str, options: DeleteOptions) -> dict[str, Any]:
+    async def delete(self, res: Resource, namespace: str | None, name: str, options: DeleteOptions, *,
+                     admit: Admit | None = None) -> dict[str, Any]:
         key = res.key(namespace, name)
         for _ in range(MAX_RETRIES):
             obj, revision = await self._read(res, namespace, name)
+            if admit is not None:
+                admit(None, obj)
             meta = obj["metadata"]
             if options.precondition_uid and options.precondition_uid != meta.get("uid"):
                 raise errors.conflict(res.group, res.plural, name, f"Precondition failed: UID in precondition: "

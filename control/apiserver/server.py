@@ -18,8 +18,10 @@ import yaml
 from aiohttp import web
 
 from control.apiserver import errors, tables
-from control.apiserver.auth import PUBLIC_PATHS, TokenAuthenticator, User, authorize, node_restriction
+from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
 from control.apiserver.errors import APIError
+from control.apiserver.nodegraph import NodeGraph
+from control.apiserver.noderestriction import admission_for
 from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
 from control.apiserver.protobuf import decode_protobuf
 from control.apiserver.registry import DeleteOptions, ListOptions, Registry
@@ -110,6 +112,15 @@ class APIServer:
         self.bookmark_interval = bookmark_interval
         self.pod_logs = pod_logs
         self.ready = False
+        self._node_graph: NodeGraph | None = None
+        self.authorizer = Authorizer(self.node_graph)
+
+    def node_graph(self) -> NodeGraph:
+        """The Node authorizer's graph, built from the pods cache on first use (the registry has started
+        by the time a request arrives) and kept current by the cache from then on."""
+        if self._node_graph is None:
+            self._node_graph = NodeGraph.of(self.registry.caches["pods"])
+        return self._node_graph
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors_middleware])
@@ -222,10 +233,13 @@ class APIServer:
                 (res.namespaced and ns is None and method != "GET"):
             # Namespaced objects are written only through their namespace's path.
             raise errors.method_not_allowed()
-        group_for_authz = res.group
-        if not authorize(user, verb, group_for_authz, res.plural, sub):
-            raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub)
-        await self._node_restriction(user, verb, target)
+        field_selector = query.get("fieldSelector")
+        decision = self.authorizer.authorize(Attributes(
+            user, verb, res.group, res.plural, sub, ns, request_name(verb, name, field_selector, res.plural),
+            field_selector))
+        if not decision.allowed:
+            raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub, decision.reason)
+        admit = admission_for(user, verb, res, sub)
 
         if method == "GET":
             if sub == "log":
@@ -245,7 +259,7 @@ class APIServer:
             if name is None:
                 result = await self.registry.delete_collection(res, ns, self._list_options(query), options)
             else:
-                result = await self.registry.delete(res, ns, name, options)
+                result = await self.registry.delete(res, ns, name, options, admit=admit)
             return _json(result)
 
         body_bytes = await self._read_body(request)
@@ -262,7 +276,8 @@ class APIServer:
                     res, ns or "", name or "",
                     lambda scale: self.registry.patcher(scale, body_bytes, content_type, "Scale"))
                 return _json(result)
-            patched = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub)
+            patched = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub,
+                                                admit=admit)
             return _json(patched)
 
         body = self._decode_body(request, body_bytes)
@@ -272,7 +287,7 @@ class APIServer:
         headers = {"Warning": ", ".join(_warning(f'unknown field "{w}"') for w in warnings)} if warnings else None
         if method == "POST":
             self._check_kind(res, body)
-            created = await self.registry.create(res, ns, body, dry_run=dry_run)
+            created = await self.registry.create(res, ns, body, dry_run=dry_run, admit=admit)
             return _json(created, 201, headers)
         # PUT
         if sub == "scale":
@@ -283,21 +298,8 @@ class APIServer:
         if sub == "finalize":
             return _json(await self.registry.finalize_namespace(name or "", body))
         self._check_kind(res, body)
-        return _json(await self.registry.update(res, ns, name or "", body, subresource=sub), 200, headers)
-
-    async def _node_restriction(self, user: User, verb: str, target: Target) -> None:
-        if user.node_name is None:
-            return
-        bound = None
-        if target.resource.plural == "pods" and target.name and verb not in ("get", "list", "watch", "create"):
-            with contextlib.suppress(APIError):
-                pod = await self.registry.get(target.resource, target.namespace, target.name)
-                bound = (pod.get("spec") or {}).get("nodeName")
-        why = node_restriction(user, verb, target.resource.plural, target.subresource, target.namespace, target.name,
-                               bound)
-        if why:
-            raise errors.forbidden(user.name, verb, target.resource.group, target.resource.plural, target.namespace,
-                                   target.name, target.subresource, why)
+        return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit), 200,
+                     headers)
 
     @staticmethod
     def _check_kind(res: Resource, body: dict[str, Any]) -> None:

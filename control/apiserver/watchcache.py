@@ -122,6 +122,9 @@ class WatchCache:
         self.window_start = 0  # every event with a revision above this is in history
         self.revision = 0  # the last revision this cache has applied
         self.watchers: set[Watcher] = set()
+        # Called with (event, key) for every applied event, before any watcher sees it: in-process indexes
+        # (the Node authorizer's graph) stay exactly as current as the cache.
+        self.listeners: list[Callable[[WatchEvent, str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -155,6 +158,8 @@ class WatchCache:
             self.window_start = self.history[0].revision
         self.history.append(event)
         self.revision = event.revision
+        for listener in self.listeners:
+            listener(event, key)
         for watcher in list(self.watchers):
             watcher.offer(event)
             if watcher.closed:
