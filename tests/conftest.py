@@ -18,6 +18,7 @@ import importlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ from types import ModuleType
 from typing import NoReturn
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KubesimCli = Callable[..., subprocess.CompletedProcess[str]]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 IS_ROOT = os.geteuid() == 0
@@ -146,3 +150,19 @@ def throwaway_netns() -> Iterator[Callable[[], str]]:
     yield make
     for name in reversed(made):
         subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture
+def kubesim(tmp_path: Path) -> Iterator[KubesimCli]:
+    """Runs the real `kubesim` CLI with a state root of the test's own; removes every cluster it made."""
+    env = {**os.environ, "KUBESIM_STATE_DIR": str(tmp_path / "state")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
+                              check=False, cwd=REPO)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
+
+    yield run
+    run("down", "--all", check=False)

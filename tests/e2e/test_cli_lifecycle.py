@@ -9,27 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from kubesim.state import is_running
 from netsim import names, namespaces
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def kubesim(tmp_path: Path):
-    env = {**os.environ, "KUBESIM_STATE_DIR": str(tmp_path / "state")}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
-                              check=False, cwd=REPO)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-        return done
-
-    yield run
-    run("down", "--all", check=False)
 
 
 def test_default_cluster_lifecycle(kubesim):

@@ -9,35 +9,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from kubesim.state import is_running
 from netsim import names, namespaces
+from tests.conftest import KubesimCli as Kubesim
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
-
-Kubesim = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def kubesim(tmp_path: Path) -> Iterator[Kubesim]:
-    env = {**os.environ, "KUBESIM_STATE_DIR": str(tmp_path / "state")}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=env,
-                              check=False, cwd=REPO)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-        return done
-
-    yield run
-    run("down", "--all", check=False)
 
 
 def _links() -> str:
