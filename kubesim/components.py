@@ -230,8 +230,10 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
         start(state, names.node_ns(topology.name, node.name), f"kube-proxy-{node.name}", [
             sys.executable, "-m", "kubesim", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
             "--node-name", node.name, "--mode", mode, "--cluster-cidr", topology.network.cluster_cidr,
-            "--service-cidr", topology.network.service_cidr, "--healthz-bind-address", f"{node.address}:10256",
-            "--metrics-bind-address", f"{node.address}:10249",
+            "--service-cidr", topology.network.service_cidr,
+            # upstream's defaults: healthz on every address (up's readiness wait reads it over the
+            # fabric), metrics on the node's loopback only
+            "--healthz-bind-address", "0.0.0.0:10256", "--metrics-bind-address", "127.0.0.1:10249",
         ])
 
 
