@@ -48,7 +48,8 @@ async def test_a_client_certificate_from_etcds_ca_reads_and_writes(tls_etcd: tup
     async with await open_store(server.store_url, tls=client_tls(pki), compact_interval=None) as store:
         assert isinstance(store, EtcdStore)
         await store.create("/registry/tls", b"v")
-        assert (await store.get("/registry/tls")).value == b"v"
+        stored = await store.get("/registry/tls")
+        assert stored is not None and stored.value == b"v"
         assert await store.delete("/registry/tls") > 0
 
 
