@@ -60,6 +60,14 @@ def _container_of(pod: dict[str, Any], requested: str) -> str:
     return requested
 
 
+def _kubelet_port(node: dict[str, Any]) -> int:
+    """The port the node's kubelet reports serving its API on, or the default (upstream's
+    NodeConnectionInfoGetter in pkg/kubelet/client/kubelet_client.go)."""
+    endpoint = ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
+    port = endpoint.get("Port")
+    return port if isinstance(port, int) and 0 < port < 65536 else KUBELET_PORT
+
+
 def kubelet_logs(registry: Registry, kubelets: KubeletClientConfig | None):  # type: ignore[no-untyped-def]
     """`kubectl logs`: ask the kubelet of the pod's node (its containerLogs endpoint, as upstream's
     apiserver proxies to the kubelet API), over HTTPS with the apiserver's kubelet client certificate."""
@@ -80,8 +88,9 @@ def kubelet_logs(registry: Registry, kubelets: KubeletClientConfig | None):  # t
                         if a.get("type") == "InternalIP"), None)
         if address is None:
             raise APIError(503, "ServiceUnavailable", f"node {node_name} has no InternalIP")
+        port = _kubelet_port(node)
         # every part was checked above (stored names, a container of the pod): no path of the caller's
-        url = f"https://{address}:{KUBELET_PORT}/containerLogs/{namespace}/{name}/{container}"
+        url = f"https://{address}:{port}/containerLogs/{namespace}/{name}/{container}"
         params = {k: v for k, v in query.items() if k == "tailLines"}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
