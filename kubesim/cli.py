@@ -378,7 +378,8 @@ def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]
 @click.option("--min-sync-period", default=1.0, show_default=True, help="Seconds between syncs, at least.")
 @click.option("--sync-period", default=30.0, show_default=True, help="Seconds between full syncs, at most.")
 @click.option("--healthz-bind-address", default="0.0.0.0:10256", show_default=True)
-@click.option("--metrics-bind-address", default="0.0.0.0:10249", show_default=True)
+@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True,
+              help="Metrics stay on loopback by default, as upstream's: pods and other nodes cannot read them.")
 @click.option("--cleanup", is_flag=True, help="Remove every rule of ours (in --node's namespace, or here) and exit.")
 @click.option("--name", callback=_cluster_name, help="With --cleanup --node: the cluster.")
 @click.option("--node", help="With --cleanup: run in this node of the cluster.")

@@ -23,8 +23,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from netaddr import IPNetwork
@@ -33,8 +34,14 @@ from kubesim.state import ClusterState, RecordedProcess, process_start_time, sto
 from netsim import names, namespaces
 from netsim.topology import Topology
 
+if TYPE_CHECKING:
+    from control.store import EtcdTLS
+
 APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+#: the store URL of the etcd `up --store etcd` starts: TLS, on the control-plane node's loopback
+LOCAL_ETCD_URL = f"etcds://127.0.0.1:{ETCD_CLIENT_PORT}"
 
 
 class ComponentError(Exception):
@@ -64,13 +71,18 @@ def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 def write_credentials(state: ClusterState, topology: Topology) -> None:
-    """CA and serving certificate, the token file, and one kubeconfig per identity."""
+    """The cluster CA and its certificates (the apiserver's, its kubelet client's, every kubelet's, and
+    etcd's own CA with its server and the apiserver's client certificates), the token file, and one
+    kubeconfig per identity."""
     from control.apiserver.auth import write_token_file
-    from control.apiserver.certs import make_certificates
+    from control.apiserver.certs import make_certificates, make_etcd_certificates, make_kubelet_certificate
 
     pki = pki_dir(state)
     first_service_ip = str(IPNetwork(topology.network.service_cidr)[1])
     make_certificates(pki, addresses=[topology.control_plane.address, first_service_ip])
+    for node in topology.nodes:
+        make_kubelet_certificate(pki, node.name, node.address)
+    make_etcd_certificates(pki)
     ca_data = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
     rows = []
     for who, user, groups in _identities(topology):
@@ -161,31 +173,75 @@ def wait_http(state: ClusterState, role: str, url: str, *, ca: Path | None, time
                          f"with:\n{log_tail(state, role)}")
 
 
+def wait_until(state: ClusterState, role: str, ready: Callable[[], bool], what: str, *, timeout: float) -> None:
+    """Poll READY until it is true, failing early if ROLE's process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(state, role):
+            raise ComponentError(f"{role} exited during start-up; its log ends with:\n{log_tail(state, role)}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise ComponentError(f"{role} did not become ready ({what}) within {timeout:.0f}s; its log ends with:\n"
+                         f"{log_tail(state, role)}")
+
+
+def etcd_client_tls(state: ClusterState) -> EtcdTLS:
+    """The apiserver's client certificate for the cluster's own etcd, and etcd's CA."""
+    from control.store import EtcdTLS
+
+    pki = pki_dir(state)
+    return EtcdTLS(str(pki / "etcd" / "ca.crt"), str(pki / "apiserver-etcd-client.crt"),
+                   str(pki / "apiserver-etcd-client.key"))
+
+
 def start_etcd(state: ClusterState, topology: Topology) -> str:
-    """Debian's etcd-server inside the control-plane node, as kubeadm runs a local etcd there."""
-    cp = topology.control_plane
+    """Debian's etcd-server inside the control-plane node, as kubeadm runs a local etcd there: TLS with
+    client certificates from etcd's own CA for clients and peers, listening on that node's loopback
+    only, so that only the processes of that node (the apiserver) can even connect."""
+    from control.store import etcd_healthy
+
+    cp_ns = names.node_ns(topology.name, topology.control_plane.name)
+    pki = pki_dir(state)
     data = state.dir / "etcd"
     data.mkdir(mode=0o700, exist_ok=True)
-    client = f"http://{cp.address}:{ETCD_CLIENT_PORT}"
-    start(state, names.node_ns(topology.name, cp.name), "etcd", [
+    client, peer = f"https://127.0.0.1:{ETCD_CLIENT_PORT}", f"https://127.0.0.1:{ETCD_PEER_PORT}"
+    ca, cert, key = pki / "etcd" / "ca.crt", pki / "etcd" / "server.crt", pki / "etcd" / "server.key"
+    start(state, cp_ns, "etcd", [
         "etcd", "--name", "kubesim", "--data-dir", str(data),
-        "--listen-client-urls", f"{client},http://127.0.0.1:{ETCD_CLIENT_PORT}", "--advertise-client-urls", client,
-        "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-        "--initial-cluster", "kubesim=http://127.0.0.1:2380", "--log-level", "warn",
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"kubesim={peer}",
+        "--cert-file", str(cert), "--key-file", str(key), "--client-cert-auth", "--trusted-ca-file", str(ca),
+        "--peer-cert-file", str(cert), "--peer-key-file", str(key), "--peer-client-cert-auth",
+        "--peer-trusted-ca-file", str(ca), "--log-level", "warn",
     ])
-    wait_http(state, "etcd", f"{client}/health", ca=None, timeout=30)
-    return f"etcd://127.0.0.1:{ETCD_CLIENT_PORT}"
+    tls = etcd_client_tls(state)
+
+    def healthy() -> bool:
+        # etcd is on the node's loopback: only from inside that namespace can it be asked
+        with namespaces.entered(cp_ns):
+            return etcd_healthy(client, tls)
+
+    wait_until(state, "etcd", healthy, f"{client}/health in node {topology.control_plane.name}", timeout=30)
+    return LOCAL_ETCD_URL
 
 
 def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> None:
     cp = topology.control_plane
     pki = pki_dir(state)
     low, high = topology.network.node_port_range
+    etcd_flags: list[str] = []
+    if store_url == LOCAL_ETCD_URL:
+        tls = etcd_client_tls(state)
+        etcd_flags = ["--etcd-cafile", tls.ca_file, "--etcd-certfile", tls.cert_file, "--etcd-keyfile", tls.key_file]
     start(state, names.node_ns(topology.name, cp.name), "apiserver", [
-        sys.executable, "-m", "control.apiserver", "--store", store_url,
+        sys.executable, "-m", "control.apiserver", "--store", store_url, *etcd_flags,
         "--bind-address", "0.0.0.0", "--secure-port", str(APISERVER_PORT), "--advertise-address", cp.address,
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--token-auth-file", str(pki / "tokens.csv"),
+        "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
+        "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
+        "--kubelet-certificate-authority", str(pki / "ca.crt"),
         "--service-cluster-ip-range", topology.network.service_cidr, "--service-node-port-range", f"{low}-{high}",
     ])
     wait_http(state, "apiserver", f"{apiserver_url(topology)}/readyz", ca=pki / "ca.crt", timeout=60)
@@ -203,6 +259,9 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
             "--register-with-taints", taints, "--cpu", node.capacity.cpu, "--memory", node.capacity.memory,
             "--max-pods", str(node.capacity.pods), "--pod-mtu", str(mtu),
             "--root-dir", str(state.dir / "kubelet" / node.name),
+            "--tls-cert-file", str(pki_dir(state) / "kubelet" / f"{node.name}.crt"),
+            "--tls-private-key-file", str(pki_dir(state) / "kubelet" / f"{node.name}.key"),
+            "--client-ca-file", str(pki_dir(state) / "ca.crt"),
         ])
 
 
@@ -237,8 +296,10 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
         start(state, names.node_ns(topology.name, node.name), f"kube-proxy-{node.name}", [
             sys.executable, "-m", "kubesim", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
             "--node-name", node.name, "--mode", mode, "--cluster-cidr", topology.network.cluster_cidr,
-            "--service-cidr", topology.network.service_cidr, "--healthz-bind-address", f"{node.address}:10256",
-            "--metrics-bind-address", f"{node.address}:10249",
+            "--service-cidr", topology.network.service_cidr,
+            # upstream's defaults: healthz on every address (up's readiness wait reads it over the
+            # fabric), metrics on the node's loopback only
+            "--healthz-bind-address", "0.0.0.0:10256", "--metrics-bind-address", "127.0.0.1:10249",
         ])
 
 

@@ -49,8 +49,10 @@ class ProxyConfig:
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     tamper_check_period: float = 10.0
+    # Upstream's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go): healthz on every address for
+    # load balancers' health checks, metrics on loopback only, out of reach of pods and other nodes.
     healthz_address: str = "0.0.0.0:10256"
-    metrics_address: str = "0.0.0.0:10249"
+    metrics_address: str = "127.0.0.1:10249"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

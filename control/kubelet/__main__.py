@@ -9,12 +9,9 @@ import logging
 import signal
 from pathlib import Path
 
-from aiohttp import web
-
 from control.client import load_kubeconfig
 from control.kubelet.agent import Kubelet, NodeConfig
-
-KUBELET_PORT = 10250
+from control.kubelet.server import serve, server_context
 
 
 def _taints(text: str) -> list[dict[str, str]]:
@@ -31,28 +28,6 @@ def _labels(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in filter(None, text.split(",")))
 
 
-async def serve_logs(kubelet: Kubelet, address: str) -> web.AppRunner:
-    """The kubelet API's containerLogs endpoint, which the apiserver reads for `kubectl logs`."""
-
-    async def container_logs(request: web.Request) -> web.Response:
-        tail = request.query.get("tailLines")
-        try:
-            data = await kubelet.container_log(request.match_info["namespace"], request.match_info["pod"],
-                                               request.match_info.get("container") or None,
-                                               int(tail) if tail and tail.isdigit() else None)
-        except KeyError:
-            return web.Response(status=404, text="pod not found on this node")
-        return web.Response(body=data, content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
-    app.router.add_get("/containerLogs/{namespace}/{pod}", container_logs)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, address, KUBELET_PORT).start()
-    return runner
-
-
 async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
     config = NodeConfig(
@@ -61,7 +36,8 @@ async def main_async(args: argparse.Namespace) -> None:
         memory=args.memory, pods=args.max_pods, mtu=args.pod_mtu, state_dir=Path(args.root_dir),
         heartbeat_period=args.heartbeat_period)
     kubelet = Kubelet(client, config)
-    runner = await serve_logs(kubelet, args.node_ip)
+    context = server_context(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+    runner = await serve(kubelet, args.node_ip, context)
     task = asyncio.get_running_loop().create_task(kubelet.run())
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,6 +68,11 @@ def main() -> None:
     parser.add_argument("--pod-mtu", type=int, default=1500)
     parser.add_argument("--heartbeat-period", type=float, default=2.0)
     parser.add_argument("--root-dir", required=True, help="where pod addresses and logs are kept")
+    # upstream's flag names; the kubelet API is served over HTTPS only, to callers with a client
+    # certificate from --client-ca-file
+    parser.add_argument("--tls-cert-file", required=True, help="the kubelet API's serving certificate")
+    parser.add_argument("--tls-private-key-file", required=True)
+    parser.add_argument("--client-ca-file", required=True, help="the CA whose client certificates authenticate")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node_name}] %(levelname)s %(message)s")
     asyncio.run(main_async(args))

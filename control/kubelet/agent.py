@@ -35,6 +35,7 @@ from control.client import (
     KubeClientError,
     NotFound,
 )
+from control.kubelet.logs import LogRequestError, read_container_log, validate_log_request
 from control.kubelet.probes import ProbeResult, probe_errors, run_probe
 from control.kubelet.workloads import Container, ContainerError, ContainerLog, make_container, now_rfc3339
 from netsim import names
@@ -559,13 +560,16 @@ class Kubelet:
             self._netlink_thread.shutdown()
 
     async def container_log(self, namespace: str, name: str, container: str | None, tail: int | None) -> bytes:
+        """The log of a container of a pod on this node (its first container by default).
+
+        LogRequestError: 400 for a name that is not a valid Kubernetes name, 404 for a pod not on this
+        node or a container not in it."""
+        validate_log_request(namespace, name, container)
         for worker in self.workers.values():
             meta = worker.pod["metadata"]
             if meta.get("namespace") == namespace and meta["name"] == name:
-                chosen = container or next(iter(worker.containers))
-                path = worker.logs_dir() / f"{chosen}.log"
-                data = path.read_bytes() if path.exists() else b""
-                if tail is not None:
-                    data = b"\n".join(data.splitlines()[-tail:]) + (b"\n" if data else b"")
-                return data
-        raise KeyError(f"{namespace}/{name}")
+                chosen = container or next(iter(worker.containers), None)
+                if chosen is None or chosen not in worker.containers:
+                    raise LogRequestError(404, f"container {chosen!r} is not valid for pod {namespace}/{name}")
+                return read_container_log(worker.logs_dir(), chosen, tail)
+        raise LogRequestError(404, f"pod {namespace}/{name} is not on this node")

@@ -7,6 +7,7 @@ Two backends behind one interface, `Store` (asyncio):
 - `EtcdStore`: a real etcd v3 server, through the `aetcd` client (`EtcdServer` runs one of our own).
 
     store = await open_store("sqlite:///var/lib/kubesim/state.db")   # or "etcd://127.0.0.1:2379"
+    store = await open_store("etcds://127.0.0.1:2379", tls=EtcdTLS(ca_file, cert_file, key_file))
     rev = await store.create("/registry/pods/default/web", b"{...}")
     kv = await store.get("/registry/pods/default/web")
     await store.update(kv.key, b"{...}", expected_mod_revision=kv.mod_revision)
@@ -40,8 +41,8 @@ from control.store._errors import (
     StoreUnavailable,
     ValueTooLargeError,
 )
-from control.store._etcd import EtcdStore, EtcdWatch
-from control.store._etcd_server import EtcdServer, free_port
+from control.store._etcd import EtcdStore, EtcdTLS, EtcdWatch
+from control.store._etcd_server import EtcdServer, etcd_healthy, free_port
 from control.store._sqlite import SQLiteStore, SQLiteWatch
 from control.store._types import (
     DEFAULT_COMPACT_INTERVAL,
@@ -61,6 +62,7 @@ __all__ = [
     "ConflictError",
     "EtcdServer",
     "EtcdStore",
+    "EtcdTLS",
     "EtcdWatch",
     "Event",
     "EventType",
@@ -76,6 +78,7 @@ __all__ = [
     "StoreUnavailable",
     "ValueTooLargeError",
     "Watch",
+    "etcd_healthy",
     "free_port",
     "open_store",
 ]
@@ -86,26 +89,35 @@ async def open_store(
     *,
     compact_interval: float | None = DEFAULT_COMPACT_INTERVAL,
     compact_keep: int = DEFAULT_COMPACT_KEEP,
+    tls: EtcdTLS | None = None,
 ) -> Store:
     """Open a store by URL: `sqlite:///abs/path.db`, `sqlite:relative.db`, or a plain path for SQLite;
-    `etcd://HOST:PORT[/key-prefix]` (or `http://HOST:PORT`) for etcd."""
+    `etcd://HOST:PORT[/key-prefix]` (or `http://HOST:PORT`) for etcd in plain text, `etcds://HOST:PORT`
+    (or `https://`) for etcd over TLS with the client certificate of TLS, which it requires."""
     parts = urlsplit(url)
-    if parts.scheme in ("etcd", "http"):
+    if parts.scheme in ("etcd", "http", "etcds", "https"):
+        secure = parts.scheme in ("etcds", "https")
         if not parts.hostname:
-            raise ValueError(f"{url!r}: an etcd URL needs a host, like etcd://127.0.0.1:2379")
+            raise ValueError(f"{url!r}: an etcd URL needs a host, like etcds://127.0.0.1:2379")
+        if secure and tls is None:
+            raise ValueError(f"{url!r}: etcd over TLS needs a CA and a client certificate "
+                             "(--etcd-cafile, --etcd-certfile, --etcd-keyfile)")
+        if not secure and tls is not None:
+            raise ValueError(f"{url!r}: TLS files were given for a plain-text etcd URL; use etcds://")
         return await EtcdStore.open(
             parts.hostname,
             parts.port or 2379,
             key_prefix=parts.path.rstrip("/") if parts.path not in ("", "/") else "",
             compact_interval=compact_interval,
             compact_keep=compact_keep,
+            tls=tls,
         )
     if parts.scheme == "sqlite":
         path = url[len("sqlite://"):] if url.startswith("sqlite://") else url[len("sqlite:"):]
     elif parts.scheme == "":
         path = url
     else:
-        raise ValueError(f"{url!r}: unknown store scheme {parts.scheme!r}; use sqlite: or etcd://")
+        raise ValueError(f"{url!r}: unknown store scheme {parts.scheme!r}; use sqlite:, etcd:// or etcds://")
     if not path:
         raise ValueError(f"{url!r}: a SQLite store needs a file path")
     return await SQLiteStore.open(path, compact_interval=compact_interval, compact_keep=compact_keep)
