@@ -3,7 +3,6 @@ connects with its client certificate; plain text, no certificate or one from ano
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,15 +12,12 @@ import pytest
 from control.apiserver.certs import issue as issue_certificate
 from control.apiserver.certs import make_ca, make_etcd_certificates
 from control.store import EtcdServer, EtcdStore, EtcdTLS, StoreUnavailable, open_store
-from tests.unit.store.conftest import IN_CI
+from tests.conftest import require_tool
 
 
 @pytest.fixture(scope="module")
 def tls_etcd() -> Iterator[tuple[EtcdServer, Path]]:
-    if shutil.which("etcd") is None:
-        if IN_CI:
-            pytest.fail("needs the etcd binary: in CI the etcd tests must run, not skip", pytrace=False)
-        pytest.skip("needs the etcd binary (apt-get install etcd-server)")
+    require_tool("etcd", install="apt-get install etcd-server")
     with tempfile.TemporaryDirectory(prefix="kubesim-etcd-tls-") as path:
         pki = Path(path) / "pki"
         make_etcd_certificates(pki)
