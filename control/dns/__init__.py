@@ -1,0 +1,36 @@
+"""Cluster DNS with the behaviour of CoreDNS's `kubernetes` plugin (the Kubernetes DNS-Based Service
+Discovery specification), fed by informers and served over UDP and TCP.
+
+Built on dnspython rather than dnslib: dnspython is typed (it ships `py.typed`, so mypy strict checks
+our use of it), actively maintained, parses every wire quirk we must survive into specific exceptions
+(name too long, bad pointer, trailing junk, bad EDNS), and gives us Names that compare
+case-insensitively as the specification asks. dnslib is smaller but untyped and laxer on malformed input.
+
+    zone = build_zone(services, endpoint_slices, pods, config=ZoneConfig(domain="cluster.local", ttl=5))
+    reply = answer_wire(zone, packet, "udp")      # pure: bytes in, bytes (or None: drop) out
+    server = DNSServer(lambda: zone); await server.start("127.0.0.1", 5353)   # UDP + TCP
+
+Errors: bad configuration is ValueError (naming the option); a query never raises, whatever its bytes.
+"""
+
+from __future__ import annotations
+
+from control.dns._answer import MAX_UDP_PLAIN, OUR_EDNS_PAYLOAD, Reply, answer_wire, resolve
+from control.dns._server import DNSServer, Observer
+from control.dns._zone import SCHEMA_VERSION, Zone, ZoneConfig, build_zone, dashed, parse_dashed_ip
+
+__all__ = [
+    "MAX_UDP_PLAIN",
+    "OUR_EDNS_PAYLOAD",
+    "SCHEMA_VERSION",
+    "DNSServer",
+    "Observer",
+    "Reply",
+    "Zone",
+    "ZoneConfig",
+    "answer_wire",
+    "build_zone",
+    "dashed",
+    "parse_dashed_ip",
+    "resolve",
+]
