@@ -16,10 +16,12 @@ Errors: bad configuration is ValueError (naming the option); a query never raise
 from __future__ import annotations
 
 from control.dns._answer import MAX_UDP_PLAIN, OUR_EDNS_PAYLOAD, Reply, answer_wire, resolve
+from control.dns._manifests import COREDNS_IMAGE, cluster_dns_objects, dns_service_ip
 from control.dns._server import DNSServer, Observer
 from control.dns._zone import SCHEMA_VERSION, Zone, ZoneConfig, build_zone, dashed, parse_dashed_ip
 
 __all__ = [
+    "COREDNS_IMAGE",
     "MAX_UDP_PLAIN",
     "OUR_EDNS_PAYLOAD",
     "SCHEMA_VERSION",
@@ -30,7 +32,9 @@ __all__ = [
     "ZoneConfig",
     "answer_wire",
     "build_zone",
+    "cluster_dns_objects",
     "dashed",
+    "dns_service_ip",
     "parse_dashed_ip",
     "resolve",
 ]
