@@ -21,11 +21,22 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.reversename
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 
 JsonObject = Mapping[str, Any]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 PodMode = Literal["disabled", "insecure", "verified"]
+#: A name as the zone's tables key it: its labels, lower-cased. dnspython's Names compare and hash in
+#: Python, and the zone is rebuilt whole on every change; tuples of bytes do both in C.
+Key = tuple[bytes, ...]
+
+
+def key_of(name: dns.name.Name) -> Key:
+    return tuple(label.lower() for label in name.labels)
 
 IN = dns.rdataclass.IN
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME,
@@ -71,8 +82,8 @@ class Zone:
 
     config: ZoneConfig
     serial: int = 1
-    records: dict[dns.name.Name, dict[int, list[dns.rdata.Rdata]]] = field(default_factory=dict)
-    existing: set[dns.name.Name] = field(default_factory=set)
+    records: dict[Key, dict[int, list[dns.rdata.Rdata]]] = field(default_factory=dict)
+    existing: set[Key] = field(default_factory=set)
     pod_ips: dict[str, set[IPAddress]] = field(default_factory=dict)
 
     @property
@@ -92,10 +103,10 @@ class Zone:
         return rdata(SOA, f"{mname} {rname} {self.serial} 7200 1800 86400 {self.config.ttl}")
 
     def rrsets(self, name: dns.name.Name) -> dict[int, list[dns.rdata.Rdata]] | None:
-        return self.records.get(name)
+        return self.records.get(key_of(name))
 
     def exists(self, name: dns.name.Name) -> bool:
-        return name in self.existing or self.pod_address(name) is not None
+        return key_of(name) in self.existing or self.pod_address(name) is not None
 
     def pod_address(self, name: dns.name.Name) -> IPAddress | None:
         """The address of `<dashed-ip>.<ns>.pod.<zone>`, per the pods mode."""
@@ -113,12 +124,30 @@ class Zone:
 
 
 def rdata(rdtype: dns.rdatatype.RdataType, text: str) -> dns.rdata.Rdata:
-    """One IN record from its zone-file text (names in TEXT are absolute)."""
+    """One IN record from its zone-file text (names in TEXT are absolute): for the few fixed records."""
     return dns.rdata.from_text(IN, rdtype, text)
 
 
+# The per-object records are made with dnspython's constructors (untyped, hence the ignores): parsing
+# zone-file text for each costs ten times more, and the zone is rebuilt on every change.
+def address_rdata(ip: IPAddress) -> dns.rdata.Rdata:
+    if ip.version == 4:
+        return dns.rdtypes.IN.A.A(IN, A, str(ip))  # type: ignore[no-untyped-call]
+    return dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, str(ip))  # type: ignore[no-untyped-call]
+
+
+def name_rdata(rdtype: dns.rdatatype.RdataType, target: dns.name.Name) -> dns.rdata.Rdata:
+    kind = dns.rdtypes.ANY.PTR.PTR if rdtype == PTR else dns.rdtypes.ANY.CNAME.CNAME
+    return kind(IN, rdtype, target)
+
+
 def srv_rdata(weight: int, port: int, target: dns.name.Name) -> dns.rdata.Rdata:
-    return rdata(SRV, f"{SRV_PRIORITY} {weight} {port} {target.to_text()}")
+    return dns.rdtypes.IN.SRV.SRV(IN, SRV, SRV_PRIORITY, weight, port, target)  # type: ignore[no-untyped-call]
+
+
+def reverse_name(ip: IPAddress) -> dns.name.Name:
+    """d.c.b.a.in-addr.arpa. (or the nibbles under ip6.arpa.), without parsing text."""
+    return dns.name.Name((*(label.encode() for label in ip.reverse_pointer.split(".")), b""))
 
 
 def parse_dashed_ip(label: str) -> IPAddress | None:
@@ -140,38 +169,40 @@ class _Builder:
         self.zone = Zone(config=config, serial=serial)
         self.origin = config.origin
 
-    def name(self, *labels: str) -> dns.name.Name | None:
-        """<labels>.<zone>, or None when a label cannot be a DNS name (too long, empty): such an object is
-        skipped rather than failing the whole zone."""
+    def name(self, *labels: str, under: dns.name.Name | None = None) -> dns.name.Name | None:
+        """<labels>.<under, default the zone>, or None when a label cannot be a DNS name (too long, empty,
+        not ASCII): such an object is skipped rather than failing the whole zone."""
         try:
-            return dns.name.from_text(".".join(labels), self.origin)
-        except dns.exception.DNSException:
+            encoded = tuple(label.encode("ascii") for label in labels)
+            if any(b"." in label or b"\\" in label for label in encoded):
+                return dns.name.from_text(".".join(labels), under or self.origin)
+            return dns.name.Name(encoded + (under or self.origin).labels)
+        except (dns.exception.DNSException, UnicodeError):
             return None
 
-    def add(self, owner: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
-        rdatas = self.zone.records.setdefault(owner, {}).setdefault(rdata.rdtype, [])
+    def add(self, owner: dns.name.Name, rdata: dns.rdata.Rdata, apex: dns.name.Name | None = None) -> None:
+        rdatas = self.zone.records.setdefault(key_of(owner), {}).setdefault(rdata.rdtype, [])
         if rdata not in rdatas:
             rdatas.append(rdata)
-        self.mark(owner)
+        self.mark(owner, apex)
 
-    def mark(self, owner: dns.name.Name) -> None:
-        """OWNER and every ancestor up to its apex exist: queries for them are NODATA, not NXDOMAIN."""
-        apex = self.zone.authority_for(owner)
-        name = owner
-        while apex is not None and name != apex and name not in self.zone.existing:
-            self.zone.existing.add(name)
-            name = name.parent()
-        if apex is not None:
-            self.zone.existing.add(apex)
+    def mark(self, owner: dns.name.Name, apex: dns.name.Name | None = None) -> None:
+        """OWNER and every ancestor up to its apex exist: queries for them are NODATA, not NXDOMAIN. APEX,
+        when the caller knows it, saves looking it up."""
+        apex = apex or self.zone.authority_for(owner)
+        if apex is None:
+            return
+        top, key, existing = key_of(apex), key_of(owner), self.zone.existing
+        while key != top and key not in existing:
+            existing.add(key)
+            key = key[1:]
+        existing.add(top)
 
     def address(self, owner: dns.name.Name, ip: IPAddress) -> None:
-        if ip.version == 4:
-            self.add(owner, rdata(A, str(ip)))
-        else:
-            self.add(owner, rdata(AAAA, str(ip)))
+        self.add(owner, address_rdata(ip), self.origin)
 
     def pointer(self, ip: IPAddress, target: dns.name.Name) -> None:
-        self.add(dns.reversename.from_address(str(ip)), rdata(PTR, target.to_text()))
+        self.add(reverse_name(ip), name_rdata(PTR, target), REVERSE_ZONES[0] if ip.version == 4 else REVERSE_ZONES[1])
 
     def service(self, svc: JsonObject, slices: list[JsonObject]) -> None:
         meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
@@ -192,19 +223,19 @@ class _Builder:
         try:
             target = dns.name.from_text(external)
         except dns.exception.DNSException:
-            self.mark(owner)  # the Service exists; its target is unusable, so it has no records
+            self.mark(owner, self.origin)  # the Service exists; its target is unusable, so it has no records
             return
-        self.add(owner, rdata(CNAME, target.to_text()))
+        self.add(owner, name_rdata(CNAME, target), self.origin)
 
     def cluster_ip_service(self, owner: dns.name.Name, spec: JsonObject, cluster_ips: list[IPAddress]) -> None:
-        self.mark(owner)
+        self.mark(owner, self.origin)
         for ip in cluster_ips:
             self.address(owner, ip)
             self.pointer(ip, owner)
         for port in spec.get("ports") or []:
             srv = self.srv_owner(owner, port)
             if srv is not None:
-                self.add(srv, srv_rdata(SRV_WEIGHT_TOTAL, int(port.get("port", 0)), owner))
+                self.add(srv, srv_rdata(SRV_WEIGHT_TOTAL, int(port.get("port", 0)), owner), self.origin)
 
     def srv_owner(self, service: dns.name.Name, port: JsonObject) -> dns.name.Name | None:
         """_<port>._<proto>.<service>: only named ports have one."""
@@ -212,17 +243,14 @@ class _Builder:
         if not port_name:
             return None
         proto = str(port.get("protocol") or "TCP").lower()
-        try:
-            return dns.name.from_text(f"_{port_name}._{proto}", service)
-        except dns.exception.DNSException:
-            return None
+        return self.name(f"_{port_name}", f"_{proto}", under=service)
 
     def headless_service(self, owner: dns.name.Name, spec: JsonObject, slices: list[JsonObject]) -> None:
-        self.mark(owner)  # no ready endpoints: an empty answer, not NXDOMAIN (the specification)
+        self.mark(owner, self.origin)  # no ready endpoints: an empty answer, not NXDOMAIN (the specification)
         for port in spec.get("ports") or []:
             srv = self.srv_owner(owner, port)
             if srv is not None:
-                self.mark(srv)
+                self.mark(srv, self.origin)
         publish_not_ready = bool(spec.get("publishNotReadyAddresses"))
         targets: list[tuple[dns.name.Name, list[JsonObject]]] = []
         for endpoint_slice in slices:
@@ -238,7 +266,7 @@ class _Builder:
             for port in ports:
                 srv = self.srv_owner(owner, port)
                 if srv is not None and port.get("port") is not None:
-                    self.add(srv, srv_rdata(weight, int(port["port"]), target))
+                    self.add(srv, srv_rdata(weight, int(port["port"]), target), self.origin)
 
     def endpoint(self, service: dns.name.Name, endpoint: JsonObject) -> list[dns.name.Name]:
         """An endpoint's A/AAAA at the Service and at <hostname>.<service>, and its PTR; the hostname names."""
@@ -250,9 +278,8 @@ class _Builder:
             except ValueError:
                 continue  # an FQDN-type slice: no address records
             self.address(service, ip)
-            try:
-                host = dns.name.from_text(hostname or dashed(ip), service)
-            except dns.exception.DNSException:
+            host = self.name(hostname or dashed(ip), under=service)
+            if host is None:
                 continue
             self.address(host, ip)
             self.pointer(ip, host)
@@ -279,7 +306,7 @@ class _Builder:
         self.add(self.origin, rdata(NS, ns_name.to_text()))
         kube_dns = self.name("kube-dns", "kube-system", "svc")
         for rdtype in (A, AAAA):
-            for glue in (self.zone.records.get(kube_dns) or {}).get(rdtype, []) if kube_dns else []:
+            for glue in (self.zone.rrsets(kube_dns) or {}).get(rdtype, []) if kube_dns else []:
                 self.add(ns_name, glue)
         self.add(dns.name.from_text("dns-version", self.origin), rdata(TXT, f'"{SCHEMA_VERSION}"'))
         self.mark(dns.name.from_text("svc", self.origin))
