@@ -213,3 +213,10 @@ def test_queries_are_logged_and_counted(cluster: Cluster) -> None:
     done = subprocess.run(["ip", "netns", "exec", client_ns(cluster), sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=30, check=False)
     assert "coredns_dns_requests_total" in done.stdout and "coredns_dns_responses_total" in done.stdout, done.stderr
+
+
+def test_headless_answers_fewer_after_a_scale_down(cluster: Cluster) -> None:
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in cluster.pods("default", "app=db")}
+    cluster.kubectl("delete", "pod", "db-1", "--wait=false")
+    eventually_short(cluster, [ips["db-0"]], "db.default.svc.cluster.local")
+    assert "status: NXDOMAIN" in dig(cluster, "db-1.db.default.svc.cluster.local")
