@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Any
@@ -65,22 +66,28 @@ class ZoneFeed:
         for informer in self.informers:
             await informer.stop()
 
-    def rebuild(self) -> None:
+    def _snapshot(self) -> tuple[list[Any], list[Any], list[Any]]:
+        return (self.services.store.list(), self.slices.store.list(),
+                self.pods.store.list() if self.pods is not None else [])
+
+    async def rebuild(self) -> None:
+        """Build the next zone from the informers' stores and swap it in. The build runs in a worker
+        thread: it takes about 100 ms at 1,000 Services, and queries keep being answered meanwhile (from
+        the previous zone) instead of waiting behind it on the event loop."""
         started = time.perf_counter()
         # CoreDNS's SOA serial is the time of the last change; keep it increasing even within a second.
         serial = max(int(time.time()), self.zone.serial + 1) & 0xFFFFFFFF
-        self.zone = build_zone(self.services.store.list(), self.slices.store.list(),
-                               self.pods.store.list() if self.pods is not None else [],
-                               config=self.config, serial=serial)
+        services, slices, pods = self._snapshot()  # lists of shared, never-mutated objects: safe to hand over
+        self.zone = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(build_zone, services, slices, pods, config=self.config, serial=serial))
         self.rebuilds += 1
-        log.debug("zone rebuilt (%d names) in %.1f ms", len(self.zone.records),
-                  (time.perf_counter() - started) * 1000)
+        log.debug("zone rebuilt (%d names) in %.1f ms", len(self.zone.records), (time.perf_counter() - started) * 1000)
 
     async def _run(self) -> None:
         for informer in self.informers:
             await informer.wait_synced()
         self._stale.clear()
-        self.rebuild()
+        await self.rebuild()
         self._built.set()
         log.info("informers synced: %d services, %d endpoint slices; serving", len(self.services.store.list()),
                  len(self.slices.store.list()))
@@ -88,6 +95,6 @@ class ZoneFeed:
             await self._stale.wait()
             self._stale.clear()
             try:
-                self.rebuild()
+                await self.rebuild()
             except Exception:  # a bug in building must not stop serving the last good zone
                 log.exception("rebuilding the zone failed; serving the previous one")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import time
@@ -29,6 +30,7 @@ Observer = Callable[[Reply, Transport, tuple[str, int], float], None]
 
 TCP_IDLE_SECONDS = 10.0
 MAX_TCP_CONNECTIONS = 256
+PORT_ATTEMPTS = 20
 
 
 def _servfail(data: bytes) -> Reply:
@@ -66,15 +68,22 @@ class DNSServer:
         """Listen on HOST:PORT (both protocols), or on sockets the caller bound (e.g. inside a network
         namespace). Port 0 picks a free port, the same for UDP and TCP when possible."""
         loop = asyncio.get_running_loop()
-        if udp_sock is None:
-            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), local_addr=(host, port))
-        else:
+        if udp_sock is not None or tcp_sock is not None:
+            assert udp_sock is not None and tcp_sock is not None, "give both sockets or neither"
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=udp_sock)
-        bound = self._udp.get_extra_info("sockname")[1]
-        if tcp_sock is None:
-            self._tcp = await asyncio.start_server(self._serve_tcp, host, bound, reuse_address=True)
-        else:
             self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+            return
+        # Port 0: the kernel picks a free UDP port, which TCP may already use; then pick again.
+        for attempt in range(PORT_ATTEMPTS):
+            self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), local_addr=(host, port))
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, host, self.port, reuse_address=True)
+                return
+            except OSError as exc:
+                self._udp.close()
+                self._udp = None
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                    raise
 
     @property
     def port(self) -> int:

@@ -4,6 +4,8 @@ the TCP retry, many queries on one TCP connection, hostile packets, and zone swa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import socket
 from typing import Any
 
@@ -145,4 +147,42 @@ def test_a_failing_answer_is_servfail_and_the_server_lives_on() -> None:
             assert (await state.udp(KUBERNETES)).rcode() == dns.rcode.NOERROR
         finally:
             await state.server.stop()
+    run(main())
+
+
+def test_port_zero_picks_again_when_tcp_has_the_udp_port(monkeypatch: Any) -> None:
+    real_start_server = asyncio.start_server
+    refused: list[int] = []
+
+    async def busy_once(*args: Any, **kwargs: Any) -> asyncio.AbstractServer:
+        if not refused:
+            refused.append(args[2])
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return await real_start_server(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "start_server", busy_once)
+
+    async def main() -> None:
+        state = await started()
+        try:
+            assert refused and (await state.tcp(KUBERNETES)).rcode() == dns.rcode.NOERROR
+            assert (await state.udp(KUBERNETES)).rcode() == dns.rcode.NOERROR
+        finally:
+            await state.server.stop()
+    run(main())
+
+
+def test_a_taken_explicit_port_is_an_error_not_a_silent_half_server() -> None:
+    async def main() -> None:
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        server = DNSServer(lambda: build_zone([], []))
+        try:
+            with contextlib.suppress(OSError):
+                await server.start("127.0.0.1", holder.getsockname()[1])
+                raise AssertionError("started on a port whose TCP side is taken")
+        finally:
+            await server.stop()
+            holder.close()
     run(main())
