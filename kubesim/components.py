@@ -10,6 +10,7 @@ Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and
                                                                               the roles of the controllers it runs
     system:kube-proxy                -                every node's kube-proxy system:node-proxier
     system:node:<node>               system:nodes     each node's kubelet     the Node authorizer
+    system:serviceaccount:kube-system:coredns          cluster DNS pods        system:coredns
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
             ("controller-manager", "system:kube-controller-manager", ()),
             ("kube-proxy", "system:kube-proxy", ())]
     rows += [(f"kubelet-{n.name}", f"system:node:{n.name}", ("system:nodes",)) for n in topology.nodes]
+    if topology.dns.enabled:
+        rows.append(("coredns", "system:serviceaccount:kube-system:coredns",
+                     ("system:serviceaccounts", "system:serviceaccounts:kube-system")))
     return rows
 
 
@@ -344,6 +348,23 @@ def wait_nodes_ready(state: ClusterState, topology: Topology, timeout: float = 6
     if missing:
         raise ComponentError(f"node(s) {', '.join(missing)} did not become Ready within {timeout:.0f}s; see "
                              f"`kubesim logs kubelet-{missing[0]}`")
+
+
+def apply_cluster_dns(state: ClusterState, topology: Topology) -> list[str]:
+    """CoreDNS as kind runs it: the coredns ServiceAccount's credentials issued to every node's kubelet
+    (which hands them to the pods running as it), then the ServiceAccount, Deployment and kube-dns Service."""
+    from control.dns import ZoneConfig, cluster_dns_objects
+
+    credentials = kubeconfig_path(state, "coredns").read_bytes()
+    for node in topology.nodes:
+        issued = state.dir / "kubelet" / node.name / "serviceaccounts" / "kube-system" / "coredns.kubeconfig"
+        issued.parent.mkdir(parents=True, exist_ok=True)
+        issued.touch(mode=0o600, exist_ok=True)
+        issued.write_bytes(credentials)
+    objects = cluster_dns_objects(topology.network.service_cidr, ZoneConfig(domain=topology.dns.cluster_domain))
+    manifest = state.dir / "cluster-dns.yaml"
+    manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    return apply_manifests(state, [manifest])
 
 
 def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:

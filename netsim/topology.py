@@ -92,6 +92,14 @@ class Network:
 
 
 @dataclass(frozen=True)
+class ClusterDNS:
+    """Cluster DNS (CoreDNS's role): a coredns Deployment and the kube-dns Service, applied at `up`."""
+
+    enabled: bool = True
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     network: Network
@@ -100,6 +108,7 @@ class Topology:
     load_balancer_pool: tuple[str, ...] = ()
     proxy_mode: str = "nftables"
     workloads: tuple[str, ...] = ()
+    dns: ClusterDNS = ClusterDNS()
     source: str = ""
 
     @property
@@ -151,6 +160,7 @@ class Topology:
             "externalHosts": [{"name": h.name, "address": h.address} for h in self.external_hosts],
             "loadBalancerPool": list(self.load_balancer_pool),
             "proxy": {"mode": self.proxy_mode},
+            "dns": {"enabled": self.dns.enabled, "clusterDomain": self.dns.cluster_domain},
             "workloads": list(self.workloads),
         }
 
@@ -476,7 +486,7 @@ class _Parser:
         top = self.mapping(
             data, "",
             ("apiVersion", "kind", "name", "network", "nodes", "externalHosts", "loadBalancerPool",
-             "proxy", "workloads"),
+             "proxy", "dns", "workloads"),
         )
         if not top:
             if not self.problems:
@@ -516,6 +526,7 @@ class _Parser:
 
         pool = self.pool(top.get("loadBalancerPool"), cluster_cidr, service_cidr)
         workloads = self.workloads(top.get("workloads"))
+        dns = self.cluster_dns(top.get("dns"))
 
         raw_nodes = self.sequence(top.get("nodes"), "nodes")
         raw_hosts = self.sequence(top.get("externalHosts"), "externalHosts")
@@ -546,6 +557,7 @@ class _Parser:
             load_balancer_pool=tuple(pool),
             proxy_mode=proxy_mode,
             workloads=tuple(workloads),
+            dns=dns,
             source=self.source,
         )
 
@@ -626,6 +638,19 @@ class _Parser:
                 self.fail(path, f"{text} overlaps an earlier entry of loadBalancerPool")
             seen |= block
         return entries
+
+    def cluster_dns(self, value: Any) -> ClusterDNS:
+        raw = self.mapping(value, "dns", ("enabled", "clusterDomain"))
+        enabled = raw.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.fail("dns.enabled", f"{_shown(enabled)} must be true or false")
+            enabled = True
+        domain = raw.get("clusterDomain", "cluster.local")
+        if not isinstance(domain, str) or len(domain) > 253 or not _DNS1123_SUBDOMAIN.match(domain):
+            self.fail("dns.clusterDomain", f"{_shown(domain)} must be a lower-case DNS subdomain such as "
+                      "'cluster.local'")
+            domain = "cluster.local"
+        return ClusterDNS(enabled=enabled, cluster_domain=domain)
 
     def workloads(self, value: Any) -> list[str]:
         found: list[str] = []

@@ -33,6 +33,8 @@ IDENTITIES = {
     "scheduler": User("system:kube-scheduler"),
     "controller-manager": User("system:kube-controller-manager"),
     "kube-proxy": User("system:kube-proxy"),
+    "coredns": User("system:serviceaccount:kube-system:coredns",
+                    ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated")),
     "kubelet-worker-1": User("system:node:worker-1", ("system:nodes",)),
     "kubelet-worker-2": User("system:node:worker-2", ("system:nodes",)),
 }

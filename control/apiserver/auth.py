@@ -267,6 +267,12 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
         Rule(("*",), ("*",), ("get", "list", "watch", "patch", "update", "delete")),
         EVENTS,
     ),
+    # CoreDNS's own ClusterRole as its deployment manifests give it (kind's and kubeadm's system:coredns):
+    # read-only, what the kubernetes plugin's informers need.
+    "system:coredns": (
+        Rule((CORE,), ("endpoints", "services", "pods", "namespaces"), ("list", "watch")),
+        Rule((DISCOVERY,), ("endpointslices",), ("list", "watch")),
+    ),
 }
 
 # The controllers kubesim's controller-manager runs (control/controllers). Upstream gives each its own
@@ -278,6 +284,8 @@ KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replic
 
 USER_BINDINGS: dict[str, tuple[str, ...]] = {
     "system:kube-proxy": ("system:node-proxier",),
+    # kubeadm binds system:coredns to the coredns ServiceAccount in kube-system.
+    "system:serviceaccount:kube-system:coredns": ("system:coredns",),
     "system:kube-scheduler": ("system:kube-scheduler", "system:volume-scheduler"),
     "system:kube-controller-manager": ("system:kube-controller-manager",
                                        *(f"system:controller:{c}" for c in KUBESIM_CONTROLLERS)),

@@ -182,6 +182,14 @@ class PodWorker:
             await self._start_container(state)
         await self._write_status()
 
+    def service_account_kubeconfig(self) -> Path | None:
+        """The credentials issued to this node for the pod's ServiceAccount (kubesim's stand-in for the
+        projected token the kubelet would request): <root-dir>/serviceaccounts/<ns>/<name>.kubeconfig."""
+        meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
+        account = str(spec.get("serviceAccountName") or "default")
+        path = self.kubelet.config.state_dir / "serviceaccounts" / str(meta.get("namespace")) / f"{account}.kubeconfig"
+        return path if path.is_file() else None
+
     async def _start_container(self, state: ContainerState) -> None:
         assert self.sandbox is not None
         spec = state.spec
@@ -189,7 +197,7 @@ class PodWorker:
         container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
         try:
             container = make_container(spec, netns=self.sandbox.netns, hostname=self.pod["metadata"]["name"],
-                                       log=container_log, env=env)
+                                       log=container_log, env=env, credentials=self.service_account_kubeconfig())
             await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)

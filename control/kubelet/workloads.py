@@ -7,6 +7,8 @@ sockets opened inside the pod's network namespace (no process per pod, a few KB 
         HTTP /hostname /clientip /echo?msg= /healthz /, UDP "hostname" "echo X" "clientip"
     nginx                     a page naming the pod, on port 80
     pause, busybox `sleep`    idle
+    registry.k8s.io/coredns/coredns   cluster DNS (control/dns) as a process in the pod's namespace, with
+                              the pod's ServiceAccount credentials; args are control.dns's flags
 
 or a real process (`command`/`args` with the machine's binaries), run inside the pod's namespace with
 its env, its output captured to the container's log.
@@ -19,10 +21,11 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from netsim import namespaces
@@ -155,8 +158,9 @@ class _UDP(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # Python 3.11's selector datagram transport does not subclass asyncio.DatagramTransport, so an
+        # isinstance assert here failed and left the server silent: cast instead.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = self.answer(data.decode(errors="replace").strip(), addr)
@@ -317,6 +321,24 @@ class ProcessContainer(Container):
         return self.process.pid if self.process else None
 
 
+# The import root of this package, so that a built-in that runs as a process runs this same code.
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def _coredns(name: str, log: ContainerLog, netns: str, args: list[str], env: dict[str, str],
+             credentials: Path | None) -> ProcessContainer:
+    """CoreDNS's image: this project's DNS server (python -m control.dns) in the pod's namespace, reading
+    the API with the pod's ServiceAccount credentials as CoreDNS reads it with its projected token."""
+    if credentials is None or not credentials.is_file():
+        raise ContainerError("CreateContainerConfigError",
+                             "coredns needs its ServiceAccount's credentials, and none were issued to this node "
+                             "for the pod's serviceAccountName; run it as kube-system's coredns ServiceAccount")
+    # CoreDNS's own `-conf FILE`: kubesim has no Corefile; the zone's options come as control.dns flags.
+    kept = [a for i, a in enumerate(args) if a != "-conf" and (i == 0 or args[i - 1] != "-conf")]
+    argv = [sys.executable, "-m", "control.dns", "--kubeconfig", str(credentials), *kept]
+    return ProcessContainer(name, log, netns, argv, {"PYTHONPATH": _IMPORT_ROOT, **env})
+
+
 def _flag(args: list[str], name: str, default: int) -> int:
     for i, arg in enumerate(args):
         if arg.startswith(f"--{name}="):
@@ -333,9 +355,10 @@ def _repository(image: str) -> str:
 
 
 def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,
-                   env: dict[str, str]) -> Container:
+                   env: dict[str, str], credentials: Path | None = None) -> Container:
     """The container SPEC describes: a built-in workload for the images kubesim knows, else a real
-    process when a command is given, else ContainerError (the image cannot be "pulled")."""
+    process when a command is given, else ContainerError (the image cannot be "pulled"). CREDENTIALS is
+    the kubeconfig of the pod's ServiceAccount, when one was issued (built-ins that read the API)."""
     name = spec.get("name", "")
     image = spec.get("image", "")
     repo = _repository(image)
@@ -356,6 +379,8 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
         except ValueError:
             raise ContainerError("CreateContainerError", f"bad netexec arguments {args}") from None
         return NetexecContainer(name, log, netns, hostname, http_port, udp_port)
+    if repo.endswith("coredns/coredns") and not command:
+        return _coredns(name, log, netns, args, env, credentials)
     if repo.endswith("nginx") and not command:
         return PageContainer(name, log, netns, hostname)
     if repo.endswith("pause") and not command:
