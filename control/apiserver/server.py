@@ -145,11 +145,20 @@ class APIServer:
     async def _errors_middleware(self, request: web.Request,
                                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
+            if request.method == "CONNECT":
+                # aiohttp reads CONNECT's target as an authority (no path), which no route matches; and no
+                # resource here has a connect subresource (exec, attach, port-forward, proxy).
+                raise errors.method_not_allowed()
             return await handler(request)
         except APIError as exc:
             return _json(exc.status(), exc.code)
         except web.HTTPRequestEntityTooLarge:
             return _json(errors.too_large(MAX_BODY).status(), 413)
+        except web.HTTPException as exc:  # aiohttp's own refusals, as Status objects
+            if exc.status >= 500:
+                raise
+            return _json(APIError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason).status(),
+                         exc.status)
         except ValueTooLargeError as exc:
             return _json(errors.object_too_large(exc.size, exc.limit).status(), 413)
         except RecursionError:  # a last line of defence: bodies are depth-checked when decoded
