@@ -136,10 +136,10 @@ class APIServer:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
-    def runner(self) -> web.AppRunner:
-        """The runner to serve app() with: slow or idle clients are cut off after HEADER_READ_TIMEOUT."""
+    def runner(self, header_read_timeout: float = HEADER_READ_TIMEOUT) -> web.AppRunner:
+        """The runner to serve app() with: slow or idle clients are cut off after header_read_timeout seconds."""
         return web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
-                             keepalive_timeout=HEADER_READ_TIMEOUT)
+                             keepalive_timeout=header_read_timeout)
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request,
