@@ -17,17 +17,26 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from control.apiserver.auth import write_token_file
+from control.apiserver.admission import BasicAdmission
+from control.apiserver.allocator import ServiceAllocator
+from control.apiserver.auth import TokenAuthenticator, User, write_token_file
+from control.apiserver.bootstrap import bootstrap
 from control.apiserver.certs import make_certificates
+from control.apiserver.patch import apply_patch
+from control.apiserver.registry import Registry
+from control.apiserver.schema import unknown_fields
+from control.apiserver.server import HEADER_READ_TIMEOUT, APIServer
+from control.store import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "security-admin-token"
@@ -134,6 +143,31 @@ def running_apiserver(root: Path) -> Iterator[RunningAPIServer]:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@asynccontextmanager
+async def apiserver_in_process(root: Path, *, header_read_timeout: float = HEADER_READ_TIMEOUT
+                               ) -> AsyncIterator[int]:
+    """The same APIServer on plain HTTP inside this process, for tests that must reach into it (patch a decoder,
+    shorten a timeout); yields its loopback port. The admin token is TOKEN, as for the real process."""
+    store = await SQLiteStore.open(str(root / "store.db"), compact_interval=None)
+    registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
+                        allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
+    await registry.start()
+    server = APIServer(registry, TokenAuthenticator({TOKEN: User("kubernetes-admin", ("system:masters",))}),
+                       unknown_fields=unknown_fields)
+    server.ready = True
+    runner = server.runner(header_read_timeout=header_read_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port: int = runner.addresses[0][1]
+        await bootstrap(registry, service_cidr="10.96.0.0/16", advertise_address="127.0.0.1", port=port)
+        yield port
+    finally:
+        await runner.cleanup()
+        await registry.stop()
+        await store.close()
 
 
 def namespaced_pod(name: str, **spec: Any) -> dict[str, Any]:

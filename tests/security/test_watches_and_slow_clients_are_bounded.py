@@ -10,16 +10,9 @@ import random
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from control.apiserver.admission import BasicAdmission
-from control.apiserver.allocator import ServiceAllocator
-from control.apiserver.auth import TokenAuthenticator, User
-from control.apiserver.patch import apply_patch
-from control.apiserver.registry import Registry
-from control.apiserver.server import MAX_WATCH_TIMEOUT, MIN_REQUEST_TIMEOUT, APIServer, _watch_timeout
-from control.store import SQLiteStore
-from tests.security.apiserver_process import RunningAPIServer
+from control.apiserver.server import MAX_WATCH_TIMEOUT, MIN_REQUEST_TIMEOUT, _watch_timeout
+from tests.security.apiserver_process import RunningAPIServer, apiserver_in_process
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -49,21 +42,6 @@ def test_a_watch_with_a_timeout_ends_by_itself(apiserver: RunningAPIServer) -> N
             await resp.read()  # returns only once the server ends the stream (the client timeout would fail it)
 
     asyncio.run(scenario())
-
-
-async def _serve(tmp_path: Path, header_read_timeout: float) -> tuple[web.AppRunner, SQLiteStore, Registry, int]:
-    store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
-    registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
-                        allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
-    await registry.start()
-    server = APIServer(registry, TokenAuthenticator({"admin": User("kubernetes-admin", ("system:masters",))}))
-    server.ready = True
-    runner = server.runner(header_read_timeout=header_read_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port: int = runner.addresses[0][1]
-    return runner, store, registry, port
 
 
 def test_a_client_sending_headers_byte_by_byte_is_cut_off(tmp_path: Path) -> None:
@@ -101,15 +79,10 @@ def test_a_client_sending_headers_byte_by_byte_is_cut_off(tmp_path: Path) -> Non
         return lines
 
     async def scenario() -> None:
-        runner, store, registry, port = await _serve(tmp_path, header_read_timeout=0.5)
-        try:
+        async with apiserver_in_process(tmp_path, header_read_timeout=0.5) as port:
             sent = await asyncio.wait_for(slowloris(port), timeout=120)
             assert sent < 6000, "the slow client was never cut off"
             assert await honest(port) == [b"HTTP/1.1 200 OK\r\n"] * 2
-        finally:
-            await runner.cleanup()
-            await registry.stop()
-            await store.close()
 
     asyncio.run(scenario())
 
