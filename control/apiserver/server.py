@@ -257,8 +257,9 @@ class APIServer:
         }.get(method)
         if verb is None or (method == "POST" and name and sub != "binding") or \
                 (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub) or \
-                (res.namespaced and ns is None and method != "GET"):
-            # Namespaced objects are written only through their namespace's path.
+                (res.namespaced and ns is None and method != "GET") or (sub is None and verb not in res.verbs):
+            # Namespaced objects are written only through their namespace's path; a verb a resource does not serve
+            # (as discovery lists them: no deletecollection of namespaces) has no route upstream, so 405.
             raise errors.method_not_allowed()
         group_for_authz = res.group
         if not authorize(user, verb, group_for_authz, res.plural, sub):

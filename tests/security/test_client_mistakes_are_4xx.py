@@ -123,3 +123,23 @@ def test_connect_is_method_not_allowed(apiserver: RunningAPIServer) -> None:
 
 def test_ssl_context_is_verified(apiserver: RunningAPIServer) -> None:
     assert apiserver.ssl_context().verify_mode == ssl.CERT_REQUIRED
+
+
+def test_namespaces_cannot_be_deleted_as_a_collection(apiserver: RunningAPIServer) -> None:
+    """Upstream's namespace storage has no DeleteCollection (discovery lists no deletecollection verb): one DELETE on
+    /api/v1/namespaces must not start terminating every namespace, default included."""
+    async def scenario() -> None:
+        _assert_status(await apiserver.call("DELETE", "/api/v1/namespaces"), 405, "MethodNotAllowed")
+        _assert_status(await apiserver.call("DELETE", "/api/v1/namespaces", body={"propagationPolicy": "Orphan"}),
+                       405, "MethodNotAllowed")
+        status, _, namespace = await apiserver.call("GET", "/api/v1/namespaces/default")
+        assert status == 200 and namespace["status"]["phase"] == "Active" and \
+            "deletionTimestamp" not in namespace["metadata"], namespace
+        status, _, discovery = await apiserver.call("GET", "/api/v1")
+        verbs = next(r["verbs"] for r in discovery["resources"] if r["name"] == "namespaces")
+        assert "deletecollection" not in verbs
+        # Collections that do serve it still do.
+        assert (await apiserver.call("DELETE", "/api/v1/namespaces/default/configmaps",
+                                     params={"labelSelector": "nothing=here"}))[0] == 200
+
+    asyncio.run(scenario())
