@@ -56,40 +56,53 @@ def _scalar_ok(kind: str, value: Any) -> bool:
     return True
 
 
-def _walk(type_name: str, value: Any, path: str) -> str | None:
+def _go_type(type_name: str) -> str:
+    """How Go prints a schema type: "apps.v1.DeploymentSpec" is v1.DeploymentSpec."""
+    return ".".join(type_name.rsplit(".", 2)[-2:])
+
+
+def _go_item(item: str) -> str:
+    return _GO_NAMES.get(item) or _go_type(item)
+
+
+def _mismatch(value: str, struct: str, field: str, go_type: str) -> str:
+    """Go's UnmarshalTypeError: the struct holding the field, the field's full path of JSON keys from the root
+    (no list indexes or map keys), and the Go type the value could not become."""
+    return f"cannot unmarshal {value} into Go struct field {struct}.{field} of type {go_type}"
+
+
+def _walk(type_name: str, value: Any, field: str, parent: str) -> str | None:
+    """The first type error in value, decoded as type_name at field (a dotted path) of the struct parent."""
     if not isinstance(value, dict):
-        return f"cannot unmarshal {_json_kind(value)} into Go struct field {path or 'object'} of type " \
-               f"{type_name.rsplit('.', 1)[-1]}"
+        return _mismatch(_json_value(value), parent, field, _go_type(type_name))
     table = TYPES[type_name]
     package = type_name.rsplit(".", 1)[0]
+    struct = type_name.rsplit(".", 1)[-1]
     for key, item in value.items():
         spec = table.get(key)
         if spec is None or item is None:
             continue  # unknown fields are the strict-decoding check's business
-        where = f"{path}.{key}" if path else key
+        where = f"{field}.{key}" if field else key
         ftype = field_type(spec, package)
-        items: list[tuple[str, Any]]
+        elements: list[Any]
         if ftype.container == "array":
             if not isinstance(item, list):
-                return f"cannot unmarshal {_json_kind(item)} into Go struct field {where} of type []" \
-                       f"{_GO_NAMES.get(ftype.item, ftype.item.rsplit('.', 1)[-1])}"
-            items = [(f"{where}[{i}]", element) for i, element in enumerate(item)]
+                return _mismatch(_json_value(item), struct, where, f"[]{_go_item(ftype.item)}")
+            elements = list(item)
         elif ftype.container == "map":
             if not isinstance(item, dict):
-                return f"cannot unmarshal {_json_kind(item)} into Go struct field {where} of type map[string]" \
-                       f"{_GO_NAMES.get(ftype.item, ftype.item.rsplit('.', 1)[-1])}"
-            items = [(f"{where}[{k}]", element) for k, element in item.items()]
+                return _mismatch(_json_value(item), struct, where, f"map[string]{_go_item(ftype.item)}")
+            elements = list(item.values())
         else:
-            items = [(where, item)]
-        for at, element in items:
+            elements = [item]
+        for element in elements:
             if element is None:
                 continue
             if ftype.is_scalar:
                 if not _scalar_ok(ftype.item, element):
-                    return f"cannot unmarshal {_json_value(element)} into Go struct field {at} of type " \
-                           f"{_GO_NAMES.get(ftype.item, ftype.item)}"
+                    return _mismatch(_json_value(element), struct, where, _GO_NAMES.get(ftype.item, ftype.item))
             else:
-                problem = _walk(ftype.item, element, at)
+                problem = _walk(ftype.item, element, where, struct)
                 if problem:
                     return problem
     return None
@@ -100,7 +113,7 @@ def type_error(kind: str, obj: dict[str, Any]) -> str | None:
     known = KINDS.get(kind)
     if known is None:
         return None
-    problem = _walk(known.type_name, obj, "")
+    problem = _walk(known.type_name, obj, "", kind)
     if problem is None:
         return None
     version = f"{known.group}/{known.version}" if known.group else known.version

@@ -31,7 +31,8 @@ def test_replicas_beyond_int32_are_refused_and_nothing_is_stored(apiserver: Runn
         assert status == 400, body
         assert body["reason"] == "BadRequest"
         assert body["message"] == ('Deployment in version "apps/v1" cannot be handled as a Deployment: json: cannot '
-                                   'unmarshal number 2147483648 into Go struct field spec.replicas of type int32')
+                                   'unmarshal number 2147483648 into Go struct field DeploymentSpec.spec.replicas '
+                                   'of type int32')
         status, _, _ = await apiserver.call("GET", f"{DEPLOYMENTS}/flood")
         assert status == 404
         status, _, body = await apiserver.call("POST", DEPLOYMENTS, body=_deployment("edge", 2**31 - 1))
@@ -85,12 +86,13 @@ def test_ranges_come_from_the_schema_for_any_field(type_name: str, field: str, w
     low, high = INTEGER_RANGES[width]
     objects = {
         "core.v1.ContainerPort": lambda v: ("Pod", {"spec": {"containers": [{"name": "c", "ports": [
-            {"containerPort": v}]}]}}, "spec.containers[0].ports[0].containerPort"),
+            {"containerPort": v}]}]}}, "ContainerPort.spec.containers.ports.containerPort"),
         "core.v1.Probe": lambda v: ("Pod", {"spec": {"containers": [{"name": "c", "readinessProbe": {
-            "periodSeconds": v}}]}}, "spec.containers[0].readinessProbe.periodSeconds"),
-        "core.v1.PodSpec": lambda v: ("Pod", {"spec": {"activeDeadlineSeconds": v}}, "spec.activeDeadlineSeconds"),
+            "periodSeconds": v}}]}}, "Probe.spec.containers.readinessProbe.periodSeconds"),
+        "core.v1.PodSpec": lambda v: ("Pod", {"spec": {"activeDeadlineSeconds": v}},
+                                      "PodSpec.spec.activeDeadlineSeconds"),
         "coordination.v1.LeaseSpec": lambda v: ("Lease", {"spec": {"leaseDurationSeconds": v}},
-                                                "spec.leaseDurationSeconds"),
+                                                "LeaseSpec.spec.leaseDurationSeconds"),
     }
     for value, ok in ((high, True), (low, True), (high + 1, False), (low - 1, False)):
         kind, obj, path = objects[type_name](value)
