@@ -141,7 +141,7 @@ async def serve(args: argparse.Namespace) -> None:
                        openapi=openapi_document)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
-    runner = web.AppRunner(server.app(), access_log=None, handler_cancellation=True)
+    runner = server.runner()
     await runner.setup()
     site = web.TCPSite(runner, args.bind_address, args.secure_port, ssl_context=context, backlog=1024)
     await site.start()

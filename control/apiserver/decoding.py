@@ -1,15 +1,24 @@
 """Type checking of request bodies against the built-in types (schema.py), as Go's JSON decoding does
-it for kube-apiserver: a value of the wrong JSON type is a 400 with upstream's wording, before any
-defaulting or validation sees the object. null is accepted anywhere (Go decodes it as the zero value)."""
+it for kube-apiserver: a value of the wrong JSON type, or an integer outside its Go type's range (int32
+or int64), is a 400 with upstream's wording, before any defaulting or validation sees the object. null
+is accepted anywhere (Go decodes it as the zero value).
+
+Upstream's decoder (sigs.k8s.io/json, encoding/json's literalStore) answers `replicas: 2147483648` with
+`json: cannot unmarshal number 2147483648 into Go struct field DeploymentSpec.spec.replicas of type int32`
+in a 400 BadRequest; so does this module, for every int32/int64 field of the schema."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from control.apiserver.schema import KINDS, TYPES, field_type
+import yaml
 
-_GO_NAMES = {"string": "string", "integer": "int32", "number": "float64", "boolean": "bool", "IntOrString":
-             "intstr.IntOrString", "Quantity": "resource.Quantity", "Time": "v1.Time", "MicroTime": "v1.MicroTime"}
+from control.apiserver.schema import INTEGER_RANGES, KINDS, TYPES, field_type
+
+_GO_NAMES = {"string": "string", "int32": "int32", "int64": "int64", "number": "float64", "boolean": "bool",
+             "IntOrString": "intstr.IntOrString", "Quantity": "resource.Quantity", "Time": "v1.Time",
+             "MicroTime": "v1.MicroTime"}
 
 
 def _json_kind(value: Any) -> str:
@@ -24,13 +33,20 @@ def _json_kind(value: Any) -> str:
     return "object"
 
 
+def _json_value(value: Any) -> str:
+    """What Go's UnmarshalTypeError names: "number 1.5" for a number (its literal), else the JSON kind."""
+    kind = _json_kind(value)
+    return f"number {json.dumps(value)}" if kind == "number" else kind
+
+
 def _scalar_ok(kind: str, value: Any) -> bool:
     if kind == "object":
         return True
     if kind == "string" or kind in ("Time", "MicroTime"):
         return isinstance(value, str)
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[kind]
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "boolean":
@@ -40,40 +56,53 @@ def _scalar_ok(kind: str, value: Any) -> bool:
     return True
 
 
-def _walk(type_name: str, value: Any, path: str) -> str | None:
+def _go_type(type_name: str) -> str:
+    """How Go prints a schema type: "apps.v1.DeploymentSpec" is v1.DeploymentSpec."""
+    return ".".join(type_name.rsplit(".", 2)[-2:])
+
+
+def _go_item(item: str) -> str:
+    return _GO_NAMES.get(item) or _go_type(item)
+
+
+def _mismatch(value: str, struct: str, field: str, go_type: str) -> str:
+    """Go's UnmarshalTypeError: the struct holding the field, the field's full path of JSON keys from the root
+    (no list indexes or map keys), and the Go type the value could not become."""
+    return f"cannot unmarshal {value} into Go struct field {struct}.{field} of type {go_type}"
+
+
+def _walk(type_name: str, value: Any, field: str, parent: str) -> str | None:
+    """The first type error in value, decoded as type_name at field (a dotted path) of the struct parent."""
     if not isinstance(value, dict):
-        return f"cannot unmarshal {_json_kind(value)} into Go struct field {path or 'object'} of type " \
-               f"{type_name.rsplit('.', 1)[-1]}"
+        return _mismatch(_json_value(value), parent, field, _go_type(type_name))
     table = TYPES[type_name]
     package = type_name.rsplit(".", 1)[0]
+    struct = type_name.rsplit(".", 1)[-1]
     for key, item in value.items():
         spec = table.get(key)
         if spec is None or item is None:
             continue  # unknown fields are the strict-decoding check's business
-        where = f"{path}.{key}" if path else key
+        where = f"{field}.{key}" if field else key
         ftype = field_type(spec, package)
-        items: list[tuple[str, Any]]
+        elements: list[Any]
         if ftype.container == "array":
             if not isinstance(item, list):
-                return f"cannot unmarshal {_json_kind(item)} into Go struct field {where} of type []" \
-                       f"{_GO_NAMES.get(ftype.item, ftype.item.rsplit('.', 1)[-1])}"
-            items = [(f"{where}[{i}]", element) for i, element in enumerate(item)]
+                return _mismatch(_json_value(item), struct, where, f"[]{_go_item(ftype.item)}")
+            elements = list(item)
         elif ftype.container == "map":
             if not isinstance(item, dict):
-                return f"cannot unmarshal {_json_kind(item)} into Go struct field {where} of type map[string]" \
-                       f"{_GO_NAMES.get(ftype.item, ftype.item.rsplit('.', 1)[-1])}"
-            items = [(f"{where}[{k}]", element) for k, element in item.items()]
+                return _mismatch(_json_value(item), struct, where, f"map[string]{_go_item(ftype.item)}")
+            elements = list(item.values())
         else:
-            items = [(where, item)]
-        for at, element in items:
+            elements = [item]
+        for element in elements:
             if element is None:
                 continue
             if ftype.is_scalar:
                 if not _scalar_ok(ftype.item, element):
-                    return f"cannot unmarshal {_json_kind(element)} into Go struct field {at} of type " \
-                           f"{_GO_NAMES.get(ftype.item, ftype.item)}"
+                    return _mismatch(_json_value(element), struct, where, _GO_NAMES.get(ftype.item, ftype.item))
             else:
-                problem = _walk(ftype.item, element, at)
+                problem = _walk(ftype.item, element, where, struct)
                 if problem:
                     return problem
     return None
@@ -84,8 +113,128 @@ def type_error(kind: str, obj: dict[str, Any]) -> str | None:
     known = KINDS.get(kind)
     if known is None:
         return None
-    problem = _walk(known.type_name, obj, "")
+    problem = _walk(known.type_name, obj, "", kind)
     if problem is None:
         return None
     version = f"{known.group}/{known.version}" if known.group else known.version
     return f'{kind} in version "{version}" cannot be handled as a {kind}: json: {problem}'
+
+
+# -- request bodies -------------------------------------------------------------------------------------------
+
+MAX_DEPTH = 100
+"""Deepest nesting of objects and arrays a body may have. The deepest built-in object is about 15 levels; Python's
+own recursion (decoders, copies, merges) gives out near 1,000, so the limit sits well below that."""
+
+MAX_YAML_ALIASES = 100
+MAX_YAML_ALIAS_NODES = 10_000
+"""A YAML document may use a few aliases, and they may add at most this many nodes once expanded: an alias bomb
+(each anchor aliasing the previous one twice) is 400 bytes that expand to millions of nodes."""
+
+
+class BodyError(ValueError):
+    """A body that cannot be decoded; the message says why (the server answers 400 with it)."""
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and Go's decoder) does not.
+    raise BodyError(f"invalid JSON constant {name}")
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise BodyError if value nests deeper than limit, walking iteratively (no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise BodyError(f"the body nests deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def decode_json(raw: bytes) -> Any:
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BodyError(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"the body is not valid UTF-8: {exc.reason}") from None
+    except BodyError:
+        raise
+    except ValueError as exc:
+        raise BodyError(str(exc)[:200]) from None
+    check_depth(value)
+    return value
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and excessive aliasing while it composes, before anything is built."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise BodyError(f"the YAML document uses more than {MAX_YAML_ALIASES} aliases")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise BodyError(f"the body nests deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(distinct nodes, nodes once every alias is expanded) of a composed document, without expanding it."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack = [root]
+    while stack:  # post-order by an explicit stack: children's sizes first
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+    return len(order), sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def decode_yaml(raw: bytes) -> Any:
+    loader = _BoundedLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        distinct, expanded = _expanded_size(node)
+        if expanded - distinct > MAX_YAML_ALIAS_NODES:
+            raise BodyError(f"the YAML document's aliases expand to {expanded - distinct} more nodes (at most "
+                            f"{MAX_YAML_ALIAS_NODES})")
+        value = loader.construct_document(node)
+    except RecursionError:
+        raise BodyError(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except yaml.YAMLError as exc:
+        raise BodyError(str(exc)[:200]) from None
+    finally:
+        loader.dispose()
+    check_depth(value)
+    return value

@@ -124,3 +124,9 @@ def internal(message: str) -> APIError:
 
 def unavailable(message: str) -> APIError:
     return APIError(503, "ServiceUnavailable", message)
+
+
+def object_too_large(size: int, limit: int | None) -> APIError:
+    """The object (after defaulting, patching) is larger than the store takes (etcd's request size limit)."""
+    most = f", the limit is {limit} bytes" if limit is not None else ""
+    return APIError(413, "RequestEntityTooLarge", f"Request entity too large: the object is {size} bytes{most}")

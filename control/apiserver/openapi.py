@@ -43,7 +43,8 @@ _SPECIAL: dict[str, tuple[str, Schema]] = {
     "MicroTime": (f"{_META}.MicroTime", {"type": "string", "format": "date-time"}),
 }
 _PLAIN: dict[str, Schema] = {
-    "string": {"type": "string"}, "integer": {"type": "integer", "format": "int64"},
+    "string": {"type": "string"}, "int32": {"type": "integer", "format": "int32"},
+    "int64": {"type": "integer", "format": "int64"},
     "number": {"type": "number", "format": "double"}, "boolean": {"type": "boolean"}, "object": {"type": "object"},
 }
 # Where upstream's list-map keys differ from the patch merge key (the port alone is not unique).

@@ -46,7 +46,7 @@ from typing import Any
 
 from control.apiserver import errors
 from control.apiserver.errors import APIError
-from control.apiserver.schema import KINDS, SCALARS, TYPES
+from control.apiserver.schema import INTEGER_RANGES, KINDS, SCALARS, TYPES
 
 __all__ = ["CONTENT_TYPE", "EXTRA_TYPES", "FIELD_NUMBERS", "OBJECT_FIELDS", "decode_protobuf"]
 
@@ -353,7 +353,7 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
 }
 
 EXTRA_TYPES: dict[str, dict[str, str]] = {
-    "core.v1.AWSElasticBlockStoreVolumeSource": {"volumeID": "string", "fsType": "string", "partition": "integer",
+    "core.v1.AWSElasticBlockStoreVolumeSource": {"volumeID": "string", "fsType": "string", "partition": "int32",
                                                  "readOnly": "boolean"},
     "core.v1.AzureDiskVolumeSource": {"diskName": "string", "diskURI": "string", "cachingMode": "string",
                                       "fsType": "string", "readOnly": "boolean", "kind": "string"},
@@ -373,28 +373,28 @@ EXTRA_TYPES: dict[str, dict[str, str]] = {
                                           "resourceVersion": "string", "kubeletConfigKey": "string"},
     "core.v1.ContainerUser": {"linux": "core.v1.LinuxContainerUser"},
     "core.v1.EphemeralVolumeSource": {"volumeClaimTemplate": "core.v1.PersistentVolumeClaimTemplate"},
-    "core.v1.FCVolumeSource": {"targetWWNs": "[]string", "lun": "integer", "fsType": "string", "readOnly": "boolean",
+    "core.v1.FCVolumeSource": {"targetWWNs": "[]string", "lun": "int32", "fsType": "string", "readOnly": "boolean",
                                "wwids": "[]string"},
     "core.v1.FlexVolumeSource": {"driver": "string", "fsType": "string", "secretRef": "core.v1.LocalObjectReference",
                                  "readOnly": "boolean", "options": "{}string"},
     "core.v1.FlockerVolumeSource": {"datasetName": "string", "datasetUUID": "string"},
-    "core.v1.GCEPersistentDiskVolumeSource": {"pdName": "string", "fsType": "string", "partition": "integer",
+    "core.v1.GCEPersistentDiskVolumeSource": {"pdName": "string", "fsType": "string", "partition": "int32",
                                               "readOnly": "boolean"},
     "core.v1.GitRepoVolumeSource": {"repository": "string", "revision": "string", "directory": "string"},
     "core.v1.GlusterfsVolumeSource": {"endpoints": "string", "path": "string", "readOnly": "boolean"},
-    "core.v1.ISCSIVolumeSource": {"targetPortal": "string", "iqn": "string", "lun": "integer",
+    "core.v1.ISCSIVolumeSource": {"targetPortal": "string", "iqn": "string", "lun": "int32",
                                   "iscsiInterface": "string", "fsType": "string", "readOnly": "boolean",
                                   "portals": "[]string", "chapAuthDiscovery": "boolean",
                                   "chapAuthSession": "boolean", "secretRef": "core.v1.LocalObjectReference",
                                   "initiatorName": "string"},
-    "core.v1.LinuxContainerUser": {"uid": "integer", "gid": "integer", "supplementalGroups": "[]integer"},
+    "core.v1.LinuxContainerUser": {"uid": "int64", "gid": "int64", "supplementalGroups": "[]int64"},
     "core.v1.NodeConfigSource": {"configMap": "core.v1.ConfigMapNodeConfigSource"},
     "core.v1.NodeConfigStatus": {"assigned": "core.v1.NodeConfigSource", "active": "core.v1.NodeConfigSource",
                                  "lastKnownGood": "core.v1.NodeConfigSource", "error": "string"},
     "core.v1.NodeFeatures": {"supplementalGroupsPolicy": "boolean"},
     "core.v1.NodeRuntimeHandler": {"name": "string", "features": "core.v1.NodeRuntimeHandlerFeatures"},
     "core.v1.NodeRuntimeHandlerFeatures": {"recursiveReadOnlyMounts": "boolean", "userNamespaces": "boolean"},
-    "core.v1.NodeSwapStatus": {"capacity": "integer"},
+    "core.v1.NodeSwapStatus": {"capacity": "int64"},
     "core.v1.PersistentVolumeClaimSpec": {"accessModes": "[]string", "selector": "meta.v1.LabelSelector",
                                           "resources": "core.v1.VolumeResourceRequirements", "volumeName": "string",
                                           "storageClassName": "string", "volumeMode": "string",
@@ -426,7 +426,7 @@ EXTRA_TYPES: dict[str, dict[str, str]] = {
     "core.v1.VolumeResourceRequirements": {"limits": "{}Quantity", "requests": "{}Quantity"},
     "core.v1.VsphereVirtualDiskVolumeSource": {"volumePath": "string", "fsType": "string",
                                                "storagePolicyName": "string", "storagePolicyID": "string"},
-    "meta.v1.DeleteOptions": {"gracePeriodSeconds": "integer", "preconditions": "meta.v1.Preconditions",
+    "meta.v1.DeleteOptions": {"gracePeriodSeconds": "int64", "preconditions": "meta.v1.Preconditions",
                               "orphanDependents": "boolean", "propagationPolicy": "string", "dryRun": "[]string",
                               "ignoreStoreReadErrorWithClusterBreakingPotential": "boolean"},
     "meta.v1.Preconditions": {"uid": "string", "resourceVersion": "string"},
@@ -643,7 +643,7 @@ def _fill(data: bytes, type_name: str, numbering: str, out: dict[str, Any], dept
             item = OBJECT_FIELDS[type_name][name]
         if container == "array":
             items = out.setdefault(name, [])
-            if wire == _LENGTH and item in ("integer", "boolean"):  # packed, which proto3 writers use
+            if wire == _LENGTH and (item in INTEGER_RANGES or item == "boolean"):  # packed, which proto3 writers use
                 payload = _bytes(wire, value)
                 pos = 0
                 while pos < len(payload):
@@ -673,8 +673,8 @@ def _entry(data: bytes, item: str, depth: int) -> tuple[str, Any]:
         elif number == 2:
             element, seen_value = _scalar(item, wire, value, depth), True
     if not seen_value:  # gogo always writes both; an absent value is the type's zero
-        element = _scalar(item, _LENGTH, b"", depth) if item not in ("integer", "boolean", "number") else \
-            {"integer": 0, "boolean": False, "number": 0.0}[item]
+        element = _scalar(item, _LENGTH, b"", depth) if item not in (*INTEGER_RANGES, "boolean", "number") else \
+            {"int32": 0, "int64": 0, "boolean": False, "number": 0.0}[item]
     return key, element
 
 
@@ -682,7 +682,7 @@ def _scalar(item: str, wire: int, value: int | bytes, depth: int) -> Any:
     """One value of type `item` (a scalar, a special message, or a typed message)."""
     if item == "string":
         return _string(wire, value)
-    if item == "integer":
+    if item in INTEGER_RANGES:
         return _int(wire, value)
     if item == "boolean":
         return _int(wire, value) != 0

@@ -290,8 +290,13 @@ class Registry:
                                              precondition=wanted, admit=admit)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, patch_body: bytes, content_type: str, *,
-                    subresource: str | None = None, admit: Admit | None = None) -> dict[str, Any]:
+                    subresource: str | None = None, admit: Admit | None = None,
+                    patcher: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Apply the patch to the stored object; `patcher(old) -> new`, when given, applies it instead of
+        self.patcher (the server's, which also prunes unknown fields from the result)."""
         def change(old: dict[str, Any]) -> dict[str, Any]:
+            if patcher is not None:
+                return patcher(old)
             return self.patcher(old, patch_body, content_type, res.kind)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
@@ -385,6 +390,7 @@ class Registry:
     async def bind(self, namespace: str, name: str, binding: dict[str, Any]) -> dict[str, Any]:
         """POST pods/NAME/binding: assign the pod to a node, once (upstream's BindingREST)."""
         res = BY_KIND["Pod"]
+        _check_kind_types("Binding", binding)
         target = (binding.get("target") or {}).get("name")
         if not target:
             raise errors.invalid("", "Binding", name, [{"reason": "FieldValueRequired", "message": "Required value",
@@ -533,6 +539,7 @@ class Registry:
     async def finalize_namespace(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """PUT namespaces/NAME/finalize: only spec.finalizers changes; an empty list lets deletion finish."""
         res = BY_KIND["Namespace"]
+        _check_kind_types("Namespace", body)
 
         def change(obj: dict[str, Any]) -> dict[str, Any]:
             obj.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
@@ -550,7 +557,11 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_types(res: Resource, obj: dict[str, Any]) -> None:
-    problem = type_error(res.kind, obj)
+    _check_kind_types(res.kind, obj)
+
+
+def _check_kind_types(kind: str, obj: dict[str, Any]) -> None:
+    problem = type_error(kind, obj)
     if problem:
         raise errors.bad_request(problem)
 

@@ -4,7 +4,9 @@ Each type is a table of JSON field name -> field type, transcribed from upstream
 (staging/src/k8s.io/api/*/types.go, k8s.io/apimachinery/pkg/apis/meta/v1/types.go) and their OpenAPI
 rendering (api/openapi-spec/swagger.json). A field type is written as a small string:
 
-    "string" "integer" "number" "boolean"      JSON scalars
+    "string" "number" "boolean"                JSON scalars
+    "int32" "int64"                             integers of upstream's Go widths (decoding range-checks
+                                                them; OpenAPI renders them with that format)
     "IntOrString" "Quantity" "Time" "MicroTime"  upstream's special string-ish types
     "object"                                    free-form JSON (RawExtension, FieldsV1, or a volume
                                                 source we do not model field by field)
@@ -27,9 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KINDS", "PACKAGES", "SCALARS", "TYPES", "FieldType", "Kind", "field_type", "resolve", "unknown_fields"]
+__all__ = ["INTEGER_RANGES", "KINDS", "PACKAGES", "SCALARS", "TYPES", "FieldType", "Kind", "field_type", "resolve",
+           "unknown_fields"]
 
-SCALARS = frozenset({"string", "integer", "number", "boolean", "IntOrString", "Quantity", "Time", "MicroTime",
+# The inclusive range of each integer type: Go's JSON decoding refuses a number outside it.
+INTEGER_RANGES: dict[str, tuple[int, int]] = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+
+SCALARS = frozenset({"string", *INTEGER_RANGES, "number", "boolean", "IntOrString", "Quantity", "Time", "MicroTime",
                      "object"})
 
 _OBJECT_HEADER = {"apiVersion": "string", "kind": "string", "metadata": "meta.v1.ObjectMeta"}
@@ -43,8 +49,8 @@ _LEGACY_VOLUME_SOURCES = ("gcePersistentDisk", "awsElasticBlockStore", "gitRepo"
 _META: dict[str, dict[str, str]] = {
     "ObjectMeta": {
         "name": "string", "generateName": "string", "namespace": "string", "selfLink": "string", "uid": "string",
-        "resourceVersion": "string", "generation": "integer", "creationTimestamp": "Time",
-        "deletionTimestamp": "Time", "deletionGracePeriodSeconds": "integer", "labels": "{}string",
+        "resourceVersion": "string", "generation": "int64", "creationTimestamp": "Time",
+        "deletionTimestamp": "Time", "deletionGracePeriodSeconds": "int64", "labels": "{}string",
         "annotations": "{}string", "ownerReferences": "[]OwnerReference @uid", "finalizers": "[]string @",
         "managedFields": "[]ManagedFieldsEntry",
     },
@@ -54,7 +60,7 @@ _META: dict[str, dict[str, str]] = {
                            "fieldsType": "string", "fieldsV1": "object", "subresource": "string"},
     "LabelSelector": {"matchLabels": "{}string", "matchExpressions": "[]LabelSelectorRequirement"},
     "LabelSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
-    "Condition": {"type": "string", "status": "string", "observedGeneration": "integer",
+    "Condition": {"type": "string", "status": "string", "observedGeneration": "int64",
                   "lastTransitionTime": "Time", "reason": "string", "message": "string"},
 }
 
@@ -62,13 +68,13 @@ _PROBE_HANDLERS = {"exec": "ExecAction", "httpGet": "HTTPGetAction", "tcpSocket"
                    "grpc": "GRPCAction"}
 _SECURITY_COMMON = {
     "seLinuxOptions": "SELinuxOptions", "windowsOptions": "WindowsSecurityContextOptions",
-    "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "seccompProfile": "SeccompProfile",
+    "runAsUser": "int64", "runAsGroup": "int64", "runAsNonRoot": "boolean", "seccompProfile": "SeccompProfile",
     "appArmorProfile": "AppArmorProfile",
 }
 _CONDITION = {"type": "string", "status": "string", "lastTransitionTime": "Time", "reason": "string",
               "message": "string"}
-_STATUS_COUNTS = {"replicas": "integer", "fullyLabeledReplicas": "integer", "readyReplicas": "integer",
-                  "availableReplicas": "integer", "observedGeneration": "integer"}
+_STATUS_COUNTS = {"replicas": "int32", "fullyLabeledReplicas": "int32", "readyReplicas": "int32",
+                  "availableReplicas": "int32", "observedGeneration": "int64"}
 
 _CORE: dict[str, dict[str, str]] = {
     # -- objects ------------------------------------------------------------------------------------
@@ -83,15 +89,15 @@ _CORE: dict[str, dict[str, str]] = {
     "ServiceAccount": {**_OBJECT_HEADER, "secrets": "[]ObjectReference @name",
                        "imagePullSecrets": "[]LocalObjectReference", "automountServiceAccountToken": "boolean"},
     "Event": {**_OBJECT_HEADER, "involvedObject": "ObjectReference", "reason": "string", "message": "string",
-              "source": "EventSource", "firstTimestamp": "Time", "lastTimestamp": "Time", "count": "integer",
+              "source": "EventSource", "firstTimestamp": "Time", "lastTimestamp": "Time", "count": "int32",
               "type": "string", "eventTime": "MicroTime", "series": "EventSeries", "action": "string",
               "related": "ObjectReference", "reportingComponent": "string", "reportingInstance": "string"},
     "EventSource": {"component": "string", "host": "string"},
-    "EventSeries": {"count": "integer", "lastObservedTime": "MicroTime"},
+    "EventSeries": {"count": "int32", "lastObservedTime": "MicroTime"},
     "ConfigMap": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "binaryData": "{}string"},
     "ReplicationController": {**_OBJECT_HEADER, "spec": "ReplicationControllerSpec",
                               "status": "ReplicationControllerStatus"},
-    "ReplicationControllerSpec": {"replicas": "integer", "minReadySeconds": "integer", "selector": "{}string",
+    "ReplicationControllerSpec": {"replicas": "int32", "minReadySeconds": "int32", "selector": "{}string",
                                   "template": "PodTemplateSpec"},
     "ReplicationControllerStatus": {**_STATUS_COUNTS, "conditions": "[]ReplicationControllerCondition @type"},
     "ReplicationControllerCondition": dict(_CONDITION),
@@ -104,14 +110,14 @@ _CORE: dict[str, dict[str, str]] = {
     "PodSpec": {
         "volumes": "[]Volume @name+retainKeys", "initContainers": "[]Container @name",
         "containers": "[]Container @name", "ephemeralContainers": "[]EphemeralContainer @name",
-        "restartPolicy": "string", "terminationGracePeriodSeconds": "integer", "activeDeadlineSeconds": "integer",
+        "restartPolicy": "string", "terminationGracePeriodSeconds": "int64", "activeDeadlineSeconds": "int64",
         "dnsPolicy": "string", "nodeSelector": "{}string", "serviceAccountName": "string",
         "serviceAccount": "string", "automountServiceAccountToken": "boolean", "nodeName": "string",
         "hostNetwork": "boolean", "hostPID": "boolean", "hostIPC": "boolean", "shareProcessNamespace": "boolean",
         "securityContext": "PodSecurityContext", "imagePullSecrets": "[]LocalObjectReference @name",
         "hostname": "string", "subdomain": "string", "affinity": "Affinity", "schedulerName": "string",
         "tolerations": "[]Toleration", "hostAliases": "[]HostAlias @ip", "priorityClassName": "string",
-        "priority": "integer", "dnsConfig": "PodDNSConfig", "readinessGates": "[]PodReadinessGate",
+        "priority": "int32", "dnsConfig": "PodDNSConfig", "readinessGates": "[]PodReadinessGate",
         "runtimeClassName": "string", "enableServiceLinks": "boolean", "preemptionPolicy": "string",
         "overhead": "{}Quantity", "topologySpreadConstraints": "[]TopologySpreadConstraint @topologyKey",
         "setHostnameAsFQDN": "boolean", "os": "PodOS", "hostUsers": "boolean",
@@ -128,7 +134,7 @@ _CORE: dict[str, dict[str, str]] = {
         "terminationMessagePolicy": "string", "imagePullPolicy": "string", "securityContext": "SecurityContext",
         "stdin": "boolean", "stdinOnce": "boolean", "tty": "boolean",
     },
-    "ContainerPort": {"name": "string", "hostPort": "integer", "containerPort": "integer", "protocol": "string",
+    "ContainerPort": {"name": "string", "hostPort": "int32", "containerPort": "int32", "protocol": "string",
                       "hostIP": "string"},
     "EnvVar": {"name": "string", "value": "string", "valueFrom": "EnvVarSource"},
     "EnvVarSource": {"fieldRef": "ObjectFieldSelector", "resourceFieldRef": "ResourceFieldSelector",
@@ -146,19 +152,19 @@ _CORE: dict[str, dict[str, str]] = {
     "VolumeMount": {"name": "string", "readOnly": "boolean", "recursiveReadOnly": "string", "mountPath": "string",
                     "subPath": "string", "mountPropagation": "string", "subPathExpr": "string"},
     "VolumeDevice": {"name": "string", "devicePath": "string"},
-    "Probe": {**_PROBE_HANDLERS, "initialDelaySeconds": "integer", "timeoutSeconds": "integer",
-              "periodSeconds": "integer", "successThreshold": "integer", "failureThreshold": "integer",
-              "terminationGracePeriodSeconds": "integer"},
+    "Probe": {**_PROBE_HANDLERS, "initialDelaySeconds": "int32", "timeoutSeconds": "int32",
+              "periodSeconds": "int32", "successThreshold": "int32", "failureThreshold": "int32",
+              "terminationGracePeriodSeconds": "int64"},
     "ExecAction": {"command": "[]string"},
     "HTTPGetAction": {"path": "string", "port": "IntOrString", "host": "string", "scheme": "string",
                       "httpHeaders": "[]HTTPHeader"},
     "HTTPHeader": {"name": "string", "value": "string"},
     "TCPSocketAction": {"port": "IntOrString", "host": "string"},
-    "GRPCAction": {"port": "integer", "service": "string"},
+    "GRPCAction": {"port": "int32", "service": "string"},
     "Lifecycle": {"postStart": "LifecycleHandler", "preStop": "LifecycleHandler", "stopSignal": "string"},
     "LifecycleHandler": {"exec": "ExecAction", "httpGet": "HTTPGetAction", "tcpSocket": "TCPSocketAction",
                          "sleep": "SleepAction"},
-    "SleepAction": {"seconds": "integer"},
+    "SleepAction": {"seconds": "int64"},
     "EphemeralContainer": {
         "name": "string", "image": "string", "command": "[]string", "args": "[]string", "workingDir": "string",
         "ports": "[]ContainerPort @containerPort", "envFrom": "[]EnvFromSource", "env": "[]EnvVar @name",
@@ -172,8 +178,8 @@ _CORE: dict[str, dict[str, str]] = {
     "SecurityContext": {**_SECURITY_COMMON, "capabilities": "Capabilities", "privileged": "boolean",
                         "readOnlyRootFilesystem": "boolean", "allowPrivilegeEscalation": "boolean",
                         "procMount": "string"},
-    "PodSecurityContext": {**_SECURITY_COMMON, "supplementalGroups": "[]integer",
-                           "supplementalGroupsPolicy": "string", "fsGroup": "integer", "sysctls": "[]Sysctl",
+    "PodSecurityContext": {**_SECURITY_COMMON, "supplementalGroups": "[]int64",
+                           "supplementalGroupsPolicy": "string", "fsGroup": "int64", "sysctls": "[]Sysctl",
                            "fsGroupChangePolicy": "string", "seLinuxChangePolicy": "string"},
     "Capabilities": {"add": "[]string", "drop": "[]string"},
     "SELinuxOptions": {"user": "string", "role": "string", "type": "string", "level": "string"},
@@ -191,22 +197,22 @@ _CORE: dict[str, dict[str, str]] = {
     },
     "HostPathVolumeSource": {"path": "string", "type": "string"},
     "EmptyDirVolumeSource": {"medium": "string", "sizeLimit": "Quantity"},
-    "SecretVolumeSource": {"secretName": "string", "items": "[]KeyToPath", "defaultMode": "integer",
+    "SecretVolumeSource": {"secretName": "string", "items": "[]KeyToPath", "defaultMode": "int32",
                            "optional": "boolean"},
-    "ConfigMapVolumeSource": {"name": "string", "items": "[]KeyToPath", "defaultMode": "integer",
+    "ConfigMapVolumeSource": {"name": "string", "items": "[]KeyToPath", "defaultMode": "int32",
                               "optional": "boolean"},
-    "KeyToPath": {"key": "string", "path": "string", "mode": "integer"},
-    "ProjectedVolumeSource": {"sources": "[]VolumeProjection", "defaultMode": "integer"},
+    "KeyToPath": {"key": "string", "path": "string", "mode": "int32"},
+    "ProjectedVolumeSource": {"sources": "[]VolumeProjection", "defaultMode": "int32"},
     "VolumeProjection": {"secret": "SecretProjection", "downwardAPI": "DownwardAPIProjection",
                          "configMap": "ConfigMapProjection", "serviceAccountToken": "ServiceAccountTokenProjection",
                          "clusterTrustBundle": "object"},
     "SecretProjection": {"name": "string", "items": "[]KeyToPath", "optional": "boolean"},
     "ConfigMapProjection": {"name": "string", "items": "[]KeyToPath", "optional": "boolean"},
     "DownwardAPIProjection": {"items": "[]DownwardAPIVolumeFile"},
-    "ServiceAccountTokenProjection": {"audience": "string", "expirationSeconds": "integer", "path": "string"},
-    "DownwardAPIVolumeSource": {"items": "[]DownwardAPIVolumeFile", "defaultMode": "integer"},
+    "ServiceAccountTokenProjection": {"audience": "string", "expirationSeconds": "int64", "path": "string"},
+    "DownwardAPIVolumeSource": {"items": "[]DownwardAPIVolumeFile", "defaultMode": "int32"},
     "DownwardAPIVolumeFile": {"path": "string", "fieldRef": "ObjectFieldSelector",
-                              "resourceFieldRef": "ResourceFieldSelector", "mode": "integer"},
+                              "resourceFieldRef": "ResourceFieldSelector", "mode": "int32"},
     "PersistentVolumeClaimVolumeSource": {"claimName": "string", "readOnly": "boolean"},
     "NFSVolumeSource": {"server": "string", "path": "string", "readOnly": "boolean"},
     "ImageVolumeSource": {"reference": "string", "pullPolicy": "string"},
@@ -218,7 +224,7 @@ _CORE: dict[str, dict[str, str]] = {
     "NodeSelectorTerm": {"matchExpressions": "[]NodeSelectorRequirement",
                          "matchFields": "[]NodeSelectorRequirement"},
     "NodeSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
-    "PreferredSchedulingTerm": {"weight": "integer", "preference": "NodeSelectorTerm"},
+    "PreferredSchedulingTerm": {"weight": "int32", "preference": "NodeSelectorTerm"},
     "PodAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "[]PodAffinityTerm",
                     "preferredDuringSchedulingIgnoredDuringExecution": "[]WeightedPodAffinityTerm"},
     "PodAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": "[]PodAffinityTerm",
@@ -226,9 +232,9 @@ _CORE: dict[str, dict[str, str]] = {
     "PodAffinityTerm": {"labelSelector": "meta.v1.LabelSelector", "namespaces": "[]string",
                         "topologyKey": "string", "namespaceSelector": "meta.v1.LabelSelector",
                         "matchLabelKeys": "[]string", "mismatchLabelKeys": "[]string"},
-    "WeightedPodAffinityTerm": {"weight": "integer", "podAffinityTerm": "PodAffinityTerm"},
+    "WeightedPodAffinityTerm": {"weight": "int32", "podAffinityTerm": "PodAffinityTerm"},
     "Toleration": {"key": "string", "operator": "string", "value": "string", "effect": "string",
-                   "tolerationSeconds": "integer"},
+                   "tolerationSeconds": "int64"},
     "Taint": {"key": "string", "value": "string", "effect": "string", "timeAdded": "Time"},
     "HostAlias": {"ip": "string", "hostnames": "[]string"},
     "PodDNSConfig": {"nameservers": "[]string", "searches": "[]string", "options": "[]PodDNSConfigOption"},
@@ -236,24 +242,24 @@ _CORE: dict[str, dict[str, str]] = {
     "PodReadinessGate": {"conditionType": "string"},
     "PodOS": {"name": "string"},
     "PodSchedulingGate": {"name": "string"},
-    "TopologySpreadConstraint": {"maxSkew": "integer", "topologyKey": "string", "whenUnsatisfiable": "string",
-                                 "labelSelector": "meta.v1.LabelSelector", "minDomains": "integer",
+    "TopologySpreadConstraint": {"maxSkew": "int32", "topologyKey": "string", "whenUnsatisfiable": "string",
+                                 "labelSelector": "meta.v1.LabelSelector", "minDomains": "int32",
                                  "nodeAffinityPolicy": "string", "nodeTaintsPolicy": "string",
                                  "matchLabelKeys": "[]string"},
     "PodStatus": {
-        "observedGeneration": "integer", "phase": "string", "conditions": "[]PodCondition @type",
+        "observedGeneration": "int64", "phase": "string", "conditions": "[]PodCondition @type",
         "message": "string", "reason": "string", "nominatedNodeName": "string", "hostIP": "string",
         "hostIPs": "[]HostIP @ip", "podIP": "string", "podIPs": "[]PodIP @ip", "startTime": "Time",
         "initContainerStatuses": "[]ContainerStatus", "containerStatuses": "[]ContainerStatus",
         "ephemeralContainerStatuses": "[]ContainerStatus", "qosClass": "string", "resize": "string",
         "resourceClaimStatuses": "[]object @name",
     },
-    "PodCondition": {**_CONDITION, "observedGeneration": "integer", "lastProbeTime": "Time"},
+    "PodCondition": {**_CONDITION, "observedGeneration": "int64", "lastProbeTime": "Time"},
     "HostIP": {"ip": "string"},
     "PodIP": {"ip": "string"},
     "ContainerStatus": {
         "name": "string", "state": "ContainerState", "lastState": "ContainerState", "ready": "boolean",
-        "restartCount": "integer", "image": "string", "imageID": "string", "containerID": "string",
+        "restartCount": "int32", "image": "string", "imageID": "string", "containerID": "string",
         "started": "boolean", "allocatedResources": "{}Quantity", "resources": "ResourceRequirements",
         "volumeMounts": "[]VolumeMountStatus @mountPath", "user": "object", "allocatedResourcesStatus": "[]object",
         "stopSignal": "string",
@@ -264,7 +270,7 @@ _CORE: dict[str, dict[str, str]] = {
                        "terminated": "ContainerStateTerminated"},
     "ContainerStateWaiting": {"reason": "string", "message": "string"},
     "ContainerStateRunning": {"startedAt": "Time"},
-    "ContainerStateTerminated": {"exitCode": "integer", "signal": "integer", "reason": "string",
+    "ContainerStateTerminated": {"exitCode": "int32", "signal": "int32", "reason": "string",
                                  "message": "string", "startedAt": "Time", "finishedAt": "Time",
                                  "containerID": "string"},
     # -- services and endpoints -----------------------------------------------------------------------
@@ -272,24 +278,24 @@ _CORE: dict[str, dict[str, str]] = {
         "ports": "[]ServicePort @port", "selector": "{}string", "clusterIP": "string", "clusterIPs": "[]string",
         "type": "string", "externalIPs": "[]string", "sessionAffinity": "string", "loadBalancerIP": "string",
         "loadBalancerSourceRanges": "[]string", "externalName": "string", "externalTrafficPolicy": "string",
-        "healthCheckNodePort": "integer", "publishNotReadyAddresses": "boolean",
+        "healthCheckNodePort": "int32", "publishNotReadyAddresses": "boolean",
         "sessionAffinityConfig": "SessionAffinityConfig", "ipFamilies": "[]string", "ipFamilyPolicy": "string",
         "allocateLoadBalancerNodePorts": "boolean", "loadBalancerClass": "string",
         "internalTrafficPolicy": "string", "trafficDistribution": "string",
     },
-    "ServicePort": {"name": "string", "protocol": "string", "appProtocol": "string", "port": "integer",
-                    "targetPort": "IntOrString", "nodePort": "integer"},
+    "ServicePort": {"name": "string", "protocol": "string", "appProtocol": "string", "port": "int32",
+                    "targetPort": "IntOrString", "nodePort": "int32"},
     "SessionAffinityConfig": {"clientIP": "ClientIPConfig"},
-    "ClientIPConfig": {"timeoutSeconds": "integer"},
+    "ClientIPConfig": {"timeoutSeconds": "int32"},
     "ServiceStatus": {"loadBalancer": "LoadBalancerStatus", "conditions": "[]meta.v1.Condition @type"},
     "LoadBalancerStatus": {"ingress": "[]LoadBalancerIngress"},
     "LoadBalancerIngress": {"ip": "string", "hostname": "string", "ipMode": "string", "ports": "[]PortStatus"},
-    "PortStatus": {"port": "integer", "protocol": "string", "error": "string"},
+    "PortStatus": {"port": "int32", "protocol": "string", "error": "string"},
     "EndpointSubset": {"addresses": "[]EndpointAddress", "notReadyAddresses": "[]EndpointAddress",
                        "ports": "[]EndpointPort"},
     "EndpointAddress": {"ip": "string", "hostname": "string", "nodeName": "string",
                         "targetRef": "ObjectReference"},
-    "EndpointPort": {"name": "string", "port": "integer", "protocol": "string", "appProtocol": "string"},
+    "EndpointPort": {"name": "string", "port": "int32", "protocol": "string", "appProtocol": "string"},
     # -- nodes ----------------------------------------------------------------------------------------
     "NodeSpec": {"podCIDR": "string", "podCIDRs": "[]string @", "providerID": "string",
                  "unschedulable": "boolean", "taints": "[]Taint", "configSource": "object", "externalID": "string"},
@@ -304,32 +310,32 @@ _CORE: dict[str, dict[str, str]] = {
                       "lastTransitionTime": "Time", "reason": "string", "message": "string"},
     "NodeAddress": {"type": "string", "address": "string"},
     "NodeDaemonEndpoints": {"kubeletEndpoint": "DaemonEndpoint"},
-    "DaemonEndpoint": {"Port": "integer"},  # upstream's one capitalised JSON name
+    "DaemonEndpoint": {"Port": "int32"},  # upstream's one capitalised JSON name
     "NodeSystemInfo": {"machineID": "string", "systemUUID": "string", "bootID": "string",
                        "kernelVersion": "string", "osImage": "string", "containerRuntimeVersion": "string",
                        "kubeletVersion": "string", "kubeProxyVersion": "string", "operatingSystem": "string",
                        "architecture": "string", "swap": "object"},
-    "ContainerImage": {"names": "[]string", "sizeBytes": "integer"},
+    "ContainerImage": {"names": "[]string", "sizeBytes": "int64"},
     "AttachedVolume": {"name": "string", "devicePath": "string"},
 }
 
 _APPS: dict[str, dict[str, str]] = {
     "Deployment": {**_OBJECT_HEADER, "spec": "DeploymentSpec", "status": "DeploymentStatus"},
-    "DeploymentSpec": {"replicas": "integer", "selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
-                       "strategy": "DeploymentStrategy retainKeys", "minReadySeconds": "integer",
-                       "revisionHistoryLimit": "integer", "paused": "boolean",
-                       "progressDeadlineSeconds": "integer"},
+    "DeploymentSpec": {"replicas": "int32", "selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
+                       "strategy": "DeploymentStrategy retainKeys", "minReadySeconds": "int32",
+                       "revisionHistoryLimit": "int32", "paused": "boolean",
+                       "progressDeadlineSeconds": "int32"},
     "DeploymentStrategy": {"type": "string", "rollingUpdate": "RollingUpdateDeployment"},
     "RollingUpdateDeployment": {"maxUnavailable": "IntOrString", "maxSurge": "IntOrString"},
-    "DeploymentStatus": {"observedGeneration": "integer", "replicas": "integer", "updatedReplicas": "integer",
-                         "readyReplicas": "integer", "availableReplicas": "integer",
-                         "unavailableReplicas": "integer", "terminatingReplicas": "integer",
-                         "conditions": "[]DeploymentCondition @type", "collisionCount": "integer"},
+    "DeploymentStatus": {"observedGeneration": "int64", "replicas": "int32", "updatedReplicas": "int32",
+                         "readyReplicas": "int32", "availableReplicas": "int32",
+                         "unavailableReplicas": "int32", "terminatingReplicas": "int32",
+                         "conditions": "[]DeploymentCondition @type", "collisionCount": "int32"},
     "DeploymentCondition": {**_CONDITION, "lastUpdateTime": "Time"},
     "ReplicaSet": {**_OBJECT_HEADER, "spec": "ReplicaSetSpec", "status": "ReplicaSetStatus"},
-    "ReplicaSetSpec": {"replicas": "integer", "minReadySeconds": "integer", "selector": "meta.v1.LabelSelector",
+    "ReplicaSetSpec": {"replicas": "int32", "minReadySeconds": "int32", "selector": "meta.v1.LabelSelector",
                        "template": "PodTemplateSpec"},
-    "ReplicaSetStatus": {**_STATUS_COUNTS, "terminatingReplicas": "integer",
+    "ReplicaSetStatus": {**_STATUS_COUNTS, "terminatingReplicas": "int32",
                          "conditions": "[]ReplicaSetCondition @type"},
     "ReplicaSetCondition": dict(_CONDITION),
 }
@@ -344,20 +350,20 @@ _DISCOVERY: dict[str, dict[str, str]] = {
     "EndpointHints": {"forZones": "[]ForZone", "forNodes": "[]ForNode"},
     "ForZone": {"name": "string"},
     "ForNode": {"name": "string"},
-    "EndpointPort": {"name": "string", "protocol": "string", "port": "integer", "appProtocol": "string"},
+    "EndpointPort": {"name": "string", "protocol": "string", "port": "int32", "appProtocol": "string"},
 }
 
 _COORDINATION: dict[str, dict[str, str]] = {
     "Lease": {**_OBJECT_HEADER, "spec": "LeaseSpec"},
-    "LeaseSpec": {"holderIdentity": "string", "leaseDurationSeconds": "integer", "acquireTime": "MicroTime",
-                  "renewTime": "MicroTime", "leaseTransitions": "integer", "strategy": "string",
+    "LeaseSpec": {"holderIdentity": "string", "leaseDurationSeconds": "int32", "acquireTime": "MicroTime",
+                  "renewTime": "MicroTime", "leaseTransitions": "int32", "strategy": "string",
                   "preferredHolder": "string"},
 }
 
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
-    "ScaleSpec": {"replicas": "integer"},
-    "ScaleStatus": {"replicas": "integer", "selector": "string"},
+    "ScaleSpec": {"replicas": "int32"},
+    "ScaleStatus": {"replicas": "int32", "selector": "string"},
 }
 
 # Package -> (OpenAPI definition prefix, its types).
@@ -453,16 +459,18 @@ def _package_of(qualified: str) -> str:
     return qualified.rsplit(".", 1)[0]
 
 
-def _walk(type_name: str, value: Any, path: str, found: list[str]) -> None:
+def _walk(type_name: str, value: Any, path: str, found: list[str], prune: bool) -> None:
     if not isinstance(value, dict):
         return  # a type mismatch is a decoding error, not an unknown field
     table = TYPES[type_name]
     package = _package_of(type_name)
+    unknown: list[str] = []
     for key, item in value.items():
         where = f"{path}.{key}" if path else key
         spec = table.get(key)
         if spec is None:
             found.append(where)
+            unknown.append(key)
             continue
         ftype = field_type(spec, package)
         if ftype.is_scalar:
@@ -470,21 +478,25 @@ def _walk(type_name: str, value: Any, path: str, found: list[str]) -> None:
         if ftype.container == "array":
             if isinstance(item, list):
                 for i, element in enumerate(item):
-                    _walk(ftype.item, element, f"{where}[{i}]", found)
+                    _walk(ftype.item, element, f"{where}[{i}]", found, prune)
         elif ftype.container == "map":
             if isinstance(item, dict):
                 for map_key, element in item.items():
-                    _walk(ftype.item, element, f"{where}[{map_key}]", found)
+                    _walk(ftype.item, element, f"{where}[{map_key}]", found, prune)
         else:
-            _walk(ftype.item, item, where, found)
+            _walk(ftype.item, item, where, found, prune)
+    if prune:
+        for key in unknown:
+            del value[key]
 
 
-def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
+def unknown_fields(kind: str, obj: dict[str, Any], *, prune: bool = False) -> list[str]:
     """Dotted paths of the fields in obj that `kind` does not have, in document order; [] for kinds
-    this table does not describe (they are not checked)."""
+    this table does not describe (they are not checked). With prune, they are also removed from obj, as
+    Go's decoding drops them: kube-apiserver never stores a field its types do not have."""
     known = KINDS.get(kind)
     if known is None:
         return []
     found: list[str] = []
-    _walk(known.type_name, obj, "", found)
+    _walk(known.type_name, obj, "", found, prune)
     return found

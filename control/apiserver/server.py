@@ -8,17 +8,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from control.apiserver import errors, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
+from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
 from control.apiserver.nodegraph import NodeGraph
 from control.apiserver.noderestriction import admission_for
@@ -28,11 +30,22 @@ from control.apiserver.registry import DeleteOptions, ListOptions, Registry
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from control.apiserver.watchcache import Watcher, WatchEvent, convert
-from control.store import CompactedError
+from control.store import CompactedError, ValueTooLargeError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024  # upstream's default request body limit
+THREAD_DECODE_BYTES = 64 * 1024
+"""Bodies larger than this are decoded in a worker thread: 3 MiB of YAML takes seconds of pure Python, which on
+the event loop would stall every other client (watches, heartbeats) meanwhile."""
+MIN_REQUEST_TIMEOUT = 1800.0
+"""Upstream's --min-request-timeout: a watch without timeoutSeconds lasts a random time in [this, 2 * this], so that
+watchers reconnect spread out; timeoutSeconds beyond 2 * this is clamped to it."""
+MAX_WATCH_TIMEOUT = 2 * MIN_REQUEST_TIMEOUT
+HEADER_READ_TIMEOUT = 32.0
+"""Seconds a connection may take to send a request's headers (upstream's ReadHeaderTimeout), from its opening or
+from the end of its previous response. aiohttp's keepalive timer does exactly this: armed when the connection is
+made and re-armed after each response, it closes the connection if no complete request arrived by then."""
 VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCommit": "kubesim",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
            "compiler": "cpython", "platform": "linux/amd64"}
@@ -43,8 +56,15 @@ SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"]}
 
-UnknownFields = Callable[[str, dict[str, Any]], list[str]]
-"""unknown_fields(kind, obj) -> JSON paths of fields the kind does not have."""
+class UnknownFields(Protocol):
+    """unknown_fields(kind, obj, prune=...) -> JSON paths of fields the kind does not have; with prune they are
+    also removed from obj."""
+
+    def __call__(self, kind: str, obj: dict[str, Any], *, prune: bool = False) -> list[str]: ...
+
+
+def _no_unknown_fields(kind: str, obj: dict[str, Any], *, prune: bool = False) -> list[str]:
+    return []
 
 
 @dataclass
@@ -93,7 +113,7 @@ def _warning(text: str) -> str:
     return f"299 - {json.dumps(text, ensure_ascii=True)}"
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _json(body: Any, status: int = 200, headers: CIMultiDict[str] | dict[str, str] | None = None) -> web.Response:
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
                         content_type="application/json", headers=headers)
 
@@ -105,7 +125,7 @@ class APIServer:
                  pod_logs: Callable[[str, str, dict[str, str]], Awaitable[bytes]] | None = None):
         self.registry = registry
         self.authenticator = authenticator
-        self.unknown_fields = unknown_fields or (lambda kind, obj: [])
+        self.unknown_fields: UnknownFields = unknown_fields or _no_unknown_fields
         self.openapi = openapi
         self.advertise_address = advertise_address
         self.port = port
@@ -127,15 +147,33 @@ class APIServer:
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
         return app
 
+    def runner(self, header_read_timeout: float = HEADER_READ_TIMEOUT) -> web.AppRunner:
+        """The runner to serve app() with: slow or idle clients are cut off after header_read_timeout seconds."""
+        return web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
+                             keepalive_timeout=header_read_timeout)
+
     @web.middleware
     async def _errors_middleware(self, request: web.Request,
                                  handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         try:
+            if request.method == "CONNECT":
+                # aiohttp reads CONNECT's target as an authority (no path), which no route matches; and no
+                # resource here has a connect subresource (exec, attach, port-forward, proxy).
+                raise errors.method_not_allowed()
             return await handler(request)
         except APIError as exc:
             return _json(exc.status(), exc.code)
         except web.HTTPRequestEntityTooLarge:
             return _json(errors.too_large(MAX_BODY).status(), 413)
+        except web.HTTPException as exc:  # aiohttp's own refusals, as Status objects
+            if exc.status >= 500:
+                raise
+            return _json(APIError(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason).status(),
+                         exc.status)
+        except ValueTooLargeError as exc:
+            return _json(errors.object_too_large(exc.size, exc.limit).status(), 413)
+        except RecursionError:  # a last line of defence: bodies are depth-checked when decoded
+            return _json(errors.bad_request("the request is nested too deeply").status(), 400)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # a bug must never take the server down: answer 500 and log it
@@ -230,8 +268,9 @@ class APIServer:
         }.get(method)
         if verb is None or (method == "POST" and name and sub != "binding") or \
                 (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub) or \
-                (res.namespaced and ns is None and method != "GET"):
-            # Namespaced objects are written only through their namespace's path.
+                (res.namespaced and ns is None and method != "GET") or (sub is None and verb not in res.verbs):
+            # Namespaced objects are written only through their namespace's path; a verb a resource does not serve
+            # (as discovery lists them: no deletecollection of namespaces) has no route upstream, so 405.
             raise errors.method_not_allowed()
         field_selector = query.get("fieldSelector")
         decision = self.authorizer.authorize(Attributes(
@@ -264,6 +303,8 @@ class APIServer:
 
         body_bytes = await self._read_body(request)
         dry_run = query.get("dryRun") == "All"
+        mode = self._field_validation(query.get("fieldValidation"))
+        warnings: list[str] = []
         if method == "PATCH":
             content_type = request.content_type
             if content_type not in PATCH_TYPES:
@@ -271,35 +312,55 @@ class APIServer:
             if content_type == "application/apply-patch+yaml":
                 raise errors.unsupported_media_type(f"{content_type} (server-side apply is not supported; use "
                                                     "client-side `kubectl apply`)")
-            if sub == "scale":
-                result = await self.registry.update_scale(
-                    res, ns or "", name or "",
-                    lambda scale: self.registry.patcher(scale, body_bytes, content_type, "Scale"))
-                return _json(result)
-            patched = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub,
-                                                admit=admit)
-            return _json(patched)
+            await self._decode(decode_json, body_bytes)  # refuses deep or malformed bodies before any merge
+            kind = "Scale" if sub == "scale" else res.kind
 
-        body = self._decode_body(request, body_bytes)
+            def patched(obj: dict[str, Any]) -> dict[str, Any]:
+                result = self.registry.patcher(obj, body_bytes, content_type, kind)
+                warnings[:] = self._check_fields(kind, result, mode)
+                return result
+
+            if sub == "scale":
+                result = await self.registry.update_scale(res, ns or "", name or "", patched)
+                return _json(result, 200, self._warning_headers(warnings))
+            done = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub,
+                                             admit=admit, patcher=patched)
+            return _json(done, 200, self._warning_headers(warnings))
+
+        body = await self._decode_body(request, body_bytes)
         if method == "POST" and sub == "binding":
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
-        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, query.get("fieldValidation"))
-        headers = {"Warning": ", ".join(_warning(f'unknown field "{w}"') for w in warnings)} if warnings else None
+        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode)
+        headers = self._warning_headers(warnings)
         if method == "POST":
             self._check_kind(res, body)
             created = await self.registry.create(res, ns, body, dry_run=dry_run, admit=admit)
             return _json(created, 201, headers)
         # PUT
         if sub == "scale":
+            self._check_types("Scale", body)
             scale_meta = body.get("metadata")
             precondition = scale_meta.get("resourceVersion") if isinstance(scale_meta, dict) else None
             return _json(await self.registry.update_scale(res, ns or "", name or "", lambda scale: body,
-                                                          precondition or None))
+                                                          precondition or None), 200, headers)
         if sub == "finalize":
-            return _json(await self.registry.finalize_namespace(name or "", body))
+            return _json(await self.registry.finalize_namespace(name or "", body), 200, headers)
         self._check_kind(res, body)
         return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit), 200,
                      headers)
+
+    @staticmethod
+    def _check_types(kind: str, body: dict[str, Any]) -> None:
+        problem = type_error(kind, body)
+        if problem:
+            raise errors.bad_request(problem)
+
+    @staticmethod
+    def _warning_headers(warnings: list[str]) -> CIMultiDict[str] | None:
+        """One Warning header per unknown field, as upstream sends them."""
+        if not warnings:
+            return None
+        return CIMultiDict(("Warning", _warning(f'unknown field "{w}"')) for w in warnings)
 
     @staticmethod
     def _check_kind(res: Resource, body: dict[str, Any]) -> None:
@@ -310,17 +371,24 @@ class APIServer:
             raise errors.bad_request(f"the kind in the data ({body['kind']}) does not match the expected kind "
                                      f"({res.kind})")
 
-    def _check_fields(self, kind: str, body: dict[str, Any], mode: str | None) -> list[str]:
-        """fieldValidation: Strict rejects unknown fields (400), Warn (the default) warns, Ignore ignores."""
+    @staticmethod
+    def _field_validation(mode: str | None) -> str:
         if mode not in (None, "", "Strict", "Warn", "Ignore"):
             raise errors.bad_request(f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", '
                                      '"Strict", "Warn"')
-        if mode == "Ignore":
+        return mode or "Warn"
+
+    def _check_fields(self, kind: str, body: dict[str, Any], mode: str) -> list[str]:
+        """Unknown fields are dropped from body, as Go's decoding drops them; fieldValidation Strict refuses them
+        (400), Warn (the default) returns them for Warning headers, Ignore drops them silently."""
+        if mode == "Strict":
+            unknown = self.unknown_fields(kind, body)
+            if unknown:
+                raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"'
+                                                                              for u in unknown))
             return []
-        unknown = self.unknown_fields(kind, body)
-        if unknown and mode == "Strict":
-            raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
-        return unknown
+        unknown = self.unknown_fields(kind, body, prune=True)
+        return unknown if mode == "Warn" else []
 
     async def _read_body(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -328,25 +396,35 @@ class APIServer:
         return await request.read()
 
     @staticmethod
-    def _decode_body(request: web.Request, raw: bytes) -> dict[str, Any]:
-        content_type = request.content_type
+    async def _decode(decoder: Callable[[bytes], Any], raw: bytes) -> Any:
+        """decoder(raw), in a worker thread when raw is large (see THREAD_DECODE_BYTES); BodyError becomes 400."""
         try:
-            if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
-                body = yaml.safe_load(raw)
-            elif content_type in ("application/json", "application/octet-stream", "", "text/plain"):
-                body = json.loads(raw)
-            elif content_type == PROTOBUF:
-                body = decode_protobuf(raw)  # raises APIError (400) itself when malformed
-            else:
-                raise errors.unsupported_media_type(content_type)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise errors.bad_request(f"the body of the request could not be decoded: {str(exc)[:200]}") from None
+            if len(raw) > THREAD_DECODE_BYTES:
+                return await asyncio.to_thread(decoder, raw)
+            return decoder(raw)
+        except BodyError as exc:
+            raise errors.bad_request(f"the body of the request could not be decoded: {exc}") from None
+
+    async def _decode_body(self, request: web.Request, raw: bytes) -> dict[str, Any]:
+        content_type = request.content_type
+        decoder: Callable[[bytes], Any]
+        if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+            decoder = decode_yaml
+        elif content_type in ("application/json", "application/octet-stream", "", "text/plain"):
+            decoder = decode_json
+        elif content_type == PROTOBUF:
+            decoder = _decode_protobuf_checked  # raises APIError (400) itself when malformed
+        else:
+            raise errors.unsupported_media_type(content_type)
+        body = await self._decode(decoder, raw)
         if not isinstance(body, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         return body
 
     @staticmethod
     def _list_options(query: Any) -> ListOptions:
+        _check_resource_version(query.get("resourceVersion"), query.get("resourceVersionMatch"),
+                                query.get("continue"))
         limit = query.get("limit", "0")
         try:
             limit_value = int(limit)
@@ -364,7 +442,8 @@ class APIServer:
         body: dict[str, Any] = {}
         raw = await self._read_body(request)
         if raw.strip():
-            body = self._decode_body(request, raw)
+            body = await self._decode_body(request, raw)
+            _check_delete_options(body)
         grace = body.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
         try:
             grace_value = int(grace) if grace is not None else None
@@ -419,11 +498,9 @@ class APIServer:
                 "reason": "FieldValueForbidden", "field": "sendInitialEvents",
                 "message": "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is "
                            "enabled and resourceVersionMatch is NotOlderThan with allowWatchBookmarks"}])
-        try:
-            timeout = float(query.get("timeoutSeconds") or random.uniform(1800, 3600))
-            start = int(rv) if rv not in ("", "0") else None
-        except ValueError:
-            raise errors.bad_request(f"invalid resource version {rv!r} or timeoutSeconds") from None
+        timeout = _watch_timeout(query.get("timeoutSeconds"))
+        _check_resource_version(rv, None, None)
+        start = int(rv) if rv not in ("", "0") else None
         initial_wanted = start is None or _bool(send_initial)
 
         cache = self.registry.caches[res.plural]
@@ -505,6 +582,84 @@ class APIServer:
         except CompactedError as exc:
             status = errors.expired(f"too old resource version: {start} ({getattr(exc, 'compacted', start + 1)})")
             watcher.queue.put_nowait(WatchEvent("ERROR", status.status(), None, 0))
+
+
+# DeleteOptions' fields (meta/v1 types.go) and the checks of Go's decoding on them.
+_DELETE_OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "gracePeriodSeconds": ("int64", lambda v: isinstance(v, int) and not isinstance(v, bool) and
+                           -(2**63) <= v < 2**63),
+    "preconditions": ("v1.Preconditions", lambda v: isinstance(v, dict)),
+    "orphanDependents": ("bool", lambda v: isinstance(v, bool)),
+    "propagationPolicy": ("v1.DeletionPropagation", lambda v: isinstance(v, str)),
+    "dryRun": ("[]string", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "preconditions.uid": ("types.UID", lambda v: isinstance(v, str)),
+    "preconditions.resourceVersion": ("string", lambda v: isinstance(v, str)),
+}
+
+
+def _check_delete_options(body: dict[str, Any]) -> None:
+    """A DELETE body of the wrong shape is a 400 in Go's decoding words, never a crash further on."""
+    values = dict(body)
+    if isinstance(body.get("preconditions"), dict):
+        values.update({f"preconditions.{k}": v for k, v in body["preconditions"].items()})
+    for field, value in values.items():
+        checked = _DELETE_OPTION_TYPES.get(field)
+        if checked is None or value is None or checked[1](value):
+            continue
+        found = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+            {bool: "bool", str: "string", list: "array", dict: "object"}.get(type(value), "value")
+        raise errors.bad_request(f"json: cannot unmarshal {found} into Go struct field DeleteOptions.{field} of "
+                                 f"type {checked[0]}")
+
+
+def _decode_protobuf_checked(raw: bytes) -> Any:
+    body = decode_protobuf(raw)
+    check_depth(body)
+    return body
+
+
+def _watch_timeout(value: str | None) -> float:
+    """Seconds a watch lasts: timeoutSeconds clamped to MAX_WATCH_TIMEOUT, or a random time in [MIN_REQUEST_TIMEOUT,
+    2 * MIN_REQUEST_TIMEOUT] without one (upstream's ListResource). Fractions are accepted (tests use them);
+    NaN and infinities are refused, as they are not numbers a watch can end by."""
+    if not value or value == "0":
+        return random.uniform(MIN_REQUEST_TIMEOUT, 2 * MIN_REQUEST_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise errors.bad_request(f'timeoutSeconds: Invalid value: "{value}": must be a number of seconds')
+    return min(seconds, MAX_WATCH_TIMEOUT)
+
+
+_RESOURCE_VERSION_MATCHES = ("Exact", "NotOlderThan")
+
+
+def _check_resource_version(rv: str | None, match: str | None, continue_token: str | None) -> None:
+    """resourceVersion is a non-negative integer when given; resourceVersionMatch follows upstream's
+    ValidateListOptions (422 naming the field)."""
+    if rv and not (rv.isascii() and rv.isdigit()):
+        raise errors.bad_request(f"invalid resource version {rv!r}: must be a non-negative integer")
+    if not match:
+        return
+    problems: list[dict[str, Any]] = []
+    if match not in _RESOURCE_VERSION_MATCHES:
+        problems.append({"reason": "FieldValueNotSupported", "field": "resourceVersionMatch",
+                         "message": f'Unsupported value: "{match}": supported values: "Exact", "NotOlderThan", ""'})
+    else:
+        if not rv:
+            problems.append({"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                             "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is "
+                                        "provided"})
+        if continue_token:
+            problems.append({"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                             "message": "Forbidden: resourceVersionMatch is forbidden when continue is provided"})
+    if match == "Exact" and rv == "0":
+        problems.append({"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                         "message": 'Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'})
+    if problems:
+        raise errors.invalid("", "ListOptions", "", problems)
 
 
 __all__ = ["APIServer", "Target", "parse_target"]

@@ -320,6 +320,55 @@ def validate_object_meta(obj: dict[str, Any], name_check: NameCheck) -> list[Fie
         errs.extend(invalid("metadata.name", name, msg) for msg in name_check(name))
     errs += validate_labels(meta.get("labels"), "metadata.labels")
     errs += validate_annotations(meta.get("annotations"), "metadata.annotations")
+    errs += validate_owner_references(meta.get("ownerReferences"), "metadata.ownerReferences")
+    return errs
+
+
+# Kinds that may never own anything (upstream's BannedOwners): events are not durable.
+_BANNED_OWNERS = {("", "v1", "Event")}
+
+
+def _group_version(api_version: str) -> tuple[str, str]:
+    """(group, version) of an apiVersion as schema.ParseGroupVersion reads it; ("", "") when it cannot."""
+    parts = api_version.split("/")
+    if len(parts) == 1:
+        return "", parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return "", ""
+
+
+def _validate_owner_reference(ref: dict[str, Any], path: str) -> list[FieldError]:
+    api_version, kind = _as_str(ref.get("apiVersion")), _as_str(ref.get("kind"))
+    group, version = _group_version(api_version)
+    errs: list[FieldError] = []
+    if not version:
+        errs.append(invalid(f"{path}.apiVersion", api_version, "version must not be empty"))
+    if not kind:
+        errs.append(invalid(f"{path}.kind", kind, "must not be empty"))
+    for field in ("name", "uid"):
+        if not _as_str(ref.get(field)):
+            errs.append(invalid(f"{path}.{field}", _as_str(ref.get(field)), "must not be empty"))
+    if (group, version, kind) in _BANNED_OWNERS:
+        errs.append(invalid(path, ref, f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
+    return errs
+
+
+def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
+    """Upstream's ValidateOwnerReferences: each reference names apiVersion, kind, name and uid, and at most one
+    is the controller. Errors name the list itself (not an index), as upstream's do."""
+    errs: list[FieldError] = []
+    first_controller = ""
+    for ref in _list(refs):
+        ref = _dict(ref)
+        errs += _validate_owner_reference(ref, path)
+        if ref.get("controller") is True:
+            current = f"{_as_str(ref.get('kind'))}/{_as_str(ref.get('name'))}"
+            if first_controller:
+                errs.append(invalid(path, refs, "Only one reference can have Controller set to true. Found "
+                                    f'"true" in references for {first_controller} and {current}'))
+            else:
+                first_controller = current
     return errs
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -193,10 +194,23 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"the store at {self.path} is closed")
         return self._conn
 
+    def _restrict_permissions(self) -> None:
+        """Make the database owner-only (0600), as etcd keeps its data: it holds every object, tokens and
+        all. The file is created 0600 before SQLite opens it, since SQLite gives its WAL and shared-memory
+        files the database's mode; files left by an older store are narrowed too."""
+        if str(self.path) == ":memory:":
+            return
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            companion = Path(f"{self.path}{suffix}")
+            if companion.exists():
+                companion.chmod(0o600)
+
     def _open_sync(self) -> None:
         try:
+            self._restrict_permissions()
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             raise StoreUnavailable(f"cannot open the store at {self.path}: {err}") from err
         try:
             conn.execute("PRAGMA journal_mode=WAL")
