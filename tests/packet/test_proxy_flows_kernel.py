@@ -127,6 +127,8 @@ def topology() -> dict[str, Any]:
              "podCIDR": "10.246.2.0/24"},
         ],
         "loadBalancerPool": ["172.24.255.200-172.24.255.250"],
+        # upstream's flow table has its own Service "dns" at the tenth address, where kube-dns would sit
+        "dns": {"enabled": False},
     }
 
 
