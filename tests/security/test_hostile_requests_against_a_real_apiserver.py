@@ -28,6 +28,7 @@ import aiohttp
 
 from control.apiserver.resources import RESOURCES, Resource
 from control.store import SQLiteStore
+from tests.mutation import mutate
 from tests.security.apiserver_process import CLIENT_TIMEOUT, RunningAPIServer, running_apiserver
 
 SEED = 20261203
@@ -100,23 +101,8 @@ def _valid(kind: Kind, name: str) -> dict[str, Any]:
             "metadata": {"name": name, "labels": _labels(name)}, **kind.body(name)}
 
 
-def _mutate(obj: Any, rng: random.Random, depth: int = 0) -> Any:
-    """Replace a random value somewhere in obj with a nasty one, or add an unknown field there."""
-    if isinstance(obj, dict) and obj and depth < 6:
-        key = rng.choice(list(obj))
-        roll = rng.random()
-        if roll < 0.2:
-            obj[rng.choice(NASTY_STRINGS) or "unknownField"] = rng.choice(NASTY_VALUES)
-        elif roll < 0.5:
-            obj[key] = rng.choice(NASTY_VALUES)
-        else:
-            obj[key] = _mutate(obj[key], rng, depth + 1)
-        return obj
-    if isinstance(obj, list) and obj and depth < 6:
-        index = rng.randrange(len(obj))
-        obj[index] = _mutate(obj[index], rng, depth + 1)
-        return obj
-    return rng.choice(NASTY_VALUES)
+def _mutate(obj: Any, rng: random.Random) -> Any:
+    return mutate(obj, rng, strings=NASTY_STRINGS, values=NASTY_VALUES)
 
 
 # -- bodies in every encoding ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from control.apiserver.registry import Registry
 from control.apiserver.schema import unknown_fields
+from tests.mutation import mutate
 from tests.unit.apiserver.test_api_server import ADMIN, NODE1, run
 
 REQUESTS = 5000
@@ -36,23 +37,8 @@ def _valid(kind: str, name: str) -> dict[str, Any]:
     return base
 
 
-def _mutate(obj: Any, rng: random.Random, depth: int = 0) -> Any:
-    """Replace a random value somewhere in obj with a nasty one, or add an unknown field."""
-    if isinstance(obj, dict) and obj and depth < 6:
-        key = rng.choice(list(obj))
-        roll = rng.random()
-        if roll < 0.2:
-            obj[rng.choice(NASTY_STRINGS) or "unknownField"] = rng.choice(NASTY_VALUES)
-        elif roll < 0.5:
-            obj[key] = rng.choice(NASTY_VALUES)
-        else:
-            obj[key] = _mutate(obj[key], rng, depth + 1)
-        return obj
-    if isinstance(obj, list) and obj and depth < 6:
-        index = rng.randrange(len(obj))
-        obj[index] = _mutate(obj[index], rng, depth + 1)
-        return obj
-    return rng.choice(NASTY_VALUES)
+def _mutate(obj: Any, rng: random.Random) -> Any:
+    return mutate(obj, rng, strings=NASTY_STRINGS, values=NASTY_VALUES)
 
 
 def _request(rng: random.Random) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
