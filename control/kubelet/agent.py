@@ -46,6 +46,11 @@ log = logging.getLogger("kubelet")
 T = TypeVar("T")
 KUBELET_VERSION = "v1.30.0-kubesim"
 RUNTIME_VERSION = "kubesim://0.1.0"
+# A pod status write that failed (the apiserver away, slow or shedding load) is retried with this
+# backoff until it lands, as the kubelet's status manager does: no later change may be needed to
+# carry a pod's Ready to the API.
+STATUS_RETRY_INITIAL = 0.5
+STATUS_RETRY_MAX = 8.0
 
 
 @dataclass
@@ -314,11 +319,16 @@ class PodWorker:
     # -- status ---------------------------------------------------------------------------------------
 
     async def _status_loop(self) -> None:
+        backoff = STATUS_RETRY_INITIAL
         while True:
             await self.changed.wait()
             self.changed.clear()
-            await self._write_status()
-            await asyncio.sleep(0.05)  # coalesce bursts of changes into one write
+            if await self._write_status():
+                backoff = STATUS_RETRY_INITIAL
+                await asyncio.sleep(0.05)  # coalesce bursts of changes into one write
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, STATUS_RETRY_MAX)
 
     def status(self) -> dict[str, Any]:
         cfg = self.kubelet.config
@@ -375,21 +385,25 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.sandbox.ip}]
         return status
 
-    async def _write_status(self) -> None:
+    async def _write_status(self) -> bool:
+        """Send the pod's status if it changed; False if the write failed and is due again (the status
+        loop retries it: `changed` is set so that a failure before the loop starts is not lost)."""
         status = self.status()
         if status == self._last_status:
-            return
+            return True
         meta = self.pod["metadata"]
         try:
             updated = await self.kubelet.client.patch(PODS, meta["name"], {"status": status},
                                                       namespace=meta.get("namespace"), subresource="status")
         except NotFound:
-            return
-        except KubeClientError as exc:  # the apiserver busy or away: the next change writes it again
-            log.warning("pod %s: status update failed: %s", self.key, exc)
-            return
+            return True
+        except KubeClientError as exc:
+            log.warning("pod %s: status update failed, retrying: %s", self.key, exc)
+            self.changed.set()
+            return False
         self.pod = updated
         self._last_status = status
+        return True
 
 
 class Kubelet:
