@@ -12,8 +12,9 @@ Three patch types, chosen by the request's Content-Type (parameters such as `; c
 
     new = apply_patch(obj, body, "application/strategic-merge-patch+json", "Deployment")
 
-The merge keys and strategies of the built-in kinds live in `BUILTIN_PATCH_META` (data: kind -> field
-path -> (strategy, merge key)); `PatchMeta` is the seam through which a schema can supply them instead.
+The merge keys and strategies of the built-in kinds are in `BUILTIN_PATCH_META` (kind -> field path ->
+(strategy, merge key)), derived from the patch tags of schema.py's types; `PatchMeta` is the seam through
+which another source (a custom resource's schema) can supply them instead.
 
 Exceptions (all are `control.apiserver.errors.APIError`, so `.status()` is the Status body to send):
 
@@ -53,6 +54,7 @@ import re
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from control.apiserver import schema
 from control.apiserver.errors import APIError
 
 __all__ = [
@@ -142,86 +144,33 @@ class PatchMeta(Protocol):
     def list_info(self, kind: str, path: Path) -> ListPatchInfo | None: ...
 
 
-def _merge(key: str | None = None) -> ListPatchInfo:
-    return ListPatchInfo("merge", key)
+def _annotated_fields(type_name: str, prefix: Path = (),
+                      seen: frozenset[str] = frozenset()) -> dict[Path, ListPatchInfo]:
+    """Every field reachable from `type_name` that carries a patch tag in schema.py, by its path from there.
 
-
-_OBJECT_META: dict[Path, ListPatchInfo] = {
-    ("finalizers",): _merge(),
-    ("ownerReferences",): _merge("uid"),
-}
-
-_CONTAINER: dict[Path, ListPatchInfo] = {
-    ("ports",): _merge("containerPort"),
-    ("env",): _merge("name"),
-    ("volumeMounts",): _merge("mountPath"),
-    ("volumeDevices",): _merge("devicePath"),
-    # envFrom, args, command, resizePolicy: no strategy (atomic).
-}
-
-_POD_SPEC: dict[Path, ListPatchInfo] = {
-    ("volumes",): ListPatchInfo("merge,retainKeys", "name"),
-    ("imagePullSecrets",): _merge("name"),
-    ("hostAliases",): _merge("ip"),
-    ("topologySpreadConstraints",): _merge("topologyKey"),
-    ("schedulingGates",): _merge("name"),
-    ("resourceClaims",): ListPatchInfo("merge,retainKeys", "name"),
-    # tolerations, readinessGates: no strategy (atomic).
-}
-for _field in ("containers", "initContainers", "ephemeralContainers"):
-    _POD_SPEC[(_field,)] = _merge("name")
-    _POD_SPEC.update({(_field, *sub): info for sub, info in _CONTAINER.items()})
-
-_POD_STATUS: dict[Path, ListPatchInfo] = {
-    ("conditions",): _merge("type"),
-    ("podIPs",): _merge("ip"),
-    ("hostIPs",): _merge("ip"),
-    ("resourceClaimStatuses",): ListPatchInfo("merge,retainKeys", "name"),
-    # containerStatuses and friends: atomic.
-}
-
-_CONDITIONS: dict[Path, ListPatchInfo] = {("conditions",): _merge("type")}
-
-
-def _under(prefix: Path, table: Mapping[Path, ListPatchInfo]) -> dict[Path, ListPatchInfo]:
-    return {(*prefix, *path): info for path, info in table.items()}
-
-
-def _kind_table(*parts: Mapping[Path, ListPatchInfo]) -> dict[Path, ListPatchInfo]:
-    table = _under(("metadata",), _OBJECT_META)
-    for part in parts:
-        table.update(part)
-    return table
-
-
-def _workload(*extra: Mapping[Path, ListPatchInfo]) -> dict[Path, ListPatchInfo]:
-    # Deployment, ReplicaSet and ReplicationController carry a PodTemplateSpec at spec.template.
-    return _kind_table(_under(("spec", "template", "metadata"), _OBJECT_META),
-                       _under(("spec", "template", "spec"), _POD_SPEC),
-                       _under(("status",), _CONDITIONS), *extra)
+    The tags are transcribed once, on the types as upstream's struct tags carry them; OpenAPI's
+    x-kubernetes-patch-* extensions come from the same place, so kubectl's patches and ours agree.
+    """
+    found: dict[Path, ListPatchInfo] = {}
+    if type_name in seen:  # no built-in type contains itself today; a recursive one must not loop here
+        return found
+    package = type_name.rsplit(".", 1)[0]
+    for name, spec in schema.TYPES[type_name].items():
+        ftype = schema.field_type(spec, package)
+        path = (*prefix, name)
+        if ftype.strategy is not None:
+            found[path] = ListPatchInfo(ftype.strategy, ftype.merge_key)
+        if not ftype.is_scalar:
+            found.update(_annotated_fields(ftype.item, path, seen | {type_name}))
+    return found
 
 
 BUILTIN_PATCH_META: Mapping[str, Mapping[Path, ListPatchInfo]] = {
-    "Pod": _kind_table(_under(("spec",), _POD_SPEC), _under(("status",), _POD_STATUS)),
-    "Deployment": _workload({("spec", "strategy"): ListPatchInfo("retainKeys")}),
-    "ReplicaSet": _workload(),
-    "ReplicationController": _workload(),
-    # Service ports: merge key "port" although the list-map keys are port+protocol; upstream's strategic
-    # patch knows only the one key, so TCP and UDP 53 patched without a protocol meet (kubernetes#39188).
-    "Service": _kind_table({("spec", "ports"): _merge("port")}, _under(("status",), _CONDITIONS)),
-    "Node": _kind_table({("spec", "podCIDRs"): _merge(),
-                         ("status", "addresses"): _merge("type")}, _under(("status",), _CONDITIONS)),
-    "Namespace": _kind_table(_under(("status",), _CONDITIONS)),
-    "ServiceAccount": _kind_table({("secrets",): _merge("name")}),
-    # Everything else in these kinds is atomic or a map: Node taints, Service externalIPs, EndpointSlice
-    # endpoints and ports, Endpoints subsets, Namespace spec.finalizers.
-    "ConfigMap": _kind_table(),
-    "EndpointSlice": _kind_table(),
-    "Endpoints": _kind_table(),
-    "Lease": _kind_table(),
-    "Event": _kind_table(),
-}
-_ANY_KIND = _kind_table()
+    kind: _annotated_fields(known.type_name) for kind, known in schema.KINDS.items()}
+"""Derived from schema.py. Lists without a tag are atomic (Node taints, Service externalIPs, EndpointSlice
+endpoints, a Pod's tolerations and containerStatuses); Service ports merge on "port" alone although their
+list-map keys are port+protocol, as upstream's strategic patch does (kubernetes#39188)."""
+_ANY_KIND = _annotated_fields("meta.v1.ObjectMeta", ("metadata",))
 
 
 class BuiltinPatchMeta:

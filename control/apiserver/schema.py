@@ -121,7 +121,7 @@ _CORE: dict[str, dict[str, str]] = {
         "runtimeClassName": "string", "enableServiceLinks": "boolean", "preemptionPolicy": "string",
         "overhead": "{}Quantity", "topologySpreadConstraints": "[]TopologySpreadConstraint @topologyKey",
         "setHostnameAsFQDN": "boolean", "os": "PodOS", "hostUsers": "boolean",
-        "schedulingGates": "[]PodSchedulingGate @name", "resourceClaims": "[]object @name",
+        "schedulingGates": "[]PodSchedulingGate @name", "resourceClaims": "[]object @name+retainKeys",
         "resources": "ResourceRequirements",
     },
     "Container": {
@@ -252,7 +252,7 @@ _CORE: dict[str, dict[str, str]] = {
         "hostIPs": "[]HostIP @ip", "podIP": "string", "podIPs": "[]PodIP @ip", "startTime": "Time",
         "initContainerStatuses": "[]ContainerStatus", "containerStatuses": "[]ContainerStatus",
         "ephemeralContainerStatuses": "[]ContainerStatus", "qosClass": "string", "resize": "string",
-        "resourceClaimStatuses": "[]object @name",
+        "resourceClaimStatuses": "[]object @name+retainKeys",
     },
     "PodCondition": {**_CONDITION, "observedGeneration": "int64", "lastProbeTime": "Time"},
     "HostIP": {"ip": "string"},
