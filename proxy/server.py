@@ -1,6 +1,6 @@
 """The kube-proxy process: informers -> change tracker -> bounded-frequency sync -> backend.
 
-Watch handlers only record which Services changed (DESIGN habit 4); the runner syncs, never before
+Watch handlers only record which Services changed (kube-proxy's change trackers); the runner syncs, never before
 every informer has synced; a failed sync makes the next one full; a full sync also runs every
 sync period, which restores rules tampered with from outside. Around it: /healthz and /metrics with
 kube-proxy's metric names, health-check node port servers for externalTrafficPolicy Local services,

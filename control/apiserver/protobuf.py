@@ -11,7 +11,7 @@ apiVersion/kind; the envelope does.
 
     decode_protobuf(body) -> {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {...}, "data": {...}}
 
-Structure is data (DESIGN habit 7): schema.py's tables say what each JSON field is; FIELD_NUMBERS below says
+Structure is data: schema.py's tables say what each JSON field is; FIELD_NUMBERS below says
 which protobuf field number carries it, transcribed from upstream's generated.proto as kubectl 1.33 (k8s.io/api
 v0.33) compiles it. A FIELD_NUMBERS entry is a JSON field name, with two markers:
 

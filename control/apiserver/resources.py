@@ -1,4 +1,4 @@
-"""The resources the apiserver serves, as a data table (DESIGN habit 7): one row per resource with
+"""The resources the apiserver serves, as a data table: one row per resource with
 what discovery, routing, storage and kubectl need to know about it."""
 
 from __future__ import annotations

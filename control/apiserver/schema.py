@@ -1,4 +1,4 @@
-"""The structure of the built-in API types as data (DESIGN habit 7), and the strict-decoding check on it.
+"""The structure of the built-in API types as data, and the strict-decoding check on it.
 
 Each type is a table of JSON field name -> field type, transcribed from upstream's Go types
 (staging/src/k8s.io/api/*/types.go, k8s.io/apimachinery/pkg/apis/meta/v1/types.go) and their OpenAPI

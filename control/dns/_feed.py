@@ -1,5 +1,5 @@
 """The zone, kept current from the API: informers on Services, EndpointSlices and (for `pods verified`)
-Pods. Watch handlers only mark the zone stale (DESIGN habit 4); one task rebuilds it from the informers'
+Pods. Watch handlers only mark the zone stale (handlers only record); one task rebuilds it from the informers'
 stores and swaps it in whole, so a query always sees one consistent snapshot. Changes arriving while a
 rebuild runs are coalesced into the next one.
 """

@@ -170,7 +170,7 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- informer handlers (record only; DESIGN habit 4) -------------------------------------------
+    # --- informer handlers (record only; the scheduling loop acts) -------------------------------------------
 
     def _responsible(self, pod: PodInfo) -> bool:
         return pod.scheduler_name == self.scheduler_name

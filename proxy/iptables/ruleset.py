@@ -11,7 +11,7 @@ chains of every service port, grouped by the service port that owns them. Two tr
   Unchanged chains are not mentioned at all: in iptables-restore --noflush, a `:CHAIN` line flushes an
   existing chain, so even declaring them would empty them.
 
-Both are one `iptables-restore --noflush` input (DESIGN habit 1), `*filter` before `*nat` like upstream.
+Both are one `iptables-restore --noflush` input (one transaction per sync), `*filter` before `*nat` like upstream.
 """
 
 from __future__ import annotations

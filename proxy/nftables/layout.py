@@ -1,6 +1,6 @@
 """ProxyPlan -> the desired nftables `Ruleset` for table `ip kubesim-proxy`.
 
-Why this layout (see DESIGN.md): nft 1.0.6 loads a transaction in time quadratic in its chains, so
+Why this layout: Debian 12's nft 1.0.6 loads a transaction in time quadratic in its chains (measured), so
 kube-proxy's own nftables layout (a chain per service, per endpoint) takes ~200 s for 10k services.
 Here a service costs map elements, not chains:
 

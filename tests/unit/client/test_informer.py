@@ -30,7 +30,7 @@ Event = tuple[str, ...]
 
 
 class Recorder:
-    """Handlers that only record, as DESIGN habit 4 asks."""
+    """Handlers that only record, as informer handlers must."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
