@@ -94,7 +94,8 @@ class Informer:
         await nodes.stop()
 
     Handlers are plain callables run inside the informer's task: they must only record, and
-    leave the work to a worker. One that raises is logged and the stream goes on. After a relist, handlers get the difference:
+    leave the work to a worker. One that raises is logged and the stream goes on. After a relist,
+    handlers get the difference:
     `on_add` for new keys, `on_update` for changed resourceVersions, `on_delete` (with the last state we
     knew; client-go wraps it in DeletedFinalStateUnknown, we pass the object itself) for vanished keys, and
     `on_delete` then `on_add` for a name that now belongs to a new object (another uid). Objects in the

@@ -1,7 +1,8 @@
 """What every controller shares: options, the shared informers, the worker loop over a work queue,
 and ControllerExpectations.
 
-A controller registers handlers that only enqueue keys (kube-controller-manager's pattern: handlers record, workers reconcile), and implements
+A controller registers handlers that only enqueue keys (kube-controller-manager's pattern: handlers
+record, workers reconcile), and implements
 `sync(key)`: read the object from the informer cache, compare with the world, act through the API.
 A sync that raises is retried with per-key exponential backoff (pkg/controller's
 `handleErr` + `AddRateLimited`); one that succeeds resets the backoff (`Forget`).

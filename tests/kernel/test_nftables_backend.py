@@ -405,8 +405,9 @@ def test_node_to_etp_local_nodeport_short_circuits_masqueraded(topo: Topology) -
 
 
 def test_sctp_cluster_ip_is_dnated(topo: Topology) -> None:
-    # No SCTP sockets on the test machines' kernels (SCTP conntrack and NAT exist): a crafted INIT from the client pod, seen arriving at
-    # the endpoint pod with its destination translated to the endpoint's address and target port.
+    # No SCTP sockets on the test machines' kernels (SCTP conntrack and NAT exist): a crafted INIT from
+    # the client pod, seen arriving at the endpoint pod with its destination translated to the
+    # endpoint's address and target port.
     with netns(topo["pod1"]):
         listen = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
     with netns(topo["client"]):
