@@ -5,4 +5,5 @@ connections of the node's own pods in the kernel. The modules, from the API inwa
 
     model    API objects (JSON) -> immutable Policy / Pod / Namespace values; bad objects fail closed
     decide   the semantics as the API documents them: may this packet pass, and which rule said so
+    nftables a node's ruleset: verdict maps by pod address into one chain per group of policies
 """
