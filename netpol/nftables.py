@@ -42,11 +42,24 @@ PROTOCOL_NAMES = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 DIRECTIONS: tuple[Direction, ...] = ("Egress", "Ingress")
 
 
-def object_name(text: str) -> str:
-    if len(text) <= MAX_NAME:
+# The kernel keeps at most 128 bytes of a rule's comment (NFTNL_UDATA_COMMENT_MAXLEN).
+MAX_COMMENT = 128
+
+
+def _cut(text: str, limit: int) -> str:
+    """TEXT if it fits, else a readable head and a hash of the whole, so distinct texts stay distinct."""
+    if len(text.encode()) <= limit:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return f"{text[:MAX_NAME - 17]}-{digest}"
+    return f"{text.encode()[:limit - 17].decode(errors='ignore')}-{digest}"
+
+
+def object_name(text: str) -> str:
+    return _cut(text, MAX_NAME)
+
+
+def comment(text: str) -> str:
+    return '"' + _cut(text, MAX_COMMENT).replace('"', "'") + '"'
 
 
 def policy_chain(direction: Direction, policy: Policy) -> str:
@@ -130,7 +143,7 @@ class _Builder:
         peer_match = "ip saddr" if direction == "Ingress" else "ip daddr"
         rules: list[str] = []
         for index, rule in enumerate(policy.rules(direction) or ()):
-            comment = rule_comment(policy, direction, index)
+            ref = rule_comment(policy, direction, index)
             matches = []
             peers = self.peers(policy, direction, rule)
             if peers is not None:
@@ -150,7 +163,7 @@ class _Builder:
                     f"elements = {{ {', '.join(sorted(set(ports)))} }} }}"
                 )
                 matches.append(f"ip daddr . meta l4proto . th dport @{name}")
-            rules.append("    " + " ".join([*matches, "accept", f'comment "{comment}"']))
+            rules.append("    " + " ".join([*matches, "accept", "comment", comment(ref)]))
         self.lines.append(f"  chain {chain} {{")
         self.lines.extend(rules)
         self.lines.append("  }")
@@ -175,7 +188,7 @@ class _Builder:
             self.lines.append(f"  chain {chain} {{")
             self.lines.extend(f"    jump {policy_chain(direction, policies[k])}" for k in keys)
             isolated_by = ", ".join(keys)
-            self.lines.append(f"    counter drop comment \"{direction.lower()} isolated by {isolated_by}\"")
+            self.lines.append(f"    counter drop comment {comment(f'{direction.lower()} isolated by {isolated_by}')}")
             self.lines.append("  }")
             verdicts.extend(f"{ip} : goto {chain}" for pod in pods for ip in _ipv4(pod))
         pods_map = f"{direction.lower()}-pods"

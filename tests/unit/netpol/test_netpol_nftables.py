@@ -66,3 +66,16 @@ def test_long_names_are_cut_with_a_hash_and_stay_distinct() -> None:
     assert len(object_name(a)) == MAX_NAME
     assert object_name(a) != object_name(b)
     assert object_name("short") == "short"
+
+
+def test_comments_fit_the_kernels_128_bytes() -> None:
+    # Many policies isolating one pod, and a policy with a long name: both used to exceed the limit.
+    long_name = "p" * 250
+    view = ClusterView(
+        policies=[parse_policy(policy("x", f"policy-number-{i}", {"podSelector": {}, "ingress": [{}]}))
+                  for i in range(30)] + [parse_policy(policy("x", long_name, {"podSelector": {}, "ingress": [{}]}))],
+        pods=pods(1),
+    )
+    comments = re.findall(r'comment "([^"]*)"', render(view, "n1"))
+    assert comments and all(len(c.encode()) <= 128 for c in comments)
+    assert len(set(comments)) == len(comments)
