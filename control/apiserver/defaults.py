@@ -4,9 +4,10 @@
 
 Sources: pkg/apis/core/v1/defaults.go (pods, containers, probes, services, endpoints, replication
 controllers), pkg/apis/apps/v1/defaults.go (deployments, replica sets), pkg/apis/discovery/v1/defaults.go
-(endpoint slice ports), plus what upstream's admission and REST layers fill in on create: the
-ServiceAccount admission plugin's `serviceAccountName: default` on pods, and the service REST's
-single-stack IP family fields. Only missing fields are filled; nothing set by the caller changes.
+(endpoint slice ports), pkg/apis/networking/v1/defaults.go (network policy ports and policyTypes), plus
+what upstream's admission and REST layers fill in on create: the ServiceAccount admission plugin's
+`serviceAccountName: default` on pods, and the service REST's single-stack IP family fields.
+Only missing fields are filled; nothing set by the caller changes.
 """
 
 from __future__ import annotations
@@ -254,6 +255,18 @@ def node(obj: dict[str, Any]) -> None:
         status["allocatable"] = dict(status["capacity"])  # SetDefaults_NodeStatus
 
 
+def network_policy(obj: dict[str, Any]) -> None:
+    spec = _dict(obj, "spec")
+    for rule in (*_items(spec.get("ingress")), *_items(spec.get("egress"))):
+        for port in _items(rule.get("ports")):
+            if port.get("protocol") is None:
+                port["protocol"] = "TCP"
+    # An unset policyTypes is inferred: every policy isolates ingress; it isolates egress only if it has
+    # egress rules (SetDefaults_NetworkPolicy), so a policy written before egress existed keeps its meaning.
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", "Egress"] if _items(spec.get("egress")) else ["Ingress"]
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Pod": pod,
     "Service": service,
@@ -263,6 +276,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "EndpointSlice": endpoint_slice,
     "Endpoints": endpoints,
     "Node": node,
+    "NetworkPolicy": network_policy,
 }
 
 

@@ -78,6 +78,7 @@ _REQUIRED: dict[str, list[str]] = {
     "apps.v1.ReplicaSetSpec": ["selector"],
     "discovery.v1.EndpointSlice": ["addressType", "endpoints"],
     "discovery.v1.Endpoint": ["addresses"],
+    "networking.v1.IPBlock": ["cidr"],
 }
 
 # meta/v1 types that operations return or take, beyond schema.py's object tables.

@@ -360,6 +360,19 @@ _COORDINATION: dict[str, dict[str, str]] = {
                   "preferredHolder": "string"},
 }
 
+# networking.k8s.io/v1 (staging/src/k8s.io/api/networking/v1/types.go): its lists are atomic, no patch tags.
+_NETWORKING: dict[str, dict[str, str]] = {
+    "NetworkPolicy": {**_OBJECT_HEADER, "spec": "NetworkPolicySpec"},
+    "NetworkPolicySpec": {"podSelector": "meta.v1.LabelSelector", "ingress": "[]NetworkPolicyIngressRule",
+                          "egress": "[]NetworkPolicyEgressRule", "policyTypes": "[]string"},
+    "NetworkPolicyIngressRule": {"ports": "[]NetworkPolicyPort", "from": "[]NetworkPolicyPeer"},
+    "NetworkPolicyEgressRule": {"ports": "[]NetworkPolicyPort", "to": "[]NetworkPolicyPeer"},
+    "NetworkPolicyPort": {"protocol": "string", "port": "IntOrString", "endPort": "int32"},
+    "NetworkPolicyPeer": {"podSelector": "meta.v1.LabelSelector", "namespaceSelector": "meta.v1.LabelSelector",
+                          "ipBlock": "IPBlock"},
+    "IPBlock": {"cidr": "string", "except": "[]string"},
+}
+
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
     "ScaleSpec": {"replicas": "int32"},
@@ -373,6 +386,7 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "apps.v1": ("io.k8s.api.apps.v1", _APPS),
     "discovery.v1": ("io.k8s.api.discovery.v1", _DISCOVERY),
     "coordination.v1": ("io.k8s.api.coordination.v1", _COORDINATION),
+    "networking.v1": ("io.k8s.api.networking.v1", _NETWORKING),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
 }
 
@@ -403,6 +417,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
     Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
+    Kind("networking.k8s.io", "v1", "NetworkPolicy", "networking.v1"),
     Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
 )}
 

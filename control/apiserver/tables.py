@@ -64,6 +64,22 @@ def _label_selector_string(selector: Any) -> str:
     return shown or "<none>"
 
 
+def _format_label_selector(selector: dict[str, Any] | None) -> str:
+    """metav1.FormatLabelSelector: the selector's requirements sorted by key, as labels.Selector prints
+    them ("app=web", "tier in (a,b)", "env notin (x)", "canary", "!legacy"); "<none>" for an empty one."""
+    selector = selector if isinstance(selector, dict) else {}
+    requirements = [(key, f"{key}={value}") for key, value in (selector.get("matchLabels") or {}).items()]
+    for expr in selector.get("matchExpressions") or []:
+        key, operator = expr.get("key", ""), expr.get("operator")
+        values = ",".join(sorted(expr.get("values") or []))
+        shown = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                 "DoesNotExist": f"!{key}"}.get(operator)
+        if shown is None:
+            return "<error>"
+        requirements.append((key, shown))
+    return ",".join(shown for _, shown in sorted(requirements, key=lambda r: r[0])) or "<none>"
+
+
 def _pod_row(pod: dict[str, Any]) -> Row:
     spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod.get("metadata") or {}
     statuses = status.get("containerStatuses") or []
@@ -208,6 +224,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
                         _simple(lambda o: [len(o.get("secrets") or [])])),
     "leases": ([("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
                _simple(lambda o: [(o.get("spec") or {}).get("holderIdentity", "")])),
+    "networkpolicies": ([("Name", "string", 0), ("Pod-Selector", "string", 0), ("Age", "string", 0)],
+                        _simple(lambda o: [_format_label_selector((o.get("spec") or {}).get("podSelector"))])),
 }
 DEFAULT: tuple[list[Column], Callable[[dict[str, Any]], Row]] = (
     [("Name", "string", 0), ("Age", "string", 0)], _simple(lambda o: []))

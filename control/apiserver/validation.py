@@ -1119,6 +1119,16 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
 }
 
 
+# NetworkPolicy's rules have their own module, built on the helpers above (hence imported last).
+from control.apiserver.validation_networking import (  # noqa: E402
+    validate_network_policy,
+    validate_network_policy_update,
+)
+
+CREATE["NetworkPolicy"] = validate_network_policy
+UPDATE["NetworkPolicy"] = validate_network_policy_update
+
+
 def validate(kind: str, obj: dict[str, Any]) -> list[FieldError]:
     """Errors of a new object of `kind` (already defaulted)."""
     return CREATE.get(kind, _names_only(is_dns1123_subdomain))(obj)

@@ -26,6 +26,7 @@ from control.client import (
     ENDPOINTS,
     LEASES,
     NAMESPACES,
+    NETWORK_POLICIES,
     NODES,
     PODS,
     REPLICA_SETS,
@@ -47,7 +48,8 @@ from control.controllers._util import (
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, SERVICES, ENDPOINTS,
-                                   ENDPOINT_SLICES, CONFIG_MAPS, SERVICE_ACCOUNTS, LEASES, NODES, NAMESPACES)
+                                   ENDPOINT_SLICES, CONFIG_MAPS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES, NODES,
+                                   NAMESPACES)
 _BY_KIND = {r.kind: r for r in MONITORED}
 _BY_PLURAL = {r.plural: r for r in MONITORED}
 

@@ -200,3 +200,38 @@ def test_openapi_documents(kubectl: Kubectl) -> None:
     assert "io.k8s.api.core.v1.Pod" in v2["definitions"]
     explained = kubectl("explain", "deployment.spec.strategy").stdout
     assert "DeploymentStrategy" in explained
+
+
+def test_network_policy_apply_get_and_refusal(kubectl: Kubectl, tmp_path: Path) -> None:
+    namespace = "netpol-" + kubectl.version.replace(".", "-")  # type: ignore[attr-defined]
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": namespace}}))
+    good = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "web-ingress", "namespace": namespace},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                     "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.1.0/24"]}}],
+                                  "ports": [{"port": 8000, "endPort": 8080}]}]}}
+    open_all = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "all-egress", "namespace": namespace},
+                "spec": {"podSelector": {}, "egress": [{}]}}
+    created = kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([good, open_all]))
+    assert "networkpolicy.networking.k8s.io/web-ingress created" in created.stdout
+    assert "networkpolicy.networking.k8s.io/all-egress created" in created.stdout
+
+    listed = kubectl("get", "-n", namespace, "netpol").stdout.splitlines()
+    assert listed[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
+    rows = {line.split()[0]: line.split()[1] for line in listed[1:]}
+    assert rows == {"all-egress": "<none>", "web-ingress": "app=web"}
+    stored = json.loads(kubectl("get", "-n", namespace, "networkpolicy", "web-ingress", "-o", "json").stdout)
+    assert stored["spec"]["policyTypes"] == ["Ingress"]  # inferred: no egress rules
+    assert stored["spec"]["ingress"][0]["ports"][0]["protocol"] == "TCP"
+    egress = kubectl("get", "-n", namespace, "netpol", "all-egress", "-o", "jsonpath={.spec.policyTypes}").stdout
+    assert json.loads(egress) == ["Ingress", "Egress"]
+
+    bad = {**good, "metadata": {"name": "bad", "namespace": namespace},
+           "spec": {"ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}}]}]}}
+    refused = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(bad), check=False)
+    assert refused.returncode != 0
+    assert 'The NetworkPolicy "bad" is invalid: spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: ' \
+           '"10.1.0.0/24": must be a strict subset of `cidr`' in refused.stderr, refused.stderr
+    assert kubectl("get", "-n", namespace, "netpol", "bad", check=False).returncode != 0

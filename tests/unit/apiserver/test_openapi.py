@@ -24,7 +24,8 @@ from control.store import SQLiteStore
 
 V2_PREFIX = "#/definitions/"
 V3_PREFIX = "#/components/schemas/"
-GROUP_VERSIONS = ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/discovery.k8s.io/v1"]
+GROUP_VERSIONS = ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/discovery.k8s.io/v1",
+                  "apis/networking.k8s.io/v1"]
 
 
 def refs(node: Any) -> set[str]:
