@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from netsim import names
 from tests.conftest import require_tool
@@ -51,7 +50,8 @@ class Cluster:
         return done.stdout
 
     def apply(self, *objects: dict[str, Any]) -> None:
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+        # JSON, not YAML: to a YAML 1.1 reader the namespace name y is the boolean true.
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", "pod", "-n", namespace, name, "-o", "json"))
