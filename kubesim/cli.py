@@ -501,5 +501,41 @@ def clean() -> None:
     click.echo(f"removed {len(removed)} object(s)" if removed else "nothing to remove")
 
 
+@main.command()
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--proto", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True)
+@click.option("--matrix", "namespace", metavar="NAMESPACE",
+              help="Print the reachability matrix of NAMESPACE's pods on --port instead (upstream's truth tables).")
+@click.option("--port", default=80, show_default=True, type=click.IntRange(1, 65535), help="The port for --matrix.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@click.argument("src", required=False)
+@click.argument("dst", required=False)
+def policy(name: str | None, proto: str, namespace: str | None, port: int, as_json: bool, src: str | None,
+           dst: str | None) -> None:
+    """Who may talk to whom, and why: judge SRC -> DST:PORT by the cluster's NetworkPolicies, without
+    sending a packet (SRC and DST: a pod as NAMESPACE/NAME or NAME, or an address; a ClusterIP is judged
+    on each endpoint, after DNAT). kubesim policy y/client x/server:8080 ; kubesim policy --matrix x"""
+    from kubesim import policy as queries
+
+    if namespace is None and (src is None or dst is None):
+        _fail("give SRC and DST:PORT, or --matrix NAMESPACE", code=2)
+    state = _component_state(name)
+    try:
+        snap = queries.snapshot(components.kubeconfig_path(state))
+        if namespace is not None:
+            click.echo(queries.matrix(snap, namespace, port, proto.upper()))
+            return
+        assert src is not None and dst is not None
+        verdicts = queries.explain(snap, src, dst, proto.upper())
+    except queries.PolicyQueryError as exc:
+        _fail(str(exc), code=2)
+    if as_json:
+        _print_json([queries.verdict_json(snap, v) for v in verdicts])
+        return
+    for verdict in verdicts:
+        for line in queries.render_verdict(snap, verdict):
+            click.echo(line)
+
+
 if __name__ == "__main__":
     main()

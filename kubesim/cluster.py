@@ -177,6 +177,9 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     progress(f"starting kube-proxy ({topology.proxy_mode}) in every node")
     components.start_proxies(state, topology, topology.proxy_mode)
     components.wait_proxies_ready(state, topology)
+    progress("starting the network-policy agent in every node")
+    components.start_netpol_agents(state, topology)
+    components.wait_netpol_agents_ready(state, topology)
     if topology.dns.enabled:
         progress(f"applying cluster DNS (coredns, kube-dns Service, {topology.dns.cluster_domain})")
         components.apply_cluster_dns(state, topology)

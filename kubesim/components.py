@@ -11,6 +11,9 @@ Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and
     system:kube-proxy                -                every node's kube-proxy system:node-proxier
     system:node:<node>               system:nodes     each node's kubelet     the Node authorizer
     system:serviceaccount:kube-system:coredns          cluster DNS pods        system:coredns
+    system:serviceaccount:kube-system:kube-network-policies
+                                                       every node's network-policy agent
+                                                                              kube-network-policies
 """
 
 from __future__ import annotations
@@ -66,7 +69,9 @@ def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
     rows = [("admin", "kubernetes-admin", ("system:masters",)),
             ("scheduler", "system:kube-scheduler", ()),
             ("controller-manager", "system:kube-controller-manager", ()),
-            ("kube-proxy", "system:kube-proxy", ())]
+            ("kube-proxy", "system:kube-proxy", ()),
+            ("netpol", "system:serviceaccount:kube-system:kube-network-policies",
+             ("system:serviceaccounts", "system:serviceaccounts:kube-system"))]
     rows += [(f"kubelet-{n.name}", f"system:node:{n.name}", ("system:nodes",)) for n in topology.nodes]
     if topology.dns.enabled:
         rows.append(("coredns", "system:serviceaccount:kube-system:coredns",
@@ -305,6 +310,27 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
             # fabric), metrics on the node's loopback only
             "--healthz-bind-address", "0.0.0.0:10256", "--metrics-bind-address", "127.0.0.1:10249",
         ])
+
+
+# kube-network-policies serves metrics on 9080; its readiness here is on the port beside it.
+NETPOL_HEALTHZ_PORT = 9081
+
+
+def start_netpol_agents(state: ClusterState, topology: Topology) -> None:
+    """The network-policy agent on every node (kube-network-policies' DaemonSet), with its own credentials."""
+    for node in topology.nodes:
+        start(state, names.node_ns(topology.name, node.name), f"netpol-{node.name}", [
+            sys.executable, "-m", "netpol", "--kubeconfig", str(kubeconfig_path(state, "netpol")),
+            "--node-name", node.name, "--healthz-bind-address", f"0.0.0.0:{NETPOL_HEALTHZ_PORT}",
+            "--metrics-bind-address", "127.0.0.1:9080",
+        ])
+
+
+def wait_netpol_agents_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:
+    """Until every node's agent answers /healthz with 200: it has written its table once."""
+    for node in topology.nodes:
+        wait_http(state, f"netpol-{node.name}", f"http://{node.address}:{NETPOL_HEALTHZ_PORT}/healthz", ca=None,
+                  timeout=timeout)
 
 
 def wait_proxies_ready(state: ClusterState, topology: Topology, timeout: float = 60) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, NamedTuple
 
+from control.api.meta import labels_of
 from proxy.errors import ObjectError
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def parse_endpoint_slice(obj: JSON) -> SliceEndpoints | None:
     where = f"EndpointSlice {namespace}/{name}"
     if obj.get("addressType", "IPv4") != "IPv4":
         return None
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    labels = labels_of(obj)
     service = labels.get(SERVICE_NAME_LABEL)
     if not service:
         raise ObjectError(f"{where}: no {SERVICE_NAME_LABEL} label, so no Service owns it")
@@ -295,7 +296,7 @@ def parse_node(obj: JSON) -> NodeInfo:
         if a.get("type") in ("InternalIP", "ExternalIP") and _is_ipv4(a.get("address"))
     )
     pod_cidrs = tuple(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    labels = labels_of(obj)
     return NodeInfo(name=name, addresses=addresses, pod_cidrs=pod_cidrs,
                     labels={str(k): str(v) for k, v in labels.items()})
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from control.api.meta import labels_of
 from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
 from proxy.model import parse_node, services_from, slices_from
 from proxy.plan import NodeContext, ProxyPlan, plan
@@ -133,7 +134,7 @@ def conntrack_cleanup(before: ProxyPlan | None, after: ProxyPlan) -> list[list[s
 
 def _node_identity(node: dict[str, Any]) -> tuple[Any, ...]:
     addresses = (node.get("status") or {}).get("addresses") or []
-    labels = (node.get("metadata") or {}).get("labels") or {}
+    labels = labels_of(node)
     return (tuple(sorted((a.get("type"), a.get("address")) for a in addresses)), tuple(sorted(labels.items())))
 
 

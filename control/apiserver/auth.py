@@ -273,6 +273,13 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
         Rule((CORE,), ("endpoints", "services", "pods", "namespaces"), ("list", "watch")),
         Rule((DISCOVERY,), ("endpointslices",), ("list", "watch")),
     ),
+    # kube-network-policies' own ClusterRole (install manifest): what a per-node policy agent reads.
+    "kube-network-policies": (
+        Rule((CORE,), ("pods", "namespaces", "nodes"), ("list", "watch")),
+        Rule(("networking.k8s.io",), ("networkpolicies",), ("list", "watch")),
+        Rule(("policy.networking.k8s.io",), ("adminnetworkpolicies", "baselineadminnetworkpolicies"),
+             ("list", "watch")),
+    ),
 }
 
 # The controllers kubesim's controller-manager runs (control/controllers). Upstream gives each its own
@@ -286,6 +293,7 @@ USER_BINDINGS: dict[str, tuple[str, ...]] = {
     "system:kube-proxy": ("system:node-proxier",),
     # kubeadm binds system:coredns to the coredns ServiceAccount in kube-system.
     "system:serviceaccount:kube-system:coredns": ("system:coredns",),
+    "system:serviceaccount:kube-system:kube-network-policies": ("kube-network-policies",),
     "system:kube-scheduler": ("system:kube-scheduler", "system:volume-scheduler"),
     "system:kube-controller-manager": ("system:kube-controller-manager",
                                        *(f"system:controller:{c}" for c in KUBESIM_CONTROLLERS)),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from control.api import SelectorError, label_selector_as_selector, selector_from_set
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
 from control.apiserver.decoding import type_error
@@ -425,15 +426,23 @@ class Registry:
     @staticmethod
     def scale_of(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
-        selector = (obj.get("spec") or {}).get("selector") or {}
-        labels = selector.get("matchLabels", selector) if isinstance(selector, dict) else {}
+        raw = (obj.get("spec") or {}).get("selector")
+        # Upstream's scale subresource: a map selector (ReplicationController) via SelectorFromSet,
+        # a LabelSelector via LabelSelectorAsSelector, either in its canonical string form.
+        if res.kind == "ReplicationController":
+            selector = selector_from_set(raw if isinstance(raw, dict) else {})
+        else:
+            try:
+                selector = label_selector_as_selector(raw if isinstance(raw, dict) else None)
+            except SelectorError as err:
+                raise errors.bad_request(str(err)) from None
         return {
             "kind": "Scale", "apiVersion": "autoscaling/v1",
             "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
                          if k in meta},
             "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
             "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                       "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))},
+                       "selector": str(selector)},
         }
 
     async def update_scale(self, res: Resource, namespace: str, name: str,

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from control.api import SelectorError, label_selector_as_selector, selector_from_set
+
 Row = list[Any]
 Column = tuple[str, str, int]  # (name, type, priority)
 
@@ -47,16 +49,19 @@ def _created(obj: dict[str, Any]) -> str:
     return _age(obj.get("metadata", {}).get("creationTimestamp"))
 
 
-def _selector_string(selector: dict[str, Any] | None) -> str:
-    if not selector:
-        return "<none>"
-    labels = selector.get("matchLabels", selector) if "matchLabels" in selector or "matchExpressions" in selector \
-        else selector
-    parts = [f"{k}={v}" for k, v in sorted((labels or {}).items()) if isinstance(v, str)]
-    for expr in selector.get("matchExpressions") or []:
-        values = ",".join(expr.get("values") or [])
-        parts.append(f"{expr.get('key')} {expr.get('operator', '').lower()} ({values})")
-    return ",".join(parts) or "<none>"
+def _set_selector_string(selector: Any) -> str:
+    """A map selector (Service, ReplicationController) as labels.FormatLabels prints it."""
+    return str(selector_from_set(selector if isinstance(selector, dict) else {})) or "<none>"
+
+
+def _label_selector_string(selector: Any) -> str:
+    """A metav1.LabelSelector as metav1.FormatLabelSelector prints it: its canonical string,
+    "<none>" when that is empty (nil or {}), "<error>" when it is invalid."""
+    try:
+        shown = str(label_selector_as_selector(selector if isinstance(selector, dict) else None))
+    except SelectorError:
+        return "<error>"
+    return shown or "<none>"
 
 
 def _format_label_selector(selector: dict[str, Any] | None) -> str:
@@ -115,7 +120,7 @@ def _service_row(svc: dict[str, Any]) -> Row:
             text += f":{p['nodePort']}"
         ports.append(f"{text}/{p.get('protocol', 'TCP')}")
     return [svc["metadata"].get("name"), svc_type, spec.get("clusterIP") or "<none>", external_ip,
-            ",".join(ports) or "<none>", _created(svc), _selector_string(spec.get("selector"))]
+            ",".join(ports) or "<none>", _created(svc), _set_selector_string(spec.get("selector"))]
 
 
 def _containers(obj: dict[str, Any]) -> tuple[str, str]:
@@ -128,14 +133,22 @@ def _deployment_row(d: dict[str, Any]) -> Row:
     names, images = _containers(d)
     return [d["metadata"].get("name"), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
             status.get("updatedReplicas", 0), status.get("availableReplicas", 0), _created(d), names, images,
-            _selector_string(spec.get("selector"))]
+            _label_selector_string(spec.get("selector"))]
 
 
 def _replicaset_row(rs: dict[str, Any]) -> Row:
-    spec, status = rs.get("spec") or {}, rs.get("status") or {}
-    names, images = _containers(rs)
-    return [rs["metadata"].get("name"), spec.get("replicas", 0), status.get("replicas", 0),
-            status.get("readyReplicas", 0), _created(rs), names, images, _selector_string(spec.get("selector"))]
+    return _replicated_row(rs, _label_selector_string)
+
+
+def _replication_controller_row(rc: dict[str, Any]) -> Row:
+    return _replicated_row(rc, _set_selector_string)
+
+
+def _replicated_row(obj: dict[str, Any], selector_string: Callable[[Any], str]) -> Row:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = _containers(obj)
+    return [obj["metadata"].get("name"), spec.get("replicas", 0), status.get("replicas", 0),
+            status.get("readyReplicas", 0), _created(obj), names, images, selector_string(spec.get("selector"))]
 
 
 def _node_row(node: dict[str, Any]) -> Row:
@@ -193,7 +206,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
                      ("Images", "string", 1), ("Selector", "string", 1)], _replicaset_row),
     "replicationcontrollers": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
                                 ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
-                                ("Images", "string", 1), ("Selector", "string", 1)], _replicaset_row),
+                                ("Images", "string", 1), ("Selector", "string", 1)], _replication_controller_row),
     "nodes": ([("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0), ("Age", "string", 0),
                ("Version", "string", 0), ("Internal-IP", "string", 1), ("External-IP", "string", 1),
                ("OS-Image", "string", 1), ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)],

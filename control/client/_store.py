@@ -6,6 +6,8 @@ import builtins
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from control.api.meta import labels_of
+
 JsonObject = dict[str, Any]
 IndexFunc = Callable[[JsonObject], Iterable[str]]
 
@@ -44,7 +46,7 @@ def index_by_label(label: str) -> IndexFunc:
     """An index on a label, e.g. `index_by_label("kubernetes.io/service-name")` for EndpointSlices by Service."""
 
     def index(obj: JsonObject) -> list[str]:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
+        labels = labels_of(obj)
         value = labels.get(label)
         return [str(value)] if value is not None else []
 

@@ -14,6 +14,7 @@ import json
 import math
 from typing import ClassVar
 
+from control.api.meta import annotations_of, labels_of, meta, name_of, namespace_of, uid_of
 from control.client import (
     DEPLOYMENTS,
     PODS,
@@ -27,23 +28,17 @@ from control.controllers._base import NAMESPACE_INDEX, OWNER_INDEX, Controller
 from control.controllers._util import (
     POD_TEMPLATE_HASH,
     JsonObject,
-    annotations_of,
     controller_ref,
     deepcopy,
     is_deleting,
     key_of,
-    labels_of,
     make_controller_ref,
-    meta,
-    name_of,
-    namespace_of,
     owner_refs,
     parse_time,
     rfc3339,
     scaled_value,
     selector_matches,
     split_key,
-    uid_of,
 )
 
 REVISION = "deployment.kubernetes.io/revision"

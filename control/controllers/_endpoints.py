@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from control.api.meta import labels_of, meta, name_of, namespace_of
 from control.client import ENDPOINTS, PODS, SERVICES, AlreadyExists, Forbidden, NotFound, Resource
 from control.controllers._base import Context
 from control.controllers._endpointslice import (
@@ -26,10 +27,6 @@ from control.controllers._util import (
     deepcopy,
     is_pod_ready,
     key_of,
-    labels_of,
-    meta,
-    name_of,
-    namespace_of,
     rfc3339,
     split_key,
 )

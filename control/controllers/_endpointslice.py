@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from control.api.meta import labels_of, meta, name_of, namespace_of
 from control.client import (
     ENDPOINT_SLICES,
     NODES,
@@ -33,12 +34,8 @@ from control.controllers._util import (
     is_pod_ready,
     is_pod_terminal,
     key_of,
-    labels_of,
     make_controller_ref,
     map_selector_matches,
-    meta,
-    name_of,
-    namespace_of,
     parse_time,
     pod_condition,
     pod_ips,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from control.api.meta import meta, name_of, namespace_of, uid_of
 from control.client import (
     CONFIG_MAPS,
     DEPLOYMENTS,
@@ -41,11 +42,7 @@ from control.controllers._util import (
     JsonObject,
     is_deleting,
     key_of,
-    meta,
-    name_of,
-    namespace_of,
     owner_refs,
-    uid_of,
 )
 
 ORPHAN = "orphan"

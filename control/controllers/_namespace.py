@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from control.api.meta import meta, name_of
 from control.client import (
     NAMESPACES,
     SERVICE_ACCOUNTS,
@@ -25,7 +26,12 @@ from control.client import (
     resource_path,
 )
 from control.controllers._base import Controller
-from control.controllers._util import JsonObject, deepcopy, is_deleting, meta, name_of, rfc3339
+from control.controllers._util import (
+    JsonObject,
+    deepcopy,
+    is_deleting,
+    rfc3339,
+)
 
 FINALIZER = "kubernetes"
 

@@ -23,14 +23,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from control.api.meta import name_of, namespace_of
 from control.client import LEASES, NODES, PODS, Conflict, NotFound, Resource
 from control.controllers._base import NODE_INDEX, Context, Controller
 from control.controllers._util import (
     JsonObject,
     deepcopy,
     is_deleting,
-    name_of,
-    namespace_of,
     parse_time,
     pod_condition,
     rfc3339,

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+from control.api.meta import labels_of, meta, name_of, namespace_of, uid_of
 from control.client import (
     PODS,
     REPLICA_SETS,
@@ -31,12 +32,8 @@ from control.controllers._util import (
     is_pod_available,
     is_pod_ready,
     key_of,
-    labels_of,
     make_controller_ref,
     map_selector_matches,
-    meta,
-    name_of,
-    namespace_of,
     owner_refs,
     parse_time,
     pod_condition,
@@ -45,7 +42,6 @@ from control.controllers._util import (
     rfc3339,
     selector_matches,
     split_key,
-    uid_of,
 )
 
 # upstream's BurstReplicas: at most this many creations or deletions per sync.

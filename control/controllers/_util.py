@@ -14,6 +14,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from control.api import SelectorError, label_selector_as_selector, selector_from_set
+from control.api.meta import meta, name_of, namespace_of, uid_of
+
 JsonObject = dict[str, Any]
 
 #: Kubernetes' well-known labels and annotations used by more than one controller.
@@ -57,31 +60,7 @@ def parse_duration(text: str) -> float:
 
 # --- metadata ------------------------------------------------------------------------------------
 
-def meta(obj: Mapping[str, Any]) -> dict[str, Any]:
-    m = obj.get("metadata")
-    return m if isinstance(m, dict) else {}
-
-
-def name_of(obj: Mapping[str, Any]) -> str:
-    return str(meta(obj).get("name") or "")
-
-
-def namespace_of(obj: Mapping[str, Any]) -> str:
-    return str(meta(obj).get("namespace") or "")
-
-
-def uid_of(obj: Mapping[str, Any]) -> str:
-    return str(meta(obj).get("uid") or "")
-
-
-def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
-    labels = meta(obj).get("labels")
-    return labels if isinstance(labels, dict) else {}
-
-
-def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
-    annotations = meta(obj).get("annotations")
-    return annotations if isinstance(annotations, dict) else {}
+# meta, name_of, namespace_of, uid_of, labels_of and annotations_of come from control.api.meta.
 
 
 def is_deleting(obj: Mapping[str, Any]) -> bool:
@@ -133,41 +112,24 @@ def deepcopy(obj: JsonObject) -> JsonObject:
 # --- label selectors -----------------------------------------------------------------------------
 
 def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
-    """metav1.LabelSelector semantics. A missing or empty selector selects nothing here: controllers
-    must never adopt every object in a namespace because a selector was left out
-    (upstream validation requires one; LabelSelectorAsSelector(nil) is labels.Nothing())."""
-    if not isinstance(selector, Mapping):
+    """Whether a controller's metav1.LabelSelector selects these labels, as upstream's controllers
+    decide it: an invalid selector selects nothing (LabelSelectorAsSelector fails, the object is
+    skipped), and so does a nil or empty one ("a ... with a nil or empty selector creeps in, it
+    should match nothing, not everything", the listers' Get*ForPod)."""
+    try:
+        parsed = label_selector_as_selector(selector if isinstance(selector, Mapping) else None)
+    except SelectorError:
         return False
-    match_labels = selector.get("matchLabels") or {}
-    expressions = selector.get("matchExpressions") or []
-    if not match_labels and not expressions:
-        return False
-    for k, v in match_labels.items():
-        if labels.get(k) != v:
-            return False
-    for expr in expressions:
-        key, op = expr.get("key"), expr.get("operator")
-        values = expr.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            return False
-    return True
+    return not parsed.empty() and parsed.matches(labels)
 
 
 def map_selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
-    """A plain map selector (Service, ReplicationController): empty selects nothing
-    (labels.SelectorFromValidatedSet of an empty set would select everything; the callers never want that)."""
+    """A plain map selector (Service, ReplicationController) as labels.SelectorFromSet reads it, except
+    that a missing or empty one selects nothing: a Service without a selector gets no endpoints, and an
+    RC with an empty selector creeps in to match nothing (the API omits an empty map, so it arrives nil)."""
     if not isinstance(selector, Mapping) or not selector:
         return False
-    return all(labels.get(k) == v for k, v in selector.items())
+    return selector_from_set(selector).matches(labels)
 
 
 # --- pods ----------------------------------------------------------------------------------------

@@ -20,12 +20,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from control.api import NOTHING, Selector
 from control.scheduler._types import (
     LABEL_HOSTNAME,
     LABEL_ZONE,
     TAINT_UNSCHEDULABLE,
     Code,
-    LabelSelector,
     NodeInfo,
     PodInfo,
     SpreadConstraint,
@@ -310,20 +310,20 @@ class NodeResourcesBalancedAllocation(ScorePlugin):
 
 # --- topology spread -------------------------------------------------------------------------------
 
-DefaultSelector = Callable[[PodInfo], LabelSelector]
+DefaultSelector = Callable[[PodInfo], Selector]
 
 # The system default constraints (podtopologyspread/plugin.go systemDefaultConstraints), which replaced
 # the SelectorSpread plugin: spread a Service's / ReplicaSet's pods over hosts and zones, softly.
 SYSTEM_DEFAULT_CONSTRAINTS: Final = ((LABEL_HOSTNAME, 3), (LABEL_ZONE, 5))
 
 
-def count_matching(node: NodeInfo, selector: LabelSelector, namespace: str) -> int:
+def count_matching(node: NodeInfo, selector: Selector, namespace: str) -> int:
     """countPodsMatchSelector: live pods of that namespace on the node whose labels the selector matches."""
     return sum(1 for p in node.pods.values()
                if not p.terminating and p.namespace == namespace and selector.matches(p.labels))
 
 
-def _self_match(pod: PodInfo, selector: LabelSelector) -> int:
+def _self_match(pod: PodInfo, selector: Selector) -> int:
     return 1 if selector.matches(pod.labels) else 0
 
 
@@ -381,7 +381,7 @@ class PodTopologySpread(FilterPlugin, ScorePlugin):
             require_all = True
         else:
             selector = self.default_selector(pod) if self.default_selector is not None else None
-            if selector is None or selector.empty or selector.nothing:
+            if selector is None or selector.empty() or selector == NOTHING:
                 return SKIP
             constraints = [SpreadConstraint(skew, key, "ScheduleAnyway", selector)
                            for key, skew in SYSTEM_DEFAULT_CONSTRAINTS]

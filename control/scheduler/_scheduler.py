@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from control.api import Selector, selector_from_set
 from control.client import (
     NODES,
     PODS,
@@ -34,10 +35,8 @@ from control.scheduler._queue import POD_INITIAL_BACKOFF, POD_MAX_BACKOFF, Queue
 from control.scheduler._types import (
     DEFAULT_SCHEDULER_NAME,
     JsonObject,
-    LabelSelector,
     PodInfo,
     label_selector,
-    set_selector,
 )
 
 log = logging.getLogger("control.scheduler")
@@ -226,13 +225,13 @@ class Scheduler:
 
     # --- spreading's default selector (helper.DefaultSelector) -------------------------------------
 
-    def _default_selector(self, pod: PodInfo) -> LabelSelector:
+    def _default_selector(self, pod: PodInfo) -> Selector:
         """The union of what the pod's Services and its controlling ReplicaSet / ReplicationController
         select: the pods PodTopologySpread's system defaults spread out."""
         labels: dict[str, str] = {}
         for svc in self.services.store.by_index("namespace", pod.namespace):
             selector = (svc.get("spec") or {}).get("selector")
-            if selector and all(pod.labels.get(k) == str(v) for k, v in selector.items()):
+            if selector and selector_from_set(selector).matches(pod.labels):
                 labels.update({str(k): str(v) for k, v in selector.items()})
         extra: tuple[Any, ...] = ()
         if pod.controller is not None:
@@ -247,8 +246,8 @@ class Scheduler:
                     selector = (rs.get("spec") or {}).get("selector")
                     if selector is not None:
                         extra = label_selector(selector).requirements
-        base = set_selector(labels)
-        return LabelSelector(base.requirements + extra) if extra else base
+        # DefaultSelector: the ReplicaSet's requirements join the set's (Selector.add keeps them sorted).
+        return selector_from_set(labels).add(*extra)
 
     # --- the scheduling loop -----------------------------------------------------------------------
 

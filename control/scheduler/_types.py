@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from control.api import EVERYTHING, NOTHING, Selector, SelectorError, label_selector_as_selector
+from control.api import labels as api_labels
 from control.scheduler._quantity import QuantityError, milli_value, value
 
 log = logging.getLogger("control.scheduler")
@@ -217,91 +219,65 @@ def tolerated(taint: Taint, tolerations: Sequence[Toleration]) -> bool:
     return any(t.tolerates(taint) for t in tolerations)
 
 
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    """One selector requirement: label selectors (In, NotIn, Exists, DoesNotExist) and node selector
-    requirements (also Gt, Lt, whose single value is an integer)."""
-
-    key: str
-    operator: str
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        op = self.operator
-        if op == "In":
-            return self.key in labels and labels[self.key] in self.values
-        if op == "NotIn":
-            return self.key not in labels or labels[self.key] not in self.values
-        if op == "Exists":
-            return self.key in labels
-        if op == "DoesNotExist":
-            return self.key not in labels
-        if op in ("Gt", "Lt"):
-            # nodeaffinity: both sides must parse as integers, or the requirement does not match.
-            if self.key not in labels or len(self.values) != 1:
-                return False
-            try:
-                have, want = int(labels[self.key]), int(self.values[0])
-            except ValueError:
-                return False
-            return have > want if op == "Gt" else have < want
-        return False  # an unknown operator never matches (validation would have refused it)
-
-
-@dataclass(frozen=True, slots=True)
-class LabelSelector:
-    """A parsed metav1.LabelSelector. `nothing` is the nil selector, which matches no object."""
-
-    requirements: tuple[Requirement, ...] = ()
-    nothing: bool = False
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.nothing:
-            return False
-        return all(r.matches(labels) for r in self.requirements)
-
-    @property
-    def empty(self) -> bool:
-        return not self.nothing and not self.requirements
-
-
-NOTHING = LabelSelector(nothing=True)
-
-
-def label_selector(raw: Mapping[str, Any] | None) -> LabelSelector:
-    """metav1.LabelSelectorAsSelector: nil matches nothing, {} matches everything."""
-    if raw is None:
+def label_selector(raw: Mapping[str, Any] | None) -> Selector:
+    """metav1.LabelSelectorAsSelector: nil matches nothing, {} matches everything. An invalid selector
+    (which the apiserver's validation refuses) matches nothing rather than stopping the scheduler."""
+    try:
+        return label_selector_as_selector(raw)
+    except SelectorError:
         return NOTHING
-    reqs = [Requirement(str(k), "In", (str(v),)) for k, v in sorted((raw.get("matchLabels") or {}).items())]
-    for expr in raw.get("matchExpressions") or []:
-        reqs.append(Requirement(str(expr.get("key", "")), str(expr.get("operator", "")),
-                                tuple(str(v) for v in expr.get("values") or ())))
-    return LabelSelector(tuple(reqs))
 
 
-def set_selector(labels: Mapping[str, Any] | None) -> LabelSelector:
-    """labels.SelectorFromSet, for a Service's or ReplicationController's map selector."""
-    return LabelSelector(tuple(Requirement(str(k), "In", (str(v),)) for k, v in sorted((labels or {}).items())))
+# NodeSelectorOperator -> selection.Operator (nodeaffinity's nodeSelectorRequirementsAsSelector).
+_NODE_OPERATORS = {"In": api_labels.IN, "NotIn": api_labels.NOT_IN, "Exists": api_labels.EXISTS,
+                   "DoesNotExist": api_labels.DOES_NOT_EXIST, "Gt": api_labels.GREATER_THAN, "Lt": api_labels.LESS_THAN}
+
+
+def _node_label_selector(items: Any) -> Selector:
+    """A term's matchExpressions; any invalid requirement makes the whole term match nothing."""
+    reqs = []
+    for expr in items:
+        operator = _NODE_OPERATORS.get(str(expr.get("operator", "")))
+        if operator is None:
+            return NOTHING
+        try:
+            reqs.append(api_labels.requirement(str(expr.get("key", "")), operator,
+                                           [str(v) for v in expr.get("values") or ()]))
+        except SelectorError:
+            return NOTHING
+    return EVERYTHING.add(*reqs)
+
+
+def _node_field_selector(items: Any) -> Selector:
+    """A term's matchFields (nodeSelectorRequirementsAsFieldSelector): only metadata.name, with In or
+    NotIn and exactly one value; anything else makes the term match nothing."""
+    reqs = []
+    for expr in items:
+        values = list(expr.get("values") or ())
+        operator = {"In": api_labels.EQUALS, "NotIn": api_labels.NOT_EQUALS}.get(str(expr.get("operator", "")))
+        if expr.get("key") != "metadata.name" or len(values) != 1 or operator is None:
+            return NOTHING
+        reqs.append(api_labels.Requirement("metadata.name", operator, (str(values[0]),)))
+    return EVERYTHING.add(*reqs)
 
 
 @dataclass(frozen=True, slots=True)
 class NodeSelectorTerm:
-    match_expressions: tuple[Requirement, ...]
-    match_fields: tuple[Requirement, ...]
+    match_expressions: Selector | None  # None: the term has none
+    match_fields: Selector | None
 
     def matches(self, node_labels: Mapping[str, str], node_fields: Mapping[str, str]) -> bool:
         # An empty term matches no node (nodeaffinity.nodeSelectorTerm: "len(...) == 0 -> false").
-        if not self.match_expressions and not self.match_fields:
+        if self.match_expressions is None and self.match_fields is None:
             return False
-        return (all(r.matches(node_labels) for r in self.match_expressions)
-                and all(r.matches(node_fields) for r in self.match_fields))
+        return ((self.match_expressions is None or self.match_expressions.matches(node_labels))
+                and (self.match_fields is None or self.match_fields.matches(node_fields)))
 
 
 def _term(raw: Mapping[str, Any]) -> NodeSelectorTerm:
-    def reqs(items: Any) -> tuple[Requirement, ...]:
-        return tuple(Requirement(str(e.get("key", "")), str(e.get("operator", "")),
-                                 tuple(str(v) for v in e.get("values") or ())) for e in items or ())
-    return NodeSelectorTerm(reqs(raw.get("matchExpressions")), reqs(raw.get("matchFields")))
+    expressions, fields = raw.get("matchExpressions") or (), raw.get("matchFields") or ()
+    return NodeSelectorTerm(_node_label_selector(expressions) if expressions else None,
+                            _node_field_selector(fields) if fields else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +287,7 @@ class SpreadConstraint:
     max_skew: int
     topology_key: str
     when_unsatisfiable: str
-    selector: LabelSelector
+    selector: Selector
     min_domains: int = 1
 
 

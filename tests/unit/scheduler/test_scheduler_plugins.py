@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from scheduler_testlib import node, node_info, pod, pod_info
 
+from control.api import EVERYTHING, parse_selector
 from control.scheduler import (
     SKIP,
     Algorithm,
@@ -31,7 +32,6 @@ from control.scheduler import (
     pod_requests,
     value,
 )
-from control.scheduler._types import LabelSelector, Requirement
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 
@@ -294,11 +294,11 @@ def test_spread_score_prefers_nodes_with_fewer_siblings() -> None:
     web = {"app": "web"}
     nodes = [node_info(node("a"), pod("w1", labels=web, owner=owner), pod("w2", labels=web, owner=owner)),
              node_info(node("b"), pod("w3", labels=web, owner=owner)), node_info(node("c"))]
-    plugin = PodTopologySpread(lambda p: LabelSelector((Requirement("app", "In", ("web",)),)))
+    plugin = PodTopologySpread(lambda p: parse_selector("app in (web)"))
     scores = _scores(plugin, pod("new", labels=web, owner=owner), nodes)
     assert scores is not None and scores[2] > scores[1] > scores[0]
     # Without a Service or controller selecting it, a pod is not spread.
-    assert _scores(PodTopologySpread(lambda p: LabelSelector()), pod("lone"), nodes) is None
+    assert _scores(PodTopologySpread(lambda p: EVERYTHING), pod("lone"), nodes) is None
 
 
 def test_spread_score_by_service_selector_for_pods_without_owner() -> None:
@@ -306,7 +306,7 @@ def test_spread_score_by_service_selector_for_pods_without_owner() -> None:
     nodes = [node_info(node("a"), pod("w1", labels=web), pod("w2", labels=web), pod("other", labels={"app": "db"})),
              node_info(node("b"), pod("w3", labels=web), pod("gone", namespace="elsewhere", labels=web)),
              node_info(node("c"))]
-    plugin = PodTopologySpread(lambda p: LabelSelector((Requirement("app", "In", ("web",)),)))
+    plugin = PodTopologySpread(lambda p: parse_selector("app in (web)"))
     # Counts 2, 1, 0 (other namespaces and labels don't count) times log(3 nodes + 2), plus maxSkew - 1 = 2:
     # raw 5, 4, 2; normalized 100 * (max + min - s) / max.
     assert _scores(plugin, pod("new", labels=web), nodes) == [40, 60, 100]

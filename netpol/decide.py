@@ -1,0 +1,191 @@
+"""NetworkPolicy semantics, as the API documents them, on a snapshot of the cluster.
+
+`decide()` answers for one connection (source IP, destination IP, protocol, destination port) whether
+NetworkPolicies let it through, and which rule of which policy said so. It is the reference the
+kernel rulesets are tested against, and what `kubesim policy` prints without sending a packet.
+
+The rules (https://kubernetes.io/docs/concepts/services-networking/network-policies/):
+- A pod is isolated for a direction only when some policy selecting it has that policyType; a pod no
+  policy isolates accepts (or sends) everything in that direction.
+- A connection needs the source's egress and the destination's ingress to allow it; what isolated pods
+  allow is the union of every selecting policy's rules (policies are additive; order never matters).
+- A peer with podSelector alone means pods of the policy's own namespace; namespaceSelector alone means
+  every pod of the selected namespaces; both in one peer are an AND; ipBlock is addresses, minus except.
+- Ports match by number, by range (port..endPort), or by name, resolved against the destination pod's
+  container ports; no ports means every port and protocol.
+- A pod cannot block access to itself, and traffic to and from the pod's own node is always allowed
+  (that is how the kubelet's probes get in). hostNetwork pods have the node's address, so selectors never
+  pick them out: they are the node.
+- Replies (established, related) are always allowed; a Service's traffic is judged after DNAT, so callers
+  pass the endpoint's address, never the ClusterIP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from netpol.model import (
+    NAMESPACE_NAME_LABEL,
+    Direction,
+    IPAddress,
+    Namespace,
+    Peer,
+    Pod,
+    Policy,
+    Rule,
+)
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """One rule of one policy: what the trace and `kubesim policy` name."""
+
+    policy: str  # namespace/name
+    direction: Direction
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.policy} {self.direction.lower()} rule {self.index}"
+
+
+@dataclass(frozen=True)
+class SideVerdict:
+    """The answer of one side: the source's egress or the destination's ingress."""
+
+    direction: Direction
+    allowed: bool
+    reason: str
+    isolated: bool = False
+    rule: RuleRef | None = None
+    policies: tuple[str, ...] = ()  # the policies isolating this pod in this direction
+
+
+@dataclass(frozen=True)
+class Verdict:
+    src: str
+    dst: str
+    protocol: str
+    port: int
+    egress: SideVerdict
+    ingress: SideVerdict
+
+    @property
+    def allowed(self) -> bool:
+        return self.egress.allowed and self.ingress.allowed
+
+    @property
+    def deciding(self) -> SideVerdict:
+        """The side that refused (egress first, as the packet meets it first), else the ingress side."""
+        if not self.egress.allowed:
+            return self.egress
+        if not self.ingress.allowed:
+            return self.ingress
+        return self.ingress if self.ingress.isolated or not self.egress.isolated else self.egress
+
+    def __str__(self) -> str:
+        word = "allowed" if self.allowed else "denied"
+        side = self.deciding
+        return f"{self.src} -> {self.dst} {self.protocol}/{self.port}: {word} ({side.direction.lower()}: {side.reason})"
+
+
+@dataclass
+class ClusterView:
+    """The objects a decision needs, indexed once."""
+
+    policies: Iterable[Policy] = ()
+    pods: Iterable[Pod] = ()
+    namespaces: Iterable[Namespace] = ()
+    nodes: Mapping[str, Iterable[IPAddress]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.policies = tuple(sorted(self.policies, key=lambda p: (p.namespace, p.name)))
+        self.pods = tuple(self.pods)
+        self.namespace_labels: dict[str, Mapping[str, str]] = {ns.name: ns.labels for ns in self.namespaces}
+        # hostNetwork pods carry their node's address: they are not pods to a policy.
+        self.pod_by_ip: dict[IPAddress, Pod] = {
+            ip: pod for pod in self.pods if not pod.host_network for ip in pod.ips
+        }
+        self.node_ips: dict[str, frozenset[IPAddress]] = {n: frozenset(ips) for n, ips in self.nodes.items()}
+
+    def labels_of_namespace(self, name: str) -> Mapping[str, str]:
+        return self.namespace_labels.get(name) or {NAMESPACE_NAME_LABEL: name}
+
+    def isolating(self, pod: Pod, direction: Direction) -> list[Policy]:
+        """The policies that select `pod` and isolate it in `direction`, in name order."""
+        return [
+            policy
+            for policy in self.policies
+            if policy.namespace == pod.namespace
+            and policy.rules(direction) is not None
+            and policy.pod_selector.matches(pod.labels)
+        ]
+
+    def peer_matches(self, peer: Peer, policy: Policy, ip: IPAddress, pod: Pod | None) -> bool:
+        if peer.broken:
+            return False
+        if peer.ip_block is not None:
+            return peer.ip_block.contains(ip)
+        if pod is None:
+            return False  # selectors pick pods; a node or an outside address only matches an ipBlock
+        if peer.namespace_selector is None:
+            if pod.namespace != policy.namespace:
+                return False
+        elif not peer.namespace_selector.matches(self.labels_of_namespace(pod.namespace)):
+            return False
+        return peer.pod_selector is None or peer.pod_selector.matches(pod.labels)
+
+    def rule_matches(
+        self, rule: Rule, policy: Policy, peer_ip: IPAddress, peer_pod: Pod | None,
+        protocol: str, port: int, destination: Pod | None,
+    ) -> bool:
+        if rule.peers is not None and not any(
+            self.peer_matches(peer, policy, peer_ip, peer_pod) for peer in rule.peers
+        ):
+            return False
+        if not rule.ports:
+            return True
+        named = destination.named_ports if destination is not None else {}
+        return any(p.matches(protocol, port, named) for p in rule.ports)
+
+    def judge(
+        self, pod: Pod, direction: Direction, peer_ip: IPAddress, protocol: str, port: int,
+    ) -> SideVerdict:
+        """May `pod` send to (Egress) or receive from (Ingress) `peer_ip`?"""
+        policies = self.isolating(pod, direction)
+        if not policies:
+            return SideVerdict(direction, True, f"no policy isolates {pod.key} for {direction.lower()}")
+        keys = tuple(p.key for p in policies)
+        if peer_ip in self.node_ips.get(pod.node, ()):
+            return SideVerdict(
+                direction, True, f"traffic with {pod.key}'s own node is always allowed", True, None, keys
+            )
+        peer_pod = self.pod_by_ip.get(peer_ip)
+        destination = peer_pod if direction == "Egress" else pod
+        for policy in policies:
+            for index, rule in enumerate(policy.rules(direction) or ()):
+                if self.rule_matches(rule, policy, peer_ip, peer_pod, protocol, port, destination):
+                    ref = RuleRef(policy.key, direction, index)
+                    return SideVerdict(direction, True, f"allowed by {ref}", True, ref, keys)
+        listed = ", ".join(keys)
+        return SideVerdict(
+            direction, False, f"{pod.key} is isolated for {direction.lower()} by {listed}; no rule allows it",
+            True, None, keys,
+        )
+
+
+def _not_a_pod(direction: Direction, ip: IPAddress) -> SideVerdict:
+    return SideVerdict(direction, True, f"{ip} is not a pod's address: no policy applies to this side")
+
+
+def decide(view: ClusterView, src: str, dst: str, protocol: str, port: int) -> Verdict:
+    """Would NetworkPolicies let a new connection from `src` to `dst`:`port` through?"""
+    src_ip, dst_ip = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    src_pod, dst_pod = view.pod_by_ip.get(src_ip), view.pod_by_ip.get(dst_ip)
+    if src_ip == dst_ip and src_pod is not None:
+        itself = SideVerdict("Egress", True, "a pod cannot block access to itself")
+        return Verdict(src, dst, protocol, port, itself, SideVerdict("Ingress", True, itself.reason))
+    egress = view.judge(src_pod, "Egress", dst_ip, protocol, port) if src_pod else _not_a_pod("Egress", src_ip)
+    ingress = view.judge(dst_pod, "Ingress", src_ip, protocol, port) if dst_pod else _not_a_pod("Ingress", dst_ip)
+    return Verdict(src, dst, protocol, port, egress, ingress)

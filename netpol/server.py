@@ -1,0 +1,173 @@
+"""The network-policy agent process: informers -> bounded-frequency sync -> render -> nft.
+
+The same shape as kube-proxy: watch handlers only ask for a sync; the runner syncs at most once per
+min_sync_period and at least once per sync_period, never before every informer has synced, so rules
+are never written from a partial view. Each sync renders the node's whole table and replaces it in one
+nft transaction: the kernel applies all of it or none, so a failed sync leaves the previous rules in
+place, and the runner retries. Around it: /healthz (200 once a sync has landed) and /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
+from netpol.decide import ClusterView
+from netpol.errors import NetpolError
+from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
+from netpol.nftables import cleanup, render
+from proxy.runner import BoundedFrequencyRunner
+
+log = logging.getLogger("kube-network-policies")
+
+
+class Backend(Protocol):
+    def apply(self, transaction: str) -> None: ...
+
+
+class NftCommand:
+    """`nft -f -` in the agent's own namespace (the agent runs inside its node)."""
+
+    def apply(self, transaction: str) -> None:
+        done = subprocess.run(["nft", "-f", "-"], input=transaction, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise NetpolError(f"nft refused the ruleset: {done.stderr.strip()}")
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0
+    healthz_address: str = "0.0.0.0:9081"
+    metrics_address: str = "127.0.0.1:9080"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sync_duration = Histogram(
+            "kube_network_policies_sync_duration_seconds", "Time to render and apply the node's ruleset.",
+            registry=self.registry, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self.failures = Counter("kube_network_policies_sync_failures_total", "Syncs nft refused.",
+                                registry=self.registry)
+        self.policies = Gauge("kube_network_policies_policies", "NetworkPolicies known.", registry=self.registry)
+        self.isolated = Gauge("kube_network_policies_isolated_pods", "This node's pods isolated, by direction.",
+                              ["direction"], registry=self.registry)
+        self.rules = Gauge("kube_network_policies_rules", "Rules in the node's table.", registry=self.registry)
+
+
+class NetpolAgent:
+    def __init__(self, client: Client, config: AgentConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        self.backend = backend or NftCommand()
+        self.metrics = Metrics()
+        self.policies = Informer(client, NETWORK_POLICIES)
+        self.pods = Informer(client, PODS)
+        self.namespaces = Informer(client, NAMESPACES)
+        self.nodes = Informer(client, NODES)
+        self.informers = (self.policies, self.pods, self.namespaces, self.nodes)
+        self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
+                                             max_interval=config.sync_period)
+        self.applied = ""
+        self.last_synced = 0.0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def view(self) -> ClusterView:
+        nodes = dict(parse_all(self.nodes.store.list(), node_addresses))
+        return ClusterView(
+            policies=parse_all(self.policies.store.list(), parse_policy),
+            pods=parse_all(self.pods.store.list(), parse_pod),
+            namespaces=parse_all(self.namespaces.store.list(), parse_namespace),
+            nodes=nodes,
+        )
+
+    async def sync(self) -> None:
+        if not all(informer.has_synced for informer in self.informers):
+            return
+        start = time.monotonic()
+        view = self.view()
+        transaction = render(view, self.config.node_name)
+        if transaction != self.applied:
+            try:
+                await asyncio.to_thread(self.backend.apply, transaction)
+            except Exception:
+                self.metrics.failures.inc()
+                raise  # the runner retries; the kernel still holds the previous rules
+            self.applied = transaction
+        elapsed = time.monotonic() - start
+        self.last_synced = time.time()
+        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
+        isolated = {d: sum(1 for p in local if view.isolating(p, d)) for d in ("Ingress", "Egress")}
+        rules = transaction.count(" accept comment ")
+        policies = len(view.policies)  # type: ignore[arg-type]
+        self.metrics.sync_duration.observe(elapsed)
+        self.metrics.policies.set(policies)
+        self.metrics.rules.set(rules)
+        for direction, count in isolated.items():
+            self.metrics.isolated.labels(direction=direction.lower()).set(count)
+        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, in %.1f ms",
+                 policies, len(local), isolated["Ingress"], isolated["Egress"], rules, elapsed * 1000)
+
+    def _queue(self, *_: object) -> None:
+        self.runner.run()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        healthy = self.last_synced > 0 and time.time() - self.last_synced <= 2 * self.config.sync_period + 5
+        return web.Response(text="ok" if healthy else "not synced", status=200 if healthy else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _serve(self) -> list[web.AppRunner]:
+        runners = []
+        for address, path, handler in ((self.config.healthz_address, "/healthz", self._healthz),
+                                       (self.config.metrics_address, "/metrics", self._metrics)):
+            host, _, port = address.rpartition(":")
+            app = web.Application()
+            app.router.add_get(path, handler)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+            runners.append(runner)
+        return runners
+
+    async def run(self) -> None:
+        for informer in self.informers:
+            informer.add_handler(on_add=self._queue, on_update=self._queue, on_delete=self._queue)
+        runners = await self._serve()
+        for informer in self.informers:
+            informer.start()
+        loop_task = asyncio.get_running_loop().create_task(self.runner.loop())
+        try:
+            for informer in self.informers:
+                await informer.wait_synced()
+            self.runner.run()
+            await self._stop.wait()
+        finally:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            for informer in self.informers:
+                await informer.stop()
+            for runner in runners:
+                await runner.cleanup()
+
+
+def remove_rules(backend: Backend | None = None) -> None:
+    """What `--cleanup` does: the agent's table goes, whatever it held."""
+    (backend or NftCommand()).apply(cleanup())
