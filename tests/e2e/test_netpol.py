@@ -111,12 +111,16 @@ def world() -> list[dict[str, Any]]:
     return objects
 
 
+def vip(cluster: Cluster) -> str:
+    return str(json.loads(cluster.kubectl("get", "svc", "-n", "x", "server", "-o", "json"))["spec"]["clusterIP"])
+
+
 def curl(cluster: Cluster, namespace: str) -> int:
     """curl's exit code for client `namespace`/client -> the x/server Service."""
     client = cluster.pod(namespace, "client")
-    vip = json.loads(cluster.kubectl("get", "svc", "-n", "x", "server", "-o", "json"))["spec"]["clusterIP"]
     ns = names.pod_ns(NAME, client["metadata"]["uid"])
-    done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", CURL_TIMEOUT, f"{vip}/hostname"],
+    done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", CURL_TIMEOUT,
+                           f"{vip(cluster)}/hostname"],
                           capture_output=True, text=True, check=False, timeout=10)
     if done.returncode == 0:
         assert done.stdout == "server", done.stdout
@@ -142,6 +146,11 @@ def test_default_deny_then_allow_from_a_namespace_label(cluster: Cluster) -> Non
     cluster.apply(policy("x", "default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}))
     settle(cluster, {"x": False, "y": False, "z": False}, "default deny: nobody gets in")
     assert curl(cluster, "y") == CURL_DROPPED  # dropped, not refused
+    trace = json.loads(cluster.kubesim("trace", "--name", NAME, "--src", "z/client", "--dst", f"{vip(cluster)}:80",
+                                       "--json").stdout)
+    assert trace["result"] == "DROP", trace
+    said = [h for h in trace["hops"] if h["table"] == "ip kubesim-netpol" and "x/default-deny-ingress" in h["rule"]]
+    assert said and said[-1]["verdict"] == "drop", json.dumps(trace["hops"], indent=1)
     # The kubelet's readiness probes come from the server's own node: always allowed, so after
     # several probe periods of denied clients the server is still Ready and still an endpoint.
     assert cluster.ready("x", "server")
