@@ -3,7 +3,9 @@
 One per node. It reads NetworkPolicies, Pods and Namespaces from the apiserver and judges the
 connections of the node's own pods in the kernel. The modules, from the API inwards:
 
-    model    API objects (JSON) -> immutable Policy / Pod / Namespace values; bad objects fail closed
+    model    API objects (JSON) -> immutable Policy / Pod / Namespace values; what cannot be
+             understood matches nothing and says why
     decide   the semantics as the API documents them: may this packet pass, and which rule said so
     nftables a node's ruleset: verdict maps by pod address into one chain per group of policies
+    server   the agent process: informers -> bounded-frequency sync -> one nft transaction
 """
