@@ -35,6 +35,8 @@ IDENTITIES = {
     "kube-proxy": User("system:kube-proxy"),
     "coredns": User("system:serviceaccount:kube-system:coredns",
                     ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated")),
+    "netpol": User("system:serviceaccount:kube-system:kube-network-policies",
+                   ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated")),
     "kubelet-worker-1": User("system:node:worker-1", ("system:nodes",)),
     "kubelet-worker-2": User("system:node:worker-2", ("system:nodes",)),
 }

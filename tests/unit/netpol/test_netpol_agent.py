@@ -1,0 +1,83 @@
+"""The agent process against a real apiserver in-process, with its own credentials and a recording backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from control.client import NAMESPACES, NETWORK_POLICIES, PODS
+from netpol.errors import NetpolError
+from netpol.server import AgentConfig, NetpolAgent
+from tests.harness import local_apiserver
+from tests.netpol_cases import policy
+
+
+class RecordingBackend:
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.refuse = False
+        self.changed = asyncio.Event()
+
+    def apply(self, transaction: str) -> None:
+        if self.refuse:
+            raise NetpolError("nft refused the ruleset: injected")
+        self.applied.append(transaction)
+        self.changed.set()
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 10) -> None:
+    """Until PREDICATE holds; the timeout only guards against a hang and names what never happened."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
+def failures(agent: NetpolAgent) -> float:
+    return agent.metrics.registry.get_sample_value("kube_network_policies_sync_failures_total") or 0
+
+
+
+
+def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync_fails(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = api.client("admin")
+            await admin.create(NAMESPACES, {"metadata": {"name": "x"}})
+            pod = {"metadata": {"namespace": "x", "name": "a", "labels": {"app": "a"}},
+                   "spec": {"nodeName": "worker-1", "containers": [{"name": "c", "image": "pause"}]}}
+            created = await admin.create(PODS, pod, namespace="x")
+            created["status"] = {"phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
+            await admin.update_status(PODS, created, namespace="x")
+
+            backend = RecordingBackend()
+            agent = NetpolAgent(api.client("netpol"), AgentConfig("worker-1", min_sync_period=0.01,
+                                                                  healthz_address="127.0.0.1:0",
+                                                                  metrics_address="127.0.0.1:0"), backend)
+            task = asyncio.get_running_loop().create_task(agent.run())
+            try:
+                await until(lambda: backend.applied, "a first sync")
+                assert "10.244.1.7 : goto" not in backend.applied[-1]  # not isolated yet
+
+                await admin.create(NETWORK_POLICIES, policy("x", "deny", {"podSelector": {}}), namespace="x")
+                await until(lambda: "10.244.1.7 : goto ingress-isolated-0" in backend.applied[-1], "the deny")
+
+                # A refused sync: nothing new is recorded as applied, the failure is counted, and the
+                # runner tries again until it lands.
+                backend.refuse = True
+                await admin.create(NETWORK_POLICIES, policy("x", "allow", {"podSelector": {}, "ingress": [{}]}),
+                                   namespace="x")
+                await until(lambda: failures(agent) >= 1, "a failed sync")
+                assert "x/allow" not in agent.applied
+                backend.refuse = False
+                await until(lambda: "x/allow ingress rule 0" in backend.applied[-1], "the retried sync", timeout=15)
+            finally:
+                agent.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(main())
