@@ -9,7 +9,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -21,6 +20,8 @@ import pytest
 import yaml
 
 from netsim import names
+from tests import cluster_report
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "e2e"
@@ -32,6 +33,7 @@ class Cluster:
     def __init__(self, state: Path):
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
         self.kubeconfig = str(state / NAME / "kubeconfig")
+        self.logs = state / NAME / "logs"
 
     def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         named = args[0] in ("status", "down", "restart", "stop", "start", "logs")
@@ -59,13 +61,19 @@ class Cluster:
     def pod_ns(self, pod: str) -> str:
         return names.pod_ns(NAME, self.get("pod", pod)["metadata"]["uid"])
 
-    def wait(self, what: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if what():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting: {message}")
+    def wait(self, what: Callable[[], bool], timeout: float = 30, message: str = "",
+             pods: tuple[str, ...] = ()) -> None:
+        wait_until(what, timeout=timeout, message=message, describe=lambda: self.report(pods))
+
+    def report(self, pods: tuple[str, ...]) -> str:
+        """The pods (all, if none named), their kubelets' logs and, for a wait on no pod in particular (a
+        Service being programmed...), the kube-proxies' logs: for a wait that timed out."""
+        return cluster_report.describe_pods(lambda args: self.kubectl(*args, check=False), pods or self.pod_names(),
+                                            logs=self.logs, also=() if pods else ("kube-proxy-*.log",))
+
+    def pod_names(self) -> tuple[str, ...]:
+        listed = self.kubectl("get", "pods", "-o", "name", check=False).stdout.split()
+        return tuple(name.removeprefix("pod/") for name in listed)
 
     def wait_running(self, *pods: str) -> None:
         def ready() -> bool:
@@ -73,7 +81,7 @@ class Cluster:
             phases = {p["metadata"]["name"]: p.get("status", {}) for p in listed}
             return all(any(c.get("type") == "Ready" and c.get("status") == "True"
                            for c in phases.get(p, {}).get("conditions", [])) for p in pods)
-        self.wait(ready, message=f"pods {pods} Ready")
+        self.wait(ready, message=f"pods {pods} Ready", pods=pods)
 
 
 def in_netns(ns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
