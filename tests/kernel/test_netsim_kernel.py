@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from netsim.errors import NetlinkError
 from netsim.kernel import LinuxKernel
 from netsim.sandbox import create_sandbox, delete_sandbox, sandbox_for
 from netsim.topology import Topology, load_topology, parse_topology
+from tests.waiting import wait_until
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -171,10 +171,10 @@ def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", "--network-only", str(file)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = state / name / "journal.jsonl"
-    # Until up has recorded a few steps (so it is half way), or has ended by itself: no clock, so a slow
-    # start on a loaded machine only waits longer.
-    while proc.poll() is None and (not journal.exists() or journal.read_text().count("\n") < 4):
-        time.sleep(0.002)
+    # Until up has recorded a few steps (so it is half way), or has ended by itself; the timeout only
+    # guards against a hang, so a slow start on a loaded machine only waits longer.
+    wait_until(lambda: proc.poll() is not None or (journal.exists() and journal.read_text().count("\n") >= 4),
+               timeout=120, interval=0.002, message="up records a few steps")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert leftovers(name), "up finished before it could be killed half way"

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from kubesim import components
 from kubesim.state import ClusterState, RecordedProcess, process_start_time, stop_processes
+from tests.waiting import wait_until
 
 
 def _state(tmp_path: Path) -> ClusterState:
@@ -29,12 +29,8 @@ def _state(tmp_path: Path) -> ClusterState:
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll CONDITION until true; the deadline only guards against a hang."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
+    """Poll CONDITION until true; the timeout only guards against a hang."""
+    wait_until(condition, timeout=30, interval=0.01, message=what)
 
 
 def _stat_state(pid: int) -> str | None:
