@@ -68,8 +68,31 @@ class Cluster:
     def report(self, pods: tuple[str, ...]) -> str:
         """The pods (all, if none named), their kubelets' logs and, for a wait on no pod in particular (a
         Service being programmed...), the kube-proxies' logs: for a wait that timed out."""
-        return cluster_report.describe_pods(lambda args: self.kubectl(*args, check=False), pods or self.pod_names(),
-                                            logs=self.logs, also=() if pods else ("kube-proxy-*.log",))
+        return "\n".join([
+            cluster_report.describe_pods(lambda args: self.kubectl(*args, check=False), pods or self.pod_names(),
+                                         logs=self.logs, also=() if pods else ("kube-proxy-*.log",)),
+            self.reachability(pods)])
+
+    def reachability(self, pods: tuple[str, ...]) -> str:
+        """For each named pod with an address: what listens in its namespace, and whether its node reaches
+        it (a probe that times out is a packet dropped somewhere, one refused a server not listening)."""
+        out = []
+        for pod in pods:
+            got = self.kubectl("get", "pod", pod, "-o", "json", check=False)
+            if got.returncode != 0:
+                continue
+            obj = json.loads(got.stdout)
+            ip, node = obj.get("status", {}).get("podIP"), obj["spec"].get("nodeName")
+            if not ip or not node:
+                continue
+            ns = names.pod_ns(NAME, obj["metadata"]["uid"])
+            listening = in_netns(ns, "ss", "-ltn").stdout.strip()
+            curl = in_netns(names.node_ns(NAME, node), "curl", "-sS", "--max-time", "2", f"{ip}:8080/healthz")
+            neigh = in_netns(names.node_ns(NAME, node), "ip", "neigh", "show", ip).stdout.strip()
+            out.append(f"--- {pod} ({ip} on {node}): listening in {ns}:\n{listening}\n"
+                       f"curl from the node: rc={curl.returncode} {curl.stdout.strip()} {curl.stderr.strip()}\n"
+                       f"neighbour entry on the node: {neigh or '(none)'}")
+        return "\n".join(out)
 
     def pod_names(self) -> tuple[str, ...]:
         listed = self.kubectl("get", "pods", "-o", "name", check=False).stdout.split()
