@@ -16,7 +16,7 @@ from kubesim import cluster
 from netsim import names, namespaces, network, probe
 from netsim.errors import NetlinkError
 from netsim.kernel import LinuxKernel
-from netsim.sandbox import create_sandbox, delete_sandbox, sandbox_for
+from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
 from netsim.topology import Topology, load_topology, parse_topology
 from tests.waiting import wait_until
 
@@ -115,6 +115,44 @@ def test_pods_reach_each_other_across_nodes(mode: str, state: Path):
             assert "mtu 1450" in mtu_line
         assert delete_sandbox(a, kernel=kernel)
         assert not namespaces.exists(a.netns)
+    finally:
+        kernel.close()
+        cluster.down(name, root=state)
+    assert leftovers(name) == []
+
+
+def test_a_reused_pod_address_is_reached_at_its_new_mac(state: Path):
+    # A deleted pod's address given to the next pod on the node (the kubelet hands out the lowest free one):
+    # the node's ARP cache must not keep sending it to the deleted pod's MAC.
+    name = unique()
+    topo = test_topology(name, "host-gw")
+    cluster.up(topo, root=state, control_plane=False)
+    kernel = LinuxKernel()
+    w1 = topo.nodes[1]
+    node_ns = names.node_ns(name, w1.name)
+    address = str(_host(w1.pod_cidr, 10))
+    old = sandbox_for(name, w1.name, w1.pod_cidr, "pod-old", address, mtu=network.pod_mtu(topo))
+    new = sandbox_for(name, w1.name, w1.pod_cidr, "pod-new", address, mtu=network.pod_mtu(topo))
+
+    def cached_mac() -> str:
+        shown = subprocess.run(["ip", "-n", node_ns, "neigh", "show", address, "dev", names.NODE_BRIDGE],
+                               capture_output=True, text=True, check=True).stdout.split()
+        return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+    def mac_of(sandbox: Sandbox) -> str:
+        link = subprocess.run(["ip", "-n", sandbox.netns, "-o", "link", "show", names.POD_IFACE],
+                              capture_output=True, text=True, check=True).stdout.split()
+        return link[link.index("link/ether") + 1]
+
+    try:
+        create_sandbox(old, kernel=kernel)
+        assert probe.ping_all(node_ns, [address]) == {address: True}
+        assert cached_mac() == mac_of(old)
+        delete_sandbox(old, kernel=kernel)
+        wait_until(lambda: not namespaces.exists(old.netns), message="the old pod's namespace is gone")
+        create_sandbox(new, kernel=kernel)
+        assert cached_mac() in ("", mac_of(new))  # forgotten (asked afresh) or already the new one
+        assert probe.ping_all(node_ns, [address]) == {address: True}
     finally:
         kernel.close()
         cluster.down(name, root=state)
