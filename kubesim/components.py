@@ -18,6 +18,7 @@ Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import secrets
@@ -122,11 +123,25 @@ def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
 
 
 # Components this process started. A daemon outlives its Popen; keeping the object stops Python from
-# warning that it is "still running" when it is collected. Reaping is by pid (RecordedProcess.alive).
+# warning that it is "still running" when it is collected. Reaping is by pid (RecordedProcess.alive), behind
+# Popen's back, so the ones that have exited are let go of here: before each launch (a new child may reuse
+# an old pid) and when this process exits.
 _launched: dict[int, subprocess.Popen[bytes]] = {}
 
 
+def forget_exited() -> None:
+    """Drop the Popen of every launched component that has exited. poll() reaps it if it is still a zombie,
+    and marks it done if it was already reaped by pid (waitpid's ECHILD)."""
+    for pid, proc in list(_launched.items()):
+        if proc.poll() is not None:
+            del _launched[pid]
+
+
+atexit.register(forget_exited)
+
+
 def launch(state: ClusterState, role: str, argv: list[str]) -> int:
+    forget_exited()
     logs = state.dir / "logs"
     logs.mkdir(exist_ok=True)
     with open(logs / f"{role}.log", "ab") as log:

@@ -187,6 +187,14 @@ class FakeKernel:
         self._link(ns, dev)
         self._ns(ns).neighbours[address] = (dev, mac)
 
+    def forget_neighbour(self, ns: str, dev: str, address: str) -> bool:
+        self._link(ns, dev)
+        entry = self._ns(ns).neighbours.get(address)
+        if entry is None or entry[0] != dev:
+            return False
+        del self._ns(ns).neighbours[address]
+        return True
+
     def add_fdb(self, ns: str, dev: str, mac: str, dst: str) -> None:
         self._link(ns, dev)
         self._ns(ns).fdb.append((dev, mac, dst))

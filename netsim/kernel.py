@@ -7,6 +7,7 @@ in-memory model for unit tests. ``ns=None`` always means the root namespace.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ class Kernel(Protocol):
     def add_route(self, ns: str | None, dst: str, *, dev: str, gateway: str | None = None,
                   onlink: bool = False) -> None: ...
     def add_neighbour(self, ns: str, dev: str, address: str, mac: str) -> None: ...
+    def forget_neighbour(self, ns: str, dev: str, address: str) -> bool: ...
     def add_fdb(self, ns: str, dev: str, mac: str, dst: str) -> None: ...
     def delete_link(self, ns: str | None, name: str) -> bool: ...
     def set_sysctl(self, ns: str, key: str, value: str) -> None: ...
@@ -204,6 +206,18 @@ class LinuxKernel:
         ipr = self._ipr(ns)
         self._call(f"adding neighbour {address} on {dev}", ns, ipr.neigh, "add", dst=address, lladdr=mac,
                    ifindex=self._index(ns, dev), state=NUD_PERMANENT)
+
+    def forget_neighbour(self, ns: str, dev: str, address: str) -> bool:
+        """Drop the neighbour entry for ADDRESS on DEV, if there is one; whether there was."""
+        ipr = self._ipr(ns)
+        try:
+            ipr.neigh("del", dst=address, ifindex=self._index(ns, dev))
+        except PyrouteNetlinkError as exc:
+            if exc.code == errno.ENOENT:
+                return False
+            raise NetlinkError(f"removing neighbour {address} on {dev} in {_where(ns)}: {os.strerror(exc.code)}") \
+                from None
+        return True
 
     def add_fdb(self, ns: str, dev: str, mac: str, dst: str) -> None:
         ipr = self._ipr(ns)

@@ -51,6 +51,10 @@ def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
     node_ns = names.node_ns(sandbox.cluster, sandbox.node)
     if not kernel.ns_exists(node_ns):
         raise NetsimError(f"pod {sandbox.pod_id}: node namespace {node_ns} does not exist")
+    # The address may be a deleted pod's, and the node's ARP cache still map it to that pod's MAC: traffic
+    # from the node (probes, Services) would go to a MAC no port has, until the entry ages out. Forget it,
+    # so the first packet asks who has the address now.
+    kernel.forget_neighbour(node_ns, names.NODE_BRIDGE, sandbox.ip)
     kernel.ns_create(sandbox.netns)
     try:
         # A fresh namespace holds only lo (index 1): asking for index 2 lets the calls that follow

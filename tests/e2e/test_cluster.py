@@ -9,7 +9,6 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -21,6 +20,8 @@ import pytest
 import yaml
 
 from netsim import names
+from tests import cluster_report
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "e2e"
@@ -32,6 +33,7 @@ class Cluster:
     def __init__(self, state: Path):
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
         self.kubeconfig = str(state / NAME / "kubeconfig")
+        self.logs = state / NAME / "logs"
 
     def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         named = args[0] in ("status", "down", "restart", "stop", "start", "logs")
@@ -59,13 +61,42 @@ class Cluster:
     def pod_ns(self, pod: str) -> str:
         return names.pod_ns(NAME, self.get("pod", pod)["metadata"]["uid"])
 
-    def wait(self, what: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if what():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting: {message}")
+    def wait(self, what: Callable[[], bool], timeout: float = 30, message: str = "",
+             pods: tuple[str, ...] = ()) -> None:
+        wait_until(what, timeout=timeout, message=message, describe=lambda: self.report(pods))
+
+    def report(self, pods: tuple[str, ...]) -> str:
+        """The pods (all, if none named), their kubelets' logs and, for a wait on no pod in particular (a
+        Service being programmed...), the kube-proxies' logs: for a wait that timed out."""
+        return "\n".join([
+            cluster_report.describe_pods(lambda args: self.kubectl(*args, check=False), pods or self.pod_names(),
+                                         logs=self.logs, also=() if pods else ("kube-proxy-*.log",)),
+            self.reachability(pods)])
+
+    def reachability(self, pods: tuple[str, ...]) -> str:
+        """For each named pod with an address: what listens in its namespace, and whether its node reaches
+        it (a probe that times out is a packet dropped somewhere, one refused a server not listening)."""
+        out = []
+        for pod in pods:
+            got = self.kubectl("get", "pod", pod, "-o", "json", check=False)
+            if got.returncode != 0:
+                continue
+            obj = json.loads(got.stdout)
+            ip, node = obj.get("status", {}).get("podIP"), obj["spec"].get("nodeName")
+            if not ip or not node:
+                continue
+            ns = names.pod_ns(NAME, obj["metadata"]["uid"])
+            listening = in_netns(ns, "ss", "-ltn").stdout.strip()
+            curl = in_netns(names.node_ns(NAME, node), "curl", "-sS", "--max-time", "2", f"{ip}:8080/healthz")
+            neigh = in_netns(names.node_ns(NAME, node), "ip", "neigh", "show", ip).stdout.strip()
+            out.append(f"--- {pod} ({ip} on {node}): listening in {ns}:\n{listening}\n"
+                       f"curl from the node: rc={curl.returncode} {curl.stdout.strip()} {curl.stderr.strip()}\n"
+                       f"neighbour entry on the node: {neigh or '(none)'}")
+        return "\n".join(out)
+
+    def pod_names(self) -> tuple[str, ...]:
+        listed = self.kubectl("get", "pods", "-o", "name", check=False).stdout.split()
+        return tuple(name.removeprefix("pod/") for name in listed)
 
     def wait_running(self, *pods: str) -> None:
         def ready() -> bool:
@@ -73,7 +104,7 @@ class Cluster:
             phases = {p["metadata"]["name"]: p.get("status", {}) for p in listed}
             return all(any(c.get("type") == "Ready" and c.get("status") == "True"
                            for c in phases.get(p, {}).get("conditions", [])) for p in pods)
-        self.wait(ready, message=f"pods {pods} Ready")
+        self.wait(ready, message=f"pods {pods} Ready", pods=pods)
 
 
 def in_netns(ns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ import pytest
 import yaml
 
 from netsim import names
+from tests import cluster_report
 from tests.conftest import require_tool
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "dnstest"
@@ -30,6 +31,7 @@ class Cluster:
     def __init__(self, state: Path):
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
         self.kubeconfig = str(state / NAME / "kubeconfig")
+        self.logs = state / NAME / "logs"
 
     def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         named = args[0] in ("down", "logs")
@@ -56,12 +58,16 @@ class Cluster:
 
     def wait(self, what: Callable[[], bool], message: str, timeout: float = 90) -> None:
         # A hang guard, not a measurement: the condition is what the test checks.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if what():
-                return
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting: {message}")
+        wait_until(what, timeout=timeout, interval=0.3, message=message, describe=self.report)
+
+    def report(self) -> str:
+        """The pods of the namespaces the tests use, with their kubelets' logs, for a wait that timed out."""
+        kubectl = cluster_report.kubectl_for(self.kubeconfig, KUBECTL)
+        reports = []
+        for namespace in ("kube-system", "default", "team-a"):
+            listed = [p["metadata"]["name"] for p in self.pods(namespace)]
+            reports.append(cluster_report.describe_pods(kubectl, listed, namespace=namespace, logs=self.logs))
+        return "\n".join(reports)
 
 
 def ready(pod: dict[str, Any]) -> bool:

@@ -17,7 +17,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ import yaml
 from control.apiserver.auth import write_token_file
 from control.apiserver.certs import make_certificates
 from tests.conftest import unavailable
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS = ("1.27", "1.33")
@@ -54,18 +54,17 @@ def _free_port() -> int:
 
 def _wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
     context = ssl.create_default_context(cafile=str(ca))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"the apiserver exited ({process.returncode}):\n{log.read_text()}")
         try:
             with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=2) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the apiserver did not become ready:\n{log.read_text()}")
+            return False
+
+    wait_until(ready, timeout=30, interval=0.1, message="the apiserver ready", describe=log.read_text)
 
 
 @pytest.fixture(scope="module")

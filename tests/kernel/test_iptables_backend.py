@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +37,7 @@ from test_nftables_backend import (
 
 from proxy import plan, services_from, slices_from
 from proxy.iptables import IptablesBackend, SubprocessIptables
+from tests.waiting import wait_until
 
 
 class Setup:
@@ -169,15 +169,19 @@ def test_sctp_cluster_ip_is_dnated(topo: Setup) -> None:
             init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1)
         out.sendto(bytes(init), ("10.96.0.20", 0))
         seen = set()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+
+        def dnated_init_seen() -> bool:
             try:
                 frame = Ether(listen.recv(4096))
             except TimeoutError:
-                continue
+                return False
             if SCTP in frame:
                 seen.add((frame[IP].src, frame[IP].dst, frame[SCTP].dport))
-    assert (PODS["client"], PODS["pod1"], 9868) in seen
+            return (PODS["client"], PODS["pod1"], 9868) in seen
+
+        # Until the INIT arrives rewritten to the endpoint; the timeout only guards against a hang.
+        wait_until(dnated_init_seen, timeout=10, interval=0, message="the SCTP INIT, DNATed to pod1:9868",
+                   describe=lambda: f"SCTP frames seen: {sorted(seen)}")
 
 
 def test_affinity_in_the_kernel(topo: Setup) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from kubesim import cluster
 from netsim import names, namespaces, network, probe
 from netsim.errors import NetlinkError
 from netsim.kernel import LinuxKernel
-from netsim.sandbox import create_sandbox, delete_sandbox, sandbox_for
+from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
 from netsim.topology import Topology, load_topology, parse_topology
+from tests.waiting import wait_until
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
@@ -121,6 +121,44 @@ def test_pods_reach_each_other_across_nodes(mode: str, state: Path):
     assert leftovers(name) == []
 
 
+def test_a_reused_pod_address_is_reached_at_its_new_mac(state: Path):
+    # A deleted pod's address given to the next pod on the node (the kubelet hands out the lowest free one):
+    # the node's ARP cache must not keep sending it to the deleted pod's MAC.
+    name = unique()
+    topo = test_topology(name, "host-gw")
+    cluster.up(topo, root=state, control_plane=False)
+    kernel = LinuxKernel()
+    w1 = topo.nodes[1]
+    node_ns = names.node_ns(name, w1.name)
+    address = str(_host(w1.pod_cidr, 10))
+    old = sandbox_for(name, w1.name, w1.pod_cidr, "pod-old", address, mtu=network.pod_mtu(topo))
+    new = sandbox_for(name, w1.name, w1.pod_cidr, "pod-new", address, mtu=network.pod_mtu(topo))
+
+    def cached_mac() -> str:
+        shown = subprocess.run(["ip", "-n", node_ns, "neigh", "show", address, "dev", names.NODE_BRIDGE],
+                               capture_output=True, text=True, check=True).stdout.split()
+        return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+    def mac_of(sandbox: Sandbox) -> str:
+        link = subprocess.run(["ip", "-n", sandbox.netns, "-o", "link", "show", names.POD_IFACE],
+                              capture_output=True, text=True, check=True).stdout.split()
+        return link[link.index("link/ether") + 1]
+
+    try:
+        create_sandbox(old, kernel=kernel)
+        assert probe.ping_all(node_ns, [address]) == {address: True}
+        assert cached_mac() == mac_of(old)
+        delete_sandbox(old, kernel=kernel)
+        wait_until(lambda: not namespaces.exists(old.netns), message="the old pod's namespace is gone")
+        create_sandbox(new, kernel=kernel)
+        assert cached_mac() in ("", mac_of(new))  # forgotten (asked afresh) or already the new one
+        assert probe.ping_all(node_ns, [address]) == {address: True}
+    finally:
+        kernel.close()
+        cluster.down(name, root=state)
+    assert leftovers(name) == []
+
+
 def _host(cidr: str, n: int) -> str:
     from netaddr import IPNetwork
 
@@ -171,10 +209,10 @@ def test_sigkilled_up_is_cleaned_by_down(state: Path, tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "kubesim", "up", "--network-only", str(file)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     journal = state / name / "journal.jsonl"
-    # Until up has recorded a few steps (so it is half way), or has ended by itself: no clock, so a slow
-    # start on a loaded machine only waits longer.
-    while proc.poll() is None and (not journal.exists() or journal.read_text().count("\n") < 4):
-        time.sleep(0.002)
+    # Until up has recorded a few steps (so it is half way), or has ended by itself; the timeout only
+    # guards against a hang, so a slow start on a loaded machine only waits longer.
+    wait_until(lambda: proc.poll() is not None or (journal.exists() and journal.read_text().count("\n") >= 4),
+               timeout=120, interval=0.002, message="up records a few steps")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert leftovers(name), "up finished before it could be killed half way"

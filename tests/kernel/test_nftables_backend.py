@@ -23,7 +23,6 @@ import random
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +35,7 @@ from scapy.layers.sctp import SCTP, SCTPChunkInit
 from proxy import NodeContext, plan, services_from, slices_from
 from proxy.nftables import NftablesBackend, SubprocessNft, full_transaction, render
 from tests.conftest import require_root
+from tests.waiting import wait_until
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -418,15 +418,19 @@ def test_sctp_cluster_ip_is_dnated(topo: Topology) -> None:
             init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1)
         out.sendto(bytes(init), ("10.96.0.20", 0))
         seen = set()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+
+        def dnated_init_seen() -> bool:
             try:
                 frame = Ether(listen.recv(4096))
             except TimeoutError:
-                continue
+                return False
             if SCTP in frame:
                 seen.add((frame[IP].src, frame[IP].dst, frame[SCTP].dport))
-    assert (PODS["client"], PODS["pod1"], 9868) in seen
+            return (PODS["client"], PODS["pod1"], 9868) in seen
+
+        # Until the INIT arrives rewritten to the endpoint; the timeout only guards against a hang.
+        wait_until(dnated_init_seen, timeout=10, interval=0, message="the SCTP INIT, DNATed to pod1:9868",
+                   describe=lambda: f"SCTP frames seen: {sorted(seen)}")
 
 
 def test_random_partial_syncs_leave_what_a_full_sync_makes(throwaway_netns: Any) -> None:

@@ -28,7 +28,9 @@ import pytest
 import yaml
 
 from kubesim.trace import run_trace
+from tests import cluster_report
 from tests.conftest import require_tool
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"nftables": "pflows-nft", "iptables": "pflows-ipt"}
@@ -150,15 +152,6 @@ def api_objects() -> tuple[list[dict[str, Any]], list[tuple[str, str, dict[str, 
     return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in spaces] + objects, statuses
 
 
-def wait(what: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if what():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting: {message}")
-
-
 @pytest.fixture(scope="module", params=sorted(NAMES))
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_tool("kubectl", install="scripts/setup.sh installs it")
@@ -181,9 +174,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             c.kubectl("patch", "service", svc, "-n", namespace, "--subresource=status", "--type=merge",
                       "-p", json.dumps({"status": status}))
         local_pod = move(flows_table.LOCAL_POD)
-        wait(lambda: c.trace(local_pod, "10.92.0.54:80")["result"] == "DNAT"
-             and c.trace(move(flows_table.EXTERNAL), "1.2.3.4:80")["result"] == "DNAT",
-             message="kube-proxy programs the services")
+        wait_until(lambda: c.trace(local_pod, "10.92.0.54:80")["result"] == "DNAT"
+                   and c.trace(move(flows_table.EXTERNAL), "1.2.3.4:80")["result"] == "DNAT",
+                   interval=0.3, message="kube-proxy programs the services",
+                   describe=lambda: cluster_report.tail_logs(state / name / "logs", "kube-proxy-*.log"))
         yield c
     finally:
         subprocess.run([sys.executable, "-m", "kubesim", "down", "--name", name], env=env, capture_output=True,

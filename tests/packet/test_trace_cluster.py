@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ from scapy.utils import rdpcap
 
 from kubesim.trace import run_trace
 from netsim import names
+from tests import cluster_report
 from tests.conftest import require_tool
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"nftables": "ptrace-nft", "iptables": "ptrace-ipt"}
@@ -67,6 +69,14 @@ class Cluster:
     def trace(self, src: str, dst: str, **options: Any) -> dict[str, Any]:
         return run_trace(self.name, node=options.pop("node", None), src=src, dst=dst, **options)
 
+    def report(self, pods: tuple[str, ...] = ()) -> str:
+        """For a wait that timed out: the pods (all, if none named) with their kubelets' logs, and the
+        kube-proxies' logs."""
+        kubectl = cluster_report.kubectl_for(self.kubeconfig)
+        named = pods or tuple(kubectl(["get", "pods", "-o", "name"]).stdout.replace("pod/", "").split())
+        return cluster_report.describe_pods(kubectl, named, logs=self.state / self.name / "logs",
+                                            also=("kube-proxy-*.log",))
+
     def probe_namespaces(self) -> list[str]:
         return [ns for ns in os.listdir("/run/netns") if ns.startswith(names.probe_ns(self.name, ""))]
 
@@ -80,13 +90,6 @@ class Cluster:
         return found
 
 
-def wait(what: Callable[[], bool], timeout: float = 30, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if what():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting: {message}")
 
 
 def pod(name: str, node: str, image: str = AGNHOST) -> dict[str, Any]:
@@ -139,7 +142,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             c.ips.update({p["metadata"]["name"]: p.get("status", {}).get("podIP", "") for p in listed})
             return len(c.ips) == 4 and all(c.ips.values())
 
-        wait(running, message="pods running with addresses")
+        wait_until(running, message="pods running with addresses", describe=c.report)
         three = [(c.ips["web-a"], "worker-1"), (c.ips["web-b"], "worker-2"), (c.ips["web-c"], "worker-2")]
         sctp_port = [{"name": "sctp", "port": 7777, "targetPort": 7777, "protocol": "SCTP"}]
         c.apply(service("three"), endpoint_slice("three", three),
@@ -153,9 +156,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 endpoint_slice("stream", three[:1], [{"name": "sctp", "port": 7777, "protocol": "SCTP"}]))
         for svc in ("three", "empty", "sticky", "local", "stream"):
             c.vips[svc] = c.kubectl("get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}")
-        wait(lambda: c.trace("curl", f"{c.vips['stream']}:7777", proto="sctp")["result"] == "DNAT"
-             and c.trace("client", f"172.29.0.4:{NODE_PORT}", node="worker-2")["result"] == "DNAT",
-             message="kube-proxy programs the services")
+        wait_until(lambda: c.trace("curl", f"{c.vips['stream']}:7777", proto="sctp")["result"] == "DNAT"
+                   and c.trace("client", f"172.29.0.4:{NODE_PORT}", node="worker-2")["result"] == "DNAT",
+                   message="kube-proxy programs the services", describe=c.report)
         yield c
     finally:
         subprocess.run([sys.executable, "-m", "kubesim", "down", "--name", name], env=env, capture_output=True,
@@ -316,8 +319,8 @@ def test_interrupted_trace_cleans_up(cluster: Cluster) -> None:
     and the trace table go."""
     process = _endless_trace(cluster)
     try:
-        wait(lambda: bool(cluster.trace_tables()) or process.poll() is not None, timeout=120,
-             message="the trace makes its trace table in the node")
+        wait_until(lambda: bool(cluster.trace_tables()) or process.poll() is not None, timeout=120,
+                   message="the trace makes its trace table in the node")
         assert process.poll() is None, f"the trace ended by itself: {process.stderr.read() if process.stderr else ''}"
     finally:
         stderr = _interrupt(process)

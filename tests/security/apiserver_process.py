@@ -15,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -37,6 +36,7 @@ from control.apiserver.registry import Registry
 from control.apiserver.schema import unknown_fields
 from control.apiserver.server import HEADER_READ_TIMEOUT, APIServer
 from control.store import SQLiteStore
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "security-admin-token"
@@ -103,18 +103,16 @@ def _free_port() -> int:
 
 
 def _wait_ready(api: RunningAPIServer) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if not api.alive():
             raise AssertionError(f"the apiserver exited ({api.process.returncode}):\n{api.log()}")
         try:
             with urllib.request.urlopen(f"{api.url}/readyz", context=api.ssl_context(), timeout=2) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the apiserver did not become ready:\n{api.log()}")
+            return False
+
+    wait_until(ready, timeout=60, interval=0.1, message="the apiserver ready", describe=api.log)
 
 
 @contextmanager

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import pytest
 import yaml
 
 from netsim import names
+from tests import cluster_report
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.root
 
@@ -34,6 +35,7 @@ class Cluster:
     def __init__(self, state: Path) -> None:
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
         self.kubeconfig = str(state / NAME / "kubeconfig")
+        self.logs = state / NAME / "logs"
 
     def kubesim(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True,
@@ -53,13 +55,12 @@ class Cluster:
         return dict(json.loads(self.kubectl("get", "pod", name, "-o", "json").stdout))
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             conditions = self.pod(name).get("status", {}).get("conditions", [])
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"pod {name} did not become Ready within {timeout:.0f}s")
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        wait_until(ready, timeout=timeout, message=f"pod {name} Ready",
+                   describe=lambda: cluster_report.describe_pods(cluster_report.kubectl_for(self.kubeconfig, KUBECTL),
+                                                                 [name], logs=self.logs))
 
 
 @pytest.fixture(scope="module")

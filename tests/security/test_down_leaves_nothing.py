@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from kubesim.state import is_running
 from netsim import names, namespaces
 from tests.conftest import KubesimCli as Kubesim
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
@@ -28,11 +28,8 @@ def _links() -> str:
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30  # guards against a hang only
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
+    """Poll CONDITION until true; the timeout only guards against a hang."""
+    wait_until(condition, timeout=30, interval=0.02, message=what)
 
 
 def test_down_leaves_nothing_and_stops_strays_by_namespace(kubesim: Kubesim, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from kubesim import components
 from kubesim.state import ClusterState, RecordedProcess, process_start_time, stop_processes
+from tests.waiting import wait_until
 
 
 def _state(tmp_path: Path) -> ClusterState:
@@ -29,12 +29,8 @@ def _state(tmp_path: Path) -> ClusterState:
 
 
 def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll CONDITION until true; the deadline only guards against a hang."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
+    """Poll CONDITION until true; the timeout only guards against a hang."""
+    wait_until(condition, timeout=30, interval=0.01, message=what)
 
 
 def _stat_state(pid: int) -> str | None:
@@ -127,3 +123,26 @@ def test_stop_kills_what_ignores_sigterm(count: int) -> None:
             child.wait()
             assert child.stdout is not None
             child.stdout.close()
+
+
+_LAUNCH_KILL_REAP = """
+import os, signal, sys, time
+from pathlib import Path
+from kubesim import components
+from kubesim.state import ClusterState, stop_processes
+state = ClusterState("liveness", Path(sys.argv[1]))
+with state.locked(create=True):
+    pass
+components.launch(state, "sleeper", ["sleep", "600"])
+stop_processes(state.processes(), grace=1)  # reaped by pid, behind its Popen's back
+"""
+
+
+def test_a_component_reaped_by_pid_leaves_no_popen_behind(tmp_path: Path) -> None:
+    # The launcher keeps each component's Popen; one whose process was stopped and reaped by pid must not
+    # be left claiming the process "is still running" when the launching interpreter exits.
+    done = subprocess.run([sys.executable, "-W", "always::ResourceWarning", "-c", _LAUNCH_KILL_REAP, str(tmp_path)],
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[2],
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "still running" not in done.stderr, done.stderr
