@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from control.api.duration import parse_duration
 from kubesim import cluster, components
 from kubesim.components import ComponentError
 from kubesim.state import ClusterState, StateError, StateInputError, known_clusters, state_root
@@ -62,9 +63,12 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    import re
-
-    if not re.fullmatch(r"(\d+(\.\d+)?(ms|s|m|h))+", value):
+    """A timing flag the controller-manager receives as written: a non-negative Go duration."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
         raise click.BadParameter(f"{value!r} is not a duration; write it like 40s, 1m30s or 500ms")
     return value
 

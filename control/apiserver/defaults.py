@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from control.apiserver.quantity import QuantityError, parse_quantity
+from control.api.quantity import QuantityError, parse_quantity
 
 __all__ = ["DEFAULTERS", "default", "image_pull_policy"]
 

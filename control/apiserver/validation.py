@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.api import SelectorError, label_selector_as_selector
+from control.api.quantity import Quantity, QuantityError, parse_quantity
 from control.api.validators import (
     is_config_map_key,
     is_dns1035_label,
@@ -34,7 +35,6 @@ from control.api.validators import (
     is_valid_port_name,
     is_valid_port_num,
 )
-from control.apiserver.quantity import Quantity, QuantityError, parse_quantity
 
 __all__ = ["FieldError", "validate", "validate_update"]
 

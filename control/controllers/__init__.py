@@ -21,6 +21,7 @@ cannot sync.
 
 from __future__ import annotations
 
+from control.api.duration import parse_duration
 from control.controllers._base import Context, Controller, Expectations, Options, SharedInformers
 from control.controllers._deployment import (
     DeploymentController,
@@ -42,7 +43,6 @@ from control.controllers._replicaset import (
     ReplicationControllerController,
     pod_deletion_order,
 )
-from control.controllers._util import parse_duration
 from control.controllers._workqueue import ShutDown, WorkQueue
 
 __all__ = [

@@ -14,10 +14,10 @@ import logging
 import signal
 import sys
 
+from control.api.duration import parse_duration
 from control.client import KubeClientError, load_kubeconfig
 from control.controllers._base import Options
 from control.controllers._manager import ControllerManager, registry, select_controllers
-from control.controllers._util import parse_duration
 
 log = logging.getLogger("control.controllers")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,20 +41,6 @@ def parse_time(value: Any) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
-
-
-def parse_duration(text: str) -> float:
-    """A Go-style duration ("40s", "5m", "1m30s", "500ms") or plain seconds ("2.5") as seconds."""
-    text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 40s, 500ms, 5m or 1m30s")
-    return sum(float(n) * units[u] for n, u in parts)
 
 
 # --- metadata ------------------------------------------------------------------------------------

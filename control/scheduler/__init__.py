@@ -27,6 +27,7 @@ Exceptions (the algorithm's outcomes, not crashes; apiserver errors are control.
 
 from __future__ import annotations
 
+from control.api.quantity import QuantityError, milli_value, value
 from control.scheduler._cache import Cache
 from control.scheduler._framework import (
     PROFILES,
@@ -53,7 +54,6 @@ from control.scheduler._plugins import (
     TaintToleration,
     default_normalize_score,
 )
-from control.scheduler._quantity import QuantityError, milli_value, parse_quantity, value
 from control.scheduler._queue import QueuedPodInfo, SchedulingQueue
 from control.scheduler._scheduler import Scheduler, Stats
 from control.scheduler._types import (
@@ -101,7 +101,6 @@ __all__ = [
     "make_profile",
     "milli_value",
     "num_feasible_nodes_to_find",
-    "parse_quantity",
     "pod_requests",
     "value",
 ]

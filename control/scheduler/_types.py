@@ -16,7 +16,7 @@ from typing import Any
 
 from control.api import EVERYTHING, NOTHING, Selector, SelectorError, label_selector_as_selector
 from control.api import labels as api_labels
-from control.scheduler._quantity import QuantityError, milli_value, value
+from control.api.quantity import QuantityError, milli_value, value
 
 log = logging.getLogger("control.scheduler")
 

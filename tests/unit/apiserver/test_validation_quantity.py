@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from control.apiserver.quantity import QUANTITY_REGEX_MESSAGE, QuantityError, parse_quantity
+from control.api.quantity import QUANTITY_REGEX_MESSAGE, QuantityError, parse_quantity
 
 
 @pytest.mark.parametrize(("text", "canonical", "value"), [

@@ -81,7 +81,6 @@ def test_controller_selection_and_durations() -> None:
     assert parse_duration("40s") == 40
     assert parse_duration("1m30s") == 90
     assert parse_duration("500ms") == 0.5
-    assert parse_duration("2.5") == 2.5
     with pytest.raises(ValueError):
         parse_duration("forever")
 

@@ -9,6 +9,7 @@ suffix family chosen by the writer is kept as the format, so "1024Mi" prints as 
     q.value                            # Fraction(3221225472, 2)
     str(q)                             # "1536Mi"
     parse_quantity("500m") < parse_quantity("1")
+    milli_value("0.5m"), value("1.5")  # 1, 2: Quantity.MilliValue() / Value() round up (towards +inf)
 
 Exceptions: QuantityError (a ValueError) carries upstream's decode error text.
 """
@@ -19,8 +20,9 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
-__all__ = ["QUANTITY_REGEX_MESSAGE", "Quantity", "QuantityError", "parse_quantity"]
+__all__ = ["QUANTITY_REGEX_MESSAGE", "Quantity", "QuantityError", "milli_value", "parse_quantity", "value"]
 
 # Upstream's ErrFormatWrong text, which the apiserver returns (400) when a body holds a bad quantity.
 QUANTITY_REGEX_MESSAGE = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
@@ -81,6 +83,11 @@ def parse_quantity(text: str | int | float) -> Quantity:
         text = repr(text)
     if not isinstance(text, str):
         raise QuantityError(QUANTITY_REGEX_MESSAGE)
+    return _parse_text(text)
+
+
+@lru_cache(maxsize=4096)  # the scheduler reads the same few request strings for every pod
+def _parse_text(text: str) -> Quantity:
     stripped = text.strip()
     match = _NUMBER.match(stripped)
     if not stripped or match is None:
@@ -134,3 +141,13 @@ def canonical(value: Fraction, fmt: str) -> str:
         mantissa *= 10 ** (exp - 18)
         exp = 18
     return f"{sign}{mantissa}{_DECIMAL_SUFFIX[exp]}"
+
+
+def milli_value(raw: object) -> int:
+    """Quantity.MilliValue(): thousandths, rounded up ("100m" -> 100, "1" -> 1000, "0.1m" -> 1)."""
+    return math.ceil(parse_quantity(raw).value * 1000)  # type: ignore[arg-type]
+
+
+def value(raw: object) -> int:
+    """Quantity.Value(): units, rounded up ("1Ki" -> 1024, "1.5" -> 2)."""
+    return math.ceil(parse_quantity(raw).value)  # type: ignore[arg-type]
