@@ -26,6 +26,12 @@ from types import ModuleType
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge behaviour, never speed: hypothesis' per-example deadline is a wall-clock
+# threshold, which a shared 2-core machine under a full suite's load trips at random.
+settings.register_profile("kubesim", deadline=None, print_blob=True)
+settings.load_profile("kubesim")
 
 REPO = Path(__file__).resolve().parents[1]
 KubesimCli = Callable[..., subprocess.CompletedProcess[str]]
