@@ -13,15 +13,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from control.api.validators import is_dns1123_subdomain, is_label_value, is_valid_port_name, is_valid_port_num
 from control.apiserver.validation import (
     FieldError,
     forbidden,
     go_value,
     invalid,
-    is_dns1123_subdomain,
-    is_label_value,
-    is_valid_port_name,
-    is_valid_port_num,
     not_supported,
     required,
     validate_label_selector,
