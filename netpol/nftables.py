@@ -40,6 +40,9 @@ MAX_NAME = 200
 EVERY_ADDRESS = "0.0.0.0/0"
 PROTOCOL_NAMES = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 DIRECTIONS: tuple[Direction, ...] = ("Egress", "Ingress")
+# After the filter tables of kube-proxy and iptables (priority 0): a packet kube-proxy rejects is
+# rejected before a policy judges it, as on a kind node where the policy agent hooks later.
+BASE_PRIORITY = 10
 
 
 # The kernel keeps at most 128 bytes of a rule's comment (NFTNL_UDATA_COMMENT_MAXLEN).
@@ -205,7 +208,7 @@ class _Builder:
             key = "ip saddr" if direction == "Egress" else "ip daddr"
             self.lines += [
                 f"  chain forward-{direction.lower()} {{",
-                f"    type filter hook forward priority {priority}; policy accept;",
+                f"    type filter hook forward priority {BASE_PRIORITY + priority}; policy accept;",
                 "    ct state established,related accept",
                 "    ip saddr . ip daddr @local-self accept",
                 f"    {key} vmap @{direction.lower()}-pods",
