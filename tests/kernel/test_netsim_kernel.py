@@ -159,6 +159,36 @@ def test_a_reused_pod_address_is_reached_at_its_new_mac(state: Path):
     assert leftovers(name) == []
 
 
+def test_deleting_a_sandbox_ends_what_still_runs_in_it(state: Path):
+    # A process container left behind by a killed kubelet: unpinning its namespace alone would leave the
+    # namespace, its veth and its address alive (answering ARP for an address the node hands out again).
+    name = unique()
+    topo = test_topology(name, "host-gw")
+    cluster.up(topo, root=state, control_plane=False)
+    kernel = LinuxKernel()
+    w1 = topo.nodes[1]
+    node_ns = names.node_ns(name, w1.name)
+    sandbox = sandbox_for(name, w1.name, w1.pod_cidr, "pod-left", str(_host(w1.pod_cidr, 11)),
+                          mtu=network.pod_mtu(topo))
+    left: subprocess.Popen[bytes] | None = None
+    try:
+        create_sandbox(sandbox, kernel=kernel)
+        left = subprocess.Popen(["ip", "netns", "exec", sandbox.netns, "sleep", "600"])
+        pid = left.pid
+        wait_until(lambda: pid in namespaces.processes_in([sandbox.netns]),
+                   message="the process runs inside the sandbox")
+        assert delete_sandbox(sandbox, kernel=kernel)
+        assert left.wait(timeout=10) == -signal.SIGKILL
+        wait_until(lambda: sandbox.host_veth not in kernel.link_names(node_ns),
+                   message="the pod's veth is gone with its namespace")
+    finally:
+        if left is not None and left.poll() is None:
+            left.kill()
+            left.wait()
+        kernel.close()
+        cluster.down(name, root=state)
+    assert leftovers(name) == []
+
 def _host(cidr: str, n: int) -> str:
     from netaddr import IPNetwork
 

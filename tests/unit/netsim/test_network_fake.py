@@ -129,6 +129,21 @@ def test_sandbox_is_wired_like_the_bridge_cni(two_node):
     assert not delete_sandbox(sandbox, kernel=kernel)
 
 
+
+def test_deleting_a_sandbox_ends_the_processes_inside_first(two_node):
+    kernel = FakeKernel()
+    network.build(two_node, kernel=kernel)
+    sandbox = sandbox_for("kubesim", "worker-1", "10.244.1.0/24", "uid-left", "10.244.1.7")
+    create_sandbox(sandbox, kernel=kernel)
+    kernel.namespaces[sandbox.netns].processes = [4242]
+    calls: list[str] = []
+    kill, delete = kernel.ns_kill_processes, kernel.ns_delete
+    kernel.ns_kill_processes = lambda ns: calls.append("kill") or kill(ns)  # type: ignore[method-assign]
+    kernel.ns_delete = lambda ns: calls.append("delete") or delete(ns)  # type: ignore[method-assign]
+    assert delete_sandbox(sandbox, kernel=kernel)
+    assert calls == ["kill", "delete"]
+    assert kernel.ns_kill_processes(sandbox.netns) == []
+
 def test_sandbox_rejects_addresses_outside_the_pod_cidr():
     with pytest.raises(NetsimError, match="not a usable pod address"):
         sandbox_for("kubesim", "worker-1", "10.244.1.0/24", "p", "10.244.2.5")
