@@ -116,10 +116,9 @@ def write_credentials(state: ClusterState, topology: Topology) -> None:
 def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
     """Run ARGV inside namespace NS as a daemon (own session, output to its log); record its pid.
 
-    nsenter switches the network namespace only; `ip netns exec` would also give the process a mount
-    namespace of its own, and the pod namespaces a kubelet pins under /run/netns would then be
-    invisible to everyone else."""
-    return launch(state, role, ["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv])
+    Only the network namespace changes (namespaces.command_in): with a mount namespace of its own, the
+    pod namespaces a kubelet pins under /run/netns would be invisible to everyone else."""
+    return launch(state, role, namespaces.command_in(ns, argv))
 
 
 # Components this process started. A daemon outlives its Popen; keeping the object stops Python from
@@ -318,7 +317,7 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
     """kube-proxy on every node, as its DaemonSet would run it, with its own credentials."""
     for node in topology.nodes:
         start(state, names.node_ns(topology.name, node.name), f"kube-proxy-{node.name}", [
-            sys.executable, "-m", "kubesim", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
+            sys.executable, "-m", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
             "--node-name", node.name, "--mode", mode, "--cluster-cidr", topology.network.cluster_cidr,
             "--service-cidr", topology.network.service_cidr,
             # upstream's defaults: healthz on every address (up's readiness wait reads it over the

@@ -283,7 +283,7 @@ def target_namespace(cluster_name: str, target: str, *, pods: PodDirectory | Non
 def capture_command(ns: str, *, iface: str = "any", write: str | None = None,
                     bpf: tuple[str, ...] = ()) -> list[str]:
     """tcpdump inside namespace NS: to a pcap file with WRITE, else decoded lines as they come."""
-    argv = ["nsenter", f"--net={namespaces.path_of(ns)}", "--", "tcpdump", "-n", "-i", iface]
+    argv = namespaces.command_in(ns, ["tcpdump", "-n", "-i", iface])
     argv += ["-U", "-w", write] if write else ["-l"]
     return argv + list(bpf)
 

@@ -43,6 +43,13 @@ def path_of(name: str) -> str:
     return os.path.join(NETNS_DIR, name)
 
 
+def command_in(name: str, argv: list[str]) -> list[str]:
+    """ARGV run inside network namespace NAME, as a command line: nsenter switches only the network
+    namespace, so the process shares the mount namespace (and sees every /run/netns pin); `ip netns
+    exec` would also give it a mount namespace and /sys of its own."""
+    return ["nsenter", f"--net={path_of(name)}", "--", *argv]
+
+
 def exists(name: str) -> bool:
     return os.path.exists(path_of(name))
 

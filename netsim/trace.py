@@ -666,13 +666,9 @@ def _endpoint_key(endpoint: str) -> tuple[int, int]:
 # The kernel side: namespaces, sockets, the trace table, the monitor
 
 
-def _nsenter(ns: str) -> list[str]:
-    # nsenter only switches the network namespace; `ip netns exec` also remounts /sys, which costs more.
-    return ["nsenter", f"--net={namespaces.path_of(ns)}", "--"]
-
-
 def _nft(ns: str, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    done = subprocess.run([*_nsenter(ns), "nft", *args], input=stdin, capture_output=True, text=True, check=False)
+    done = subprocess.run(namespaces.command_in(ns, ["nft", *args]), input=stdin, capture_output=True, text=True,
+                          check=False)
     if check and done.returncode != 0:
         raise TraceError(f"nft {' '.join(args)} in {ns}: {done.stderr.strip()}")
     return done.stdout
@@ -919,7 +915,7 @@ class _Run:
         so that no probe is sent before the monitor listens."""
         request = self.request
         with _signals_held():
-            self.monitor = subprocess.Popen([*_nsenter(self.node_ns), "nft", "monitor", "trace"],
+            self.monitor = subprocess.Popen(namespaces.command_in(self.node_ns, ["nft", "monitor", "trace"]),
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         with namespaces.entered(self.node_ns):
             sentinel = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
