@@ -21,8 +21,8 @@ from rich.table import Table
 
 from control.api.duration import parse_duration
 from kubesim import cluster, components
-from kubesim.components import ComponentError
-from kubesim.state import ClusterState, StateError, StateInputError, known_clusters, state_root
+from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
+from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import namespaces
 from netsim.errors import NetsimError, TopologyError
 from netsim.topology import cluster_name_problem, load_topology
@@ -129,7 +129,7 @@ def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | No
             result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only,
                                 timings={"node_grace_period": node_grace_period,
                                          "eviction_timeout": eviction_timeout})
-        except (cluster.KubesimError, StateError, NetsimError, ComponentError) as exc:
+        except (KubesimError, NetsimError) as exc:
             _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
         except (KeyboardInterrupt, _Interrupted):
             _fail(f"interrupted; nothing of cluster {topo.name!r} was left behind", code=130)
@@ -502,7 +502,7 @@ def policy(name: str | None, proto: str, namespace: str | None, port: int, as_js
             return
         assert src is not None and dst is not None
         verdicts = queries.explain(snap, src, dst, proto.upper())
-    except queries.PolicyQueryError as exc:
+    except PolicyQueryError as exc:
         _fail(str(exc), code=2)
     if as_json:
         _print_json([queries.verdict_json(snap, v) for v in verdicts])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from netaddr import IPNetwork
 
+from kubesim.errors import ComponentError
 from kubesim.state import ClusterState, RecordedProcess, process_start_time, stop_processes
 from netsim import names, namespaces
 from netsim.topology import Topology
@@ -47,10 +48,6 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 #: the store URL of the etcd `up --store etcd` starts: TLS, on the control-plane node's loopback
 LOCAL_ETCD_URL = f"etcds://127.0.0.1:{ETCD_CLIENT_PORT}"
-
-
-class ComponentError(Exception):
-    pass
 
 
 def pki_dir(state: ClusterState) -> Path:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesim import cluster, components
-from kubesim.state import ClusterState, StateError, state_root
+from kubesim.errors import StateError
+from kubesim.state import ClusterState, state_root
 from netsim import names, namespaces, network
 from netsim.topology import ExternalHost, Node, Topology
 from netsim.trace import DEFAULT_TIMEOUT, PROTOCOLS, Origin, TraceError, TraceRequest, trace

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from kubesim import cluster
+from kubesim.errors import PreflightError
 from netsim import names, namespaces, network, probe
 from netsim.errors import NetlinkError
 from netsim.kernel import LinuxKernel
@@ -269,10 +270,10 @@ def test_two_clusters_coexist_and_prefixes_never_collide(state: Path):
 def test_overlapping_ranges_are_refused_before_anything_is_made(state: Path):
     first, second = unique(), unique()
     cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
-    with pytest.raises(cluster.PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
+    with pytest.raises(PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
         cluster.up(test_topology(second, subnet=250), root=state, control_plane=False)
     assert leftovers(second) == []
-    with pytest.raises(cluster.PreflightError, match="already exists"):
+    with pytest.raises(PreflightError, match="already exists"):
         cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
     cluster.down(first, root=state)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP
 
-from kubesim.state import StateError
+from kubesim.errors import StateError
 from kubesim.trace import (
     PodInfo,
     Source,
