@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,50 @@ def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
 
     asyncio.run(main())
 
+
+
+class _ThreadRecordingBackend(NftablesBackend):
+    """The real backend on the fake kernel, noting which thread each kernel call ran on."""
+
+    def __init__(self, fake: FakeNft) -> None:
+        super().__init__(runner=fake)
+        self.threads: list[int] = []
+
+    def sync(self, result: Any, *, full: bool = False) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().sync(result, full=full)
+
+
+def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_udp_endpoint(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = api.client("admin")
+            await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
+                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
+            await admin.create(SERVICES, _service("dns"), namespace="default")
+            await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6", "10.244.1.5"]), namespace="default")
+            backend = _ThreadRecordingBackend(FakeNft(local_addresses=["172.18.0.3"]))
+            deleted: list[tuple[list[str], int]] = []
+            server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
+                node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
+                min_sync_period=0.05, healthz_address="127.0.0.1:0", metrics_address="127.0.0.1:0"),
+                backend, conntrack=lambda argv: deleted.append((argv, threading.get_ident())))
+            task = asyncio.get_running_loop().create_task(server.run())
+            try:
+                await _eventually(lambda: server.applied is not None, "the first sync")
+                loop_thread = threading.get_ident()
+                slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
+                slice_obj["endpoints"] = [e for e in slice_obj["endpoints"] if e["addresses"] == ["10.244.1.5"]]
+                await admin.update(ENDPOINT_SLICES, slice_obj)
+                gone = ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.2.6"]
+                await _eventually(lambda: any(argv == gone for argv, _ in deleted), "the removed endpoint's flows go")
+                assert backend.threads and loop_thread not in backend.threads
+                assert all(thread != loop_thread for _, thread in deleted)
+            finally:
+                server.stop()
+                await task
+
+    asyncio.run(main())
 
 def test_health_check_node_port_answers_200_with_local_endpoints_and_503_without() -> None:
     import json as jsonlib
