@@ -21,7 +21,7 @@ from kubesim.trace import (
 )
 from netsim import names
 from netsim.topology import Topology, load_topology
-from netsim.trace import Analyzer, Frame, TraceError, craft, make_probes
+from netsim.trace_analysis import Analyzer, Frame, TraceError, craft, make_probes
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
