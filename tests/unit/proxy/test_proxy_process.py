@@ -136,19 +136,28 @@ def test_conntrack_cleanup_for_udp_services() -> None:
     assert conntrack_cleanup(_plan([], "TCP"), _plan(["10.244.1.5"], "TCP")) == []  # TCP needs nothing
 
 
+
+async def _node_and_dns_service(api: Any) -> Any:
+    """The admin client of API, after creating node worker-1 and the UDP Service dns (no endpoints yet)."""
+    admin = api.client("admin")
+    await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
+        "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
+    await admin.create(SERVICES, _service("dns"), namespace="default")
+    return admin
+
+
+def _config(**overrides: Any) -> ProxyConfig:
+    return ProxyConfig(**{"node_name": "worker-1", "cluster_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/16",
+                          "min_sync_period": 0.05, "healthz_address": "127.0.0.1:0",
+                          "metrics_address": "127.0.0.1:0", **overrides})
+
 def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api:
-            admin = api.client("admin")
-            await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
-                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
-            await admin.create(SERVICES, _service("dns"), namespace="default")
+            admin = await _node_and_dns_service(api)
             fake = FakeNft(local_addresses=["172.18.0.3"])
-            server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
-                node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
-                min_sync_period=0.05, tamper_check_period=0.1, healthz_address="127.0.0.1:0",
-                metrics_address="127.0.0.1:0"),
-                NftablesBackend(runner=fake))
+            server = ProxyServer(api.client("kube-proxy"), _config(tamper_check_period=0.1),
+                                 NftablesBackend(runner=fake))
             task = asyncio.get_running_loop().create_task(server.run())
             try:
                 probe = Packet("10.244.1.9", "10.96.0.53", 53, "UDP", "pod")
@@ -191,17 +200,12 @@ class _ThreadRecordingBackend(NftablesBackend):
 def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_udp_endpoint(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api:
-            admin = api.client("admin")
-            await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
-                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
-            await admin.create(SERVICES, _service("dns"), namespace="default")
+            admin = await _node_and_dns_service(api)
             await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6", "10.244.1.5"]), namespace="default")
             backend = _ThreadRecordingBackend(FakeNft(local_addresses=["172.18.0.3"]))
             deleted: list[tuple[list[str], int]] = []
-            server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
-                node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
-                min_sync_period=0.05, healthz_address="127.0.0.1:0", metrics_address="127.0.0.1:0"),
-                backend, conntrack=lambda argv: deleted.append((argv, threading.get_ident())))
+            server = ProxyServer(api.client("kube-proxy"), _config(), backend,
+                                 conntrack=lambda argv: deleted.append((argv, threading.get_ident())))
             task = asyncio.get_running_loop().create_task(server.run())
             try:
                 await _eventually(lambda: server.applied is not None, "the first sync")
