@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,18 @@ def test_external_host_on_its_own_subnet_reaches_nodes_on_link():
     lb = kernel.route_to(client, "192.168.99.11")
     assert lb is not None and lb.gateway == "192.168.0.2" and lb.onlink
 
+
+
+def test_every_node_reaches_a_load_balancer_pool_outside_its_subnet_on_its_uplink(two_node):
+    # A node's own traffic to an LB IP needs a route before kube-proxy's OUTPUT DNAT picks an endpoint.
+    topo = dataclasses.replace(two_node, load_balancer_pool=("198.51.100.0/28", "172.18.255.200-172.18.255.201"))
+    kernel = FakeKernel()
+    network.build(topo, kernel=kernel)
+    for node in topo.nodes:
+        ns = names.node_ns(topo.name, node.name)
+        assert kernel.route_to(ns, "198.51.100.7") == FakeRoute("198.51.100.0/28", "eth0")
+        # inside the node subnet the connected route serves: no extra route is made
+        assert all(not r.dst.startswith("172.18.255.") for r in kernel.namespaces[ns].routes)
 
 def test_destroy_removes_everything_and_is_idempotent(two_node):
     kernel = FakeKernel()
