@@ -27,7 +27,7 @@ from netsim import namespaces
 from netsim.errors import NetsimError, TopologyError
 from netsim.topology import cluster_name_problem, load_topology
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
+DEFAULT_TOPOLOGY = cluster.DEFAULT_TOPOLOGY
 
 # Off a terminal rich would wrap tables at 80 columns; logs and pipes want whole lines.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)

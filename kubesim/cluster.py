@@ -24,6 +24,9 @@ from netsim.topology import Topology
 
 Progress = Callable[[str], None]
 
+#: what `kubesim up` brings up when no topology is named
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
+
 
 def _quiet(_: str) -> None:
     pass

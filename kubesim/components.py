@@ -410,32 +410,38 @@ def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:
 
 
 def apply_manifests(state: ClusterState, paths: list[Path]) -> list[str]:
-    """Create (or, if they exist, replace) the objects of the manifests, in order: what `kubectl apply -f`
-    does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
+    """Create (or, if they exist, replace) the objects of the manifest files, in order: what `kubectl
+    apply -f` does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
+    documents: list[Any] = []
+    for path in paths:
+        documents += [(str(path), doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return apply_documents(state, documents)
+
+
+def apply_documents(state: ClusterState, documents: list[tuple[str, Any]]) -> list[str]:
+    """Create or replace DOCUMENTS ((where each came from, the object) pairs) in order; every one is
+    checked to be a kind kubesim serves before anything is sent."""
     import asyncio
 
     from control.apiserver.resources import RESOURCES
     from control.client import AlreadyExists, load_kubeconfig, resource_path
 
     kinds = {(r.api_version, r.kind): r for r in RESOURCES}
-    documents: list[dict[str, Any]] = []
-    for path in paths:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc:
-                continue
-            if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in kinds:
-                raise ComponentError(f"{path}: {doc.get('apiVersion') if isinstance(doc, dict) else doc}/"
-                                     f"{doc.get('kind') if isinstance(doc, dict) else ''} is not a kind kubesim serves")
-            documents.append(doc)
+    for source, doc in documents:
+        if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in kinds:
+            shown = f"{doc.get('apiVersion')}/{doc.get('kind')}" if isinstance(doc, dict) else repr(doc)[:60]
+            raise ComponentError(f"{source}: {shown} is not a kind kubesim serves")
+        if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+            raise ComponentError(f"{source}: {doc['kind']} has no metadata.name; give the object a name")
 
     async def apply_all() -> list[str]:
         client = load_kubeconfig(str(kubeconfig_path(state)))
         done = []
         try:
-            for doc in documents:
+            for _, doc in documents:
                 res = kinds[(doc["apiVersion"], doc["kind"])]
                 name = doc["metadata"]["name"]
-                namespace = (doc.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
+                namespace = doc["metadata"].get("namespace") or ("default" if res.namespaced else None)
                 collection = resource_path(res.group, res.version, res.plural, namespace)
                 try:
                     await client.request("POST", collection, body=doc)
