@@ -2,8 +2,9 @@
 
     model     API JSON (Service, EndpointSlice, Node) -> ServicePort, Endpoint, NodeInfo
     plan      plan(services, slices, NodeContext) -> ProxyPlan (kube-proxy's decisions, no I/O)
-    nftables  the nftables backend, its `nft` runner seam and its in-memory fake with a packet tracer
-    errors    ProxyError tree
+    nftables  the nftables backend (layout, renderer, backend) over firewall.nftables' seam and fake
+    iptables  the iptables backend, likewise over firewall.iptables
+    errors    ProxyError tree; the seams' NftError / FakeNftError (firewall.errors) re-exported
 """
 
 from proxy.errors import FakeNftError, NftError, ObjectError, ProxyError

@@ -13,18 +13,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.iptables.errors import IptablesError
-from proxy.iptables.layout import FILTER, JUMPS, NAT, TOP_CHAINS, EndpointChains, is_service_chain
+from firewall.errors import IptablesError
+from firewall.iptables.ruleset import FILTER, NAT, missing_jumps, saved_chains
+from firewall.iptables.runner import IptablesRunner, SubprocessIptables
+from proxy.iptables.layout import JUMPS, TOP_CHAINS, EndpointChains, is_service_chain
 from proxy.iptables.renderer import Renderer
-from proxy.iptables.ruleset import (
-    Ruleset,
-    full_transaction,
-    missing_jumps,
-    owned_rules_in_builtins,
-    partial_transaction,
-    saved_chains,
-)
-from proxy.iptables.runner import IptablesRunner, SubprocessIptables
+from proxy.iptables.ruleset import Ruleset, full_transaction, owned_rules_in_builtins, partial_transaction
 from proxy.plan import ProxyPlan
 
 

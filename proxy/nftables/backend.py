@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.errors import NftError
+from firewall.errors import NftError
+from firewall.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
+from firewall.nftables.runner import NftRunner, SubprocessNft
 from proxy.nftables.layout import FAMILY, TABLE
 from proxy.nftables.renderer import Renderer
-from proxy.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
-from proxy.nftables.runner import NftRunner, SubprocessNft
 from proxy.plan import ProxyPlan
 
 

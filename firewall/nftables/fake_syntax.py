@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
-from proxy.errors import FakeNftError
+from firewall.errors import FakeNftError
 
 Atom = Union[ipaddress.IPv4Address, ipaddress.IPv4Network, str, int, "VerdictValue"]
 Key = tuple[Atom, ...]

@@ -1,8 +1,8 @@
 """An in-memory nftables for unit tests: applies transactions and traces virtual packets.
 
-It understands the subset of nft syntax the renderer emits (one command per line) and refuses anything
-else loudly, so a renderer change that leaves the subset fails the unit tests instead of passing them
-vacuously. Like the kernel it applies a transaction all or nothing, and refuses:
+It understands the subset of nft syntax its users' renderers emit (kube-proxy's, one command per line)
+and refuses anything else loudly, so a renderer change that leaves the subset fails the unit tests
+instead of passing them vacuously. Like the kernel it applies a transaction all or nothing, and refuses:
 dangling jump/goto/vmap/@set references, chain loops, deleting what is missing or still referenced,
 re-adding an element with another value, re-declaring a set differently, and statements in hooks that
 do not allow them (dnat outside nat prerouting/output, masquerade outside nat postrouting, reject
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from proxy.errors import FakeNftError
-from proxy.nftables.fake_syntax import (
+from firewall.errors import FakeNftError
+from firewall.nftables.fake_syntax import (
     HOOKS,
     IDENT,
     Atom,
@@ -44,7 +44,7 @@ from proxy.nftables.fake_syntax import (
     tokens,
     types_of,
 )
-from proxy.tracing import Chooser, Packet, PathResult, TraceResult, every_path
+from firewall.tracing import Chooser, Packet, PathResult, TraceResult, every_path
 
 MAX_PATHS = 4096
 
