@@ -8,10 +8,11 @@
                                                  (firewall.iptables, shared with the network-policy agent)
 """
 
-from firewall.errors import FakeIptablesError, IptablesError
+from firewall.errors import FakeIptablesError
 from firewall.iptables.fake import FakeIptables
 from firewall.iptables.runner import Flavour, IptablesRunner, SubprocessIptables
 from firewall.tracing import Packet, PathResult, TraceResult
+from proxy.errors import IptablesError
 from proxy.iptables.backend import IptablesBackend, SyncResult
 from proxy.iptables.layout import JUMPS, EndpointChains, endpoint_chain, port_proto_hash
 from proxy.iptables.renderer import Renderer, render
