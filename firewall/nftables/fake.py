@@ -80,7 +80,7 @@ class _Block:
 
     table: FakeTable | None = None
     chain: FakeChain | None = None
-    new_chain: bool = False  # declared by this block (so its first line may give it a hook)
+    new_chain: bool = False  # the open chain is declared by this block (so the block may give it a hook)
 
 
 @dataclass
@@ -283,7 +283,7 @@ class FakeNft:
             new, elements = parse_set_spec(kind, name, cur)
             _end(cur)
             if existing is not None:
-                if (existing.kind, existing.spec) != (new.kind, new.spec):
+                if _declaration(existing) != _declaration(new):
                     raise FakeNftError(f"{kind} {name} exists with another declaration")
             else:
                 table.sets[name] = existing = new
@@ -526,6 +526,11 @@ def _add_element(s: FakeSet, key: Key, data: Key) -> None:
                 raise FakeNftError(f"add element {s.name}: conflicting intervals specified ({pair})")
             raise FakeNftError(f"add element {s.name}: Could not process rule: File exists ({pair} overlap)")
     s.elements[key] = data
+
+
+def _declaration(s: FakeSet) -> tuple[object, ...]:
+    """What nft compares when a set is declared again (spelling aside: `;` or not before `}`)."""
+    return (s.kind, s.spec[:1], s.key_types, s.data_types, s.interval, s.timeout)
 
 
 def _show(key: Key) -> str:

@@ -492,7 +492,7 @@ def _parse_match_rhs(cur: Cursor, expr: Expr, negate: bool) -> Match:
         cur.i += 1
         return Match(expr, negate, set_ref=tok[1:])
     types = types_of(expr)
-    if types in (("ct_state",), ("ct_status",)):
+    if types in (("ct_state",), ("ct_status",)) and tok != "{":
         # A bitmask: `ct state established,related` matches any of the listed bits.
         flags = [_parse_concat(cur, types, interval=False, what="ct flag")]
         while cur.peek() == ",":

@@ -148,3 +148,13 @@ def test_refuses_what_it_does_not_model(text: str, complaint: str) -> None:
 ])
 def test_accepts_what_nft_accepts(text: str) -> None:
     FakeNft().run(text)
+
+
+def test_ct_state_lists_and_sets_are_the_same_match() -> None:
+    # The tracer follows a connection's first packet: its state is `new`, never a reply's.
+    for rhs in ("established,related", "{ established, related }"):
+        fake = FakeNft()
+        fake.run(_block("  chain c {\n    type filter hook forward priority 0; policy accept;\n"
+                        f"    ct state {rhs} drop\n    ct state != established,related drop comment \"new\"\n  }}"))
+        result = fake.trace(Packet("10.0.0.1", "10.0.0.2", 80))
+        assert (result.verdict, result.paths[0].verdict_rules) == ("DROP", ("new",))
