@@ -30,9 +30,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.api.meta import labels_of
 from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
+from firewall.bounded_frequency import BoundedFrequencyRunner
 from proxy.model import parse_node, services_from, slices_from
 from proxy.plan import NodeContext, ProxyPlan, plan
-from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("kube-proxy")
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
