@@ -12,8 +12,17 @@ apiVersion/kind; the envelope does.
     decode_protobuf(body) -> {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {...}, "data": {...}}
 
 Structure is data: schema.py's tables say what each JSON field is; FIELD_NUMBERS below says
-which protobuf field number carries it, transcribed from upstream's generated.proto as kubectl 1.33 (k8s.io/api
-v0.33) compiles it. A FIELD_NUMBERS entry is a JSON field name, with two markers:
+which protobuf field number carries it, as kubectl 1.33 (k8s.io/api v0.33) writes it. The numbers come from
+kubectl itself: upstream's gogo-protobuf code embeds each generated.proto's FileDescriptorProto (gzipped) in the
+binary, and scripts/protobuf_field_numbers.py reads them out of the kubectl binary on PATH or given by --kubectl:
+
+    scripts/protobuf_field_numbers.py --kubectl KUBECTL_1_33 --check    # name every disagreement, exit 1 if any
+    scripts/protobuf_field_numbers.py --kubectl KUBECTL_1_33 --format python    # the numbers, to copy from
+
+tests/unit/apiserver/test_protobuf_numbers.py runs the check on the machine's kubectl 1.33 (every number, name,
+inline type and "?" on a Go pointer; no field of a tabled message left out; every message the decodable kinds
+reach tabled). The "?" marker's omitempty half is a json tag, which descriptors do not carry: when adding a field,
+take it from the Go type. A FIELD_NUMBERS entry is a JSON field name, with two markers:
 
     "image?"                        upstream's Go field is a non-pointer scalar tagged `json:",omitempty"`: gogo
                                     protobuf always writes it, encoding/json drops its zero value, so we drop

@@ -1,0 +1,212 @@
+"""protobuf.py's field numbers against the ones kubectl 1.33 itself carries (scripts/protobuf_field_numbers.py).
+
+Upstream's gogo-protobuf code embeds every generated.proto's FileDescriptorProto in the binary, so kubectl 1.33
+is the authority on the numbers it writes. The tests read them out of the machine's kubectl 1.33: on PATH as
+`kubectl` or `kubectl.1.33`, or a versioned `kubectl.1.33` installed beside the kubectl on PATH (as
+distributions that ship several kubectl versions do). Without one they skip, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from google.protobuf import descriptor_pb2
+
+from control.apiserver.protobuf import FIELD_NUMBERS, OBJECT_FIELDS
+from control.apiserver.schema import KINDS
+from tests.conftest import unavailable
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "protobuf_field_numbers.py"
+VERSION = "v1.33."
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("protobuf_field_numbers", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+numbers = _load_script()
+Messages = dict[str, dict[int, Any]]
+
+
+def _candidates() -> list[str]:
+    out: list[str] = []
+    for name in ("kubectl.1.33", "kubectl"):
+        path = shutil.which(name)
+        if path is not None:
+            out += [path, str(Path(path).resolve().with_name("kubectl.1.33"))]
+    return list(dict.fromkeys(out))
+
+
+@pytest.fixture(scope="module")
+def kubectl_133() -> str:
+    for path in _candidates():
+        if Path(path).is_file() and numbers.kubectl_version(path).startswith(VERSION):
+            return path
+    unavailable("needs kubectl 1.33 (as kubectl or kubectl.1.33 on PATH, or kubectl.1.33 beside kubectl)")
+
+
+@pytest.fixture(scope="module")
+def found(kubectl_133: str) -> Messages:
+    return numbers.read_kubectl(kubectl_133)
+
+
+# -- the extraction itself, on a binary made here ----------------------------------------------------------------
+
+
+def _descriptor(name: str, package: str) -> descriptor_pb2.FileDescriptorProto:
+    file = descriptor_pb2.FileDescriptorProto(name=name, package=package)
+    message = file.message_type.add(name="Thing")
+    message.field.add(name="metadata", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                      type_name=".k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+    labels = message.field.add(name="labels", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                               label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+                               type_name=f".{package}.Thing.LabelsEntry")
+    labels.options.MergeFromString(b"\xc8\xde\x1f\x00" + b"\xe2\xde\x1f\x06Labels")  # nullable=false, customname
+    entry = message.nested_type.add(name="LabelsEntry")
+    entry.options.map_entry = True
+    for number, field in ((1, "key"), (2, "value")):
+        entry.field.add(name=field, number=number, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    count = message.field.add(name="count", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
+                              label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    count.options.MergeFromString(b"\xe2\xde\x1f\x05Count")  # nullable unset: a Go pointer
+    return file
+
+
+def test_descriptors_are_found_among_noise_and_false_gzip_headers() -> None:
+    wanted = _descriptor("k8s.io/api/things/v1/generated.proto", "k8s.io.api.things.v1")
+    other = _descriptor("github.com/example/other.proto", "example")
+    binary = (b"\x1f\x8b\x08 not gzip" + gzip.compress(wanted.SerializeToString()) + b"\x00" * 7
+              + gzip.compress(b"not a descriptor \xff\xff") + gzip.compress(other.SerializeToString()) + b"\x1f\x8b")
+    files = numbers.embedded_descriptors(binary)
+    assert list(files) == ["k8s.io/api/things/v1/generated.proto"]
+    thing = numbers.messages(files)["things.v1.Thing"]
+    assert thing == {1: numbers.Field("metadata", "meta.v1.ObjectMeta", "", True),
+                     2: numbers.Field("count", "int32", "Count", True),
+                     3: numbers.Field("labels", "{}string", "Labels", False)}
+    with pytest.raises(numbers.ExtractError, match="is this a kubectl"):
+        numbers.embedded_descriptors(gzip.compress(other.SerializeToString()))
+
+
+def test_each_kind_of_disagreement_is_named() -> None:
+    found = {"core.v1.Thing": {1: numbers.Field("name", "string", "Name", False),
+                               2: numbers.Field("count", "int32", "Count", True),
+                               3: numbers.Field("localObjectReference", "core.v1.LocalObjectReference",
+                                                "LocalObjectReference", False)}}
+    assert numbers.disagreements({"core.v1.Thing": {1: "name?", 2: "count", 3: "...core.v1.LocalObjectReference"}},
+                                 found) == []
+    assert numbers.disagreements({"core.v1.Thing": {1: "nmae", 2: "count?", 3: "...core.v1.ObjectReference",
+                                                    9: "extra"}, "core.v1.Gone": {1: "x"}}, found) == [
+        "core.v1.Gone: kubectl has no such message",
+        "core.v1.Thing field 1 ('nmae'): kubectl's field 1 is 'name' (string)",
+        "core.v1.Thing field 2 ('count?'): marked '?' (a non-pointer scalar) but kubectl's Go field Count is a "
+        "pointer, written only when set, so its zero value must be kept",
+        "core.v1.Thing field 3 ('...core.v1.ObjectReference'): kubectl's field 3 is 'localObjectReference' of type "
+        "core.v1.LocalObjectReference, not an embedded core.v1.ObjectReference",
+        "core.v1.Thing field 9 ('extra'): kubectl's core.v1.Thing has no field 9",
+    ]
+
+
+# -- the table against kubectl 1.33 --------------------------------------------------------------------------
+
+
+def test_every_number_in_the_table_is_kubectl_133s(found: Messages) -> None:
+    problems = numbers.disagreements(FIELD_NUMBERS, found)
+    assert problems == [], "FIELD_NUMBERS disagrees with kubectl 1.33:\n" + "\n".join(problems)
+
+
+def test_no_field_of_a_tabled_message_is_left_out(found: Messages) -> None:
+    # A field missing from the table is silently skipped when decoding: data a client sent would be lost.
+    assert numbers.unnumbered(FIELD_NUMBERS, found) == []
+
+
+# The numbers protobuf.py's decoder holds in code rather than in FIELD_NUMBERS (its docstring lists them).
+WIRED_IN = {
+    "runtime.Unknown": {1: "typeMeta", 2: "raw", 3: "contentEncoding", 4: "contentType"},
+    "runtime.TypeMeta": {1: "apiVersion", 2: "kind"},
+    "intstr.IntOrString": {1: "type", 2: "intVal", 3: "strVal"},
+    "resource.Quantity": {1: "string"},
+    "meta.v1.Time": {1: "seconds", 2: "nanos"},
+    "meta.v1.MicroTime": {1: "seconds", 2: "nanos"},
+    "runtime.RawExtension": {1: "raw"},
+    "meta.v1.FieldsV1": {1: "Raw"},  # upstream's one field whose proto name is its Go name
+}
+
+
+def test_the_numbers_the_decoder_holds_in_code_are_kubectl_133s(found: Messages) -> None:
+    assert numbers.disagreements(WIRED_IN, found) == []
+    assert numbers.unnumbered(WIRED_IN, found) == []
+
+
+def _reached(found: Messages, roots: list[str]) -> set[str]:
+    """Every message type reachable from ROOTS through kubectl's own descriptors, but for those the decoder
+    handles in code."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name in WIRED_IN:
+            continue
+        seen.add(name)
+        for field in found[name].values():
+            item = field.type[2:] if field.type[:2] in ("[]", "{}") else field.type
+            if item in found:
+                todo.append(item)
+    return seen
+
+
+def test_every_message_kubectl_sends_has_numbers(found: Messages) -> None:
+    # kubectl 1.33's typed commands (create configmap|deployment|service|namespace|serviceaccount) send these
+    # kinds as protobuf; the decoder takes every kind of schema.KINDS, and DeleteOptions, the same way.
+    typed = ["core.v1.ConfigMap", "apps.v1.Deployment", "core.v1.Service", "core.v1.Namespace",
+             "core.v1.ServiceAccount"]
+    kinds = [kind.type_name for kind in KINDS.values()] + ["meta.v1.DeleteOptions"]
+    assert set(typed) <= set(kinds)
+    reached = _reached(found, kinds)
+    assert sorted(reached - set(FIELD_NUMBERS)) == []
+    assert len(_reached(found, typed)) > 100  # the pod template alone reaches far: the walk is not vacuous
+
+
+def _fields_by_name(found: Messages, message: str) -> dict[str, Any]:
+    """MESSAGE's fields by name, with those of structs it embeds inline (FIELD_NUMBERS' "..." entries)."""
+    out: dict[str, Any] = {}
+    for number, entry in FIELD_NUMBERS[message].items():
+        field = found[message][number]
+        out.update(_fields_by_name(found, entry[3:]) if entry.startswith("...") else {field.name: field})
+    return out
+
+
+def test_free_form_fields_are_tabled_with_kubectls_message(found: Messages) -> None:
+    # schema.py models some fields as free-form "object"; OBJECT_FIELDS says which message they are.
+    for message, fields in OBJECT_FIELDS.items():
+        by_name = _fields_by_name(found, message)
+        for name, table_type in fields.items():
+            kubectl_type = by_name[name].type.removeprefix("[]")
+            if table_type == "RawJSON":
+                assert kubectl_type in ("runtime.RawExtension", "meta.v1.FieldsV1"), (message, name)
+            else:
+                assert kubectl_type == table_type, (message, name, kubectl_type)
+
+
+def test_the_script_checks_and_prints(kubectl_133: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert numbers.main(["--kubectl", kubectl_133, "--check"]) == 0
+    capsys.readouterr()
+    assert numbers.main(["--kubectl", kubectl_133]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["kubectl"].startswith(VERSION)
+    assert set(printed["messages"]) == set(FIELD_NUMBERS)
+    assert printed["messages"]["core.v1.ConfigMap"]["2"] == ["data", "{}string", "Data", False]
