@@ -6,7 +6,8 @@ control/apiserver/protobuf.py decodes kubectl's protobuf request bodies with a t
 and its gogo-protobuf Go code compiles each file's FileDescriptorProto into the program, gzip-compressed, to
 register it with the protobuf runtime (`proto.RegisterFile("k8s.io/api/core/v1/generated.proto", ...)`). So
 every kubectl carries the exact numbers it writes. This script finds those gzip streams in the binary, parses
-them with protobuf's own descriptor_pb2, and prints the numbers, or checks the table against them.
+them with protobuf's own descriptor_pb2, adds each Go field's json tag from the Go type data (for the JSON name
+and `omitempty`), and prints the result, or checks the table against it.
 
     protobuf_field_numbers.py [--kubectl BINARY] [--all] [--format json|python]
     protobuf_field_numbers.py [--kubectl BINARY] --check
@@ -15,18 +16,20 @@ BINARY defaults to the kubectl on PATH. Messages are named as the table names th
 k8s.io.api.core.v1.Pod, "meta.v1.ObjectMeta" for k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta,
 "runtime.Unknown", "intstr.IntOrString", "resource.Quantity". Field types use schema.py's notation:
 "[]T" repeated, "{}T" a map from string (a repeated map-entry message on the wire). Output is sorted and
-deterministic: messages by name, fields by number.
+deterministic: messages by name, fields by number; without --all, only the messages the table names.
 
-JSON output: {"kubectl": VERSION, "messages": {MESSAGE: {NUMBER: [NAME, TYPE, GO_NAME, POINTER], ...}, ...}},
-GO_NAME the Go struct field and POINTER whether a singular field is a Go pointer (written only when set): both
-from the gogoproto options (customname, nullable) the embedded descriptors keep.
-Python output: a FIELD_NUMBERS-shaped dict of names only. The table's "?" marker (a Go non-pointer scalar with
-`omitempty`) is a fact of the Go struct that descriptors do not carry, so regenerating the table still needs
-the Go types' json tags for that marker; --check verifies everything else.
+JSON output: {"kubectl": VERSION, "messages": {MESSAGE: {NUMBER: [NAME, TYPE, GO_NAME, POINTER, JSON_TAG]}}}:
+NAME the proto field name, GO_NAME the Go struct field and POINTER whether a singular field is a Go pointer
+(written only when set), both from the gogoproto options (customname, nullable) the descriptors keep, and
+JSON_TAG the Go field's json tag (null where the Go type has none: Time, Quantity, ...).
+Python output: FIELD_NUMBERS itself, in its notation (the JSON name; "name?" for a Go non-pointer scalar tagged
+omitempty; "...TYPE" for a struct embedded with `json:",inline"`).
 
-Proto field names in k8s.io/api are the JSON names, with one systematic exception: a Go struct embedded with
-`json:",inline"` is a message field named after its type (ConfigMapEnvSource's 1 is `localObjectReference`),
-which the table writes as "...core.v1.LocalObjectReference"; --check compares the type there, not the name.
+Proto field names in k8s.io/api are the JSON names, with exceptions: an inline struct is a message field named
+after its type (ConfigMapEnvSource's 1 is `localObjectReference`); fields with no JSON name (`json:"-"`:
+RawExtension.raw, FieldsV1.Raw); and a few whose proto name is derived from the Go name (admissionregistration's
+Variable.Name, networking's IngressClassParametersReference.aPIGroup). The table holds JSON names, so --check
+compares against the json tag.
 """
 
 from __future__ import annotations
@@ -84,6 +87,24 @@ class Field(NamedTuple):
     type: str  # "string", "meta.v1.ObjectMeta", "[]core.v1.Container", "{}string", ...
     go_name: str  # the Go struct field (gogoproto.customname): "Image", "DeprecatedServiceAccount"
     pointer: bool  # a singular Go field held by pointer (gogoproto.nullable is not false): written only when set
+    json: str | None = None  # the Go field's json tag ("image,omitempty", ",inline"); None if not found
+
+    @property
+    def inline(self) -> bool:
+        """A Go struct embedded with `json:",inline"`: JSON flattens its fields into the parent."""
+        return self.json is not None and "inline" in self.json.split(",")[1:]
+
+    @property
+    def json_name(self) -> str | None:
+        """The JSON name; the proto name where the Go field has no json name ("-", or no json key)."""
+        if self.json is None:
+            return None
+        name = self.json.split(",")[0]
+        return "" if self.inline else name if name not in ("", "-") else self.name
+
+    @property
+    def omitempty(self) -> bool | None:
+        return None if self.json is None else "omitempty" in self.json.split(",")[1:]
 
     @property
     def message(self) -> str | None:
@@ -147,15 +168,18 @@ def short_name(qualified: str) -> str:
     return name
 
 
-def messages(files: dict[str, descriptor_pb2.FileDescriptorProto]) -> Messages:
-    """Every top-level message of FILES: {message: {number: Field}}, both sorted."""
+def messages(files: dict[str, descriptor_pb2.FileDescriptorProto], go_tags: GoTags | None = None) -> Messages:
+    """Every top-level message of FILES: {message: {number: Field}}, both sorted; with GO_TAGS (go_struct_tags),
+    each field also gets its Go struct's json tag."""
     out: Messages = {}
     for descriptor in files.values():
         for message in descriptor.message_type:
             qualified = f".{descriptor.package}.{message.name}"
             entries = {f"{qualified}.{nested.name}": nested for nested in message.nested_type
                        if nested.options.map_entry}
-            fields = {field.number: _field(field, entries) for field in message.field}
+            tags = (go_tags or {}).get((descriptor.options.go_package, message.name), {})
+            fields = {field.number: _field(field, entries)._replace(json=tags.get(field.number))
+                      for field in message.field}
             out[short_name(qualified)] = dict(sorted(fields.items()))
     return dict(sorted(out.items()))
 
@@ -214,8 +238,129 @@ def _type(field: descriptor_pb2.FieldDescriptorProto, entries: dict[str, descrip
     return ("[]" if repeated else "") + item
 
 
+# -- Go struct tags ---------------------------------------------------------------------------------------------
+#
+# The descriptors say which Go field is a pointer (gogoproto.nullable) but not its json tag, and the table's "?"
+# needs `omitempty`. Go keeps every struct type's field names and tags for reflection, so they are read from the
+# type data too. Layout (internal/abi, Go 1.20 to 1.24, amd64/arm64): a struct type is an abi.Type (48 bytes; the
+# kind byte at 23, the name's offset at 40, counted from the start of the type data, which the linker puts first
+# in .rodata) then its package path (8) and its fields slice (pointer, len, cap); a named type's uncommon part
+# follows (its package path's offset first). Each field is {name pointer, type pointer, offset}; a name is a
+# flags byte, a varint length, the name, and with flag 2 a varint length and the tag. Pointers are absolute,
+# which holds for kubectl's static, non-PIE builds; a binary laid out otherwise yields no tags and --check says so.
+
+GoTags = dict[tuple[str, str], dict[int, str]]
+_KIND_MASK, _KIND_STRUCT = 31, 25
+_TFLAG_UNCOMMON, _TFLAG_EXTRA_STAR = 1, 2
+
+
+def go_struct_tags(binary: bytes) -> GoTags:
+    """{(Go package path, type name): {protobuf field number: json tag}} for the binary's struct types whose
+    fields have protobuf tags ("k8s.io/api/core/v1", "Container") -> {1: "name", 2: "image,omitempty", ...}."""
+    rodata_address, rodata = _elf_section(binary, ".rodata")
+    out: GoTags = {}
+    words = memoryview(rodata)[:len(rodata) // 8 * 8].cast("Q")
+    for i in range(7, len(words) - 2):  # i: the fields slice's pointer, 56 bytes into a struct type
+        count = words[i + 1]
+        if not 0 < count <= 1000 or words[i + 2] != count:
+            continue
+        fields_at = words[i] - rodata_address
+        base = (i - 7) * 8
+        if fields_at % 8 or not 0 <= fields_at <= len(rodata) - 24 * count or \
+                rodata[base + 23] & _KIND_MASK != _KIND_STRUCT:
+            continue
+        try:
+            type_name = _go_name(rodata, int.from_bytes(rodata[base + 40:base + 44], "little", signed=True))[0]
+            package = ""
+            if rodata[base + 20] & _TFLAG_UNCOMMON:
+                package = _go_name(rodata, int.from_bytes(rodata[base + 80:base + 84], "little", signed=True))[0]
+            tags = {}
+            for k in range(count):
+                name_at = int.from_bytes(rodata[fields_at + 24 * k:fields_at + 24 * k + 8], "little")
+                number, json_tag = _protobuf_json(_go_name(rodata, name_at - rodata_address)[1])
+                if number is not None:
+                    tags[number] = json_tag
+        except (IndexError, UnicodeDecodeError):
+            continue
+        if not tags:
+            continue
+        if rodata[base + 20] & _TFLAG_EXTRA_STAR:
+            type_name = type_name[1:]
+        key = (package, type_name.rsplit(".", 1)[-1])
+        if key in out and out[key] != tags:
+            raise ExtractError(f"two Go struct types {key[0]}.{key[1]} with different tags")
+        out[key] = tags
+    return out
+
+
+def _elf_section(binary: bytes, wanted: str) -> tuple[int, bytes]:
+    """(address, contents) of section WANTED of a 64-bit little-endian ELF file."""
+    if binary[:6] != b"\x7fELF\x02\x01":
+        raise ExtractError("not a 64-bit little-endian ELF binary, whose Go type data this script reads")
+    table = int.from_bytes(binary[0x28:0x30], "little")
+    entry_size, count, names_index = (int.from_bytes(binary[at:at + 2], "little") for at in (0x3A, 0x3C, 0x3E))
+
+    def header(index: int) -> tuple[int, int, int, int]:
+        at = table + index * entry_size
+        fields = [int.from_bytes(binary[at + o:at + o + n], "little") for o, n in ((0, 4), (0x10, 8), (0x18, 8),
+                                                                                  (0x20, 8))]
+        return fields[0], fields[1], fields[2], fields[3]  # name offset, address, file offset, size
+
+    names_offset = header(names_index)[2]
+    for index in range(count):
+        name, address, offset, size = header(index)
+        end = binary.index(b"\0", names_offset + name)
+        if binary[names_offset + name:end].decode("ascii", "replace") == wanted:
+            return address, binary[offset:offset + size]
+    raise ExtractError(f"the binary has no {wanted} section")
+
+
+def _go_name(data: bytes, at: int) -> tuple[str, str]:
+    """(name, tag) of the Go runtime name encoded at AT (internal/abi.Name)."""
+    if at < 0:
+        raise IndexError(at)
+    flags = data[at]
+    length, at = _varint_at(data, at + 1)
+    name = data[at:at + length].decode()
+    at += length
+    tag = ""
+    if flags & 2:
+        length, at = _varint_at(data, at)
+        tag = data[at:at + length].decode()
+    return name, tag
+
+
+def _varint_at(data: bytes, at: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[at]
+        result |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return result, at
+
+
+def _protobuf_json(tag: str) -> tuple[int | None, str]:
+    """(protobuf field number, json tag value) of a Go struct tag; (None, "") without a protobuf key."""
+    values = dict(_struct_tag(tag))
+    parts = values.get("protobuf", "").split(",")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None, ""
+    return int(parts[1]), values.get("json", "")
+
+
+def _struct_tag(tag: str) -> list[tuple[str, str]]:
+    """reflect.StructTag's `key:"value" key:"value"` pairs (values here hold no escaped quotes)."""
+    pairs = []
+    for chunk in tag.split('" '):
+        key, _, value = chunk.strip().partition(':"')
+        pairs.append((key, value.rstrip('"')))
+    return pairs
+
+
 def read_kubectl(path: str) -> Messages:
-    return messages(embedded_descriptors(Path(path).read_bytes()))
+    binary = Path(path).read_bytes()
+    return messages(embedded_descriptors(binary), go_struct_tags(binary))
 
 
 def kubectl_version(path: str) -> str:
@@ -232,8 +377,24 @@ def kubectl_version(path: str) -> str:
 # -- checking the table -----------------------------------------------------------------------------------------
 
 
+def table_entry(field: Field) -> str:
+    """FIELD (with its json tag) in FIELD_NUMBERS' notation: "...core.v1.LocalObjectReference" for a struct
+    embedded inline, "image?" for a Go non-pointer scalar tagged omitempty, else the JSON name."""
+    if field.inline:
+        return f"...{field.message or field.type}"
+    name = field.name if field.json_name is None else field.json_name
+    return name + ("?" if field.type in _MARKABLE and not field.pointer and field.omitempty else "")
+
+
+def generated_table(found: Messages, names: list[str] | None = None) -> dict[str, dict[int, str]]:
+    """FIELD_NUMBERS as kubectl's descriptors and Go tags write it, for NAMES (default: every message)."""
+    return {name: {number: table_entry(field) for number, field in found[name].items()}
+            for name in (found if names is None else sorted(names)) if name in found}
+
+
 def disagreements(table: dict[str, dict[int, str]], found: Messages) -> list[str]:
-    """Every way TABLE (FIELD_NUMBERS' notation) disagrees with the binary's descriptors, one sentence each."""
+    """Every entry of TABLE (FIELD_NUMBERS' notation) that is not what the binary's descriptors and Go struct tags
+    say, one sentence each, naming the message, the number and why."""
     problems: list[str] = []
     for message, numbers in sorted(table.items()):
         fields = found.get(message)
@@ -245,18 +406,29 @@ def disagreements(table: dict[str, dict[int, str]], found: Messages) -> list[str
             where = f"{message} field {number} ({entry!r})"
             if field is None:
                 problems.append(f"{where}: kubectl's {message} has no field {number}")
-            elif entry.startswith("..."):
-                if field.message != entry[3:]:
-                    problems.append(f"{where}: kubectl's field {number} is {field.name!r} of type {field.type}, "
-                                    f"not an embedded {entry[3:]}")
-            elif entry.rstrip("?") != field.name:
-                problems.append(f"{where}: kubectl's field {number} is {field.name!r} ({field.type})")
-            elif entry.endswith("?") and field.type not in _MARKABLE:
-                problems.append(f"{where}: marked '?' (a non-pointer scalar) but kubectl's field is {field.type}")
-            elif entry.endswith("?") and field.pointer:
-                problems.append(f"{where}: marked '?' (a non-pointer scalar) but kubectl's Go field {field.go_name} "
-                                f"is a pointer, written only when set, so its zero value must be kept")
+            elif field.json is None:
+                problems.append(f"{where}: no Go struct tag found for kubectl's field {field.name!r}, so its JSON "
+                                f"name and omitempty cannot be checked")
+            elif entry != table_entry(field):
+                problems.append(f"{where}: kubectl says {table_entry(field)!r}: {_why(entry, field)}")
     return problems
+
+
+def _why(entry: str, field: Field) -> str:
+    go = f"Go field {field.go_name or field.name} (json:{json.dumps(field.json)})"
+    if field.inline:
+        return f"{go} is a {field.type} embedded inline"
+    if entry.startswith("..."):
+        return f"{go} is a {field.type}, not embedded inline"
+    if entry.rstrip("?") != field.json_name:
+        return f"{go} has the JSON name {field.json_name!r} (proto name {field.name!r})"
+    if entry.endswith("?"):
+        if field.type not in _MARKABLE:
+            return f"{go} is a {field.type}; '?' is only for non-pointer scalars"
+        if field.pointer:
+            return f"{go} is a pointer, written only when set, so its zero value must be kept"
+        return f"{go} has no omitempty, so JSON keeps its zero value"
+    return f"{go} is a non-pointer {field.type} with omitempty: gogo always writes it, JSON drops its zero value"
 
 
 def unnumbered(table: dict[str, dict[int, str]], found: Messages) -> list[str]:
@@ -279,10 +451,9 @@ def as_json(found: Messages, version: str) -> str:
 
 
 def as_python(found: Messages, version: str) -> str:
-    lines = [f"# protobuf field numbers of kubectl {version or '(unknown version)'}; add the '?' markers by hand",
-             "FIELD_NUMBERS = {"]
-    for message, fields in found.items():
-        body = ", ".join(f"{number}: {field.name!r}" for number, field in fields.items())
+    lines = [f"# protobuf field numbers of kubectl {version or '(unknown version)'}", "FIELD_NUMBERS = {"]
+    for message, entries in generated_table(found).items():
+        body = ", ".join(f"{number}: {entry!r}" for number, entry in entries.items())
         lines.append(f"    {message!r}: {{{body}}},")
     lines.append("}")
     return "\n".join(lines)

@@ -94,7 +94,7 @@ def test_descriptors_are_found_among_noise_and_false_gzip_headers() -> None:
               + gzip.compress(b"not a descriptor \xff\xff") + gzip.compress(other.SerializeToString()) + b"\x1f\x8b")
     files = numbers.embedded_descriptors(binary)
     assert list(files) == ["k8s.io/api/things/v1/generated.proto"]
-    thing = numbers.messages(files)["things.v1.Thing"]
+    thing = numbers.messages(files)["things.v1.Thing"]  # no Go tags given: json is None
     assert thing == {1: numbers.Field("metadata", "meta.v1.ObjectMeta", "", True),
                      2: numbers.Field("count", "int32", "Count", True),
                      3: numbers.Field("labels", "{}string", "Labels", False)}
@@ -102,31 +102,63 @@ def test_descriptors_are_found_among_noise_and_false_gzip_headers() -> None:
         numbers.embedded_descriptors(gzip.compress(other.SerializeToString()))
 
 
+def _thing(name: str = "name", count: str = "count", ref: str = ",inline", count_pointer: bool = False) -> Messages:
+    return {"core.v1.Thing": {1: numbers.Field("name", "string", "Name", False, name),
+                              2: numbers.Field("count", "int32", "Count", count_pointer, count),
+                              3: numbers.Field("localObjectReference", "core.v1.LocalObjectReference",
+                                               "LocalObjectReference", False, ref)}}
+
+
+def test_the_table_notation_follows_the_go_tags() -> None:
+    assert numbers.generated_table(_thing()) == {
+        "core.v1.Thing": {1: "name", 2: "count", 3: "...core.v1.LocalObjectReference"}}
+    assert numbers.generated_table(_thing(name="name,omitempty", count="count,omitempty", count_pointer=True,
+                                          ref="ref")) == {"core.v1.Thing": {1: "name?", 2: "count", 3: "ref"}}
+    assert numbers.generated_table(_thing(name="-", count="")) == {
+        "core.v1.Thing": {1: "name", 2: "count", 3: "...core.v1.LocalObjectReference"}}
+
+
 def test_each_kind_of_disagreement_is_named() -> None:
-    found = {"core.v1.Thing": {1: numbers.Field("name", "string", "Name", False),
-                               2: numbers.Field("count", "int32", "Count", True),
-                               3: numbers.Field("localObjectReference", "core.v1.LocalObjectReference",
-                                                "LocalObjectReference", False)}}
-    assert numbers.disagreements({"core.v1.Thing": {1: "name?", 2: "count", 3: "...core.v1.LocalObjectReference"}},
-                                 found) == []
+    table = {"core.v1.Thing": {1: "name", 2: "count", 3: "...core.v1.LocalObjectReference"}}
+    assert numbers.disagreements(table, _thing()) == []
     assert numbers.disagreements({"core.v1.Thing": {1: "nmae", 2: "count?", 3: "...core.v1.ObjectReference",
-                                                    9: "extra"}, "core.v1.Gone": {1: "x"}}, found) == [
+                                                    9: "extra"}, "core.v1.Gone": {1: "x"}}, _thing()) == [
         "core.v1.Gone: kubectl has no such message",
-        "core.v1.Thing field 1 ('nmae'): kubectl's field 1 is 'name' (string)",
-        "core.v1.Thing field 2 ('count?'): marked '?' (a non-pointer scalar) but kubectl's Go field Count is a "
-        "pointer, written only when set, so its zero value must be kept",
-        "core.v1.Thing field 3 ('...core.v1.ObjectReference'): kubectl's field 3 is 'localObjectReference' of type "
-        "core.v1.LocalObjectReference, not an embedded core.v1.ObjectReference",
+        "core.v1.Thing field 1 ('nmae'): kubectl says 'name': Go field Name (json:\"name\") has the JSON name "
+        "'name' (proto name 'name')",
+        "core.v1.Thing field 2 ('count?'): kubectl says 'count': Go field Count (json:\"count\") has no omitempty, "
+        "so JSON keeps its zero value",
+        "core.v1.Thing field 3 ('...core.v1.ObjectReference'): kubectl says '...core.v1.LocalObjectReference': Go "
+        "field LocalObjectReference (json:\",inline\") is a core.v1.LocalObjectReference embedded inline",
         "core.v1.Thing field 9 ('extra'): kubectl's core.v1.Thing has no field 9",
     ]
+    assert numbers.disagreements(table, _thing(name="name,omitempty", count="count,omitempty", count_pointer=True,
+                                               ref="ref")) == [
+        "core.v1.Thing field 1 ('name'): kubectl says 'name?': Go field Name (json:\"name,omitempty\") is a "
+        "non-pointer string with omitempty: gogo always writes it, JSON drops its zero value",
+        "core.v1.Thing field 3 ('...core.v1.LocalObjectReference'): kubectl says 'ref': Go field "
+        "LocalObjectReference (json:\"ref\") is a core.v1.LocalObjectReference, not embedded inline",
+    ]
+    assert numbers.disagreements({"core.v1.Thing": {2: "count?"}}, _thing(count="count,omitempty",
+                                                                            count_pointer=True)) == [
+        "core.v1.Thing field 2 ('count?'): kubectl says 'count': Go field Count (json:\"count,omitempty\") is a "
+        "pointer, written only when set, so its zero value must be kept"]
+    untagged = {"core.v1.Thing": {1: _thing()["core.v1.Thing"][1]._replace(json=None)}}
+    assert numbers.disagreements({"core.v1.Thing": {1: "name"}}, untagged) == [
+        "core.v1.Thing field 1 ('name'): no Go struct tag found for kubectl's field 'name', so its JSON name and "
+        "omitempty cannot be checked"]
 
 
 # -- the table against kubectl 1.33 --------------------------------------------------------------------------
 
 
-def test_every_number_in_the_table_is_kubectl_133s(found: Messages) -> None:
+def test_every_entry_of_the_table_is_kubectl_133s(found: Messages) -> None:
     problems = numbers.disagreements(FIELD_NUMBERS, found)
     assert problems == [], "FIELD_NUMBERS disagrees with kubectl 1.33:\n" + "\n".join(problems)
+
+
+def test_the_table_is_the_scripts_output(found: Messages) -> None:
+    assert numbers.generated_table(found, list(FIELD_NUMBERS)) == FIELD_NUMBERS
 
 
 def test_no_field_of_a_tabled_message_is_left_out(found: Messages) -> None:
@@ -148,8 +180,9 @@ WIRED_IN = {
 
 
 def test_the_numbers_the_decoder_holds_in_code_are_kubectl_133s(found: Messages) -> None:
-    assert numbers.disagreements(WIRED_IN, found) == []
-    assert numbers.unnumbered(WIRED_IN, found) == []
+    # Wire-level names: these are read field by field in code, not through JSON names.
+    assert {message: {number: field.name for number, field in found[message].items()} for message in WIRED_IN} \
+        == WIRED_IN
 
 
 def _reached(found: Messages, roots: list[str]) -> set[str]:
@@ -209,4 +242,8 @@ def test_the_script_checks_and_prints(kubectl_133: str, capsys: pytest.CaptureFi
     printed = json.loads(capsys.readouterr().out)
     assert printed["kubectl"].startswith(VERSION)
     assert set(printed["messages"]) == set(FIELD_NUMBERS)
-    assert printed["messages"]["core.v1.ConfigMap"]["2"] == ["data", "{}string", "Data", False]
+    assert printed["messages"]["core.v1.ConfigMap"]["2"] == ["data", "{}string", "Data", False, "data,omitempty"]
+    assert numbers.main(["--kubectl", kubectl_133, "--format", "python"]) == 0
+    namespace: dict[str, Any] = {}
+    exec(capsys.readouterr().out, namespace)
+    assert namespace["FIELD_NUMBERS"] == FIELD_NUMBERS
