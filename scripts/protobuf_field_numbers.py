@@ -61,6 +61,8 @@ PACKAGE_PREFIXES = (
     ("k8s.io.apimachinery.pkg.api.resource.", "resource."),
     ("k8s.io.api.", ""),
 )
+# kubectl up to 1.29 was built inside k8s.io/kubernetes, and registered its files under their vendored path.
+_VENDORED = "k8s.io/kubernetes/vendor/"
 _GZIP_MAGIC = b"\x1f\x8b\x08"  # ID1 ID2 and CM=deflate (RFC 1952)
 _MAX_MEMBER = 4 << 20  # core/v1's descriptor, the largest, is ~100 kB gzipped
 _SCALARS = {
@@ -145,18 +147,16 @@ def embedded_descriptors(binary: bytes) -> dict[str, descriptor_pb2.FileDescript
             descriptor.ParseFromString(raw)
         except DecodeError:
             continue
-        if not descriptor.name.endswith(".proto") or not _wanted(descriptor.name):
+        name = descriptor.name.removeprefix(_VENDORED)
+        if not name.endswith(".proto") or not _wanted(name):
             continue
-        if descriptor.name in found and found[descriptor.name] != raw:
-            raise ExtractError(f"the binary holds two different descriptors for {descriptor.name}")
-        found[descriptor.name] = raw
+        if name in found and found[name] != raw:
+            raise ExtractError(f"the binary holds two different descriptors for {name}")
+        found[name] = raw
         pos = start + len(chunk) - len(inflater.unused_data)  # past this member
     if not found:
         raise ExtractError("no k8s.io generated.proto descriptors found: is this a kubectl binary?")
-    out: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    for name in sorted(found):
-        out[name] = descriptor_pb2.FileDescriptorProto.FromString(found[name])
-    return out
+    return {name: descriptor_pb2.FileDescriptorProto.FromString(found[name]) for name in sorted(found)}
 
 
 def short_name(qualified: str) -> str:
@@ -172,12 +172,13 @@ def messages(files: dict[str, descriptor_pb2.FileDescriptorProto], go_tags: GoTa
     """Every top-level message of FILES: {message: {number: Field}}, both sorted; with GO_TAGS (go_struct_tags),
     each field also gets its Go struct's json tag."""
     out: Messages = {}
-    for descriptor in files.values():
+    for file_name, descriptor in files.items():
+        go_package = file_name.rsplit("/", 1)[0]  # "k8s.io/api/core/v1", the Go package the file is generated into
         for message in descriptor.message_type:
             qualified = f".{descriptor.package}.{message.name}"
             entries = {f"{qualified}.{nested.name}": nested for nested in message.nested_type
                        if nested.options.map_entry}
-            tags = (go_tags or {}).get((descriptor.options.go_package, message.name), {})
+            tags = (go_tags or {}).get((go_package, message.name), {})
             fields = {field.number: _field(field, entries)._replace(json=tags.get(field.number))
                       for field in message.field}
             out[short_name(qualified)] = dict(sorted(fields.items()))
@@ -198,23 +199,25 @@ def _gogo_options(data: bytes) -> dict[int, int | bytes]:
     fields this protobuf runtime does not know, so they are read off the wire."""
     out: dict[int, int | bytes] = {}
     pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        if key & 7 == 0:
-            out[key >> 3], pos = _varint(data, pos)
-        elif key & 7 == 2:
-            length, pos = _varint(data, pos)
-            out[key >> 3], pos = data[pos:pos + length], pos + length
-        else:
-            raise ExtractError(f"field options with wire type {key & 7}, which gogo's extensions never use")
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            if key & 7 == 0:
+                out[key >> 3], pos = _varint(data, pos)
+            elif key & 7 == 2:
+                length, pos = _varint(data, pos)
+                out[key >> 3], pos = data[pos:pos + length], pos + length
+            else:
+                raise ExtractError(f"field options with wire type {key & 7}, which gogo's extensions never use")
+    except IndexError:
+        raise ExtractError("truncated field options") from None
     return out
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A base-128 varint (protobuf's, and Go's name lengths) at POS, and the position after it."""
     result = shift = 0
     while True:
-        if pos >= len(data):
-            raise ExtractError("truncated field options")
         byte = data[pos]
         result |= (byte & 0x7F) << shift
         pos, shift = pos + 1, shift + 7
@@ -242,7 +245,8 @@ def _type(field: descriptor_pb2.FieldDescriptorProto, entries: dict[str, descrip
 #
 # The descriptors say which Go field is a pointer (gogoproto.nullable) but not its json tag, and the table's "?"
 # needs `omitempty`. Go keeps every struct type's field names and tags for reflection, so they are read from the
-# type data too. Layout (internal/abi, Go 1.20 to 1.24, amd64/arm64): a struct type is an abi.Type (48 bytes; the
+# type data too. Layout (internal/abi as Go 1.20 to 1.24 write it: kubectl 1.27 to 1.33; 64-bit little-endian
+# binaries, read on a little-endian machine): a struct type is an abi.Type (48 bytes; the
 # kind byte at 23, the name's offset at 40, counted from the start of the type data, which the linker puts first
 # in .rodata) then its package path (8) and its fields slice (pointer, len, cap); a named type's uncommon part
 # follows (its package path's offset first). Each field is {name pointer, type pointer, offset}; a name is a
@@ -320,24 +324,14 @@ def _go_name(data: bytes, at: int) -> tuple[str, str]:
     if at < 0:
         raise IndexError(at)
     flags = data[at]
-    length, at = _varint_at(data, at + 1)
+    length, at = _varint(data, at + 1)
     name = data[at:at + length].decode()
     at += length
     tag = ""
     if flags & 2:
-        length, at = _varint_at(data, at)
+        length, at = _varint(data, at)
         tag = data[at:at + length].decode()
     return name, tag
-
-
-def _varint_at(data: bytes, at: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[at]
-        result |= (byte & 0x7F) << shift
-        at, shift = at + 1, shift + 7
-        if not byte & 0x80:
-            return result, at
 
 
 def _protobuf_json(tag: str) -> tuple[int | None, str]:

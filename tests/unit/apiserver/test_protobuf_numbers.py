@@ -60,7 +60,8 @@ def kubectl_133() -> str:
 
 @pytest.fixture(scope="module")
 def found(kubectl_133: str) -> Messages:
-    return numbers.read_kubectl(kubectl_133)
+    messages: Messages = numbers.read_kubectl(kubectl_133)
+    return messages
 
 
 # -- the extraction itself, on a binary made here ----------------------------------------------------------------
@@ -75,7 +76,8 @@ def _descriptor(name: str, package: str) -> descriptor_pb2.FileDescriptorProto:
     labels = message.field.add(name="labels", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
                                label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
                                type_name=f".{package}.Thing.LabelsEntry")
-    labels.options.MergeFromString(b"\xc8\xde\x1f\x00" + b"\xe2\xde\x1f\x06Labels")  # nullable=false, customname
+    labels.options.MergeFromString(b"\xc8\xde\x1f\x00" + b"\xe2\xde\x1f\x06Labels")  # gogoproto nullable=false,
+    # customname="Labels": extensions this runtime does not know, kept as unknown fields, as in kubectl
     entry = message.nested_type.add(name="LabelsEntry")
     entry.options.map_entry = True
     for number, field in ((1, "key"), (2, "value")):
@@ -83,7 +85,7 @@ def _descriptor(name: str, package: str) -> descriptor_pb2.FileDescriptorProto:
                         label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
     count = message.field.add(name="count", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32,
                               label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    count.options.MergeFromString(b"\xe2\xde\x1f\x05Count")  # nullable unset: a Go pointer
+    count.options.MergeFromString(b"\xc8\xde\x1f\x00" + b"\xe2\xde\x1f\x05Count")  # a non-pointer int32
     return file
 
 
@@ -96,10 +98,65 @@ def test_descriptors_are_found_among_noise_and_false_gzip_headers() -> None:
     assert list(files) == ["k8s.io/api/things/v1/generated.proto"]
     thing = numbers.messages(files)["things.v1.Thing"]  # no Go tags given: json is None
     assert thing == {1: numbers.Field("metadata", "meta.v1.ObjectMeta", "", True),
-                     2: numbers.Field("count", "int32", "Count", True),
+                     2: numbers.Field("count", "int32", "Count", False),
                      3: numbers.Field("labels", "{}string", "Labels", False)}
     with pytest.raises(numbers.ExtractError, match="is this a kubectl"):
         numbers.embedded_descriptors(gzip.compress(other.SerializeToString()))
+
+
+def _go_name(name: str, tag: str = "") -> bytes:
+    """internal/abi.Name: flags (2: has a tag), length, name[, length, tag] (short strings: one-byte lengths)."""
+    out = bytes([2 if tag else 0, len(name)]) + name.encode()
+    return out + (bytes([len(tag)]) + tag.encode() if tag else b"")
+
+
+def _elf_with_struct(package: str, type_name: str, fields: list[tuple[str, str]]) -> bytes:
+    """A minimal 64-bit ELF whose .rodata holds one named Go struct type, laid out as go_struct_tags reads it."""
+    address, header_size = 0x401000, 64
+    fields_at = 96  # after the abi.Type (48), pkgPath (8), fields slice (24) and uncommon type (16)
+    names_at = fields_at + 24 * len(fields)
+    blobs = b""
+    offsets = []
+    for blob in [_go_name(type_name), _go_name(package)] + [_go_name(n, t) for n, t in fields]:
+        offsets.append(names_at + len(blobs))
+        blobs += blob
+    struct_type = bytearray(96)
+    struct_type[20], struct_type[23] = 1, 25  # tflag: has an uncommon type; kind: struct
+    struct_type[40:44] = offsets[0].to_bytes(4, "little")
+    struct_type[56:80] = b"".join(v.to_bytes(8, "little") for v in (address + fields_at, len(fields), len(fields)))
+    struct_type[80:84] = offsets[1].to_bytes(4, "little")
+    field_array = b"".join((address + at).to_bytes(8, "little") + bytes(16) for at in offsets[2:])
+    rodata = bytes(struct_type) + field_array + blobs
+    names = b"\0.rodata\0.shstrtab\0"
+    table_at = header_size + len(rodata) + len(names)
+
+    def section(name: int, at: int, offset: int, size: int) -> bytes:
+        return name.to_bytes(4, "little") + bytes(12) + at.to_bytes(8, "little") + offset.to_bytes(8, "little") + \
+            size.to_bytes(8, "little") + bytes(24)
+
+    header = bytearray(header_size)
+    header[0:6] = b"\x7fELF\x02\x01"
+    header[0x28:0x30] = table_at.to_bytes(8, "little")
+    header[0x3A:0x40] = b"".join(v.to_bytes(2, "little") for v in (64, 3, 2))
+    return bytes(header) + rodata + names + section(0, 0, 0, 0) + \
+        section(1, address, header_size, len(rodata)) + section(9, 0, header_size + len(rodata), len(names))
+
+
+def test_go_struct_tags_are_read_from_the_type_data() -> None:
+    elf = _elf_with_struct("k8s.io/api/things/v1", "v1.Thing", [
+        ("ObjectMeta", 'json:"metadata,omitempty" protobuf:"bytes,1,opt,name=metadata"'),
+        ("Count", 'json:"count,omitempty" protobuf:"varint,2,opt,name=count"'),
+        ("Labels", 'json:"labels,omitempty" patchStrategy:"merge" protobuf:"bytes,3,rep,name=labels"'),
+        ("internal", "")])
+    tags = numbers.go_struct_tags(elf)
+    assert tags == {("k8s.io/api/things/v1", "Thing"): {1: "metadata,omitempty", 2: "count,omitempty",
+                                                        3: "labels,omitempty"}}
+    binary = elf + gzip.compress(_descriptor("k8s.io/api/things/v1/generated.proto",
+                                             "k8s.io.api.things.v1").SerializeToString())
+    found = numbers.messages(numbers.embedded_descriptors(binary), numbers.go_struct_tags(binary))
+    assert numbers.generated_table(found) == {"things.v1.Thing": {1: "metadata", 2: "count?", 3: "labels"}}
+    with pytest.raises(numbers.ExtractError, match="ELF"):
+        numbers.go_struct_tags(b"MZ not an ELF file")
 
 
 def _thing(name: str = "name", count: str = "count", ref: str = ",inline", count_pointer: bool = False) -> Messages:
