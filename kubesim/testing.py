@@ -49,7 +49,7 @@ from netsim import namespaces
 from netsim.topology import Topology, load_topology
 from netsim.trace import DEFAULT_TIMEOUT as DEFAULT_TRACE_TIMEOUT
 
-__all__ = ["DEFAULT_TOPOLOGY", "Cluster", "Hop", "HttpResponse", "Trace"]
+__all__ = ["DEFAULT_TOPOLOGY", "Cluster", "Hop", "HttpResponse", "Trace", "eventually"]
 
 DEFAULT_TOPOLOGY = cluster.DEFAULT_TOPOLOGY
 T = TypeVar("T")
@@ -303,6 +303,23 @@ class Cluster:
         return Trace.from_result(tracing.run_trace(self.name, node=node, src=src, dst=dst, proto=proto, count=count,
                                                    ingress=ingress, timeout=timeout, root=self.root))
 
+    def wait_trace(self, src: str, dst: str, verdict: str, *, endpoints: int | None = None, timeout: float = 20,
+                   **options: Any) -> Trace:
+        """Trace again until the node says VERDICT (and, given ENDPOINTS, reaches that many endpoints):
+        rules follow the API a sync period behind, so a test that just changed something waits here.
+        Raises AssertionError with the last trace when it never happens."""
+        last: list[Trace] = []
+
+        def settled() -> Trace | None:
+            last[:] = [self.trace(src, dst, **options)]
+            wanted = last[0].verdict == verdict and (endpoints is None or len(last[0].endpoints) == endpoints)
+            return last[0] if wanted else None
+
+        try:
+            return _wait_for(settled, timeout, f"{verdict} from {src} to {dst}")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; the last trace: {last[0] if last else None!r}") from None
+
     # -- inside ---------------------------------------------------------------------------------------
 
     def _api(self, call: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
@@ -385,6 +402,19 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 20, interval: float = 0.2) -> T:
+    """CHECK's value once it stops raising AssertionError or OSError (a refused connection, a name that
+    does not resolve yet); after TIMEOUT seconds its last error is raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, OSError, KubesimError):
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(interval)
 
 
 def _wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:

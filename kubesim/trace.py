@@ -8,9 +8,10 @@ Where a trace's probes start (SOURCE), as the issue puts it: from the named pod;
 when it is one of the node's addresses or loopback; from a temporary probe namespace on the node's pod
 bridge when the address is in the node's pod range; from a temporary probe namespace on the fabric
 otherwise (an address outside the cluster). A node or external host named by its name sends from its
-own namespace. `--ingress pod|node|external` overrides the guess. Without --node, the node is the
-source's own (the pod's, the pod range's owner) or, for traffic from outside, the gateway node
-(the one the machine's and external hosts' routes send Service traffic to).
+own namespace. `--ingress pod|node|external` overrides the guess. Without --node, the node is the one
+whose address the destination is (a NodePort), else the source's own (the pod's, the pod range's
+owner) or, for traffic from outside, the gateway node (the one the machine's and external hosts'
+routes send Service traffic to).
 """
 
 from __future__ import annotations
@@ -234,6 +235,11 @@ def resolve_source(topology: Topology, spec: str, *, node: str | None, ingress: 
     return _fabric_probe(topology, chosen or gateway, address, "external address")
 
 
+def node_of_address(topology: Topology, address: str) -> str | None:
+    """The node whose own address ADDRESS is (a NodePort's destination): where such a packet is decided."""
+    return next((n.name for n in topology.nodes if n.address == address), None)
+
+
 def _topology(cluster_name: str, root: Path | None = None) -> tuple[ClusterState, Topology]:
     state = ClusterState(cluster_name, root or state_root())
     topology = state.topology() if state.exists else None
@@ -252,7 +258,8 @@ def run_trace(cluster_name: str, *, node: str | None, src: str, dst: str, proto:
     state, topology = _topology(cluster_name, root)
     address, port = parse_destination(dst)
     directory = pods or ApiPods(components.kubeconfig_path(state))
-    source = resolve_source(topology, src, node=node, ingress=ingress, pods=directory)
+    source = resolve_source(topology, src, node=node or node_of_address(topology, address), ingress=ingress,
+                            pods=directory)
     request = TraceRequest(cluster=cluster_name, node=source.node, src=source.src, dst=address, dport=port,
                            origin=source.origin, proto=proto, count=count, timeout=timeout)
     result = trace(request, pcap=pcap).to_dict()

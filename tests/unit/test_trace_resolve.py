@@ -14,6 +14,7 @@ from kubesim.trace import (
     PodInfo,
     Source,
     capture_command,
+    node_of_address,
     parse_destination,
     render_lines,
     resolve_source,
@@ -132,6 +133,12 @@ def test_no_apiserver_question_for_addresses_outside_the_cluster(topo: Topology)
     resolve_source(topo, "203.0.113.9", node=None, ingress=None, pods=pods)
     resolve_source(topo, "worker-1", node=None, ingress=None, pods=pods)
     assert pods.asked == 0
+
+
+def test_a_nodeport_is_decided_at_the_node_it_is_addressed_to(topo: Topology) -> None:
+    worker_2 = next(n for n in topo.nodes if n.name == "worker-2")
+    assert node_of_address(topo, worker_2.address) == "worker-2"
+    assert node_of_address(topo, "10.96.0.10") is None  # a Service IP: decided where the source is
 
 
 def test_destination() -> None:
