@@ -4,9 +4,9 @@ Installed with kubesim (entry point `pytest11`), so a user's test needs no conft
 
     def test_echo_spreads(kubesim_cluster):
         kubesim_cluster.apply("echo.yaml")
-        kubesim_cluster.wait_ready("app=echo", count=3)
-        trace = kubesim_cluster.trace("worker-1", "10.96.0.80:80", count=30)
-        assert trace.verdict == "DNAT" and len(trace.endpoints) == 3, trace
+        kubesim_cluster.wait_endpoints("echo", 3)
+        vip = f"{kubesim_cluster.service_ip('echo')}:80"
+        trace = kubesim_cluster.wait_trace("worker-1", vip, "DNAT", endpoints=3, count=30)
 
 The cluster comes up once per session, on first use, and goes down at the end of the session, also
 after Ctrl-C (pytest_unconfigure takes down what the fixture's teardown did not reach). A cluster of

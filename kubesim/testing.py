@@ -4,10 +4,12 @@
 
     with Cluster.up("topologies/two-node.yaml", name="demo") as cluster:      # down again on leaving
         cluster.apply("examples/echo.yaml")
-        cluster.wait_ready("app=echo", count=3)
-        trace = cluster.trace("default/client", "10.96.0.80:80", count=40)
-        assert trace.verdict == "DNAT" and len(trace.endpoints) == 3, trace
-        assert cluster.http("worker-1", "http://echo.default.svc.cluster.local/hostname").status == 200
+        pods = cluster.wait_ready("app=echo", count=3)
+        vip = f"{cluster.service_ip('echo')}:80"
+        trace = cluster.wait_trace("client", vip, "DNAT", endpoints=3, count=40)  # the external host
+        assert trace.masquerade, trace
+        client = f"default/{pods[0]['metadata']['name']}"
+        assert cluster.http(client, "http://echo/hostname").status == 200         # through the cluster DNS
 
 Every call works in this process through the engines the CLI uses (the cluster's lifecycle, the API
 client, the trace engine, the cluster's own DNS): no `kubesim` subprocess per call. Only `exec` runs a
