@@ -1,37 +1,14 @@
 """A pod reaches a Service by its short name: the pod's search path (<namespace>.svc.cluster.local
 first) and the cluster DNS turn `named` into its ClusterIP, then kube-proxy picks an endpoint."""
 
-from kubesim.testing import eventually
+from workloads import netexec, service
 
-NAMED = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: named}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: named}}
-  template:
-    metadata: {labels: {app: named}}
-    spec:
-      containers:
-      - name: agnhost
-        image: registry.k8s.io/e2e-test-images/agnhost:2.47
-        args: ["netexec", "--http-port=8080"]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: named}
-spec:
-  selector: {app: named}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+from kubesim.testing import eventually
 
 
 def test_a_pod_reaches_a_service_by_its_short_name(kubesim_cluster):
-    kubesim_cluster.apply(NAMED)
+    kubesim_cluster.apply(netexec("named", 2), service("named"))
     pods = kubesim_cluster.wait_ready("app=named", count=2)
-    kubesim_cluster.wait_endpoints("named", 2)
     kubesim_cluster.wait_ready("k8s-app=kube-dns", namespace="kube-system")
     client = f"default/{pods[0]['metadata']['name']}"
     # The DNS pods and kube-proxy follow the API within a sync: retry while they catch up.

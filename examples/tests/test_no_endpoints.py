@@ -1,19 +1,11 @@
 """A Service whose selector matches no pod refuses at once: kube-proxy REJECTs, nothing times out."""
 
 import pytest
-
-LONELY = """
-apiVersion: v1
-kind: Service
-metadata: {name: lonely}
-spec:
-  selector: {app: nobody-has-this-label}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+from workloads import service
 
 
 def test_a_service_without_endpoints_rejects(kubesim_cluster):
-    kubesim_cluster.apply(LONELY)
+    kubesim_cluster.apply(service("lonely", selector={"app": "nobody-has-this-label"}))
     address = kubesim_cluster.service_ip("lonely")
     trace = kubesim_cluster.wait_trace("worker-1", f"{address}:80", "REJECT")
     assert trace.endpoints == (), trace

@@ -1,36 +1,12 @@
 """NodePort with externalTrafficPolicy: Local. A node with a local endpoint keeps the client's address
 (no masquerade); a node without one drops what comes from outside."""
 
-LOCAL = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: local-only}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: local-only}}
-  template:
-    metadata: {labels: {app: local-only}}
-    spec:
-      nodeSelector: {kubernetes.io/hostname: worker-1}
-      containers:
-      - name: agnhost
-        image: registry.k8s.io/e2e-test-images/agnhost:2.47
-        args: ["netexec", "--http-port=8080"]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: local-only}
-spec:
-  type: NodePort
-  externalTrafficPolicy: Local
-  selector: {app: local-only}
-  ports: [{port: 80, targetPort: 8080}]
-"""
+from workloads import netexec, service
 
 
 def test_the_client_address_survives_and_a_node_without_endpoints_drops(kubesim_cluster):
-    kubesim_cluster.apply(LOCAL)
+    kubesim_cluster.apply(netexec("local-only", node="worker-1"),
+                          service("local-only", type="NodePort", externalTrafficPolicy="Local"))
     kubesim_cluster.wait_endpoints("local-only", 1)
     node_port = kubesim_cluster.get("service", "local-only")["spec"]["ports"][0]["nodePort"]
     topology = kubesim_cluster.topology
