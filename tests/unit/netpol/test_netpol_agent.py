@@ -9,6 +9,7 @@ from pathlib import Path
 
 from control.client import NAMESPACES, NETWORK_POLICIES, PODS
 from netpol.errors import NetpolError
+from netpol.nftables import group_key_chain
 from netpol.server import AgentConfig, NetpolAgent
 from tests.harness import local_apiserver
 from tests.netpol_cases import policy
@@ -64,7 +65,9 @@ def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync
                 assert "10.244.1.7 : goto" not in backend.applied[-1]  # not isolated yet
 
                 await admin.create(NETWORK_POLICIES, policy("x", "deny", {"podSelector": {}}), namespace="x")
-                await until(lambda: "10.244.1.7 : goto ingress-isolated-0" in backend.applied[-1], "the deny")
+                deny = group_key_chain("Ingress", ("x/deny",))
+                await until(lambda: f"10.244.1.7 : goto {deny}" in backend.applied[-1], "the deny")
+                assert not backend.applied[-1].startswith("add table")  # a change, not the whole table
 
                 # A refused sync: nothing new is recorded as applied, the failure is counted, and the
                 # runner tries again until it lands.
@@ -72,9 +75,12 @@ def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync
                 await admin.create(NETWORK_POLICIES, policy("x", "allow", {"podSelector": {}, "ingress": [{}]}),
                                    namespace="x")
                 await until(lambda: failures(agent) >= 1, "a failed sync")
-                assert "x/allow" not in agent.applied
+                assert agent.applied is None  # what the kernel holds is no longer taken for granted
                 backend.refuse = False
+                # The retry replaces the whole table rather than patching it.
                 await until(lambda: "x/allow ingress rule 0" in backend.applied[-1], "the retried sync", timeout=15)
+                assert backend.applied[-1].startswith("add table ip kubesim-netpol\ndelete table")
+                assert agent.applied is not None and "ingress-x/allow" in agent.applied.chains
             finally:
                 agent.stop()
                 with contextlib.suppress(asyncio.CancelledError):
