@@ -199,16 +199,20 @@ def render_policy(
         peer_forms = [""]
         if rule.peers is not None:
             pods: set[str] = set()
-            blocks = IPSet()
+            pieces: list[str] = []
             for j, peer in enumerate(rule.peers):
                 if peer.broken:
                     continue
                 if peer.ip_block is not None:
-                    if peer.ip_block.cidr.version == 4:
-                        block = IPSet([str(peer.ip_block.cidr)])
-                        blocks |= block - IPSet(str(hole) for hole in peer.ip_block.excepts)
+                    if peer.ip_block.cidr.version == 4 and not peer.ip_block.excepts:
+                        pieces.append(str(peer.ip_block.cidr))
+                    elif peer.ip_block.cidr.version == 4:
+                        block = IPSet([str(peer.ip_block.cidr)]) - IPSet(str(h) for h in peer.ip_block.excepts)
+                        pieces.extend(str(cidr) for cidr in block.iter_cidrs())
                     continue
                 pods.update(ip for pod in selected.get((index, j), ()) for ip in _ipv4(pod))
+            # One IPSet of every piece at once: merging them one by one is quadratic (5,000 peers: 12 s).
+            blocks = IPSet(pieces)
             # The merged blocks cover overlapping ipBlocks and except holes once; a pod address inside
             # them needs no entry of its own.
             pods = {ip for ip in pods if ip not in blocks}
