@@ -279,7 +279,7 @@ class ClusterIndex:
             for key, selections in self.selected.items():
                 if key not in changed_policies and self._reselect(new_policies[key], selections, changed_pods, moved):
                     changes.policies.add(key)
-        self._isolate(changed_pods, touched)
+        self._isolate(changed_pods, changed_policies, touched)
         return changes
 
     def _peers(self, policy: Policy) -> Iterator[tuple[PeerRef, Peer]]:
@@ -328,16 +328,28 @@ class ClusterIndex:
                     dirty = True  # picked before or after: the pod's addresses may be in the set
         return dirty
 
-    def _isolate(self, changed_pods: set[str], namespaces: set[str]) -> None:
-        again = changed_pods.union(k for ns in namespaces for k in self.pods_in.get(ns, ()))
-        for key in again:
+    def _isolate(self, changed_pods: set[str], changed_policies: set[str], namespaces: set[str]) -> None:
+        """Bring `isolation` up to date: a changed pod is judged against its namespace's policies; an
+        unchanged pod of a namespace whose policies changed, against the changed policies only."""
+        directions: tuple[Direction, ...] = ("Ingress", "Egress")
+        for key in changed_pods:
             pod = self.pods.get(key)
             if pod is None or not self.is_local(pod):
                 self.isolation.pop(key, None)
                 continue
             mine = [self.policies[k] for k in self.policies_in.get(pod.namespace, ())]
             selecting = [p for p in mine if p.pod_selector.matches(pod.labels)]
-            self.isolation[key] = {
-                direction: tuple(p.key for p in selecting if p.rules(direction) is not None)
-                for direction in ("Ingress", "Egress")
-            }
+            self.isolation[key] = {d: tuple(p.key for p in selecting if p.rules(d) is not None) for d in directions}
+        for ns in namespaces:
+            changed = [k for k in changed_policies if k.startswith(f"{ns}/")]
+            in_order = self.policies_in.get(ns, ())
+            for key in self.pods_in.get(ns, ()):
+                isolation = self.isolation.get(key)
+                if key in changed_pods or isolation is None:
+                    continue  # judged above, or not one of the node's pods
+                labels = self.pods[key].labels
+                for d in directions:
+                    now = {k for k in changed if k in self.policies and self.policies[k].rules(d) is not None
+                           and self.policies[k].pod_selector.matches(labels)}
+                    keep = set(isolation[d]).difference(changed) | now
+                    isolation[d] = tuple(k for k in in_order if k in keep)

@@ -39,9 +39,19 @@ class World:
 
     def step(self) -> str:
         rng = self.rng
-        what = rng.choice(["add-policy", "add-policy", "remove-policy", "pod-labels", "pod-ip", "pod-node",
-                           "pod-ports", "pod-gone", "pod-back", "namespace-labels"])
-        if what == "add-policy" or (what == "remove-policy" and not self.policies):
+        what = rng.choice(["add-policy", "add-policy", "remove-policy", "edit-policy", "edit-policy", "pod-labels",
+                           "pod-ip", "pod-node", "pod-ports", "pod-gone", "pod-back", "namespace-labels"])
+        if what in ("remove-policy", "edit-policy") and not self.policies:
+            what = "add-policy"
+        if what == "edit-policy":
+            # The same policy, now selecting other pods or isolating another direction.
+            p = copy.deepcopy(self.policies[rng.choice(sorted(self.policies))])
+            if rng.random() < 0.5:
+                p["spec"]["podSelector"] = rng.choice([{}, {"matchLabels": {"pod": rng.choice(["a", "b", "c"])}}])
+            else:
+                p["spec"]["policyTypes"] = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
+            self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
+        elif what == "add-policy":
             p = copy.deepcopy(rng.choice(self.pool))
             self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
         elif what == "remove-policy":
