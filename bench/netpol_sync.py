@@ -145,10 +145,10 @@ def make_agent(mode: str, pods: int, policies: int, extra_pods: list[dict[str, A
     return agent
 
 
-def timed_sync(agent: Any) -> dict[str, float]:
+async def timed_sync(agent: Any) -> dict[str, float]:
     agent.backend.nft_ms, agent.backend.bytes = 0.0, 0
     start = time.perf_counter()
-    asyncio.run(agent.sync())
+    await agent.sync()
     total = (time.perf_counter() - start) * 1000
     return {"total_ms": total, "nft_ms": agent.backend.nft_ms, "bytes": agent.backend.bytes}
 
@@ -157,18 +157,19 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(statistics.median(r[key] for r in runs), 1) for key in runs[0]}
 
 
-def inside_sync(args: argparse.Namespace) -> dict[str, Any]:
+async def inside_sync(args: argparse.Namespace) -> dict[str, Any]:
+    """In one event loop, as the live agent's syncs are."""
     full, policy, pod = [], [], []
     for _ in range(args.runs):
         subprocess.run(["nft", "flush", "ruleset"], check=True)
         agent = make_agent(args.mode, args.pods, args.policies, [])
-        full.append(timed_sync(agent))
+        full.append(await timed_sync(agent))
         for version in (2, 1):  # there and back: each a one-policy change
             agent.policies.store.put(policy_object(0, version))
-            policy.append(timed_sync(agent))
+            policy.append(await timed_sync(agent))
         for version, app in ((2, "a10"), (3, "a0")):  # pod 0 (on the node) to another app and back
             agent.pods.store.put(pod_object(0, app, version))
-            pod.append(timed_sync(agent))
+            pod.append(await timed_sync(agent))
     subprocess.run(["nft", "flush", "ruleset"], check=True)
     return {"full_sync": median(full), "one_policy_changed": median(policy), "one_pod_label_changed": median(pod),
             "samples": {"full_sync": len(full), "one_policy_changed": len(policy),
@@ -178,7 +179,7 @@ def inside_sync(args: argparse.Namespace) -> dict[str, Any]:
 def inside_load(args: argparse.Namespace) -> dict[str, Any]:
     subprocess.run(["nft", "flush", "ruleset"], check=True)
     agent = make_agent(args.mode, args.pods, args.policies, datapath_pods(args.client_policies))
-    result = timed_sync(agent)
+    result = asyncio.run(timed_sync(agent))
     # The measurement means something only if the server is isolated when policies are loaded.
     isolated = SERVER_IP in agent.applied.verdicts.get("Ingress", {})
     if isolated != (args.policies > 0):
@@ -321,7 +322,7 @@ def main() -> None:
     if args.runs < 3 and not args.inside:
         parser.error("--runs: medians need at least 3 runs")
     if args.inside == "sync":
-        print(json.dumps(inside_sync(args)))
+        print(json.dumps(asyncio.run(inside_sync(args))))
         return
     if args.inside == "load":
         print(json.dumps(inside_load(args)))

@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from control.client import NAMESPACES, NETWORK_POLICIES, PODS
+import pytest
+
+from control.client import NAMESPACES, NETWORK_POLICIES, PODS, Client
 from netpol.errors import NetpolError
 from netpol.nftables import group_key_chain
 from netpol.server import AgentConfig, NetpolAgent
@@ -85,5 +87,52 @@ def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync
                 agent.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    asyncio.run(main())
+
+
+def test_sync_sends_changes_then_the_whole_table_after_a_failure_and_every_full_sync_period() -> None:
+    # The sync method on its own: stores filled as the informers' watch fills them.
+    async def main() -> None:
+        backend = RecordingBackend()
+        agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig("worker-1"), backend)
+        agent.namespaces.store.put({"metadata": {"name": "x", "uid": "ns-x", "resourceVersion": "1"}})
+        agent.pods.store.put({"metadata": {"namespace": "x", "name": "a", "uid": "pod-a", "resourceVersion": "1"},
+                              "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running", "podIP": "10.244.1.7"}})
+        deny = policy("x", "deny", {"podSelector": {}})
+        deny["metadata"].update(uid="np-deny", resourceVersion="1")
+        agent.policies.store.put(deny)
+        await agent.sync()
+        assert backend.applied == []  # nothing before every informer has synced
+        for informer in agent.informers:
+            informer._synced = True
+
+        def is_full(transaction: str) -> bool:
+            return transaction.startswith("add table ip kubesim-netpol\ndelete table")
+
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "10.244.1.7 : goto" in backend.applied[-1]
+        await agent.sync()
+        assert len(backend.applied) == 1  # nothing changed: nothing sent
+
+        allow = policy("x", "allow", {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]})
+        allow["metadata"].update(uid="np-allow", resourceVersion="2")
+        agent.policies.store.put(allow)
+        await agent.sync()
+        assert not is_full(backend.applied[-1]) and "add chain ip kubesim-netpol ingress-x/allow" in backend.applied[-1]
+
+        backend.refuse = True
+        agent.policies.store.remove("x/allow")
+        with pytest.raises(NetpolError):
+            await agent.sync()
+        assert failures(agent) == 1 and agent.applied is None
+        backend.refuse = False
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "x/allow" not in backend.applied[-1]
+
+        agent.config.full_sync_period = 0  # every sync is due for a full one
+        agent.policies.store.put({**allow, "metadata": {**allow["metadata"], "resourceVersion": "3"}})
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "x/allow" in backend.applied[-1]
 
     asyncio.run(main())
