@@ -145,10 +145,10 @@ class NetpolAgent:
         self.metrics.rules.set(rules)
         for direction in ("Ingress", "Egress"):
             self.metrics.isolated.labels(direction=direction.lower()).set(plan.isolated.get(direction, 0))
-        log.info("synced (%s): %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, "
-                 "%d bytes to nft, in %.1f ms", "full" if full else "changes", policies,
-                 len(self.planner.index.isolation), plan.isolated.get("Ingress", 0), plan.isolated.get("Egress", 0),
-                 rules, len(transaction), elapsed * 1000)
+        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules; %s, "
+                 "%d bytes to nft, in %.1f ms", policies, len(self.planner.index.isolation),
+                 plan.isolated.get("Ingress", 0), plan.isolated.get("Egress", 0), rules,
+                 "the whole table" if full else "changes only", len(transaction), elapsed * 1000)
 
     def _queue(self, *_: object) -> None:
         self.runner.run()
