@@ -25,11 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
+from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
 from netpol.nftables import Plan, Planner, cleanup, delta_transaction, full_transaction
-from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("kube-network-policies")
 

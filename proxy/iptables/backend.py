@@ -13,18 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.iptables.errors import IptablesError
-from proxy.iptables.layout import FILTER, JUMPS, NAT, TOP_CHAINS, EndpointChains, is_service_chain
+from firewall.errors import IptablesError
+from firewall.iptables.ruleset import FILTER, NAT, missing_jumps, saved_chains
+from firewall.iptables.runner import IptablesRunner, SubprocessIptables
+from proxy.errors import raised_as_proxy_errors
+from proxy.iptables.layout import JUMPS, TOP_CHAINS, EndpointChains, is_service_chain
 from proxy.iptables.renderer import Renderer
-from proxy.iptables.ruleset import (
-    Ruleset,
-    full_transaction,
-    missing_jumps,
-    owned_rules_in_builtins,
-    partial_transaction,
-    saved_chains,
-)
-from proxy.iptables.runner import IptablesRunner, SubprocessIptables
+from proxy.iptables.ruleset import Ruleset, full_transaction, owned_rules_in_builtins, partial_transaction
 from proxy.plan import ProxyPlan
 
 
@@ -56,6 +51,7 @@ class IptablesBackend:
     def applied(self) -> Ruleset | None:
         return self._applied
 
+    @raised_as_proxy_errors
     def sync(self, plan: ProxyPlan, *, full: bool = False) -> SyncResult:
         start = time.perf_counter()
         # The renderer's change list is relative to its previous render; usable only if that is what
@@ -83,6 +79,7 @@ class IptablesBackend:
         self._applied_node = plan.node
         return SyncResult(is_full, transaction, time.perf_counter() - start)
 
+    @raised_as_proxy_errors
     def intact(self) -> bool:
         """Whether the kernel still holds every chain and jump of the last sync (upstream watches a canary
         chain for the same purpose: a firewall reload that flushes everything must force a full sync)."""
@@ -95,6 +92,7 @@ class IptablesBackend:
         return (all(set(TOP_CHAINS[t]) <= have[t] for t in (NAT, FILTER))
                 and all(c in have[NAT] for c in self._applied.chains))
 
+    @raised_as_proxy_errors
     def cleanup(self) -> None:
         """Remove every KUBE-* chain of ours and every jump to them (like `kube-proxy --cleanup`)."""
         lines: list[str] = []

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from proxy.errors import NftError
+from firewall.errors import NftError
+from firewall.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
+from firewall.nftables.runner import NftRunner, SubprocessNft
+from proxy.errors import raised_as_proxy_errors
 from proxy.nftables.layout import FAMILY, TABLE
 from proxy.nftables.renderer import Renderer
-from proxy.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
-from proxy.nftables.runner import NftRunner, SubprocessNft
 from proxy.plan import ProxyPlan
 
 
@@ -42,6 +43,7 @@ class NftablesBackend:
     def applied(self) -> Ruleset | None:
         return self._applied
 
+    @raised_as_proxy_errors
     def sync(self, plan: ProxyPlan, *, full: bool = False) -> SyncResult:
         start = time.perf_counter()
         # The renderer's change list is relative to its previous render; usable only if that is
@@ -69,6 +71,7 @@ class NftablesBackend:
         self._applied_node = plan.node
         return SyncResult(is_full, transaction, time.perf_counter() - start)
 
+    @raised_as_proxy_errors
     def intact(self) -> bool:
         """Whether our table is still in the kernel with every chain of the last sync (a flush of the
         ruleset from outside must force a full sync). Terse: the chains, not the thousands of elements."""
@@ -80,6 +83,7 @@ class NftablesBackend:
         present = {line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")}
         return all(name in present for name in self._applied.chains)
 
+    @raised_as_proxy_errors
     def cleanup(self) -> None:
         """Remove everything of ours: the whole table (`add` first so that deleting never fails)."""
         where = f"{FAMILY} {self.table}"
