@@ -14,9 +14,21 @@ from typing import Any
 
 import pytest
 
+from firewall.nftables import FakeNft
+from firewall.tracing import Packet
 from netpol.model import ParseCache, parse_namespace, parse_pod, parse_policy
 from netpol.nftables import Planner, delta_transaction, full_transaction
-from tests.netpol_cases import CASES, cluster_objects, default_addresses, policy
+from tests.netpol_cases import (
+    ALL_PODS,
+    CASES,
+    Case,
+    PodRef,
+    Reachability,
+    cluster_objects,
+    compare,
+    default_addresses,
+    policy,
+)
 
 NODE = "node-1"
 
@@ -157,3 +169,35 @@ def test_the_parse_cache_reuses_what_kept_its_uid_and_resource_version() -> None
     cache.parse_all([handmade])
     cache.parse_all([handmade])
     assert calls[-2:] == ["c", "c"]
+
+
+def test_deltas_through_every_case_on_the_fake_give_each_cases_matrix() -> None:
+    # FakeNft applies each delta all or nothing and refuses a table left with dangling references. It
+    # judges the table a transaction leaves, not each step, so the order of the commands (which the
+    # kernel does check, step by step) is the kernel tier's to test: tests/kernel/test_netpol_kernel.py.
+    ips, nodes = default_addresses()
+    namespaces, pods = cluster_objects(ips, nodes)
+    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
+    parsed_namespaces = [parse_namespace(n) for n in namespaces]
+    node_names = sorted(set(nodes.values()))
+    planners = {node: Planner(node) for node in node_names}
+    fakes = {node: FakeNft() for node in node_names}
+    plans = {node: planners[node].update([], parsed_pods, parsed_namespaces) for node in node_names}
+    for node in node_names:
+        fakes[node].run(full_transaction(plans[node]))
+    for case in [*CASES, *reversed(CASES)]:
+        policies = [parse_policy(p) for p in case.policies(ips)]
+        for node in node_names:
+            new = planners[node].update(policies, parsed_pods, parsed_namespaces)
+            fakes[node].run(delta_transaction(plans[node], new))
+            plans[node] = new
+
+        def connects(src: PodRef, dst: PodRef, case: Case = case) -> bool:
+            for node in dict.fromkeys((nodes[src], nodes[dst])):
+                if fakes[node].trace(Packet(ips[src], ips[dst], case.port, case.protocol)).verdict != "ACCEPT":
+                    return False
+            return True
+
+        observed = Reachability({(s, d): connects(s, d) for s in ALL_PODS for d in ALL_PODS})
+        problem = compare(case.matrix(), observed)
+        assert not problem, f"after the delta to {case.name!r}: {problem}"
