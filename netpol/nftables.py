@@ -131,7 +131,9 @@ class Plan:
 
     @property
     def rules(self) -> int:
-        return sum(1 for chain in self.chains.values() for rule in chain.rules if " accept comment " in rule)
+        """The accepting rules of the policy chains (a policy rule may take one per peer and port form)."""
+        return sum(1 for chain in self.chains.values() for rule in chain.rules if rule.startswith("accept comment ")
+                   or " accept comment " in rule)
 
 
 def _ipv4(pod: Pod) -> list[str]:

@@ -7,7 +7,7 @@ import re
 
 from netpol.decide import ClusterView
 from netpol.model import Pod, parse_policy
-from netpol.nftables import MAX_NAME, group_key_chain, object_name, render
+from netpol.nftables import MAX_NAME, group_key_chain, object_name, plan, render
 from tests.netpol_cases import policy
 
 
@@ -84,3 +84,11 @@ def test_comments_fit_the_kernels_128_bytes() -> None:
     comments = re.findall(r'comment "([^"]*)"', render(view, "n1"))
     assert comments and all(len(c.encode()) <= 128 for c in comments)
     assert len(set(comments)) == len(comments)
+
+
+def test_the_rules_metric_counts_every_accepting_rule() -> None:
+    view = ClusterView(
+        policies=[parse_policy(policy("x", "web", {"podSelector": {}, "ingress": [{}, {"ports": [{"port": 8080}]}]}))],
+        pods=pods(1),
+    )
+    assert plan(view, "n1").rules == 2
