@@ -10,6 +10,7 @@ one that is dropped is not. The expected matrix is the case's own, the one the p
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import select
@@ -21,9 +22,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from control.client import Client
 from netpol.decide import ClusterView, decide
+from netpol.errors import NetpolError
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from netpol.nftables import TABLE, Planner, cleanup, delta_transaction, full_transaction, render
+from netpol.server import AgentConfig, NetpolAgent
 from tests.conftest import require_root, require_tool
 from tests.kernel.test_nftables_backend import Servers, netns
 from tests.netpol_cases import (
@@ -271,5 +275,69 @@ def test_five_thousand_peers_and_overlapping_ip_blocks_load_and_are_enforced(nod
             ["bx", "by", "cy", "az", "bz", "cz"]
         problem = compare(expected, probe_all(node, "TCP", 80))
         assert not problem, problem
+    finally:
+        nft(node.node, cleanup())
+
+
+class NodeNft:
+    """The agent's backend (netpol.server.NftCommand) as run inside the test's node namespace."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.sent: list[str] = []
+
+    def apply(self, transaction: str) -> None:
+        self.sent.append(transaction)
+        done = subprocess.run(["ip", "netns", "exec", self.node, "nft", "-f", "-"], input=transaction,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise NetpolError(f"nft refused the ruleset: {done.stderr.strip()}")
+
+
+def expected(policies: list[dict]) -> Reachability:
+    found, pods, namespaces = parsed(policies)
+    view = ClusterView(policies=found, pods=pods, namespaces=namespaces)
+    return Reachability({(s, d): s == d or decide(view, IPS[s], IPS[d], "TCP", 80).allowed
+                         for s in ALL_PODS for d in ALL_PODS})
+
+
+def test_the_agent_keeps_its_rules_when_nft_refuses_a_sync_and_repairs_the_table_with_a_full_one(
+    node: Node,
+) -> None:
+    backend = NodeNft(node.node)
+    agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig(NODE), backend)
+    namespaces, pods = cluster_objects(IPS, dict.fromkeys(ALL_PODS, NODE))
+    for i, obj in enumerate([*namespaces, *pods]):
+        obj["metadata"].update(uid=f"uid-{i}", resourceVersion="1")
+        (agent.namespaces if "namespace" not in obj["metadata"] else agent.pods).store.put(obj)
+    deny = policy("x", "deny", {"podSelector": {}})
+    allow = policy("x", "allow-b", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]})
+    deny["metadata"].update(uid="uid-deny", resourceVersion="1")
+    allow["metadata"].update(uid="uid-allow", resourceVersion="1")
+    agent.policies.store.put(deny)
+    for informer in agent.informers:
+        informer._synced = True  # as after the informers' first list
+    try:
+        asyncio.run(agent.sync())
+        assert not compare(expected([deny]), probe_all(node, "TCP", 80))
+
+        # Something else in the node takes the name of a set the next sync adds, with another type:
+        # nft refuses that whole transaction, so the deny stays exactly as it was.
+        nft(node.node, f"add set ip {TABLE} ingress-x/allow-b-0-peers {{ type inet_service; }}\n")
+        agent.policies.store.put(allow)
+        with pytest.raises(NetpolError):
+            asyncio.run(agent.sync())
+        assert not backend.sent[-1].startswith("add table")  # that was a delta
+        assert agent.applied is None
+        problem = compare(expected([deny]), probe_all(node, "TCP", 80))
+        assert not problem, f"after the refused sync: {problem}"
+
+        # The next sync replaces the whole table, the stranger's set with it, and the allow lands.
+        asyncio.run(agent.sync())
+        assert backend.sent[-1].startswith(f"add table ip {TABLE}\ndelete table ip {TABLE}\n")
+        problem = compare(expected([deny, allow]), probe_all(node, "TCP", 80))
+        assert not problem, f"after the full sync: {problem}"
+        assert expected([deny, allow]) != expected([deny])  # the test can tell the two apart
     finally:
         nft(node.node, cleanup())
