@@ -236,6 +236,9 @@ class ClusterIndex:
         self.namespaces: dict[str, Namespace] = {}
         self.policies: dict[str, Policy] = {}
         self.pods_in: dict[str, list[str]] = {}
+        # Per namespace, its pods grouped by their labels: a Deployment's pods share theirs, so a
+        # selector is matched once per distinct set of labels, not once per pod.
+        self.label_groups: dict[str, dict[frozenset[tuple[str, str]], tuple[Mapping[str, str], list[str]]]] = {}
         self.policies_in: dict[str, list[str]] = {}
         self.selected: dict[str, dict[PeerRef, set[str]]] = {}
         self.isolation: dict[str, dict[Direction, tuple[str, ...]]] = {}
@@ -259,10 +262,12 @@ class ClusterIndex:
         touched = {p.namespace for k in changed_policies for p in (old_policies.get(k), new_policies.get(k)) if p}
         self.pods, self.namespaces, self.policies = new_pods, new_namespaces, new_policies
         if changed_pods:
-            self.pods_in = {}
+            self.pods_in, self.label_groups = {}, {}
             for key, pod in sorted(new_pods.items()):
                 if not pod.host_network:
                     self.pods_in.setdefault(pod.namespace, []).append(key)
+                    groups = self.label_groups.setdefault(pod.namespace, {})
+                    groups.setdefault(frozenset(pod.labels.items()), (pod.labels, []))[1].append(key)
         if changed_policies:
             self.policies_in = {}
             for key, policy in sorted(new_policies.items(), key=lambda kv: (kv[1].namespace, kv[1].name)):
@@ -305,12 +310,14 @@ class ClusterIndex:
         out: dict[PeerRef, set[str]] = {}
         for ref, peer in self._peers(policy):
             if peer.namespace_selector is None:
-                candidates: Iterable[str] = self.pods_in.get(policy.namespace, ())
+                namespaces = [policy.namespace]
             else:
-                candidates = [k for ns, keys in self.pods_in.items()
-                              if peer.namespace_selector.matches(self.labels_of_namespace(ns)) for k in keys]
-            out[ref] = {k for k in candidates if peer.pod_selector is None
-                        or peer.pod_selector.matches(self.pods[k].labels)}
+                selector = peer.namespace_selector
+                namespaces = [ns for ns in self.label_groups if selector.matches(self.labels_of_namespace(ns))]
+            out[ref] = {
+                k for ns in namespaces for labels, keys in self.label_groups.get(ns, {}).values()
+                if peer.pod_selector is None or peer.pod_selector.matches(labels) for k in keys
+            }
         return out
 
     def _reselect(self, policy: Policy, selections: dict[PeerRef, set[str]],
@@ -332,14 +339,18 @@ class ClusterIndex:
         """Bring `isolation` up to date: a changed pod is judged against its namespace's policies; an
         unchanged pod of a namespace whose policies changed, against the changed policies only."""
         directions: tuple[Direction, ...] = ("Ingress", "Egress")
+        judged: dict[tuple[str, frozenset[tuple[str, str]]], dict[Direction, tuple[str, ...]]] = {}
         for key in changed_pods:
             pod = self.pods.get(key)
             if pod is None or not self.is_local(pod):
                 self.isolation.pop(key, None)
                 continue
-            mine = [self.policies[k] for k in self.policies_in.get(pod.namespace, ())]
-            selecting = [p for p in mine if p.pod_selector.matches(pod.labels)]
-            self.isolation[key] = {d: tuple(p.key for p in selecting if p.rules(d) is not None) for d in directions}
+            same = (pod.namespace, frozenset(pod.labels.items()))  # pods with the same labels, the same answer
+            if same not in judged:
+                mine = [self.policies[k] for k in self.policies_in.get(pod.namespace, ())]
+                selecting = [p for p in mine if p.pod_selector.matches(pod.labels)]
+                judged[same] = {d: tuple(p.key for p in selecting if p.rules(d) is not None) for d in directions}
+            self.isolation[key] = dict(judged[same])
         for ns in namespaces:
             changed = [k for k in changed_policies if k.startswith(f"{ns}/")]
             in_order = self.policies_in.get(ns, ())
