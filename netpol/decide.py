@@ -23,7 +23,7 @@ The rules (https://kubernetes.io/docs/concepts/services-networking/network-polic
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from netpol.model import (
@@ -189,3 +189,178 @@ def decide(view: ClusterView, src: str, dst: str, protocol: str, port: int) -> V
     egress = view.judge(src_pod, "Egress", dst_ip, protocol, port) if src_pod else _not_a_pod("Egress", src_ip)
     ingress = view.judge(dst_pod, "Ingress", src_ip, protocol, port) if dst_pod else _not_a_pod("Ingress", dst_ip)
     return Verdict(src, dst, protocol, port, egress, ingress)
+
+
+# --- the same semantics, kept up to date incrementally, for the agent's sync --------------------------
+
+PeerRef = tuple[str, int, int]  # direction, rule index, peer index within the rule
+
+
+def _changed(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
+    """Keys added, removed or holding a different value (the parse cache keeps unchanged objects
+    identical, so `is` answers almost every comparison)."""
+    out = {k for k in old.keys() ^ new.keys()}
+    out.update(k for k, v in new.items() if k in old and old[k] is not v and old[k] != v)
+    return out
+
+
+def _as_destination(pod: Pod | None) -> object:
+    """What a named port resolves on: a change elsewhere in the pod (its labels) changes no port set."""
+    if pod is None or pod.host_network:
+        return None
+    return (pod.ips, tuple(sorted(pod.named_ports.items())))
+
+
+@dataclass
+class Changes:
+    """What one `ClusterIndex.update` changed, for the renderer to decide what to render again."""
+
+    policies: set[str] = field(default_factory=set)  # policy keys whose selections or object changed
+    pods: set[str] = field(default_factory=set)  # pod keys added, removed or changed
+    destinations: set[str] = field(default_factory=set)  # pod keys whose addresses or named ports changed
+
+
+class ClusterIndex:
+    """Who selects whom, kept from one snapshot to the next by looking only at what changed.
+
+    The same rules as ClusterView.isolating and peer_matches (tests hold the two to each other), but a
+    pod's change is judged against each peer once, and a policy's against its own namespace's pods,
+    instead of every pod against every policy on every sync.
+
+    `selected[policy][(direction, rule, peer)]` holds the keys of the pods a selector peer picks;
+    `isolation[pod][direction]` the policies isolating each of `node`'s pods, in name order."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.pods: dict[str, Pod] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.policies: dict[str, Policy] = {}
+        self.pods_in: dict[str, list[str]] = {}
+        # Per namespace, its pods grouped by their labels: a Deployment's pods share theirs, so a
+        # selector is matched once per distinct set of labels, not once per pod.
+        self.label_groups: dict[str, dict[frozenset[tuple[str, str]], tuple[Mapping[str, str], list[str]]]] = {}
+        self.policies_in: dict[str, list[str]] = {}
+        self.selected: dict[str, dict[PeerRef, set[str]]] = {}
+        self.isolation: dict[str, dict[Direction, tuple[str, ...]]] = {}
+
+    def labels_of_namespace(self, name: str) -> Mapping[str, str]:
+        ns = self.namespaces.get(name)
+        return ns.labels if ns is not None else {NAMESPACE_NAME_LABEL: name}
+
+    def is_local(self, pod: Pod) -> bool:
+        return pod.node == self.node and not pod.host_network and any(ip.version == 4 for ip in pod.ips)
+
+    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace]) -> Changes:
+        new_pods = {p.key: p for p in pods}
+        new_namespaces = {n.name: n for n in namespaces}
+        new_policies = {p.key: p for p in policies}
+        changed_pods = _changed(self.pods, new_pods)
+        changed_namespaces = _changed(self.namespaces, new_namespaces)
+        changed_policies = _changed(self.policies, new_policies)
+        old_pods, old_policies = self.pods, self.policies
+        # A policy's change can only change the isolation of pods in its own namespace.
+        touched = {p.namespace for k in changed_policies for p in (old_policies.get(k), new_policies.get(k)) if p}
+        self.pods, self.namespaces, self.policies = new_pods, new_namespaces, new_policies
+        if changed_pods:
+            self.pods_in, self.label_groups = {}, {}
+            for key, pod in sorted(new_pods.items()):
+                if not pod.host_network:
+                    self.pods_in.setdefault(pod.namespace, []).append(key)
+                    groups = self.label_groups.setdefault(pod.namespace, {})
+                    groups.setdefault(frozenset(pod.labels.items()), (pod.labels, []))[1].append(key)
+        if changed_policies:
+            self.policies_in = {}
+            for key, policy in sorted(new_policies.items(), key=lambda kv: (kv[1].namespace, kv[1].name)):
+                self.policies_in.setdefault(policy.namespace, []).append(key)
+        changes = Changes(policies=set(changed_policies), pods=changed_pods, destinations={
+            k for k in changed_pods if _as_destination(old_pods.get(k)) != _as_destination(new_pods.get(k))
+        })
+        for key in changed_policies:
+            self.selected.pop(key, None)
+            if key in new_policies:
+                self.selected[key] = self._select(new_policies[key])
+        if changed_pods or changed_namespaces:
+            moved = [k for ns in changed_namespaces for k in self.pods_in.get(ns, ())]
+            for key, selections in self.selected.items():
+                if key not in changed_policies and self._reselect(new_policies[key], selections, changed_pods, moved):
+                    changes.policies.add(key)
+        self._isolate(changed_pods, changed_policies, touched)
+        return changes
+
+    def _peers(self, policy: Policy) -> Iterator[tuple[PeerRef, Peer]]:
+        directions: tuple[Direction, ...] = ("Ingress", "Egress")
+        for direction in directions:
+            for i, rule in enumerate(policy.rules(direction) or ()):
+                for j, peer in enumerate(rule.peers or ()):
+                    if not peer.broken and peer.ip_block is None:
+                        yield (direction, i, j), peer
+
+    def picks(self, peer: Peer, policy: Policy, pod: Pod | None) -> bool:
+        """Does selector PEER of POLICY pick POD (None: a pod that is gone)? As ClusterView.peer_matches."""
+        if pod is None or pod.host_network:
+            return False
+        if peer.namespace_selector is None:
+            if pod.namespace != policy.namespace:
+                return False
+        elif not peer.namespace_selector.matches(self.labels_of_namespace(pod.namespace)):
+            return False
+        return peer.pod_selector is None or peer.pod_selector.matches(pod.labels)
+
+    def _select(self, policy: Policy) -> dict[PeerRef, set[str]]:
+        out: dict[PeerRef, set[str]] = {}
+        for ref, peer in self._peers(policy):
+            if peer.namespace_selector is None:
+                namespaces = [policy.namespace]
+            else:
+                selector = peer.namespace_selector
+                namespaces = [ns for ns in self.label_groups if selector.matches(self.labels_of_namespace(ns))]
+            out[ref] = {
+                k for ns in namespaces for labels, keys in self.label_groups.get(ns, {}).values()
+                if peer.pod_selector is None or peer.pod_selector.matches(labels) for k in keys
+            }
+        return out
+
+    def _reselect(self, policy: Policy, selections: dict[PeerRef, set[str]],
+                  changed_pods: set[str], moved: list[str]) -> bool:
+        """Judge the changed pods (and those of relabelled namespaces) against POLICY's peers again."""
+        dirty = False
+        for ref, peer in self._peers(policy):
+            chosen = selections[ref]
+            candidates = changed_pods if peer.namespace_selector is None else changed_pods.union(moved)
+            for key in candidates:
+                was, now = key in chosen, self.picks(peer, policy, self.pods.get(key))
+                if was != now:
+                    (chosen.add if now else chosen.discard)(key)
+                if was or now:
+                    dirty = True  # picked before or after: the pod's addresses may be in the set
+        return dirty
+
+    def _isolate(self, changed_pods: set[str], changed_policies: set[str], namespaces: set[str]) -> None:
+        """Bring `isolation` up to date: a changed pod is judged against its namespace's policies; an
+        unchanged pod of a namespace whose policies changed, against the changed policies only."""
+        directions: tuple[Direction, ...] = ("Ingress", "Egress")
+        judged: dict[tuple[str, frozenset[tuple[str, str]]], dict[Direction, tuple[str, ...]]] = {}
+        for key in changed_pods:
+            pod = self.pods.get(key)
+            if pod is None or not self.is_local(pod):
+                self.isolation.pop(key, None)
+                continue
+            same = (pod.namespace, frozenset(pod.labels.items()))  # pods with the same labels, the same answer
+            if same not in judged:
+                mine = [self.policies[k] for k in self.policies_in.get(pod.namespace, ())]
+                selecting = [p for p in mine if p.pod_selector.matches(pod.labels)]
+                judged[same] = {d: tuple(p.key for p in selecting if p.rules(d) is not None) for d in directions}
+            self.isolation[key] = dict(judged[same])
+        for ns in namespaces:
+            changed = [k for k in changed_policies if k.startswith(f"{ns}/")]
+            in_order = self.policies_in.get(ns, ())
+            for key in self.pods_in.get(ns, ()):
+                isolation = self.isolation.get(key)
+                if key in changed_pods or isolation is None:
+                    continue  # judged above, or not one of the node's pods
+                labels = self.pods[key].labels
+                for d in directions:
+                    now = {k for k in changed if k in self.policies and self.policies[k].rules(d) is not None
+                           and self.policies[k].pod_selector.matches(labels)}
+                    keep = set(isolation[d]).difference(changed) | now
+                    isolation[d] = tuple(k for k in in_order if k in keep)

@@ -357,3 +357,37 @@ def parse_all(objs: Iterable[JSON], parse: Any) -> list[Any]:
         if value is not None:
             out.append(value)
     return out
+
+
+class ParseCache:
+    """Parsed values of one kind of object, reused while the object's uid and resourceVersion stay.
+
+    The apiserver gives every change a new resourceVersion, so an unchanged pair means an unchanged
+    object: the agent parses only what changed since its last sync, and an unchanged object keeps the
+    very same value, which lets the planner see "unchanged" by identity. Objects without both (built
+    by hand) are parsed every time."""
+
+    def __init__(self, parse: Any) -> None:
+        self.parse = parse
+        self.values: dict[tuple[str, str], Any] = {}
+
+    def parse_all(self, objs: Iterable[JSON]) -> list[Any]:
+        values: dict[tuple[str, str], Any] = {}
+        out = []
+        for obj in objs:
+            meta = obj.get("metadata") or {}
+            uid, version = meta.get("uid"), meta.get("resourceVersion")
+            key = (uid, version) if isinstance(uid, str) and isinstance(version, str) and uid and version else None
+            if key is not None and key in self.values:
+                value = self.values[key]
+            else:
+                try:
+                    value = self.parse(obj)
+                except ObjectError:
+                    continue
+            if key is not None:
+                values[key] = value
+            if value is not None:
+                out.append(value)
+        self.values = values  # forget what is gone, so the cache never outgrows the cluster
+        return out

@@ -1,10 +1,13 @@
-"""The network-policy agent process: informers -> bounded-frequency sync -> render -> nft.
+"""The network-policy agent process: informers -> bounded-frequency sync -> plan -> nft.
 
 The same shape as kube-proxy: watch handlers only ask for a sync; the runner syncs at most once per
 min_sync_period and at least once per sync_period, never before every informer has synced, so rules
-are never written from a partial view. Each sync renders the node's whole table and replaces it in one
-nft transaction: the kernel applies all of it or none, so a failed sync leaves the previous rules in
-place, and the runner retries. Around it: /healthz (200 once a sync has landed) and /metrics.
+are never written from a partial view. Each sync parses only the objects that changed, re-plans only
+the policies whose inputs changed, and sends nft one transaction with the difference from the last
+applied plan; the first sync, one every full_sync_period and the one after a failure replace the
+whole table instead. The kernel applies a transaction all or none, so a failed sync leaves the
+previous rules in place, and the runner retries. Around it: /healthz (200 once a sync has landed)
+and /metrics.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, In
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
-from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
-from netpol.nftables import cleanup, render
+from netpol.model import ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
+from netpol.nftables import Plan, Planner, cleanup, delta_transaction, full_transaction
 
 log = logging.getLogger("kube-network-policies")
 
@@ -49,6 +52,8 @@ class AgentConfig:
     node_name: str
     min_sync_period: float = 1.0
     sync_period: float = 30.0
+    # Between syncs that replace the whole table instead of sending only changes.
+    full_sync_period: float = 600.0
     healthz_address: str = "0.0.0.0:9081"
     metrics_address: str = "127.0.0.1:9080"
 
@@ -80,7 +85,12 @@ class NetpolAgent:
         self.informers = (self.policies, self.pods, self.namespaces, self.nodes)
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)
-        self.applied = ""
+        self.parsed_policies = ParseCache(parse_policy)
+        self.parsed_pods = ParseCache(parse_pod)
+        self.parsed_namespaces = ParseCache(parse_namespace)
+        self.planner = Planner(config.node_name)
+        self.applied: Plan | None = None  # what the kernel holds; None: unknown, the next sync is full
+        self.last_full = 0.0
         self.last_synced = 0.0
         self._stop = asyncio.Event()
 
@@ -97,31 +107,48 @@ class NetpolAgent:
         )
 
     async def sync(self) -> None:
+        """One sync: parse what changed, plan, and send nft only the difference from what it holds.
+
+        A full sync (the whole table replaced in one transaction) runs first, every full_sync_period
+        (repairing whatever else changed the table) and after any failure: a refused transaction left
+        the previous rules in place, but the next one is built against what the kernel surely holds."""
         if not all(informer.has_synced for informer in self.informers):
             return
         start = time.monotonic()
-        view = self.view()
-        transaction = render(view, self.config.node_name)
-        if transaction != self.applied:
+        try:
+            plan = self.planner.update(
+                self.parsed_policies.parse_all(self.policies.store.list()),
+                self.parsed_pods.parse_all(self.pods.store.list()),
+                self.parsed_namespaces.parse_all(self.namespaces.store.list()),
+            )
+        except Exception:
+            self.planner, self.applied = Planner(self.config.node_name), None  # start from scratch
+            raise
+        full = self.applied is None or start - self.last_full >= self.config.full_sync_period
+        previous = None if full else self.applied
+        transaction = full_transaction(plan) if previous is None else delta_transaction(previous, plan)
+        if transaction:
             try:
                 await asyncio.to_thread(self.backend.apply, transaction)
             except Exception:
                 self.metrics.failures.inc()
+                self.applied = None
                 raise  # the runner retries; the kernel still holds the previous rules
-            self.applied = transaction
+        if full:
+            self.last_full = start
+        self.applied = plan
         elapsed = time.monotonic() - start
         self.last_synced = time.time()
-        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
-        isolated = {d: sum(1 for p in local if view.isolating(p, d)) for d in ("Ingress", "Egress")}
-        rules = transaction.count(" accept comment ")
-        policies = len(view.policies)  # type: ignore[arg-type]
+        rules, policies = plan.rules, len(self.planner.index.policies)
         self.metrics.sync_duration.observe(elapsed)
         self.metrics.policies.set(policies)
         self.metrics.rules.set(rules)
-        for direction, count in isolated.items():
-            self.metrics.isolated.labels(direction=direction.lower()).set(count)
-        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, in %.1f ms",
-                 policies, len(local), isolated["Ingress"], isolated["Egress"], rules, elapsed * 1000)
+        for direction in ("Ingress", "Egress"):
+            self.metrics.isolated.labels(direction=direction.lower()).set(plan.isolated.get(direction, 0))
+        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules; %s, "
+                 "%d bytes to nft, in %.1f ms", policies, len(self.planner.index.isolation),
+                 plan.isolated.get("Ingress", 0), plan.isolated.get("Egress", 0), rules,
+                 "the whole table" if full else "changes only", len(transaction), elapsed * 1000)
 
     def _queue(self, *_: object) -> None:
         self.runner.run()

@@ -10,7 +10,9 @@ one that is dropped is not. The expected matrix is the case's own, the one the p
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import json
 import select
 import socket
 import subprocess
@@ -20,12 +22,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from netpol.decide import ClusterView
+from control.client import Client
+from netpol.decide import ClusterView, decide
+from netpol.errors import NetpolError
 from netpol.model import parse_namespace, parse_pod, parse_policy
-from netpol.nftables import TABLE, cleanup, render
+from netpol.nftables import TABLE, Planner, cleanup, delta_transaction, full_transaction, render
+from netpol.server import AgentConfig, NetpolAgent
 from tests.conftest import require_root, require_tool
 from tests.kernel.test_nftables_backend import Servers, netns
-from tests.netpol_cases import ALL_PODS, CASES, PORTS, Case, PodRef, Reachability, cluster_objects, compare
+from tests.netpol_cases import (
+    ALL_PODS,
+    CASES,
+    PORTS,
+    Case,
+    PodRef,
+    Reachability,
+    cluster_objects,
+    compare,
+    policy,
+)
 
 NODE = "node-1"
 GATEWAY = "10.250.255.1"
@@ -164,3 +179,165 @@ def test_the_table_is_removed_by_cleanup(node: Node) -> None:
     assert TABLE in sh("ip", "netns", "exec", node.node, "nft", "list", "tables")
     nft(node.node, cleanup())
     assert TABLE not in sh("ip", "netns", "exec", node.node, "nft", "list", "tables")
+
+
+# --- the incremental sync in the kernel -------------------------------------------------------------------
+
+def parsed(policies: list[dict]) -> tuple[list, list, list]:
+    namespaces, pods = cluster_objects(IPS, dict.fromkeys(ALL_PODS, NODE))
+    return ([parse_policy(p) for p in policies], [p for p in (parse_pod(o) for o in pods) if p is not None],
+            [parse_namespace(o) for o in namespaces])
+
+
+def table_state(node: str) -> dict[str, object]:
+    """The agent's table as the kernel holds it, without what depends on the order things were made in
+    (handles, element order): what a full load and a sequence of deltas must agree on."""
+    listing = json.loads(sh("ip", "netns", "exec", node, "nft", "-j", "list", "table", "ip", TABLE))["nftables"]
+    state: dict[str, object] = {}
+    for item in listing:
+        for kind, body in item.items():
+            if kind == "set" or kind == "map":
+                state[f"{kind} {body['name']}"] = sorted(json.dumps(e, sort_keys=True) for e in body.get("elem", ()))
+            elif kind == "chain":
+                state.setdefault(f"chain {body['name']}", [])
+            elif kind == "rule":
+                rules = state.setdefault(f"chain {body['chain']}", [])
+                assert isinstance(rules, list)
+                rules.append(json.dumps(body["expr"], sort_keys=True))
+    return state
+
+
+def test_deltas_between_every_case_leave_the_table_a_full_load_makes(node: Node) -> None:
+    planner = Planner(NODE)
+    before = planner.update(*parsed([]))
+    nft(node.node, full_transaction(before))
+    try:
+        for i, case in enumerate(CASES):
+            after = planner.update(*parsed(list(case.policies(IPS))))
+            delta = delta_transaction(before, after)
+            nft(node.node, delta)
+            got = table_state(node.node)
+            nft(node.node, full_transaction(after))
+            assert got == table_state(node.node), f"after the delta to {case.name!r}:\n{delta}"
+            if i % 5 == 0:  # real packets on a sample: the whole walk would hold the lock too long
+                nft(node.node, delta_transaction(after, before))
+                nft(node.node, delta)
+                problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
+                assert not problem, f"after the delta to {case.name!r}: {problem}"
+            before = after
+    finally:
+        nft(node.node, cleanup())
+
+
+def test_a_refused_delta_leaves_the_previous_rules(node: Node) -> None:
+    planner = Planner(NODE)
+    deny = next(c for c in CASES if c.name == "deny all ingress in x")
+    before = planner.update(*parsed(list(deny.policies(IPS))))
+    nft(node.node, full_transaction(before))
+    try:
+        held = table_state(node.node)
+        after = planner.update(*parsed([]))
+        broken = delta_transaction(before, after) + f"add rule ip {TABLE} forward-ingress jump no-such-chain\n"
+        done = subprocess.run(["ip", "netns", "exec", node.node, "nft", "-f", "-"], input=broken,
+                              capture_output=True, text=True)
+        assert done.returncode != 0
+        assert table_state(node.node) == held
+        problem = compare(deny.matrix(), probe_all(node, "TCP", 80))
+        assert not problem, problem
+    finally:
+        nft(node.node, cleanup())
+
+
+def test_five_thousand_peers_and_overlapping_ip_blocks_load_and_are_enforced(node: Node) -> None:
+    xa, xb = PodRef("x", "a"), PodRef("x", "b")
+    # Every other address of a range, so that no two merge into one prefix: 4,990 /32 elements.
+    far = [{"ipBlock": {"cidr": f"10.251.{i // 128}.{2 * (i % 128)}/32"}} for i in range(4990)]
+    overlapping = [
+        {"ipBlock": {"cidr": "10.250.0.0/24", "except": ["10.250.0.8/29"]}},  # all pods but .8-.15
+        {"ipBlock": {"cidr": "10.250.0.14/31"}},  # two of them back, inside the other block's except
+        {"ipBlock": {"cidr": f"{IPS[xb]}/32"}},  # and x/b, by its own address
+    ]
+    selectors = [{"podSelector": {"matchLabels": {"pod": f"nobody-{i}"}}} for i in range(7)]
+    peers = far + overlapping + selectors
+    assert len(peers) == 5000
+    spec = {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": peers, "ports": [{"port": 80}]}]}
+    wide = policy("x", "wide", spec)
+    plan = Planner(NODE).update(*parsed([wide]))
+    assert any(s.interval and len(s.elements) >= 4990 for s in plan.sets.values())
+    nft(node.node, full_transaction(plan))
+    try:
+        policies, pods, namespaces = parsed([wide])
+        view = ClusterView(policies=policies, pods=pods, namespaces=namespaces)
+        expected = Reachability({(s, d): s == d or decide(view, IPS[s], IPS[d], "TCP", 80).allowed
+                                 for s in ALL_PODS for d in ALL_PODS})
+        # The reference itself: x/b by address, y/b and y/c through the overlap, z by the /24; not x/c, y/a.
+        assert [s.name + s.namespace for s in ALL_PODS if s != xa and expected.allowed[(s, xa)]] == \
+            ["bx", "by", "cy", "az", "bz", "cz"]
+        problem = compare(expected, probe_all(node, "TCP", 80))
+        assert not problem, problem
+    finally:
+        nft(node.node, cleanup())
+
+
+class NodeNft:
+    """The agent's backend (netpol.server.NftCommand) as run inside the test's node namespace."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.sent: list[str] = []
+
+    def apply(self, transaction: str) -> None:
+        self.sent.append(transaction)
+        done = subprocess.run(["ip", "netns", "exec", self.node, "nft", "-f", "-"], input=transaction,
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise NetpolError(f"nft refused the ruleset: {done.stderr.strip()}")
+
+
+def expected(policies: list[dict]) -> Reachability:
+    found, pods, namespaces = parsed(policies)
+    view = ClusterView(policies=found, pods=pods, namespaces=namespaces)
+    return Reachability({(s, d): s == d or decide(view, IPS[s], IPS[d], "TCP", 80).allowed
+                         for s in ALL_PODS for d in ALL_PODS})
+
+
+def test_the_agent_keeps_its_rules_when_nft_refuses_a_sync_and_repairs_the_table_with_a_full_one(
+    node: Node,
+) -> None:
+    backend = NodeNft(node.node)
+    agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig(NODE), backend)
+    namespaces, pods = cluster_objects(IPS, dict.fromkeys(ALL_PODS, NODE))
+    for i, obj in enumerate([*namespaces, *pods]):
+        obj["metadata"].update(uid=f"uid-{i}", resourceVersion="1")
+        (agent.namespaces if "namespace" not in obj["metadata"] else agent.pods).store.put(obj)
+    deny = policy("x", "deny", {"podSelector": {}})
+    allow = policy("x", "allow-b", {"podSelector": {"matchLabels": {"pod": "a"}},
+                                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]})
+    deny["metadata"].update(uid="uid-deny", resourceVersion="1")
+    allow["metadata"].update(uid="uid-allow", resourceVersion="1")
+    agent.policies.store.put(deny)
+    for informer in agent.informers:
+        informer._synced = True  # as after the informers' first list
+    try:
+        asyncio.run(agent.sync())
+        assert not compare(expected([deny]), probe_all(node, "TCP", 80))
+
+        # Something else in the node takes the name of a set the next sync adds, with another type:
+        # nft refuses that whole transaction, so the deny stays exactly as it was.
+        nft(node.node, f"add set ip {TABLE} ingress-x/allow-b-0-peers {{ type inet_service; }}\n")
+        agent.policies.store.put(allow)
+        with pytest.raises(NetpolError):
+            asyncio.run(agent.sync())
+        assert not backend.sent[-1].startswith("add table")  # that was a delta
+        assert agent.applied is None
+        problem = compare(expected([deny]), probe_all(node, "TCP", 80))
+        assert not problem, f"after the refused sync: {problem}"
+
+        # The next sync replaces the whole table, the stranger's set with it, and the allow lands.
+        asyncio.run(agent.sync())
+        assert backend.sent[-1].startswith(f"add table ip {TABLE}\ndelete table ip {TABLE}\n")
+        problem = compare(expected([deny, allow]), probe_all(node, "TCP", 80))
+        assert not problem, f"after the full sync: {problem}"
+        assert expected([deny, allow]) != expected([deny])  # the test can tell the two apart
+    finally:
+        nft(node.node, cleanup())

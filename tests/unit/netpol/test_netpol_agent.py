@@ -7,8 +7,11 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from control.client import NAMESPACES, NETWORK_POLICIES, PODS
+import pytest
+
+from control.client import NAMESPACES, NETWORK_POLICIES, PODS, Client
 from netpol.errors import NetpolError
+from netpol.nftables import group_key_chain
 from netpol.server import AgentConfig, NetpolAgent
 from tests.harness import local_apiserver
 from tests.netpol_cases import policy
@@ -64,7 +67,9 @@ def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync
                 assert "10.244.1.7 : goto" not in backend.applied[-1]  # not isolated yet
 
                 await admin.create(NETWORK_POLICIES, policy("x", "deny", {"podSelector": {}}), namespace="x")
-                await until(lambda: "10.244.1.7 : goto ingress-isolated-0" in backend.applied[-1], "the deny")
+                deny = group_key_chain("Ingress", ("x/deny",))
+                await until(lambda: f"10.244.1.7 : goto {deny}" in backend.applied[-1], "the deny")
+                assert not backend.applied[-1].startswith("add table")  # a change, not the whole table
 
                 # A refused sync: nothing new is recorded as applied, the failure is counted, and the
                 # runner tries again until it lands.
@@ -72,12 +77,62 @@ def test_the_agent_programs_policies_for_its_own_pods_and_keeps_them_when_a_sync
                 await admin.create(NETWORK_POLICIES, policy("x", "allow", {"podSelector": {}, "ingress": [{}]}),
                                    namespace="x")
                 await until(lambda: failures(agent) >= 1, "a failed sync")
-                assert "x/allow" not in agent.applied
+                assert agent.applied is None  # what the kernel holds is no longer taken for granted
                 backend.refuse = False
+                # The retry replaces the whole table rather than patching it.
                 await until(lambda: "x/allow ingress rule 0" in backend.applied[-1], "the retried sync", timeout=15)
+                assert backend.applied[-1].startswith("add table ip kubesim-netpol\ndelete table")
+                assert agent.applied is not None and "ingress-x/allow" in agent.applied.chains
             finally:
                 agent.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    asyncio.run(main())
+
+
+def test_sync_sends_changes_then_the_whole_table_after_a_failure_and_every_full_sync_period() -> None:
+    # The sync method on its own: stores filled as the informers' watch fills them.
+    async def main() -> None:
+        backend = RecordingBackend()
+        agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig("worker-1"), backend)
+        agent.namespaces.store.put({"metadata": {"name": "x", "uid": "ns-x", "resourceVersion": "1"}})
+        agent.pods.store.put({"metadata": {"namespace": "x", "name": "a", "uid": "pod-a", "resourceVersion": "1"},
+                              "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running", "podIP": "10.244.1.7"}})
+        deny = policy("x", "deny", {"podSelector": {}})
+        deny["metadata"].update(uid="np-deny", resourceVersion="1")
+        agent.policies.store.put(deny)
+        await agent.sync()
+        assert backend.applied == []  # nothing before every informer has synced
+        for informer in agent.informers:
+            informer._synced = True
+
+        def is_full(transaction: str) -> bool:
+            return transaction.startswith("add table ip kubesim-netpol\ndelete table")
+
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "10.244.1.7 : goto" in backend.applied[-1]
+        await agent.sync()
+        assert len(backend.applied) == 1  # nothing changed: nothing sent
+
+        allow = policy("x", "allow", {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]})
+        allow["metadata"].update(uid="np-allow", resourceVersion="2")
+        agent.policies.store.put(allow)
+        await agent.sync()
+        assert not is_full(backend.applied[-1]) and "add chain ip kubesim-netpol ingress-x/allow" in backend.applied[-1]
+
+        backend.refuse = True
+        agent.policies.store.remove("x/allow")
+        with pytest.raises(NetpolError):
+            await agent.sync()
+        assert failures(agent) == 1 and agent.applied is None
+        backend.refuse = False
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "x/allow" not in backend.applied[-1]
+
+        agent.config.full_sync_period = 0  # every sync is due for a full one
+        agent.policies.store.put({**allow, "metadata": {**allow["metadata"], "resourceVersion": "3"}})
+        await agent.sync()
+        assert is_full(backend.applied[-1]) and "x/allow" in backend.applied[-1]
 
     asyncio.run(main())

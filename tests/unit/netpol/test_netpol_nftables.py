@@ -7,7 +7,7 @@ import re
 
 from netpol.decide import ClusterView
 from netpol.model import Pod, parse_policy
-from netpol.nftables import MAX_NAME, object_name, render
+from netpol.nftables import MAX_NAME, group_key_chain, object_name, plan, render
 from tests.netpol_cases import policy
 
 
@@ -26,10 +26,16 @@ def test_a_thousand_pods_under_the_same_policies_share_one_chain() -> None:
     )
     text = render(view, "n1")
     chains = re.findall(r"^  chain (\S+)", text, re.MULTILINE)
-    assert chains == [
-        "ingress-x/p0", "ingress-x/p1", "ingress-x/p2", "ingress-isolated-0", "forward-egress", "forward-ingress",
-    ]
-    assert text.count(": goto ingress-isolated-0") == 1000
+    group = group_key_chain("Ingress", ("x/p0", "x/p1", "x/p2"))
+    assert chains == ["ingress-x/p0", "ingress-x/p1", "ingress-x/p2", group, "forward-egress", "forward-ingress"]
+    assert text.count(f": goto {group}") == 1000
+
+
+def test_a_group_chain_is_named_by_its_policies_not_its_position() -> None:
+    # Another group appearing must not rename this one: that would rewrite every pod's map entry.
+    assert group_key_chain("Ingress", ("x/a",)) == group_key_chain("Ingress", ("x/a",))
+    assert group_key_chain("Ingress", ("x/a",)) != group_key_chain("Ingress", ("x/a", "x/b"))
+    assert group_key_chain("Ingress", ("x/a",)) != group_key_chain("Egress", ("x/a",))
 
 
 def test_only_the_nodes_own_pods_are_keys_of_the_maps() -> None:
@@ -37,7 +43,7 @@ def test_only_the_nodes_own_pods_are_keys_of_the_maps() -> None:
                        pods=[*pods(2, "n1"), Pod("x", "far", {}, (ipaddress.ip_address("10.244.9.9"),), "n2")])
     text = render(view, "n1")
     assert "10.244.9.9" not in text
-    assert "10.244.0.2 : goto ingress-isolated-0" in text
+    assert f"10.244.0.2 : goto {group_key_chain('Ingress', ('x/deny',))}" in text
 
 
 def test_rules_carry_the_rule_reference_as_comment() -> None:
@@ -46,9 +52,8 @@ def test_rules_carry_the_rule_reference_as_comment() -> None:
         pods=pods(1),
     )
     text = render(view, "n1")
-    assert 'accept comment "x/web ingress rule 0"' in text
-    assert '@ingress-x/web-1-ports accept comment "x/web ingress rule 1"' in text
-    assert "0.0.0.0/0 . tcp . 8080" in text
+    assert '    accept comment "x/web ingress rule 0"' in text
+    assert 'meta l4proto tcp th dport 8080 accept comment "x/web ingress rule 1"' in text
 
 
 def test_a_rule_that_matches_nothing_is_left_out() -> None:
@@ -79,3 +84,11 @@ def test_comments_fit_the_kernels_128_bytes() -> None:
     comments = re.findall(r'comment "([^"]*)"', render(view, "n1"))
     assert comments and all(len(c.encode()) <= 128 for c in comments)
     assert len(set(comments)) == len(comments)
+
+
+def test_the_rules_metric_counts_every_accepting_rule() -> None:
+    view = ClusterView(
+        policies=[parse_policy(policy("x", "web", {"podSelector": {}, "ingress": [{}, {"ports": [{"port": 8080}]}]}))],
+        pods=pods(1),
+    )
+    assert plan(view, "n1").rules == 2
