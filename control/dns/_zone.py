@@ -11,6 +11,7 @@ Names are dnspython Names: they compare and hash case-insensitively, as the spec
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,8 +72,9 @@ class ZoneConfig:
             raise ValueError(f"dns pods mode {self.pods!r}: use disabled, insecure or verified")
         dns.name.from_text(self.domain)  # raises dns.exception.SyntaxError for an unusable domain
 
-    @property
+    @functools.cached_property
     def origin(self) -> dns.name.Name:
+        # Cached: every query asks for it, and parsing the domain each time was a third of an answer.
         return dns.name.from_text(self.domain)
 
 
@@ -85,6 +87,8 @@ class Zone:
     records: dict[Key, dict[int, list[dns.rdata.Rdata]]] = field(default_factory=dict)
     existing: set[Key] = field(default_factory=set)
     pod_ips: dict[str, set[IPAddress]] = field(default_factory=dict)
+    # Every negative answer carries the SOA: made once per apex of this snapshot, not per query.
+    _soas: dict[dns.name.Name, dns.rdata.Rdata] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def origin(self) -> dns.name.Name:
@@ -99,8 +103,11 @@ class Zone:
 
     def soa(self, apex: dns.name.Name) -> dns.rdata.Rdata:
         # CoreDNS's SOA: ns.dns.<zone>. hostmaster.<zone>. <serial> 7200 1800 86400 <ttl>.
-        mname, rname = dns.name.from_text("ns.dns", self.origin), dns.name.from_text("hostmaster", apex)
-        return rdata(SOA, f"{mname} {rname} {self.serial} 7200 1800 86400 {self.config.ttl}")
+        made = self._soas.get(apex)
+        if made is None:
+            mname, rname = dns.name.from_text("ns.dns", self.origin), dns.name.from_text("hostmaster", apex)
+            made = self._soas[apex] = rdata(SOA, f"{mname} {rname} {self.serial} 7200 1800 86400 {self.config.ttl}")
+        return made
 
     def rrsets(self, name: dns.name.Name) -> dict[int, list[dns.rdata.Rdata]] | None:
         return self.records.get(key_of(name))
