@@ -6,9 +6,12 @@ so the caller can set them against its own (e.g. the moment it deleted a pod).
         One UDP socket on a fixed source port (one conntrack flow, as a long-lived stub resolver's) sending
         a query every 1/RATE s, whatever came back, until stdin closes; prints "up" once a first answer
         came, then at the end one JSON object: {"sent": [[id, t], ...], "answered": {id: t}}.
-    load SERVER NAME... [--seconds 5] [--window 16]
-        Closed loop: WINDOW queries in flight on one socket, NAMES in turn; prints JSON with the answers
+    load SERVER NAME... [--seconds 5] [--window 16] [--sockets 1]
+        Closed loop: WINDOW queries in flight over SOCKETS sockets, NAMES in turn; prints JSON with the answers
         per second, latency percentiles and the queries lost (no answer within a second).
+    flood SERVER [--rate 10000] [--seconds 3] [--port 53] [--bind ADDRESS]
+        RATE queries a second from one socket for missing names, reading what comes back; prints
+        "flooding", then at the end JSON with how many went and how many were answered.
     until SERVER
         Reads a name per line on stdin, prints "polling", then asks every 2 ms until the name has an A
         record and prints the monotonic time of that answer.
@@ -17,6 +20,7 @@ so the caller can set them against its own (e.g. the moment it deleted a pod).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import select
 import socket
@@ -87,9 +91,10 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
 
 
-def load(server: str, names: list[str], seconds: float, window: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
+def load(server: str, names: list[str], seconds: float, window: int, sockets: int) -> None:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sockets)]
+    for sock in socks:
+        sock.setblocking(False)
     wires = [bytearray(query(n, 0)) for n in names]
     in_flight: dict[int, float] = {}
     latencies: list[float] = []
@@ -109,21 +114,45 @@ def load(server: str, names: list[str], seconds: float, window: int) -> None:
             wire = wires[next_id % len(wires)]
             wire[0:2] = next_id.to_bytes(2, "big")
             in_flight[next_id] = time.monotonic()
-            sock.sendto(wire, (server, 53))
-        readable, _, _ = select.select([sock], [], [], 0.05)
-        while readable:
-            try:
-                data = sock.recv(4096)
-            except BlockingIOError:
-                break
-            sent_at = in_flight.pop(reply_id(data), None)
-            if sent_at is not None:
-                latencies.append(time.monotonic() - sent_at)
+            socks[next_id % sockets].sendto(wire, (server, 53))
+        readable, _, _ = select.select(socks, [], [], 0.05)
+        for sock in readable:
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    break
+                sent_at = in_flight.pop(reply_id(data), None)
+                if sent_at is not None:
+                    latencies.append(time.monotonic() - sent_at)
     elapsed = time.monotonic() - start
-    print(json.dumps({"answers": len(latencies), "lost": lost + len(in_flight), "seconds": round(elapsed, 3),
+    # The last WINDOW queries are still on their way at the end: neither answered nor lost.
+    print(json.dumps({"answers": len(latencies), "lost": lost, "seconds": round(elapsed, 3),
                       "qps": round(len(latencies) / elapsed, 1),
                       "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
                       "p99_ms": round(percentile(latencies, 0.99) * 1000, 3)}), flush=True)
+
+
+def flood(server: str, port: int, bind: str, rate: int, seconds: float) -> None:
+    """RATE queries a second for names that are not there (NXDOMAIN: the costliest answer), for SECONDS."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((bind, 0))
+    sock.setblocking(False)
+    wires = [query(f"x{i}.default.svc.cluster.local", i) for i in range(256)]
+    sent = answered = 0
+    print("flooding", flush=True)
+    start = time.monotonic()
+    while (now := time.monotonic()) < start + seconds:
+        due = int((now - start) * rate)
+        while sent < due:
+            with contextlib.suppress(BlockingIOError):  # a full send buffer: that query is lost, as in a flood
+                sock.sendto(wires[sent % 256], (server, port))
+            sent += 1
+        while select.select([sock], [], [], 0)[0]:
+            sock.recv(4096)
+            answered += 1
+        time.sleep(0.001)
+    print(json.dumps({"sent": sent, "answered": answered, "seconds": round(time.monotonic() - start, 3)}), flush=True)
 
 
 def until(server: str) -> None:
@@ -165,13 +194,22 @@ def main() -> None:
     ld.add_argument("names", nargs="+")
     ld.add_argument("--seconds", type=float, default=5)
     ld.add_argument("--window", type=int, default=16)
+    ld.add_argument("--sockets", type=int, default=1)
+    f = sub.add_parser("flood")
+    f.add_argument("server")
+    f.add_argument("--port", type=int, default=53)
+    f.add_argument("--bind", default="0.0.0.0")
+    f.add_argument("--rate", type=int, default=10_000)
+    f.add_argument("--seconds", type=float, default=3)
     u = sub.add_parser("until")
     u.add_argument("server")
     args = parser.parse_args()
     if args.mode == "pinned":
         pinned(args.server, args.name, args.rate, args.sport)
     elif args.mode == "load":
-        load(args.server, args.names, args.seconds, args.window)
+        load(args.server, args.names, args.seconds, args.window, args.sockets)
+    elif args.mode == "flood":
+        flood(args.server, args.port, args.bind, args.rate, args.seconds)
     else:
         until(args.server)
 

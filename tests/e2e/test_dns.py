@@ -291,3 +291,36 @@ def test_a_pinned_udp_flow_survives_its_dns_pod_being_deleted(cluster: Cluster,
     assert recovery < 10, f"the client was black-holed for {recovery:.1f} s"
     now_pinned = pinned_endpoint(node_ns, client["status"]["podIP"], sport)
     assert now_pinned is not None and now_pinned != pinned
+
+
+def test_a_flood_from_one_pod_leaves_answers_for_the_others(cluster: Cluster) -> None:
+    """10,000 queries a second from the client pod through the VIP; meanwhile another pod's dig (1 s timeout,
+    3 tries, as a resolver retries) keeps getting its answers, and no coredns pod dies or restarts."""
+    cluster.wait(lambda: sum(ready(p) for p in cluster.pods("kube-system", "k8s-app=kube-dns")) == 2,
+                 "2 coredns pods Ready")
+    echo = next(p for p in cluster.pods("team-a") if p["metadata"]["name"] == "echo")
+    other_ns = names.pod_ns(NAME, echo["metadata"]["uid"])
+    flooder = subprocess.Popen(["ip", "netns", "exec", client_ns(cluster), sys.executable, "-m", "tests.dnsload",
+                                "flood", DNS_IP, "--rate", "10000", "--seconds", "6"], stdout=subprocess.PIPE,
+                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert flooder.stdout is not None and flooder.stdout.readline().strip() == "flooding"
+        answers = []
+        for _ in range(10):
+            done = subprocess.run(["ip", "netns", "exec", other_ns, "dig", f"@{DNS_IP}", "+time=1", "+tries=3",
+                                   "+short", "kubernetes.default.svc.cluster.local"],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            answers.append(done.stdout.strip())
+        alongside = flooder.poll() is None
+        counts = json.loads(flooder.communicate(timeout=30)[0])
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.communicate()
+    print(f"flood through the VIP: {counts}")
+    assert answers == ["10.96.0.1"] * 10, answers
+    assert alongside, "the flood ended before the other pod's queries did: it proved nothing"
+    assert counts["answered"] > 0
+    pods = cluster.pods("kube-system", "k8s-app=kube-dns")
+    assert all(ready(p) for p in pods) and len(pods) == 2
+    assert [c["restartCount"] for p in pods for c in p["status"]["containerStatuses"]] == [0, 0]
