@@ -61,6 +61,7 @@ class DNSServer:
         self.shed = 0
         self._shed_recent: dict[str, int] = {}
         self._shed_logged = 0.0
+        self._shed_since = 0.0
 
     def answer(self, data: bytes, transport: Transport, peer: tuple[str, int]) -> bytes | None:
         started = time.perf_counter()
@@ -141,13 +142,17 @@ class DNSServer:
                     sock.sendto(wire, addr)
 
     def _note_shed(self, source: str) -> None:
+        """Count a shed query; at most one log line a second, naming the heaviest source."""
+        now = time.monotonic()
+        if not self._shed_recent:
+            self._shed_since = now
         self.shed += 1
         self._shed_recent[source] = self._shed_recent.get(source, 0) + 1
-        now = time.monotonic()
         if now - self._shed_logged >= SHED_LOG_SECONDS:
             heaviest = max(self._shed_recent, key=lambda s: self._shed_recent[s])
-            log.warning("behind on UDP queries: dropped %d in the last %.0f s, %d of them from %s",
-                        sum(self._shed_recent.values()), SHED_LOG_SECONDS, self._shed_recent[heaviest], heaviest)
+            log.warning("behind on UDP queries: dropped %d in %.1f s, %d of them from %s (its surplus over a "
+                        "fair share)", sum(self._shed_recent.values()), now - self._shed_since,
+                        self._shed_recent[heaviest], heaviest)
             self._shed_recent.clear()
             self._shed_logged = now
 
