@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -262,6 +263,8 @@ def test_a_pinned_udp_flow_survives_its_dns_pod_being_deleted(cluster: Cluster,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert proc.stdout is not None and proc.stdin is not None
+        # A hang guard: the client says "up" at its first answer, which may never come.
+        assert select.select([proc.stdout], [], [], 30)[0], "the pinned client got no answer in 30 s"
         assert proc.stdout.readline().strip() == "up"
         pinned = cluster_wait_value(cluster, lambda: pinned_endpoint(node_ns, client["status"]["podIP"], sport),
                                     "the client's conntrack entry")
