@@ -49,8 +49,18 @@ Conntrack = Callable[[list[str]], None]
 
 
 def run_conntrack(command: list[str]) -> None:
-    # An entry already gone makes conntrack exit 1: nothing to do, as upstream treats it.
-    subprocess.run(command, capture_output=True, check=False)
+    """Run one deletion and say when it did not work. An entry already gone makes conntrack exit 1 (its
+    stderr "0 flow entries have been deleted"): nothing to do, as upstream treats it."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        log.error("conntrack is not installed: stale UDP flows to removed endpoints stay (apt-get install conntrack)")
+        return
+    said = done.stderr.strip()
+    if "flow entries have been deleted" not in said:
+        log.warning("%s failed (%d): %s", " ".join(command), done.returncode, said)
+    elif ": 0 flow entries" not in said:
+        log.info("%s: %s", " ".join(command), said.rsplit(": ", 1)[-1])
 
 
 @dataclass
@@ -117,7 +127,8 @@ def _trigger_time(slice_obj: dict[str, Any]) -> float | None:
 
 
 def _udp_endpoints(result: ProxyPlan | None) -> dict[tuple[str, int], set[str]]:
-    """(service IP, port) -> endpoint IPs of every UDP service port."""
+    """(service IP, port) -> endpoint IPs of every UDP service port; a NodePort is keyed ("", node port),
+    as it is reached on any node address."""
     found: dict[tuple[str, int], set[str]] = {}
     if result is None:
         return found
@@ -129,20 +140,26 @@ def _udp_endpoints(result: ProxyPlan | None) -> dict[tuple[str, int], set[str]]:
         for vip in (port.cluster_ip, *port.external_ips, *port.load_balancer_ips):
             if vip:
                 found[(vip, port.port)] = ips
+        if port.node_port:
+            found[("", port.node_port)] = ips
     return found
 
 
 def conntrack_cleanup(before: ProxyPlan | None, after: ProxyPlan) -> list[list[str]]:
     """The conntrack deletions kube-proxy makes for UDP (pkg/proxy/conntrack/cleanup.go): entries of a
     service that had no endpoints (packets were rejected or dropped, and the entry would black-hole the
-    client once endpoints appear), and entries DNATed to endpoints that are gone."""
+    client once endpoints appear), and, as upstream filters them, entries to the service IP and port whose
+    reply comes from an endpoint that is gone. UDP has no end of flow: a client that keeps its source port
+    (a stub resolver) refreshes the stale entry with every query and would never reach a live endpoint."""
     old, new = _udp_endpoints(before), _udp_endpoints(after)
     commands = []
     for (vip, port), ips in new.items():
+        target = ["--orig-dst", vip] if vip else []
         if ips and not old.get((vip, port)):
-            commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--orig-port-dst", str(port)])
+            commands.append(["conntrack", "-D", "-p", "udp", *target, "--orig-port-dst", str(port)])
         for gone in sorted(old.get((vip, port), set()) - ips):
-            commands.append(["conntrack", "-D", "-p", "udp", "--orig-dst", vip, "--dst-nat", gone])
+            commands.append(["conntrack", "-D", "-p", "udp", *target, "--orig-port-dst", str(port),
+                             "--reply-src", gone])
     return commands
 
 

@@ -13,6 +13,8 @@ case-insensitively as the specification asks. dnslib is smaller but untyped and 
         -> a pod's resolv.conf by dnsPolicy, as upstream's kubelet (not yet written into pods)
 
 Errors: bad configuration is ValueError (naming the option); a query never raises, whatever its bytes.
+Overload: when UDP queries come faster than they are answered, each source keeps a max-min fair share
+and the surplus of the heaviest is dropped (logged), so one pod's flood does not starve the others.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ What CoreDNS's kubernetes plugin answers, as the specification and RFCs 1035, 23
     NXDOMAIN                   no such name in the zone, with the SOA
     REFUSED                    a name outside the cluster domain and the reverse zones: the cluster is
                                sealed, there is no upstream to forward to; also zone transfers
-    NOTIMP                     an opcode other than QUERY, or the meta-type ANY
+    NOTIMP                     an opcode other than QUERY (parsable or not, e.g. UPDATE), or the
+                               meta-types ANY, MAILA, MAILB
     FORMERR                    not exactly one question, a question of class other than IN with
                                meta-types, or a packet dnspython cannot parse (a name over 255 octets,
                                a label over 63, trailing bytes, a bad compression pointer)
@@ -146,9 +147,10 @@ def _additional(zone: Zone, response: dns.message.Message, srvs: list[dns.rdata.
 
 
 def _header_only(data: bytes, rcode: dns.rcode.Rcode) -> bytes:
-    """A bare response to an unparsable query: its id and RD bit, QR set, no sections."""
+    """A bare response to an unparsable query: its id, opcode and RD bit (RFC 1035 4.1.1 copies them),
+    QR set, no sections."""
     query_id = int.from_bytes(data[0:2], "big")
-    flags = dns.flags.QR | (int.from_bytes(data[2:4], "big") & dns.flags.RD)
+    flags = dns.flags.QR | (int.from_bytes(data[2:4], "big") & (dns.flags.RD | 0x7800))
     flags |= rcode & 0xF
     return query_id.to_bytes(2, "big") + flags.to_bytes(2, "big") + bytes(8)
 
@@ -166,8 +168,10 @@ def answer_wire(zone: Zone, data: bytes, transport: Transport) -> Reply:
     except dns.message.BadEDNS:
         return Reply(_header_only(data, dns.rcode.FORMERR), dns.rcode.FORMERR, query_size=len(data))
     except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
-        return Reply(_header_only(data, dns.rcode.FORMERR), dns.rcode.FORMERR, query_id=_id(data),
-                     query_size=len(data))
+        # An opcode we do not serve is NOTIMP even when its body does not parse as a query (an UPDATE's
+        # sections are not a query's, RFC 2136 2.2): what the client asked, not how, is what we lack.
+        rcode = dns.rcode.NOTIMP if (data[2] >> 3) & 0xF != dns.opcode.QUERY else dns.rcode.FORMERR
+        return Reply(_header_only(data, rcode), rcode, query_id=_id(data), query_size=len(data))
     if query.opcode() != dns.opcode.QUERY:
         response = dns.message.make_response(query)
         response.set_rcode(dns.rcode.NOTIMP)

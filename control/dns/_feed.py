@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from control.client import ENDPOINT_SLICES, PODS, SERVICES, Client, Informer
-from control.dns._zone import Zone, ZoneConfig, build_zone
+from control.dns._zone import Fragment, FragmentKey, Zone, ZoneConfig, build_zone
 
 log = logging.getLogger("control.dns")
 
@@ -27,6 +27,8 @@ class ZoneFeed:
         self.pods = Informer(client, PODS) if config.pods == "verified" else None
         self.zone: Zone = build_zone([], [], config=config)
         self.rebuilds = 0
+        # Each Service's records from the last build, reused while it and its slices are unchanged.
+        self._fragments: dict[FragmentKey, Fragment] = {}
         self._stale = asyncio.Event()
         self._built = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -72,14 +74,16 @@ class ZoneFeed:
 
     async def rebuild(self) -> None:
         """Build the next zone from the informers' stores and swap it in. The build runs in a worker
-        thread: it takes about 100 ms at 1,000 Services, and queries keep being answered meanwhile (from
-        the previous zone) instead of waiting behind it on the event loop."""
+        thread: from scratch it takes about 50 ms at 1,000 Services (a few with the unchanged Services'
+        fragments reused), and queries keep being answered meanwhile (from the previous zone) instead of
+        waiting behind it on the event loop. Rebuilds never overlap, so the fragment cache has one user."""
         started = time.perf_counter()
         # CoreDNS's SOA serial is the time of the last change; keep it increasing even within a second.
         serial = max(int(time.time()), self.zone.serial + 1) & 0xFFFFFFFF
         services, slices, pods = self._snapshot()  # lists of shared, never-mutated objects: safe to hand over
         self.zone = await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(build_zone, services, slices, pods, config=self.config, serial=serial))
+            None, functools.partial(build_zone, services, slices, pods, config=self.config, serial=serial,
+                                    fragments=self._fragments))
         self.rebuilds += 1
         log.debug("zone rebuilt (%d names) in %.1f ms", len(self.zone.records), (time.perf_counter() - started) * 1000)
 

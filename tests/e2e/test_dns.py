@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ import yaml
 from netsim import names
 from tests import cluster_report
 from tests.conftest import require_tool
-from tests.waiting import wait_until
+from tests.dnsload import outage
+from tests.waiting import eventually, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "dnstest"
@@ -68,6 +71,11 @@ class Cluster:
             listed = [p["metadata"]["name"] for p in self.pods(namespace)]
             reports.append(cluster_report.describe_pods(kubectl, listed, namespace=namespace, logs=self.logs))
         return "\n".join(reports)
+
+
+def cluster_wait_value(cluster: Cluster, produce: Callable[[], str | None], message: str) -> str:
+    value: str = eventually(produce, timeout=30, interval=0.3, message=message, describe=cluster.report)
+    return value
 
 
 def ready(pod: dict[str, Any]) -> bool:
@@ -226,3 +234,98 @@ def test_headless_answers_fewer_after_a_scale_down(cluster: Cluster) -> None:
     cluster.kubectl("delete", "pod", "db-1", "--wait=false")
     eventually_short(cluster, [ips["db-0"]], "db.default.svc.cluster.local")
     assert "status: NXDOMAIN" in dig(cluster, "db-1.db.default.svc.cluster.local")
+
+
+def pinned_endpoint(node_ns: str, client_ip: str, sport: int) -> str | None:
+    """The DNS pod the client's flow is DNATed to: the reply source of its conntrack entry on its node."""
+    done = subprocess.run(["ip", "netns", "exec", node_ns, "conntrack", "-L", "-p", "udp", "--orig-src", client_ip,
+                           "--orig-port-src", str(sport), "--orig-dst", DNS_IP], capture_output=True, text=True,
+                          timeout=10, check=False)
+    for line in done.stdout.splitlines():
+        sources = [word[4:] for word in line.split() if word.startswith("src=")]
+        if len(sources) == 2:
+            return sources[1]
+    return None
+
+
+def test_a_pinned_udp_flow_survives_its_dns_pod_being_deleted(cluster: Cluster,
+                                                               record_property: Callable[[str, object], None]) -> None:
+    """The conntrack lesson: a client that keeps its source port refreshes its UDP conntrack entry with every
+    query, so once its DNS pod is gone it is black-holed for good unless kube-proxy deletes the entries whose
+    reply came from the removed endpoint. It queries 20 times a second while the pod it is pinned to goes."""
+    require_tool("conntrack", install="apt-get install conntrack")
+    sport = 40053
+    client = next(p for p in cluster.pods("default") if p["metadata"]["name"] == "client")
+    node_ns = names.node_ns(NAME, client["spec"]["nodeName"])
+    argv = ["ip", "netns", "exec", client_ns(cluster), sys.executable, "-m", "tests.dnsload", "pinned", DNS_IP,
+            "kubernetes.default.svc.cluster.local", "--rate", "20", "--sport", str(sport)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        # A hang guard: the client says "up" at its first answer, which may never come.
+        assert select.select([proc.stdout], [], [], 30)[0], "the pinned client got no answer in 30 s"
+        assert proc.stdout.readline().strip() == "up"
+        pinned = cluster_wait_value(cluster, lambda: pinned_endpoint(node_ns, client["status"]["podIP"], sport),
+                                    "the client's conntrack entry")
+        victim = next(p for p in cluster.pods("kube-system", "k8s-app=kube-dns") if p["status"]["podIP"] == pinned)
+        deleted_at = time.monotonic()
+        cluster.kubectl("delete", "pod", "-n", "kube-system", victim["metadata"]["name"], "--wait=false")
+        # Run on until the Deployment has replaced the pod: a flow still pinned to the dead pod shows by then.
+        cluster.wait(lambda: victim["metadata"]["name"] not in {p["metadata"]["name"] for p in
+                                                               cluster.pods("kube-system", "k8s-app=kube-dns")},
+                     "the deleted coredns pod gone")
+        cluster.wait(lambda: sum(ready(p) for p in cluster.pods("kube-system", "k8s-app=kube-dns")) == 2,
+                     "coredns back to 2 Ready pods")
+        time.sleep(2)  # a tail of queries after the replacement, so that "recovered" has something to stand on
+        out, _ = proc.communicate(input="", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = json.loads(out.strip().splitlines()[-1])
+    sent = [(qid, t) for qid, t in result["sent"]]
+    answered = {int(qid): t for qid, t in result["answered"].items()}
+    recovery = outage(sent, answered, deleted_at)
+    print(f"pinned UDP flow: {len(sent)} queries, outage after deleting {victim['metadata']['name']} "
+          f"({pinned}): {recovery if recovery is None else round(recovery, 3)} s")
+    record_property("dns_pinned_flow_outage_seconds", recovery)
+    assert recovery is not None, "the client never got an answer again: its flow stayed on the deleted pod"
+    assert recovery < 10, f"the client was black-holed for {recovery:.1f} s"
+    # The flow now goes to a live coredns pod (which may be the replacement, were it given the same address).
+    now_pinned = pinned_endpoint(node_ns, client["status"]["podIP"], sport)
+    live = {p["status"].get("podIP"): p["metadata"]["name"] for p in cluster.pods("kube-system", "k8s-app=kube-dns")}
+    assert live.get(now_pinned) not in (None, victim["metadata"]["name"]), (now_pinned, live)
+
+
+def test_a_flood_from_one_pod_leaves_answers_for_the_others(cluster: Cluster) -> None:
+    """10,000 queries a second from the client pod through the VIP; meanwhile another pod's dig (1 s timeout,
+    3 tries, as a resolver retries) keeps getting its answers, and no coredns pod dies or restarts."""
+    cluster.wait(lambda: sum(ready(p) for p in cluster.pods("kube-system", "k8s-app=kube-dns")) == 2,
+                 "2 coredns pods Ready")
+    echo = next(p for p in cluster.pods("team-a") if p["metadata"]["name"] == "echo")
+    other_ns = names.pod_ns(NAME, echo["metadata"]["uid"])
+    flooder = subprocess.Popen(["ip", "netns", "exec", client_ns(cluster), sys.executable, "-m", "tests.dnsload",
+                                "flood", DNS_IP, "--rate", "10000", "--seconds", "6"], stdout=subprocess.PIPE,
+                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert flooder.stdout is not None and flooder.stdout.readline().strip() == "flooding"
+        answers = []
+        for _ in range(10):
+            done = subprocess.run(["ip", "netns", "exec", other_ns, "dig", f"@{DNS_IP}", "+time=1", "+tries=3",
+                                   "+short", "kubernetes.default.svc.cluster.local"],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            answers.append(done.stdout.strip())
+        alongside = flooder.poll() is None
+        counts = json.loads(flooder.communicate(timeout=30)[0])
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.communicate()
+    print(f"flood through the VIP: {counts}")
+    assert answers == ["10.96.0.1"] * 10, answers
+    assert alongside, "the flood ended before the other pod's queries did: it proved nothing"
+    assert counts["answered"] > 0
+    pods = cluster.pods("kube-system", "k8s-app=kube-dns")
+    assert all(ready(p) for p in pods) and len(pods) == 2
+    assert [c["restartCount"] for p in pods for c in p["status"]["containerStatuses"]] == [0, 0]

@@ -16,7 +16,7 @@ from firewall.tracing import Packet
 from proxy.model import services_from, slices_from
 from proxy.nftables.backend import NftablesBackend
 from proxy.plan import NodeContext, plan
-from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup
+from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup, run_conntrack
 from tests.harness import local_apiserver
 
 
@@ -63,10 +63,28 @@ def test_conntrack_cleanup_for_udp_services() -> None:
         ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53"]]
     # An endpoint goes: flush the flows that were DNATed to it, or DNS clients black-hole.
     assert conntrack_cleanup(two, one) == [
-        ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.2.6"]]
+        ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53",
+         "--reply-src", "10.244.2.6"]]
     assert conntrack_cleanup(one, two) == []
     assert conntrack_cleanup(_plan([], "TCP"), _plan(["10.244.1.5"], "TCP")) == []  # TCP needs nothing
 
+
+def test_conntrack_cleanup_for_a_udp_node_port() -> None:
+    def node_port_plan(ips: list[str]) -> Any:
+        svc = _service("dns")
+        svc["spec"]["type"] = "NodePort"
+        svc["spec"]["ports"][0]["nodePort"] = 30053
+        node = NodeContext(name="n", node_ips=("172.18.0.3",), cluster_cidrs=("10.244.0.0/16",))
+        return plan(services_from([svc]), slices_from([_slice("dns", ips)]), node)
+
+    # A NodePort is reached on any node address: the flows are found by the port and the endpoint.
+    assert ["conntrack", "-D", "-p", "udp", "--orig-port-dst", "30053", "--reply-src", "10.244.2.6"] in \
+        conntrack_cleanup(node_port_plan(["10.244.1.5", "10.244.2.6"]), node_port_plan(["10.244.1.5"]))
+
+
+def test_run_conntrack_says_when_the_tool_is_missing(caplog: Any) -> None:
+    run_conntrack(["conntrack-not-installed-here", "-D"])
+    assert "conntrack is not installed" in caplog.text
 
 
 async def _node_and_dns_service(api: Any) -> Any:
@@ -145,7 +163,8 @@ def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_
                 slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
                 slice_obj["endpoints"] = [e for e in slice_obj["endpoints"] if e["addresses"] == ["10.244.1.5"]]
                 await admin.update(ENDPOINT_SLICES, slice_obj)
-                gone = ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.2.6"]
+                gone = ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53",
+                        "--reply-src", "10.244.2.6"]
                 await _eventually(lambda: any(argv == gone for argv, _ in deleted), "the removed endpoint's flows go")
                 assert backend.threads and loop_thread not in backend.threads
                 assert all(thread != loop_thread for _, thread in deleted)
