@@ -1,4 +1,4 @@
-"""The network-policy agent process: informers -> bounded-frequency sync -> render -> nft.
+"""The network-policy agent process: informers -> bounded-frequency sync -> render -> nft or iptables.
 
 The same shape as kube-proxy: watch handlers only ask for a sync; the runner syncs at most once per
 min_sync_period and at least once per sync_period, never before every informer has synced, so rules
@@ -14,6 +14,7 @@ import contextlib
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,10 +23,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
+from netpol import iptables, nftables
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
-from netpol.nftables import cleanup, render
 from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("kube-network-policies")
@@ -44,9 +45,26 @@ class NftCommand:
             raise NetpolError(f"nft refused the ruleset: {done.stderr.strip()}")
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What differs between the modes: the pure renderer, the kernel writer, how rules are counted."""
+
+    render: Callable[[ClusterView, str], str]
+    backend: Callable[[], Backend]
+    rule_marker: str  # a substring each rendered policy rule holds once
+
+
+# The agent follows the cluster's kube-proxy mode, so one node never mixes nftables and iptables.
+MODES = {
+    "nftables": Mode(nftables.render, NftCommand, " accept comment "),
+    "iptables": Mode(iptables.render, iptables.IptablesCommand, iptables.RULE_MARKER),
+}
+
+
 @dataclass
 class AgentConfig:
     node_name: str
+    mode: str = "nftables"  # a key of MODES
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     healthz_address: str = "0.0.0.0:9081"
@@ -71,7 +89,8 @@ class Metrics:
 class NetpolAgent:
     def __init__(self, client: Client, config: AgentConfig, backend: Backend | None = None) -> None:
         self.config = config
-        self.backend = backend or NftCommand()
+        self.mode = MODES[config.mode]
+        self.backend = backend or self.mode.backend()
         self.metrics = Metrics()
         self.policies = Informer(client, NETWORK_POLICIES)
         self.pods = Informer(client, PODS)
@@ -101,7 +120,7 @@ class NetpolAgent:
             return
         start = time.monotonic()
         view = self.view()
-        transaction = render(view, self.config.node_name)
+        transaction = self.mode.render(view, self.config.node_name)
         if transaction != self.applied:
             try:
                 await asyncio.to_thread(self.backend.apply, transaction)
@@ -113,7 +132,7 @@ class NetpolAgent:
         self.last_synced = time.time()
         local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
         isolated = {d: sum(1 for p in local if view.isolating(p, d)) for d in ("Ingress", "Egress")}
-        rules = transaction.count(" accept comment ")
+        rules = transaction.count(self.mode.rule_marker)
         policies = len(view.policies)  # type: ignore[arg-type]
         self.metrics.sync_duration.observe(elapsed)
         self.metrics.policies.set(policies)
@@ -168,6 +187,7 @@ class NetpolAgent:
                 await runner.cleanup()
 
 
-def remove_rules(backend: Backend | None = None) -> None:
-    """What `--cleanup` does: the agent's table goes, whatever it held."""
-    (backend or NftCommand()).apply(cleanup())
+def remove_rules(backend: Backend | None = None, *, iptables_backend: iptables.IptablesCommand | None = None) -> None:
+    """What `--cleanup` does, whatever mode the agent ran in: its nftables table and its iptables chains go."""
+    (backend or NftCommand()).apply(nftables.cleanup())
+    (iptables_backend or iptables.IptablesCommand()).cleanup()

@@ -5,7 +5,7 @@ The subset it understands is what the renderer emits, and it refuses anything el
     *nat | *filter ... COMMIT
     :CHAIN - [0:0]                  create a user chain, or flush it if it exists (as --noflush does)
     -A CHAIN spec | -I CHAIN [n] spec | -D CHAIN spec | -F CHAIN | -X CHAIN
-    spec:    [!] -s/-d CIDR, -p tcp|udp|sctp, -m comment --comment "...", -m tcp|udp|sctp --dport N,
+    spec:    [!] -s/-d CIDR, -p tcp|udp|sctp, -m comment --comment "...", -m tcp|udp|sctp --dport N[:M],
              -m addrtype [!] --src-type|--dst-type LOCAL, -m statistic --mode random --probability P,
              -m recent --name N (--set | --rcheck --seconds T [--reap]), -m mark [!] --mark V/M,
              -m conntrack [!] --ctstate S[,S]
@@ -58,6 +58,7 @@ class Match:
     kind: str  # dport | addrtype | statistic | recent | mark | ctstate | comment
     negate: bool = False
     port: int = 0
+    port_end: int = 0  # --dport N:M (0: a single port)
     addr_dir: str = ""  # src | dst
     addr_type: str = ""
     probability: float = 0.0
@@ -180,7 +181,9 @@ def parse_rule(spec: str, table: str) -> Rule:
             m = current
             if m is None or m.module not in PROTOCOLS:
                 raise FakeIptablesError(f"--dport needs -m tcp|udp|sctp in: {spec}")
-            rule.matches.append(Match("dport", negate, port=_int(arg()), module=m.module))
+            first, _, last = arg().partition(":")
+            rule.matches.append(Match("dport", negate, port=_int(first), port_end=_int(last) if last else 0,
+                                      module=m.module))
         elif tok in ("--src-type", "--dst-type"):
             m = need("addrtype")
             m.negate, m.addr_dir, m.addr_type = negate, tok[2:5], arg()
@@ -492,7 +495,7 @@ class FakeIptables:
 
     def _match(self, m: Match, ctx: _Ctx) -> bool:
         if m.kind == "dport":
-            return ctx.dport == m.port
+            return m.port <= ctx.dport <= m.port_end if m.port_end else ctx.dport == m.port
         if m.kind == "addrtype":
             return self._is_local(ctx.saddr if m.addr_dir == "src" else ctx.daddr)
         if m.kind == "statistic":
