@@ -2,8 +2,9 @@
 connections between nine pods of one node.
 
 The node is a namespace with IP forwarding and one routed veth per pod (as in the proxy's kernel
-tests); each pod serves TCP and UDP on 80 and 81. For each case the agent's nftables table is rendered
-from the case's policies and loaded into the node, then all 72 pod pairs connect at once (non-blocking
+tests); each pod serves TCP and UDP on 80 and 81. For each case and each mode the agent's ruleset (the
+nftables table, or the iptables chains through iptables-nft as the agent writes them) is rendered from
+the case's policies and loaded into the node, then all 72 pod pairs connect at once (non-blocking
 sockets): a connection that completes (TCP) or is answered (UDP) within the probe window is allowed,
 one that is dropped is not. The expected matrix is the case's own, the one the pure decision passes.
 """
@@ -20,9 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from netpol import iptables
 from netpol.decide import ClusterView
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from netpol.nftables import TABLE, cleanup, render
+from proxy.iptables import SubprocessIptables
 from tests.conftest import require_root, require_tool
 from tests.kernel.test_nftables_backend import Servers, netns
 from tests.netpol_cases import ALL_PODS, CASES, PORTS, Case, PodRef, Reachability, cluster_objects, compare
@@ -44,6 +47,28 @@ def nft(node: str, script: str) -> None:
     done = subprocess.run(["ip", "netns", "exec", node, "nft", "-f", "-"], input=script,
                           capture_output=True, text=True)
     assert done.returncode == 0, f"nft refused the ruleset: {done.stderr}\n{script}"
+
+
+MODES = ("nftables", "iptables")
+
+
+def agent_iptables(node: str) -> iptables.IptablesCommand:
+    """The agent's own iptables runner, in the node (iptables-nft, as the agent uses by default)."""
+    return iptables.IptablesCommand(runner=SubprocessIptables(netns=node, flavour="nft"))
+
+
+def load(node: str, mode: str, view: ClusterView) -> None:
+    if mode == "nftables":
+        nft(node, render(view, NODE))
+    else:
+        agent_iptables(node).apply(iptables.render(view, NODE))
+
+
+def unload(node: str, mode: str) -> None:
+    if mode == "nftables":
+        nft(node, cleanup())
+    else:
+        agent_iptables(node).cleanup()
 
 
 class Node:
@@ -84,6 +109,7 @@ class Node:
 def node() -> Iterator[Node]:
     require_root()
     require_tool("nft")
+    require_tool("iptables-nft-restore")
     n = Node()
     servers = Servers()
     try:
@@ -149,14 +175,15 @@ def probe_all(node: Node, protocol: str, port: int) -> Reachability:
     return Reachability(allowed)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_matrix_with_real_connections(node: Node, case: Case) -> None:
-    nft(node.node, render(view_of(case), NODE))
+def test_matrix_with_real_connections(node: Node, case: Case, mode: str) -> None:
+    load(node.node, mode, view_of(case))
     try:
         problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
     finally:
-        nft(node.node, cleanup())
-    assert not problem, problem
+        unload(node.node, mode)
+    assert not problem, f"{mode}: {problem}"
 
 
 def test_the_table_is_removed_by_cleanup(node: Node) -> None:
@@ -164,3 +191,16 @@ def test_the_table_is_removed_by_cleanup(node: Node) -> None:
     assert TABLE in sh("ip", "netns", "exec", node.node, "nft", "list", "tables")
     nft(node.node, cleanup())
     assert TABLE not in sh("ip", "netns", "exec", node.node, "nft", "list", "tables")
+
+
+def test_the_iptables_chains_and_jump_are_removed_by_cleanup(node: Node) -> None:
+    runner = SubprocessIptables(netns=node.node, flavour="nft")
+    before = runner.save("filter")
+    agent_iptables(node.node).apply(iptables.render(view_of(CASES[1]), NODE))
+    saved = runner.save("filter")
+    assert f"-A FORWARD {iptables.JUMP}" in saved and ":KUBE-NWPLCY-FORWARD" in saved
+    agent_iptables(node.node).cleanup()
+    after = runner.save("filter")
+    assert "KUBE-NWPLCY" not in after
+    assert [line for line in after.splitlines() if line.startswith("-A")] == \
+        [line for line in before.splitlines() if line.startswith("-A")]
