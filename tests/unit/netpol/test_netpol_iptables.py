@@ -202,3 +202,32 @@ def test_the_fake_refuses_a_jump_to_a_chain_render_did_not_declare() -> None:
     broken = "\n".join(line for line in text.splitlines() if not line.startswith(":KUBE-NWPLCY-IG-"))
     with pytest.raises(FakeIptablesError):
         IptablesCommand(runner=FakeIptables()).runner.restore(complete(broken + "\n", ""))
+
+
+def test_cleanup_removes_the_rules_of_both_modes() -> None:
+    from netpol.nftables import TABLE
+    from netpol.server import remove_rules
+
+    class Nft:
+        def __init__(self) -> None:
+            self.applied: list[str] = []
+
+        def apply(self, transaction: str) -> None:
+            self.applied.append(transaction)
+
+    fake = FakeIptables()
+    command = IptablesCommand(runner=fake)
+    command.apply(render(ClusterView(policies=[parse_policy(policy("x", "deny", {"podSelector": {}}))],
+                                     pods=pods(1)), "n1"))
+    nft = Nft()
+    remove_rules(nft, iptables_backend=command)
+    assert nft.applied == [f"add table ip {TABLE}\ndelete table ip {TABLE}\n"]
+    assert not [c for c in fake.tables["filter"] if c.startswith("KUBE-NWPLCY-")]
+    assert fake.chain("filter", "FORWARD").rules == []
+
+
+def test_the_command_line_takes_the_mode() -> None:
+    import netpol.__main__ as entry
+
+    with pytest.raises(SystemExit):
+        entry.main(["--mode", "ipvs", "--cleanup"])
