@@ -25,7 +25,9 @@ from netpol import iptables
 from netpol.decide import ClusterView
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from netpol.nftables import TABLE, cleanup, render
-from proxy.iptables import SubprocessIptables
+from proxy.iptables import JUMPS, IptablesBackend, SubprocessIptables, full_transaction
+from proxy.iptables import render as proxy_render
+from proxy.plan import DEFAULT_MASQUERADE_MARK, NodeContext, ProxyPlan
 from tests.conftest import require_root, require_tool
 from tests.kernel.test_nftables_backend import Servers, netns
 from tests.netpol_cases import ALL_PODS, CASES, PORTS, Case, PodRef, Reachability, cluster_objects, compare
@@ -204,3 +206,28 @@ def test_the_iptables_chains_and_jump_are_removed_by_cleanup(node: Node) -> None
     assert "KUBE-NWPLCY" not in after
     assert [line for line in after.splitlines() if line.startswith("-A")] == \
         [line for line in before.splitlines() if line.startswith("-A")]
+
+
+def test_beside_kube_proxys_chains_even_masqueraded_traffic_is_judged(node: Node) -> None:
+    """kube-proxy's KUBE-FORWARD accepts every packet with its masquerade mark (NodePort, external and
+    off-cluster ClusterIP clients): the agent's marked jump must judge those before it does. Here
+    kube-proxy's filter chains are hooked first, and every forwarded packet carries the mark."""
+    runner = SubprocessIptables(netns=node.node, flavour="nft")
+    proxy = full_transaction(proxy_render(ProxyPlan(node=NodeContext(name=NODE), services=())), missing_jumps=JUMPS)
+    mark = f"-j MARK --or-mark {DEFAULT_MASQUERADE_MARK:#x}"
+    case = next(c for c in CASES if c.name == "deny all ingress and egress in x")
+    try:
+        runner.restore(proxy)
+        runner.restore(f"*mangle\n-A PREROUTING {mark}\nCOMMIT\n")
+        agent_iptables(node.node).apply(iptables.render(view_of(case), NODE))
+        forward = [line.rsplit("-j ", 1)[-1] for line in runner.save("filter").splitlines()
+                   if line.startswith("-A FORWARD ")]
+        assert forward == ["KUBE-PROXY-FIREWALL", iptables.TOP, "KUBE-FORWARD", "KUBE-SERVICES",
+                           "KUBE-EXTERNAL-SERVICES", iptables.TOP]
+        problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
+    finally:
+        agent_iptables(node.node).cleanup()
+        runner.restore(f"*mangle\n-D PREROUTING {mark}\nCOMMIT\n")
+        IptablesBackend(runner=runner).cleanup()
+    assert not problem, problem
+    assert "KUBE-" not in runner.save("filter") and "MARK" not in runner.save("mangle")
