@@ -231,3 +231,17 @@ def test_beside_kube_proxys_chains_even_masqueraded_traffic_is_judged(node: Node
         IptablesBackend(runner=runner).cleanup()
     assert not problem, problem
     assert "KUBE-" not in runner.save("filter") and "MARK" not in runner.save("mangle")
+
+
+def test_a_matrix_through_iptables_legacy(node: Node) -> None:
+    """`--iptables-legacy` (x_tables, as kube-proxy's flag): the same chains, one case, real packets."""
+    require_tool("iptables-legacy-restore")
+    legacy = iptables.IptablesCommand(runner=SubprocessIptables(netns=node.node, flavour="legacy"))
+    case = next(c for c in CASES if c.name == "deny all ingress and egress in x")
+    legacy.apply(iptables.render(view_of(case), NODE))
+    try:
+        problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
+    finally:
+        legacy.cleanup()
+    assert not problem, problem
+    assert "KUBE-NWPLCY" not in SubprocessIptables(netns=node.node, flavour="legacy").save("filter")
