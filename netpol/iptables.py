@@ -154,8 +154,10 @@ class _Builder:
                 if peer.ip_block.cidr.version == 4:
                     allowed |= IPSet([str(peer.ip_block.cidr)]) - IPSet(str(h) for h in peer.ip_block.excepts)
                 continue
-            allowed.update(ip for pod in self.pods for ip in _ipv4(pod)
-                           if self.view.peer_matches(peer, policy, ipaddress.ip_address(ip), pod))
+            for pod in self.pods:
+                for ip in pod.ips:
+                    if ip.version == 4 and self.view.peer_matches(peer, policy, ip, pod):
+                        allowed.add(str(ip))
         return [str(cidr) for cidr in allowed.iter_cidrs()]
 
     def ports(self, rule: Rule, destinations: list[Pod]) -> list[_Port] | None:
