@@ -6,7 +6,6 @@ an option), with nothing made.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -22,12 +21,13 @@ from rich.table import Table
 
 from control.api.duration import parse_duration
 from kubesim import cluster, components
-from kubesim.components import ComponentError
-from kubesim.state import ClusterState, StateError, StateInputError, known_clusters, state_root
+from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
+from kubesim.state import ClusterState, known_clusters, state_root
+from netsim import namespaces
 from netsim.errors import NetsimError, TopologyError
 from netsim.topology import cluster_name_problem, load_topology
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
+DEFAULT_TOPOLOGY = cluster.DEFAULT_TOPOLOGY
 
 # Off a terminal rich would wrap tables at 80 columns; logs and pipes want whole lines.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -129,7 +129,7 @@ def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | No
             result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only,
                                 timings={"node_grace_period": node_grace_period,
                                          "eviction_timeout": eviction_timeout})
-        except (cluster.KubesimError, StateError, NetsimError, ComponentError) as exc:
+        except (KubesimError, NetsimError) as exc:
             _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
         except (KeyboardInterrupt, _Interrupted):
             _fail(f"interrupted; nothing of cluster {topo.name!r} was left behind", code=130)
@@ -360,81 +360,52 @@ def restart(name: str | None, component: str) -> None:
     click.echo(f"restarted {component} (pid {pid})")
 
 
-def _proxy_backend(mode: str, legacy: bool):  # type: ignore[no-untyped-def]
-    if mode == "nftables":
-        from proxy.nftables.backend import NftablesBackend
-
-        return NftablesBackend()
-    from proxy.iptables.backend import IptablesBackend
-
-    return IptablesBackend(legacy=legacy)
-
-
-@main.command(name="proxy")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Credentials of system:kube-proxy.")
-@click.option("--node-name", help="The node this proxy serves (its own Node object).")
-@click.option("--mode", type=click.Choice(["nftables", "iptables"]), default="nftables", show_default=True)
-@click.option("--iptables-legacy", is_flag=True, help="In iptables mode, use iptables-legacy instead of iptables-nft.")
-@click.option("--cluster-cidr", default="", help="Pod range: off-cluster traffic to ClusterIPs is masqueraded.")
-@click.option("--service-cidr", default="", help="Service range: unallocated addresses are dropped (nftables).")
-@click.option("--masquerade-all", is_flag=True, help="Masquerade all traffic sent to Service IPs.")
-@click.option("--nodeport-addresses", default="", help="CIDRs of node addresses that accept NodePorts.")
-@click.option("--min-sync-period", default=1.0, show_default=True, help="Seconds between syncs, at least.")
-@click.option("--sync-period", default=30.0, show_default=True, help="Seconds between full syncs, at most.")
-@click.option("--healthz-bind-address", default="0.0.0.0:10256", show_default=True)
-@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True,
-              help="Metrics stay on loopback by default, as upstream's: pods and other nodes cannot read them.")
-@click.option("--cleanup", is_flag=True, help="Remove every rule of ours (in --node's namespace, or here) and exit.")
-@click.option("--name", callback=_cluster_name, help="With --cleanup --node: the cluster.")
-@click.option("--node", help="With --cleanup: run in this node of the cluster.")
-def proxy_command(kubeconfig: str | None, node_name: str | None, mode: str, iptables_legacy: bool,
-                  cluster_cidr: str, service_cidr: str, masquerade_all: bool, nodeport_addresses: str,
-                  min_sync_period: float, sync_period: float, healthz_bind_address: str, metrics_bind_address: str,
-                  cleanup: bool, name: str | None, node: str | None) -> None:
-    """kube-proxy: make Service IPs load-balance to their endpoints on this node (nftables or iptables)."""
-    if cleanup:
-        _need_root("proxy --cleanup")
-        if node:
-            try:
-                ns = cluster.target_namespace(cluster.resolve_name(name), node)
-            except StateError as exc:
-                _fail(str(exc), code=_exit_code(exc))
-            args = ["nsenter", f"--net=/run/netns/{ns}", "--", sys.executable, "-m", "kubesim", "proxy", "--cleanup",
-                    "--mode", mode] + (["--iptables-legacy"] if iptables_legacy else [])
-            os.execvp("nsenter", args)
-        _proxy_backend(mode, iptables_legacy).cleanup()
-        click.echo(f"removed kube-proxy's {mode} rules")
-        return
-    if not kubeconfig or not node_name:
-        _fail("kubesim proxy needs --kubeconfig and --node-name (or --cleanup)", code=2)
-    import asyncio
-    import logging
-
-    from control.client import load_kubeconfig
-    from proxy.server import ProxyConfig, ProxyServer
-
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kube-proxy[{node_name}] %(levelname)s %(message)s")
-    config = ProxyConfig(node_name=node_name, mode=mode, cluster_cidr=cluster_cidr, service_cidr=service_cidr,
-                         masquerade_all=masquerade_all,
-                         nodeport_addresses=tuple(filter(None, nodeport_addresses.split(","))),
-                         min_sync_period=min_sync_period, sync_period=sync_period,
-                         healthz_address=healthz_bind_address, metrics_address=metrics_bind_address)
-    backend = _proxy_backend(mode, iptables_legacy)
-
-    async def run() -> None:
-        client = load_kubeconfig(kubeconfig)
-        try:
-            await ProxyServer(client, config, backend).run()
-        finally:
-            await client.close()
-
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    with contextlib.suppress(KeyboardInterrupt, _Interrupted):
-        asyncio.run(run())
+@main.command(name="proxy", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def proxy_command(args: tuple[str, ...]) -> None:
+    """kube-proxy (`python -m proxy`; `kubesim proxy --help` for its flags). With `--cleanup --node NODE
+    [--name CLUSTER]`, the cleanup runs inside that node of the cluster."""
+    argv = list(args)
+    entry = [sys.executable, "-m", "proxy"]
+    node = _take_option(argv, "--node")
+    name = _take_option(argv, "--name")
+    if node is None:
+        if name is not None:
+            _fail("kubesim proxy: --name goes with --cleanup --node NODE", code=2)
+        os.execv(sys.executable, [*entry, *argv])
+    if "--cleanup" not in argv:
+        _fail("kubesim proxy: --node goes with --cleanup (a running kube-proxy is started by `kubesim up`)", code=2)
+    name = _cluster_name_or_fail(name)
+    _need_root("proxy --cleanup")
+    try:
+        ns = cluster.target_namespace(cluster.resolve_name(name), node)
+    except StateError as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    command = namespaces.command_in(ns, [*entry, *argv])
+    os.execvp(command[0], command)
 
 
-def proxy_main() -> None:
-    proxy_command()
+def _take_option(argv: list[str], flag: str) -> str | None:
+    """Remove `FLAG VALUE` or `FLAG=VALUE` from ARGV and return the value (None when absent)."""
+    for i, arg in enumerate(argv):
+        if arg == flag:
+            if i + 1 == len(argv):
+                _fail(f"kubesim proxy: {flag} needs a value", code=2)
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+        if arg.startswith(flag + "="):
+            del argv[i]
+            return arg.partition("=")[2]
+    return None
+
+
+def _cluster_name_or_fail(name: str | None) -> str | None:
+    problem = cluster_name_problem(name) if name is not None else None
+    if problem:
+        _fail(f"--name: {problem}; a cluster name is never a path", code=2)
+    return name
 
 
 @main.command()
@@ -531,7 +502,7 @@ def policy(name: str | None, proto: str, namespace: str | None, port: int, as_js
             return
         assert src is not None and dst is not None
         verdicts = queries.explain(snap, src, dst, proto.upper())
-    except queries.PolicyQueryError as exc:
+    except PolicyQueryError as exc:
         _fail(str(exc), code=2)
     if as_json:
         _print_json([queries.verdict_json(snap, v) for v in verdicts])

@@ -1,10 +1,8 @@
 """Cluster lifecycle: up, down, status, clean. Orchestrates netsim (and, as they land, the control
 plane and the proxy); holds no networking logic of its own.
 
-Errors:
-    KubesimError
-    ├── PreflightError   the machine or the name says no before anything is made
-    └── (StateError, netsim's NetsimError/TopologyError pass through unchanged)
+Errors: PreflightError and KubesimError of kubesim.errors (the tree is drawn there); netsim's
+NetsimError/TopologyError pass through unchanged.
 """
 
 from __future__ import annotations
@@ -18,20 +16,16 @@ from typing import Any
 from netaddr import IPNetwork, IPRange, IPSet
 
 from kubesim import components
-from kubesim.state import ClusterState, StateError, known_clusters, state_root
+from kubesim.errors import KubesimError, PreflightError, StateError
+from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import names, network, probe
 from netsim.kernel import Kernel, LinuxKernel
 from netsim.topology import Topology
 
 Progress = Callable[[str], None]
 
-
-class KubesimError(Exception):
-    pass
-
-
-class PreflightError(KubesimError):
-    pass
+#: what `kubesim up` brings up when no topology is named
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "two-node.yaml"
 
 
 def _quiet(_: str) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from netaddr import IPNetwork
 
+from kubesim.errors import ComponentError
 from kubesim.state import ClusterState, RecordedProcess, process_start_time, stop_processes
 from netsim import names, namespaces
 from netsim.topology import Topology
@@ -47,10 +48,6 @@ ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 #: the store URL of the etcd `up --store etcd` starts: TLS, on the control-plane node's loopback
 LOCAL_ETCD_URL = f"etcds://127.0.0.1:{ETCD_CLIENT_PORT}"
-
-
-class ComponentError(Exception):
-    pass
 
 
 def pki_dir(state: ClusterState) -> Path:
@@ -116,10 +113,9 @@ def write_credentials(state: ClusterState, topology: Topology) -> None:
 def start(state: ClusterState, ns: str, role: str, argv: list[str]) -> int:
     """Run ARGV inside namespace NS as a daemon (own session, output to its log); record its pid.
 
-    nsenter switches the network namespace only; `ip netns exec` would also give the process a mount
-    namespace of its own, and the pod namespaces a kubelet pins under /run/netns would then be
-    invisible to everyone else."""
-    return launch(state, role, ["nsenter", f"--net={namespaces.path_of(ns)}", "--", *argv])
+    Only the network namespace changes (namespaces.command_in): with a mount namespace of its own, the
+    pod namespaces a kubelet pins under /run/netns would be invisible to everyone else."""
+    return launch(state, role, namespaces.command_in(ns, argv))
 
 
 # Components this process started. A daemon outlives its Popen; keeping the object stops Python from
@@ -318,7 +314,7 @@ def start_proxies(state: ClusterState, topology: Topology, mode: str) -> None:
     """kube-proxy on every node, as its DaemonSet would run it, with its own credentials."""
     for node in topology.nodes:
         start(state, names.node_ns(topology.name, node.name), f"kube-proxy-{node.name}", [
-            sys.executable, "-m", "kubesim", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
+            sys.executable, "-m", "proxy", "--kubeconfig", str(kubeconfig_path(state, "kube-proxy")),
             "--node-name", node.name, "--mode", mode, "--cluster-cidr", topology.network.cluster_cidr,
             "--service-cidr", topology.network.service_cidr,
             # upstream's defaults: healthz on every address (up's readiness wait reads it over the
@@ -417,32 +413,38 @@ def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:
 
 
 def apply_manifests(state: ClusterState, paths: list[Path]) -> list[str]:
-    """Create (or, if they exist, replace) the objects of the manifests, in order: what `kubectl apply -f`
-    does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
+    """Create (or, if they exist, replace) the objects of the manifest files, in order: what `kubectl
+    apply -f` does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
+    documents: list[Any] = []
+    for path in paths:
+        documents += [(str(path), doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return apply_documents(state, documents)
+
+
+def apply_documents(state: ClusterState, documents: list[tuple[str, Any]]) -> list[str]:
+    """Create or replace DOCUMENTS ((where each came from, the object) pairs) in order; every one is
+    checked to be a kind kubesim serves before anything is sent."""
     import asyncio
 
     from control.apiserver.resources import RESOURCES
     from control.client import AlreadyExists, load_kubeconfig, resource_path
 
     kinds = {(r.api_version, r.kind): r for r in RESOURCES}
-    documents: list[dict[str, Any]] = []
-    for path in paths:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc:
-                continue
-            if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in kinds:
-                raise ComponentError(f"{path}: {doc.get('apiVersion') if isinstance(doc, dict) else doc}/"
-                                     f"{doc.get('kind') if isinstance(doc, dict) else ''} is not a kind kubesim serves")
-            documents.append(doc)
+    for source, doc in documents:
+        if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) not in kinds:
+            shown = f"{doc.get('apiVersion')}/{doc.get('kind')}" if isinstance(doc, dict) else repr(doc)[:60]
+            raise ComponentError(f"{source}: {shown} is not a kind kubesim serves")
+        if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+            raise ComponentError(f"{source}: {doc['kind']} has no metadata.name; give the object a name")
 
     async def apply_all() -> list[str]:
         client = load_kubeconfig(str(kubeconfig_path(state)))
         done = []
         try:
-            for doc in documents:
+            for _, doc in documents:
                 res = kinds[(doc["apiVersion"], doc["kind"])]
                 name = doc["metadata"]["name"]
-                namespace = (doc.get("metadata") or {}).get("namespace") or ("default" if res.namespaced else None)
+                namespace = doc["metadata"].get("namespace") or ("default" if res.namespaced else None)
                 collection = resource_path(res.group, res.version, res.plural, namespace)
                 try:
                     await client.request("POST", collection, body=doc)

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubesim.errors import PolicyQueryError
 from netpol.decide import ClusterView, Verdict, decide
 from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
-
-
-class PolicyQueryError(Exception):
-    """The question cannot be answered (an unknown pod, a malformed address); the message says which."""
 
 
 @dataclass

@@ -36,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from kubesim.errors import StateError, StateInputError
 from netsim import names
 from netsim.topology import Topology, cluster_name_problem, load_topology
 
@@ -48,14 +49,6 @@ _SYSTEM_DIRS = frozenset(
                       "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin",
                       "/usr/lib", "/usr/local", "/usr/sbin", "/var", "/var/lib", "/var/tmp", "/var/log")
 )
-
-
-class StateError(Exception):
-    """The state directory says no: a cluster exists already, is busy, or is unknown."""
-
-
-class StateInputError(StateError):
-    """A cluster name or state root that kubesim refuses before touching anything."""
 
 
 def check_cluster_name(name: str, *, what: str = "cluster name") -> str:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubesim import cluster, components
-from kubesim.state import ClusterState, StateError, state_root
+from kubesim.errors import StateError
+from kubesim.state import ClusterState, state_root
 from netsim import names, namespaces, network
 from netsim.topology import ExternalHost, Node, Topology
 from netsim.trace import DEFAULT_TIMEOUT, PROTOCOLS, Origin, TraceError, TraceRequest, trace
@@ -233,8 +234,8 @@ def resolve_source(topology: Topology, spec: str, *, node: str | None, ingress: 
     return _fabric_probe(topology, chosen or gateway, address, "external address")
 
 
-def _topology(cluster_name: str) -> tuple[ClusterState, Topology]:
-    state = ClusterState(cluster_name, state_root())
+def _topology(cluster_name: str, root: Path | None = None) -> tuple[ClusterState, Topology]:
+    state = ClusterState(cluster_name, root or state_root())
     topology = state.topology() if state.exists else None
     if topology is None:
         raise StateError(f"cluster {cluster_name!r} does not exist; bring it up with `kubesim up`")
@@ -243,12 +244,12 @@ def _topology(cluster_name: str) -> tuple[ClusterState, Topology]:
 
 def run_trace(cluster_name: str, *, node: str | None, src: str, dst: str, proto: str = "tcp", count: int = 1,
               ingress: str | None = None, pcap: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-              pods: PodDirectory | None = None) -> dict[str, Any]:
+              pods: PodDirectory | None = None, root: Path | None = None) -> dict[str, Any]:
     """Trace COUNT probes from SRC to DST (IP:PORT) through a node of cluster CLUSTER_NAME; the result as
     netsim.trace's JSON plus "source" (how SRC was understood). Raises TraceError / StateError."""
     if proto not in PROTOCOLS:
         raise TraceError(f"--proto {proto!r}: use one of {', '.join(PROTOCOLS)}")
-    state, topology = _topology(cluster_name)
+    state, topology = _topology(cluster_name, root)
     address, port = parse_destination(dst)
     directory = pods or ApiPods(components.kubeconfig_path(state))
     source = resolve_source(topology, src, node=node, ingress=ingress, pods=directory)
@@ -263,11 +264,12 @@ def run_trace(cluster_name: str, *, node: str | None, src: str, dst: str, proto:
 # capture
 
 
-def target_namespace(cluster_name: str, target: str, *, pods: PodDirectory | None = None) -> str:
+def target_namespace(cluster_name: str, target: str, *, pods: PodDirectory | None = None,
+                     root: Path | None = None) -> str:
     """The namespace of a node, an external host or a pod (NAMESPACE/NAME, or NAME in default)."""
-    state, topology = _topology(cluster_name)
+    state, topology = _topology(cluster_name, root)
     if topology.member(target) is not None:
-        return cluster.target_namespace(cluster_name, target)
+        return cluster.target_namespace(cluster_name, target, root=root)
     namespace, _, name = target.rpartition("/")
     pod = (pods or ApiPods(components.kubeconfig_path(state))).by_name(namespace or "default", name)
     if pod is None:
@@ -283,7 +285,7 @@ def target_namespace(cluster_name: str, target: str, *, pods: PodDirectory | Non
 def capture_command(ns: str, *, iface: str = "any", write: str | None = None,
                     bpf: tuple[str, ...] = ()) -> list[str]:
     """tcpdump inside namespace NS: to a pcap file with WRITE, else decoded lines as they come."""
-    argv = ["nsenter", f"--net={namespaces.path_of(ns)}", "--", "tcpdump", "-n", "-i", iface]
+    argv = namespaces.command_in(ns, ["tcpdump", "-n", "-i", iface])
     argv += ["-U", "-w", write] if write else ["-l"]
     return argv + list(bpf)
 

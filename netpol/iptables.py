@@ -44,17 +44,13 @@ from dataclasses import dataclass
 
 from netaddr import IPSet
 
+# The iptables tools shared with kube-proxy, and kube-proxy's own hooks (where ours must sit).
+from firewall.errors import IptablesError
+from firewall.iptables import FILTER, FakeIptables, Flavour, IptablesRunner, SubprocessIptables, comment, saved_chains
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import Direction, Pod, Policy, PortRule, Rule
-
-# The shared iptables tools. They are moving to a neutral package: these lines are the only ones
-# of the agent to change when they do.
-from proxy.iptables.errors import IptablesError
-from proxy.iptables.fake import FakeIptables
-from proxy.iptables.layout import FILTER, JUMPS, KUBE_FORWARD, comment
-from proxy.iptables.ruleset import saved_chains
-from proxy.iptables.runner import Flavour, IptablesRunner, SubprocessIptables
+from proxy.iptables.layout import JUMPS, KUBE_FORWARD
 from proxy.plan import DEFAULT_MASQUERADE_MARK
 
 __all__ = [

@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
+from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol import iptables, nftables
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
-from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("kube-network-policies")
 

@@ -42,6 +42,7 @@ class FakeNamespace:
     neighbours: dict[str, tuple[str, str]] = field(default_factory=dict)  # ip -> (dev, mac)
     fdb: list[tuple[str, str, str]] = field(default_factory=list)  # (dev, mac, dst)
     sysctls: dict[str, str] = field(default_factory=dict)
+    processes: list[int] = field(default_factory=list)  # pids a test pretends run inside
 
 
 class FakeKernel:
@@ -88,6 +89,13 @@ class FakeKernel:
                 self.namespaces.get(peer_ns, FakeNamespace()).links.pop(peer_name, None)
                 self._drop_routes_via(peer_ns, peer_name)
         return True
+
+    def ns_kill_processes(self, ns: str) -> list[int]:
+        space = self.namespaces.get(ns)
+        if space is None:
+            return []
+        killed, space.processes = space.processes, []
+        return killed
 
     def ns_list(self) -> list[str]:
         return sorted(ns for ns in self.namespaces if ns is not None)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -39,6 +41,13 @@ def _check(result: int, what: str) -> None:
 
 def path_of(name: str) -> str:
     return os.path.join(NETNS_DIR, name)
+
+
+def command_in(name: str, argv: list[str]) -> list[str]:
+    """ARGV run inside network namespace NAME, as a command line: nsenter switches only the network
+    namespace, so the process shares the mount namespace (and sees every /run/netns pin); `ip netns
+    exec` would also give it a mount namespace and /sys of its own."""
+    return ["nsenter", f"--net={path_of(name)}", "--", *argv]
 
 
 def exists(name: str) -> bool:
@@ -168,3 +177,30 @@ def processes_in(names: list[str]) -> list[int]:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return found
+
+
+def kill_processes_in(name: str, timeout: float = 5.0) -> list[int]:
+    """SIGKILL every process inside namespace NAME and wait until they are gone; returns their pids.
+
+    Unpinning a namespace does not end it while a process still lives in it: the namespace, its veth
+    and its address would linger unnamed and answer ARP for an address the node may hand out again.
+    Found by namespace identity (processes_in), never by name."""
+    killed = processes_in([name])
+    for pid in killed:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_lives_in(pid, name) for pid in killed):
+        time.sleep(0.01)
+    return killed
+
+
+def _lives_in(pid: int, name: str) -> bool:
+    """Whether PID still runs (a zombie does not count: it holds no namespace) inside namespace NAME."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            if handle.read().rpartition(")")[2].split()[0] == "Z":
+                return False
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == inode_of(name)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False

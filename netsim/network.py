@@ -115,6 +115,11 @@ def _build_node(topology: Topology, node: Node, kernel: Kernel, record: Recorder
     # Locally generated Service traffic needs some route to the virtual IP before kube-proxy's DNAT in
     # OUTPUT picks the real destination; a link route keeps it on the fabric and never off the machine.
     kernel.add_route(ns, net.service_cidr, dev=names.NODE_UPLINK)
+    # The same for load-balancer IPs (kube-proxy DNATs a node's own traffic to them in OUTPUT too); a
+    # pool inside the node subnet is already on-link.
+    for cidr in _pool_cidrs(topology):
+        if IPNetwork(cidr) not in IPNetwork(net.node_cidr):
+            kernel.add_route(ns, cidr, dev=names.NODE_UPLINK)
     if net.external_cidr:
         kernel.add_route(ns, net.external_cidr, dev=names.NODE_UPLINK)
     if net.mode == "vxlan":

@@ -76,5 +76,10 @@ def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
 def delete_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> bool:
     """Remove SANDBOX (idempotent). Unpinning the namespace is enough: the kernel then destroys it and
     the veth pair with it, in the background and in batches. Deleting the veth first would cost ~30 ms
-    of RCU grace period per pod, and the node end's name is unique to this pod anyway."""
+    of RCU grace period per pod, and the node end's name is unique to this pod anyway.
+
+    Whatever still runs in the sandbox goes first, as a runtime stops a pod's containers with its
+    sandbox: a process container left by a kubelet that was killed would otherwise keep the unpinned
+    namespace, and the pod's address, alive."""
+    kernel.ns_kill_processes(sandbox.netns)
     return kernel.ns_delete(sandbox.netns)

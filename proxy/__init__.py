@@ -2,11 +2,12 @@
 
     model     API JSON (Service, EndpointSlice, Node) -> ServicePort, Endpoint, NodeInfo
     plan      plan(services, slices, NodeContext) -> ProxyPlan (kube-proxy's decisions, no I/O)
-    nftables  the nftables backend, its `nft` runner seam and its in-memory fake with a packet tracer
-    errors    ProxyError tree
+    nftables  the nftables backend (layout, renderer, backend) over firewall.nftables' seam and fake
+    iptables  the iptables backend, likewise over firewall.iptables
+    errors    ProxyError tree (its NftError / IptablesError are also firewall.errors')
 """
 
-from proxy.errors import FakeNftError, NftError, ObjectError, ProxyError
+from proxy.errors import FakeNftError, IptablesError, NftError, ObjectError, ProxyError
 from proxy.model import (
     Endpoint,
     NodeInfo,
@@ -24,6 +25,7 @@ from proxy.plan import NodeContext, ProxyPlan, ServicePlan, categorize_endpoints
 __all__ = [
     "Endpoint",
     "FakeNftError",
+    "IptablesError",
     "NftError",
     "NodeContext",
     "NodeInfo",

@@ -5,6 +5,10 @@ every informer has synced; a failed sync makes the next one full; a full sync al
 sync period, which restores rules tampered with from outside. Around it: /healthz and /metrics with
 kube-proxy's metric names, health-check node port servers for externalTrafficPolicy Local services,
 and removal of stale UDP conntrack entries when endpoints change.
+
+The blocking work (planning, `nft -f` / `iptables-restore`, `conntrack -D`, the tamper check) runs on
+a worker thread, never on the event loop, so watches, /healthz and /metrics keep being served during a
+long sync; one lock keeps a sync and a tamper check from touching the kernel at the same time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,9 +30,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.api.meta import labels_of
 from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
+from firewall.bounded_frequency import BoundedFrequencyRunner
 from proxy.model import parse_node, services_from, slices_from
 from proxy.plan import NodeContext, ProxyPlan, plan
-from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger("kube-proxy")
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
@@ -37,6 +42,15 @@ class Backend(Protocol):
     def sync(self, plan: ProxyPlan, *, full: bool = False) -> Any: ...
     def cleanup(self) -> None: ...
     def intact(self) -> bool: ...
+
+
+Conntrack = Callable[[list[str]], None]
+"""Runs one `conntrack` command line (the seam tests replace to see which entries would go)."""
+
+
+def run_conntrack(command: list[str]) -> None:
+    # An entry already gone makes conntrack exit 1: nothing to do, as upstream treats it.
+    subprocess.run(command, capture_output=True, check=False)
 
 
 @dataclass
@@ -191,10 +205,13 @@ class HealthCheckServers:
 
 
 class ProxyServer:
-    def __init__(self, client: Client, config: ProxyConfig, backend: Backend) -> None:
+    def __init__(self, client: Client, config: ProxyConfig, backend: Backend,
+                 conntrack: Conntrack = run_conntrack) -> None:
         self.client = client
         self.config = config
         self.backend = backend
+        self.conntrack = conntrack
+        self._kernel_lock = asyncio.Lock()
         self.metrics = Metrics(config.mode)
         self.services = Informer(client, SERVICES)
         self.slices = Informer(client, ENDPOINT_SLICES)
@@ -275,18 +292,18 @@ class ProxyServer:
         full = self.force_full or self.applied is None or start - self.last_full >= self.config.sync_period
         changed, self.changed = self.changed, set()
         triggers, self.pending_triggers = self.pending_triggers, []
+        services, slices = self.services.store.list(), self.slices.store.list()  # snapshots, taken on the loop
+        previous = self.applied
         try:
-            result = plan(services_from(self.services.store.list()), slices_from(self.slices.store.list()), node,
-                          previous=None if full else self.applied, changed=None if full else changed)
-            self.backend.sync(result, full=full)
+            async with self._kernel_lock:
+                result = await asyncio.to_thread(self._plan_and_apply, services, slices, node, previous, changed,
+                                                 full)
         except Exception:
             self.force_full = True
             self.changed |= changed
             self.metrics.failures.inc()
             raise
         elapsed = time.monotonic() - start
-        for command in conntrack_cleanup(self.applied, result):
-            subprocess.run(command, capture_output=True, check=False)
         self.applied = result
         self.force_full = False
         if full:
@@ -305,6 +322,17 @@ class ProxyServer:
         endpoints = sum(len(s.cluster_endpoints) for s in result.services)
         log.info("synced %s: %d service ports, %d endpoints, %d changed services, in %.1f ms",
                  "fully" if full else "partially", len(result.services), endpoints, len(changed), elapsed * 1000)
+
+    def _plan_and_apply(self, services: list[dict[str, Any]], slices: list[dict[str, Any]], node: NodeContext,
+                        previous: ProxyPlan | None, changed: set[tuple[str, str]], full: bool) -> ProxyPlan:
+        """On the worker thread: plan, program the kernel, then drop the UDP flows that point at endpoints
+        the new rules no longer have (after the rules, so a client's next packet meets them)."""
+        result = plan(services_from(services), slices_from(slices), node,
+                      previous=None if full else previous, changed=None if full else changed)
+        self.backend.sync(result, full=full)
+        for command in conntrack_cleanup(previous, result):
+            self.conntrack(command)
+        return result
 
     # -- serving --------------------------------------------------------------------------------------
 
@@ -342,7 +370,8 @@ class ProxyServer:
             if self.applied is None:
                 continue
             try:
-                intact = await asyncio.get_running_loop().run_in_executor(None, self.backend.intact)
+                async with self._kernel_lock:
+                    intact = await asyncio.to_thread(self.backend.intact)
             except Exception as exc:  # the check itself failed: the next sync will tell
                 log.warning("could not check our rules: %s", exc)
                 continue

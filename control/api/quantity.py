@@ -34,7 +34,8 @@ DECIMAL_EXPONENT = "DecimalExponent"
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _DECIMAL_SUFFIX = {exp: suffix for suffix, exp in _DECIMAL.items()}
-_BINARY_SUFFIX = {exp: suffix for suffix, exp in _BINARY.items()}
+# A whole number of bytes that is no multiple of 1024 has no suffix (AsCanonicalBase1024Bytes, exponent 0).
+_BINARY_SUFFIX = {0: "", **{exp: suffix for suffix, exp in _BINARY.items()}}
 
 # Sign, digits with at most one point (".5" and "5." are accepted upstream), then the suffix.
 _NUMBER = re.compile(r"^([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(.*)$")

@@ -1,5 +1,5 @@
 """Defaulting and validation as the registry calls them (registry.Admission). `KubernetesAdmission`
-uses the per-kind tables of defaults.py and validation.py; names are checked for every kind."""
+uses the per-kind tables of defaults.py and the validation package; names are checked for every kind."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> Non
 
 
 class KubernetesAdmission:
-    """Upstream's defaulting (defaults.py) and validation (validation.py), per kind; names for every kind."""
+    """Upstream's defaulting (defaults.py) and validation (validation/), per kind; names for every kind."""
 
     def default(self, kind: str, obj: dict[str, Any]) -> None:
         defaults.default(kind, obj)

@@ -12,8 +12,17 @@ apiVersion/kind; the envelope does.
     decode_protobuf(body) -> {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {...}, "data": {...}}
 
 Structure is data: schema.py's tables say what each JSON field is; FIELD_NUMBERS below says
-which protobuf field number carries it, transcribed from upstream's generated.proto as kubectl 1.33 (k8s.io/api
-v0.33) compiles it. A FIELD_NUMBERS entry is a JSON field name, with two markers:
+which protobuf field number carries it, as kubectl 1.33 (k8s.io/api v0.33) writes it. The numbers come from
+kubectl itself: upstream's gogo-protobuf code embeds each generated.proto's FileDescriptorProto (gzipped) in the
+binary, and scripts/protobuf_field_numbers.py reads them out of the kubectl binary on PATH or given by --kubectl:
+
+    scripts/protobuf_field_numbers.py --kubectl KUBECTL_1_33 --check    # name every disagreement, exit 1 if any
+    scripts/protobuf_field_numbers.py --kubectl KUBECTL_1_33 --format python    # the table; --all: every message
+
+The script also reads each Go field's json tag from the binary's Go type data, so it writes every entry below,
+markers included; tests/unit/apiserver/test_protobuf_numbers.py checks on the machine's kubectl 1.33 that the
+table is the script's output, that no field of a tabled message is left out, and that every message the
+decodable kinds reach is tabled. A FIELD_NUMBERS entry is a JSON field name, with two markers:
 
     "image?"                        upstream's Go field is a non-pointer scalar tagged `json:",omitempty"`: gogo
                                     protobuf always writes it, encoding/json drops its zero value, so we drop
@@ -139,7 +148,7 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
     "core.v1.Event": {1: "metadata", 2: "involvedObject", 3: "reason?", 4: "message?", 5: "source",
                       6: "firstTimestamp", 7: "lastTimestamp", 8: "count?", 9: "type?", 10: "eventTime",
                       11: "series", 12: "action?", 13: "related", 14: "reportingComponent", 15: "reportingInstance"},
-    "core.v1.EventSeries": {1: "count", 2: "lastObservedTime"},
+    "core.v1.EventSeries": {1: "count?", 2: "lastObservedTime"},
     "core.v1.EventSource": {1: "component?", 2: "host?"},
     "core.v1.ExecAction": {1: "command"},
     "core.v1.FCVolumeSource": {1: "targetWWNs", 2: "lun", 3: "fsType?", 4: "readOnly?", 5: "wwids"},

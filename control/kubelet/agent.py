@@ -558,6 +558,7 @@ class Kubelet:
         for ns in self.kernel.ns_list():
             uid = ns[len(prefix):] if ns.startswith(prefix) else None
             if uid in ours and uid not in live_uids:
+                self.kernel.ns_kill_processes(ns)  # a process container the killed kubelet left running
                 self.kernel.ns_delete(ns)
         for uid in ours - live_uids:
             self.ipam.release(uid)

@@ -83,7 +83,7 @@ async def _exec(command: list[str], netns: str, timeout: float) -> ProbeResult:
     if not command:
         return ProbeResult(False, "exec probe has no command")
     process = await asyncio.create_subprocess_exec(
-        "nsenter", f"--net={namespaces.path_of(netns)}", "--", *command,
+        *namespaces.command_in(netns, command),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout)

@@ -287,7 +287,7 @@ class ProcessContainer(Container):
         handle = open(self.log.path, "ab")  # noqa: SIM115 - handed to the child; closed after spawn
         try:
             self.process = await asyncio.create_subprocess_exec(
-                "nsenter", f"--net={namespaces.path_of(self.netns)}", "--", *self.argv,
+                *namespaces.command_in(self.netns, self.argv),
                 stdin=asyncio.subprocess.DEVNULL, stdout=handle, stderr=asyncio.subprocess.STDOUT,
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **self.env},
                 cwd=self.workdir, start_new_session=True)

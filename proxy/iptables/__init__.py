@@ -5,15 +5,18 @@
     IptablesBackend(runner=...).sync(plan)       full or partial sync through a runner seam (backend.py)
     SubprocessIptables(netns=..., flavour="nft"|"legacy") | FakeIptables(...)
                                                  the seam: the real tools, or in memory with trace()
+                                                 (firewall.iptables, shared with the network-policy agent)
 """
 
+from firewall.errors import FakeIptablesError
+from firewall.iptables.fake import FakeIptables
+from firewall.iptables.runner import Flavour, IptablesRunner, SubprocessIptables
+from firewall.tracing import Packet, PathResult, TraceResult
+from proxy.errors import IptablesError
 from proxy.iptables.backend import IptablesBackend, SyncResult
-from proxy.iptables.errors import FakeIptablesError, IptablesError
-from proxy.iptables.fake import FakeIptables, Packet, PathResult, TraceResult
 from proxy.iptables.layout import JUMPS, EndpointChains, endpoint_chain, port_proto_hash
 from proxy.iptables.renderer import Renderer, render
 from proxy.iptables.ruleset import Ruleset, full_transaction, partial_transaction
-from proxy.iptables.runner import Flavour, IptablesRunner, SubprocessIptables
 
 __all__ = [
     "JUMPS",

@@ -25,7 +25,8 @@ remote endpoints are DNATed straight from the KUBE-SVC/KUBE-SVL rule (statistic,
 rule; iptables evaluates matches left to right, so `recent --set` only runs for the chosen endpoint).
 Affinity lists keep the KUBE-SEP-<hash> names either way. Measured here at 10,000 services x 5
 endpoints with iptables-nft: full sync 8.9 s with upstream's layout (60k chains), 3.4 s with "local"
-(10k chains); see runner.py for why iptables-nft's restore time depends on the chain count at all.
+(10k chains); see firewall/iptables/runner.py for why iptables-nft's restore time depends on the chain
+count at all.
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from firewall.iptables.ruleset import FILTER, NAT, Jump, comment
 from proxy.model import Endpoint
 from proxy.plan import NodeContext, ServicePlan
 
 EndpointChains = Literal["all", "local"]
-
-NAT = "nat"
-FILTER = "filter"
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -58,10 +57,6 @@ TOP_CHAINS: dict[str, tuple[str, ...]] = {
     NAT: (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ),
 }
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
-BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
-    FILTER: ("INPUT", "FORWARD", "OUTPUT"),
-    NAT: ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
-}
 
 # upstream: largeClusterEndpointsThreshold — above it, per-endpoint comments are left out (~40% less text).
 LARGE_CLUSTER_ENDPOINTS = 1000
@@ -69,31 +64,6 @@ LARGE_CLUSTER_ENDPOINTS = 1000
 
 def is_service_chain(name: str) -> bool:
     return name.startswith(SERVICE_CHAIN_PREFIXES)
-
-
-def quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def comment(text: str) -> str:
-    return f"-m comment --comment {quote(text)}"
-
-
-@dataclass(frozen=True)
-class Jump:
-    """A rule in a built-in chain that sends traffic into ours (upstream iptablesJumpChains)."""
-
-    table: str
-    chain: str  # built-in
-    target: str
-    comment: str
-    extra: str = ""
-
-    @property
-    def spec(self) -> str:
-        """The rule as iptables-save prints it (so presence is a line comparison)."""
-        parts = [self.extra, comment(self.comment), f"-j {self.target}"]
-        return " ".join(p for p in parts if p)
 
 
 _NEW = "-m conntrack --ctstate NEW"

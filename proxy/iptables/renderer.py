@@ -7,10 +7,10 @@ exactly what a partial sync must rewrite.
 
 from __future__ import annotations
 
+from firewall.iptables.ruleset import NAT
 from proxy.iptables.layout import (
     KUBE_SERVICES,
     LARGE_CLUSTER_ENDPOINTS,
-    NAT,
     EndpointChains,
     Fragment,
     render_service,

@@ -12,6 +12,7 @@ chains of every service port, grouped by the service port that owns them. Two tr
   existing chain, so even declaring them would empty them.
 
 Both are one `iptables-restore --noflush` input (one transaction per sync), `*filter` before `*nat` like upstream.
+The pieces any iptables writer needs (tables, jumps, sections, reading iptables-save) are firewall's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from proxy.iptables.layout import FILTER, NAT, TOP_CHAINS, Jump, is_service_chain
+from firewall.iptables.ruleset import FILTER, NAT, Jump, table_section
+from proxy.iptables.layout import TOP_CHAINS, is_service_chain
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,6 @@ class Ruleset:
         return sum(len(r) for r in self.top.values()) + sum(len(r) for r in self.chains.values())
 
 
-def _table(lines: list[str], table: str, declare: Iterable[str], jumps: Iterable[Jump],
-           rules: Iterable[tuple[str, Iterable[str]]], delete: Iterable[str]) -> None:
-    lines.append(f"*{table}")
-    lines.extend(f":{chain} - [0:0]" for chain in declare)
-    # -I without a position prepends, as upstream's EnsureRule(Prepend); our chains exist by now.
-    lines.extend(f"-I {j.chain} {j.spec}" for j in jumps if j.table == table)
-    for chain, chain_rules in rules:
-        prefix = f"-A {chain} "
-        lines.extend(prefix + r for r in chain_rules)
-    lines.extend(f"-X {chain}" for chain in delete)
-    lines.append("COMMIT")
-
-
 def _top(rs: Ruleset, table: str) -> list[tuple[str, tuple[str, ...]]]:
     return [(chain, rs.top.get((table, chain), ())) for chain in TOP_CHAINS[table]]
 
@@ -58,8 +47,8 @@ def full_transaction(rs: Ruleset, *, existing_nat: Iterable[str] = (), missing_j
     jumps = list(missing_jumps)
     stale = sorted(c for c in set(existing_nat) if is_service_chain(c) and c not in rs.chains)
     lines: list[str] = []
-    _table(lines, FILTER, TOP_CHAINS[FILTER], jumps, _top(rs, FILTER), ())
-    _table(lines, NAT, [*TOP_CHAINS[NAT], *rs.chains, *stale], jumps,
+    table_section(lines, FILTER, TOP_CHAINS[FILTER], jumps, _top(rs, FILTER), ())
+    table_section(lines, NAT, [*TOP_CHAINS[NAT], *rs.chains, *stale], jumps,
            [*_top(rs, NAT), *rs.chains.items()], stale)
     return "\n".join(lines) + "\n"
 
@@ -77,30 +66,11 @@ def partial_transaction(old: Ruleset, new: Ruleset, changed: Iterable[str]) -> s
            for t in (FILTER, NAT)}
     lines: list[str] = []
     if top[FILTER]:
-        _table(lines, FILTER, top[FILTER], (), [(c, new.top.get((FILTER, c), ())) for c in top[FILTER]], ())
+        table_section(lines, FILTER, top[FILTER], (), [(c, new.top.get((FILTER, c), ())) for c in top[FILTER]], ())
     if top[NAT] or write or gone:
-        _table(lines, NAT, [*top[NAT], *write, *gone], (),
+        table_section(lines, NAT, [*top[NAT], *write, *gone], (),
                [*((c, new.top.get((NAT, c), ())) for c in top[NAT]), *((c, new.chains[c]) for c in write)], gone)
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def saved_chains(save_text: str) -> list[str]:
-    """Chain names declared in iptables-save output."""
-    return [line[1:].split(" ", 1)[0] for line in save_text.splitlines() if line.startswith(":")]
-
-
-def present_jumps(save_text: str) -> set[str]:
-    """`-A CHAIN spec` lines of built-in chains in iptables-save output, as "CHAIN spec"."""
-    out: set[str] = set()
-    for line in save_text.splitlines():
-        if line.startswith("-A "):
-            out.add(line[3:])
-    return out
-
-
-def missing_jumps(table: str, save_text: str, jumps: Iterable[Jump]) -> list[Jump]:
-    have = present_jumps(save_text)
-    return [j for j in jumps if j.table == table and f"{j.chain} {j.spec}" not in have]
 
 
 def owned_rules_in_builtins(save_text: str, ours: Iterable[str]) -> list[str]:

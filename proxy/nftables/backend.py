@@ -2,73 +2,56 @@
 
 It remembers the last desired state it applied, so a sync is the diff (`partial`) unless asked for a
 full sync, the node context changed, or the previous sync failed: kube-proxy's rule that a failed sync
-forces the next one to be full, since the kernel's state is then unknown.
+forces the next one to be full, since the kernel's state is then unknown. The sequence is proxy/backend.py's;
+this module supplies nftables' steps: a diff against the applied table, limited to what the renderer
+touched, or the whole table recreated when the diff cannot be written (`NeedsFullSync`).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
-from proxy.errors import NftError
+from firewall.errors import NftError
+from firewall.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
+from firewall.nftables.runner import NftRunner, SubprocessNft
+from proxy.backend import Backend, SyncResult
+from proxy.errors import raised_as_proxy_errors
 from proxy.nftables.layout import FAMILY, TABLE
 from proxy.nftables.renderer import Renderer
-from proxy.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
-from proxy.nftables.runner import NftRunner, SubprocessNft
 from proxy.plan import ProxyPlan
 
+__all__ = ["NftablesBackend", "SyncResult"]
 
-@dataclass(frozen=True)
-class SyncResult:
-    full: bool
-    transaction: str
-    seconds: float  # render + apply
-
-    @property
-    def lines(self) -> int:
-        return self.transaction.count("\n")
+# The renderer's change list: per set or map, the keys whose elements the last render changed.
+Touched = dict[str, set[str]]
 
 
-class NftablesBackend:
+class NftablesBackend(Backend[Ruleset, Touched]):
+    apply_error = NftError  # after which the next sync recreates the table
+
     def __init__(self, *, runner: NftRunner | None = None, table: str = TABLE) -> None:
+        super().__init__()
         self.runner: NftRunner = runner if runner is not None else SubprocessNft()
         self.table = table
         self._renderer = Renderer(table=table)
-        self._applied: Ruleset | None = None
-        self._rendered: Ruleset | None = None
-        self._applied_node: object = None
 
-    @property
-    def applied(self) -> Ruleset | None:
-        return self._applied
+    def _render(self, plan: ProxyPlan) -> Ruleset:
+        return self._renderer.render(plan)
 
-    def sync(self, plan: ProxyPlan, *, full: bool = False) -> SyncResult:
-        start = time.perf_counter()
-        # The renderer's change list is relative to its previous render; usable only if that is
-        # what the kernel holds.
-        renderer_in_step = self._applied is not None and self._applied is self._rendered
-        desired = self._renderer.render(plan)
-        self._rendered = desired
-        touched = self._renderer.touched if renderer_in_step else None
-        transaction = ""
-        is_full = full or self._applied is None or self._applied_node != plan.node
-        if not is_full:
-            assert self._applied is not None
-            try:
-                transaction = diff_transaction(self._applied, desired, touched=touched)
-            except NeedsFullSync:
-                is_full = True
-        if is_full:
-            transaction = full_transaction(desired)
+    def _changes(self) -> Touched | None:
+        return self._renderer.touched
+
+    def _partial(self, applied: Ruleset, desired: Ruleset, changes: Touched | None) -> str | None:
         try:
-            self.runner.run(transaction)
-        except NftError:
-            self._applied = None  # unknown kernel state: the next sync recreates the table
-            raise
-        self._applied = desired
-        self._applied_node = plan.node
-        return SyncResult(is_full, transaction, time.perf_counter() - start)
+            return diff_transaction(applied, desired, touched=changes)
+        except NeedsFullSync:
+            return None
 
+    def _full(self, desired: Ruleset) -> str:
+        return full_transaction(desired)
+
+    def _apply(self, transaction: str) -> None:
+        self.runner.run(transaction)
+
+    @raised_as_proxy_errors
     def intact(self) -> bool:
         """Whether our table is still in the kernel with every chain of the last sync (a flush of the
         ruleset from outside must force a full sync). Terse: the chains, not the thousands of elements."""
@@ -80,6 +63,7 @@ class NftablesBackend:
         present = {line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")}
         return all(name in present for name in self._applied.chains)
 
+    @raised_as_proxy_errors
     def cleanup(self) -> None:
         """Remove everything of ours: the whole table (`add` first so that deleting never fails)."""
         where = f"{FAMILY} {self.table}"

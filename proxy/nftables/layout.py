@@ -30,8 +30,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from firewall.nftables.ruleset import BaseHook, Chain, Set
 from proxy.model import Endpoint
-from proxy.nftables.ruleset import BaseHook, Chain, Set
 from proxy.plan import NodeContext, ServicePlan
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from firewall.nftables.ruleset import Chain, Ruleset, Set
 from proxy.nftables.layout import (
     FAMILY,
     LB_FAMILIES,
@@ -19,7 +20,6 @@ from proxy.nftables.layout import (
     render_service,
     static_chains,
 )
-from proxy.nftables.ruleset import Chain, Ruleset, Set
 from proxy.plan import NodeContext, ProxyPlan, ServicePlan
 
 log = logging.getLogger(__name__)

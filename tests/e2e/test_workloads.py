@@ -162,8 +162,12 @@ def test_killed_kubelet_node_goes_unknown_pods_move_and_it_comes_back(cluster: C
         return ready_condition["status"] == "Unknown"
 
     cluster.wait(node_unknown, timeout=30, message="worker-1 Ready=Unknown")
-    taints = {t["key"] for t in cluster.get("node", "worker-1")["spec"].get("taints", [])}
-    assert "node.kubernetes.io/unreachable" in taints
+
+    def tainted_unreachable() -> bool:  # the node lifecycle controller taints right after the condition
+        taints = cluster.get("node", "worker-1")["spec"].get("taints", [])
+        return "node.kubernetes.io/unreachable" in {t["key"] for t in taints}
+
+    cluster.wait(tainted_unreachable, timeout=10, message="worker-1 tainted unreachable")
 
     def replaced() -> bool:
         current = pods_of(cluster, "moving")
@@ -178,6 +182,17 @@ def test_killed_kubelet_node_goes_unknown_pods_move_and_it_comes_back(cluster: C
            if p.get("status", {}).get("podIP") and not p["metadata"].get("deletionTimestamp")]
     assert len(ips) == len(set(ips)), f"duplicate pod addresses: {sorted(ips)}"
     assert all(p["spec"]["nodeName"] == "worker-1" for p in fresh)
+    # Nothing of the pods that left lingers on worker-1: a process container the killed kubelet left
+    # running (CoreDNS is one) would keep its namespace, its veth on cbr0 and its address alive.
+    node_ns = f"ksim-{NAME}.node.worker-1"
+
+    def one_bridge_port_per_pod() -> bool:
+        ports = in_netns(node_ns, "ip", "-o", "link", "show", "master", "cbr0").stdout.splitlines()
+        here = [p for p in json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+                if p["spec"].get("nodeName") == "worker-1" and not p["spec"].get("hostNetwork")]
+        return len(ports) == len(here)
+
+    cluster.wait(one_bridge_port_per_pod, timeout=15, message="one cbr0 port per pod on worker-1")
 
 
 def test_deleting_a_namespace_removes_everything_in_it(cluster: Cluster) -> None:

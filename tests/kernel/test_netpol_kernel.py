@@ -21,11 +21,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from firewall.iptables import SubprocessIptables
 from netpol import iptables
 from netpol.decide import ClusterView
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from netpol.nftables import TABLE, cleanup, render
-from proxy.iptables import JUMPS, IptablesBackend, SubprocessIptables, full_transaction
+from proxy.iptables import JUMPS, IptablesBackend, full_transaction
 from proxy.iptables import render as proxy_render
 from proxy.plan import DEFAULT_MASQUERADE_MARK, NodeContext, ProxyPlan
 from tests.conftest import require_root, require_tool

@@ -7,12 +7,16 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from kubesim import cluster
+from kubesim.errors import PreflightError
 from netsim import names, namespaces, network, probe
 from netsim.errors import NetlinkError
 from netsim.kernel import LinuxKernel
@@ -121,42 +125,79 @@ def test_pods_reach_each_other_across_nodes(mode: str, state: Path):
     assert leftovers(name) == []
 
 
-def test_a_reused_pod_address_is_reached_at_its_new_mac(state: Path):
-    # A deleted pod's address given to the next pod on the node (the kubelet hands out the lowest free one):
-    # the node's ARP cache must not keep sending it to the deleted pod's MAC.
+@dataclass
+class _OneWorker:
+    """A network-only cluster, its first worker, and a kernel handle for sandboxes on it."""
+    name: str
+    topo: Topology
+    kernel: LinuxKernel
+    node_ns: str
+
+    def sandbox(self, uid: str, host: int) -> Sandbox:
+        w1 = self.topo.nodes[1]
+        return sandbox_for(self.name, w1.name, w1.pod_cidr, uid, _host(w1.pod_cidr, host),
+                           mtu=network.pod_mtu(self.topo))
+
+
+@contextmanager
+def _one_worker(state: Path) -> Iterator[_OneWorker]:
     name = unique()
     topo = test_topology(name, "host-gw")
     cluster.up(topo, root=state, control_plane=False)
     kernel = LinuxKernel()
-    w1 = topo.nodes[1]
-    node_ns = names.node_ns(name, w1.name)
-    address = str(_host(w1.pod_cidr, 10))
-    old = sandbox_for(name, w1.name, w1.pod_cidr, "pod-old", address, mtu=network.pod_mtu(topo))
-    new = sandbox_for(name, w1.name, w1.pod_cidr, "pod-new", address, mtu=network.pod_mtu(topo))
-
-    def cached_mac() -> str:
-        shown = subprocess.run(["ip", "-n", node_ns, "neigh", "show", address, "dev", names.NODE_BRIDGE],
-                               capture_output=True, text=True, check=True).stdout.split()
-        return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
-
-    def mac_of(sandbox: Sandbox) -> str:
-        link = subprocess.run(["ip", "-n", sandbox.netns, "-o", "link", "show", names.POD_IFACE],
-                              capture_output=True, text=True, check=True).stdout.split()
-        return link[link.index("link/ether") + 1]
-
     try:
-        create_sandbox(old, kernel=kernel)
-        assert probe.ping_all(node_ns, [address]) == {address: True}
-        assert cached_mac() == mac_of(old)
-        delete_sandbox(old, kernel=kernel)
-        wait_until(lambda: not namespaces.exists(old.netns), message="the old pod's namespace is gone")
-        create_sandbox(new, kernel=kernel)
-        assert cached_mac() in ("", mac_of(new))  # forgotten (asked afresh) or already the new one
-        assert probe.ping_all(node_ns, [address]) == {address: True}
+        yield _OneWorker(name, topo, kernel, names.node_ns(name, topo.nodes[1].name))
     finally:
         kernel.close()
         cluster.down(name, root=state)
     assert leftovers(name) == []
+
+
+def test_a_reused_pod_address_is_reached_at_its_new_mac(state: Path):
+    # A deleted pod's address given to the next pod on the node (the kubelet hands out the lowest free one):
+    # the node's ARP cache must not keep sending it to the deleted pod's MAC.
+    with _one_worker(state) as on:
+        old, new = on.sandbox("pod-old", 10), on.sandbox("pod-new", 10)
+        address = old.ip
+
+        def cached_mac() -> str:
+            shown = subprocess.run(["ip", "-n", on.node_ns, "neigh", "show", address, "dev", names.NODE_BRIDGE],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            return shown[shown.index("lladdr") + 1] if "lladdr" in shown else ""
+
+        def mac_of(sandbox: Sandbox) -> str:
+            link = subprocess.run(["ip", "-n", sandbox.netns, "-o", "link", "show", names.POD_IFACE],
+                                  capture_output=True, text=True, check=True).stdout.split()
+            return link[link.index("link/ether") + 1]
+
+        create_sandbox(old, kernel=on.kernel)
+        assert probe.ping_all(on.node_ns, [address]) == {address: True}
+        assert cached_mac() == mac_of(old)
+        delete_sandbox(old, kernel=on.kernel)
+        wait_until(lambda: not namespaces.exists(old.netns), message="the old pod's namespace is gone")
+        create_sandbox(new, kernel=on.kernel)
+        assert cached_mac() in ("", mac_of(new))  # forgotten (asked afresh) or already the new one
+        assert probe.ping_all(on.node_ns, [address]) == {address: True}
+
+
+def test_deleting_a_sandbox_ends_what_still_runs_in_it(state: Path):
+    # A process container left behind by a killed kubelet: unpinning its namespace alone would leave the
+    # namespace, its veth and its address alive (answering ARP for an address the node hands out again).
+    with _one_worker(state) as on:
+        sandbox = on.sandbox("pod-left", 11)
+        create_sandbox(sandbox, kernel=on.kernel)
+        left = subprocess.Popen(["ip", "netns", "exec", sandbox.netns, "sleep", "600"])
+        try:
+            wait_until(lambda: left.pid in namespaces.processes_in([sandbox.netns]),
+                       message="the process runs inside the sandbox")
+            assert delete_sandbox(sandbox, kernel=on.kernel)
+            assert left.wait(timeout=10) == -signal.SIGKILL
+            wait_until(lambda: sandbox.host_veth not in on.kernel.link_names(on.node_ns),
+                       message="the pod's veth is gone with its namespace")
+        finally:
+            if left.poll() is None:
+                left.kill()
+                left.wait()
 
 
 def _host(cidr: str, n: int) -> str:
@@ -239,10 +280,10 @@ def test_two_clusters_coexist_and_prefixes_never_collide(state: Path):
 def test_overlapping_ranges_are_refused_before_anything_is_made(state: Path):
     first, second = unique(), unique()
     cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
-    with pytest.raises(cluster.PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
+    with pytest.raises(PreflightError, match=rf"overlaps the root namespace's route .*cluster '{first}'"):
         cluster.up(test_topology(second, subnet=250), root=state, control_plane=False)
     assert leftovers(second) == []
-    with pytest.raises(cluster.PreflightError, match="already exists"):
+    with pytest.raises(PreflightError, match="already exists"):
         cluster.up(test_topology(first, subnet=250), root=state, control_plane=False)
     cluster.down(first, root=state)
 

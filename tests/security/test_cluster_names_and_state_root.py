@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kubesim.state import MARKER, ClusterState, StateError, StateInputError, known_clusters
+from kubesim.errors import StateError, StateInputError
+from kubesim.state import MARKER, ClusterState, known_clusters
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """Defect 12 (part): kube-proxy served its metrics on the node's address, readable by every pod and
 node. Upstream's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go) are metrics on 127.0.0.1:10249
-and healthz on 0.0.0.0:10256; the proxy's config, the `kubesim proxy` command and `kubesim up` all use
+and healthz on 0.0.0.0:10256; the proxy's config, its process entry (`python -m proxy`) and `kubesim up` all use
 them. (tests/security/test_cluster_is_sealed_from_pods.py shows it from a pod on a real cluster.)"""
 
 from __future__ import annotations
@@ -8,13 +8,12 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import click
 import pytest
 
 import kubesim.components as components
-from kubesim.cli import main
 from kubesim.state import ClusterState
 from netsim.topology import load_topology
+from proxy.__main__ import build_parser
 from proxy.server import ProxyConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,10 +25,9 @@ def test_the_proxy_config_defaults_are_upstreams() -> None:
 
 
 def test_the_proxy_command_defaults_are_upstreams() -> None:
-    command = main.commands["proxy"]
-    defaults = {p.name: p.default for p in command.params if isinstance(p, click.Option)}
-    assert defaults["metrics_bind_address"] == "127.0.0.1:10249"
-    assert defaults["healthz_bind_address"] == "0.0.0.0:10256"
+    defaults = build_parser().parse_args([])
+    assert defaults.metrics_bind_address == "127.0.0.1:10249"
+    assert defaults.healthz_bind_address == "0.0.0.0:10256"
 
 
 def test_up_starts_every_kube_proxy_with_metrics_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
-"""netsim.trace without privileges: classifying probes from synthetic captured frames (built with scapy)
-and synthetic `nft monitor trace` lines, the JSON shape, and the pcap it writes."""
+"""netsim.trace_analysis (the pure half of netsim.trace), without privileges: classifying probes from
+synthetic captured frames (built with scapy) and synthetic `nft monitor trace` lines, the JSON shape, and
+the pcap it writes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.sctp import SCTP, SCTPChunkInit
 from scapy.utils import rdpcap
 
-from netsim.trace import (
+from netsim.trace_analysis import (
     GRACE,
     Analyzer,
     Frame,

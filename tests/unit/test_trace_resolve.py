@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP
 
-from kubesim.state import StateError
+from kubesim.errors import StateError
 from kubesim.trace import (
     PodInfo,
     Source,
@@ -21,7 +21,7 @@ from kubesim.trace import (
 )
 from netsim import names
 from netsim.topology import Topology, load_topology
-from netsim.trace import Analyzer, Frame, TraceError, craft, make_probes
+from netsim.trace_analysis import Analyzer, Frame, TraceError, craft, make_probes
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

@@ -44,3 +44,10 @@ def test_the_copies_agree_on_the_cases_they_disagreed_on() -> None:
     assert str(parse_quantity("0.0000000001")) == "1n"
     assert milli_value("0.0000000001") == 1 and value("1.0000000001") == 2
     assert milli_value("0.5m") == 1 and value("1.5") == 2 and value("1Ki") == 1024 and milli_value(1) == 1000
+
+
+def test_whole_bytes_that_are_no_multiple_of_1024_print_without_a_suffix() -> None:
+    # Quantity.String() of "69563.5Ki": 71233024 bytes, not a multiple of 1024 (the hypothesis test found it).
+    assert str(parse_quantity("69563.5Ki")) == "71233024"
+    assert str(parse_quantity("1.5Ki")) == "1536"
+    assert str(parse_quantity("2Ki")) == "2Ki"

@@ -181,6 +181,15 @@ def test_event_time_fields() -> None:
     assert (decoded["count"], decoded["reportingComponent"], decoded["reportingInstance"]) == (2, "kubelet", "")
 
 
+def test_an_event_series_zero_count_is_dropped_as_json_drops_it() -> None:
+    # core/v1 EventSeries.Count is a non-pointer int32 tagged json:"count,omitempty": gogo writes 0, JSON omits it.
+    raw = msg(1, object_meta("e2", namespace="default")) + msg(11, num(1, 0), time_message(2, 1767225600))
+    series = decode_protobuf(envelope("v1", "Event", raw))["series"]
+    assert series == {"lastObservedTime": "2026-01-01T00:00:00.000000Z"}
+    raw = msg(1, object_meta("e3", namespace="default")) + msg(11, num(1, 3))
+    assert decode_protobuf(envelope("v1", "Event", raw))["series"] == {"count": 3}
+
+
 def test_delete_options_and_scale() -> None:
     options = num(1, 0) + msg(2, text(1, "uid-1")) + text(4, "Foreground") + text(5, "All")
     assert decode_protobuf(envelope("meta.k8s.io/v1", "DeleteOptions", options)) == {

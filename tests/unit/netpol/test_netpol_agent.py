@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from control.client import NAMESPACES, NETWORK_POLICIES, PODS
+from firewall.tracing import Packet
 from netpol.errors import NetpolError
 from netpol.iptables import FakeIptables, IptablesCommand
 from netpol.server import AgentConfig, NetpolAgent
-from proxy.iptables import Packet
 from tests.harness import local_apiserver
 from tests.netpol_cases import policy
 

@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+from firewall.errors import FakeIptablesError
+from firewall.tracing import Packet
 from netpol.decide import ClusterView
 from netpol.iptables import (
     JUMP,
@@ -27,7 +29,7 @@ from netpol.iptables import (
     render,
 )
 from netpol.model import Pod, parse_namespace, parse_pod, parse_policy
-from proxy.iptables import JUMPS, FakeIptablesError, Packet
+from proxy.iptables import JUMPS
 from proxy.iptables.ruleset import full_transaction
 from tests.netpol_cases import ALL_PODS, CASES, Case, Reachability, cluster_objects, compare, default_addresses, policy
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubesim.policy import PolicyQueryError, Snapshot, explain, matrix, render_verdict, verdict_json
+from kubesim.errors import PolicyQueryError
+from kubesim.policy import Snapshot, explain, matrix, render_verdict, verdict_json
 from netpol.decide import ClusterView
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from tests.netpol_cases import ALL_PODS, DENY_INGRESS_X, cluster_objects, default_addresses, policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,18 @@ def test_external_host_on_its_own_subnet_reaches_nodes_on_link():
     assert lb is not None and lb.gateway == "192.168.0.2" and lb.onlink
 
 
+
+def test_every_node_reaches_a_load_balancer_pool_outside_its_subnet_on_its_uplink(two_node):
+    # A node's own traffic to an LB IP needs a route before kube-proxy's OUTPUT DNAT picks an endpoint.
+    topo = dataclasses.replace(two_node, load_balancer_pool=("198.51.100.0/28", "172.18.255.200-172.18.255.201"))
+    kernel = FakeKernel()
+    network.build(topo, kernel=kernel)
+    for node in topo.nodes:
+        ns = names.node_ns(topo.name, node.name)
+        assert kernel.route_to(ns, "198.51.100.7") == FakeRoute("198.51.100.0/28", "eth0")
+        # inside the node subnet the connected route serves: no extra route is made
+        assert all(not r.dst.startswith("172.18.255.") for r in kernel.namespaces[ns].routes)
+
 def test_destroy_removes_everything_and_is_idempotent(two_node):
     kernel = FakeKernel()
     network.build(two_node, kernel=kernel)
@@ -128,6 +141,21 @@ def test_sandbox_is_wired_like_the_bridge_cni(two_node):
     assert sandbox.host_veth not in node.links
     assert not delete_sandbox(sandbox, kernel=kernel)
 
+
+
+def test_deleting_a_sandbox_ends_the_processes_inside_first(two_node):
+    kernel = FakeKernel()
+    network.build(two_node, kernel=kernel)
+    sandbox = sandbox_for("kubesim", "worker-1", "10.244.1.0/24", "uid-left", "10.244.1.7")
+    create_sandbox(sandbox, kernel=kernel)
+    kernel.namespaces[sandbox.netns].processes = [4242]
+    calls: list[str] = []
+    kill, delete = kernel.ns_kill_processes, kernel.ns_delete
+    kernel.ns_kill_processes = lambda ns: calls.append("kill") or kill(ns)  # type: ignore[method-assign]
+    kernel.ns_delete = lambda ns: calls.append("delete") or delete(ns)  # type: ignore[method-assign]
+    assert delete_sandbox(sandbox, kernel=kernel)
+    assert calls == ["kill", "delete"]
+    assert kernel.ns_kill_processes(sandbox.netns) == []
 
 def test_sandbox_rejects_addresses_outside_the_pod_cidr():
     with pytest.raises(NetsimError, match="not a usable pod address"):

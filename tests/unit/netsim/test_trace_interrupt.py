@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import netsim.trace
-from netsim import names, namespaces
+from netsim import names
 from netsim.fake import FakeKernel
 from netsim.trace import Origin, TraceRequest, _Run, make_probes
 
@@ -49,8 +49,8 @@ def default_sigint() -> Iterator[None]:
 
 def test_probe_namespace_made_as_ctrl_c_lands_is_removed(monkeypatch: pytest.MonkeyPatch,
                                                          default_sigint: None) -> None:
-    monkeypatch.setattr(namespaces, "exists", lambda name: True)  # the fabric is "up"
     kernel = _InterruptedWhileCreating()
+    FakeKernel.ns_create(kernel, names.fabric_ns(CLUSTER))  # the fabric is up (without the Ctrl-C)
     run = _Run(_request(), kernel)
     with pytest.raises(KeyboardInterrupt):
         run.make_probe_namespace()

@@ -1,5 +1,5 @@
-"""The iptables backend on its fake: upstream's names and layout, full and partial syncs, cleanup, and a
-fake that refuses what iptables-restore or the kernel would refuse."""
+"""The iptables backend on its fake: upstream's names and layout, full and partial syncs, cleanup.
+(What the fake itself refuses is tested with it, in tests/unit/firewall.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from proxy_flows import LOCAL_POD, cluster_objects, cluster_plan, endpoint, endp
 from proxy import plan, services_from, slices_from
 from proxy.iptables import (
     FakeIptables,
-    FakeIptablesError,
     IptablesBackend,
     IptablesError,
     Packet,
@@ -228,46 +227,6 @@ def test_tampering_is_detected() -> None:
     svc = "KUBE-SVC-" + port_proto_hash("ns1/svc1:p80", "tcp")
     fake.tables["nat"].pop(svc)  # as if someone had deleted it behind our back
     assert not backend.intact()
-
-
-# --- the fake -------------------------------------------------------------------------------------
-
-BASE = "*nat\n:KUBE-A - [0:0]\n:KUBE-B - [0:0]\n-A KUBE-A -j KUBE-B\nCOMMIT\n"
-
-
-@pytest.mark.parametrize(("text", "complaint"), [
-    ("*nat\n-A KUBE-A -j KUBE-NOWHERE\nCOMMIT\n", "Couldn't load target"),
-    ("*nat\n-A KUBE-NOWHERE -j ACCEPT\nCOMMIT\n", "no chain"),
-    ("*nat\n-X KUBE-B\nCOMMIT\n", "Too many links"),
-    ("*nat\n-X KUBE-A\nCOMMIT\n", "not empty"),
-    ("*nat\n-D KUBE-A -j ACCEPT\nCOMMIT\n", "Bad rule"),
-    ("*nat\n-A KUBE-B -j REJECT\nCOMMIT\n", "only valid in filter"),
-    ("*filter\n:X - [0:0]\n-A X -m tcp -p tcp -j DNAT --to-destination 1.2.3.4:80\nCOMMIT\n", "only valid in nat"),
-    ("*nat\n-A KUBE-B -m tcp -p tcp -j DNAT --to-destination 1.2.3.4:80\n-A POSTROUTING -j KUBE-A\nCOMMIT\n",
-     "invalid hook"),
-    ("*nat\n-A KUBE-B -j MASQUERADE\n-I PREROUTING -j KUBE-A\nCOMMIT\n", "invalid hook"),
-    ("*nat\n-A KUBE-B -j KUBE-A\n-A OUTPUT -j KUBE-A\nCOMMIT\n", "loop"),
-    ("*nat\n-A KUBE-B -i eth0 -j ACCEPT\nCOMMIT\n", "not in the subset"),
-    ("*nat\n-A KUBE-B -m tcp --dport 80 -j ACCEPT\nCOMMIT\n", "-p tcp"),
-    ("*nat\n-A KUBE-B -m statistic --mode random --probability 1.0 -j ACCEPT\nCOMMIT\n", "unreachable"),
-    ("*nat\n:PREROUTING DROP [0:0]\nCOMMIT\n", "built-in"),
-    ("*raw\nCOMMIT\n", "not in the subset"),
-    ("*nat\n-A KUBE-B -j ACCEPT\n", "no COMMIT"),
-])
-def test_fake_refuses(text: str, complaint: str) -> None:
-    fake = FakeIptables()
-    fake.restore(BASE)
-    before = state(fake)
-    with pytest.raises(FakeIptablesError, match=complaint):
-        fake.restore(text)
-    assert state(fake) == before  # all or nothing
-
-
-def test_declaring_an_existing_chain_flushes_it() -> None:
-    fake = FakeIptables()
-    fake.restore(BASE)
-    fake.restore("*nat\n:KUBE-A - [0:0]\n-X KUBE-B\nCOMMIT\n")
-    assert fake.tables["nat"]["KUBE-A"].rules == [] and "KUBE-B" not in fake.tables["nat"]
 
 
 def test_full_transaction_restores_into_an_empty_fake() -> None:

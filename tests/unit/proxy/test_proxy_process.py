@@ -1,22 +1,22 @@
-"""The kube-proxy process: its runner, its conntrack decisions, and a whole proxy against a real
+"""The kube-proxy process: its conntrack decisions, and a whole proxy against a real
 apiserver (the harness) writing into the in-memory nftables."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from control.client import ENDPOINT_SLICES, NODES, SERVICES
+from firewall.nftables.fake import FakeNft
+from firewall.tracing import Packet
 from proxy.model import services_from, slices_from
 from proxy.nftables.backend import NftablesBackend
-from proxy.nftables.fake import FakeNft
 from proxy.plan import NodeContext, plan
-from proxy.runner import BoundedFrequencyRunner
 from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup
-from proxy.tracing import Packet
 from tests.harness import local_apiserver
 
 
@@ -36,73 +36,6 @@ async def _stopped(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def test_runner_coalesces_requests_and_bounds_frequency() -> None:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        calls: list[float] = []
-        pending_during: list[bool] = []
-        release = asyncio.Event()
-
-        async def sync() -> None:
-            calls.append(loop.time())
-            # Whether another sync is already owed while this one runs (what a queue of requests would do).
-            pending_during.append(runner._requested.is_set())
-            await release.wait()
-
-        # The runner's clock is the loop's, so the min_interval it keeps is measured on the clock it uses.
-        runner = BoundedFrequencyRunner(sync, min_interval=0.2, max_interval=3600, burst=1, clock=loop.time)
-        task = loop.create_task(runner.loop())
-        runner.run()
-        await _eventually(lambda: len(calls) == 1, "the first sync")
-        for _ in range(20):
-            runner.run()  # a storm of changes while a sync runs...
-        release.set()
-        await _eventually(lambda: len(calls) == 2, "the sync the storm asked for")
-        assert runner.runs == 2 and pending_during == [False, False]  # ...is one more sync, nothing queued
-        # The token bucket's guarantee (burst 1): a sync starts no sooner than min_interval after the
-        # last, whatever the load; asyncio may wake a timer up to its clock resolution early.
-        assert calls[1] - calls[0] >= 0.2 - loop._clock_resolution  # type: ignore[attr-defined]
-        await _stopped(task)
-
-    asyncio.run(main())
-
-
-def test_runner_retries_a_failed_sync_by_itself() -> None:
-    async def main() -> None:
-        attempts = 0
-
-        async def flaky() -> None:
-            nonlocal attempts
-            attempts += 1
-            if attempts == 1:
-                raise RuntimeError("nft said no")
-
-        # No periodic sync for an hour, and nobody asks again: only the retry can bring attempt 2.
-        runner = BoundedFrequencyRunner(flaky, min_interval=0.01, max_interval=3600, retry_interval=0.05)
-        task = asyncio.get_running_loop().create_task(runner.loop())
-        runner.run()
-        await _eventually(lambda: attempts == 2, "the failed sync retried")
-        await _stopped(task)
-
-    asyncio.run(main())
-
-
-def test_runner_syncs_periodically_without_being_asked() -> None:
-    async def main() -> None:
-        attempts = 0
-
-        async def sync() -> None:
-            nonlocal attempts
-            attempts += 1
-
-        runner = BoundedFrequencyRunner(sync, min_interval=0.01, max_interval=0.05)
-        task = asyncio.get_running_loop().create_task(runner.loop())
-        await _eventually(lambda: attempts >= 2, "two periodic syncs nobody asked for")
-        await _stopped(task)
-
-    asyncio.run(main())
 
 
 def _service(name: str, protocol: str = "UDP") -> dict[str, Any]:
@@ -135,19 +68,28 @@ def test_conntrack_cleanup_for_udp_services() -> None:
     assert conntrack_cleanup(_plan([], "TCP"), _plan(["10.244.1.5"], "TCP")) == []  # TCP needs nothing
 
 
+
+async def _node_and_dns_service(api: Any) -> Any:
+    """The admin client of API, after creating node worker-1 and the UDP Service dns (no endpoints yet)."""
+    admin = api.client("admin")
+    await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
+        "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
+    await admin.create(SERVICES, _service("dns"), namespace="default")
+    return admin
+
+
+def _config(**overrides: Any) -> ProxyConfig:
+    return ProxyConfig(**{"node_name": "worker-1", "cluster_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/16",
+                          "min_sync_period": 0.05, "healthz_address": "127.0.0.1:0",
+                          "metrics_address": "127.0.0.1:0", **overrides})
+
 def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api:
-            admin = api.client("admin")
-            await admin.create(NODES, {"metadata": {"name": "worker-1"}, "status": {
-                "addresses": [{"type": "InternalIP", "address": "172.18.0.3"}]}})
-            await admin.create(SERVICES, _service("dns"), namespace="default")
+            admin = await _node_and_dns_service(api)
             fake = FakeNft(local_addresses=["172.18.0.3"])
-            server = ProxyServer(api.client("kube-proxy"), ProxyConfig(
-                node_name="worker-1", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/16",
-                min_sync_period=0.05, tamper_check_period=0.1, healthz_address="127.0.0.1:0",
-                metrics_address="127.0.0.1:0"),
-                NftablesBackend(runner=fake))
+            server = ProxyServer(api.client("kube-proxy"), _config(tamper_check_period=0.1),
+                                 NftablesBackend(runner=fake))
             task = asyncio.get_running_loop().create_task(server.run())
             try:
                 probe = Packet("10.244.1.9", "10.96.0.53", 53, "UDP", "pod")
@@ -173,6 +115,45 @@ def test_proxy_programs_services_from_the_apiserver(tmp_path: Path) -> None:
 
     asyncio.run(main())
 
+
+
+class _ThreadRecordingBackend(NftablesBackend):
+    """The real backend on the fake kernel, noting which thread each kernel call ran on."""
+
+    def __init__(self, fake: FakeNft) -> None:
+        super().__init__(runner=fake)
+        self.threads: list[int] = []
+
+    def sync(self, result: Any, *, full: bool = False) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().sync(result, full=full)
+
+
+def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_udp_endpoint(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = await _node_and_dns_service(api)
+            await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6", "10.244.1.5"]), namespace="default")
+            backend = _ThreadRecordingBackend(FakeNft(local_addresses=["172.18.0.3"]))
+            deleted: list[tuple[list[str], int]] = []
+            server = ProxyServer(api.client("kube-proxy"), _config(), backend,
+                                 conntrack=lambda argv: deleted.append((argv, threading.get_ident())))
+            task = asyncio.get_running_loop().create_task(server.run())
+            try:
+                await _eventually(lambda: server.applied is not None, "the first sync")
+                loop_thread = threading.get_ident()
+                slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
+                slice_obj["endpoints"] = [e for e in slice_obj["endpoints"] if e["addresses"] == ["10.244.1.5"]]
+                await admin.update(ENDPOINT_SLICES, slice_obj)
+                gone = ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.2.6"]
+                await _eventually(lambda: any(argv == gone for argv, _ in deleted), "the removed endpoint's flows go")
+                assert backend.threads and loop_thread not in backend.threads
+                assert all(thread != loop_thread for _, thread in deleted)
+            finally:
+                server.stop()
+                await task
+
+    asyncio.run(main())
 
 def test_health_check_node_port_answers_200_with_local_endpoints_and_503_without() -> None:
     import json as jsonlib

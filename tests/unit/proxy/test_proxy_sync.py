@@ -10,9 +10,9 @@ import pytest
 from proxy_flows import FLOWS, check, cluster_objects, endpoint, endpoint_slice, node_context, service
 from test_proxy_flows import nftables_tracer, observed, packet
 
+from firewall.nftables.fake import FakeTable
 from proxy import NftError, plan, services_from, slices_from
 from proxy.nftables import FakeNft, NftablesBackend, full_transaction, render
-from proxy.nftables.fake import FakeTable
 from proxy.plan import ProxyPlan
 
 

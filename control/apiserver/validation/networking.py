@@ -14,16 +14,17 @@ import ipaddress
 from typing import Any
 
 from control.api.validators import is_dns1123_subdomain, is_label_value, is_valid_port_name, is_valid_port_num
-from control.apiserver.validation import (
+from control.apiserver.validation.field import (
     FieldError,
+    _dict,
+    _list,
     forbidden,
     go_value,
     invalid,
     not_supported,
     required,
-    validate_label_selector,
-    validate_object_meta,
 )
+from control.apiserver.validation.names import validate_label_selector, validate_object_meta
 
 __all__ = ["validate_network_policy", "validate_network_policy_update"]
 
@@ -32,16 +33,8 @@ POLICY_TYPES = ("Ingress", "Egress")
 _CIDR_EXAMPLE = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _selector(selector: Any, path: str, allow_invalid_values: bool) -> list[FieldError]:
-    """ValidateLabelSelector: validation.py's rules for labels, operators and keys, plus each In/NotIn value's
+    """ValidateLabelSelector: names.py's rules for labels, operators and keys, plus each In/NotIn value's
     label-value syntax unless the old object already had bad ones (AllowInvalidLabelValueInSelector)."""
     if selector is None:
         return []

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import FakeNftError
-from proxy.nftables import FakeNft, Packet
+from firewall.errors import FakeNftError
+from firewall.nftables import FakeNft
+from firewall.tracing import Packet
 
 BASE = """add table ip t
 add chain ip t pre { type nat hook prerouting priority -100 ; policy accept ; }
@@ -88,7 +89,7 @@ def test_trace_explores_every_numgen_choice() -> None:
 
 
 def test_typeof_map_with_ip_and_th_data_needs_its_rules_in_the_declaring_transaction() -> None:
-    # nft 1.0.6: "conflicting protocols specified: ip vs. th" (see layout.py LB_FAMILIES).
+    # nft 1.0.6: "conflicting protocols specified: ip vs. th" (see proxy/nftables/layout.py LB_FAMILIES).
     declare = ("add map ip t be { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : "
                "ip daddr . th dport ; }\n")
     rule = "add rule ip t svc dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @be\n"

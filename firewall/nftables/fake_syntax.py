@@ -11,15 +11,29 @@ import re
 from dataclasses import dataclass, field
 from typing import Union
 
-from proxy.errors import FakeNftError
+from firewall.errors import FakeNftError
 
-Atom = Union[ipaddress.IPv4Address, ipaddress.IPv4Network, str, int, "VerdictValue"]
+Atom = Union[ipaddress.IPv4Address, ipaddress.IPv4Network, str, int, "PortRange", "VerdictValue"]
 Key = tuple[Atom, ...]
 
 IDENT = re.compile(r"^[A-Za-z_.][A-Za-z0-9_./-]*$")
 _PROTOCOLS = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "icmp": "icmp", "6": "tcp", "17": "udp",
               "132": "sctp", "1": "icmp"}
 HOOKS = ("prerouting", "input", "forward", "output", "postrouting")
+CT_STATES = ("new", "established", "related", "invalid", "untracked")
+# The kernel keeps at most 128 bytes of a rule's comment (NFTNL_UDATA_COMMENT_MAXLEN); nft refuses more.
+MAX_COMMENT = 128
+
+
+@dataclass(frozen=True)
+class PortRange:
+    """`80-81`: an interval of ports, only in sets with `flags interval` (and anonymous sets)."""
+
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return f"{self.low}-{self.high}"
 
 
 @dataclass(frozen=True)
@@ -52,31 +66,81 @@ def _parse_atom(token: str, atype: str, *, interval: bool) -> Atom:
                 raise FakeNftError(f"{token}: not a transport protocol this fake knows")
             return _PROTOCOLS[token]
         if atype == "inet_service":
-            port = int(token)
-            if not 0 <= port <= 65535:
-                raise ValueError(token)
-            return port
+            low, dash, high = token.partition("-")
+            if dash:
+                if not interval:
+                    raise FakeNftError(f"{token}: a range needs a set with flags interval")
+                first, last = _port(low), _port(high)
+                if first > last:
+                    raise FakeNftError(f"{token}: Range has zero or negative size")
+                return PortRange(first, last)
+            return _port(token)
         if atype in ("integer", "mark"):
             return int(token, 0)
-        if atype in ("ct_state", "ct_status", "fib_addrtype"):
+        if atype == "ct_state":
+            if token not in CT_STATES:
+                raise FakeNftError(f"{token!r} is not a ct state ({', '.join(CT_STATES)})")
+            return token
+        if atype in ("ct_status", "fib_addrtype"):
             return token
     except ValueError:
         raise FakeNftError(f"{token!r} is not a valid {atype}") from None
     raise FakeNftError(f"unsupported type {atype}")
 
 
+def _port(token: str) -> int:
+    port = int(token)
+    if not 0 <= port <= 65535:
+        raise ValueError(token)
+    return port
+
+
 def atom_matches(atom: Atom, value: Atom) -> bool:
     if isinstance(atom, ipaddress.IPv4Network):
         return isinstance(value, ipaddress.IPv4Address) and value in atom
+    if isinstance(atom, PortRange):
+        return isinstance(value, int) and atom.low <= value <= atom.high
     return atom == value
+
+
+def _span(atom: Atom) -> tuple[int, int] | None:
+    """The atom as an interval of integers, for overlap checks (None: not an interval type)."""
+    if isinstance(atom, ipaddress.IPv4Network):
+        return int(atom.network_address), int(atom.broadcast_address)
+    if isinstance(atom, ipaddress.IPv4Address):
+        return int(atom), int(atom)
+    if isinstance(atom, PortRange):
+        return atom.low, atom.high
+    if isinstance(atom, int) and not isinstance(atom, bool):
+        return atom, atom
+    return None
+
+
+def overlaps(a: Key, b: Key) -> bool:
+    """Whether two different elements of an interval set share a value: every field overlaps."""
+    if a == b or len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        sx, sy = _span(x), _span(y)
+        if sx is None or sy is None:
+            if x != y:
+                return False
+        elif not (sx[0] <= sy[1] and sy[0] <= sx[1]):
+            return False
+    return True
 
 
 # --- tokens ---------------------------------------------------------------------------------------
 
+_TOKEN = re.compile(r'"[^"]*"|[{},;]|[^\s{},;"]+|"')
+
+
 def tokens(text: str) -> list[str]:
-    for ch in "{},;":
-        text = text.replace(ch, f" {ch} ")
-    return text.split()
+    """Words, with braces, commas and semicolons apart, and a quoted string (a comment) kept whole."""
+    out = _TOKEN.findall(text)
+    if '"' in out:
+        raise FakeNftError(f"unterminated string in: {text}")
+    return out
 
 
 class Cursor:
@@ -123,12 +187,30 @@ class FakeSet:
         return None
 
 
-def parse_set_spec(kind: str, name: str, cur: Cursor) -> FakeSet:
+def parse_set_spec(kind: str, name: str, cur: Cursor) -> tuple[FakeSet, list[tuple[Key, Key]]]:
+    """`{ type ...; flags ...; [elements = { ... }[;]] }`: the declaration, and the elements it lists
+    (last, as `nft list` prints them; for a map each with its value)."""
     cur.take("{")
     spec_toks: list[str] = []
-    while cur.peek() != "}":
+    while cur.peek() not in ("}", "elements"):
         spec_toks.append(cur.take())
+    declared = _declaration(kind, name, spec_toks)
+    elements: list[tuple[Key, Key]] = []
+    if cur.peek() == "elements":
+        cur.i += 1
+        cur.take("=")
+        cur.take("{")
+        while True:
+            elements.append(parse_element(cur, declared, with_data=True))
+            if cur.take(",", "}") == "}":
+                break
+        if cur.peek() == ";":
+            cur.i += 1
     cur.take("}")
+    return declared, elements
+
+
+def _declaration(kind: str, name: str, spec_toks: list[str]) -> FakeSet:
     statements = " ".join(spec_toks).split(";")
     key_types: tuple[str, ...] = ()
     data_types: tuple[str, ...] = ()
@@ -265,6 +347,7 @@ RuleItem = Match | Vmap | Dnat | Statement
 class Rule:
     text: str
     items: tuple[RuleItem, ...]
+    comment: str | None = None  # the rule's `comment "..."`, which the tracer reports
 
 
 def _parse_expr(cur: Cursor) -> Expr:
@@ -327,6 +410,18 @@ def parse_rule(text: str) -> Rule:
             items.append(Statement("masquerade"))
         elif t == "counter":
             cur.i += 1
+        elif t == "comment":
+            # nft's grammar: a rule is statements, then at most one comment, last.
+            cur.i += 1
+            text_tok = cur.take()
+            note = text_tok[1:-1] if text_tok.startswith('"') else text_tok
+            if len(note.encode()) > MAX_COMMENT:
+                raise FakeNftError(f"comment too long, {MAX_COMMENT} characters maximum allowed: {text}")
+            if not cur.done():
+                raise FakeNftError(f"syntax error, unexpected {cur.peek()!r} after the comment in: {text}")
+            if not items:
+                raise FakeNftError(f"a comment alone is no rule: {text}")
+            return Rule(text, tuple(items), note)
         elif t == "dnat":
             cur.i += 1
             cur.take("ip")
@@ -397,6 +492,13 @@ def _parse_match_rhs(cur: Cursor, expr: Expr, negate: bool) -> Match:
         cur.i += 1
         return Match(expr, negate, set_ref=tok[1:])
     types = types_of(expr)
+    if types in (("ct_state",), ("ct_status",)) and tok != "{":
+        # A bitmask: `ct state established,related` matches any of the listed bits.
+        flags = [_parse_concat(cur, types, interval=False, what="ct flag")]
+        while cur.peek() == ",":
+            cur.i += 1
+            flags.append(_parse_concat(cur, types, interval=False, what="ct flag"))
+        return Match(expr, negate, values=tuple(flags))
     if tok == "{":
         cur.i += 1
         values: list[Key] = []

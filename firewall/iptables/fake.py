@@ -1,6 +1,6 @@
 """An in-memory iptables for unit tests: applies iptables-restore --noflush input, traces virtual packets.
 
-The subset it understands is what the renderer emits, and it refuses anything else loudly:
+The subset it understands is what kube-proxy's renderer emits, and it refuses anything else loudly:
 
     *nat | *filter ... COMMIT
     :CHAIN - [0:0]                  create a user chain, or flush it if it exists (as --noflush does)
@@ -33,9 +33,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
-from proxy.iptables.errors import FakeIptablesError
-from proxy.iptables.layout import BUILTIN_CHAINS, FILTER, NAT
-from proxy.tracing import Chooser, Packet, PathResult, TraceResult, every_path
+from firewall.errors import FakeIptablesError
+from firewall.iptables.ruleset import BUILTIN_CHAINS, FILTER, NAT
+from firewall.tracing import Chooser, Packet, PathResult, TraceResult, every_path
 
 MAX_PATHS = 4096
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")

@@ -25,6 +25,9 @@ class PathResult:
     dnat: str | None  # "ip:port"
     masquerade: bool
     updates: tuple[tuple[str, str], ...] = ()  # (set, element) the packet added to dynamic sets
+    # The comments of the rules whose verdict (accept, drop, reject) the packet met, in order: which
+    # rule of whose let it through or stopped it. Only the nftables fake fills it so far.
+    verdict_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,20 @@
-"""Validation of the built-in kinds, in Kubernetes' words, on defaulted JSON objects.
+"""Validation of the core (v1) kinds, in upstream's words (pkg/apis/core/validation/validation.go).
 
-    validate("Service", svc)              -> [FieldError("FieldValueInvalid", "spec.ports[0].port",
-                                              "Invalid value: 70000: must be between 1 and 65535, inclusive")]
-    validate_update("Service", new, old)  -> the above, plus what may not change
+    validate_service(svc)  -> [FieldError("FieldValueInvalid", "spec.ports[0].port",
+                               "Invalid value: 70000: must be between 1 and 65535, inclusive")]
 
-The rules and messages follow upstream: k8s.io/apimachinery/pkg/util/validation (names, labels, ports),
-k8s.io/apimachinery/pkg/util/validation/field/errors.go (how an error reads),
-k8s.io/apimachinery/pkg/apis/meta/v1/validation (labels, selectors), pkg/apis/core/validation/validation.go
-(pods, services, namespaces, nodes, config maps, endpoints, replication controllers),
-pkg/apis/apps/validation/validation.go (deployments, replica sets) and
-pkg/apis/discovery/validation/validation.go (endpoint slices). Objects are expected to be defaulted
-first (defaults.py), as upstream validates after defaulting. Kinds without rules get name checks only.
+Pods, services, namespaces, nodes, config maps, endpoints and replication controllers, with the pieces
+other groups build on as upstream's do on core's: pod templates (apps), endpoint ports (discovery),
+non-negative fields.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from control.api import SelectorError, label_selector_as_selector
 from control.api.quantity import Quantity, QuantityError, parse_quantity
 from control.api.validators import (
     is_config_map_key,
@@ -35,112 +27,21 @@ from control.api.validators import (
     is_valid_port_name,
     is_valid_port_num,
 )
-
-__all__ = ["FieldError", "validate", "validate_update"]
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One cause of a 422: `type` is the StatusCause reason (upstream's field.ErrorType)."""
-
-    type: str
-    field: str
-    message: str
-
-
-# -- field errors (field/errors.go) ---------------------------------------------------------------------------
-
-
-def go_value(value: Any) -> str:
-    """A bad value as upstream prints it: %v for numbers and booleans, %q for strings, %#v otherwise."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "[]string{" + ", ".join(json.dumps(v, ensure_ascii=False) for v in value) + "}"
-    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-        return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v)}"
-                                                 for k, v in sorted(value.items())) + "}"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def required(path: str, detail: str = "") -> FieldError:
-    return FieldError("FieldValueRequired", path, "Required value" + (f": {detail}" if detail else ""))
-
-
-def invalid(path: str, value: Any, detail: str) -> FieldError:
-    message = f"Invalid value: {go_value(value)}" + (f": {detail}" if detail else "")
-    return FieldError("FieldValueInvalid", path, message)
-
-
-def duplicate(path: str, value: Any) -> FieldError:
-    return FieldError("FieldValueDuplicate", path, f"Duplicate value: {go_value(value)}")
-
-
-def not_supported(path: str, value: Any, valid: Iterable[str]) -> FieldError:
-    quoted = ", ".join(json.dumps(v) for v in valid)
-    return FieldError("FieldValueNotSupported", path,
-                      f"Unsupported value: {go_value(value)}" + (f": supported values: {quoted}" if quoted else ""))
-
-
-def forbidden(path: str, detail: str) -> FieldError:
-    return FieldError("FieldValueForbidden", path, "Forbidden" + (f": {detail}" if detail else ""))
-
-
-def not_found(path: str, value: Any) -> FieldError:
-    return FieldError("FieldValueNotFound", path, f"Not found: {go_value(value)}")
-
-
-def too_long(path: str, limit: int) -> FieldError:
-    return FieldError("FieldValueTooLong", path, f"Too long: must have at most {limit} bytes")
-
-
-def too_many(path: str, actual: int, limit: int) -> FieldError:
-    return FieldError("FieldValueTooMany", path, f"Too many: {actual}: must have at most {limit} items")
-
-
-def immutable(path: str, value: Any) -> FieldError:
-    return invalid(path, value, "field is immutable")
-
-
-# -- names and values: the validators of apimachinery/pkg/util/validation live in control.api.validators -----
-
-
-def _is_ip(value: Any, version: int | None = None) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return version is None or address.version == version
-
-
-def _ip_errors(path: str, value: Any) -> list[FieldError]:
-    if _is_ip(value):
-        return []
-    return [invalid(path, value, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")]
-
-
-def _as_str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+from control.apiserver.validation.field import (
+    FieldError,
+    _as_str,
+    _dict,
+    _int,
+    _list,
+    duplicate,
+    forbidden,
+    invalid,
+    not_found,
+    not_supported,
+    required,
+    too_long,
+)
+from control.apiserver.validation.names import _ip_errors, validate_annotations, validate_labels, validate_object_meta
 
 
 def nonnegative(path: str, value: Any) -> list[FieldError]:
@@ -150,121 +51,7 @@ def nonnegative(path: str, value: Any) -> list[FieldError]:
     return []
 
 
-# -- metadata (apimachinery/pkg/api/validation/objectmeta.go, meta/v1/validation) ----------------------------
-
-NameCheck = Callable[[str], list[str]]
-TOTAL_ANNOTATION_SIZE = 256 * 1024
-
-
-def validate_labels(labels: Any, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    for key, value in _dict(labels).items():
-        errs.extend(invalid(path, key, msg) for msg in is_qualified_name(key))
-        if not isinstance(value, str):
-            errs.append(invalid(path, value, "must be a string"))
-            continue
-        errs.extend(invalid(path, value, msg) for msg in is_label_value(value))
-    return errs
-
-
-def validate_annotations(annotations: Any, path: str) -> list[FieldError]:
-    errs: list[FieldError] = []
-    size = 0
-    for key, value in _dict(annotations).items():
-        errs.extend(invalid(path, key, msg) for msg in is_qualified_name(key.lower()))
-        size += len(key) + len(value if isinstance(value, str) else "")
-    if size > TOTAL_ANNOTATION_SIZE:
-        errs.append(too_long(path, TOTAL_ANNOTATION_SIZE))
-    return errs
-
-
-def validate_object_meta(obj: dict[str, Any], name_check: NameCheck) -> list[FieldError]:
-    meta = _dict(obj.get("metadata"))
-    name = _as_str(meta.get("name"))
-    errs: list[FieldError] = []
-    if not name:
-        errs.append(required("metadata.name", "name or generateName is required"))
-    else:
-        errs.extend(invalid("metadata.name", name, msg) for msg in name_check(name))
-    errs += validate_labels(meta.get("labels"), "metadata.labels")
-    errs += validate_annotations(meta.get("annotations"), "metadata.annotations")
-    errs += validate_owner_references(meta.get("ownerReferences"), "metadata.ownerReferences")
-    return errs
-
-
-# Kinds that may never own anything (upstream's BannedOwners): events are not durable.
-_BANNED_OWNERS = {("", "v1", "Event")}
-
-
-def _group_version(api_version: str) -> tuple[str, str]:
-    """(group, version) of an apiVersion as schema.ParseGroupVersion reads it; ("", "") when it cannot."""
-    parts = api_version.split("/")
-    if len(parts) == 1:
-        return "", parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    return "", ""
-
-
-def _validate_owner_reference(ref: dict[str, Any], path: str) -> list[FieldError]:
-    api_version, kind = _as_str(ref.get("apiVersion")), _as_str(ref.get("kind"))
-    group, version = _group_version(api_version)
-    errs: list[FieldError] = []
-    if not version:
-        errs.append(invalid(f"{path}.apiVersion", api_version, "version must not be empty"))
-    if not kind:
-        errs.append(invalid(f"{path}.kind", kind, "must not be empty"))
-    for field in ("name", "uid"):
-        if not _as_str(ref.get(field)):
-            errs.append(invalid(f"{path}.{field}", _as_str(ref.get(field)), "must not be empty"))
-    if (group, version, kind) in _BANNED_OWNERS:
-        errs.append(invalid(path, ref, f"{group}/{version}, Kind={kind} is disallowed from being an owner"))
-    return errs
-
-
-def validate_owner_references(refs: Any, path: str) -> list[FieldError]:
-    """Upstream's ValidateOwnerReferences: each reference names apiVersion, kind, name and uid, and at most one
-    is the controller. Errors name the list itself (not an index), as upstream's do."""
-    errs: list[FieldError] = []
-    first_controller = ""
-    for ref in _list(refs):
-        ref = _dict(ref)
-        errs += _validate_owner_reference(ref, path)
-        if ref.get("controller") is True:
-            current = f"{_as_str(ref.get('kind'))}/{_as_str(ref.get('name'))}"
-            if first_controller:
-                errs.append(invalid(path, refs, "Only one reference can have Controller set to true. Found "
-                                    f'"true" in references for {first_controller} and {current}'))
-            else:
-                first_controller = current
-    return errs
-
-
-_SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
-
-
-def validate_label_selector(selector: Any, path: str) -> list[FieldError]:
-    selector = _dict(selector)
-    errs = validate_labels(selector.get("matchLabels"), f"{path}.matchLabels")
-    for i, req in enumerate(_list(selector.get("matchExpressions"))):
-        where = f"{path}.matchExpressions[{i}]"
-        req = _dict(req)
-        operator, values = req.get("operator"), _list(req.get("values"))
-        if operator in ("In", "NotIn"):
-            if not values:
-                errs.append(required(f"{where}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
-        elif operator in ("Exists", "DoesNotExist"):
-            if values:
-                errs.append(forbidden(f"{where}.values",
-                                      "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
-        else:
-            errs.append(invalid(f"{where}.operator", operator, "not a valid selector operator"))
-        key = _as_str(req.get("key"))
-        errs.extend(invalid(f"{where}.key", key, msg) for msg in is_qualified_name(key))
-    return errs
-
-
-# -- pods (pkg/apis/core/validation/validation.go) ----------------------------------------------------------
+# -- pods (pkg/apis/core/validation/validation.go) -------------------------------------------------------------
 
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -597,7 +384,7 @@ def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldE
     return errs
 
 
-# -- services -----------------------------------------------------------------------------------------------
+# -- services --------------------------------------------------------------------------------------------------
 
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 TRAFFIC_POLICIES = ("Cluster", "Local")
@@ -758,44 +545,7 @@ def validate_service_update(new: dict[str, Any], old: dict[str, Any]) -> list[Fi
     return errs
 
 
-# -- workloads (pkg/apis/apps/validation, core ReplicationController) ------------------------------------------
-
-
-def _go_int_or_string(value: Any) -> str:
-    if isinstance(value, str):
-        return f'intstr.IntOrString{{Type:1, IntVal:0, StrVal:{json.dumps(value)}}}'
-    return f'intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:""}}'
-
-
-def _go_selector(selector: Any) -> str:
-    """A LabelSelector as Go's %#v prints upstream's struct in these messages."""
-    selector = _dict(selector)
-    labels = _dict(selector.get("matchLabels"))
-    shown_labels = go_value(labels) if labels else "map[string]string(nil)"
-    expressions = _list(selector.get("matchExpressions"))
-    shown_expressions = "[]v1.LabelSelectorRequirement(nil)"
-    if expressions:
-        shown_expressions = "[]v1.LabelSelectorRequirement{" + ", ".join(
-            f'v1.LabelSelectorRequirement{{Key:{json.dumps(_dict(e).get("key"))}, '
-            f'Operator:{json.dumps(_dict(e).get("operator"))}, Values:{go_value(_list(_dict(e).get("values")))}}}'
-            for e in expressions) + "}"
-    return f"v1.LabelSelector{{MatchLabels:{shown_labels}, MatchExpressions:{shown_expressions}}}"
-
-
-def _int_or_percent(value: Any, path: str) -> tuple[list[FieldError], int | None]:
-    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent; the value (a count or a percentage)."""
-    if isinstance(value, str):
-        match = re.fullmatch(r"([0-9]+)%", value)
-        if match is None:
-            return [invalid(path, value, "must be an integer or percentage (e.g '5%')")], None
-        percent = int(match.group(1))
-        if percent > 100:
-            return [invalid(path, value, "must not be greater than 100%")], percent
-        return [], percent
-    number = _int(value)
-    if number is None:
-        return [invalid(path, value, "must be an integer or percentage (e.g '5%')")], None
-    return nonnegative(path, number), number
+# -- pod templates and replication controllers -----------------------------------------------------------------
 
 
 def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str, Any]], bool] | None,
@@ -821,87 +571,6 @@ def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str,
     return errs
 
 
-def _validate_replicated(obj: dict[str, Any], kind: str) -> list[FieldError]:
-    """Deployment and ReplicaSet: replicas, a non-empty selector matching the template."""
-    errs = validate_object_meta(obj, is_dns1123_subdomain)
-    spec = _dict(obj.get("spec"))
-    errs += nonnegative("spec.replicas", spec.get("replicas"))
-    errs += nonnegative("spec.minReadySeconds", spec.get("minReadySeconds"))
-    selector = spec.get("selector")
-    selector_ok: Callable[[dict[str, Any]], bool] | None = None
-    if selector is None:
-        errs.append(required("spec.selector"))
-    else:
-        selector_errors = validate_label_selector(selector, "spec.selector")
-        errs += selector_errors
-        selector = _dict(selector)
-        if not _dict(selector.get("matchLabels")) and not _list(selector.get("matchExpressions")):
-            errs.append(FieldError("FieldValueInvalid", "spec.selector",
-                                   f"Invalid value: {_go_selector(selector)}: empty selector is invalid for {kind}"))
-        elif not selector_errors:
-            def selector_ok(labels: dict[str, Any]) -> bool:
-                try:
-                    return label_selector_as_selector(selector).matches(labels)
-                except SelectorError:  # a malformed shape (not a map) is the decoder's to refuse
-                    return True
-    errs += validate_template(spec.get("template"), "spec.template", selector_ok)
-    return errs
-
-
-def validate_deployment(obj: dict[str, Any]) -> list[FieldError]:
-    errs = _validate_replicated(obj, "deployment")
-    spec = _dict(obj.get("spec"))
-    strategy = _dict(spec.get("strategy"))
-    kind = strategy.get("type")
-    rolling = strategy.get("rollingUpdate")
-    if kind == "Recreate":
-        if rolling is not None:
-            errs.append(forbidden("spec.strategy.rollingUpdate",
-                                  "may not be specified when strategy `type` is 'Recreate'"))
-    elif kind == "RollingUpdate":
-        if rolling is None:
-            errs.append(required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil"))
-        else:
-            rolling = _dict(rolling)
-            unavailable_errs, unavailable = _int_or_percent(rolling.get("maxUnavailable"),
-                                                            "spec.strategy.rollingUpdate.maxUnavailable")
-            surge_errs, surge = _int_or_percent(rolling.get("maxSurge"), "spec.strategy.rollingUpdate.maxSurge")
-            errs += unavailable_errs + surge_errs
-            if unavailable == 0 and surge == 0:
-                errs.append(FieldError("FieldValueInvalid", "spec.strategy.rollingUpdate.maxUnavailable",
-                                       f"Invalid value: {_go_int_or_string(rolling.get('maxUnavailable'))}: "
-                                       "may not be 0 when `maxSurge` is 0"))
-    else:
-        errs.append(not_supported("spec.strategy.type", kind, ("Recreate", "RollingUpdate")))
-    errs += nonnegative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
-    deadline = _int(spec.get("progressDeadlineSeconds"))
-    errs += nonnegative("spec.progressDeadlineSeconds", deadline)
-    ready = _int(spec.get("minReadySeconds")) or 0
-    if deadline is not None and deadline <= ready:
-        errs.append(invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"))
-    return errs
-
-
-def validate_replica_set(obj: dict[str, Any]) -> list[FieldError]:
-    return _validate_replicated(obj, "replicaset")
-
-
-def _selector_immutable(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    selector = _dict(new.get("spec")).get("selector")
-    if selector != _dict(old.get("spec")).get("selector"):
-        return [FieldError("FieldValueInvalid", "spec.selector",
-                           f"Invalid value: {_go_selector(selector)}: field is immutable")]
-    return []
-
-
-def validate_deployment_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    return validate_deployment(new) + _selector_immutable(new, old)
-
-
-def validate_replica_set_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    return validate_replica_set(new) + _selector_immutable(new, old)
-
-
 def validate_replication_controller(obj: dict[str, Any]) -> list[FieldError]:
     errs = validate_object_meta(obj, is_dns1123_subdomain)
     spec = _dict(obj.get("spec"))
@@ -920,7 +589,7 @@ def validate_replication_controller(obj: dict[str, Any]) -> list[FieldError]:
     return errs
 
 
-# -- the other kinds -----------------------------------------------------------------------------------------
+# -- namespaces, nodes, config maps, endpoints -----------------------------------------------------------------
 
 
 def validate_namespace(obj: dict[str, Any]) -> list[FieldError]:
@@ -1022,121 +691,3 @@ def validate_endpoints(obj: dict[str, Any]) -> list[FieldError]:
                 errs.append(required(f"{where}.name"))
             errs += _endpoint_port_errors(port, where, names, optional=False)
     return errs
-
-
-ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
-MAX_SLICE_ENDPOINTS = 1000
-MAX_SLICE_ADDRESSES = 100
-MAX_SLICE_PORTS = 20000
-
-
-def validate_endpoint_slice(obj: dict[str, Any]) -> list[FieldError]:
-    errs = validate_object_meta(obj, is_dns1123_subdomain)
-    address_type = obj.get("addressType")
-    if not address_type:
-        errs.append(required("addressType"))
-    elif address_type not in ADDRESS_TYPES:
-        errs.append(not_supported("addressType", address_type, ADDRESS_TYPES))
-    endpoints = _list(obj.get("endpoints"))
-    if len(endpoints) > MAX_SLICE_ENDPOINTS:
-        errs.append(too_many("endpoints", len(endpoints), MAX_SLICE_ENDPOINTS))
-    for e, endpoint in enumerate(endpoints):
-        endpoint = _dict(endpoint)
-        where = f"endpoints[{e}].addresses"
-        addresses = _list(endpoint.get("addresses"))
-        if not addresses:
-            errs.append(required(where, "must contain at least 1 address"))
-        elif len(addresses) > MAX_SLICE_ADDRESSES:
-            errs.append(too_many(where, len(addresses), MAX_SLICE_ADDRESSES))
-        for a, address in enumerate(addresses):
-            path = f"{where}[{a}]"
-            if address_type == "IPv4" and not _is_ip(address, 4):
-                errs.append(invalid(path, address, "must be a valid IPv4 address"))
-            elif address_type == "IPv6" and not _is_ip(address, 6):
-                errs.append(invalid(path, address, "must be a valid IPv6 address"))
-            elif address_type == "FQDN":
-                errs.extend(invalid(path, address, msg) for msg in is_dns1123_subdomain(_as_str(address)))
-        node_name = _as_str(endpoint.get("nodeName"))
-        if node_name:
-            errs.extend(invalid(f"endpoints[{e}].nodeName", node_name, msg) for msg in is_dns1123_subdomain(node_name))
-        hostname = _as_str(endpoint.get("hostname"))
-        if hostname:
-            errs.extend(invalid(f"endpoints[{e}].hostname", hostname, msg) for msg in is_dns1123_label(hostname))
-    ports = _list(obj.get("ports"))
-    if len(ports) > MAX_SLICE_PORTS:
-        errs.append(too_many("ports", len(ports), MAX_SLICE_PORTS))
-    names: set[str] = set()
-    for p, port in enumerate(ports):
-        errs += _endpoint_port_errors(_dict(port), f"ports[{p}]", names, optional=True)
-    return errs
-
-
-def validate_endpoint_slice_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    errs = validate_endpoint_slice(new)
-    if new.get("addressType") != old.get("addressType"):
-        errs.append(immutable("addressType", new.get("addressType")))
-    return errs
-
-
-def validate_lease(obj: dict[str, Any]) -> list[FieldError]:
-    errs = validate_object_meta(obj, is_dns1123_subdomain)
-    spec = _dict(obj.get("spec"))
-    duration = spec.get("leaseDurationSeconds")
-    if duration is not None and not (isinstance(duration, int) and duration > 0):
-        errs.append(invalid("spec.leaseDurationSeconds", duration, "must be greater than 0"))
-    errs += nonnegative("spec.leaseTransitions", spec.get("leaseTransitions"))
-    return errs
-
-
-def _names_only(check: NameCheck) -> Callable[[dict[str, Any]], list[FieldError]]:
-    def validate_meta(obj: dict[str, Any]) -> list[FieldError]:
-        return validate_object_meta(obj, check)
-
-    return validate_meta
-
-
-CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
-    "Pod": validate_pod,
-    "Service": validate_service,
-    "Deployment": validate_deployment,
-    "ReplicaSet": validate_replica_set,
-    "ReplicationController": validate_replication_controller,
-    "Namespace": validate_namespace,
-    "Node": validate_node,
-    "ConfigMap": validate_config_map,
-    "Endpoints": validate_endpoints,
-    "EndpointSlice": validate_endpoint_slice,
-    "Lease": validate_lease,
-}
-
-UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
-    "Pod": validate_pod_update,
-    "Service": validate_service_update,
-    "Deployment": validate_deployment_update,
-    "ReplicaSet": validate_replica_set_update,
-    "ConfigMap": validate_config_map_update,
-    "EndpointSlice": validate_endpoint_slice_update,
-}
-
-
-# NetworkPolicy's rules have their own module, built on the helpers above (hence imported last).
-from control.apiserver.validation_networking import (  # noqa: E402
-    validate_network_policy,
-    validate_network_policy_update,
-)
-
-CREATE["NetworkPolicy"] = validate_network_policy
-UPDATE["NetworkPolicy"] = validate_network_policy_update
-
-
-def validate(kind: str, obj: dict[str, Any]) -> list[FieldError]:
-    """Errors of a new object of `kind` (already defaulted)."""
-    return CREATE.get(kind, _names_only(is_dns1123_subdomain))(obj)
-
-
-def validate_update(kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
-    """Errors of an updated object, including changes to what may not change."""
-    check = UPDATE.get(kind)
-    if check is not None:
-        return check(obj, old)
-    return validate(kind, obj)

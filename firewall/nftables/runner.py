@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 from typing import Protocol
 
-from proxy.errors import NftError
+from firewall.errors import NftError
 
 
 class NftRunner(Protocol):

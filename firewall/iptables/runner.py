@@ -15,7 +15,7 @@ import re
 import subprocess
 from typing import Literal, Protocol
 
-from proxy.iptables.errors import IptablesError
+from firewall.errors import IptablesError
 
 Flavour = Literal["nft", "legacy"]
 

@@ -1,16 +1,23 @@
 """An in-memory nftables for unit tests: applies transactions and traces virtual packets.
 
-It understands the subset of nft syntax the renderer emits (one command per line) and refuses anything
-else loudly, so a renderer change that leaves the subset fails the unit tests instead of passing them
-vacuously. Like the kernel it applies a transaction all or nothing, and refuses:
-dangling jump/goto/vmap/@set references, chain loops, deleting what is missing or still referenced,
-re-adding an element with another value, re-declaring a set differently, and statements in hooks that
-do not allow them (dnat outside nat prerouting/output, masquerade outside nat postrouting, reject
-outside input/forward/output) — the checks `nft` and the kernel do, found the hard way.
+It understands the subset of nft syntax its users' renderers emit, in both of nft's forms: one command
+per line (kube-proxy's `add rule ip t c ...`) and the block syntax (the network-policy agent's
+`table ip t { set s { ...; elements = { ... } }  chain c { type ... ; rules } }`, read as the add
+commands it spells), and refuses anything else loudly, so a renderer change that leaves the subset
+fails the unit tests instead of passing them vacuously.
+
+Like the kernel it applies a transaction all or nothing, and refuses: dangling jump/goto/vmap/@set
+references, chain loops, deleting what is missing or still referenced, re-adding an element with
+another value, overlapping elements of an interval set, comments over 128 bytes or not last in their
+rule, re-declaring a set differently, and statements in hooks that do not allow them (dnat outside
+nat prerouting/output, masquerade outside nat postrouting, reject outside input/forward/output): the
+checks `nft` and the kernel do, found the hard way.
 
 `trace()` walks a new connection's first packet through the hooks (prerouting -> input | forward ->
 postrouting, or output -> postrouting [-> input] for the node's own traffic), exploring every
-`numgen random` choice, and answers: DNAT to which endpoints, DROP, REJECT or untouched, masqueraded.
+`numgen random` choice, and answers: DNAT to which endpoints, DROP, REJECT or untouched, masqueraded,
+and the comments of the rules whose verdicts it met (which policy rule let it through or dropped it).
+Conntrack state is always `new` (the first packet); replies are out of its scope.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from proxy.errors import FakeNftError
-from proxy.nftables.fake_syntax import (
+from firewall.errors import FakeNftError
+from firewall.nftables.fake_syntax import (
     HOOKS,
     IDENT,
     Atom,
@@ -38,13 +45,14 @@ from proxy.nftables.fake_syntax import (
     VerdictValue,
     Vmap,
     atom_matches,
+    overlaps,
     parse_element,
     parse_rule,
     parse_set_spec,
     tokens,
     types_of,
 )
-from proxy.tracing import Chooser, Packet, PathResult, TraceResult, every_path
+from firewall.tracing import Chooser, Packet, PathResult, TraceResult, every_path
 
 MAX_PATHS = 4096
 
@@ -67,6 +75,15 @@ class FakeTable:
 
 
 @dataclass
+class _Block:
+    """Where `nft -f` is inside the block syntax: `table ip t {`, then `chain c {` or one-line sets."""
+
+    table: FakeTable | None = None
+    chain: FakeChain | None = None
+    new_chain: bool = False  # the open chain is declared by this block (so the block may give it a hook)
+
+
+@dataclass
 class _Ctx:
     saddr: ipaddress.IPv4Address
     daddr: ipaddress.IPv4Address
@@ -78,6 +95,7 @@ class _Ctx:
     dnat: tuple[ipaddress.IPv4Address, int] | None = None
     masquerade: bool = False
     updates: list[tuple[str, str]] = field(default_factory=list)
+    verdict_rules: list[str] = field(default_factory=list)  # comments of the rules whose verdict it met
 
 
 class _Terminal(Exception):
@@ -100,14 +118,22 @@ class FakeNft:
     def run(self, transaction: str) -> None:
         tables = copy.deepcopy(self.tables)
         self._declared = set()
+        block = _Block()
         for n, line in enumerate(transaction.splitlines(), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
             try:
-                self._command(tables, line)
+                if block.table is None and not line.startswith("table "):
+                    self._command(tables, line)
+                else:
+                    self._block_line(tables, block, line)
             except FakeNftError as err:
                 raise FakeNftError(f"line {n}: {err}", transaction=transaction) from None
+        if block.table is not None:
+            where = f"chain {block.chain.name} of " if block.chain else ""
+            raise FakeNftError(f"{where}table {block.table.name}: block not closed (missing '}}')",
+                               transaction=transaction)
         for table in tables.values():
             _validate(table)
         self.tables = tables
@@ -159,13 +185,65 @@ class FakeNft:
             if chain is None:
                 raise FakeNftError(f"add rule: no chain {obj}")
             rest = line.split(None, 5)[5] if len(line.split(None, 5)) > 5 else ""
-            rule = parse_rule(rest)
-            self._check_typeof_quirk(table, rule)
-            chain.rules.append(rule)
+            self._add_rule(table, chain, rest)
         elif what in ("set", "map"):
             self._set(table, verb, what, obj, cur)
         else:
             self._element(table, verb, obj, cur)
+
+    def _add_rule(self, table: FakeTable, chain: FakeChain, text: str) -> None:
+        rule = parse_rule(text)
+        self._check_typeof_quirk(table, rule)
+        chain.rules.append(rule)
+
+    def _block_line(self, tables: dict[tuple[str, str], FakeTable], block: _Block, line: str) -> None:
+        """One line of the block syntax (`table ip t {` ... `}`): nft reads it as the add commands it
+        spells, so it lands in the same methods as one-line commands do."""
+        cur = Cursor(tokens(line), line)
+        if block.table is None:
+            cur.take("table")
+            family = cur.take("ip")
+            name = cur.take()
+            cur.take("{")
+            _end(cur)
+            block.table = tables.setdefault((family, name), FakeTable(family, name))
+            return
+        table = block.table
+        if block.chain is None:
+            word = cur.take("set", "map", "chain", "}")
+            if word == "}":
+                _end(cur)
+                block.table = None
+                return
+            name = cur.take()
+            if not IDENT.match(name):
+                raise FakeNftError(f"{name!r} is not a valid name: {line}")
+            if word in ("set", "map"):
+                self._set(table, "add", word, name, cur)
+                return
+            cur.take("{")
+            block.new_chain = name not in table.chains
+            table.chains.setdefault(name, FakeChain(name, None))
+            if cur.peek() == "}":  # `chain c { }`: declared, empty
+                cur.i += 1
+            else:
+                block.chain = table.chains[name]
+            _end(cur)
+            return
+        chain = block.chain
+        if cur.peek() == "}":
+            cur.i += 1
+            _end(cur)
+            block.chain = None
+            return
+        if cur.peek() == "type":
+            # nft takes the hook line anywhere in the chain's block, even after rules.
+            base = _parse_hook(Cursor(["{", *cur.toks, "}"], line))
+            if not block.new_chain and chain.base != base:
+                raise FakeNftError(f"chain {chain.name} exists with another hook")
+            chain.base = base
+            return
+        self._add_rule(table, chain, line)
 
     def _check_typeof_quirk(self, table: FakeTable, rule: Rule) -> None:
         # nft 1.0.6 rebuilds a typeof map's declaration from the kernel to check a new rule against
@@ -182,22 +260,8 @@ class FakeNft:
     def _chain(self, table: FakeTable, verb: str, name: str, cur: Cursor) -> None:
         chain = table.chains.get(name)
         if verb == "add":
-            base = None
-            if not cur.done():
-                cur.take("{")
-                cur.take("type")
-                ctype = cur.take("filter", "nat")
-                cur.take("hook")
-                hook = cur.take(*HOOKS)
-                cur.take("priority")
-                priority = int(cur.take())
-                cur.take(";")
-                if cur.peek() == "policy":
-                    cur.i += 1
-                    cur.take("accept")
-                    cur.take(";")
-                cur.take("}")
-                base = (ctype, hook, priority)
+            base = _parse_hook(cur) if not cur.done() else None
+            _end(cur)
             if chain is not None:
                 if base is not None and chain.base != base:
                     raise FakeNftError(f"chain {name} exists with another hook")
@@ -216,13 +280,16 @@ class FakeNft:
     def _set(self, table: FakeTable, verb: str, kind: str, name: str, cur: Cursor) -> None:
         existing = table.sets.get(name)
         if verb == "add":
-            new = parse_set_spec(kind, name, cur)
+            new, elements = parse_set_spec(kind, name, cur)
+            _end(cur)
             if existing is not None:
-                if (existing.kind, existing.spec) != (new.kind, new.spec):
+                if _declaration(existing) != _declaration(new):
                     raise FakeNftError(f"{kind} {name} exists with another declaration")
-                return
-            table.sets[name] = new
-            self._declared.add(name)
+            else:
+                table.sets[name] = existing = new
+                self._declared.add(name)
+            for key, data in elements:
+                _add_element(existing, key, data)
             return
         if existing is None or existing.kind != kind:
             raise FakeNftError(f"{verb} {kind} {name}: no such {kind}")
@@ -241,10 +308,7 @@ class FakeNft:
         while True:
             key, data = parse_element(cur, s, with_data=(verb == "add"))
             if verb == "add":
-                held = s.elements.get(key)
-                if held is not None and held != data:
-                    raise FakeNftError(f"add element {name}: {key} exists with another value (File exists)")
-                s.elements[key] = data
+                _add_element(s, key, data)
             else:
                 if key not in s.elements:
                     raise FakeNftError(f"delete element {name}: {key} not present (No such file)")
@@ -291,8 +355,8 @@ class FakeNft:
                     self._hook("postrouting", ctx)
         except _Terminal as t:
             verdict: Literal["ACCEPT", "DROP", "REJECT"] = "DROP" if t.verdict == "drop" else "REJECT"
-            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
-        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
+            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
+        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
 
     def _hook(self, hook: str, ctx: _Ctx) -> None:
         chains = sorted(
@@ -317,6 +381,8 @@ class FakeNft:
             if result is None:
                 continue
             kind, target = result
+            if kind in ("accept", "drop", "reject") and rule.comment is not None:
+                ctx.verdict_rules.append(rule.comment)
             if kind == "return":
                 return None
             if kind == "jump":
@@ -416,6 +482,59 @@ class FakeNft:
             else:
                 raise FakeNftError(f"cannot evaluate {f.name}")
         return tuple(out)
+
+
+def _end(cur: Cursor) -> None:
+    if not cur.done():
+        raise FakeNftError(f"syntax error, unexpected {cur.peek()!r} in: {cur.line}")
+
+
+def _parse_hook(cur: Cursor) -> tuple[str, str, int]:
+    """`{ type filter hook forward priority 10 ; [policy accept ;] }` -> (type, hook, priority)."""
+    cur.take("{")
+    cur.take("type")
+    ctype = cur.take("filter", "nat")
+    cur.take("hook")
+    hook = cur.take(*HOOKS)
+    cur.take("priority")
+    text = cur.take()
+    try:
+        priority = int(text)
+    except ValueError:
+        raise FakeNftError(f"priority {text!r} is not a number (this fake knows no named priorities): "
+                           f"{cur.line}") from None
+    cur.take(";")
+    if cur.peek() == "policy":
+        cur.i += 1
+        cur.take("accept")  # a drop policy would break every other table's traffic: never ours to set
+        cur.take(";")
+    cur.take("}")
+    return (ctype, hook, priority)
+
+
+def _add_element(s: FakeSet, key: Key, data: Key) -> None:
+    held = s.elements.get(key)
+    if held is not None and held != data:
+        raise FakeNftError(f"add element {s.name}: {key} exists with another value (File exists)")
+    if s.interval and held is None:
+        # An interval set holds no two elements that share a value (the same element twice is fine):
+        # nft refuses a one-field overlap itself, the kernel a concatenated one (pipapo: EEXIST).
+        clash = next((k for k in s.elements if overlaps(k, key)), None)
+        if clash is not None:
+            pair = f"{_show(key)} and {_show(clash)}"
+            if len(key) == 1:
+                raise FakeNftError(f"add element {s.name}: conflicting intervals specified ({pair})")
+            raise FakeNftError(f"add element {s.name}: Could not process rule: File exists ({pair} overlap)")
+    s.elements[key] = data
+
+
+def _declaration(s: FakeSet) -> tuple[object, ...]:
+    """What nft compares when a set is declared again (spelling aside: `;` or not before `}`)."""
+    return (s.kind, s.spec[:1], s.key_types, s.data_types, s.interval, s.timeout)
+
+
+def _show(key: Key) -> str:
+    return " . ".join(str(a) for a in key)
 
 
 def _addr(dnat: tuple[ipaddress.IPv4Address, int] | None) -> str | None:

@@ -1,0 +1,99 @@
+"""Validation of the built-in kinds, in Kubernetes' words, on defaulted JSON objects.
+
+    validate("Service", svc)              -> [FieldError("FieldValueInvalid", "spec.ports[0].port",
+                                              "Invalid value: 70000: must be between 1 and 65535, inclusive")]
+    validate_update("Service", new, old)  -> the above, plus what may not change
+
+The rules and messages follow upstream, one module for each of its packages:
+
+    field.py         k8s.io/apimachinery/pkg/util/validation/field/errors.go (how an error reads)
+    names.py         k8s.io/apimachinery/pkg/api/validation and meta/v1/validation (metadata, labels, selectors)
+    core.py          pkg/apis/core/validation (pods, services, namespaces, nodes, config maps, endpoints,
+                     replication controllers)
+    apps.py          pkg/apis/apps/validation (deployments, replica sets)
+    discovery.py     pkg/apis/discovery/validation (endpoint slices)
+    networking.py    pkg/apis/networking/validation (network policies)
+    coordination.py  pkg/apis/coordination/validation (leases)
+
+Objects are expected to be defaulted first (defaults.py), as upstream validates after defaulting. Kinds
+without rules get name checks only. This module is the package's whole public surface: the per-kind
+tables and the two entry points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from control.api.validators import is_dns1123_subdomain
+from control.apiserver.validation.apps import (
+    validate_deployment,
+    validate_deployment_update,
+    validate_replica_set,
+    validate_replica_set_update,
+)
+from control.apiserver.validation.coordination import validate_lease
+from control.apiserver.validation.core import (
+    validate_config_map,
+    validate_config_map_update,
+    validate_endpoints,
+    validate_namespace,
+    validate_node,
+    validate_pod,
+    validate_pod_update,
+    validate_replication_controller,
+    validate_service,
+    validate_service_update,
+)
+from control.apiserver.validation.discovery import validate_endpoint_slice, validate_endpoint_slice_update
+from control.apiserver.validation.field import FieldError, go_value
+from control.apiserver.validation.names import NameCheck, validate_object_meta
+from control.apiserver.validation.networking import validate_network_policy, validate_network_policy_update
+
+__all__ = ["FieldError", "go_value", "validate", "validate_update"]
+
+
+def _names_only(check: NameCheck) -> Callable[[dict[str, Any]], list[FieldError]]:
+    def validate_meta(obj: dict[str, Any]) -> list[FieldError]:
+        return validate_object_meta(obj, check)
+
+    return validate_meta
+
+
+CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
+    "Pod": validate_pod,
+    "Service": validate_service,
+    "Deployment": validate_deployment,
+    "ReplicaSet": validate_replica_set,
+    "ReplicationController": validate_replication_controller,
+    "Namespace": validate_namespace,
+    "Node": validate_node,
+    "ConfigMap": validate_config_map,
+    "Endpoints": validate_endpoints,
+    "EndpointSlice": validate_endpoint_slice,
+    "Lease": validate_lease,
+    "NetworkPolicy": validate_network_policy,
+}
+
+UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
+    "Pod": validate_pod_update,
+    "Service": validate_service_update,
+    "Deployment": validate_deployment_update,
+    "ReplicaSet": validate_replica_set_update,
+    "ConfigMap": validate_config_map_update,
+    "EndpointSlice": validate_endpoint_slice_update,
+    "NetworkPolicy": validate_network_policy_update,
+}
+
+
+def validate(kind: str, obj: dict[str, Any]) -> list[FieldError]:
+    """Errors of a new object of `kind` (already defaulted)."""
+    return CREATE.get(kind, _names_only(is_dns1123_subdomain))(obj)
+
+
+def validate_update(kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    """Errors of an updated object, including changes to what may not change."""
+    check = UPDATE.get(kind)
+    if check is not None:
+        return check(obj, old)
+    return validate(kind, obj)
