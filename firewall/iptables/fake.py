@@ -22,7 +22,9 @@ per table; being stricter here costs nothing).
 -> nat POSTROUTING), or for the node's own traffic nat OUTPUT -> filter OUTPUT -> nat POSTROUTING
 [-> filter INPUT], exploring both outcomes of every `statistic` match ("all branches reachable") and
 answering like the nftables fake (same Packet / PathResult / TraceResult): DNAT to which endpoints, DROP,
-REJECT or untouched, masqueraded or not. `recent` lists are kept per name with a settable clock (`now`).
+REJECT or untouched, masqueraded or not, and the comments of the commented rules that decided
+something on the way (`verdict_rules`: an ACCEPT, DROP or REJECT, or a MARK, which is how a rule that
+cannot end the chain says "allowed"). `recent` lists are kept per name with a settable clock (`now`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Rule:
     target: str | None = None
     to: tuple[ipaddress.IPv4Address, int] | None = None
     mark_op: tuple[str, int, int] | None = None  # (or | xor | setx, value, mask)
+    comment: str = ""
 
 
 @dataclass
@@ -176,7 +179,7 @@ def parse_rule(spec: str, table: str) -> Rule:
                 rule.matches.append(current)
         elif tok == "--comment":
             need("comment")
-            arg()
+            rule.comment = arg()
         elif tok == "--dport":
             m = current
             if m is None or m.module not in PROTOCOLS:
@@ -272,6 +275,7 @@ class _Ctx:
     dnat: tuple[ipaddress.IPv4Address, int] | None = None
     masquerade: bool = False
     updates: list[tuple[str, str]] = field(default_factory=list)
+    verdict_rules: list[str] = field(default_factory=list)
 
 
 class FakeIptables:
@@ -441,8 +445,8 @@ class FakeIptables:
                     self._hook(NAT, "POSTROUTING", ctx)
         except _Terminal as t:
             verdict: Literal["ACCEPT", "DROP", "REJECT"] = "DROP" if t.verdict == "DROP" else "REJECT"
-            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
-        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
+            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
+        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
 
     def _hook(self, table: str, hook: str, ctx: _Ctx) -> None:
         chains = self.tables.get(table)
@@ -463,6 +467,8 @@ class FakeIptables:
             t = rule.target
             if t is None:
                 continue
+            if rule.comment and t in ("ACCEPT", "DROP", "REJECT", "MARK"):
+                ctx.verdict_rules.append(rule.comment)
             if t == "MARK":
                 assert rule.mark_op is not None
                 op, value, mask = rule.mark_op

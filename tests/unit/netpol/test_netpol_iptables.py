@@ -11,10 +11,11 @@ import ipaddress
 import re
 
 import pytest
+from test_netpol_fake_matrices import drop_explained, expected_comments
 
 from firewall.errors import FakeIptablesError
 from firewall.tracing import Packet
-from netpol.decide import ClusterView
+from netpol.decide import ClusterView, decide
 from netpol.iptables import (
     JUMP,
     MARKED_JUMP,
@@ -31,7 +32,17 @@ from netpol.iptables import (
 from netpol.model import Pod, parse_namespace, parse_pod, parse_policy
 from proxy.iptables import JUMPS
 from proxy.iptables.ruleset import full_transaction
-from tests.netpol_cases import ALL_PODS, CASES, Case, Reachability, cluster_objects, compare, default_addresses, policy
+from tests.netpol_cases import (
+    ALL_PODS,
+    CASES,
+    PORTS,
+    Case,
+    Reachability,
+    cluster_objects,
+    compare,
+    default_addresses,
+    policy,
+)
 
 NODES = ("node-1", "node-2")
 
@@ -52,6 +63,38 @@ def loaded(view: ClusterView, node: str) -> FakeIptables:
     fake = FakeIptables()
     IptablesCommand(runner=fake).apply(render(view, node))
     return fake
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_fake_agrees_with_decide_down_to_the_rule(case: Case) -> None:
+    """On every port and protocol: the same verdict as decide, and the rule that allowed each side (its
+    MARK's comment) or the isolation that dropped it, as the nftables ruleset is checked."""
+    view, ips, nodes = view_for(case)
+    fakes = {node: loaded(view, node) for node in NODES}
+    wrong: list[str] = []
+    for protocol in ("TCP", "UDP", "SCTP"):
+        for port in PORTS:
+            for s in ALL_PODS:
+                for d in ALL_PODS:
+                    verdict = decide(view, ips[s], ips[d], protocol, port)
+                    met: list[str] = []
+                    allowed = True
+                    for node in dict.fromkeys((nodes[s], nodes[d])):
+                        result = fakes[node].trace(Packet(ips[s], ips[d], port, protocol))
+                        # Two entries of one rule (a port by number and by name) may both mark: one rule.
+                        met += [c for c in dict.fromkeys(result.paths[0].verdict_rules) if c not in met]
+                        if result.verdict != "ACCEPT":
+                            allowed = False
+                            break
+                    met = [c for c in met if not c.endswith(" reaching itself")]
+                    want = expected_comments(verdict)
+                    if allowed != verdict.allowed:
+                        wrong.append(f"{s}->{d} {protocol}/{port}: fake {'allows' if allowed else 'denies'}, {verdict}")
+                    elif want is not None and met != want:
+                        wrong.append(f"{s}->{d} {protocol}/{port}: fake met rules {met}, decide says {want}")
+                    elif want is None and not (met and drop_explained(verdict.deciding, met[-1])):
+                        wrong.append(f"{s}->{d} {protocol}/{port}: dropped after {met}, decide: {verdict}")
+    assert not wrong, f"{len(wrong)} disagreements:\n" + "\n".join(wrong[:20])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -132,6 +175,9 @@ def test_rules_name_the_policy_and_the_drop_names_the_isolating_policies() -> No
     text = render(view, "n1")
     assert '--comment "x/web ingress rule 0" -j MARK --or-mark 0x20000' in text
     assert '--comment "ingress isolated by x/web" -j DROP' in text
+    # The first rule that allows decides: the trace meets rule 0 only, though rule 1 would allow too.
+    fake = loaded(view, "n1")
+    assert fake.trace(Packet("10.244.9.9", "10.244.0.2", 80)).paths[0].verdict_rules == ("x/web ingress rule 0",)
     comments = re.findall(r'--comment "([^"]*)"', render(ClusterView(
         policies=[parse_policy(policy("x", "p" * 250, {"podSelector": {}, "ingress": [{}]}))], pods=pods(1)), "n1"))
     assert comments and all(len(c.encode()) <= 128 for c in comments)
