@@ -8,11 +8,10 @@ import contextlib
 import logging
 import signal
 import sys
-from typing import Literal
 
 from control.client import load_kubeconfig
 from netpol.errors import NetpolError
-from netpol.iptables import IptablesCommand
+from netpol.iptables import Flavour, IptablesCommand
 from netpol.server import MODES, AgentConfig, Backend, NetpolAgent, remove_rules
 
 
@@ -33,7 +32,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await client.close()
 
 
-def _flavour(args: argparse.Namespace) -> Literal["nft", "legacy"]:
+def _flavour(args: argparse.Namespace) -> Flavour:
     return "legacy" if args.iptables_legacy else "nft"
 
 

@@ -54,7 +54,7 @@ from proxy.iptables.layout import JUMPS, KUBE_FORWARD
 from proxy.plan import DEFAULT_MASQUERADE_MARK
 
 __all__ = [
-    "FakeIptables", "IptablesCommand", "cleanup", "complete", "group_chain", "policy_chain", "render",
+    "FakeIptables", "Flavour", "IptablesCommand", "cleanup", "complete", "group_chain", "policy_chain", "render",
 ]
 
 PREFIX = "KUBE-NWPLCY-"
