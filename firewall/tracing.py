@@ -26,7 +26,7 @@ class PathResult:
     masquerade: bool
     updates: tuple[tuple[str, str], ...] = ()  # (set, element) the packet added to dynamic sets
     # The comments of the rules whose verdict (accept, drop, reject) the packet met, in order: which
-    # rule of whose let it through or stopped it. Only the nftables fake fills it so far.
+    # rule of whose let it through or stopped it (the iptables fake counts a MARK as deciding too).
     verdict_rules: tuple[str, ...] = ()
 
 

@@ -328,12 +328,15 @@ NETPOL_HEALTHZ_PORT = 9081
 
 
 def start_netpol_agents(state: ClusterState, topology: Topology) -> None:
-    """The network-policy agent on every node (kube-network-policies' DaemonSet), with its own credentials."""
+    """The network-policy agent on every node (kube-network-policies' DaemonSet), with its own credentials,
+    in the mode of the cluster's kube-proxy."""
     for node in topology.nodes:
         start(state, names.node_ns(topology.name, node.name), f"netpol-{node.name}", [
             sys.executable, "-m", "netpol", "--kubeconfig", str(kubeconfig_path(state, "netpol")),
             "--node-name", node.name, "--healthz-bind-address", f"0.0.0.0:{NETPOL_HEALTHZ_PORT}",
             "--metrics-bind-address", "127.0.0.1:9080",
+            # kube-proxy's mode: one node writes either nftables or iptables (-nft, as kube-proxy does).
+            "--mode", topology.proxy_mode,
         ])
 
 

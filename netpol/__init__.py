@@ -7,5 +7,7 @@ connections of the node's own pods in the kernel. The modules, from the API inwa
              understood matches nothing and says why
     decide   the semantics as the API documents them: may this packet pass, and which rule said so
     nftables a node's ruleset: verdict maps by pod address into one chain per group of policies
-    server   the agent process: informers -> bounded-frequency sync -> one nft transaction
+    iptables the same as KUBE-NWPLCY-* chains, for clusters whose kube-proxy runs in iptables mode
+    server   the agent process: informers -> bounded-frequency sync -> one nft or iptables-restore
+             transaction
 """

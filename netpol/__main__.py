@@ -11,15 +11,19 @@ import sys
 
 from control.client import load_kubeconfig
 from netpol.errors import NetpolError
-from netpol.server import AgentConfig, NetpolAgent, remove_rules
+from netpol.iptables import Flavour, IptablesCommand
+from netpol.server import BACKENDS, AgentConfig, Backend, NetpolAgent, remove_rules
 
 
 async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
-    config = AgentConfig(node_name=args.node_name, min_sync_period=args.min_sync_period,
+    config = AgentConfig(node_name=args.node_name, mode=args.mode, min_sync_period=args.min_sync_period,
                          sync_period=args.sync_period, healthz_address=args.healthz_bind_address,
                          metrics_address=args.metrics_bind_address)
-    agent = NetpolAgent(client, config)
+    backend: Backend | None = None
+    if args.mode == "iptables":
+        backend = IptablesCommand(flavour=_flavour(args))
+    agent = NetpolAgent(client, config, backend)
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, agent.stop)
     try:
@@ -28,19 +32,28 @@ async def main_async(args: argparse.Namespace) -> None:
         await client.close()
 
 
+def _flavour(args: argparse.Namespace) -> Flavour:
+    return "legacy" if args.iptables_legacy else "nft"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="kubesim-netpol", description=__doc__)
     parser.add_argument("--kubeconfig", help="credentials of the agent (required unless --cleanup)")
     parser.add_argument("--node-name", help="the node whose pods this agent judges (required unless --cleanup)")
+    parser.add_argument("--mode", choices=sorted(BACKENDS), default="nftables",
+                        help="how rules are written; kubesim runs the agent in its kube-proxy's mode")
+    parser.add_argument("--iptables-legacy", action="store_true",
+                        help="in iptables mode, use iptables-legacy instead of iptables-nft (as kube-proxy's flag)")
     parser.add_argument("--min-sync-period", type=float, default=1.0)
     parser.add_argument("--sync-period", type=float, default=30.0)
     parser.add_argument("--healthz-bind-address", default="0.0.0.0:9081")
     parser.add_argument("--metrics-bind-address", default="127.0.0.1:9080")
-    parser.add_argument("--cleanup", action="store_true", help="remove the agent's rules from this namespace and exit")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="remove the agent's rules (both modes) from this namespace and exit")
     args = parser.parse_args(argv)
     if args.cleanup:
         try:
-            remove_rules()
+            remove_rules(iptables_backend=IptablesCommand(flavour=_flavour(args)))
         except NetpolError as exc:
             sys.exit(f"kubesim-netpol: {exc}")
         return

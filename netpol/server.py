@@ -1,4 +1,4 @@
-"""The network-policy agent process: informers -> bounded-frequency sync -> plan -> nft.
+"""The network-policy agent process: informers -> bounded-frequency sync -> plan -> nft (or iptables).
 
 The same shape as kube-proxy: watch handlers only ask for a sync; the runner syncs at most once per
 min_sync_period and at least once per sync_period, never before every informer has synced, so rules
@@ -17,6 +17,7 @@ import contextlib
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,10 +27,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
 from firewall.bounded_frequency import BoundedFrequencyRunner
+from netpol import iptables, nftables
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
-from netpol.nftables import Plan, Planner, cleanup, delta_transaction, full_transaction
+from netpol.nftables import Plan, Planner, delta_transaction, full_transaction
 
 log = logging.getLogger("kube-network-policies")
 
@@ -47,9 +49,14 @@ class NftCommand:
             raise NetpolError(f"nft refused the ruleset: {done.stderr.strip()}")
 
 
+# The agent follows the cluster's kube-proxy mode, so one node never mixes nftables and iptables.
+BACKENDS: dict[str, Callable[[], Backend]] = {"nftables": NftCommand, "iptables": iptables.IptablesCommand}
+
+
 @dataclass
 class AgentConfig:
     node_name: str
+    mode: str = "nftables"  # a key of BACKENDS
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     # Between syncs that replace the whole table instead of sending only changes.
@@ -76,7 +83,9 @@ class Metrics:
 class NetpolAgent:
     def __init__(self, client: Client, config: AgentConfig, backend: Backend | None = None) -> None:
         self.config = config
-        self.backend = backend or NftCommand()
+        if config.mode not in BACKENDS:
+            raise NetpolError(f"--mode {config.mode!r}: use one of {', '.join(BACKENDS)}")
+        self.backend = backend or BACKENDS[config.mode]()
         self.metrics = Metrics()
         self.policies = Informer(client, NETWORK_POLICIES)
         self.pods = Informer(client, PODS)
@@ -91,6 +100,7 @@ class NetpolAgent:
         self.planner = Planner(config.node_name)
         self.applied: Plan | None = None  # what the kernel holds; None: unknown, the next sync is full
         self.last_full = 0.0
+        self.applied_text = ""  # iptables mode: the last restore that landed
         self.last_synced = 0.0
         self._stop = asyncio.Event()
 
@@ -113,6 +123,9 @@ class NetpolAgent:
         (repairing whatever else changed the table) and after any failure: a refused transaction left
         the previous rules in place, but the next one is built against what the kernel surely holds."""
         if not all(informer.has_synced for informer in self.informers):
+            return
+        if self.config.mode == "iptables":
+            await self._sync_iptables()
             return
         start = time.monotonic()
         try:
@@ -149,6 +162,33 @@ class NetpolAgent:
                  "%d bytes to nft, in %.1f ms", policies, len(self.planner.index.isolation),
                  plan.isolated.get("Ingress", 0), plan.isolated.get("Egress", 0), rules,
                  "the whole table" if full else "changes only", len(transaction), elapsed * 1000)
+
+    async def _sync_iptables(self) -> None:
+        """iptables mode renders the node's whole ruleset each time and restores it when it changed
+        (one `iptables-restore --noflush`: all of it or none, so a refusal leaves the previous rules)."""
+        start = time.monotonic()
+        view = self.view()
+        transaction = iptables.render(view, self.config.node_name)
+        if transaction != self.applied_text:
+            try:
+                await asyncio.to_thread(self.backend.apply, transaction)
+            except Exception:
+                self.metrics.failures.inc()
+                self.applied_text = ""
+                raise
+            self.applied_text = transaction
+        elapsed = time.monotonic() - start
+        self.last_synced = time.time()
+        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
+        isolated = {d: sum(1 for p in local if view.isolating(p, d)) for d in ("Ingress", "Egress")}
+        rules, policies = transaction.count(iptables.RULE_MARKER), len(view.policies)  # type: ignore[arg-type]
+        self.metrics.sync_duration.observe(elapsed)
+        self.metrics.policies.set(policies)
+        self.metrics.rules.set(rules)
+        for direction, count in isolated.items():
+            self.metrics.isolated.labels(direction=direction.lower()).set(count)
+        log.info("synced (iptables): %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, "
+                 "in %.1f ms", policies, len(local), isolated["Ingress"], isolated["Egress"], rules, elapsed * 1000)
 
     def _queue(self, *_: object) -> None:
         self.runner.run()
@@ -195,6 +235,7 @@ class NetpolAgent:
                 await runner.cleanup()
 
 
-def remove_rules(backend: Backend | None = None) -> None:
-    """What `--cleanup` does: the agent's table goes, whatever it held."""
-    (backend or NftCommand()).apply(cleanup())
+def remove_rules(backend: Backend | None = None, *, iptables_backend: iptables.IptablesCommand | None = None) -> None:
+    """What `--cleanup` does, whatever mode the agent ran in: its nftables table and its iptables chains go."""
+    (backend or NftCommand()).apply(nftables.cleanup())
+    (iptables_backend or iptables.IptablesCommand()).cleanup()

@@ -5,7 +5,7 @@ The subset it understands is what kube-proxy's renderer emits, and it refuses an
     *nat | *filter ... COMMIT
     :CHAIN - [0:0]                  create a user chain, or flush it if it exists (as --noflush does)
     -A CHAIN spec | -I CHAIN [n] spec | -D CHAIN spec | -F CHAIN | -X CHAIN
-    spec:    [!] -s/-d CIDR, -p tcp|udp|sctp, -m comment --comment "...", -m tcp|udp|sctp --dport N,
+    spec:    [!] -s/-d CIDR, -p tcp|udp|sctp, -m comment --comment "...", -m tcp|udp|sctp --dport N[:M],
              -m addrtype [!] --src-type|--dst-type LOCAL, -m statistic --mode random --probability P,
              -m recent --name N (--set | --rcheck --seconds T [--reap]), -m mark [!] --mark V/M,
              -m conntrack [!] --ctstate S[,S]
@@ -22,7 +22,9 @@ per table; being stricter here costs nothing).
 -> nat POSTROUTING), or for the node's own traffic nat OUTPUT -> filter OUTPUT -> nat POSTROUTING
 [-> filter INPUT], exploring both outcomes of every `statistic` match ("all branches reachable") and
 answering like the nftables fake (same Packet / PathResult / TraceResult): DNAT to which endpoints, DROP,
-REJECT or untouched, masqueraded or not. `recent` lists are kept per name with a settable clock (`now`).
+REJECT or untouched, masqueraded or not, and the comments of the commented rules that decided
+something on the way (`verdict_rules`: an ACCEPT, DROP or REJECT, or a MARK, which is how a rule that
+cannot end the chain says "allowed"). `recent` lists are kept per name with a settable clock (`now`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Match:
     kind: str  # dport | addrtype | statistic | recent | mark | ctstate | comment
     negate: bool = False
     port: int = 0
+    port_end: int = 0  # --dport N:M (0: a single port)
     addr_dir: str = ""  # src | dst
     addr_type: str = ""
     probability: float = 0.0
@@ -81,6 +84,7 @@ class Rule:
     target: str | None = None
     to: tuple[ipaddress.IPv4Address, int] | None = None
     mark_op: tuple[str, int, int] | None = None  # (or | xor | setx, value, mask)
+    comment: str = ""
 
 
 @dataclass
@@ -175,12 +179,14 @@ def parse_rule(spec: str, table: str) -> Rule:
                 rule.matches.append(current)
         elif tok == "--comment":
             need("comment")
-            arg()
+            rule.comment = arg()
         elif tok == "--dport":
             m = current
             if m is None or m.module not in PROTOCOLS:
                 raise FakeIptablesError(f"--dport needs -m tcp|udp|sctp in: {spec}")
-            rule.matches.append(Match("dport", negate, port=_int(arg()), module=m.module))
+            first, _, last = arg().partition(":")
+            rule.matches.append(Match("dport", negate, port=_int(first), port_end=_int(last) if last else 0,
+                                      module=m.module))
         elif tok in ("--src-type", "--dst-type"):
             m = need("addrtype")
             m.negate, m.addr_dir, m.addr_type = negate, tok[2:5], arg()
@@ -269,6 +275,7 @@ class _Ctx:
     dnat: tuple[ipaddress.IPv4Address, int] | None = None
     masquerade: bool = False
     updates: list[tuple[str, str]] = field(default_factory=list)
+    verdict_rules: list[str] = field(default_factory=list)
 
 
 class FakeIptables:
@@ -438,8 +445,8 @@ class FakeIptables:
                     self._hook(NAT, "POSTROUTING", ctx)
         except _Terminal as t:
             verdict: Literal["ACCEPT", "DROP", "REJECT"] = "DROP" if t.verdict == "DROP" else "REJECT"
-            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
-        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates))
+            return PathResult(verdict, _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
+        return PathResult("ACCEPT", _addr(ctx.dnat), ctx.masquerade, tuple(ctx.updates), tuple(ctx.verdict_rules))
 
     def _hook(self, table: str, hook: str, ctx: _Ctx) -> None:
         chains = self.tables.get(table)
@@ -460,6 +467,8 @@ class FakeIptables:
             t = rule.target
             if t is None:
                 continue
+            if rule.comment and t in ("ACCEPT", "DROP", "REJECT", "MARK"):
+                ctx.verdict_rules.append(rule.comment)
             if t == "MARK":
                 assert rule.mark_op is not None
                 op, value, mask = rule.mark_op
@@ -492,7 +501,7 @@ class FakeIptables:
 
     def _match(self, m: Match, ctx: _Ctx) -> bool:
         if m.kind == "dport":
-            return ctx.dport == m.port
+            return m.port <= ctx.dport <= m.port_end if m.port_end else ctx.dport == m.port
         if m.kind == "addrtype":
             return self._is_local(ctx.saddr if m.addr_dir == "src" else ctx.daddr)
         if m.kind == "statistic":

@@ -4,6 +4,9 @@ A server in namespace x behind a ClusterIP Service, and clients in x, y and z, o
 server's own node (bridged traffic) and the others across the fabric. Connections go through the
 Service, so policies are judged after kube-proxy's DNAT, on the endpoint pod. A dropped SYN shows as
 curl's exit code 28 (the --max-time bound), an answer as exit 0 with the server's hostname.
+
+The whole file runs twice: with kube-proxy (and so the policy agent) in nftables mode, then in
+iptables mode, where the agent's KUBE-NWPLCY-* chains live in iptables-nft's `ip filter` table.
 """
 
 from __future__ import annotations
@@ -30,8 +33,13 @@ CURL_DROPPED = 28
 CLIENTS = {"x": "worker-2", "y": "worker-2", "z": "worker-1"}  # the server is on worker-1
 
 
+# The table the agent's rules show up in, in `kubesim trace`, per mode.
+POLICY_TABLE = {"nftables": "ip kubesim-netpol", "iptables": "ip filter"}
+
+
 class Cluster:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, mode: str) -> None:
+        self.mode = mode
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
         self.kubeconfig = str(state / NAME / "kubeconfig")
 
@@ -70,12 +78,12 @@ class Cluster:
         return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_tool("kubectl")
     require_tool("curl")
-    c = Cluster(tmp_path_factory.mktemp("state"))
-    c.kubesim("up", str(REPO / "topologies" / "two-node.yaml"), "--name", NAME)
+    c = Cluster(tmp_path_factory.mktemp(f"state-{request.param}"), request.param)
+    c.kubesim("up", str(REPO / "topologies" / "two-node.yaml"), "--name", NAME, "--proxy-mode", request.param)
     try:
         c.apply(*world())
         for ns in CLIENTS:
@@ -140,6 +148,24 @@ def settle(cluster: Cluster, want: dict[str, bool], message: str) -> None:
     cluster.wait(lambda: reaches(cluster) == want, message=f"{message}: want {want}, last {reaches(cluster)}")
 
 
+def named_drop(cluster: Cluster, hops: list[dict[str, str]], policy_key: str) -> bool:
+    """Whether the trace's last hop in the agent's rules is a drop that names POLICY_KEY.
+
+    nftables shows the rule's comment in the trace. iptables-nft keeps `-m comment` where nft does not
+    print it, so there the dropping chain is looked up in the node's iptables-save, comment and all.
+    """
+    ours = [h for h in hops if h["table"] == POLICY_TABLE[cluster.mode]
+            and (cluster.mode == "nftables" or h["chain"].startswith("KUBE-NWPLCY-"))]
+    if not ours or ours[-1]["verdict"] != "drop":
+        return False
+    if cluster.mode == "nftables":
+        return policy_key in ours[-1]["rule"]
+    saved = subprocess.run(["ip", "netns", "exec", names.node_ns(NAME, "worker-1"), "iptables-save", "-t", "filter"],
+                           capture_output=True, text=True, check=True).stdout
+    return any(line.startswith(f"-A {ours[-1]['chain']} ") and policy_key in line and line.endswith("-j DROP")
+               for line in saved.splitlines())
+
+
 def test_default_deny_then_allow_from_a_namespace_label(cluster: Cluster) -> None:
     settle(cluster, {"x": True, "y": True, "z": True}, "no policy: every client reaches the server")
 
@@ -149,8 +175,7 @@ def test_default_deny_then_allow_from_a_namespace_label(cluster: Cluster) -> Non
     trace = json.loads(cluster.kubesim("trace", "--name", NAME, "--src", "z/client", "--dst", f"{vip(cluster)}:80",
                                        "--json").stdout)
     assert trace["result"] == "DROP", trace
-    said = [h for h in trace["hops"] if h["table"] == "ip kubesim-netpol" and "x/default-deny-ingress" in h["rule"]]
-    assert said and said[-1]["verdict"] == "drop", json.dumps(trace["hops"], indent=1)
+    assert named_drop(cluster, trace["hops"], "x/default-deny-ingress"), json.dumps(trace["hops"], indent=1)
     # The kubelet's readiness probes come from the server's own node: always allowed, so after
     # several probe periods of denied clients the server is still Ready and still an endpoint.
     assert cluster.ready("x", "server")

@@ -2,8 +2,9 @@
 connections between nine pods of one node.
 
 The node is a namespace with IP forwarding and one routed veth per pod (as in the proxy's kernel
-tests); each pod serves TCP and UDP on 80 and 81. For each case the agent's nftables table is rendered
-from the case's policies and loaded into the node, then all 72 pod pairs connect at once (non-blocking
+tests); each pod serves TCP and UDP on 80 and 81. For each case and each mode the agent's ruleset (the
+nftables table, or the iptables chains through iptables-nft as the agent writes them) is rendered from
+the case's policies and loaded into the node, then all 72 pod pairs connect at once (non-blocking
 sockets): a connection that completes (TCP) or is answered (UDP) within the probe window is allowed,
 one that is dropped is not. The expected matrix is the case's own, the one the pure decision passes.
 """
@@ -23,11 +24,17 @@ from collections.abc import Iterator
 import pytest
 
 from control.client import Client
+from firewall.iptables import SubprocessIptables
+from netpol import iptables
 from netpol.decide import ClusterView, decide
 from netpol.errors import NetpolError
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from netpol.nftables import TABLE, Planner, cleanup, delta_transaction, full_transaction, render
 from netpol.server import AgentConfig, NetpolAgent
+from proxy.iptables import JUMPS, IptablesBackend
+from proxy.iptables import full_transaction as proxy_full_transaction
+from proxy.iptables import render as proxy_render
+from proxy.plan import DEFAULT_MASQUERADE_MARK, NodeContext, ProxyPlan
 from tests.conftest import require_root, require_tool
 from tests.kernel.test_nftables_backend import Servers, netns
 from tests.netpol_cases import (
@@ -59,6 +66,28 @@ def nft(node: str, script: str) -> None:
     done = subprocess.run(["ip", "netns", "exec", node, "nft", "-f", "-"], input=script,
                           capture_output=True, text=True)
     assert done.returncode == 0, f"nft refused the ruleset: {done.stderr}\n{script}"
+
+
+MODES = ("nftables", "iptables")
+
+
+def agent_iptables(node: str) -> iptables.IptablesCommand:
+    """The agent's own iptables runner, in the node (iptables-nft, as the agent uses by default)."""
+    return iptables.IptablesCommand(runner=SubprocessIptables(netns=node, flavour="nft"))
+
+
+def load(node: str, mode: str, view: ClusterView) -> None:
+    if mode == "nftables":
+        nft(node, render(view, NODE))
+    else:
+        agent_iptables(node).apply(iptables.render(view, NODE))
+
+
+def unload(node: str, mode: str) -> None:
+    if mode == "nftables":
+        nft(node, cleanup())
+    else:
+        agent_iptables(node).cleanup()
 
 
 class Node:
@@ -99,6 +128,7 @@ class Node:
 def node() -> Iterator[Node]:
     require_root()
     require_tool("nft")
+    require_tool("iptables-nft-restore")
     n = Node()
     servers = Servers()
     try:
@@ -164,14 +194,15 @@ def probe_all(node: Node, protocol: str, port: int) -> Reachability:
     return Reachability(allowed)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_matrix_with_real_connections(node: Node, case: Case) -> None:
-    nft(node.node, render(view_of(case), NODE))
+def test_matrix_with_real_connections(node: Node, case: Case, mode: str) -> None:
+    load(node.node, mode, view_of(case))
     try:
         problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
     finally:
-        nft(node.node, cleanup())
-    assert not problem, problem
+        unload(node.node, mode)
+    assert not problem, f"{mode}: {problem}"
 
 
 def test_the_table_is_removed_by_cleanup(node: Node) -> None:
@@ -341,3 +372,56 @@ def test_the_agent_keeps_its_rules_when_nft_refuses_a_sync_and_repairs_the_table
         assert expected([deny, allow]) != expected([deny])  # the test can tell the two apart
     finally:
         nft(node.node, cleanup())
+
+
+def test_the_iptables_chains_and_jump_are_removed_by_cleanup(node: Node) -> None:
+    runner = SubprocessIptables(netns=node.node, flavour="nft")
+    before = runner.save("filter")
+    agent_iptables(node.node).apply(iptables.render(view_of(CASES[1]), NODE))
+    saved = runner.save("filter")
+    assert f"-A FORWARD {iptables.JUMP}" in saved and ":KUBE-NWPLCY-FORWARD" in saved
+    agent_iptables(node.node).cleanup()
+    after = runner.save("filter")
+    assert "KUBE-NWPLCY" not in after
+    assert [line for line in after.splitlines() if line.startswith("-A")] == \
+        [line for line in before.splitlines() if line.startswith("-A")]
+
+
+def test_beside_kube_proxys_chains_even_masqueraded_traffic_is_judged(node: Node) -> None:
+    """kube-proxy's KUBE-FORWARD accepts every packet with its masquerade mark (NodePort, external and
+    off-cluster ClusterIP clients): the agent's marked jump must judge those before it does. Here
+    kube-proxy's filter chains are hooked first, and every forwarded packet carries the mark."""
+    runner = SubprocessIptables(netns=node.node, flavour="nft")
+    proxy = proxy_full_transaction(proxy_render(ProxyPlan(node=NodeContext(name=NODE), services=())),
+                                   missing_jumps=JUMPS)
+    mark = f"-j MARK --or-mark {DEFAULT_MASQUERADE_MARK:#x}"
+    case = next(c for c in CASES if c.name == "deny all ingress and egress in x")
+    try:
+        runner.restore(proxy)
+        runner.restore(f"*mangle\n-A PREROUTING {mark}\nCOMMIT\n")
+        agent_iptables(node.node).apply(iptables.render(view_of(case), NODE))
+        forward = [line.rsplit("-j ", 1)[-1] for line in runner.save("filter").splitlines()
+                   if line.startswith("-A FORWARD ")]
+        assert forward == ["KUBE-PROXY-FIREWALL", iptables.TOP, "KUBE-FORWARD", "KUBE-SERVICES",
+                           "KUBE-EXTERNAL-SERVICES", iptables.TOP]
+        problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
+    finally:
+        agent_iptables(node.node).cleanup()
+        runner.restore(f"*mangle\n-D PREROUTING {mark}\nCOMMIT\n")
+        IptablesBackend(runner=runner).cleanup()
+    assert not problem, problem
+    assert "KUBE-" not in runner.save("filter") and "MARK" not in runner.save("mangle")
+
+
+def test_a_matrix_through_iptables_legacy(node: Node) -> None:
+    """`--iptables-legacy` (x_tables, as kube-proxy's flag): the same chains, one case, real packets."""
+    require_tool("iptables-legacy-restore")
+    legacy = iptables.IptablesCommand(runner=SubprocessIptables(netns=node.node, flavour="legacy"))
+    case = next(c for c in CASES if c.name == "deny all ingress and egress in x")
+    legacy.apply(iptables.render(view_of(case), NODE))
+    try:
+        problem = compare(case.matrix(), probe_all(node, case.protocol, case.port))
+    finally:
+        legacy.cleanup()
+    assert not problem, problem
+    assert "KUBE-NWPLCY" not in SubprocessIptables(netns=node.node, flavour="legacy").save("filter")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from control.client import NAMESPACES, NETWORK_POLICIES, PODS, Client
+from firewall.tracing import Packet
 from netpol.errors import NetpolError
+from netpol.iptables import FakeIptables, IptablesCommand
 from netpol.nftables import group_key_chain
 from netpol.server import AgentConfig, NetpolAgent
 from tests.harness import local_apiserver
@@ -134,5 +136,39 @@ def test_sync_sends_changes_then_the_whole_table_after_a_failure_and_every_full_
         agent.policies.store.put({**allow, "metadata": {**allow["metadata"], "resourceVersion": "3"}})
         await agent.sync()
         assert is_full(backend.applied[-1]) and "x/allow" in backend.applied[-1]
+
+    asyncio.run(main())
+
+
+def test_in_iptables_mode_the_agent_writes_kube_nwplcy_chains(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = api.client("admin")
+            await admin.create(NAMESPACES, {"metadata": {"name": "x"}})
+            pod = {"metadata": {"namespace": "x", "name": "a", "labels": {"app": "a"}},
+                   "spec": {"nodeName": "worker-1", "containers": [{"name": "c", "image": "pause"}]}}
+            created = await admin.create(PODS, pod, namespace="x")
+            created["status"] = {"phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
+            await admin.update_status(PODS, created, namespace="x")
+
+            fake = FakeIptables()
+            agent = NetpolAgent(api.client("netpol"), AgentConfig("worker-1", mode="iptables", min_sync_period=0.01,
+                                                                  healthz_address="127.0.0.1:0",
+                                                                  metrics_address="127.0.0.1:0"),
+                                IptablesCommand(runner=fake))
+            task = asyncio.get_running_loop().create_task(agent.run())
+            probe = Packet("10.244.2.9", "10.244.1.7", 80)
+            try:
+                await until(lambda: fake.transactions, "a first sync")
+                assert fake.trace(probe).verdict == "ACCEPT"
+                await admin.create(NETWORK_POLICIES, policy("x", "web", {"podSelector": {}, "ingress": [
+                    {"ports": [{"port": 8080}]}]}), namespace="x")
+                await until(lambda: fake.trace(probe).verdict == "DROP", "the policy, in the fake's FORWARD")
+                assert fake.trace(Packet("10.244.2.9", "10.244.1.7", 8080)).verdict == "ACCEPT"
+                assert agent.metrics.registry.get_sample_value("kube_network_policies_rules") == 1
+            finally:
+                agent.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     asyncio.run(main())
