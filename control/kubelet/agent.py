@@ -230,8 +230,9 @@ class PodWorker:
         env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
         container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
         try:
-            container = self.kubelet.containers(spec, netns=self.sandbox.netns, hostname=self.pod["metadata"]["name"],
-                                       log=container_log, env=env, credentials=self.service_account_kubeconfig())
+            container = self.kubelet.containers(spec, netns=self.sandbox.netns,
+                                                hostname=self.pod["metadata"]["name"], log=container_log, env=env,
+                                                credentials=self.service_account_kubeconfig())
             await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)
