@@ -8,7 +8,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from control.client import PODS
+from control.kubelet.logs import LogRequestError
 from netsim import names
 from tests.unit.kubelet.kit import Node, running_node
 
@@ -101,3 +104,23 @@ def test_deleting_a_pod_stops_its_containers_removes_the_sandbox_frees_the_addre
 
 async def _gone(node: Node, pod: str) -> bool:
     return await node.pod(pod) is None
+
+
+def test_container_logs_are_read_from_the_pods_directory(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_node(tmp_path) as node:
+            await node.create_pod("talker", [{"name": "a", "image": "pause"}, {"name": "b", "image": "pause"}])
+            await node.eventually(lambda: _ready_status(node, "talker"), "talker Ready")
+            for name in ("a", "b"):
+                node.containers.latest("talker", name).log.write(f"hello from {name}")
+            kubelet = node.kubelet
+            assert await kubelet.container_log("default", "talker", None, None) == b"hello from a\n"
+            assert await kubelet.container_log("default", "talker", "b", 1) == b"hello from b\n"
+            with pytest.raises(LogRequestError) as missing:
+                await kubelet.container_log("default", "talker", "c", None)
+            assert missing.value.code == 404
+            with pytest.raises(LogRequestError) as elsewhere:
+                await kubelet.container_log("default", "not-here", None, None)
+            assert elsewhere.value.code == 404 and "not on this node" in str(elsewhere.value)
+
+    asyncio.run(main())

@@ -167,3 +167,29 @@ def test_a_container_that_cannot_start_says_why(tmp_path: Path) -> None:
             await node.eventually(lambda: node.events("bad", "Failed"), "the Failed event")
 
     asyncio.run(main())
+
+
+def test_readiness_waits_for_the_startup_probe_and_a_failing_startup_restarts(tmp_path: Path) -> None:
+    startup = {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 2}
+
+    async def main() -> None:
+        async with running_node(tmp_path) as node:
+            node.prober.answer("startupProbe", False, "command exited 1: no such file")
+            await node.create_pod("slow", probed(startupProbe=startup, readinessProbe=READINESS))
+            await node.eventually(lambda: node.events("slow", "Unhealthy"), "the first startup failure")
+            assert node.prober.count("readinessProbe") == 0, "readiness waits until the container has started"
+            entry = await node.container_status("slow")
+            assert entry["ready"] is False
+            await node.clock.advance(1)  # the second failure reaches failureThreshold: killed, restarted
+            await node.eventually(lambda: _is(waiting_reason(node, "slow"), "CrashLoopBackOff"), "CrashLoopBackOff")
+            assert node.prober.count("readinessProbe") == 0
+            killing = await node.eventually(lambda: node.events("slow", "Killing"), "the Killing event")
+            assert "failed startup probe, will be restarted" in killing[0]["message"]
+
+            node.prober.answer("startupProbe", True)
+            await node.clock.advance(node.kubelet.config.restart_backoff)
+            await node.eventually(lambda: _is(node.condition("slow", "Ready"), "True"), "slow Ready")
+            assert node.prober.count("readinessProbe") >= 1
+            assert (await node.container_status("slow"))["restartCount"] == 1
+
+    asyncio.run(main())
