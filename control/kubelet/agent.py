@@ -454,7 +454,9 @@ class Kubelet:
     """One node's kubelet. Its side effects come through seams (habit 3), the real ones by default:
     KERNEL makes sandboxes (netsim's LinuxKernel; FakeKernel in tests), CONTAINERS makes containers
     (make_container), PROBER runs probes (NetworkProber), CLOCK paces back-offs, probes and heartbeats
-    (SystemClock). control.kubelet.fake has the fakes."""
+    (SystemClock). control.kubelet.fake has the fakes. A pod's status writes are paced on real time
+    (a 50 ms coalescing pause, retry back-off): they pace the API, not the pod, and must go on while a
+    test holds the fake clock still."""
 
     def __init__(self, client: Client, config: NodeConfig, *, kernel: Kernel | None = None,
                  containers: ContainerFactory | None = None, prober: Prober | None = None,
