@@ -13,14 +13,22 @@ from control.api.validators import is_label_value, is_qualified_name
 from control.client import load_kubeconfig
 from control.kubelet.agent import Kubelet, NodeConfig
 from control.kubelet.server import serve, server_context
+from netsim.topology import TAINT_EFFECTS
 
 
 def _taints(text: str) -> list[dict[str, str]]:
-    """key=value:Effect,key:Effect"""
+    """key=value:Effect,key:Effect, as upstream's --register-with-taints."""
     taints = []
     for item in filter(None, text.split(",")):
-        head, _, effect = item.rpartition(":")
+        head, colon, effect = item.rpartition(":")
+        if not colon or effect not in TAINT_EFFECTS:
+            raise argparse.ArgumentTypeError(f"taint {item!r} needs an effect, one of {', '.join(TAINT_EFFECTS)}: "
+                                             "write key=value:Effect or key:Effect, e.g. dedicated=edge:NoSchedule")
         key, _, value = head.partition("=")
+        problems = [f"key {key!r}: {p}" for p in is_qualified_name(key)]
+        problems += [f"value {value!r}: {p}" for p in is_label_value(value)] if value else []
+        if problems:
+            raise argparse.ArgumentTypeError(f"taint {item!r}: {'; '.join(problems)}")
         taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
     return taints
 
@@ -45,7 +53,7 @@ async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
     config = NodeConfig(
         name=args.node_name, cluster=args.cluster, address=args.node_ip, pod_cidr=args.pod_cidr, role=args.role,
-        labels=args.node_labels, taints=_taints(args.register_with_taints), cpu=args.cpu,
+        labels=args.node_labels, taints=args.register_with_taints, cpu=args.cpu,
         memory=args.memory, pods=args.max_pods, mtu=args.pod_mtu, state_dir=Path(args.root_dir),
         heartbeat_period=args.heartbeat_period)
     kubelet = Kubelet(client, config)
@@ -74,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pod-cidr", required=True)
     parser.add_argument("--role", default="worker")
     parser.add_argument("--node-labels", type=_labels, default={}, metavar="KEY=VALUE[,KEY=VALUE...]")
-    parser.add_argument("--register-with-taints", default="")
+    parser.add_argument("--register-with-taints", type=_taints, default=[], metavar="KEY[=VALUE]:EFFECT[,...]")
     parser.add_argument("--cpu", default="4")
     parser.add_argument("--memory", default="8Gi")
     parser.add_argument("--max-pods", type=int, default=110)

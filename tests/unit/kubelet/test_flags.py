@@ -29,3 +29,22 @@ def test_a_bad_node_label_is_a_usage_error(capsys: pytest.CaptureFixture[str], v
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "argument --node-labels:" in err and says in err
+
+
+def test_taints_are_parsed_as_upstream_writes_them() -> None:
+    args = build_parser().parse_args([*REQUIRED, "--register-with-taints", "dedicated=edge:NoSchedule,gpu:NoExecute"])
+    assert args.register_with_taints == [{"key": "dedicated", "value": "edge", "effect": "NoSchedule"},
+                                         {"key": "gpu", "effect": "NoExecute"}]
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("dedicated=edge", "needs an effect"),
+    ("gpu:Sometimes", "needs an effect, one of NoSchedule, PreferNoSchedule, NoExecute"),
+    ("bad key:NoSchedule", "key 'bad key'"),
+])
+def test_a_bad_taint_is_a_usage_error(capsys: pytest.CaptureFixture[str], value: str, says: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*REQUIRED, "--register-with-taints", value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --register-with-taints:" in err and says in err
