@@ -157,7 +157,9 @@ class PodWorker:
         self.kubelet.spawn(self._post_event(reason, message, warning))
 
     async def _post_event(self, reason: str, message: str, warning: bool) -> None:
-        with contextlib.suppress(ApiError, OSError, ValueError):
+        # An event is best effort: one lost to an apiserver that is away (a connection error is not an
+        # ApiError) must not surface as an unretrieved task exception.
+        with contextlib.suppress(KubeClientError, OSError, ValueError):
             await self.kubelet.client.create_event(self.pod, reason=reason, message=message, component="kubelet",
                                                    event_type="Warning" if warning else "Normal",
                                                    host=self.kubelet.config.name, kind="Pod", api_version="v1")
