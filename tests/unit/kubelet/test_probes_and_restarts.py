@@ -170,7 +170,7 @@ def test_a_container_that_cannot_start_says_why(tmp_path: Path) -> None:
 
 
 def test_readiness_waits_for_the_startup_probe_and_a_failing_startup_restarts(tmp_path: Path) -> None:
-    startup = {"exec": {"command": ["cat", "/tmp/started"]}, "periodSeconds": 1, "failureThreshold": 2}
+    startup = {"exec": {"command": ["cat", "/app/started"]}, "periodSeconds": 1, "failureThreshold": 2}
 
     async def main() -> None:
         async with running_node(tmp_path) as node:
