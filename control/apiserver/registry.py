@@ -334,8 +334,12 @@ class Registry:
                 raise self._invalid(res, name, problems)
             meta = new["metadata"]
             try:
-                if meta.get("deletionTimestamp") and not meta.get("finalizers") and not _namespace_finalizers(new):
-                    # The last finalizer is gone: the deletion that was waiting for it completes now.
+                if (meta.get("deletionTimestamp") and not meta.get("finalizers") and not _namespace_finalizers(new)
+                        and not old["metadata"].get("deletionGracePeriodSeconds")):
+                    # The last finalizer is gone: the deletion that was waiting for it completes now. Not
+                    # while a grace period runs (a pod's, whose kubelet still writes its status as it stops
+                    # the containers): its deletion completes with the grace-0 delete that follows, as
+                    # upstream's ShouldDeleteDuringUpdate has it.
                     deleted = await self.store.delete(key, expected_mod_revision=revision)
                     self._released(res, new)
                     meta["resourceVersion"] = str(deleted)

@@ -9,30 +9,51 @@ import logging
 import signal
 from pathlib import Path
 
+from control.api.validators import is_label_value, is_qualified_name
 from control.client import load_kubeconfig
 from control.kubelet.agent import Kubelet, NodeConfig
 from control.kubelet.server import serve, server_context
+from netsim.topology import TAINT_EFFECTS
 
 
 def _taints(text: str) -> list[dict[str, str]]:
-    """key=value:Effect,key:Effect"""
+    """key=value:Effect,key:Effect, as upstream's --register-with-taints."""
     taints = []
     for item in filter(None, text.split(",")):
-        head, _, effect = item.rpartition(":")
+        head, colon, effect = item.rpartition(":")
+        if not colon or effect not in TAINT_EFFECTS:
+            raise argparse.ArgumentTypeError(f"taint {item!r} needs an effect, one of {', '.join(TAINT_EFFECTS)}: "
+                                             "write key=value:Effect or key:Effect, e.g. dedicated=edge:NoSchedule")
         key, _, value = head.partition("=")
+        problems = [f"key {key!r}: {p}" for p in is_qualified_name(key)]
+        problems += [f"value {value!r}: {p}" for p in is_label_value(value)] if value else []
+        if problems:
+            raise argparse.ArgumentTypeError(f"taint {item!r}: {'; '.join(problems)}")
         taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
     return taints
 
 
 def _labels(text: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in filter(None, text.split(",")))
+    """key=value,key=value, as upstream's --node-labels: a bad pair is a usage error naming the fix."""
+    labels = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a label: write key=value pairs separated by commas, "
+                                             "e.g. --node-labels tier=edge,zone=a")
+        problems = [f"key {key!r}: {p}" for p in is_qualified_name(key)]
+        problems += [f"value {value!r}: {p}" for p in is_label_value(value)]
+        if problems:
+            raise argparse.ArgumentTypeError(f"label {item!r}: {'; '.join(problems)}")
+        labels[key] = value
+    return labels
 
 
 async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
     config = NodeConfig(
         name=args.node_name, cluster=args.cluster, address=args.node_ip, pod_cidr=args.pod_cidr, role=args.role,
-        labels=_labels(args.node_labels), taints=_taints(args.register_with_taints), cpu=args.cpu,
+        labels=args.node_labels, taints=args.register_with_taints, cpu=args.cpu,
         memory=args.memory, pods=args.max_pods, mtu=args.pod_mtu, state_dir=Path(args.root_dir),
         heartbeat_period=args.heartbeat_period)
     kubelet = Kubelet(client, config)
@@ -52,7 +73,7 @@ async def main_async(args: argparse.Namespace) -> None:
     await client.close()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubesim-kubelet", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", required=True)
@@ -60,8 +81,8 @@ def main() -> None:
     parser.add_argument("--node-ip", required=True)
     parser.add_argument("--pod-cidr", required=True)
     parser.add_argument("--role", default="worker")
-    parser.add_argument("--node-labels", default="")
-    parser.add_argument("--register-with-taints", default="")
+    parser.add_argument("--node-labels", type=_labels, default={}, metavar="KEY=VALUE[,KEY=VALUE...]")
+    parser.add_argument("--register-with-taints", type=_taints, default=[], metavar="KEY[=VALUE]:EFFECT[,...]")
     parser.add_argument("--cpu", default="4")
     parser.add_argument("--memory", default="8Gi")
     parser.add_argument("--max-pods", type=int, default=110)
@@ -73,7 +94,11 @@ def main() -> None:
     parser.add_argument("--tls-cert-file", required=True, help="the kubelet API's serving certificate")
     parser.add_argument("--tls-private-key-file", required=True)
     parser.add_argument("--client-ca-file", required=True, help="the CA whose client certificates authenticate")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s kubelet[{args.node_name}] %(levelname)s %(message)s")
     asyncio.run(main_async(args))
 

@@ -35,11 +35,20 @@ from control.client import (
     KubeClientError,
     NotFound,
 )
+from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.logs import LogRequestError, read_container_log, validate_log_request
-from control.kubelet.probes import ProbeResult, probe_errors, run_probe
-from control.kubelet.workloads import Container, ContainerError, ContainerLog, make_container, now_rfc3339
+from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
+from control.kubelet.workloads import (
+    Container,
+    ContainerError,
+    ContainerFactory,
+    ContainerLog,
+    make_container,
+    now_rfc3339,
+)
 from netsim import names
-from netsim.kernel import LinuxKernel
+from netsim.errors import NetsimError
+from netsim.kernel import Kernel, LinuxKernel
 from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
 
 log = logging.getLogger("kubelet")
@@ -98,7 +107,8 @@ class IPAM:
                 self.assigned[uid] = candidate
                 self._save()
                 return candidate
-        raise ContainerError("OutOfIPs", f"no free address left in pod CIDR {self.net}")
+        raise ContainerError("OutOfIPs", f"no free address left in pod CIDR {self.net}: all {len(used)} are "
+                             "assigned to pods of this node")
 
     def release(self, uid: str) -> None:
         if self.assigned.pop(uid, None) is not None:
@@ -147,7 +157,9 @@ class PodWorker:
         self.kubelet.spawn(self._post_event(reason, message, warning))
 
     async def _post_event(self, reason: str, message: str, warning: bool) -> None:
-        with contextlib.suppress(ApiError, OSError, ValueError):
+        # An event is best effort: one lost to an apiserver that is away (a connection error is not an
+        # ApiError) must not surface as an unretrieved task exception.
+        with contextlib.suppress(KubeClientError, OSError, ValueError):
             await self.kubelet.client.create_event(self.pod, reason=reason, message=message, component="kubelet",
                                                    event_type="Warning" if warning else "Normal",
                                                    host=self.kubelet.config.name, kind="Pod", api_version="v1")
@@ -169,7 +181,6 @@ class PodWorker:
             log.exception("pod %s: worker failed", self.key)
 
     async def _setup(self) -> None:
-        cfg = self.kubelet.config
         problems = [p for c in self.containers.values() for p in probe_errors(c.spec)]
         if problems:
             for state in self.containers.values():
@@ -177,15 +188,35 @@ class PodWorker:
             await self.event("Failed", f"Error: invalid probes: {'; '.join(problems)}", warning=True)
             await self._write_status()
             return
-        ip = self.kubelet.ipam.allocate(self.uid)
-        self.sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
-        sandbox = self.sandbox
-        if not self.kubelet.kernel.ns_exists(sandbox.netns):
-            await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
+        if not await self._make_sandbox():
+            return
         self.phase = "Running"
         for state in self.containers.values():
             await self._start_container(state)
         await self._write_status()
+
+    async def _make_sandbox(self) -> bool:
+        """An address and a sandbox for the pod, tried again with back-off while either cannot be had
+        (upstream's FailedCreatePodSandBox: the pod stays Pending with its containers ContainerCreating,
+        and the kubelet keeps trying). False if the pod began stopping first."""
+        cfg = self.kubelet.config
+        delay = cfg.restart_backoff
+        while True:
+            try:
+                ip = self.kubelet.ipam.allocate(self.uid)
+                sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
+                if not self.kubelet.kernel.ns_exists(sandbox.netns):
+                    await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
+                self.sandbox = sandbox
+                return True
+            except (ContainerError, NetsimError) as exc:
+                message = exc.message if isinstance(exc, ContainerError) else str(exc)
+                log.warning("pod %s: cannot create its sandbox, retrying in %gs: %s", self.key, delay, message)
+                await self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}", warning=True)
+                await self._write_status()
+            if await self._stopping_within(delay):
+                return False
+            delay = min(delay * 2, cfg.max_restart_backoff)
 
     def service_account_kubeconfig(self) -> Path | None:
         """The credentials issued to this node for the pod's ServiceAccount (kubesim's stand-in for the
@@ -201,8 +232,9 @@ class PodWorker:
         env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
         container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
         try:
-            container = make_container(spec, netns=self.sandbox.netns, hostname=self.pod["metadata"]["name"],
-                                       log=container_log, env=env, credentials=self.service_account_kubeconfig())
+            container = self.kubelet.containers(spec, netns=self.sandbox.netns,
+                                                hostname=self.pod["metadata"]["name"], log=container_log, env=env,
+                                                credentials=self.service_account_kubeconfig())
             await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)
@@ -232,14 +264,17 @@ class PodWorker:
             return
         state.ready = False
         code = container.exit_code or 0
-        state.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                 "startedAt": container.started_at, "finishedAt": container.finished_at}
         self.changed.set()
         policy = self.pod["spec"].get("restartPolicy", "Always")
         if policy == "Always" or (policy == "OnFailure" and code != 0):
+            # lastState is the termination before a restart; a container that stays terminated shows it
+            # as its state, with lastState empty (as upstream's kubelet reports it).
+            state.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                     "startedAt": container.started_at, "finishedAt": container.finished_at}
             await self._restart_later(state)
         elif all(s.container is None or not s.container.running for s in self.containers.values()):
-            failed = any((s.last_terminated or {}).get("exitCode", 0) != 0 for s in self.containers.values())
+            failed = any((s.container is not None and (s.container.exit_code or 0) != 0)
+                         or (s.last_terminated or {}).get("exitCode", 0) != 0 for s in self.containers.values())
             self.phase = "Failed" if failed else "Succeeded"
             self.changed.set()
 
@@ -250,27 +285,38 @@ class PodWorker:
                                              f"pod={self.pod['metadata']['name']}")
         self.changed.set()
         await self.event("BackOff", "Back-off restarting failed container", warning=True)
-        try:
-            await asyncio.wait_for(self.stopping.wait(), delay)
+        if await self._stopping_within(delay):
             return
-        except TimeoutError:
-            pass
         state.restart_count += 1
         await self._start_container(state)
+
+    async def _stopping_within(self, delay: float) -> bool:
+        """Wait DELAY seconds of the kubelet's clock, or less if the pod starts stopping: True then."""
+        if self.stopping.is_set():
+            return True
+        timer = asyncio.ensure_future(self.kubelet.clock.sleep(delay))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({timer, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            stop.cancel()
+        return self.stopping.is_set()
 
     async def _probe_loop(self, state: ContainerState, container: Container, kind: str) -> None:
         assert self.sandbox is not None
         probe = state.spec[kind]
-        await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+        clock = self.kubelet.clock
+        await clock.sleep(float(probe.get("initialDelaySeconds", 0)))
         successes = failures = 0
         success_threshold = int(probe.get("successThreshold", 1))
         failure_threshold = int(probe.get("failureThreshold", 3))
         while container.running and not self.stopping.is_set():
             if kind != "startupProbe" and not state.started:
-                await asyncio.sleep(0.2)
+                await clock.sleep(0.2)
                 continue
-            result: ProbeResult = await run_probe(probe, pod_ip=self.sandbox.ip, netns=self.sandbox.netns,
-                                                  container=state.spec)
+            result: ProbeResult = await self.kubelet.prober.run(kind, probe, pod=self.key, pod_ip=self.sandbox.ip,
+                                                                netns=self.sandbox.netns, container=state.spec)
             if result.ok:
                 successes, failures = successes + 1, 0
                 if successes >= success_threshold:
@@ -296,7 +342,7 @@ class PodWorker:
                         grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
                         await container.stop(grace)
                         return
-            await asyncio.sleep(float(probe.get("periodSeconds", 10)))
+            await clock.sleep(float(probe.get("periodSeconds", 10)))
 
     async def _teardown(self) -> None:
         grace = float(self.pod["metadata"].get("deletionGracePeriodSeconds")
@@ -407,12 +453,24 @@ class PodWorker:
 
 
 class Kubelet:
-    def __init__(self, client: Client, config: NodeConfig):
+    """One node's kubelet. Its side effects come through seams (habit 3), the real ones by default:
+    KERNEL makes sandboxes (netsim's LinuxKernel; FakeKernel in tests), CONTAINERS makes containers
+    (make_container), PROBER runs probes (NetworkProber), CLOCK paces back-offs, probes and heartbeats
+    (SystemClock). control.kubelet.fake has the fakes. A pod's status writes are paced on real time
+    (a 50 ms coalescing pause, retry back-off): they pace the API, not the pod, and must go on while a
+    test holds the fake clock still."""
+
+    def __init__(self, client: Client, config: NodeConfig, *, kernel: Kernel | None = None,
+                 containers: ContainerFactory | None = None, prober: Prober | None = None,
+                 clock: Clock | None = None):
         self.client = client
         self.config = config
         # pyroute2's synchronous sockets run an event loop of their own, which cannot nest in ours: all
         # netlink work happens on one thread of its own (LinuxKernel is not thread-safe either).
-        self.kernel = LinuxKernel()
+        self.kernel: Kernel = kernel if kernel is not None else LinuxKernel()
+        self.containers: ContainerFactory = containers if containers is not None else make_container
+        self.prober: Prober = prober if prober is not None else NetworkProber()
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
@@ -488,7 +546,7 @@ class Kubelet:
         """Renew the node's Lease every heartbeat period; post node status less often (upstream's
         node-status-report-frequency vs lease renew interval)."""
         cfg = self.config
-        last_status = time.monotonic()
+        last_status = self.clock.monotonic()
         while True:
             micro = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000000Z"
             lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -500,14 +558,14 @@ class Kubelet:
                     await self.client.patch(LEASES, cfg.name, {"spec": lease["spec"]}, namespace="kube-node-lease")
                 except NotFound:
                     await self.client.create(LEASES, lease, namespace="kube-node-lease")
-                if time.monotonic() - last_status >= cfg.status_period:
+                if self.clock.monotonic() - last_status >= cfg.status_period:
                     await self.client.patch(NODES, cfg.name, {"status": self.node_status()}, subresource="status")
-                    last_status = time.monotonic()
+                    last_status = self.clock.monotonic()
             except (ApiError, OSError) as exc:
                 log.warning("heartbeat failed: %s", exc)
             except Exception as exc:  # connection trouble: keep beating
                 log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(cfg.heartbeat_period)
+            await self.clock.sleep(cfg.heartbeat_period)
 
     # -- pods -----------------------------------------------------------------------------------------
 
@@ -534,9 +592,12 @@ class Kubelet:
             worker.stopping.set()
 
     async def _run_worker(self, worker: PodWorker) -> None:
-        await worker.run()
-        self.workers.pop(worker.uid, None)
-        await self._finish(worker.pod)
+        # The worker stays listed until its pod is finished, so that a kubelet stopping cancels that too.
+        try:
+            await worker.run()
+            await self._finish(worker.pod)
+        finally:
+            self.workers.pop(worker.uid, None)
 
     async def _finish(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -579,6 +640,8 @@ class Kubelet:
             for worker in list(self.workers.values()):
                 if worker.task:
                     worker.task.cancel()
+            for task in list(self._background):
+                task.cancel()
             await self.netlink(self.kernel.close)
             self._netlink_thread.shutdown()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from netsim import namespaces
 
@@ -94,6 +94,22 @@ async def _exec(command: list[str], netns: str, timeout: float) -> ProbeResult:
     if process.returncode == 0:
         return ProbeResult(True)
     return ProbeResult(False, f"command exited {process.returncode}: {output.decode(errors='replace')[:200]}")
+
+
+class Prober(Protocol):
+    """The probe seam: runs one probe of KIND (readinessProbe, livenessProbe, startupProbe) of a container
+    of POD ("namespace/name") and says how it went."""
+
+    async def run(self, kind: str, probe: dict[str, Any], *, pod: str, pod_ip: str, netns: str,
+                  container: dict[str, Any]) -> ProbeResult: ...
+
+
+class NetworkProber:
+    """The real prober: HTTP and TCP to the pod's address, exec in its namespace (run_probe)."""
+
+    async def run(self, kind: str, probe: dict[str, Any], *, pod: str, pod_ip: str, netns: str,
+                  container: dict[str, Any]) -> ProbeResult:
+        return await run_probe(probe, pod_ip=pod_ip, netns=netns, container=container)
 
 
 def probe_errors(container: dict[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from netsim import namespaces
@@ -352,6 +352,14 @@ def _repository(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
     return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+class ContainerFactory(Protocol):
+    """The container seam: makes (not yet starts) the container SPEC describes, in the pod namespace
+    NETNS. make_container is the real one; control.kubelet.fake.FakeContainers records instead."""
+
+    def __call__(self, spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,
+                 env: dict[str, str], credentials: Path | None = None) -> Container: ...
 
 
 def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,

@@ -1,5 +1,5 @@
 """A kubelet with one pod on it, its logs on disk beside a log that is not the pod's, for the kubelet
-API's security tests. No kernel work: the pod's worker is made, not started."""
+API's security tests. No kernel work: the pod's worker is made, not started, on a FakeKernel."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from control.client import Client
 from control.kubelet.agent import Kubelet, NodeConfig, PodWorker
+from netsim.fake import FakeKernel
 
 SECRET = b"apiserver log: not for pods to read\n"
 POD_LOG = b"hello from the pod\n"
@@ -28,7 +29,7 @@ def kubelet_with_pod(state: Path) -> KubeletWithPod:
     secret.write_bytes(SECRET)
     config = NodeConfig(name="node-a", cluster="sec", address="127.0.0.1", pod_cidr="10.244.1.0/24",
                         state_dir=state / "kubelet" / "node-a")
-    kubelet = Kubelet(Client("https://127.0.0.1:1"), config)
+    kubelet = Kubelet(Client("https://127.0.0.1:1"), config, kernel=FakeKernel())
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default", "uid": "u-1"},
            "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "pause"}]}}
     worker = PodWorker(kubelet, pod)

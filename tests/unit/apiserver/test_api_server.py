@@ -332,6 +332,12 @@ def test_graceful_pod_deletion_and_finalizers(tmp_path: Path) -> None:
         graceful = await (await client.delete(f"{url}/bound", headers=ADMIN)).json()
         assert graceful["metadata"]["deletionGracePeriodSeconds"] == 30 and graceful["metadata"]["deletionTimestamp"]
         assert (await client.get(f"{url}/bound", headers=ADMIN)).status == 200  # the kubelet finishes it
+        # The kubelet reports the containers stopping: the pod stays until its grace-0 delete.
+        status = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}
+        patched = await client.patch(f"{url}/bound/status", headers={
+            **ADMIN, "Content-Type": "application/merge-patch+json"}, json=status)
+        assert patched.status == 200
+        assert (await client.get(f"{url}/bound", headers=ADMIN)).status == 200
         await client.delete(f"{url}/bound", headers=ADMIN, json={"gracePeriodSeconds": 0})
         assert (await client.get(f"{url}/bound", headers=ADMIN)).status == 404
         await client.delete(f"{url}/unbound", headers=ADMIN)
