@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from controllers_kit import cluster, eventually, run
 
-from control.client import SERVICES, Client
+from control.client import EVENTS, SERVICES, Client
 from control.controllers import Pool, parse_pool
 
 
@@ -36,14 +36,18 @@ def test_lb_ips_assigned_from_the_pool_and_released(tmp_path: Path) -> None:
             await admin.create(SERVICES, lb("c"), namespace="default")
             await admin.create(SERVICES, {"metadata": {"name": "plain"}, "spec": {"ports": [{"port": 80}]}},
                                namespace="default")
-            # The pool is exhausted: c waits; a ClusterIP service never gets one.
-            import asyncio
-            await asyncio.sleep(0.3)
+            # The pool is exhausted: c waits (the controller says so, then c still has none).
+            async def c_refused() -> bool:
+                events = (await admin.list(EVENTS, namespace="default"))["items"]
+                return any(e["reason"] == "AllocationFailed" and e["involvedObject"]["name"] == "c" for e in events)
+
+            await eventually(c_refused, what="c's AllocationFailed event")
             assert await ingress(admin, "c") == []
-            assert await ingress(admin, "plain") == []
 
             await admin.delete(SERVICES, "a", namespace="default")
             await eventually(lambda: has("c", "172.18.255.200"), what="c gets a's address")
+            # The controller has handled everything created before: a ClusterIP service never gets one.
+            assert await ingress(admin, "plain") == []
 
             # b turns ClusterIP: its address goes back and its status is cleared.
             svc_b = await admin.get(SERVICES, "b", namespace="default")

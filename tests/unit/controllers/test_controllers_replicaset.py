@@ -57,9 +57,17 @@ def test_replicaset_creates_scales_and_reports_status(tmp_path: Path) -> None:
                 return s.get("replicas") == 8 and s.get("observedGeneration") == 3 and s.get("readyReplicas") == 2
 
             await eventually(observed, what="status 8")
-            # Stays at 8: no double creation while the informer catches up.
-            import asyncio
-            await asyncio.sleep(0.5)
+            # Stays at 8, no double creation while the informer catches up: a new generation makes the
+            # controller sync again, and its status for that generation counts the pods it then saw.
+            await admin.patch(REPLICA_SETS, "web", {"spec": {"minReadySeconds": 0}}, namespace="default")
+
+            async def resynced() -> bool:
+                s = (await admin.get(REPLICA_SETS, "web", namespace="default")).get("status") or {}
+                return s.get("observedGeneration") == 4
+
+            await eventually(resynced, what="the controller's sync of generation 4")
+            status = (await admin.get(REPLICA_SETS, "web", namespace="default"))["status"]
+            assert status["replicas"] == 8
             assert len(await pods_of(admin, selector="app=web")) == 8
 
             events = (await admin.list(EVENTS, namespace="default"))["items"]
