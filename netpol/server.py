@@ -187,8 +187,9 @@ class NetpolAgent:
         self.metrics.rules.set(rules)
         for direction, count in isolated.items():
             self.metrics.isolated.labels(direction=direction.lower()).set(count)
-        log.info("synced (iptables): %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, "
-                 "in %.1f ms", policies, len(local), isolated["Ingress"], isolated["Egress"], rules, elapsed * 1000)
+        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, "
+                 "in iptables mode, in %.1f ms", policies, len(local), isolated["Ingress"], isolated["Egress"], rules,
+                 elapsed * 1000)
 
     def _queue(self, *_: object) -> None:
         self.runner.run()
