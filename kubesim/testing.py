@@ -338,6 +338,7 @@ class Cluster:
 
     def _resolve(self, src: str, ns: str, name: str) -> str:
         """NAME's A record from the cluster DNS, queried from inside NS with the search path a pod there has."""
+        import dns.exception
         import dns.message
         import dns.query
         import dns.rcode
@@ -368,10 +369,17 @@ class Cluster:
                 candidates.append(bare)
         with namespaces.entered(ns):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # dnspython reads first and waits only on BlockingIOError: a blocking socket whose answer was
+        # lost (a Service not yet programmed) would wait forever instead of timing out.
+        sock.setblocking(False)
         try:
             for candidate in candidates:
                 query = dns.message.make_query(candidate + ".", dns.rdatatype.A)
-                reply = dns.query.udp(query, server, timeout=2.0, sock=sock)
+                try:
+                    reply = dns.query.udp(query, server, timeout=2.0, sock=sock)
+                except dns.exception.Timeout:
+                    raise KubesimError(f"no answer from the cluster DNS at {server} for {candidate!r} "
+                                       "within 2 s") from None
                 if reply.rcode() == dns.rcode.NOERROR:
                     for rrset in reply.answer:
                         if rrset.rdtype == dns.rdatatype.A:

@@ -24,7 +24,7 @@ def test_the_shipped_example_tests_pass_from_outside_the_repository(tmp_path: Pa
     env = {**os.environ, "KUBESIM_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0",
                            "--kubesim-name", NAME], cwd=tests, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+                          timeout=300, check=False)
     print(done.stdout[-4000:])  # the durations of each check, for whoever reads the log
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-4000:]
     passed = re.search(r"(\d+) passed", done.stdout)
