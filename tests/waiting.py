@@ -7,6 +7,7 @@ How fast something happens is a benchmark's question (bench/), not a test's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -48,3 +49,14 @@ def eventually(produce: Callable[[], T], timeout: float = 30, interval: float = 
         except Exception as error:  # a broken report must not hide the timeout it explains
             report += f"\n(describing the state failed: {error!r})"
     raise WaitTimeout(report)
+
+
+async def wait_until_async(predicate: Callable[[], object], message: str, timeout: float = 30,
+                           interval: float = 0.01) -> None:
+    """wait_until for a test running on an event loop: polls without blocking the loop, so the code under
+    test (a runner, a server) keeps running between polls."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting: {message}")
+        await asyncio.sleep(interval)

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
 from firewall.bounded_frequency import BoundedFrequencyRunner
-
-
-async def _eventually(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Wait until CONDITION holds; TIMEOUT only guards against a hang, it is no claim about speed."""
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
+from tests.waiting import wait_until_async
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:
@@ -44,11 +32,11 @@ def test_runner_coalesces_requests_and_bounds_frequency() -> None:
         runner = BoundedFrequencyRunner(sync, min_interval=0.2, max_interval=3600, burst=1, clock=loop.time)
         task = loop.create_task(runner.loop())
         runner.run()
-        await _eventually(lambda: len(calls) == 1, "the first sync")
+        await wait_until_async(lambda: len(calls) == 1, "the first sync")
         for _ in range(20):
             runner.run()  # a storm of changes while a sync runs...
         release.set()
-        await _eventually(lambda: len(calls) == 2, "the sync the storm asked for")
+        await wait_until_async(lambda: len(calls) == 2, "the sync the storm asked for")
         assert runner.runs == 2 and pending_during == [False, False]  # ...is one more sync, nothing queued
         # The token bucket's guarantee (burst 1): a sync starts no sooner than min_interval after the
         # last, whatever the load; asyncio may wake a timer up to its clock resolution early.
@@ -72,7 +60,7 @@ def test_runner_retries_a_failed_sync_by_itself() -> None:
         runner = BoundedFrequencyRunner(flaky, min_interval=0.01, max_interval=3600, retry_interval=0.05)
         task = asyncio.get_running_loop().create_task(runner.loop())
         runner.run()
-        await _eventually(lambda: attempts == 2, "the failed sync retried")
+        await wait_until_async(lambda: attempts == 2, "the failed sync retried")
         await _stopped(task)
 
     asyncio.run(main())
@@ -88,7 +76,7 @@ def test_runner_syncs_periodically_without_being_asked() -> None:
 
         runner = BoundedFrequencyRunner(sync, min_interval=0.01, max_interval=0.05)
         task = asyncio.get_running_loop().create_task(runner.loop())
-        await _eventually(lambda: attempts >= 2, "two periodic syncs nobody asked for")
+        await wait_until_async(lambda: attempts >= 2, "two periodic syncs nobody asked for")
         await _stopped(task)
 
     asyncio.run(main())

@@ -4,9 +4,7 @@ apiserver (the harness) writing into the in-memory nftables."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +16,7 @@ from proxy.nftables.backend import NftablesBackend
 from proxy.plan import NodeContext, plan
 from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup, run_conntrack
 from tests.harness import local_apiserver
-
-
-async def _eventually(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Wait until CONDITION holds; TIMEOUT only guards against a hang, it is no claim about speed."""
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
-
-
-async def _stopped(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+from tests.waiting import wait_until_async
 
 
 def _service(name: str, protocol: str = "UDP") -> dict[str, Any]:
@@ -158,14 +139,15 @@ def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_
                                  conntrack=lambda argv: deleted.append((argv, threading.get_ident())))
             task = asyncio.get_running_loop().create_task(server.run())
             try:
-                await _eventually(lambda: server.applied is not None, "the first sync")
+                await wait_until_async(lambda: server.applied is not None, "the first sync")
                 loop_thread = threading.get_ident()
                 slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
                 slice_obj["endpoints"] = [e for e in slice_obj["endpoints"] if e["addresses"] == ["10.244.1.5"]]
                 await admin.update(ENDPOINT_SLICES, slice_obj)
                 gone = ["conntrack", "-D", "-p", "udp", "--orig-dst", "10.96.0.53", "--orig-port-dst", "53",
                         "--reply-src", "10.244.2.6"]
-                await _eventually(lambda: any(argv == gone for argv, _ in deleted), "the removed endpoint's flows go")
+                await wait_until_async(lambda: any(argv == gone for argv, _ in deleted),
+                                       "the removed endpoint's flows go")
                 assert backend.threads and loop_thread not in backend.threads
                 assert all(thread != loop_thread for _, thread in deleted)
             finally:
