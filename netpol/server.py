@@ -17,7 +17,7 @@ import contextlib
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +30,7 @@ from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol import iptables, nftables
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
-from netpol.model import ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
+from netpol.model import Direction, ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
 from netpol.nftables import Plan, Planner, delta_transaction, full_transaction
 
 log = logging.getLogger("kube-network-policies")
@@ -150,18 +150,8 @@ class NetpolAgent:
         if full:
             self.last_full = start
         self.applied = plan
-        elapsed = time.monotonic() - start
-        self.last_synced = time.time()
-        rules, policies = plan.rules, len(self.planner.index.policies)
-        self.metrics.sync_duration.observe(elapsed)
-        self.metrics.policies.set(policies)
-        self.metrics.rules.set(rules)
-        for direction in ("Ingress", "Egress"):
-            self.metrics.isolated.labels(direction=direction.lower()).set(plan.isolated.get(direction, 0))
-        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules; %s, "
-                 "%d bytes to nft, in %.1f ms", policies, len(self.planner.index.isolation),
-                 plan.isolated.get("Ingress", 0), plan.isolated.get("Egress", 0), rules,
-                 "the whole table" if full else "changes only", len(transaction), elapsed * 1000)
+        self._synced(start, len(self.planner.index.policies), len(self.planner.index.isolation), plan.isolated,
+                     plan.rules, f"{'the whole table' if full else 'changes only'}, {len(transaction)} bytes to nft")
 
     async def _sync_iptables(self) -> None:
         """iptables mode renders the node's whole ruleset each time and restores it when it changed
@@ -177,19 +167,25 @@ class NetpolAgent:
                 self.applied_text = ""
                 raise
             self.applied_text = transaction
+        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
+        isolated: dict[Direction, int] = {d: sum(1 for p in local if view.isolating(p, d))
+                                          for d in ("Ingress", "Egress")}
+        self._synced(start, len(view.policies), len(local), isolated,  # type: ignore[arg-type]
+                     transaction.count(iptables.RULE_MARKER), "in iptables mode")
+
+    def _synced(self, start: float, policies: int, local_pods: int, isolated: Mapping[Direction, int], rules: int,
+                how: str) -> None:
+        """A sync landed: the health check, the metrics and the log line, the same in both modes."""
         elapsed = time.monotonic() - start
         self.last_synced = time.time()
-        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
-        isolated = {d: sum(1 for p in local if view.isolating(p, d)) for d in ("Ingress", "Egress")}
-        rules, policies = transaction.count(iptables.RULE_MARKER), len(view.policies)  # type: ignore[arg-type]
         self.metrics.sync_duration.observe(elapsed)
         self.metrics.policies.set(policies)
         self.metrics.rules.set(rules)
-        for direction, count in isolated.items():
-            self.metrics.isolated.labels(direction=direction.lower()).set(count)
-        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules, "
-                 "in iptables mode, in %.1f ms", policies, len(local), isolated["Ingress"], isolated["Egress"], rules,
-                 elapsed * 1000)
+        for direction in ("Ingress", "Egress"):
+            self.metrics.isolated.labels(direction=direction.lower()).set(isolated.get(direction, 0))
+        log.info("synced: %d policies, %d local pods, %d isolated for ingress, %d for egress, %d rules; %s, "
+                 "in %.1f ms", policies, local_pods, isolated.get("Ingress", 0), isolated.get("Egress", 0), rules,
+                 how, elapsed * 1000)
 
     def _queue(self, *_: object) -> None:
         self.runner.run()
