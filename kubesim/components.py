@@ -415,10 +415,12 @@ def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:
 def apply_manifests(state: ClusterState, paths: list[Path]) -> list[str]:
     """Create (or, if they exist, replace) the objects of the manifest files, in order: what `kubectl
     apply -f` does for new objects, for machines without kubectl. Returns "kind/name created|configured"."""
-    documents: list[Any] = []
-    for path in paths:
-        documents += [(str(path), doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return apply_documents(state, documents)
+    return apply_documents(state, [pair for path in paths for pair in manifest_documents(path)])
+
+
+def manifest_documents(path: Path) -> list[tuple[str, Any]]:
+    """The non-empty YAML documents of the manifest file PATH, each with where it came from."""
+    return [(str(path), doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 def apply_documents(state: ClusterState, documents: list[tuple[str, Any]]) -> list[str]:

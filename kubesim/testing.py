@@ -196,8 +196,7 @@ class Cluster:
         for manifest in manifests:
             if isinstance(manifest, Path) or (isinstance(manifest, str) and "\n" not in manifest
                                               and manifest.endswith((".yaml", ".yml", ".json"))):
-                path = Path(manifest)
-                documents += [(str(path), doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+                documents += components.manifest_documents(Path(manifest))
             elif isinstance(manifest, str):
                 documents += [("the manifest text", doc) for doc in yaml.safe_load_all(manifest) if doc]
             elif isinstance(manifest, dict):
