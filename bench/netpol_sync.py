@@ -116,8 +116,14 @@ class TimedBackend:
         self.bytes = 0
 
     def apply(self, transaction: str) -> None:
+        self._timed(self.inner.apply, transaction)
+
+    def apply_changes(self, transaction: str) -> None:  # iptables mode's deltas
+        self._timed(self.inner.apply_changes, transaction)
+
+    def _timed(self, apply: Any, transaction: str) -> None:
         start = time.perf_counter()
-        self.inner.apply(transaction)
+        apply(transaction)
         self.apply_ms, self.bytes = (time.perf_counter() - start) * 1000, len(transaction)
 
 
