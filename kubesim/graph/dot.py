@@ -48,6 +48,9 @@ def render(graph: Graph) -> str:
             attrs.append(f"label={quote(edge.label)}")
         if edge.kind == "endpoint":
             attrs.append("dir=forward")
+        if edge.kind in ("endpoint", "vxlan"):
+            # Cross links: ranking by them would pull pods and nodes out of the fabric -> node -> pod tree.
+            attrs.append("constraint=false")
         lines.append(f"  {ids[edge.a]} -- {ids[edge.b]} [{', '.join(attrs)}];")
     lines += [f"  // {' '.join(note.split())}" for note in graph.notes]
     lines.append("}")

@@ -17,7 +17,7 @@ CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 svg text { font-family: "DejaVu Sans Mono", monospace; font-size: 12px; }
 svg .detail { fill: #555; }
-svg .group-title { font-weight: bold; }
+svg .group-title { font-weight: bold; paint-order: stroke; stroke: #fbfbfb; stroke-width: 4px; }
 svg .edge-label { font-size: 10px; fill: #666; }
 svg g.vertex:hover rect { stroke-width: 3; }
 svg path.endpoint:hover { stroke-width: 3; opacity: 1; }
@@ -53,16 +53,22 @@ def svg(graph: Graph) -> str:
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>']
     for group in graph.groups:
         box = placed.groups[group.id]
-        title = " · ".join((group.label, *group.details))
-        parts.append(f'<g class="group {group.kind}" data-id="{escape(group.id)}">'
-                     f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}" rx="8" '
-                     'fill="#fbfbfb" stroke="#999" stroke-dasharray="4 3"/>'
-                     f'<text class="group-title" x="{box.x + PAD:.1f}" y="{box.y + 17:.1f}">{escape(title)}</text></g>')
+        parts.append(f'<rect class="group {group.kind}" data-id="{escape(group.id)}" x="{box.x:.1f}" y="{box.y:.1f}" '
+                     f'width="{box.w:.1f}" height="{box.h:.1f}" rx="8" fill="#fbfbfb" stroke="#999" '
+                     'stroke-dasharray="4 3"/>')
     endpoint_colour: dict[str, str] = {}
     for vertex in graph.vertices:
         if vertex.kind == "service":
             endpoint_colour[vertex.id] = ENDPOINT_COLOURS[len(endpoint_colour) % len(ENDPOINT_COLOURS)]
-    parts += [_edge(edge, placed, endpoint_colour) for edge in graph.edges]
+    # A tunnel between nodes N columns apart runs at its own height, so the tunnels crossing a gap between
+    # two columns are told apart.
+    tunnel_ends = [v.id for v in graph.vertices if v.kind == "vxlan"]
+    hops = {(e.a, e.b): abs(tunnel_ends.index(e.a) - tunnel_ends.index(e.b)) for e in graph.edges if e.kind == "vxlan"}
+    parts += [_edge(edge, placed, endpoint_colour, hops.get((edge.a, edge.b), 1)) for edge in graph.edges]
+    for group in graph.groups:  # over the links that pass them, on a halo so they stay readable
+        box = placed.groups[group.id]
+        title = " · ".join((group.label, *group.details))
+        parts.append(f'<text class="group-title" x="{box.x + PAD:.1f}" y="{box.y + 17:.1f}">{escape(title)}</text>')
     extra = extra_lines(graph)
     parts += [_vertex(vertex, placed.vertices[vertex.id], extra.get(vertex.id, ())) for vertex in graph.vertices]
     parts.append("</svg>")
@@ -83,16 +89,17 @@ def _vertex(vertex: Vertex, box: Box, extra: tuple[str, ...]) -> str:
             f'stroke="{stroke}" stroke-width="1.5"/><text>{"".join(lines)}</text></g>')
 
 
-def _edge(edge: Edge, placed: Layout, endpoint_colour: dict[str, str]) -> str:
+def _edge(edge: Edge, placed: Layout, endpoint_colour: dict[str, str], hops: int) -> str:
     a, b = placed.vertices[edge.a], placed.vertices[edge.b]
     colour, dash, marker, label_at = "#777", "", "", None
-    if edge.kind == "veth" and edge.b == "fabric":
-        if a.y > b.y:  # a node under the fabric bar
-            d = f"M{a.cx:.1f},{a.y:.1f} V{b.bottom:.1f}"
-            label_at = (a.cx + 4, b.bottom + 14)
+    if edge.kind == "veth" and "fabric" in (edge.a, edge.b):
+        member, fabric = (b, a) if edge.a == "fabric" else (a, b)
+        if member.y > fabric.y:  # a node under the fabric bar
+            d = f"M{member.cx:.1f},{member.y:.1f} V{fabric.bottom:.1f}"
+            label_at = (member.cx + 4, fabric.bottom + 14)
         else:  # the root namespace or an external host above it
-            d = f"M{a.cx:.1f},{a.bottom:.1f} V{b.y:.1f}"
-            label_at = (a.cx + 4, (a.bottom + b.y) / 2 + 4)
+            d = f"M{member.cx:.1f},{member.bottom:.1f} V{fabric.y:.1f}"
+            label_at = (member.cx + 4, (member.bottom + fabric.y) / 2 + 4)
     elif edge.kind == "veth":  # a pod on its node's bridge: a trunk down the bridge's left side
         trunk = a.x + 12
         d = f"M{trunk:.1f},{a.bottom:.1f} V{b.y + b.h / 2:.1f} H{b.x:.1f}"
@@ -104,11 +111,10 @@ def _edge(edge: Edge, placed: Layout, endpoint_colour: dict[str, str]) -> str:
             side = max(a.right, b.right) + 5
             d = (f"M{a.right:.1f},{a.y + a.h / 2:.1f} H{side:.1f} V{b.y + b.h / 2:.1f} H{b.right:.1f}")
         dash = ' stroke-dasharray="2 3"' if edge.kind == "host-network" else ""
-    elif edge.kind == "vxlan":
+    elif edge.kind == "vxlan":  # straight across, under the tunnel ends of the columns in between
         left, right = (a, b) if a.x <= b.x else (b, a)
-        lift = 20 + (right.x - left.x) * 0.08
-        d = (f"M{left.right:.1f},{left.y + 6:.1f} Q{(left.right + right.x) / 2:.1f},{left.y - lift:.1f} "
-             f"{right.x:.1f},{right.y + 6:.1f}")
+        y = left.y + 8 + ((hops - 1) % 6) * 5
+        d = f"M{left.right:.1f},{y:.1f} H{right.x:.1f}"
         colour, dash = COLOURS["vxlan"][1], ' stroke-dasharray="6 4"'
     else:  # a Service's endpoint
         colour, dash, marker = endpoint_colour.get(edge.a, "#ef6c00"), ' stroke-dasharray="5 3"', \

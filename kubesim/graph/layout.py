@@ -89,6 +89,9 @@ def layout(graph: Graph) -> Layout:
     fabric_y: float = MARGIN + (top_height + GAP if top_row else 0)
     fabric_h = 2 * LINE_HEIGHT + 2 * PAD
     columns_y = fabric_y + fabric_h + 2 * GAP
+    # A link to the fabric is labelled right of its middle: the page and the top row leave room for that.
+    link_labels = {e.b if e.a == "fabric" else e.a: e.label for e in graph.edges if "fabric" in (e.a, e.b)}
+    labels_right: float = 0
     x: float = MARGIN
     columns_bottom = columns_y
     for group in (g for g in graph.groups if g.kind in ("node", "unscheduled")):
@@ -103,13 +106,15 @@ def layout(graph: Graph) -> Layout:
             w, h = _size(vertex)
             indent = INDENT if vertex.kind == "pod" and group.kind == "node" else 0
             boxes[vertex.id] = Box(x + PAD + indent, y, width - 2 * PAD - indent, h)
+            if vertex.id in link_labels:
+                label_end = boxes[vertex.id].cx + 4 + len(link_labels[vertex.id]) * EDGE_CHAR_WIDTH
+                labels_right = max(labels_right, label_end)
             y += h + GAP / 2
         group_boxes[group.id] = Box(x, columns_y, width, y - columns_y + PAD)
         columns_bottom = max(columns_bottom, y + PAD)
         x += width + GAP
 
-    # Row 1, left to right, each box leaving room for its link's label (drawn right of the link's middle).
-    link_labels = {e.a: e.label for e in graph.edges if e.b == "fabric"}
+    # Row 1, left to right.
     tx: float = MARGIN
     for vertex in top_row:
         w, h = _size(vertex)
@@ -118,7 +123,7 @@ def layout(graph: Graph) -> Layout:
 
     # Row 4: the Services in a grid of equal cells, as many to a row as the page holds.
     services_y = columns_bottom + GAP
-    page_width = max(x - GAP, tx - GAP, MARGIN + 400) + MARGIN
+    page_width = max(x - GAP, tx - GAP, labels_right, MARGIN + 400) + MARGIN
     bottom = columns_bottom
     for group in (g for g in graph.groups if g.kind == "services"):
         members = graph.in_group(group.id)

@@ -148,7 +148,9 @@ def build(facts: dict[str, Any]) -> Graph:
         vertices.append(Vertex(node_id, "node", name,
                                (f"{names.NODE_UPLINK} {address}",) if address else (),
                                group))
-        edges.append(Edge(node_id, "fabric", "veth", f"{names.NODE_UPLINK} ↔ {names.fabric_port(name)}"))
+        # Fabric first: renderers that rank by edge direction (Graphviz, Mermaid) then draw the switch
+        # above what hangs off it.
+        edges.append(Edge("fabric", node_id, "veth", f"{names.fabric_port(name)} ↔ {names.NODE_UPLINK}"))
         bridge_details = [f"pods {pod_cidr}"] if pod_cidr else []
         vertices.append(Vertex(f"bridge:{name}", "bridge", names.NODE_BRIDGE, tuple(bridge_details), group))
         edges.append(Edge(node_id, f"bridge:{name}", "forward", "ip_forward"))
@@ -171,7 +173,7 @@ def build(facts: dict[str, Any]) -> Graph:
             address_owner[address] = f"external:{name}"
         vertices.append(Vertex(f"external:{name}", "external", name,
                                tuple(d for d in ("external host", f"{names.NODE_UPLINK} {address}".strip()) if d)))
-        edges.append(Edge(f"external:{name}", "fabric", "veth", f"{names.NODE_UPLINK} ↔ {names.fabric_port(name)}"))
+        edges.append(Edge("fabric", f"external:{name}", "veth", f"{names.fabric_port(name)} ↔ {names.NODE_UPLINK}"))
 
     pod_ids: dict[str, str] = {}
     pod_by_ip: dict[str, str] = {}

@@ -43,8 +43,8 @@ def test_links_are_the_ones_netsim_builds() -> None:
     graph = build(facts())
     veths = edges(graph, "veth")
     assert ("host", "fabric", "ksim-abcdef ↔ host0") in veths
-    assert ("node:worker-1", "fabric", f"eth0 ↔ {names.fabric_port('worker-1')}") in veths
-    assert ("external:client", "fabric", "eth0 ↔ p-client") in veths
+    assert ("fabric", "node:worker-1", f"{names.fabric_port('worker-1')} ↔ eth0") in veths
+    assert ("fabric", "external:client", "p-client ↔ eth0") in veths
     # A pod's node end is named from its uid, as the kubelet's sandbox names it.
     assert ("bridge:worker-1", "pod:default/echo-7d9f-abcde", f"{names.pod_host_veth('u-1')} ↔ eth0") in veths
     assert ("node:worker-2", "pod:kube-system/node-agent-w2", "hostNetwork") in edges(graph, "host-network")
