@@ -14,7 +14,7 @@ from typing import Any
 from kubesim import components
 from kubesim.errors import StateError
 from kubesim.state import ClusterState
-from netsim import names
+from netsim import names, namespaces
 
 
 def gather(name: str, *, root: Path | None = None) -> dict[str, Any]:
@@ -25,13 +25,16 @@ def gather(name: str, *, root: Path | None = None) -> dict[str, Any]:
     if topology is None:
         raise StateError(f"cluster {name!r} does not exist; bring it up with `kubesim up`")
     net = topology.network
+    # What the kernel holds, beside what was recorded: a node namespace lost in a crash, or a pod the API
+    # lists whose sandbox is gone, is drawn as such instead of as a healthy box.
+    present = set(namespaces.list_names())
     facts: dict[str, Any] = {
         "cluster": name,
         "mode": net.mode,
         "network": {"nodeCIDR": net.node_cidr, "clusterCIDR": net.cluster_cidr, "serviceCIDR": net.service_cidr,
                     "hostAddress": net.host_address, "hostLink": names.host_link(name)},
-        "nodes": [{"name": n.name, "role": n.role, "address": n.address, "podCIDR": n.pod_cidr}
-                  for n in topology.nodes],
+        "nodes": [{"name": n.name, "role": n.role, "address": n.address, "podCIDR": n.pod_cidr,
+                   "present": names.node_ns(name, n.name) in present} for n in topology.nodes],
         "externalHosts": [{"name": h.name, "address": h.address} for h in topology.external_hosts],
         "pods": [],
         "services": [],
@@ -41,13 +44,18 @@ def gather(name: str, *, root: Path | None = None) -> dict[str, Any]:
     if not kubeconfig.exists():
         facts["notes"].append("this cluster runs no control plane (--network-only): no pods or Services to show")
         return facts
+    from control.client import KubeClientError
+
     try:
         pods, services, slices = _read_api(kubeconfig)
-    except Exception as exc:  # an apiserver that is down still leaves a network worth drawing
+    except KubeClientError as exc:  # an apiserver that is down still leaves a network worth drawing
         facts["notes"].append(f"the apiserver did not answer ({type(exc).__name__}: {exc}); pods and Services "
                               "are not shown: `kubesim start apiserver` if it was stopped")
         return facts
     facts["pods"] = [pod_facts(p) for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    for pod in facts["pods"]:
+        if pod["node"] and not pod["hostNetwork"] and pod["uid"]:
+            pod["sandbox"] = names.pod_ns(name, pod["uid"]) in present
     facts["services"] = service_facts(services, slices)
     return facts
 

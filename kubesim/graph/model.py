@@ -6,9 +6,9 @@ writes by hand:
 
     {"cluster": "kubesim", "mode": "host-gw" | "vxlan",
      "network": {"nodeCIDR": ..., "serviceCIDR": ..., "hostAddress": ..., "hostLink": ...},   # optional
-     "nodes": [{"name", "role", "address", "podCIDR"}],
+     "nodes": [{"name", "role", "address", "podCIDR", "present"}],     # present: its namespace exists
      "externalHosts": [{"name", "address"}],                                                  # optional
-     "pods": [{"namespace", "name", "node", "ip", "uid", "hostNetwork", "phase"}],            # optional
+     "pods": [{"namespace", "name", "node", "ip", "uid", "hostNetwork", "phase", "sandbox"}], # optional
      "services": [{"namespace", "name", "type", "clusterIP", "externalName",
                    "ports": [{"port", "protocol", "targetPort"}],
                    "endpoints": [{"ip", "ready", "pod": "NAMESPACE/NAME" | None}]}],          # optional
@@ -145,9 +145,10 @@ def build(facts: dict[str, Any]) -> Graph:
         node_id = node_ids[name] = f"node:{name}"
         if address:
             address_owner[address] = node_id
-        vertices.append(Vertex(node_id, "node", name,
-                               (f"{names.NODE_UPLINK} {address}",) if address else (),
-                               group))
+        node_details = [f"{names.NODE_UPLINK} {address}"] if address else []
+        if _get(node, "present", where, bool, required=False) is False:
+            node_details.append("NAMESPACE MISSING")
+        vertices.append(Vertex(node_id, "node", name, tuple(node_details), group))
         # Fabric first: renderers that rank by edge direction (Graphviz, Mermaid) then draw the switch
         # above what hangs off it.
         edges.append(Edge("fabric", node_id, "veth", f"{names.fabric_port(name)} ↔ {names.NODE_UPLINK}"))
@@ -191,18 +192,21 @@ def build(facts: dict[str, Any]) -> Graph:
         uid = _text(pod, "uid", where, required=False)
         host_network = bool(_get(pod, "hostNetwork", where, bool, required=False))
         phase = _text(pod, "phase", where, required=False)
+        sandbox = _get(pod, "sandbox", where, bool, required=False)
         pod_id = pod_ids[key] = f"pod:{key}"
         if ip and not host_network:
             pod_by_ip[ip] = pod_id
         details = [namespace, ip or "no IP yet"]
         if phase and phase != "Running":
             details.append(phase)
+        if sandbox is False:
+            details.append("NO SANDBOX")
         if not node and not any(g.id == unscheduled for g in groups):
             groups.append(Group(unscheduled, "unscheduled", "not scheduled"))
         vertices.append(Vertex(pod_id, "pod", name, tuple(details), f"group:node/{node}" if node else unscheduled))
         if node and host_network:
             edges.append(Edge(node_ids[node], pod_id, "host-network", "hostNetwork"))
-        elif node and ip:
+        elif node and ip and sandbox is not False:
             veth = names.pod_host_veth(uid) if uid else "veth"
             edges.append(Edge(f"bridge:{node}", pod_id, "veth", f"{veth} ↔ {names.POD_IFACE}"))
 

@@ -267,6 +267,10 @@ def test_graph_names_every_node_and_pod(cluster: Cluster, tmp_path: Path) -> Non
     drawn = {(v["details"][0], v["label"]): v["details"][1] for v in vertices if v["kind"] == "pod"}
     assert {k: drawn.get(k) for k in pods} == {k: ip or "no IP yet" for k, ip in pods.items()}
     assert {v["label"] for v in vertices if v["kind"] == "node"} == {"control-plane", "worker-1", "worker-2"}
+    # The kernel holds what the API says: every node's namespace and every listed pod's sandbox.
+    assert all(n["present"] for n in found["facts"]["nodes"])
+    sandboxed = [p for p in found["facts"]["pods"] if (p["namespace"], p["name"]) in pods and not p["hostNetwork"]]
+    assert sandboxed and all(p["sandbox"] for p in sandboxed), sandboxed
     lb = cluster.get("svc", "lb")["spec"]["clusterIP"]
     assert next(v for v in vertices if v["id"] == "service:default/lb")["details"][1] == f"ClusterIP {lb}"
     assert {"service:default/kubernetes", "node:control-plane"} in [

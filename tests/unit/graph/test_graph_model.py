@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from kubesim.errors import GraphError
+from kubesim.errors import GraphError, StateError
 from kubesim.graph import build
 from kubesim.graph.facts import gather, pod_facts, service_facts
 from kubesim.graph.model import Graph
@@ -53,6 +54,17 @@ def test_links_are_the_ones_netsim_builds() -> None:
     assert {(a, b) for a, b, _ in edges(graph, "vxlan")} == {
         ("vxlan:control-plane", "vxlan:worker-1"), ("vxlan:control-plane", "vxlan:worker-2"),
         ("vxlan:worker-1", "vxlan:worker-2")}
+
+
+def test_what_the_kernel_lacks_is_drawn_as_missing() -> None:
+    sample = facts()
+    sample["nodes"][2]["present"] = False
+    sample["pods"][0]["sandbox"] = False
+    graph = build(sample)
+    assert graph.vertex("node:worker-2").details == ("eth0 172.18.0.4", "NAMESPACE MISSING")
+    assert graph.vertex("pod:default/echo-7d9f-abcde").details[-1] == "NO SANDBOX"
+    assert not [e for e in graph.edges if e.b == "pod:default/echo-7d9f-abcde" and e.kind == "veth"]
+    assert graph.vertex("node:worker-1").details == ("eth0 172.18.0.3",)
 
 
 def test_host_gw_has_no_tunnels_and_says_how_it_routes() -> None:
@@ -138,3 +150,20 @@ def test_gather_draws_a_network_only_cluster_from_its_recorded_topology(tmp_path
     assert found["network"]["hostLink"] == names.host_link("drawn")
     assert found["pods"] == [] and "no control plane" in found["notes"][0]
     assert {v.label for v in build(found).vertices if v.kind == "node"} == {n.name for n in topology.nodes}
+
+
+def test_gather_with_the_apiserver_down_draws_the_network_and_says_why(tmp_path: Path) -> None:
+    topology = load_topology(REPO / "topologies" / "two-node.yaml").with_name("quiet")
+    state = ClusterState("quiet", tmp_path)
+    with state.locked(create=True):
+        state.save_topology(topology)
+    # Nothing listens on port 1 of loopback: the connection is refused at once.
+    (state.dir / "kubeconfig").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
+    found = gather("quiet", root=tmp_path)
+    assert found["pods"] == [] and len(found["nodes"]) == 3
+    assert "the apiserver did not answer (ApiConnectionError" in found["notes"][0]
+    with pytest.raises(StateError, match="cluster 'nowhere' does not exist"):
+        gather("nowhere", root=tmp_path)
