@@ -578,6 +578,8 @@ def graph(name: str | None, fmt: str | None, html_file: Path | None, output: Pat
         model = drawing.build(facts)
     except (StateError, GraphError) as exc:
         _fail(str(exc), code=_exit_code(exc))
+    except PermissionError as exc:
+        _fail(f"cannot read {exc.filename}: kubesim's state directory is root's; run it with sudo")
     text = json.dumps({"facts": facts, "graph": model.to_dict()}, indent=2) + "\n" if as_json \
         else drawing.render(model, fmt or "mermaid")
     if output is None:

@@ -162,6 +162,16 @@ def test_graph_of_a_cluster_with_no_control_plane_is_its_network(state_root: Pat
     assert "no control plane" in found["facts"]["notes"][0]
 
 
+def test_graph_without_read_access_to_the_state_says_to_use_sudo(state_root: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(name: str, *, root: Path | None = None) -> dict[str, Any]:
+        raise PermissionError(13, "Permission denied", str(state_root / NAME / "topology.yaml"))
+
+    monkeypatch.setattr(graph_facts, "gather", refused)
+    done = invoke("graph")
+    assert done.exit_code == 1 and "kubesim's state directory is root's; run it with sudo" in done.output
+
+
 def test_graph_of_an_unknown_cluster_says_so(state_root: Path) -> None:
     done = invoke("graph", "--name", "nope")
     assert done.exit_code == 1 and "cluster 'nope' does not exist; bring it up with `kubesim up`" in done.output
