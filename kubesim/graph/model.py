@@ -184,6 +184,8 @@ def build(facts: dict[str, Any]) -> Graph:
         namespace = _text(pod, "namespace", where, required=False) or "default"
         name = _text(pod, "name", where)
         key = f"{namespace}/{name}"
+        if key in pod_ids:
+            raise GraphError(f"graph facts: {where} is pod {key} again; a pod's namespace/name is unique")
         node = _text(pod, "node", where, required=False)
         if node and node not in node_ids:
             raise GraphError(f"graph facts: {where}.node {node!r} (pod {key}) is not one of the nodes "
@@ -214,11 +216,15 @@ def build(facts: dict[str, Any]) -> Graph:
     if services:
         groups.append(Group("group:services", "services", "Services"))
     addresses: set[str] = set()
+    service_ids: set[str] = set()
     for i, svc in enumerate(services):
         where = f"facts.services[{i}]"
         namespace = _text(svc, "namespace", where, required=False) or "default"
         name = _text(svc, "name", where)
         svc_id = f"service:{namespace}/{name}"
+        if svc_id in service_ids:
+            raise GraphError(f"graph facts: {where} is Service {namespace}/{name} again; its namespace/name is unique")
+        service_ids.add(svc_id)
         kind = _text(svc, "type", where, required=False) or "ClusterIP"
         cluster_ip = _text(svc, "clusterIP", where, required=False)
         ports = [_port(p, f"{where}.ports[{j}]") for j, p in enumerate(_items(svc, "ports", where))]

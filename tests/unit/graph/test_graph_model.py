@@ -102,6 +102,8 @@ def test_a_cluster_without_api_objects_is_still_its_network() -> None:
     ({"nodes": [{"name": "a"}, {"name": "a"}]}, r"facts\.nodes\[1\]\.name 'a' names a node twice"),
     ({"pods": [{"name": "p", "node": "nowhere"}]}, r"facts\.pods\[0\]\.node 'nowhere' \(pod default/p\) is not one"),
     ({"pods": [{"name": "p", "hostNetwork": "yes"}]}, r"facts\.pods\[0\]\.hostNetwork must be a bool"),
+    ({"pods": [{"name": "p"}, {"name": "p", "namespace": "default"}]}, r"facts\.pods\[1\] is pod default/p again"),
+    ({"services": [{"name": "s"}, {"name": "s"}]}, r"facts\.services\[1\] is Service default/s again"),
     ({"services": [{"name": "s", "endpoints": [{"ready": True}]}]}, r"facts\.services\[0\]\.endpoints\[0\]\.ip"),
     ({"services": [{"name": "s", "ports": [{"port": True}]}]}, r"facts\.services\[0\]\.ports\[0\]\.port must be"),
 ])

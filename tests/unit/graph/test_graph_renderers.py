@@ -7,6 +7,8 @@ from html.parser import HTMLParser
 from itertools import combinations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubesim.graph import build, dot, layout, mermaid, render
 from kubesim.graph.layout import Box
@@ -158,3 +160,43 @@ def test_a_long_pod_name_widens_its_column_instead_of_being_cut() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="choose one of mermaid, dot, html"):
         render(build(facts()), "png")
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> dict[str, object]:
+    """Facts of any small shape: 1-5 nodes, 0-6 pods on each (some hostNetwork), a few unscheduled,
+    Services pointing at pods, nodes and addresses, with names of any DNS-label length."""
+    label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40)
+    node_names = draw(st.lists(label, min_size=1, max_size=5, unique=True))
+    pods = []
+    for n, node in enumerate(node_names):
+        for j, name in enumerate(draw(st.lists(label, max_size=6, unique=True))):
+            pods.append({"namespace": f"ns{n}", "name": name, "node": node, "ip": f"10.244.{n}.{j + 2}",
+                         "uid": f"{n}-{j}", "hostNetwork": draw(st.booleans())})
+    pods += [{"namespace": "pending", "name": name} for name in draw(st.lists(label, max_size=2, unique=True))]
+    targets = [p["ip"] for p in pods if "ip" in p] + ["172.18.0.2", "192.0.2.1", "192.0.2.2"]
+    services = [{"namespace": "default", "name": name, "clusterIP": "10.96.0.9",
+                 "endpoints": [{"ip": ip} for ip in draw(st.lists(st.sampled_from(targets), max_size=4))]}
+                for name in draw(st.lists(label, max_size=8, unique=True))]
+    return {"cluster": "any", "mode": draw(st.sampled_from(["vxlan", "host-gw"])),
+            "network": {"hostLink": "ksim-000000", "hostAddress": "172.18.0.1"},
+            "nodes": [{"name": name, "address": f"172.18.0.{i + 2}"} for i, name in enumerate(node_names)],
+            "externalHosts": [{"name": name} for name in draw(st.lists(label, max_size=2, unique=True))],
+            "pods": pods, "services": services}
+
+
+@settings(max_examples=60)
+@given(clusters())
+def test_any_cluster_lays_out_without_overlaps_and_draws_every_name(cluster: dict[str, object]) -> None:
+    graph = build(cluster)
+    placed = layout.layout(graph)
+    page = Box(0, 0, placed.width, placed.height)
+    for (a_id, a), (b_id, b) in combinations(placed.vertices.items(), 2):
+        assert not _overlap(a, b), (a_id, b_id)
+    for (a_id, a), (b_id, b) in combinations(placed.groups.items(), 2):
+        assert not _overlap(a, b), (a_id, b_id)
+    for vertex in graph.vertices:
+        box = placed.vertices[vertex.id]
+        assert _inside(box, page) and (vertex.group is None or _inside(box, placed.groups[vertex.group])), vertex.id
+    drawn = {v["id"] for v in parse(render(graph, "html")).vertices}
+    assert drawn == {v.id for v in graph.vertices}
