@@ -243,6 +243,18 @@ def admin_order(policies: Iterable[AdminPolicy]) -> tuple[AdminPolicy, ...]:
     return tuple(sorted((p for p in policies if p.tier == "admin"), key=lambda p: (p.priority, p.name)))
 
 
+def admin_selection(view: ClusterView, policy: AdminPolicy, direction: Direction) -> dict[tuple[int, int], list[Pod]]:
+    """`[(rule, peer)]` -> the pods each selector peer of POLICY's DIRECTION rules picks (hostNetwork
+    pods never: they are their node)."""
+    pods = [pod for pod in view.pods if not pod.host_network]
+    out: dict[tuple[int, int], list[Pod]] = {}
+    for i, rule in enumerate(policy.rules(direction)):
+        for j, peer in enumerate(rule.rule.peers or ()):
+            if not peer.broken and peer.ip_block is None:
+                out[(i, j)] = [pod for pod in pods if view.peer_matches(peer, _NO_POLICY, pod.ips[0], pod)]
+    return out
+
+
 def _not_a_pod(direction: Direction, ip: IPAddress) -> SideVerdict:
     return SideVerdict(direction, True, f"{ip} is not a pod's address: no policy applies to this side")
 
