@@ -147,7 +147,8 @@ def _rules(raw: Any, tier: Tier, direction: Direction, problems: list[str]) -> t
             problems.append(f"{where}: not an object; denies everything")
             out.append(AdminRule("", "Deny", _EVERYONE))
             continue
-        name = rule.get("name") if isinstance(rule.get("name"), str) else ""
+        raw_name = rule.get("name")
+        name = raw_name if isinstance(raw_name, str) else ""
         action = rule.get("action")
         before = len(problems)
         peers = tuple(peer for j, raw_peer in enumerate(rule.get(peers_name) or ())

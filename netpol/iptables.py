@@ -47,7 +47,8 @@ from netaddr import IPSet
 # The iptables tools shared with kube-proxy, and kube-proxy's own hooks (where ours must sit).
 from firewall.errors import IptablesError
 from firewall.iptables import FILTER, FakeIptables, Flavour, IptablesRunner, SubprocessIptables, comment, saved_chains
-from netpol.decide import ClusterView
+from netpol.admin import AdminPolicy
+from netpol.decide import _NO_POLICY, ClusterView, RuleRef
 from netpol.errors import NetpolError
 from netpol.model import Direction, Pod, Policy, PortRule, Rule
 from proxy.iptables.layout import JUMPS, KUBE_FORWARD
@@ -72,6 +73,10 @@ PROTOCOL_NAMES = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 DIRECTIONS: tuple[Direction, ...] = ("Egress", "Ingress")
 # What a rule allowing a packet ends with: the server counts these as the ruleset's rules.
 RULE_MARKER = f"-j MARK --or-mark {ALLOWED:#x}"
+# The bit an admin tier's Allow sets: this direction is decided, so the NetworkPolicies' and the
+# baseline's dispatch for it are skipped (`! --mark`), while the other direction is still judged.
+DECIDED = 0x40000
+_DECIDED = f"{DECIDED:#x}/{DECIDED:#x}"
 
 # The jumps from FORWARD, as iptables-save prints them (so a saved line compares equal).
 JUMP = f"{comment('kubernetes network policies')} -j {TOP}"
@@ -107,6 +112,16 @@ def group_chain(direction: Direction, keys: Iterable[str]) -> str:
     """Named by the policies of the group, so a group keeps its chain while others come and go."""
     head = f"{PREFIX}{direction[0]}G-"
     return head + _hash(f"{direction}/{','.join(keys)}", MAX_CHAIN - len(head))
+
+
+def admin_group_chain(direction: Direction, keys: Iterable[str]) -> str:
+    """The chain of the pods exactly the ANPs KEYS (in evaluation order) select: their rules, inline."""
+    head = f"{PREFIX}{direction[0]}A-"
+    return head + _hash(f"{direction}/{','.join(keys)}", MAX_CHAIN - len(head))
+
+
+def baseline_chain(direction: Direction) -> str:
+    return f"{PREFIX}{direction[0]}B"
 
 
 def rule_comment(policy: Policy, direction: Direction, index: int) -> str:
@@ -225,6 +240,62 @@ class _Builder:
             rules.extend(block)
         self.chains[policy_chain(direction, policy)] = rules
 
+    def admin_rules(self, policy: AdminPolicy, direction: Direction, members: list[Pod]) -> list[str]:
+        """POLICY's DIRECTION rules in order: Allow marks DECIDED and returns, Deny drops, Pass returns
+        (to the top chain, whose next rules are the NetworkPolicies'), each commented with the rule."""
+        destinations = members if direction == "Ingress" else self.pods
+        lines: list[str] = []
+        for index, admin_rule in enumerate(policy.rules(direction)):
+            peers = self.peers(_NO_POLICY, admin_rule.rule)
+            ports = self.ports(admin_rule.rule, destinations)
+            if peers == [] or ports == []:
+                continue  # matches nothing
+            why = _comment(str(RuleRef(policy.key, direction, index, admin_rule.action)))
+            target = {"Allow": f"MARK --or-mark {DECIDED:#x}", "Deny": "DROP", "Pass": "RETURN"}[admin_rule.action]
+            lines += [" ".join(p for p in (match, why, f"-j {target}") if p)
+                      for match in self.rule_lines(direction, peers, ports)]
+            if admin_rule.action == "Allow":
+                lines.append(f"-m mark --mark {_DECIDED} -j RETURN")  # decided: later rules need not run
+        return lines
+
+    def admin(self, direction: Direction, isolated: set[str]) -> tuple[list[str], list[str]]:
+        """Build the admin tiers' chains of one direction; return the top chain's dispatch rules that
+        come before the NetworkPolicies' (ANPs) and after them (the BANP, for pods NetworkPolicies
+        do not isolate: ISOLATED are those pods' keys)."""
+        view = self.view
+        groups: dict[tuple[str, ...], list[Pod]] = {}
+        baseline: list[Pod] = []
+        for pod in self.local:
+            applying = view.admin_applying(pod, direction)
+            keys = tuple(p.key for p in applying if p.tier == "admin")
+            if keys:
+                groups.setdefault(keys, []).append(pod)
+            if any(p.tier == "baseline" for p in applying) and pod.key not in isolated:
+                baseline.append(pod)
+        members: dict[str, list[Pod]] = {}
+        for keys, pods in groups.items():
+            for key in keys:
+                members.setdefault(key, []).extend(pods)
+        rendered = {p.key: self.admin_rules(p, direction, members[p.key]) for p in view.anps if p.key in members}
+        where = "-s" if direction == "Egress" else "-d"
+        before: list[str] = []
+        for keys, pods in sorted(groups.items()):
+            chain = admin_group_chain(direction, keys)
+            self.chains[chain] = [rule for key in keys for rule in rendered[key]]
+            before += [f"{where} {ip}/32 {_comment(f'{pod.key} {direction.lower()} admin')} -j {chain}"
+                       for pod in pods for ip in _ipv4(pod)]
+        after: list[str] = []
+        if baseline and view.banp is not None:
+            chain = baseline_chain(direction)
+            self.chains[chain] = self.admin_rules(view.banp, direction, baseline)
+            after = [f"{where} {ip}/32 -m mark ! --mark {_DECIDED} "
+                     f"{_comment(f'{pod.key} {direction.lower()} baseline')} -j {chain}"
+                     for pod in baseline for ip in _ipv4(pod)]
+        if before or after:
+            # Clear what the other direction's admin tier may have decided.
+            before.insert(0, f"-j MARK --set-xmark 0x0/{DECIDED:#x}")
+        return before, after
+
     def direction(self, direction: Direction) -> list[str]:
         """Build the policy and group chains of one direction; return the top chain's dispatch rules."""
         groups: dict[tuple[str, ...], list[Pod]] = {}
@@ -240,6 +311,9 @@ class _Builder:
                 members.setdefault(key, []).extend(pods)
         for key in sorted(policies):
             self.policy(policies[key], direction, members[key])
+        before, after = self.admin(direction, {pod.key for pods in groups.values() for pod in pods})
+        # Once an ANP has allowed this direction, the NetworkPolicies do not judge it.
+        guard = f" -m mark ! --mark {_DECIDED}" if len(before) > 1 else ""
         dispatch: list[str] = []
         where = "-s" if direction == "Egress" else "-d"
         for keys, pods in sorted(groups.items()):
@@ -250,9 +324,9 @@ class _Builder:
             isolated_by = f"{direction.lower()} isolated by {', '.join(keys)}"
             rules.append(f"{_comment(isolated_by)} -j DROP")
             self.chains[chain] = rules
-            dispatch += [f"{where} {ip}/32 {_comment(f'{pod.key} {direction.lower()}')} -j {chain}"
+            dispatch += [f"{where} {ip}/32{guard} {_comment(f'{pod.key} {direction.lower()}')} -j {chain}"
                          for pod in pods for ip in _ipv4(pod)]
-        return dispatch
+        return [*before, *dispatch, *after]
 
     def render(self) -> str:
         top = [f"-m conntrack --ctstate RELATED,ESTABLISHED {comment('replies of allowed connections')} -j ACCEPT"]
@@ -261,6 +335,8 @@ class _Builder:
         for direction in DIRECTIONS:
             top += self.direction(direction)
         top.append(f"-m mark --mark {_MARK} -j MARK --set-xmark 0x0/{ALLOWED:#x}")
+        if any(rule.endswith(f"-j MARK --set-xmark 0x0/{DECIDED:#x}") for rule in top):
+            top.append(f"-m mark --mark {_DECIDED} -j MARK --set-xmark 0x0/{DECIDED:#x}")
         self.chains[TOP] = top
         lines = [f"*{FILTER}", *(f":{chain} - [0:0]" for chain in self.chains)]
         lines += [f"-A {chain} {rule}" for chain, rules in self.chains.items() for rule in rules]

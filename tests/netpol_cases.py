@@ -542,7 +542,7 @@ ADMIN_CASES: tuple[Case, ...] = (
             anp("xa-to-y", 10, {"subject": XA_SUBJECT, "egress": [_egress("Allow", _ns("y"))]}),
             banp({"subject": _ns("x"), "egress": [_egress("Deny", EVERY_NAMESPACE)]}),
         ),
-        lambda s, d: s.namespace != "x" or s == XA and d.namespace == "y",
+        lambda s, d: s.namespace != "x" or (s == XA and d.namespace == "y"),
     ),
     Case(
         "ANP egress Deny to y/b's address (networks) on portNumber TCP 80",
