@@ -29,10 +29,11 @@ Scenario = Callable[[TestClient, Registry], Awaitable[None]]
 
 
 def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0,
-        unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None) -> None:
+        unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None,
+        admission: Any = None) -> None:
     async def main() -> None:
         store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
-        registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
+        registry = Registry(store, admission=admission or BasicAdmission(), patcher=apply_patch,
                             allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
         await registry.start()
         await bootstrap(registry, service_cidr="10.96.0.0/16", advertise_address="172.18.0.2", port=6443)

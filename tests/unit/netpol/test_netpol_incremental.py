@@ -21,6 +21,7 @@ from netpol.nftables import Planner, delta_transaction, full_transaction
 from tests.netpol_cases import (
     ALL_PODS,
     CASES,
+    MATRIX_CASES,
     Case,
     PodRef,
     Reachability,
@@ -28,6 +29,7 @@ from tests.netpol_cases import (
     compare,
     default_addresses,
     policy,
+    view_parts,
 )
 
 NODE = "node-1"
@@ -185,10 +187,11 @@ def test_deltas_through_every_case_on_the_fake_give_each_cases_matrix() -> None:
     plans = {node: planners[node].update([], parsed_pods, parsed_namespaces) for node in node_names}
     for node in node_names:
         fakes[node].run(full_transaction(plans[node]))
-    for case in [*CASES, *reversed(CASES)]:
-        policies = [parse_policy(p) for p in case.policies(ips)]
+    # The admin cases too: their chains, sets and maps come and go by deltas like the policies'.
+    for case in [*MATRIX_CASES, *reversed(MATRIX_CASES)]:
+        parts = view_parts(case.policies(ips))
         for node in node_names:
-            new = planners[node].update(policies, parsed_pods, parsed_namespaces)
+            new = planners[node].update(parts["policies"], parsed_pods, parsed_namespaces, parts["admin"])
             fakes[node].run(delta_transaction(plans[node], new))
             plans[node] = new
 
