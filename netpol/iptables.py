@@ -11,6 +11,13 @@ node never mixes the two). Calico-style chains in the filter table:
     KUBE-NWPLCY-{E,I}-<ns>.<name>        one per policy and direction: one rule per peer CIDR x port,
                                          which sets the ALLOWED mark bit (hash-named when too long)
 
+The admin tiers sit around the group dispatch, per pod and direction: first KUBE-NWPLCY-{E,I}A-<hash>
+(the rules of the ANPs selecting the pod, inline, in evaluation order: Deny DROPs, Pass RETURNs, Allow
+sets the DECIDED mark bit and RETURNs), then the NetworkPolicy group (skipped once DECIDED is set),
+then, for a pod no NetworkPolicy isolates, KUBE-NWPLCY-{E,I}B (the BANP's rules; also skipped once
+DECIDED is set). Each direction clears DECIDED before its admin dispatch, so the other direction is
+still judged.
+
 A rule allowing a packet cannot ACCEPT it: that would end the FORWARD chain before the other side
 (the destination's ingress) is judged. It sets a mark bit that the group chain turns into a RETURN,
 as Calico does; each group chain clears the bit first, and the top chain clears it when done.

@@ -5,9 +5,18 @@ maps (egress by source address, ingress by destination address), each pointing a
 *group* of policies isolating it, so a thousand pods selected by the same policies share one chain.
 
     forward-egress  (hook forward, priority 10)  replies pass; a pod reaching itself through a Service
-    forward-ingress (hook forward, priority 11)  passes; else the pod's group chain, by address
-    <dir>-isolated-<hash>                        jump to each isolating policy's chain, then drop
+    forward-ingress (hook forward, priority 11)  passes; else, by the pod's address, in this order:
+      @<dir>-admin    jump   <dir>-admin-<hash>  the rules of the ANPs selecting the pod, inline, in
+                                                 evaluation order: Allow accept, Deny drop, Pass return
+      @<dir>-pods     goto   <dir>-isolated-<hash>  jump to each isolating policy's chain, then drop
+      @<dir>-baseline goto   <dir>-baseline      the BANP's rules, for pods no NetworkPolicy isolates
     <dir>-<namespace>/<name>                     each policy rule: peers, ports, accept
+
+An ANP chain is entered by a jump, so a Pass (return) or no matching rule comes back to the base chain,
+whose next rule is the NetworkPolicies' map; a pod they isolate ends in its group chain (accept or
+drop), so only the others reach the baseline's map. The ANP rules are spliced into each group's chain
+rather than jumped to per policy: a Pass must leave every later ANP behind at once. Every admin rule's
+comment names it (`AdminNetworkPolicy/<name> ingress rule 0: Deny`), which is what a trace shows.
 
 A policy rule becomes a kernel rule per form of its peers and of its ports (see render_policy): pod
 addresses a plain set, an ipBlock less its excepts inline prefixes (an interval set when it is wide),

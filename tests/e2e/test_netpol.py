@@ -251,6 +251,10 @@ def test_admin_network_policies_from_yaml_and_a_trace_naming_the_anp(cluster: Cl
     assert named_drop(cluster, trace["hops"], "AdminNetworkPolicy/guard-x ingress rule 0: Deny"), \
         json.dumps(trace["hops"], indent=1)
     assert cluster.kubectl("get", "anp", "guard-x", "--no-headers").split()[:2] == ["guard-x", "10"]
+    # `kubesim policy` judges the same from the objects, without a packet.
+    verdicts = json.loads(cluster.kubesim("policy", "--name", NAME, "--json", "y/client", f"{vip(cluster)}:80").stdout)
+    assert [v["ingress"]["rule"] for v in verdicts] == [{"policy": "BaselineAdminNetworkPolicy/default",
+                                                         "direction": "Ingress", "index": 0, "action": "Deny"}]
 
     # A NetworkPolicy now isolates the server and lets team y in: the Pass reaches it, the baseline no more.
     cluster.apply(policy("x", "allow-from-team-y", {
