@@ -211,13 +211,13 @@ class ClusterView:
         anps = [p for p in admin if p.tier == "admin"]
         ref, anp_keys = self._admin_tier(anps, direction, peer_ip, peer_pod, protocol, port, destination)
         if ref is not None and ref.action != "Pass":
-            return SideVerdict(direction, ref.action == "Allow", f"{ref.action.lower()} by {ref}", True, ref, anp_keys)
+            return SideVerdict(direction, ref.action == "Allow", f"{_DONE[ref.action]} by {ref}", True, ref, anp_keys)
         passed = f" (passed by {ref})" if ref is not None else ""
         if not policies:
             baseline = [p for p in admin if p.tier == "baseline"]
             ref, banp_keys = self._admin_tier(baseline, direction, peer_ip, peer_pod, protocol, port, destination)
             if ref is not None:
-                return SideVerdict(direction, ref.action == "Allow", f"{ref.action.lower()} by {ref}{passed}", True,
+                return SideVerdict(direction, ref.action == "Allow", f"{_DONE[ref.action]} by {ref}{passed}", True,
                                    ref, banp_keys)
             return SideVerdict(direction, True, f"no rule of an admin policy decides {pod.key}'s "
                                f"{direction.lower()}{passed}; allowed")
@@ -233,6 +233,7 @@ class ClusterView:
         )
 
 
+_DONE = {"Allow": "allowed", "Deny": "denied"}
 # The policy an admin rule's peers are judged for: its namespace is never consulted (see admin_rule_matches).
 _NO_POLICY = Policy("", "", NOTHING, None, None)
 

@@ -49,7 +49,7 @@ def test_anp_deny_beats_a_networkpolicy_allow_and_says_so() -> None:
     verdict = side(v, "y/a", "x/a")
     assert not verdict.allowed
     assert verdict.rule == RuleRef("AdminNetworkPolicy/deny-y", "Ingress", 0, "Deny")
-    assert verdict.reason == "deny by AdminNetworkPolicy/deny-y ingress rule 0: Deny"
+    assert verdict.reason == "denied by AdminNetworkPolicy/deny-y ingress rule 0: Deny"
     assert side(v, "x/b", "x/a").rule == RuleRef("x/allow-all", "Ingress", 0)  # not matched: the NP decides
 
 
