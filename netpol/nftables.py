@@ -448,6 +448,7 @@ class Planner:
         self.addresses: dict[str, tuple[Pod, list[str]]] = {}
         self.local_self: NftSet | None = None
         self.admin_subjects: frozenset[str] = frozenset()
+        self.admin_cache: tuple[object, Plan, frozenset[str]] | None = None
 
     def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace],
                admin: Iterable[AdminPolicy] = ()) -> Plan:
@@ -457,7 +458,7 @@ class Planner:
         for slot in list(self.rendered):
             if slot[0] in changes.policies or slot[0] not in index.policies:
                 del self.rendered[slot]
-        admin_plan, admin_subjects = self._admin(admin)
+        admin_plan, admin_subjects = self._admin(admin, bool(changes.pods))
         if changes.pods or self.local_self is None or admin_subjects != self.admin_subjects:
             self.addresses = {k: v for k, v in self.addresses.items() if k in index.pods}
             self.admin_subjects = admin_subjects
@@ -497,11 +498,21 @@ class Planner:
         plan.sets.update(admin_plan.sets)
         return plan
 
-    def _admin(self, admin: tuple[AdminPolicy, ...]) -> tuple[Plan, frozenset[str]]:
+    def _admin(self, admin: tuple[AdminPolicy, ...], pods_changed: bool) -> tuple[Plan, frozenset[str]]:
         """The admin tiers' chains, sets and maps, and the keys of the local pods they select.
 
-        Computed whole on every sync (no incremental index yet): admin policies are few and written
-        by the cluster's administrators, not one per workload as NetworkPolicies are."""
+        Computed whole when any input changed (no incremental index yet: admin policies are few and
+        written by the cluster's administrators, not one per workload as NetworkPolicies are), else the
+        last result again (the parse cache keeps unchanged objects identical, so comparing is cheap)."""
+        index = self.index
+        inputs = (admin, dict(index.namespaces))
+        if not pods_changed and self.admin_cache is not None and self.admin_cache[0] == inputs:
+            return self.admin_cache[1], self.admin_cache[2]
+        out, subjects = self._render_admin(admin)
+        self.admin_cache = (inputs, out, subjects)
+        return out, subjects
+
+    def _render_admin(self, admin: tuple[AdminPolicy, ...]) -> tuple[Plan, frozenset[str]]:
         out = Plan()
         if not admin:
             return out, frozenset()
@@ -545,8 +556,9 @@ class Planner:
                 chain = Chain(baseline_chain(direction), rendered[view.banp.key])
                 out.chains[chain.name] = chain
                 gotos = {ip: f"goto {chain.name}" for pod in baseline for ip in self._addresses(pod.key)}
-            out.admin_maps[admin_map(direction)] = jumps
-            out.admin_maps[baseline_map(direction)] = gotos
+            # Only maps with elements: an empty map and an absent one are the same table.
+            out.admin_maps.update((name, v) for name, v in ((admin_map(direction), jumps),
+                                                            (baseline_map(direction), gotos)) if v)
             subjects.update(pod.key for pods in groups.values() for pod in pods)
             subjects.update(pod.key for pod in baseline)
         return out, frozenset(subjects)

@@ -35,6 +35,11 @@ from tests.netpol_cases import (
 NODE = "node-1"
 
 
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace') or obj['kind']}/{meta['name']}"
+
+
 class World:
     """The x/y/z cluster as API objects, mutated at random."""
 
@@ -45,10 +50,13 @@ class World:
         namespaces, pods = cluster_objects(ips, nodes)
         self.namespaces = {n["metadata"]["name"]: n for n in namespaces}
         self.pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in pods}
-        self.pool = [copy.deepcopy(p) for case in CASES for p in case.policies(ips)]
-        # Distinct names: several cases reuse a name for different specs.
+        # Every case's objects, AdminNetworkPolicies and BaselineAdminNetworkPolicies among them.
+        self.pool = [copy.deepcopy(p) for case in MATRIX_CASES for p in case.policies(ips)]
+        # Distinct names: several cases reuse a name for different specs. (The baseline keeps its one
+        # name: the cases' baselines take turns.)
         for i, p in enumerate(self.pool):
-            p["metadata"]["name"] = f"{p['metadata']['name']}-{i}"
+            if p.get("kind") != "BaselineAdminNetworkPolicy":
+                p["metadata"]["name"] = f"{p['metadata']['name']}-{i}"
         self.policies: dict[str, dict[str, Any]] = {}
 
     def step(self) -> str:
@@ -60,14 +68,21 @@ class World:
         if what == "edit-policy":
             # The same policy, now selecting other pods or isolating another direction.
             p = copy.deepcopy(self.policies[rng.choice(sorted(self.policies))])
-            if rng.random() < 0.5:
+            if p.get("kind") in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+                # The same admin policy, now for other subjects (and, for an ANP, at another priority).
+                p["spec"]["subject"] = rng.choice([{"namespaces": {}}, {"namespaces": {"matchLabels": {"ns": "y"}}},
+                                                   {"pods": {"namespaceSelector": {},
+                                                             "podSelector": {"matchLabels": {"pod": "b"}}}}])
+                if "priority" in p["spec"]:
+                    p["spec"]["priority"] = rng.randrange(0, 30)
+            elif rng.random() < 0.5:
                 p["spec"]["podSelector"] = rng.choice([{}, {"matchLabels": {"pod": rng.choice(["a", "b", "c"])}}])
             else:
                 p["spec"]["policyTypes"] = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
-            self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
+            self.policies[_key(p)] = p
         elif what == "add-policy":
             p = copy.deepcopy(rng.choice(self.pool))
-            self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
+            self.policies[_key(p)] = p
         elif what == "remove-policy":
             del self.policies[rng.choice(sorted(self.policies))]
         elif what == "namespace-labels":
@@ -95,10 +110,10 @@ class World:
             self.pods[key] = pod
         return what
 
-    def parsed(self) -> tuple[list[Any], list[Any], list[Any]]:
-        return ([parse_policy(p) for p in self.policies.values()],
-                [p for p in (parse_pod(o) for o in self.pods.values()) if p is not None],
-                [parse_namespace(n) for n in self.namespaces.values()])
+    def parsed(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        parts = view_parts(self.policies.values())
+        return (parts["policies"], [p for p in (parse_pod(o) for o in self.pods.values()) if p is not None],
+                [parse_namespace(n) for n in self.namespaces.values()], parts["admin"])
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -108,9 +123,9 @@ def test_the_incremental_plan_is_the_plan_from_scratch_after_every_change(seed: 
     before = planner.update(*world.parsed())
     for _ in range(60):
         what = world.step()
-        policies, pods, namespaces = world.parsed()
-        after = planner.update(policies, pods, namespaces)
-        fresh = Planner(NODE).update(policies, pods, namespaces)
+        policies, pods, namespaces, admin = world.parsed()
+        after = planner.update(policies, pods, namespaces, admin)
+        fresh = Planner(NODE).update(policies, pods, namespaces, admin)
         assert after == fresh, f"after {what}: the incremental plan differs from the one computed from scratch"
         assert full_transaction(after) == full_transaction(fresh)
         assert (delta_transaction(before, after) == "") == (before == after)
