@@ -20,7 +20,6 @@ from netpol.model import ParseCache, parse_namespace, parse_pod, parse_policy
 from netpol.nftables import Planner, delta_transaction, full_transaction
 from tests.netpol_cases import (
     ALL_PODS,
-    CASES,
     MATRIX_CASES,
     Case,
     PodRef,
