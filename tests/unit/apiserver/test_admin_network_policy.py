@@ -151,6 +151,12 @@ def test_the_resources_over_http(tmp_path: Path) -> None:
         assert status["details"]["causes"][0]["field"] == "spec.priority"
         assert status["message"].startswith('AdminNetworkPolicy "bad" is invalid: spec.priority: ')
 
+        # An experimental peer this server does not serve: dropped as unknown, which leaves an empty peer.
+        nodes = edited(edited(ANP, "metadata.name", "to-nodes"), "spec.egress.0.to.0", {"nodes": {}})
+        resp = await client.post(ANPS, json=nodes, headers=ADMIN)
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["details"]["causes"][0]["field"] == "spec.egress[0].to[0]"
+
         resp = await client.post(BANPS, json=edited(BANP, "metadata.name", "mine"), headers=ADMIN)
         assert resp.status == 422
         assert (await resp.json())["details"]["causes"][0]["field"] == "metadata.name"
