@@ -88,6 +88,9 @@ class Metrics:
         self.failures = Counter("kube_network_policies_sync_failures_total", "Syncs nft refused.",
                                 registry=self.registry)
         self.policies = Gauge("kube_network_policies_policies", "NetworkPolicies known.", registry=self.registry)
+        self.admin_policies = Gauge("kube_network_policies_admin_policies",
+                                    "AdminNetworkPolicies and BaselineAdminNetworkPolicies known.",
+                                    registry=self.registry)
         self.isolated = Gauge("kube_network_policies_isolated_pods", "This node's pods isolated, by direction.",
                               ["direction"], registry=self.registry)
         self.rules = Gauge("kube_network_policies_rules", "Rules in the node's table.", registry=self.registry)
@@ -153,11 +156,13 @@ class NetpolAgent:
             return
         start = time.monotonic()
         try:
+            admin = self.admin()
+            self.metrics.admin_policies.set(len(admin))
             plan = self.planner.update(
                 self.parsed_policies.parse_all(self.policies.store.list()),
                 self.parsed_pods.parse_all(self.pods.store.list()),
                 self.parsed_namespaces.parse_all(self.namespaces.store.list()),
-                self.admin(),
+                admin,
             )
         except Exception:
             self.planner, self.applied = Planner(self.config.node_name), None  # start from scratch
@@ -183,6 +188,7 @@ class NetpolAgent:
         (one `iptables-restore --noflush`: all of it or none, so a refusal leaves the previous rules)."""
         start = time.monotonic()
         view = self.view()
+        self.metrics.admin_policies.set(len(view.admin))  # type: ignore[arg-type]
         transaction = iptables.render(view, self.config.node_name)
         if transaction != self.applied_text:
             try:

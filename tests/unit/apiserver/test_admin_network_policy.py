@@ -14,6 +14,7 @@ from test_api_server import ADMIN, run
 
 from control.apiserver.admission import KubernetesAdmission
 from control.apiserver.defaults import default
+from control.apiserver.openapi import v3_document
 from control.apiserver.registry import Registry
 from control.apiserver.schema import unknown_fields
 from control.apiserver.validation import FieldError, validate
@@ -174,3 +175,15 @@ def test_the_resources_over_http(tmp_path: Path) -> None:
             "deny-y"]
 
     run(scenario, tmp_path, admission=KubernetesAdmission(), unknown_fields=unknown_fields)
+
+
+def test_openapi_describes_the_kinds_for_kubectl() -> None:
+    document = v3_document(f"apis/{API}")
+    assert document is not None
+    schemas = document["components"]["schemas"]
+    anp = schemas["io.k8s.networking.policy.v1alpha1.AdminNetworkPolicy"]
+    assert anp["x-kubernetes-group-version-kind"] == [
+        {"group": "policy.networking.k8s.io", "version": "v1alpha1", "kind": "AdminNetworkPolicy"}]
+    peer = schemas["io.k8s.networking.policy.v1alpha1.AdminNetworkPolicyEgressPeer"]
+    assert set(peer["properties"]) == {"namespaces", "pods", "networks"}
+    assert f"/apis/{API}/adminnetworkpolicies/{{name}}/status" in document["paths"]
