@@ -121,9 +121,20 @@ class ClusterView:
             ip: pod for pod in self.pods if not pod.host_network for ip in pod.ips
         }
         self.node_ips: dict[str, frozenset[IPAddress]] = {n: frozenset(ips) for n, ips in self.nodes.items()}
+        self._groups: dict[tuple[str, frozenset[tuple[str, str]]], tuple[Mapping[str, str], list[Pod]]] | None = None
 
     def labels_of_namespace(self, name: str) -> Mapping[str, str]:
         return self.namespace_labels.get(name) or {NAMESPACE_NAME_LABEL: name}
+
+    def label_groups(self) -> dict[tuple[str, frozenset[tuple[str, str]]], tuple[Mapping[str, str], list[Pod]]]:
+        """The pods that are not hostNetwork, by (namespace, labels): computed once per view."""
+        if self._groups is None:
+            self._groups = {}
+            for pod in self.pods:
+                if not pod.host_network:
+                    key = (pod.namespace, frozenset(pod.labels.items()))
+                    self._groups.setdefault(key, (pod.labels, []))[1].append(pod)
+        return self._groups
 
     def isolating(self, pod: Pod, direction: Direction) -> list[Policy]:
         """The policies that select `pod` and isolate it in `direction`, in name order."""
@@ -246,13 +257,18 @@ def admin_order(policies: Iterable[AdminPolicy]) -> tuple[AdminPolicy, ...]:
 
 def admin_selection(view: ClusterView, policy: AdminPolicy, direction: Direction) -> dict[tuple[int, int], list[Pod]]:
     """`[(rule, peer)]` -> the pods each selector peer of POLICY's DIRECTION rules picks (hostNetwork
-    pods never: they are their node)."""
-    pods = [pod for pod in view.pods if not pod.host_network]
+    pods never: they are their node). As peer_matches, but a selector is matched once per namespace
+    and once per distinct set of labels in it (a Deployment's pods share theirs), not once per pod."""
+    groups = view.label_groups()
     out: dict[tuple[int, int], list[Pod]] = {}
     for i, rule in enumerate(policy.rules(direction)):
         for j, peer in enumerate(rule.rule.peers or ()):
-            if not peer.broken and peer.ip_block is None:
-                out[(i, j)] = [pod for pod in pods if view.peer_matches(peer, _NO_POLICY, pod.ips[0], pod)]
+            selector = peer.namespace_selector
+            if peer.broken or peer.ip_block is not None or selector is None:
+                continue  # addresses, or nothing: no pods to pick (an admin peer always names namespaces)
+            chosen = {ns for ns, _ in groups if selector.matches(view.labels_of_namespace(ns))}
+            out[(i, j)] = [pod for (ns, _), (labels, members) in groups.items() if ns in chosen
+                           and (peer.pod_selector is None or peer.pod_selector.matches(labels)) for pod in members]
     return out
 
 
