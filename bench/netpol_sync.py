@@ -14,16 +14,18 @@ and the backend is the agent's own NftCommand against the kernel.
 (a) full_sync: a new agent's first sync, all objects present, the table written whole;
 (b) one_policy_changed: one policy's peers and ipBlock changed, the next sync;
 (c) one_pod_label_changed: one of the node's pods moves to another app, the next sync.
-Each also says how long nft took and how many bytes it was sent. Half the pods are on the node;
-every policy selects pods by an app label and allows from another app in its namespace and from an
-ipBlock (less an except), on a numeric and a named port.
+Each also says how long the backend took (apply_ms: nft, or iptables-restore) and how many bytes it
+was sent. Half the pods are on the node; every policy selects pods by an app label and allows from
+another app in its namespace and from an ipBlock (less an except), on a numeric and a named port.
 
 The data path: two pods on the node (veth + /32 routes, as a node's CNI would), a TCP server in one
 and a client opening and resetting connections in a loop in the other, for --seconds; connections per
 second with the agent's rules for N policies loaded versus with none (its table, no policies). The
 server pod is isolated by the 20 policies of its app; the client is allowed only by the ipBlock of
 the last of them in name order, so a new connection's first packet walks every one of their chains.
---mode picks the agent's backend (nftables; iptables once netpol/iptables.py exists).
+--mode picks the agent's backend: nftables, iptables (iptables-nft, KUBE-NWPLCY-* chains restored with
+iptables-restore), or both (the default), one after the other in the same run, so that the two modes'
+figures stand side by side under the same load of the machine.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ NODE = "node-a"
 APPS = 50
 SERVER_IP, GATEWAY = "10.250.0.3", "10.250.255.1"
 SERVER_PORT = 80
-MODES = ("nftables", "iptables")
+MODES = ("nftables", "iptables")  # --mode both: each of these, in this order
 
 
 # --- the objects -------------------------------------------------------------------------------------
@@ -106,24 +108,30 @@ def policy_object(i: int, version: int = 1) -> dict[str, Any]:
 # --- inside the node: the agent's own sync ---------------------------------------------------------------
 
 class TimedBackend:
-    """The agent's backend, timed: how long nft took and how much it was sent."""
+    """The agent's backend, timed: how long nft or iptables-restore took and how much it was sent."""
 
     def __init__(self, mode: str) -> None:
         self.inner = make_backend(mode)
-        self.nft_ms = 0.0
+        self.apply_ms = 0.0
         self.bytes = 0
 
     def apply(self, transaction: str) -> None:
+        self._timed(self.inner.apply, transaction)
+
+    def apply_changes(self, transaction: str) -> None:  # iptables mode's deltas
+        self._timed(self.inner.apply_changes, transaction)
+
+    def _timed(self, apply: Any, transaction: str) -> None:
         start = time.perf_counter()
-        self.inner.apply(transaction)
-        self.nft_ms, self.bytes = (time.perf_counter() - start) * 1000, len(transaction)
+        apply(transaction)
+        self.apply_ms, self.bytes = (time.perf_counter() - start) * 1000, len(transaction)
 
 
 def make_backend(mode: str) -> Any:
-    if mode == "nftables":
-        from netpol.server import NftCommand
-        return NftCommand()
-    raise SystemExit(f"--mode {mode}: the agent has no {mode} backend yet (netpol/{mode}.py)")
+    from netpol.server import BACKENDS
+    if mode not in BACKENDS:
+        raise SystemExit(f"--mode {mode}: the agent has no {mode} backend (it has {', '.join(BACKENDS)})")
+    return BACKENDS[mode]()
 
 
 def make_agent(mode: str, pods: int, policies: int, extra_pods: list[dict[str, Any]]) -> Any:
@@ -131,7 +139,7 @@ def make_agent(mode: str, pods: int, policies: int, extra_pods: list[dict[str, A
     from netpol.server import AgentConfig, NetpolAgent
 
     # The client is never used: the stores are filled here, as the informers' watch would fill them.
-    agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig(NODE), TimedBackend(mode))
+    agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig(NODE, mode=mode), TimedBackend(mode))
     for obj in namespace_objects():
         agent.namespaces.store.put(obj)
     for i in range(pods):
@@ -146,11 +154,11 @@ def make_agent(mode: str, pods: int, policies: int, extra_pods: list[dict[str, A
 
 
 async def timed_sync(agent: Any) -> dict[str, float]:
-    agent.backend.nft_ms, agent.backend.bytes = 0.0, 0
+    agent.backend.apply_ms, agent.backend.bytes = 0.0, 0
     start = time.perf_counter()
     await agent.sync()
     total = (time.perf_counter() - start) * 1000
-    return {"total_ms": total, "nft_ms": agent.backend.nft_ms, "bytes": agent.backend.bytes}
+    return {"total_ms": total, "apply_ms": agent.backend.apply_ms, "bytes": agent.backend.bytes}
 
 
 def median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -181,7 +189,9 @@ def inside_load(args: argparse.Namespace) -> dict[str, Any]:
     agent = make_agent(args.mode, args.pods, args.policies, datapath_pods(args.client_policies))
     result = asyncio.run(timed_sync(agent))
     # The measurement means something only if the server is isolated when policies are loaded.
-    isolated = SERVER_IP in agent.applied.verdicts.get("Ingress", {})
+    view = agent.view()
+    server = next(pod for pod in view.pods if pod.name == "server")
+    isolated = bool(view.isolating(server, "Ingress"))
     if isolated != (args.policies > 0):
         word = "" if isolated else "not "
         raise SystemExit(f"the data path's server is {word}isolated with {args.policies} policies")
@@ -313,7 +323,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--mode", choices=MODES, default="nftables")
+    parser.add_argument("--mode", choices=(*MODES, "both"), default="both")
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one connection-rate run")
     parser.add_argument("--skip-datapath", action="store_true")
     parser.add_argument("--inside", choices=("sync", "load"), help=argparse.SUPPRESS)
@@ -327,7 +337,16 @@ def main() -> None:
     if args.inside == "load":
         print(json.dumps(inside_load(args)))
         return
-    make_backend(args.mode)  # an unknown backend fails before any namespace is made
+    modes = MODES if args.mode == "both" else (args.mode,)
+    for mode in modes:
+        make_backend(mode)  # an unknown backend fails before any namespace is made
+    results = [one_mode(argparse.Namespace(**{**vars(args), "mode": mode})) for mode in modes]
+    print(json.dumps(results[0] if len(results) == 1 else {"pods": args.pods, "policies": args.policies,
+                                                           "runs": args.runs, "modes": results}, indent=2))
+
+
+def one_mode(args: argparse.Namespace) -> dict[str, Any]:
+    """One mode's figures, in namespaces of its own (deleted afterwards)."""
     namespaces = Namespaces()
     try:
         result: dict[str, Any] = {"mode": args.mode, "pods": args.pods, "policies": args.policies,
@@ -336,7 +355,7 @@ def main() -> None:
         print(f"syncs: {json.dumps(result)}", file=sys.stderr)
         if not args.skip_datapath:
             result["datapath"] = datapath(namespaces, args)
-        print(json.dumps(result, indent=2))
+        return result
     finally:
         namespaces.delete()
 

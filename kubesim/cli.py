@@ -84,6 +84,7 @@ def _cluster_name(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kubesim", prog_name="kubesim", message="%(prog)s %(version)s")
 def main() -> None:
     """kubesim: a Kubernetes-shaped cluster made of real Linux network namespaces."""
     try:
@@ -193,17 +194,23 @@ def _yes(flag: bool) -> str:
 @click.option("--name", callback=_cluster_name,
               help="The cluster to remove (default: the only one there is, else 'kubesim').")
 @click.option("--all", "everything", is_flag=True, help="Remove every kubesim cluster on this machine.")
-def down(name: str | None, everything: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed, per cluster, as JSON.")
+def down(name: str | None, everything: bool, as_json: bool) -> None:
     """Remove exactly what a cluster made. Safe to repeat; works after a crash."""
     _need_root("down")
+    report = []
     try:
         targets = known_clusters() if everything else [cluster.resolve_name(name)]
         for target in targets:
             removed = cluster.down(target)
-            click.echo(f"cluster {target!r}: removed {len(removed)} object(s)" if removed
-                       else f"cluster {target!r}: nothing to remove")
+            report.append({"name": target, "removed": removed})
+            if not as_json:
+                click.echo(f"cluster {target!r}: removed {len(removed)} object(s)" if removed
+                           else f"cluster {target!r}: nothing to remove")
     except (StateError, NetsimError) as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if as_json:
+        _print_json(report)
 
 
 @main.command()
@@ -242,13 +249,17 @@ def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
-def kubeconfig(name: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the cluster's name and kubeconfig path as JSON.")
+def kubeconfig(name: str | None, as_json: bool) -> None:
     """Print the path of the cluster's admin kubeconfig (export KUBECONFIG=$(kubesim kubeconfig))."""
     try:
         info = cluster.status(cluster.resolve_name(name))
     except StateError as exc:
         _fail(str(exc), code=_exit_code(exc))
-    click.echo(info["kubeconfig"])
+    if as_json:
+        _print_json({"name": info["name"], "kubeconfig": info["kubeconfig"]})
+    else:
+        click.echo(info["kubeconfig"])
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -270,7 +281,8 @@ def kubectl(name: str | None, args: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-f", "--filename", "files", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
-def apply(name: str | None, files: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was done to each object as JSON.")
+def apply(name: str | None, files: tuple[str, ...], as_json: bool) -> None:
     """Create or replace the objects of manifest files (for machines without kubectl)."""
     try:
         done = components.apply_manifests(_component_state(name), [Path(f) for f in files])
@@ -278,6 +290,10 @@ def apply(name: str | None, files: tuple[str, ...]) -> None:
         _fail(str(exc), code=_exit_code(exc))
     except Exception as exc:  # the API's answer (an invalid object, say): say it, don't crash
         _fail(f"{type(exc).__name__}: {exc}")
+    if as_json:
+        # Each line is "kind/name created|configured" (components.apply_documents).
+        _print_json([dict(zip(("object", "result"), line.rsplit(" ", 1), strict=True)) for line in done])
+        return
     for line in done:
         click.echo(line)
 
@@ -309,54 +325,71 @@ def _component_state(name: str | None) -> ClusterState:
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("--profile", type=click.Choice(["default", "most-allocated"]), default="most-allocated",
               show_default=True, help="Scoring: spread (default) or bin-pack (most-allocated).")
+@click.option("--json", "as_json", is_flag=True, help="Print the started component as JSON.")
 @click.argument("scheduler_name")
-def add_scheduler(name: str | None, profile: str, scheduler_name: str) -> None:
+def add_scheduler(name: str | None, profile: str, as_json: bool, scheduler_name: str) -> None:
     """Run a second scheduler named SCHEDULER_NAME (pods choose it with spec.schedulerName)."""
     _need_root("add-scheduler")
     state = _component_state(name)
     topology = state.topology()
     assert topology is not None
     pid = components.start_scheduler(state, topology, scheduler_name, profile)
+    if as_json:
+        _print_json({"scheduler": scheduler_name, "profile": profile, "component": f"scheduler-{scheduler_name}",
+                     "pid": pid})
+        return
     click.echo(f"started scheduler {scheduler_name!r} ({profile}), component scheduler-{scheduler_name} (pid {pid})")
 
 
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--json", "as_json", is_flag=True, help="Print the component, its pid and whether it ran, as JSON.")
 @click.argument("component")
-def stop(name: str | None, component: str) -> None:
+def stop(name: str | None, as_json: bool, component: str) -> None:
     """Stop one component (apiserver, kubelet-NODE, kube-proxy-NODE, ...) by its recorded pid."""
     _need_root("stop")
     state = _component_state(name)
     found = {p.role: p for p in state.processes()}
     if component not in found:
         _fail(f"no component {component!r}; there are: {', '.join(sorted(found)) or 'none'}")
-    click.echo(f"stopped {component} (pid {found[component].pid})" if found[component].stop()
-               else f"{component} was not running")
+    was_running = found[component].stop()
+    if as_json:
+        _print_json({"component": component, "pid": found[component].pid, "wasRunning": was_running})
+        return
+    click.echo(f"stopped {component} (pid {found[component].pid})" if was_running else f"{component} was not running")
 
 
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--json", "as_json", is_flag=True, help="Print the component and its new pid as JSON.")
 @click.argument("component")
-def start(name: str | None, component: str) -> None:
+def start(name: str | None, as_json: bool, component: str) -> None:
     """Start a stopped component again, as it was first started."""
     _need_root("start")
     try:
         pid = components.restart(_component_state(name), component, stop_first=False)
     except ComponentError as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if as_json:
+        _print_json({"component": component, "pid": pid})
+        return
     click.echo(f"started {component} (pid {pid})")
 
 
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--json", "as_json", is_flag=True, help="Print the component and its new pid as JSON.")
 @click.argument("component")
-def restart(name: str | None, component: str) -> None:
+def restart(name: str | None, as_json: bool, component: str) -> None:
     """Stop a component (if it runs) and start it again."""
     _need_root("restart")
     try:
         pid = components.restart(_component_state(name), component)
     except ComponentError as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if as_json:
+        _print_json({"component": component, "pid": pid})
+        return
     click.echo(f"restarted {component} (pid {pid})")
 
 
@@ -467,10 +500,14 @@ def capture(name: str | None, iface: str | None, write: str | None, target: str,
 
 
 @main.command()
-def clean() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+def clean(as_json: bool) -> None:
     """Remove everything carrying kubesim's prefix, from any cluster, crashed or not."""
     _need_root("clean")
     removed = cluster.clean()
+    if as_json:
+        _print_json({"removed": removed})
+        return
     for item in removed:
         click.echo(f"removed {item}")
     click.echo(f"removed {len(removed)} object(s)" if removed else "nothing to remove")
@@ -498,7 +535,10 @@ def policy(name: str | None, proto: str, namespace: str | None, port: int, as_js
     try:
         snap = queries.snapshot(components.kubeconfig_path(state))
         if namespace is not None:
-            click.echo(queries.matrix(snap, namespace, port, proto.upper()))
+            if as_json:
+                _print_json(queries.matrix_json(snap, namespace, port, proto.upper()))
+            else:
+                click.echo(queries.matrix(snap, namespace, port, proto.upper()))
             return
         assert src is not None and dst is not None
         verdicts = queries.explain(snap, src, dst, proto.upper())
@@ -510,6 +550,59 @@ def policy(name: str | None, proto: str, namespace: str | None, port: int, as_js
     for verdict in verdicts:
         for line in queries.render_verdict(snap, verdict):
             click.echo(line)
+
+
+
+@main.command()
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "html"]),
+              help="mermaid (the default; Markdown viewers draw it), dot (Graphviz) or html (a page).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML page (an SVG drawing and tables) to this file.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the gathered facts and the graph model as JSON.")
+def graph(name: str | None, fmt: str | None, html_file: Path | None, output: Path | None, as_json: bool) -> None:
+    """Draw the cluster: nodes, pods with their IPs, Services with their ClusterIPs and endpoints, and the
+    links between them (fabric bridge, host link, cbr0, veths, VXLAN). kubesim graph --html cluster.html"""
+    from kubesim import graph as drawing
+    from kubesim.errors import GraphError
+    from kubesim.graph import facts as cluster_facts
+
+    if html_file is not None:
+        if fmt not in (None, "html") or (output is not None and output != html_file):
+            _fail("--html FILE writes the HTML page; give it alone, or use --format with -o FILE", code=2)
+        fmt, output = "html", html_file
+    try:
+        facts = cluster_facts.gather(cluster.resolve_name(name))
+        model = drawing.build(facts)
+    except (StateError, GraphError) as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    except PermissionError as exc:
+        _fail(f"cannot read {exc.filename}: kubesim's state directory is root's; run it with sudo")
+    text = json.dumps({"facts": facts, "graph": model.to_dict()}, indent=2) + "\n" if as_json \
+        else drawing.render(model, fmt or "mermaid")
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror}")
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL: eval "$(kubesim completion bash)" (zsh alike), or
+    kubesim completion fish > ~/.config/fish/completions/kubesim.fish"""
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # click ships bash, zsh and fish
+    # The script calls `kubesim` back with _KUBESIM_COMPLETE set; click answers that in main() itself.
+    click.echo(complete(main, {}, "kubesim", "_KUBESIM_COMPLETE").source())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
     ├── StateError               the state directory says no: a cluster exists, is busy, or is unknown
     │   └── StateInputError      a cluster name or state root refused before anything is touched (exit 2)
     ├── ComponentError           a component would not start, stop or answer (components.py)
-    └── PolicyQueryError         `kubesim policy` cannot answer: an unknown pod, a malformed address
+    ├── PolicyQueryError         `kubesim policy` cannot answer: an unknown pod, a malformed address
+    └── GraphError               `kubesim graph` was given facts it cannot draw (a missing field, a wrong type)
 
 The libraries underneath keep their own roots and pass through unchanged: netsim's NetsimError (and
 TopologyError, exit 2), the proxy's ProxyError, the apiserver's APIError.
@@ -36,3 +37,7 @@ class ComponentError(KubesimError):
 
 class PolicyQueryError(KubesimError):
     """The question cannot be answered (an unknown pod, a malformed address); the message says which."""
+
+
+class GraphError(KubesimError):
+    """The cluster facts cannot be drawn: the message names the field and what it should be."""

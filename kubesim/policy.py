@@ -149,14 +149,24 @@ def verdict_json(snap: Snapshot, verdict: Verdict) -> dict[str, Any]:
 def matrix(snap: Snapshot, namespace: str, port: int, protocol: str) -> str:
     """The reachability of NAMESPACE's pods among themselves, drawn as upstream's e2e truth tables:
     '.' allowed, 'X' denied; rows are sources, columns destinations."""
+    names, allowed = _matrix(snap, namespace, port, protocol)
+    lines = ["-\t" + "\t".join(names)]
+    for src in names:
+        lines.append(f"{src}\t" + "\t".join("." if allowed[src][dst] else "X" for dst in names))
+    return "\n".join(lines)
+
+
+def matrix_json(snap: Snapshot, namespace: str, port: int, protocol: str) -> dict[str, Any]:
+    """The same matrix as data: allowed[source][destination] for NAMESPACE's pods."""
+    names, allowed = _matrix(snap, namespace, port, protocol)
+    return {"namespace": namespace, "port": port, "protocol": protocol, "pods": names, "allowed": allowed}
+
+
+def _matrix(snap: Snapshot, namespace: str, port: int, protocol: str) -> tuple[list[str], dict[str, dict[str, bool]]]:
     pods = sorted((p for p in snap.view.pods if p.namespace == namespace and not p.host_network),
                   key=lambda p: p.name)
     if not pods:
         raise PolicyQueryError(f"namespace {namespace!r} has no running pods with addresses")
-    lines = ["-\t" + "\t".join(p.name for p in pods)]
-    for src in pods:
-        cells = [
-            "." if decide(snap.view, str(src.ips[0]), str(dst.ips[0]), protocol, port).allowed else "X" for dst in pods
-        ]
-        lines.append(f"{src.name}\t" + "\t".join(cells))
-    return "\n".join(lines)
+    allowed = {src.name: {dst.name: decide(snap.view, str(src.ips[0]), str(dst.ips[0]), protocol, port).allowed
+                          for dst in pods} for src in pods}
+    return [p.name for p in pods], allowed

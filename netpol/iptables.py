@@ -16,7 +16,7 @@ The admin tiers sit around the group dispatch, per pod and direction: first KUBE
 sets the DECIDED mark bit and RETURNs), then the NetworkPolicy group (skipped once DECIDED is set),
 then, for a pod no NetworkPolicy isolates, KUBE-NWPLCY-{E,I}B (the BANP's rules; also skipped once
 DECIDED is set). Each direction clears DECIDED before its admin dispatch, so the other direction is
-still judged.
+still judged. Every admin rule is commented `AdminNetworkPolicy/<name> ingress rule N: Deny`.
 
 A rule allowing a packet cannot ACCEPT it: that would end the FORWARD chain before the other side
 (the destination's ingress) is judged. It sets a mark bit that the group chain turns into a RETURN,
@@ -46,8 +46,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from netaddr import IPSet
 
@@ -55,14 +56,16 @@ from netaddr import IPSet
 from firewall.errors import IptablesError
 from firewall.iptables import FILTER, FakeIptables, Flavour, IptablesRunner, SubprocessIptables, comment, saved_chains
 from netpol.admin import AdminPolicy
-from netpol.decide import _NO_POLICY, ClusterView, RuleRef
+from netpol.decide import Changes, ClusterIndex, ClusterView, RuleRef, admin_selection
 from netpol.errors import NetpolError
-from netpol.model import Direction, Pod, Policy, PortRule, Rule
+from netpol.model import Direction, Namespace, Pod, Policy, PortRule, Rule
+from netpol.nftables import uses_named_ports
 from proxy.iptables.layout import JUMPS, KUBE_FORWARD
 from proxy.plan import DEFAULT_MASQUERADE_MARK
 
 __all__ = [
-    "FakeIptables", "Flavour", "IptablesCommand", "cleanup", "complete", "group_chain", "policy_chain", "render",
+    "Chains", "FakeIptables", "Flavour", "IptablesCommand", "Planner", "cleanup", "complete", "delta", "group_chain",
+    "policy_chain", "render", "restore_text", "rule_count",
 ]
 
 PREFIX = "KUBE-NWPLCY-"
@@ -84,6 +87,7 @@ RULE_MARKER = f"-j MARK --or-mark {ALLOWED:#x}"
 # baseline's dispatch for it are skipped (`! --mark`), while the other direction is still judged.
 DECIDED = 0x40000
 _DECIDED = f"{DECIDED:#x}/{DECIDED:#x}"
+ADMIN_TARGETS = {"Allow": f"MARK --or-mark {DECIDED:#x}", "Deny": "DROP", "Pass": "RETURN"}
 
 # The jumps from FORWARD, as iptables-save prints them (so a saved line compares equal).
 JUMP = f"{comment('kubernetes network policies')} -j {TOP}"
@@ -153,38 +157,43 @@ class _Port:
 
 
 class _Builder:
-    def __init__(self, view: ClusterView, node: str) -> None:
-        self.view = view
-        self.node = node
-        self.pods = [p for p in view.pods if not p.host_network]
-        self.local = [p for p in self.pods if p.node == node and _ipv4(p)]
-        self.chains: dict[str, list[str]] = {TOP: []}
+    """One sync's chains, from the index of who selects whom (decide.ClusterIndex). A policy chain
+    whose inputs did not change since the last sync comes from the planner's cache."""
 
-    def peers(self, policy: Policy, rule: Rule) -> list[str] | None:
+    def __init__(self, planner: Planner, changes: Changes) -> None:
+        self.planner = planner
+        self.index = planner.index
+        self.changes = changes
+        self.pods = [p for _, p in sorted(self.index.pods.items()) if not p.host_network]
+        self.local = [p for p in self.pods if self.index.is_local(p)]
+        self.chains: dict[str, tuple[str, ...]] = {TOP: ()}
+        self.used: set[tuple[str, Direction]] = set()  # the (policy, direction) chains of this sync
+
+    def peers(self, policy: Policy, direction: Direction, index: int, rule: Rule) -> list[str] | None:
         """The CIDRs the rule's peers allow; None when it names no peers (every address)."""
         if rule.peers is None:
             return None
         allowed = IPSet()
-        for peer in rule.peers:
+        selected = self.index.selected.get(policy.key, {})
+        for j, peer in enumerate(rule.peers):
             if peer.broken:
                 continue
             if peer.ip_block is not None:
                 if peer.ip_block.cidr.version == 4:
                     allowed |= IPSet([str(peer.ip_block.cidr)]) - IPSet(str(h) for h in peer.ip_block.excepts)
                 continue
-            for pod in self.pods:
-                for ip in pod.ips:
-                    if ip.version == 4 and self.view.peer_matches(peer, policy, ip, pod):
-                        allowed.add(str(ip))
+            for key in selected.get((direction, index, j), ()):
+                allowed.update(self.planner.addresses(key))
         return [str(cidr) for cidr in allowed.iter_cidrs()]
 
-    def ports(self, rule: Rule, destinations: list[Pod]) -> list[_Port] | None:
+    @staticmethod
+    def ports(rule: Rule, destinations: list[Pod]) -> list[_Port] | None:
         """None when the rule names no ports (every port and protocol)."""
         if not rule.ports:
             return None
         out: list[_Port] = []
         for port in rule.ports:
-            out.extend(self.resolve(port, destinations))
+            out.extend(_Builder.resolve(port, destinations))
         return out
 
     @staticmethod
@@ -203,7 +212,8 @@ class _Builder:
                 if number is not None:
                     yield from (_Port(port.protocol, str(number), ip) for ip in _ipv4(pod))
 
-    def rule_lines(self, direction: Direction, peers: list[str] | None, ports: list[_Port] | None) -> list[str]:
+    @staticmethod
+    def rule_lines(direction: Direction, peers: list[str] | None, ports: list[_Port] | None) -> list[str]:
         lines: list[str] = []
         for peer in peers if peers is not None else [None]:
             for port in ports if ports is not None else [None]:
@@ -228,12 +238,32 @@ class _Builder:
         return lines
 
     def policy(self, policy: Policy, direction: Direction, members: list[Pod]) -> None:
+        """POLICY's chain for DIRECTION; MEMBERS: the local pods it isolates. Rendered again only when
+        its inputs changed: the policy or the pods its peers pick (both in `changes.policies`), or, for
+        a named port, the pods it resolves on."""
+        slot = (policy.key, direction)
+        named = uses_named_ports(policy, direction)
+        resolved_on = frozenset(p.key for p in members) if named and direction == "Ingress" else frozenset()
+        cached = self.planner.rendered.get(slot)
+        if cached is not None and named:
+            if direction == "Ingress":
+                if cached[0] != resolved_on or not self.changes.destinations.isdisjoint(resolved_on):
+                    cached = None
+            elif self.changes.destinations:
+                cached = None  # egress named ports resolve on every pod
+        if cached is None:
+            cached = (resolved_on, self.render_policy(policy, direction, members))
+            self.planner.rendered[slot] = cached
+        self.used.add(slot)
+        self.chains[self.planner.chain_name(direction, policy.key)] = cached[1]
+
+    def render_policy(self, policy: Policy, direction: Direction, members: list[Pod]) -> tuple[str, ...]:
         # Named ports resolve on the destination: the isolated pods themselves for ingress, any pod
         # the traffic may go to for egress.
         destinations = members if direction == "Ingress" else self.pods
         blocks: list[list[str]] = []
         for index, rule in enumerate(policy.rules(direction) or ()):
-            peers = self.peers(policy, rule)
+            peers = self.peers(policy, direction, index, rule)
             ports = self.ports(rule, destinations)
             if peers == [] or ports == []:
                 continue  # matches nothing (`kubesim policy` says why, from the decision)
@@ -245,116 +275,273 @@ class _Builder:
             if i:
                 rules.append(f"-m mark --mark {_MARK} -j RETURN")  # decided: later rules need not run
             rules.extend(block)
-        self.chains[policy_chain(direction, policy)] = rules
+        return tuple(rules)
 
-    def admin_rules(self, policy: AdminPolicy, direction: Direction, members: list[Pod]) -> list[str]:
-        """POLICY's DIRECTION rules in order: Allow marks DECIDED and returns, Deny drops, Pass returns
-        (to the top chain, whose next rules are the NetworkPolicies'), each commented with the rule."""
-        destinations = members if direction == "Ingress" else self.pods
-        lines: list[str] = []
-        for index, admin_rule in enumerate(policy.rules(direction)):
-            peers = self.peers(_NO_POLICY, admin_rule.rule)
-            ports = self.ports(admin_rule.rule, destinations)
-            if peers == [] or ports == []:
-                continue  # matches nothing
-            why = _comment(str(RuleRef(policy.key, direction, index, admin_rule.action)))
-            target = {"Allow": f"MARK --or-mark {DECIDED:#x}", "Deny": "DROP", "Pass": "RETURN"}[admin_rule.action]
-            lines += [" ".join(p for p in (match, why, f"-j {target}") if p)
-                      for match in self.rule_lines(direction, peers, ports)]
-            if admin_rule.action == "Allow":
-                lines.append(f"-m mark --mark {_DECIDED} -j RETURN")  # decided: later rules need not run
-        return lines
-
-    def admin(self, direction: Direction, isolated: set[str]) -> tuple[list[str], list[str]]:
-        """Build the admin tiers' chains of one direction; return the top chain's dispatch rules that
-        come before the NetworkPolicies' (ANPs) and after them (the BANP, for pods NetworkPolicies
-        do not isolate: ISOLATED are those pods' keys)."""
-        view = self.view
+    def direction(self, direction: Direction) -> list[str]:
+        """Build the policy and group chains of one direction; return the top chain's dispatch rules."""
         groups: dict[tuple[str, ...], list[Pod]] = {}
-        baseline: list[Pod] = []
         for pod in self.local:
-            applying = view.admin_applying(pod, direction)
-            keys = tuple(p.key for p in applying if p.tier == "admin")
+            keys = self.index.isolation.get(pod.key, {}).get(direction, ())
             if keys:
                 groups.setdefault(keys, []).append(pod)
-            if any(p.tier == "baseline" for p in applying) and pod.key not in isolated:
-                baseline.append(pod)
+        before, after = self.admin(direction, {pod.key for pods in groups.values() for pod in pods})
         members: dict[str, list[Pod]] = {}
         for keys, pods in groups.items():
             for key in keys:
                 members.setdefault(key, []).extend(pods)
-        rendered = {p.key: self.admin_rules(p, direction, members[p.key]) for p in view.anps if p.key in members}
+        policies = self.index.policies
+        for key in sorted(members, key=lambda k: (policies[k].namespace, policies[k].name)):
+            self.policy(policies[key], direction, members[key])
+        dispatch: list[str] = []
+        where = "-s" if direction == "Egress" else "-d"
+        # Once an ANP has allowed this direction, the NetworkPolicies do not judge it.
+        guard = f"-m mark ! --mark {_DECIDED} " if len(before) > 1 else ""
+        for keys, pods in sorted(groups.items()):
+            chain, rules = self.planner.group(direction, keys)
+            self.chains[chain] = rules
+            for pod in pods:
+                dispatch += self.planner.lines((direction, pod.key), pod, guard + chain, _dispatch_lines, where,
+                                               direction, pod.key, self.planner.addresses(pod.key), chain, guard)
+        return [*before, *dispatch, *after]
+
+    def admin(self, direction: Direction, isolated: set[str]) -> tuple[list[str], list[str]]:
+        """The admin tiers' chains of one direction (from the planner's AdminPart) and the top chain's
+        dispatch to them: the ANPs' before the NetworkPolicies', the BANP's after, for the pods the
+        NetworkPolicies do not isolate (ISOLATED: those they do)."""
+        part = self.planner.admin.get(direction)
+        if part is None:
+            return [], []
         where = "-s" if direction == "Egress" else "-d"
         before: list[str] = []
-        for keys, pods in sorted(groups.items()):
-            chain = admin_group_chain(direction, keys)
-            self.chains[chain] = [rule for key in keys for rule in rendered[key]]
+        for chain, (rules, pods) in part.anp_chains.items():
+            self.chains[chain] = rules
             before += [f"{where} {ip}/32 {_comment(f'{pod.key} {direction.lower()} admin')} -j {chain}"
-                       for pod in pods for ip in _ipv4(pod)]
+                       for pod in pods for ip in self.planner.addresses(pod.key)]
         after: list[str] = []
-        if baseline and view.banp is not None:
+        baseline = [pod for pod in part.baseline_pods if pod.key not in isolated]
+        if baseline:
             chain = baseline_chain(direction)
-            self.chains[chain] = self.admin_rules(view.banp, direction, baseline)
+            self.chains[chain] = part.baseline_rules
             after = [f"{where} {ip}/32 -m mark ! --mark {_DECIDED} "
                      f"{_comment(f'{pod.key} {direction.lower()} baseline')} -j {chain}"
-                     for pod in baseline for ip in _ipv4(pod)]
+                     for pod in baseline for ip in self.planner.addresses(pod.key)]
         if before or after:
             # Clear what the other direction's admin tier may have decided.
             before.insert(0, f"-j MARK --set-xmark 0x0/{DECIDED:#x}")
         return before, after
 
-    def direction(self, direction: Direction) -> list[str]:
-        """Build the policy and group chains of one direction; return the top chain's dispatch rules."""
-        groups: dict[tuple[str, ...], list[Pod]] = {}
-        policies: dict[str, Policy] = {}
+    def build(self) -> Chains:
+        top = [f"-m conntrack --ctstate RELATED,ESTABLISHED {comment('replies of allowed connections')} -j ACCEPT"]
         for pod in self.local:
-            isolating = self.view.isolating(pod, direction)
-            if isolating:
-                groups.setdefault(tuple(p.key for p in isolating), []).append(pod)
-                policies.update((p.key, p) for p in isolating)
+            top += self.planner.lines(("self", pod.key), pod, "", _self_lines, pod.key,
+                                      self.planner.addresses(pod.key))
+        for direction in DIRECTIONS:
+            top += self.direction(direction)
+        top.append(f"-m mark --mark {_MARK} -j MARK --set-xmark 0x0/{ALLOWED:#x}")
+        if self.planner.admin:
+            top.append(f"-m mark --mark {_DECIDED} -j MARK --set-xmark 0x0/{DECIDED:#x}")
+        self.chains[TOP] = tuple(top)
+        return self.chains
+
+
+def _dispatch_lines(where: str, direction: Direction, pod_key: str, ips: list[str], chain: str,
+                    guard: str = "") -> list[str]:
+    return [f"{where} {ip}/32 {guard}{_comment(f'{pod_key} {direction.lower()}')} -j {chain}" for ip in ips]
+
+
+@dataclass
+class AdminPart:
+    """One direction of the admin tiers on a node: each ANP group chain (its rules and the local pods it
+    is for), and the BANP's rules and the local pods it selects."""
+
+    anp_chains: dict[str, tuple[tuple[str, ...], list[Pod]]]
+    baseline_rules: tuple[str, ...]
+    baseline_pods: list[Pod]
+
+
+def _admin_peers(rule: Rule, selected: Iterable[Pod]) -> list[str] | None:
+    """An admin rule's peer CIDRs: its networks and the addresses of the pods its selectors picked."""
+    if rule.peers is None:
+        return None  # a fail-closed rule: every address
+    allowed = IPSet()
+    for peer in rule.peers:
+        if not peer.broken and peer.ip_block is not None and peer.ip_block.cidr.version == 4:
+            allowed.add(str(peer.ip_block.cidr))
+    allowed.update(ip for pod in selected for ip in _ipv4(pod))
+    return [str(cidr) for cidr in allowed.iter_cidrs()]
+
+
+def _admin_rules(view: ClusterView, policy: AdminPolicy, direction: Direction, members: list[Pod],
+                 pods: list[Pod]) -> tuple[str, ...]:
+    """POLICY's DIRECTION rules in order: Allow marks DECIDED and returns, Deny drops, Pass returns (to
+    the top chain, whose next rules are the NetworkPolicies'), each commented with the rule. Named ports
+    resolve on MEMBERS (the subject pods) for ingress, on every pod for egress."""
+    destinations = members if direction == "Ingress" else pods
+    selected = admin_selection(view, policy, direction)
+    lines: list[str] = []
+    for index, admin_rule in enumerate(policy.rules(direction)):
+        rule = admin_rule.rule
+        peers = _admin_peers(rule, [p for j in range(len(rule.peers or ())) for p in selected.get((index, j), ())])
+        ports = _Builder.ports(rule, destinations)
+        if peers == [] or ports == []:
+            continue  # matches nothing
+        why = _comment(str(RuleRef(policy.key, direction, index, admin_rule.action)))
+        lines += [" ".join(p for p in (match, why, f"-j {ADMIN_TARGETS[admin_rule.action]}") if p)
+                  for match in _Builder.rule_lines(direction, peers, ports)]
+        if admin_rule.action == "Allow":
+            lines.append(f"-m mark --mark {_DECIDED} -j RETURN")  # decided: later rules need not run
+    return tuple(lines)
+
+
+def admin_parts(index: ClusterIndex, admin: tuple[AdminPolicy, ...]) -> dict[Direction, AdminPart]:
+    """The admin tiers' chains for INDEX's node, per direction that has any."""
+    view = ClusterView(pods=index.pods.values(), namespaces=index.namespaces.values(), admin=admin)
+    local = [pod for _, pod in sorted(index.pods.items()) if index.is_local(pod)]
+    every_pod = [pod for _, pod in sorted(index.pods.items()) if not pod.host_network]
+    out: dict[Direction, AdminPart] = {}
+    for direction in DIRECTIONS:
+        groups: dict[tuple[str, ...], list[Pod]] = {}
+        baseline: list[Pod] = []
+        for pod in local:
+            applying = view.admin_applying(pod, direction)
+            keys = tuple(p.key for p in applying if p.tier == "admin")
+            if keys:
+                groups.setdefault(keys, []).append(pod)
+            if any(p.tier == "baseline" for p in applying):
+                baseline.append(pod)
+        if not groups and not baseline:
+            continue
         members: dict[str, list[Pod]] = {}
         for keys, pods in groups.items():
             for key in keys:
                 members.setdefault(key, []).extend(pods)
-        for key in sorted(policies):
-            self.policy(policies[key], direction, members[key])
-        before, after = self.admin(direction, {pod.key for pods in groups.values() for pod in pods})
-        # Once an ANP has allowed this direction, the NetworkPolicies do not judge it.
-        guard = f" -m mark ! --mark {_DECIDED}" if len(before) > 1 else ""
-        dispatch: list[str] = []
-        where = "-s" if direction == "Egress" else "-d"
-        for keys, pods in sorted(groups.items()):
-            chain = group_chain(direction, keys)
+        rendered = {p.key: _admin_rules(view, p, direction, members[p.key], every_pod)
+                    for p in view.anps if p.key in members}
+        chains = {admin_group_chain(direction, keys): (tuple(r for k in keys for r in rendered[k]), pods)
+                  for keys, pods in sorted(groups.items())}
+        banp_rules = _admin_rules(view, view.banp, direction, baseline, every_pod) \
+            if baseline and view.banp is not None else ()
+        out[direction] = AdminPart(chains, banp_rules, baseline)
+    return out
+
+
+def _self_lines(pod_key: str, ips: list[str]) -> list[str]:
+    return [f"-s {ip}/32 -d {ip}/32 {_comment(f'{pod_key} reaching itself')} -j ACCEPT" for ip in ips]
+
+
+# chain -> its rules (iptables-restore rule specs, without `-A CHAIN`), TOP first.
+Chains = dict[str, tuple[str, ...]]
+
+
+class Planner:
+    """Keeps a node's chains across syncs, as nftables.Planner keeps its table: `update()` renders
+    again only the policy chains whose inputs changed, and rebuilds the cheap rest (group chains, the
+    top chain's dispatch) from the index. A fresh Planner's first update is the full computation and
+    `render()` is exactly that, so the incremental and the from-scratch paths are one code path."""
+
+    def __init__(self, node: str) -> None:
+        self.index = ClusterIndex(node)
+        # (policy, direction) -> (the pods its named ports resolved on, its chain's rules)
+        self.rendered: dict[tuple[str, Direction], tuple[frozenset[str], tuple[str, ...]]] = {}
+        # The cheap rest, kept too, because at a thousand pods and policies even cheap adds up: each
+        # pod's addresses, each policy chain's name, each group chain, each pod's lines in the top chain.
+        self._addresses: dict[str, tuple[Pod, list[str]]] = {}
+        self._names: dict[tuple[Direction, str], str] = {}
+        self._groups: dict[tuple[Direction, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+        self._lines: dict[tuple[str, str], tuple[Pod, str, list[str]]] = {}
+        # The admin tiers, computed whole when an admin policy, a pod or a namespace changed.
+        self.admin: dict[Direction, AdminPart] = {}
+        self._admin_inputs: object = None
+
+    def addresses(self, key: str) -> list[str]:
+        pod = self.index.pods[key]
+        cached = self._addresses.get(key)
+        if cached is None or cached[0] is not pod:
+            cached = self._addresses[key] = (pod, _ipv4(pod))
+        return cached[1]
+
+    def chain_name(self, direction: Direction, key: str) -> str:
+        name = self._names.get((direction, key))
+        if name is None:
+            name = self._names[(direction, key)] = policy_chain(direction, self.index.policies[key])
+        return name
+
+    def group(self, direction: Direction, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+        """The group chain of the policies KEYS (a function of the keys alone): its name and rules."""
+        found = self._groups.get((direction, keys))
+        if found is None:
             rules = [f"-j MARK --set-xmark 0x0/{ALLOWED:#x}"]
             for key in keys:
-                rules += [f"-j {policy_chain(direction, policies[key])}", f"-m mark --mark {_MARK} -j RETURN"]
+                rules += [f"-j {self.chain_name(direction, key)}", f"-m mark --mark {_MARK} -j RETURN"]
             isolated_by = f"{direction.lower()} isolated by {', '.join(keys)}"
             rules.append(f"{_comment(isolated_by)} -j DROP")
-            self.chains[chain] = rules
-            dispatch += [f"{where} {ip}/32{guard} {_comment(f'{pod.key} {direction.lower()}')} -j {chain}"
-                         for pod in pods for ip in _ipv4(pod)]
-        return [*before, *dispatch, *after]
+            found = self._groups[(direction, keys)] = (group_chain(direction, keys), tuple(rules))
+        return found
 
-    def render(self) -> str:
-        top = [f"-m conntrack --ctstate RELATED,ESTABLISHED {comment('replies of allowed connections')} -j ACCEPT"]
-        top += [f"-s {ip}/32 -d {ip}/32 {_comment(f'{pod.key} reaching itself')} -j ACCEPT"
-                for pod in self.local for ip in _ipv4(pod)]
-        for direction in DIRECTIONS:
-            top += self.direction(direction)
-        top.append(f"-m mark --mark {_MARK} -j MARK --set-xmark 0x0/{ALLOWED:#x}")
-        if any(rule.endswith(f"-j MARK --set-xmark 0x0/{DECIDED:#x}") for rule in top):
-            top.append(f"-m mark --mark {_DECIDED} -j MARK --set-xmark 0x0/{DECIDED:#x}")
-        self.chains[TOP] = top
-        lines = [f"*{FILTER}", *(f":{chain} - [0:0]" for chain in self.chains)]
-        lines += [f"-A {chain} {rule}" for chain, rules in self.chains.items() for rule in rules]
-        lines.append("COMMIT")
-        return "\n".join(lines) + "\n"
+    def lines(self, slot: tuple[str, str], pod: Pod, target: str, make: Callable[..., list[str]],
+              *args: Any) -> list[str]:
+        """A pod's lines in the top chain (`make(*args)`), made again only when the pod or TARGET changed."""
+        cached = self._lines.get(slot)
+        if cached is None or cached[0] is not pod or cached[1] != target:
+            cached = self._lines[slot] = (pod, target, make(*args))
+        return cached[2]
+
+    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace],
+               admin: Iterable[AdminPolicy] = ()) -> Chains:
+        changes = self.index.update(policies, pods, namespaces)
+        admin = tuple(admin)
+        inputs = (admin, dict(self.index.namespaces))
+        if changes.pods or inputs != self._admin_inputs:
+            self.admin = admin_parts(self.index, admin) if admin else {}
+            self._admin_inputs = inputs
+        for slot in list(self.rendered):
+            if slot[0] in changes.policies or slot[0] not in self.index.policies:
+                del self.rendered[slot]
+        builder = _Builder(self, changes)
+        chains = builder.build()
+        # A chain no pod of the node needs now is forgotten: its pods may differ when it is needed again.
+        self.rendered = {slot: v for slot, v in self.rendered.items() if slot in builder.used}
+        if changes.pods:
+            self._addresses = {k: v for k, v in self._addresses.items() if k in self.index.pods}
+            self._lines = {slot: v for slot, v in self._lines.items() if slot[1] in self.index.pods}
+        if changes.policies:
+            self._names = {slot: v for slot, v in self._names.items() if slot[1] in self.index.policies}
+            self._groups = {slot: v for slot, v in self._groups.items() if v[0] in chains}
+        return chains
+
+
+def restore_text(chains: Chains) -> str:
+    """CHAINS as iptables-restore --noflush text declaring (so flushing) and filling every one."""
+    lines = [f"*{FILTER}", *(f":{chain} - [0:0]" for chain in chains)]
+    lines += [f"-A {chain} {rule}" for chain, rules in chains.items() for rule in rules]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def delta(old: Chains, new: Chains) -> str:
+    """The iptables-restore --noflush transaction from OLD (what the kernel holds, as applied) to NEW:
+    changed and new chains declared (flushed) and filled, chains gone flushed and deleted; every other
+    chain, and our jumps from FORWARD, left alone. "" when nothing changed."""
+    changed = {c: rules for c, rules in new.items() if old.get(c) is not rules and old.get(c) != rules}
+    gone = [c for c in old if c not in new]
+    if not changed and not gone:
+        return ""
+    lines = [f"*{FILTER}", *(f":{c} - [0:0]" for c in (*changed, *gone))]
+    lines += [f"-A {chain} {rule}" for chain, rules in changed.items() for rule in rules]
+    lines += [f"-X {c}" for c in gone]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def rule_count(chains: Chains) -> int:
+    """The rules that allow something: what the agent reports as the ruleset's rules."""
+    return sum(1 for rules in chains.values() for rule in rules if rule.endswith(RULE_MARKER))
 
 
 def render(view: ClusterView, node: str) -> str:
     """The desired chains for `node`'s pods: iptables-restore --noflush text declaring (so flushing)
     and filling every chain of ours, not yet hooked into FORWARD (`complete()` does that)."""
-    return _Builder(view, node).render()
+    return restore_text(Planner(node).update(view.policies, view.pods, view.namespaces, view.admin))
 
 
 def _forward_rules(saved: str) -> list[str]:
@@ -420,6 +607,13 @@ class IptablesCommand:
             self.runner.restore(complete(desired, self.runner.save(FILTER)))
         except IptablesError as err:
             raise NetpolError(f"iptables refused the ruleset: {err}") from err
+
+    def apply_changes(self, transaction: str) -> None:
+        """A delta (from `delta()`) restored as it is, without reading the table first."""
+        try:
+            self.runner.restore(transaction)
+        except IptablesError as err:
+            raise NetpolError(f"iptables refused the changes: {err}") from err
 
     def cleanup(self) -> None:
         try:

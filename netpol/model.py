@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from control.api import NOTHING, Selector, SelectorError, label_selector_as_selector
+from control.client import ParseCache as SharedParseCache
 from netpol.errors import ObjectError
 
 Protocol = Literal["TCP", "UDP", "SCTP"]
@@ -359,35 +360,11 @@ def parse_all(objs: Iterable[JSON], parse: Any) -> list[Any]:
     return out
 
 
-class ParseCache:
-    """Parsed values of one kind of object, reused while the object's uid and resourceVersion stay.
-
-    The apiserver gives every change a new resourceVersion, so an unchanged pair means an unchanged
-    object: the agent parses only what changed since its last sync, and an unchanged object keeps the
-    very same value, which lets the planner see "unchanged" by identity. Objects without both (built
-    by hand) are parsed every time."""
+class ParseCache(SharedParseCache[Any]):
+    """The shared cache (control.client.ParseCache), leaving out objects the agent cannot use: their
+    policies are refused at the API, and what slips through is skipped as the decision would skip it."""
 
     def __init__(self, parse: Any) -> None:
-        self.parse = parse
-        self.values: dict[tuple[str, str], Any] = {}
+        super().__init__(parse, errors=(ObjectError,))
 
-    def parse_all(self, objs: Iterable[JSON]) -> list[Any]:
-        values: dict[tuple[str, str], Any] = {}
-        out = []
-        for obj in objs:
-            meta = obj.get("metadata") or {}
-            uid, version = meta.get("uid"), meta.get("resourceVersion")
-            key = (uid, version) if isinstance(uid, str) and isinstance(version, str) and uid and version else None
-            if key is not None and key in self.values:
-                value = self.values[key]
-            else:
-                try:
-                    value = self.parse(obj)
-                except ObjectError:
-                    continue
-            if key is not None:
-                values[key] = value
-            if value is not None:
-                out.append(value)
-        self.values = values  # forget what is gone, so the cache never outgrows the cluster
-        return out
+

@@ -121,7 +121,9 @@ class NetpolAgent:
         self.planner = Planner(config.node_name)
         self.applied: Plan | None = None  # what the kernel holds; None: unknown, the next sync is full
         self.last_full = 0.0
-        self.applied_text = ""  # iptables mode: the last restore that landed
+        # iptables mode: its planner, and the chains the kernel holds (None: unknown, the next sync is full)
+        self.iptables_planner = iptables.Planner(config.node_name)
+        self.applied_chains: iptables.Chains | None = None
         self.last_synced = 0.0
         self._stop = asyncio.Event()
 
@@ -129,9 +131,11 @@ class NetpolAgent:
         self._stop.set()
 
     def admin(self) -> list[AdminPolicy]:
-        """The AdminNetworkPolicies and BaselineAdminNetworkPolicies the informers hold, parsed."""
-        return [policy for informer, cache in zip(self.admin_policies, self.parsed_admin, strict=False)
-                for policy in cache.parse_all(informer.store.list())]
+        """The AdminNetworkPolicies and BaselineAdminNetworkPolicies the informers hold, parsed; counted."""
+        found = [policy for informer, cache in zip(self.admin_policies, self.parsed_admin, strict=False)
+                 for policy in cache.parse_all(informer.store.list())]
+        self.metrics.admin_policies.set(len(found))
+        return found
 
     def view(self) -> ClusterView:
         nodes = dict(parse_all(self.nodes.store.list(), node_addresses))
@@ -156,13 +160,11 @@ class NetpolAgent:
             return
         start = time.monotonic()
         try:
-            admin = self.admin()
-            self.metrics.admin_policies.set(len(admin))
             plan = self.planner.update(
                 self.parsed_policies.parse_all(self.policies.store.list()),
                 self.parsed_pods.parse_all(self.pods.store.list()),
                 self.parsed_namespaces.parse_all(self.namespaces.store.list()),
-                admin,
+                self.admin(),
             )
         except Exception:
             self.planner, self.applied = Planner(self.config.node_name), None  # start from scratch
@@ -184,25 +186,54 @@ class NetpolAgent:
                      plan.rules, f"{'the whole table' if full else 'changes only'}, {len(transaction)} bytes to nft")
 
     async def _sync_iptables(self) -> None:
-        """iptables mode renders the node's whole ruleset each time and restores it when it changed
-        (one `iptables-restore --noflush`: all of it or none, so a refusal leaves the previous rules)."""
+        """iptables mode, as the nftables one: the planner renders again only what changed, and only the
+        chains that differ from what the kernel holds are restored (`iptables-restore --noflush`: all of
+        it or none, so a refusal leaves the previous rules). A full sync (every chain of ours, our jumps
+        from FORWARD put back in place, stale chains removed) runs first, every full_sync_period and
+        after any failure."""
         start = time.monotonic()
-        view = self.view()
-        self.metrics.admin_policies.set(len(view.admin))  # type: ignore[arg-type]
-        transaction = iptables.render(view, self.config.node_name)
-        if transaction != self.applied_text:
+        try:
+            chains = self.iptables_planner.update(
+                self.parsed_policies.parse_all(self.policies.store.list()),
+                self.parsed_pods.parse_all(self.pods.store.list()),
+                self.parsed_namespaces.parse_all(self.namespaces.store.list()),
+                self.admin(),
+            )
+        except Exception:
+            self.iptables_planner, self.applied_chains = iptables.Planner(self.config.node_name), None
+            raise
+        full = self.applied_chains is None or start - self.last_full >= self.config.full_sync_period
+        if full:
+            transaction = iptables.restore_text(chains)
+        else:
+            assert self.applied_chains is not None
+            transaction = iptables.delta(self.applied_chains, chains)
+        if transaction:
             try:
-                await asyncio.to_thread(self.backend.apply, transaction)
+                if full:
+                    await asyncio.to_thread(self.backend.apply, transaction)
+                else:
+                    await asyncio.to_thread(self._restore_changes, transaction)
             except Exception:
                 self.metrics.failures.inc()
-                self.applied_text = ""
+                self.applied_chains = None
                 raise
-            self.applied_text = transaction
-        local = [p for p in view.pods if p.node == self.config.node_name and not p.host_network]
-        isolated: dict[Direction, int] = {d: sum(1 for p in local if view.isolating(p, d))
-                                          for d in ("Ingress", "Egress")}
-        self._synced(start, len(view.policies), len(local), isolated,  # type: ignore[arg-type]
-                     transaction.count(iptables.RULE_MARKER), "in iptables mode")
+        if full:
+            self.last_full = start
+        self.applied_chains = chains
+        index = self.iptables_planner.index
+        isolated = {d: sum(1 for by in index.isolation.values() if by.get(d)) for d in iptables.DIRECTIONS}
+        self._synced(start, len(index.policies), len(index.isolation), isolated, iptables.rule_count(chains),
+                     f"iptables mode, {'every chain' if full else 'changed chains only'}, "
+                     f"{len(transaction)} bytes to iptables-restore")
+
+    def _restore_changes(self, transaction: str) -> None:
+        """A delta goes to iptables-restore as it is: no iptables-save first (the jumps from FORWARD stay
+        where the last full sync put them)."""
+        restore = getattr(self.backend, "apply_changes", None)
+        if restore is None:
+            raise NetpolError("iptables mode: the backend cannot apply changes alone (no apply_changes)")
+        restore(transaction)
 
     def _synced(self, start: float, policies: int, local_pods: int, isolated: Mapping[Direction, int], rules: int,
                 how: str) -> None:

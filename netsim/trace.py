@@ -53,6 +53,7 @@ from netsim.kernel import Kernel, LinuxKernel
 from netsim.trace_analysis import (
     DEFAULT_TIMEOUT,
     GRACE,
+    IPTABLES_TABLES,
     OWN_CHAINS,
     PROTOCOLS,
     TABLE_PREFIX,
@@ -64,6 +65,7 @@ from netsim.trace_analysis import (
     TraceRequest,
     TraceResult,
     craft,
+    iptables_rule_comments,
     make_probes,
     write_pcap,
 )
@@ -333,7 +335,7 @@ class _Run:
         so that no probe is sent before the monitor listens."""
         request = self.request
         with _signals_held():
-            self.monitor = subprocess.Popen(namespaces.command_in(self.node_ns, ["nft", "monitor", "trace"]),
+            self.monitor = subprocess.Popen(namespaces.command_in(self.node_ns, ["nft", "-a", "monitor", "trace"]),
                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         with namespaces.entered(self.node_ns):
             sentinel = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -454,6 +456,7 @@ def trace(request: TraceRequest, *, pcap: str | None = None, kernel: Kernel | No
                     analyzer.states[probe.index].send_error = f"sending failed: {exc.strerror}"
         monitor_fd = run.monitor.stdout.fileno() if tracing and run.monitor and run.monitor.stdout else None
         _collect(analyzer, cap, monitor_fd, run.leftover, tracing=tracing, timeout=request.timeout)
+        analyzer.rule_comments = _iptables_comments(node_ns, analyzer)
         elapsed = time.monotonic() - started
         if pcap:
             write_pcap(pcap, analyzer.relevant_frames())
@@ -461,6 +464,26 @@ def trace(request: TraceRequest, *, pcap: str | None = None, kernel: Kernel | No
                                elapsed=elapsed, pcap=pcap)
     finally:
         run.close()
+
+
+def _iptables_comments(node_ns: str, analyzer: Analyzer) -> dict[str, dict[tuple[str, int], str]]:
+    """The comments of the iptables-nft rules the probes met, read back from iptables-nft-save (the
+    trace cannot show them). Read after the probes, once per table met; a table that cannot be read
+    leaves its hops without comments rather than failing the trace."""
+    met = {event.table for state in analyzer.states for event in state.events
+           if event.kind == "rule" and event.family == "ip" and event.table in IPTABLES_TABLES and event.handle}
+    comments: dict[str, dict[tuple[str, int], str]] = {}
+    for table in sorted(met):
+        saved = subprocess.run(namespaces.command_in(node_ns, ["iptables-nft-save", "-t", table]),
+                               capture_output=True, text=True, check=False)
+        if saved.returncode != 0:
+            continue
+        try:
+            listing = _nft(node_ns, "-a", "list", "table", "ip", table)
+        except TraceError:
+            continue
+        comments[f"ip {table}"] = iptables_rule_comments(listing, saved.stdout)
+    return comments
 
 
 def _drain(cap: socket.socket, analyzer: Analyzer | None) -> None:

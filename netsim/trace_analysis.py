@@ -15,6 +15,7 @@ import ipaddress
 import json
 import random
 import re
+import shlex
 import socket
 import struct
 from collections import Counter
@@ -225,6 +226,7 @@ _TRACE_LINE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\S+) (?P<table
                          r"(?P<kind>packet:|rule|verdict|policy|unknown)\s?(?P<rest>.*)$")
 _RULE_VERDICT = re.compile(r"^(?P<rule>.*) \(verdict (?P<verdict>[^)]*)\)(?P<extra>.*)$")
 _COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
+_HANDLE = re.compile(r"\s*# handle (\d+)")  # what `nft -a monitor trace` adds to each rule
 _QUOTED = re.compile(r'\b(iif|oif) "([^"]*)"')
 _FIELD = re.compile(r"\b(?:ip (saddr|daddr|id)|(?:tcp|udp|sctp|th) (sport|dport)|meta l4proto) (\S+)")
 
@@ -241,6 +243,7 @@ class TraceEvent:
     rule: str = ""
     verdict: str = ""
     fields: tuple[tuple[str, str], ...] = ()
+    handle: int = 0  # the rule's handle in its chain (0: not known)
 
     def get(self, key: str) -> str | None:
         return next((v for k, v in self.fields if k == key), None)
@@ -272,13 +275,55 @@ def parse_trace_line(line: str) -> TraceEvent | None:
         return TraceEvent(*base, fields=tuple(fields))
     if kind == "rule":
         found = _RULE_VERDICT.match(rest)
-        if found:
-            # iptables-nft rules carry counters: noise in a trace, and never the same twice.
-            rule = " ".join(_COUNTER.sub("", found["rule"]).split())
-            return TraceEvent(*base, rule=rule, verdict=found["verdict"])
-        return TraceEvent(*base, rule=rest)
+        text = found["rule"] if found else rest
+        handle = _HANDLE.search(text)
+        # iptables-nft rules carry counters: noise in a trace, and never the same twice.
+        rule = " ".join(_COUNTER.sub("", _HANDLE.sub("", text)).split())
+        return TraceEvent(*base, rule=rule, verdict=found["verdict"] if found else "",
+                          handle=int(handle[1]) if handle else 0)
     # "verdict continue", "policy accept meta mark 0x00004000": the first word is the verdict.
     return TraceEvent(*base, verdict=rest.split(" ")[0] if rest else "")
+
+
+# iptables-nft's tables: their rules' `-m comment` is kept where `nft list` and the trace do not show it.
+IPTABLES_TABLES = ("filter", "nat", "mangle", "raw", "security")
+_CHAIN_HEAD = re.compile(r"^\s*chain (\S+) \{")
+_RULE_HANDLE = re.compile(r"# handle (\d+)\s*$")
+
+
+def iptables_rule_comments(nft_listing: str, saved: str) -> dict[tuple[str, int], str]:
+    """(chain, rule handle) -> the rule's `-m comment`, for one iptables-nft table.
+
+    NFT_LISTING is `nft -a list table ip T`, SAVED is `iptables-nft-save -t T`. Both list a chain's
+    rules in the same order, so the n-th rule with a handle is the n-th `-A CHAIN` line. nft shows
+    neither the comment of an iptables-nft rule nor can the trace, so this is how a hop in iptables
+    mode gets the comment (a NetworkPolicy's name, a Service's) that nftables mode shows by itself."""
+    handles: dict[str, list[int]] = {}
+    chain = ""
+    for line in nft_listing.splitlines():
+        head = _CHAIN_HEAD.match(line)
+        if head:
+            chain = head[1]
+            handles.setdefault(chain, [])
+            continue
+        found = _RULE_HANDLE.search(line)
+        if chain and found and not line.lstrip().startswith(("type ", "policy ")):
+            handles[chain].append(int(found[1]))
+    comments: dict[tuple[str, int], str] = {}
+    position: dict[str, int] = {}
+    for line in saved.splitlines():
+        if not line.startswith("-A "):
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            continue
+        chain = words[1]
+        index = position.get(chain, 0)
+        position[chain] = index + 1
+        if "--comment" in words[:-1] and index < len(handles.get(chain, [])):
+            comments[(chain, handles[chain][index])] = words[words.index("--comment") + 1]
+    return comments
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -370,6 +415,8 @@ class Analyzer:
         self.frames: list[Frame] = []  # copies of the probes and their replies
         self._arp: list[tuple[Frame, str, str]] = []
         self.trace_lines = 0
+        # "family table" -> (chain, handle) -> comment: what iptables-nft keeps out of the trace's rules.
+        self.rule_comments: dict[str, dict[tuple[str, int], str]] = {}
 
     # -- feeding ------------------------------------------------------------------------------------
 
@@ -589,7 +636,11 @@ class Analyzer:
                 continue
             table = f"{event.family} {event.table}"
             if event.kind == "rule":
-                hops.append(_hop(interface, hook, table, event.chain, event.rule, event.verdict))
+                rule = event.rule
+                comment = self.rule_comments.get(table, {}).get((event.chain, event.handle))
+                if comment and "comment " not in rule:
+                    rule = f"{rule} comment {json.dumps(comment)}"  # as nft prints a comment
+                hops.append(_hop(interface, hook, table, event.chain, rule, event.verdict))
             elif event.kind == "policy":
                 hops.append(_hop(interface, hook, table, event.chain, "(policy)", event.verdict))
             elif event.kind == "verdict" and event.verdict not in ("continue", "return"):

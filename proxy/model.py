@@ -96,6 +96,7 @@ class Endpoint(NamedTuple):
     terminating: bool = False
     node_name: str = ""
     zone: str = ""
+    zone_hints: tuple[str, ...] = ()  # hints.forZones[].name: the zones this endpoint is meant for
 
     @property
     def address(self) -> str:
@@ -246,6 +247,11 @@ def _condition(conditions: Mapping[str, Any], key: str, default: bool) -> bool:
     return default if value is None else bool(value)
 
 
+def _zone_hints(hints: Any) -> tuple[str, ...]:
+    zones = hints.get("forZones") if isinstance(hints, Mapping) else None
+    return tuple(str(z["name"]) for z in zones or () if isinstance(z, Mapping) and z.get("name"))
+
+
 def parse_endpoint_slice(obj: JSON) -> SliceEndpoints | None:
     """A discovery.k8s.io/v1 EndpointSlice; None for slices a v4 proxy ignores (IPv6, FQDN)."""
     namespace, name = _meta(obj, "EndpointSlice")
@@ -282,6 +288,7 @@ def parse_endpoint_slice(obj: JSON) -> SliceEndpoints | None:
                 terminating=_condition(conditions, "terminating", False),
                 node_name=str(ep.get("nodeName") or ""),
                 zone=str(ep.get("zone") or ""),
+                zone_hints=_zone_hints(ep.get("hints")),
             ))
     return SliceEndpoints(service=(namespace, str(service)),
                           ports={k: tuple(v) for k, v in ports.items()})

@@ -44,11 +44,12 @@ class NodeContext:
     nodeport_addresses: tuple[str, ...] = ()
     masquerade_all: bool = False
     masquerade_mark: int = DEFAULT_MASQUERADE_MARK
+    zone: str = ""  # the node's topology.kubernetes.io/zone label: which endpoint hints apply here
 
     @classmethod
     def from_node(cls, node: NodeInfo, **flags: Any) -> NodeContext:
-        """The context for a Node object (its name and addresses) plus the proxy's flags."""
-        return cls(name=node.name, node_ips=node.addresses, **flags)
+        """The context for a Node object (its name, addresses and zone) plus the proxy's flags."""
+        return cls(name=node.name, node_ips=node.addresses, zone=node.zone, **flags)
 
     @property
     def nodeport_ips(self) -> tuple[str, ...]:
@@ -127,6 +128,19 @@ class ProxyPlan:
                    if s.has_endpoints and s.port.externally_accessible and s.external_verdict == "drop")
 
 
+def can_use_topology(endpoints: Iterable[Endpoint], zone: str) -> bool:
+    """topology.go canUseTopology: only if every ready endpoint carries zone hints (one without would
+    be left out everywhere) and at least one is hinted for this node's zone (else no traffic here)."""
+    for_this_zone = False
+    for ep in endpoints:
+        if not ep.ready:
+            continue
+        if not ep.zone_hints:
+            return False
+        for_this_zone = for_this_zone or (bool(zone) and zone in ep.zone_hints)
+    return for_this_zone
+
+
 def _is_local(ep: Endpoint, node: NodeContext) -> bool:
     return ep.node_name == node.name
 
@@ -136,13 +150,18 @@ def categorize_endpoints(
 ) -> tuple[tuple[Endpoint, ...], tuple[Endpoint, ...], bool]:
     """(cluster endpoints, local endpoints, has any usable endpoint) as topology.go CategorizeEndpoints.
 
-    Topology-aware hints are not implemented: cluster endpoints are all usable endpoints.
+    With zone hints (the EndpointSlice controller sets them for `trafficDistribution: PreferClose`),
+    the cluster endpoints are the ready ones hinted for this node's zone, when `can_use_topology` says
+    the hints are usable here; otherwise every ready endpoint.
     """
     eps = tuple(endpoints)
     cluster: tuple[Endpoint, ...] = ()
     has_any = False
     if port.uses_cluster_endpoints:
-        cluster = tuple(ep for ep in eps if ep.ready)
+        if can_use_topology(eps, node.zone):
+            cluster = tuple(ep for ep in eps if ep.ready and node.zone in ep.zone_hints)
+        else:
+            cluster = tuple(ep for ep in eps if ep.ready)
         if not cluster:
             # Fall back to terminating endpoints that still serve, so that a rolling update or a
             # scale-down does not black-hole connections (KEP-1669).

@@ -29,9 +29,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.api.meta import labels_of
-from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
+from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer, ParseCache
 from firewall.bounded_frequency import BoundedFrequencyRunner
-from proxy.model import parse_node, services_from, slices_from
+from proxy.errors import ObjectError
+from proxy.model import ServicePort, SliceEndpoints, parse_endpoint_slice, parse_node, parse_service
 from proxy.plan import NodeContext, ProxyPlan, plan
 
 log = logging.getLogger("kube-proxy")
@@ -242,6 +243,14 @@ class ProxyServer:
         self.last_synced = 0.0
         self.pending_triggers: list[float] = []
         self.health_checks: HealthCheckServers | None = None
+        # Parsed Services and EndpointSlices, kept by (uid, resourceVersion): a sync parses only what
+        # changed, and the planner sees an unchanged Service port as the very same object. Used on the
+        # sync's worker thread only (under the kernel lock).
+        self.parsed_services: ParseCache[tuple[ServicePort, ...]] = ParseCache(
+            parse_service, errors=(ObjectError,), on_error=lambda obj, err: log.warning("skipping service: %s", err))
+        self.parsed_slices: ParseCache[SliceEndpoints] = ParseCache(
+            parse_endpoint_slice, errors=(ObjectError,),
+            on_error=lambda obj, err: log.warning("skipping endpoint slice: %s", err))
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -344,7 +353,8 @@ class ProxyServer:
                         previous: ProxyPlan | None, changed: set[tuple[str, str]], full: bool) -> ProxyPlan:
         """On the worker thread: plan, program the kernel, then drop the UDP flows that point at endpoints
         the new rules no longer have (after the rules, so a client's next packet meets them)."""
-        result = plan(services_from(services), slices_from(slices), node,
+        ports = tuple(port for ports in self.parsed_services.parse_all(services) for port in ports)
+        result = plan(ports, self.parsed_slices.parse_all(slices), node,
                       previous=None if full else previous, changed=None if full else changed)
         self.backend.sync(result, full=full)
         for command in conntrack_cleanup(previous, result):

@@ -58,6 +58,7 @@ from control.client._errors import (
 )
 from control.client._informer import Backoff, Informer, wait_for_cache_sync
 from control.client._kubeconfig import default_kubeconfig_path, load_kubeconfig
+from control.client._parsecache import ParseCache
 from control.client._resource import (
     ADMIN_NETWORK_POLICIES,
     BASELINE_ADMIN_NETWORK_POLICIES,
@@ -128,6 +129,7 @@ __all__ = [
     "KubeClientError",
     "LineSplitter",
     "NotFound",
+    "ParseCache",
     "PatchType",
     "ProtocolError",
     "Resource",

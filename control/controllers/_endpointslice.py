@@ -244,6 +244,10 @@ class EndpointSliceController(ServicePodsController):
             zone = labels_of(node).get(ZONE_LABEL) if node is not None else None
             if zone:
                 endpoint["zone"] = zone
+                if (svc.get("spec") or {}).get("trafficDistribution") == "PreferClose":
+                    # Upstream's PreferClose heuristic: each endpoint hinted for its own zone; kube-proxy
+                    # then sends a zone's traffic to that zone's endpoints when it has any.
+                    endpoint["hints"] = {"forZones": [{"name": zone}]}
         endpoint["targetRef"] = {"kind": "Pod", "namespace": namespace_of(pod), "name": name_of(pod),
                                  "uid": meta(pod).get("uid")}
         return endpoint

@@ -10,7 +10,7 @@ touched, or the whole table recreated when the diff cannot be written (`NeedsFul
 from __future__ import annotations
 
 from firewall.errors import NftError
-from firewall.nftables.ruleset import NeedsFullSync, Ruleset, diff_transaction, full_transaction
+from firewall.nftables.ruleset import Chain, NeedsFullSync, Ruleset, diff_transaction, full_transaction
 from firewall.nftables.runner import NftRunner, SubprocessNft
 from proxy.backend import Backend, SyncResult
 from proxy.errors import raised_as_proxy_errors
@@ -32,9 +32,27 @@ class NftablesBackend(Backend[Ruleset, Touched]):
         self.runner: NftRunner = runner if runner is not None else SubprocessNft()
         self.table = table
         self._renderer = Renderer(table=table)
+        # Chains the plan no longer has, kept empty in the kernel until a later sync deletes them.
+        self._flushed: frozenset[str] = frozenset()
 
     def _render(self, plan: ProxyPlan) -> Ruleset:
-        return self._renderer.render(plan)
+        """The renderer's table, plus, empty, the chains that have just gone stale.
+
+        Two-phase deletion, as upstream's nftables proxier does: kernels before 6.2 (Debian 12 runs 6.1)
+        can refuse to delete a chain in the transaction that removes the map element jumping to it. So
+        a chain the plan drops is flushed in this sync and deleted in the next one; one that comes back
+        meanwhile is simply filled again."""
+        rendered = self._renderer.render(plan)
+        applied = self._applied
+        if applied is None:
+            self._flushed = frozenset()
+            return rendered
+        stale = {name: Chain(name, (), chain.base) for name, chain in applied.chains.items()
+                 if name not in rendered.chains and name not in self._flushed}
+        self._flushed = frozenset(stale)
+        if not stale:
+            return rendered
+        return Ruleset(rendered.family, rendered.table, {**rendered.chains, **stale}, rendered.sets)
 
     def _changes(self) -> Touched | None:
         return self._renderer.touched

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from netsim import names
-from tests import cluster_report
+from tests import chromium, cluster_report
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,6 +247,38 @@ def test_service_load_balances_and_rejects_without_endpoints(cluster: Cluster) -
         done = in_netns(client, "curl", "-s", "--max-time", "5", f"{vip}/hostname")
         return done.returncode == 7
     cluster.wait(refused, timeout=10, message="the connection is refused (REJECT), not dropped")
+
+
+def test_graph_names_every_node_and_pod(cluster: Cluster, tmp_path: Path) -> None:
+    # After the test above: pods with addresses on both workers, CoreDNS in kube-system, Services.
+    def listed() -> dict[tuple[str, str], str]:
+        items = json.loads(cluster.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
+        return {(p["metadata"]["namespace"], p["metadata"]["name"]): p.get("status", {}).get("podIP", "")
+                for p in items if not p["metadata"].get("deletionTimestamp")}
+
+    before = listed()
+    found = json.loads(cluster.kubesim("graph", "--name", NAME, "--json").stdout)
+    mermaid = cluster.kubesim("graph", "--name", NAME).stdout
+    page = tmp_path / "cluster.html"
+    cluster.kubesim("graph", "--name", NAME, "--html", str(page))
+    pods = {k: ip for k, ip in before.items() if listed().get(k) == ip}  # unchanged while the graph was drawn
+    assert ("default", "lb-a") in pods and any(ns == "kube-system" for ns, _ in pods), pods
+    vertices = found["graph"]["vertices"]
+    drawn = {(v["details"][0], v["label"]): v["details"][1] for v in vertices if v["kind"] == "pod"}
+    assert {k: drawn.get(k) for k in pods} == {k: ip or "no IP yet" for k, ip in pods.items()}
+    assert {v["label"] for v in vertices if v["kind"] == "node"} == {"control-plane", "worker-1", "worker-2"}
+    # The kernel holds what the API says: every node's namespace and every listed pod's sandbox.
+    assert all(n["present"] for n in found["facts"]["nodes"])
+    sandboxed = [p for p in found["facts"]["pods"] if (p["namespace"], p["name"]) in pods and not p["hostNetwork"]]
+    assert sandboxed and all(p["sandbox"] for p in sandboxed), sandboxed
+    lb = cluster.get("svc", "lb")["spec"]["clusterIP"]
+    assert next(v for v in vertices if v["id"] == "service:default/lb")["details"][1] == f"ClusterIP {lb}"
+    assert {"service:default/kubernetes", "node:control-plane"} in [
+        {e["a"], e["b"]} for e in found["graph"]["edges"] if e["kind"] == "endpoint"]  # the apiserver's node
+    dom = chromium.dump_dom(page)
+    for name in ["control-plane", "worker-1", "worker-2", *(name for _, name in pods)]:
+        assert f'"{name}<br/>' in mermaid, name
+        assert f'data-name="{name}"' in dom, name
 
 
 def test_apiserver_restart_keeps_objects_and_watches_resume(cluster: Cluster) -> None:

@@ -41,6 +41,7 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 RANGES = {"nodeCIDR": "172.29.0.0/16", "clusterCIDR": "10.249.0.0/16", "serviceCIDR": "10.97.0.0/16"}
 POOL = "172.29.255.200-172.29.255.250"
 NODE_PORT = 30080
+ZONES = {"worker-1": "zone-a", "worker-2": "zone-b"}
 
 
 @dataclass
@@ -96,7 +97,8 @@ def pod(name: str, node: str, image: str = AGNHOST) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "c", "image": image}
     if image == AGNHOST:
         container["args"] = ["netexec", "--http-port=8080", "--udp-port=8081"]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+    labels = {"app": name, **({"tier": "web"} if image == AGNHOST else {})}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
             "spec": {"nodeName": node, "containers": [container]}}
 
 
@@ -124,6 +126,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     topology = yaml.safe_load((REPO / "topologies" / "two-node.yaml").read_text())
     topology["network"].update(RANGES)
     topology["loadBalancerPool"] = [POOL]
+    for node in topology["nodes"]:  # a zone per worker, for topology-aware routing
+        if node["name"] in ZONES:
+            node["labels"] = {"topology.kubernetes.io/zone": ZONES[node["name"]]}
     topology_file = state / "topology.yaml"
     topology_file.write_text(yaml.safe_dump(topology))
     env = {**os.environ, "KUBESIM_STATE_DIR": str(state)}
@@ -152,9 +157,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                         ports=[{"name": "http", "port": 80, "targetPort": 8080, "nodePort": NODE_PORT,
                                 "protocol": "TCP"}]),
                 endpoint_slice("local", three),
+                service("close", selector={"tier": "web"}, trafficDistribution="PreferClose"),
                 service("stream", ports=sctp_port),
                 endpoint_slice("stream", three[:1], [{"name": "sctp", "port": 7777, "protocol": "SCTP"}]))
-        for svc in ("three", "empty", "sticky", "local", "stream"):
+        for svc in ("three", "empty", "sticky", "local", "close", "stream"):
             c.vips[svc] = c.kubectl("get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}")
         wait_until(lambda: c.trace("curl", f"{c.vips['stream']}:7777", proto="sctp")["result"] == "DNAT"
                    and c.trace("client", f"172.29.0.4:{NODE_PORT}", node="worker-2")["result"] == "DNAT",
@@ -182,10 +188,27 @@ def test_clusterip_with_three_endpoints_lists_all_three(cluster: Cluster) -> Non
         assert "KUBE-SERVICES" in chains and any(c.startswith("KUBE-SEP-") for c in chains), result["hops"]
 
 
+def test_prefer_close_keeps_each_zones_traffic_in_its_zone(cluster: Cluster) -> None:
+    """trafficDistribution: PreferClose -> the EndpointSlice controller hints every endpoint for its
+    node's zone (from the topology's node labels) -> each node's kube-proxy picks its zone's endpoints."""
+    zone_a = [f"{cluster.ips['web-a']}:8080"]
+    zone_b = sorted(f"{cluster.ips[p]}:8080" for p in ("web-b", "web-c"))
+    vip = f"{cluster.vips['close']}:80"
+    wait_until(lambda: cluster.trace("curl", vip, count=12)["endpoints"] == zone_a,
+               message="traffic from zone-a (curl on worker-1) stays in zone-a", describe=cluster.report)
+    from_b = cluster.trace("web-b", vip, count=16)
+    assert from_b["result"] == "DNAT" and sorted(from_b["endpoints"]) == zone_b, from_b["endpoints"]
+    hints = json.loads(cluster.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=close",
+                                       "-o", "json"))["items"][0]["endpoints"]
+    assert {e["targetRef"]["name"]: e["hints"]["forZones"] for e in hints} == {
+        "web-a": [{"name": "zone-a"}], "web-b": [{"name": "zone-b"}], "web-c": [{"name": "zone-b"}]}
+
+
 def test_service_without_endpoints_says_reject(cluster: Cluster) -> None:
     result = cluster.trace("curl", f"{cluster.vips['empty']}:80", count=5)
     assert result["result"] == "REJECT" and result["endpoints"] == []
-    assert any(hop["rule"].endswith("reject") for hop in result["hops"]), result["hops"]
+    # The rule itself ends in reject; in iptables mode its comment (read back from iptables-save) follows.
+    assert any(hop["rule"].split(" comment ")[0].endswith("reject") for hop in result["hops"]), result["hops"]
     assert result["flows"][0]["reply"] == "icmp unreachable (port)"
 
 

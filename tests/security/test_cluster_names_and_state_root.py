@@ -38,7 +38,7 @@ def _name_forms(victim: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("form", range(6))
-@pytest.mark.parametrize("command", ["down", "status", "kubeconfig", "logs"])
+@pytest.mark.parametrize("command", ["down", "status", "kubeconfig", "logs", "graph"])
 def test_a_path_as_cluster_name_exits_2_naming_the_rule_and_touches_nothing(command: str, form: int, victim: Path,
                                                                             tmp_path: Path) -> None:
     state = tmp_path / "state"

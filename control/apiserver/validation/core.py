@@ -388,6 +388,8 @@ def validate_pod_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldE
 
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 TRAFFIC_POLICIES = ("Cluster", "Local")
+# spec.trafficDistribution: what the EndpointSlice controller turns into zone hints (PreferClose, GA in 1.33).
+TRAFFIC_DISTRIBUTIONS = ("PreferClose",)
 MAX_CLIENT_IP_TIMEOUT = 86400
 IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 
@@ -504,6 +506,9 @@ def validate_service(svc: dict[str, Any]) -> list[FieldError]:
             errs.append(required("spec.internalTrafficPolicy"))
         elif internal_policy not in TRAFFIC_POLICIES:
             errs.append(not_supported("spec.internalTrafficPolicy", internal_policy, TRAFFIC_POLICIES))
+    distribution = spec.get("trafficDistribution")
+    if distribution is not None and distribution not in TRAFFIC_DISTRIBUTIONS:
+        errs.append(not_supported("spec.trafficDistribution", distribution, TRAFFIC_DISTRIBUTIONS))
     if spec.get("healthCheckNodePort") and not (svc_type == "LoadBalancer" and external_policy == "Local"):
         errs.append(invalid("spec.healthCheckNodePort", spec["healthCheckNodePort"],
                             "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))

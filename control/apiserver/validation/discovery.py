@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.api.validators import is_dns1123_label, is_dns1123_subdomain
+from control.api.validators import is_dns1123_label, is_dns1123_subdomain, is_label_value
 from control.apiserver.validation.core import _endpoint_port_errors
 from control.apiserver.validation.field import (
     FieldError,
     _as_str,
     _dict,
     _list,
+    duplicate,
     immutable,
     invalid,
     not_supported,
@@ -27,6 +28,7 @@ ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
 MAX_SLICE_ENDPOINTS = 1000
 MAX_SLICE_ADDRESSES = 100
 MAX_SLICE_PORTS = 20000
+MAX_HINT_ZONES = 8
 
 
 def validate_endpoint_slice(obj: dict[str, Any]) -> list[FieldError]:
@@ -61,12 +63,30 @@ def validate_endpoint_slice(obj: dict[str, Any]) -> list[FieldError]:
         hostname = _as_str(endpoint.get("hostname"))
         if hostname:
             errs.extend(invalid(f"endpoints[{e}].hostname", hostname, msg) for msg in is_dns1123_label(hostname))
+        if endpoint.get("hints") is not None:
+            errs += _hints_errors(_dict(endpoint.get("hints")), f"endpoints[{e}].hints")
     ports = _list(obj.get("ports"))
     if len(ports) > MAX_SLICE_PORTS:
         errs.append(too_many("ports", len(ports), MAX_SLICE_PORTS))
     names: set[str] = set()
     for p, port in enumerate(ports):
         errs += _endpoint_port_errors(_dict(port), f"ports[{p}]", names, optional=True)
+    return errs
+
+
+def _hints_errors(hints: dict[str, Any], where: str) -> list[FieldError]:
+    """Zone hints (validateHints): at most 8 zones, each named once, each a label value."""
+    zones = _list(hints.get("forZones"))
+    if len(zones) > MAX_HINT_ZONES:
+        return [too_many(f"{where}.forZones", len(zones), MAX_HINT_ZONES)]
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for i, zone in enumerate(zones):
+        path, name = f"{where}.forZones[{i}].name", _as_str(_dict(zone).get("name"))
+        if name in seen:
+            errs.append(duplicate(path, name))
+        seen.add(name)
+        errs.extend(invalid(path, name, msg) for msg in is_label_value(name))
     return errs
 
 

@@ -206,6 +206,9 @@ SERVICE_CASES: list[tuple[str, Mutation, list[tuple[str, str]]]] = [
      [("spec.externalTrafficPolicy", 'Unsupported value: "Nearest": supported values: "Cluster", "Local"')]),
     ("internal traffic policy value", lambda s: spec(s).update(internalTrafficPolicy="Node"),
      [("spec.internalTrafficPolicy", 'Unsupported value: "Node": supported values: "Cluster", "Local"')]),
+    ("traffic distribution", lambda s: spec(s).update(trafficDistribution="PreferClose"), []),
+    ("traffic distribution value", lambda s: spec(s).update(trafficDistribution="Nearest"),
+     [("spec.trafficDistribution", 'Unsupported value: "Nearest": supported values: "PreferClose"')]),
     ("load balancer", lambda s: spec(s).update(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8"]), []),
     ("source ranges on ClusterIP", lambda s: spec(s).update(loadBalancerSourceRanges=["10.0.0.0/8"]),
      [("spec.loadBalancerSourceRanges", "Forbidden: may only be used when `type` is 'LoadBalancer'")]),
@@ -444,6 +447,13 @@ OTHER_CASES: list[tuple[str, str, Mutation, list[tuple[str, str]]]] = [
      [("ports[1].name", 'Duplicate value: "http"')]),
     ("EndpointSlice", "port protocol", lambda s: s["ports"][0].update(protocol="tcp"),
      [("ports[0].protocol", 'Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"')]),
+    ("EndpointSlice", "zone hints", lambda s: s["endpoints"][0].update(hints={"forZones": [{"name": "zone-a"}]}), []),
+    ("EndpointSlice", "zone hint twice", lambda s: s["endpoints"][0].update(
+        hints={"forZones": [{"name": "zone-a"}, {"name": "zone-a"}]}),
+     [("endpoints[0].hints.forZones[1].name", 'Duplicate value: "zone-a"')]),
+    ("EndpointSlice", "too many zone hints", lambda s: s["endpoints"][0].update(
+        hints={"forZones": [{"name": f"z{i}"} for i in range(9)]}),
+     [("endpoints[0].hints.forZones", "Too many: 9: must have at most 8 items")]),
     ("Node", "taint effect", lambda n: spec(n).update(taints=[{"key": "k", "effect": "Sometimes"}]),
      [("spec.taints[0].effect", 'Unsupported value: "Sometimes": supported values: "NoSchedule", '
                                 '"PreferNoSchedule", "NoExecute"')]),

@@ -170,3 +170,36 @@ def test_slices_hold_at_most_100_endpoints_and_publish_not_ready(tmp_path: Path)
                 assert all(e["conditions"]["ready"] for e in s["endpoints"])  # publishNotReadyAddresses
 
     run(main)
+
+
+def test_prefer_close_hints_each_endpoint_for_its_zone_and_turning_it_off_removes_them(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, "endpointslice") as (_, admin):
+            for node, zone in (("worker-1", "zone-a"), ("worker-2", "zone-b")):
+                await admin.create(NODES, {"metadata": {"name": node, "labels": {"topology.kubernetes.io/zone": zone}}})
+            svc = await admin.create(SERVICES, {**SERVICE, "spec": {**SERVICE["spec"],
+                                                                     "trafficDistribution": "PreferClose"}},
+                                     namespace="default")
+            for name, node, ip in (("p1", "worker-1", "10.244.1.1"), ("p2", "worker-2", "10.244.2.1")):
+                created = await admin.create(PODS, pod(name, node=node), namespace="default")
+                await set_pod_status(admin, created, ip=ip, ready=True, when="2026-11-25T08:00:00Z")
+
+            async def hinted() -> dict[str, Any] | None:
+                eps = by_pod(await slices(admin))
+                return eps if set(eps) == {"p1", "p2"} and all("hints" in e for e in eps.values()) else None
+
+            eps = await eventually(hinted, what="both endpoints hinted")
+            assert eps["p1"]["hints"] == {"forZones": [{"name": "zone-a"}]}
+            assert eps["p2"]["hints"] == {"forZones": [{"name": "zone-b"}]}
+
+            svc = await admin.get(SERVICES, "web", namespace="default")
+            del svc["spec"]["trafficDistribution"]
+            await admin.update(SERVICES, svc)
+
+            async def unhinted() -> bool:
+                eps = by_pod(await slices(admin))
+                return set(eps) == {"p1", "p2"} and not any("hints" in e for e in eps.values())
+
+            await eventually(unhinted, what="hints gone with trafficDistribution")
+
+    run(main)

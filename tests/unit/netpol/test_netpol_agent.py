@@ -173,6 +173,11 @@ def test_in_iptables_mode_the_agent_writes_kube_nwplcy_chains(tmp_path: Path) ->
                 await until(lambda: fake.trace(probe).verdict == "DROP", "the policy, in the fake's FORWARD")
                 assert fake.trace(Packet("10.244.2.9", "10.244.1.7", 8080)).verdict == "ACCEPT"
                 assert agent.metrics.registry.get_sample_value("kube_network_policies_rules") == 1
+                # After the first, full sync, a change is restored alone: the policy's chain and the
+                # group and top chains that name it, never a whole table (and no jump from FORWARD).
+                change = fake.transactions[-1]
+                assert "-A FORWARD" not in change and "-D FORWARD" not in change
+                assert ":KUBE-NWPLCY-I-x.web - [0:0]" in change
             finally:
                 agent.stop()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubesim.errors import PolicyQueryError
-from kubesim.policy import Snapshot, explain, matrix, render_verdict, verdict_json
+from kubesim.policy import Snapshot, explain, matrix, matrix_json, render_verdict, verdict_json
 from netpol.decide import ClusterView
 from netpol.model import parse_namespace, parse_pod, parse_policy
 from tests.netpol_cases import ALL_PODS, DENY_INGRESS_X, cluster_objects, default_addresses, policy
@@ -59,3 +59,7 @@ def test_matrix_draws_a_namespaces_truth_table() -> None:
     ]
     with pytest.raises(PolicyQueryError, match="no running pods"):
         matrix(snap(), "nowhere", 80, "TCP")
+    # The same answers as data (`kubesim policy --matrix x --json`).
+    assert matrix_json(snap(deny_b), "x", 80, "TCP") == {
+        "namespace": "x", "port": 80, "protocol": "TCP", "pods": ["a", "b", "c"],
+        "allowed": {src: {"a": True, "b": src == "b", "c": True} for src in "abc"}}

@@ -45,6 +45,48 @@ def test_local_endpoints_fall_back_on_their_own() -> None:
     assert cluster == () and [e.ip for e in local] == ["10.0.0.2"] and has_any
 
 
+def hinted(ip: str, *zones: str, ready: bool = True) -> Endpoint:
+    return Endpoint(ip, 80, ready, ready, False, "other", zones[0] if zones else "", zones)
+
+
+def in_zone(zone: str) -> NodeContext:
+    return NodeContext(name=NODE, node_ips=("172.18.0.2",), zone=zone)
+
+
+def test_zone_hints_keep_a_zones_traffic_in_the_zone_when_every_ready_endpoint_has_hints() -> None:
+    # The cases of upstream's topology_test.go, in its words.
+    port = _port()
+
+    def cluster_ips(endpoints: list[Endpoint], node: NodeContext) -> list[str]:
+        return [e.ip for e in categorize_endpoints(endpoints, port, node)[0]]
+
+    both = [hinted("10.0.0.1", "zone-a"), hinted("10.0.0.2", "zone-b"), hinted("10.0.0.3", "zone-a")]
+    assert cluster_ips(both, in_zone("zone-a")) == ["10.0.0.1", "10.0.0.3"]
+    assert cluster_ips(both, in_zone("zone-b")) == ["10.0.0.2"]
+    # The node has no zone label, or no endpoint is hinted for its zone: every endpoint.
+    assert cluster_ips(both, in_zone("")) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert cluster_ips(both, in_zone("zone-c")) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    # One ready endpoint without hints: hints are not used at all (it would get no traffic anywhere).
+    assert cluster_ips([*both, hinted("10.0.0.4")], in_zone("zone-a")) == ["10.0.0.1", "10.0.0.2", "10.0.0.3",
+                                                                          "10.0.0.4"]
+    # A not-ready endpoint without hints does not count.
+    assert cluster_ips([*both, hinted("10.0.0.4", ready=False)], in_zone("zone-b")) == ["10.0.0.2"]
+    # An endpoint may be hinted for several zones.
+    assert cluster_ips([hinted("10.0.0.1", "zone-a", "zone-b"), hinted("10.0.0.2", "zone-b")],
+                       in_zone("zone-a")) == ["10.0.0.1"]
+
+
+def test_zone_hints_are_read_from_the_slice_and_the_zone_from_the_node() -> None:
+    slice_obj = endpoint_slice("ns", "s", [endpoint("10.244.1.5")])
+    slice_obj["endpoints"][0]["hints"] = {"forZones": [{"name": "zone-a"}, {"name": "zone-b"}]}
+    [parsed] = slices_from([slice_obj])
+    [endpoint_] = next(iter(parsed.ports.values()))
+    assert endpoint_.zone_hints == ("zone-a", "zone-b")
+    node = NodeContext.from_node(parse_node({"metadata": {"name": "n1", "labels": {
+        "topology.kubernetes.io/zone": "zone-a"}}}))
+    assert node.zone == "zone-a"
+
+
 def test_verdicts() -> None:
     p = cluster_plan()
     assert p.service("ns6/svc6:p80").internal_verdict == "reject"

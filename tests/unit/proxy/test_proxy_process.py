@@ -156,6 +156,52 @@ def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_
 
     asyncio.run(main())
 
+def test_a_sync_parses_only_what_changed_and_reuses_the_plans_of_unchanged_services(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = await _node_and_dns_service(api)
+            other = _service("other", "TCP")
+            other["spec"]["clusterIP"] = "10.96.0.80"
+            await admin.create(SERVICES, other, namespace="default")
+            await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6"]), namespace="default")
+            server = ProxyServer(api.client("kube-proxy"), _config(), NftablesBackend(runner=FakeNft()),
+                                 conntrack=lambda argv: None)
+            parsed: list[str] = []
+
+            def noting(parse: Any) -> Any:
+                def noted(obj: dict[str, Any]) -> Any:
+                    parsed.append(obj["metadata"]["name"])
+                    return parse(obj)
+                return noted
+
+            server.parsed_services.parse = noting(server.parsed_services.parse)
+            server.parsed_slices.parse = noting(server.parsed_slices.parse)
+            task = asyncio.get_running_loop().create_task(server.run())
+            try:
+                await wait_until_async(lambda: server.applied is not None, "the first sync")
+                before = server.applied
+                assert before is not None
+                assert sorted(parsed) == ["dns", "dns-x", "kubernetes", "kubernetes", "other"]
+                parsed.clear()
+                slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
+                slice_obj["endpoints"][0]["addresses"] = ["10.244.2.7"]
+                await admin.update(ENDPOINT_SLICES, slice_obj)
+                await wait_until_async(
+                    lambda: server.applied is not before
+                    and server.applied.service("default/dns:dns").cluster_endpoints[0].ip == "10.244.2.7",
+                    "the changed endpoint programmed")
+                after = server.applied
+                assert parsed == ["dns-x"]  # only the changed slice was parsed again
+                # The untouched Service's plan is reused as it is.
+                assert after.service("default/other:dns") is before.service("default/other:dns")
+                assert after.service("default/dns:dns") is not before.service("default/dns:dns")
+            finally:
+                server.stop()
+                await task
+
+    asyncio.run(main())
+
+
 def test_health_check_node_port_answers_200_with_local_endpoints_and_503_without() -> None:
     import json as jsonlib
     import socket
