@@ -1,6 +1,7 @@
 """`kubesim policy`: who may talk to whom, and why, from the NetworkPolicies themselves.
 
-No packet is sent: the cluster's policies, pods, namespaces and nodes are read through the admin
+No packet is sent: the cluster's policies (NetworkPolicies, AdminNetworkPolicies and the
+BaselineAdminNetworkPolicy), pods, namespaces and nodes are read through the admin
 kubeconfig and judged by netpol.decide, the semantics the agents' kernel rules are tested against.
 A destination that is a Service's ClusterIP is judged on each of its endpoints, as the kernel judges
 it after kube-proxy's DNAT.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesim.errors import PolicyQueryError
+from netpol.admin import parse_anp, parse_banp
 from netpol.decide import ClusterView, Verdict, decide
 from netpol.model import node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
 
@@ -28,6 +30,8 @@ class Snapshot:
 
 def snapshot(kubeconfig: Path) -> Snapshot:
     from control.client import (
+        ADMIN_NETWORK_POLICIES,
+        BASELINE_ADMIN_NETWORK_POLICIES,
         ENDPOINT_SLICES,
         NAMESPACES,
         NETWORK_POLICIES,
@@ -41,7 +45,8 @@ def snapshot(kubeconfig: Path) -> Snapshot:
     async def read() -> list[list[dict[str, Any]]]:
         client = load_kubeconfig(kubeconfig, timeout=5)
         try:
-            kinds = (NETWORK_POLICIES, PODS, NAMESPACES, NODES, SERVICES, ENDPOINT_SLICES)
+            kinds = (NETWORK_POLICIES, PODS, NAMESPACES, NODES, SERVICES, ENDPOINT_SLICES, ADMIN_NETWORK_POLICIES,
+                     BASELINE_ADMIN_NETWORK_POLICIES)
             return [list((await client.list(kind)).get("items") or ()) for kind in kinds]
         finally:
             await client.close()
@@ -49,12 +54,13 @@ def snapshot(kubeconfig: Path) -> Snapshot:
     if not kubeconfig.exists():
         raise PolicyQueryError(f"no kubeconfig at {kubeconfig}: this cluster runs no control plane")
     try:
-        policies, pods, namespaces, nodes, services, slices = asyncio.run(read())
+        policies, pods, namespaces, nodes, services, slices, anps, banps = asyncio.run(read())
     except KubeClientError as exc:
         raise PolicyQueryError(f"reading the cluster's objects: {exc}") from None
     view = ClusterView(
         policies=parse_all(policies, parse_policy), pods=parse_all(pods, parse_pod),
         namespaces=parse_all(namespaces, parse_namespace), nodes=dict(parse_all(nodes, node_addresses)),
+        admin=[*parse_all(anps, parse_anp), *parse_all(banps, parse_banp)],
     )
     return Snapshot(view, services, slices)
 
@@ -130,6 +136,8 @@ def render_verdict(snap: Snapshot, verdict: Verdict) -> list[str]:
 def verdict_json(snap: Snapshot, verdict: Verdict) -> dict[str, Any]:
     def side(s: Any) -> dict[str, Any]:
         rule = {"policy": s.rule.policy, "direction": s.rule.direction, "index": s.rule.index} if s.rule else None
+        if rule is not None and s.rule.action:
+            rule["action"] = s.rule.action  # an admin policy's rule: Allow, Deny or Pass
         return {"allowed": s.allowed, "isolated": s.isolated, "reason": s.reason, "rule": rule,
                 "policies": list(s.policies)}
 

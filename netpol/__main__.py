@@ -19,7 +19,8 @@ async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
     config = AgentConfig(node_name=args.node_name, mode=args.mode, min_sync_period=args.min_sync_period,
                          sync_period=args.sync_period, healthz_address=args.healthz_bind_address,
-                         metrics_address=args.metrics_bind_address)
+                         metrics_address=args.metrics_bind_address,
+                         admin_network_policies=args.admin_network_policy)
     backend: Backend | None = None
     if args.mode == "iptables":
         backend = IptablesCommand(flavour=_flavour(args))
@@ -44,6 +45,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="how rules are written; kubesim runs the agent in its kube-proxy's mode")
     parser.add_argument("--iptables-legacy", action="store_true",
                         help="in iptables mode, use iptables-legacy instead of iptables-nft (as kube-proxy's flag)")
+    parser.add_argument("--admin-network-policy", action=argparse.BooleanOptionalAction, default=True,
+                        help="enforce AdminNetworkPolicies and the BaselineAdminNetworkPolicy "
+                             "(policy.networking.k8s.io/v1alpha1); --no-admin-network-policy for an apiserver "
+                             "that does not serve them")
     parser.add_argument("--min-sync-period", type=float, default=1.0)
     parser.add_argument("--sync-period", type=float, default=30.0)
     parser.add_argument("--healthz-bind-address", default="0.0.0.0:9081")

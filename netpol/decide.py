@@ -16,6 +16,10 @@ The rules (https://kubernetes.io/docs/concepts/services-networking/network-polic
 - A pod cannot block access to itself, and traffic to and from the pod's own node is always allowed
   (that is how the kubelet's probes get in). hostNetwork pods have the node's address, so selectors never
   pick them out: they are the node.
+- AdminNetworkPolicies (policy.networking.k8s.io, see admin.py) come before all of this: the first
+  matching rule of the lowest-priority ANP selecting the pod allows or denies outright, or passes
+  (skipping every further ANP) to the NetworkPolicies; a pod no NetworkPolicy isolates in a direction
+  meets the BaselineAdminNetworkPolicy's rules instead; what none decides is allowed.
 - Replies (established, related) are always allowed; a Service's traffic is judged after DNAT, so callers
   pass the endpoint's address, never the ClusterIP.
 """
@@ -26,6 +30,8 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from control.api import NOTHING
+from netpol.admin import AdminPolicy, AdminRule
 from netpol.model import (
     NAMESPACE_NAME_LABEL,
     Direction,
@@ -42,12 +48,14 @@ from netpol.model import (
 class RuleRef:
     """One rule of one policy: what the trace and `kubesim policy` name."""
 
-    policy: str  # namespace/name
+    policy: str  # namespace/name, or AdminNetworkPolicy/name
     direction: Direction
     index: int
+    action: str = ""  # an admin rule's Allow, Deny or Pass (a NetworkPolicy rule only ever allows)
 
     def __str__(self) -> str:
-        return f"{self.policy} {self.direction.lower()} rule {self.index}"
+        text = f"{self.policy} {self.direction.lower()} rule {self.index}"
+        return f"{text}: {self.action}" if self.action else text
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,14 @@ class ClusterView:
     pods: Iterable[Pod] = ()
     namespaces: Iterable[Namespace] = ()
     nodes: Mapping[str, Iterable[IPAddress]] = field(default_factory=dict)
+    # AdminNetworkPolicies and the BaselineAdminNetworkPolicy, in any order.
+    admin: Iterable[AdminPolicy] = ()
 
     def __post_init__(self) -> None:
         self.policies = tuple(sorted(self.policies, key=lambda p: (p.namespace, p.name)))
+        self.admin = tuple(self.admin)
+        self.anps = admin_order(self.admin)
+        self.banp = next((p for p in self.admin if p.tier == "baseline"), None)
         self.pods = tuple(self.pods)
         self.namespace_labels: dict[str, Mapping[str, str]] = {ns.name: ns.labels for ns in self.namespaces}
         # hostNetwork pods carry their node's address: they are not pods to a policy.
@@ -108,9 +121,20 @@ class ClusterView:
             ip: pod for pod in self.pods if not pod.host_network for ip in pod.ips
         }
         self.node_ips: dict[str, frozenset[IPAddress]] = {n: frozenset(ips) for n, ips in self.nodes.items()}
+        self._groups: dict[tuple[str, frozenset[tuple[str, str]]], tuple[Mapping[str, str], list[Pod]]] | None = None
 
     def labels_of_namespace(self, name: str) -> Mapping[str, str]:
         return self.namespace_labels.get(name) or {NAMESPACE_NAME_LABEL: name}
+
+    def label_groups(self) -> dict[tuple[str, frozenset[tuple[str, str]]], tuple[Mapping[str, str], list[Pod]]]:
+        """The pods that are not hostNetwork, by (namespace, labels): computed once per view."""
+        if self._groups is None:
+            self._groups = {}
+            for pod in self.pods:
+                if not pod.host_network:
+                    key = (pod.namespace, frozenset(pod.labels.items()))
+                    self._groups.setdefault(key, (pod.labels, []))[1].append(pod)
+        return self._groups
 
     def isolating(self, pod: Pod, direction: Direction) -> list[Policy]:
         """The policies that select `pod` and isolate it in `direction`, in name order."""
@@ -149,12 +173,44 @@ class ClusterView:
         named = destination.named_ports if destination is not None else {}
         return any(p.matches(protocol, port, named) for p in rule.ports)
 
+    def subject_matches(self, policy: AdminPolicy, pod: Pod) -> bool:
+        """Does admin POLICY apply to POD? hostNetwork pods are never a subject."""
+        subject = policy.subject
+        if subject.broken or pod.host_network or subject.namespace_selector is None:
+            return False
+        if not subject.namespace_selector.matches(self.labels_of_namespace(pod.namespace)):
+            return False
+        return subject.pod_selector is None or subject.pod_selector.matches(pod.labels)
+
+    def admin_applying(self, pod: Pod, direction: Direction) -> list[AdminPolicy]:
+        """The ANPs (in evaluation order) then the BANP that select POD and have DIRECTION's rules."""
+        tiers = [*self.anps, *([self.banp] if self.banp is not None else [])]
+        return [p for p in tiers if p.rules(direction) and self.subject_matches(p, pod)]
+
+    def admin_rule_matches(self, rule: AdminRule, peer_ip: IPAddress, peer_pod: Pod | None, protocol: str,
+                           port: int, destination: Pod | None) -> bool:
+        # Every admin peer names its namespaces, so the NetworkPolicy's "own namespace" never applies.
+        return self.rule_matches(rule.rule, _NO_POLICY, peer_ip, peer_pod, protocol, port, destination)
+
+    def _admin_tier(self, tier: list[AdminPolicy], direction: Direction, peer_ip: IPAddress, peer_pod: Pod | None,
+                    protocol: str, port: int, destination: Pod | None) -> tuple[RuleRef | None, tuple[str, ...]]:
+        """The first rule of TIER's policies matching the connection (None: none did), and their keys."""
+        for policy in tier:
+            for index, rule in enumerate(policy.rules(direction)):
+                if self.admin_rule_matches(rule, peer_ip, peer_pod, protocol, port, destination):
+                    return RuleRef(policy.key, direction, index, rule.action), tuple(p.key for p in tier)
+        return None, tuple(p.key for p in tier)
+
     def judge(
         self, pod: Pod, direction: Direction, peer_ip: IPAddress, protocol: str, port: int,
     ) -> SideVerdict:
-        """May `pod` send to (Egress) or receive from (Ingress) `peer_ip`?"""
+        """May `pod` send to (Egress) or receive from (Ingress) `peer_ip`?
+
+        AdminNetworkPolicies first (Pass skips the rest of them), then NetworkPolicies, then the
+        BaselineAdminNetworkPolicy for a pod no NetworkPolicy isolates, then allowed."""
         policies = self.isolating(pod, direction)
-        if not policies:
+        admin = self.admin_applying(pod, direction)
+        if not policies and not admin:
             return SideVerdict(direction, True, f"no policy isolates {pod.key} for {direction.lower()}")
         keys = tuple(p.key for p in policies)
         if peer_ip in self.node_ips.get(pod.node, ()):
@@ -163,16 +219,57 @@ class ClusterView:
             )
         peer_pod = self.pod_by_ip.get(peer_ip)
         destination = peer_pod if direction == "Egress" else pod
+        anps = [p for p in admin if p.tier == "admin"]
+        ref, anp_keys = self._admin_tier(anps, direction, peer_ip, peer_pod, protocol, port, destination)
+        if ref is not None and ref.action != "Pass":
+            return SideVerdict(direction, ref.action == "Allow", f"{_DONE[ref.action]} by {ref}", True, ref, anp_keys)
+        passed = f" (passed by {ref})" if ref is not None else ""
+        if not policies:
+            baseline = [p for p in admin if p.tier == "baseline"]
+            ref, banp_keys = self._admin_tier(baseline, direction, peer_ip, peer_pod, protocol, port, destination)
+            if ref is not None:
+                return SideVerdict(direction, ref.action == "Allow", f"{_DONE[ref.action]} by {ref}{passed}", True,
+                                   ref, banp_keys)
+            return SideVerdict(direction, True, f"no rule of an admin policy decides {pod.key}'s "
+                               f"{direction.lower()}{passed}; allowed")
         for policy in policies:
             for index, rule in enumerate(policy.rules(direction) or ()):
                 if self.rule_matches(rule, policy, peer_ip, peer_pod, protocol, port, destination):
                     ref = RuleRef(policy.key, direction, index)
-                    return SideVerdict(direction, True, f"allowed by {ref}", True, ref, keys)
+                    return SideVerdict(direction, True, f"allowed by {ref}{passed}", True, ref, keys)
         listed = ", ".join(keys)
         return SideVerdict(
-            direction, False, f"{pod.key} is isolated for {direction.lower()} by {listed}; no rule allows it",
+            direction, False, f"{pod.key} is isolated for {direction.lower()} by {listed}; no rule allows it{passed}",
             True, None, keys,
         )
+
+
+_DONE = {"Allow": "allowed", "Deny": "denied"}
+# The policy an admin rule's peers are judged for: its namespace is never consulted (see admin_rule_matches).
+_NO_POLICY = Policy("", "", NOTHING, None, None)
+
+
+def admin_order(policies: Iterable[AdminPolicy]) -> tuple[AdminPolicy, ...]:
+    """The AdminNetworkPolicies in evaluation order: lowest priority first. Equal priorities are
+    undefined upstream; by name here, so every node and every mode agree."""
+    return tuple(sorted((p for p in policies if p.tier == "admin"), key=lambda p: (p.priority, p.name)))
+
+
+def admin_selection(view: ClusterView, policy: AdminPolicy, direction: Direction) -> dict[tuple[int, int], list[Pod]]:
+    """`[(rule, peer)]` -> the pods each selector peer of POLICY's DIRECTION rules picks (hostNetwork
+    pods never: they are their node). As peer_matches, but a selector is matched once per namespace
+    and once per distinct set of labels in it (a Deployment's pods share theirs), not once per pod."""
+    groups = view.label_groups()
+    out: dict[tuple[int, int], list[Pod]] = {}
+    for i, rule in enumerate(policy.rules(direction)):
+        for j, peer in enumerate(rule.rule.peers or ()):
+            selector = peer.namespace_selector
+            if peer.broken or peer.ip_block is not None or selector is None:
+                continue  # addresses, or nothing: no pods to pick (an admin peer always names namespaces)
+            chosen = {ns for ns, _ in groups if selector.matches(view.labels_of_namespace(ns))}
+            out[(i, j)] = [pod for (ns, _), (labels, members) in groups.items() if ns in chosen
+                           and (peer.pod_selector is None or peer.pod_selector.matches(labels)) for pod in members]
+    return out
 
 
 def _not_a_pod(direction: Direction, ip: IPAddress) -> SideVerdict:

@@ -11,6 +11,13 @@ node never mixes the two). Calico-style chains in the filter table:
     KUBE-NWPLCY-{E,I}-<ns>.<name>        one per policy and direction: one rule per peer CIDR x port,
                                          which sets the ALLOWED mark bit (hash-named when too long)
 
+The admin tiers sit around the group dispatch, per pod and direction: first KUBE-NWPLCY-{E,I}A-<hash>
+(the rules of the ANPs selecting the pod, inline, in evaluation order: Deny DROPs, Pass RETURNs, Allow
+sets the DECIDED mark bit and RETURNs), then the NetworkPolicy group (skipped once DECIDED is set),
+then, for a pod no NetworkPolicy isolates, KUBE-NWPLCY-{E,I}B (the BANP's rules; also skipped once
+DECIDED is set). Each direction clears DECIDED before its admin dispatch, so the other direction is
+still judged. Every admin rule is commented `AdminNetworkPolicy/<name> ingress rule N: Deny`.
+
 A rule allowing a packet cannot ACCEPT it: that would end the FORWARD chain before the other side
 (the destination's ingress) is judged. It sets a mark bit that the group chain turns into a RETURN,
 as Calico does; each group chain clears the bit first, and the top chain clears it when done.
@@ -48,7 +55,8 @@ from netaddr import IPSet
 # The iptables tools shared with kube-proxy, and kube-proxy's own hooks (where ours must sit).
 from firewall.errors import IptablesError
 from firewall.iptables import FILTER, FakeIptables, Flavour, IptablesRunner, SubprocessIptables, comment, saved_chains
-from netpol.decide import Changes, ClusterIndex, ClusterView
+from netpol.admin import AdminPolicy
+from netpol.decide import Changes, ClusterIndex, ClusterView, RuleRef, admin_selection
 from netpol.errors import NetpolError
 from netpol.model import Direction, Namespace, Pod, Policy, PortRule, Rule
 from netpol.nftables import uses_named_ports
@@ -75,6 +83,11 @@ PROTOCOL_NAMES = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 DIRECTIONS: tuple[Direction, ...] = ("Egress", "Ingress")
 # What a rule allowing a packet ends with: the server counts these as the ruleset's rules.
 RULE_MARKER = f"-j MARK --or-mark {ALLOWED:#x}"
+# The bit an admin tier's Allow sets: this direction is decided, so the NetworkPolicies' and the
+# baseline's dispatch for it are skipped (`! --mark`), while the other direction is still judged.
+DECIDED = 0x40000
+_DECIDED = f"{DECIDED:#x}/{DECIDED:#x}"
+ADMIN_TARGETS = {"Allow": f"MARK --or-mark {DECIDED:#x}", "Deny": "DROP", "Pass": "RETURN"}
 
 # The jumps from FORWARD, as iptables-save prints them (so a saved line compares equal).
 JUMP = f"{comment('kubernetes network policies')} -j {TOP}"
@@ -110,6 +123,16 @@ def group_chain(direction: Direction, keys: Iterable[str]) -> str:
     """Named by the policies of the group, so a group keeps its chain while others come and go."""
     head = f"{PREFIX}{direction[0]}G-"
     return head + _hash(f"{direction}/{','.join(keys)}", MAX_CHAIN - len(head))
+
+
+def admin_group_chain(direction: Direction, keys: Iterable[str]) -> str:
+    """The chain of the pods exactly the ANPs KEYS (in evaluation order) select: their rules, inline."""
+    head = f"{PREFIX}{direction[0]}A-"
+    return head + _hash(f"{direction}/{','.join(keys)}", MAX_CHAIN - len(head))
+
+
+def baseline_chain(direction: Direction) -> str:
+    return f"{PREFIX}{direction[0]}B"
 
 
 def rule_comment(policy: Policy, direction: Direction, index: int) -> str:
@@ -163,13 +186,14 @@ class _Builder:
                 allowed.update(self.planner.addresses(key))
         return [str(cidr) for cidr in allowed.iter_cidrs()]
 
-    def ports(self, rule: Rule, destinations: list[Pod]) -> list[_Port] | None:
+    @staticmethod
+    def ports(rule: Rule, destinations: list[Pod]) -> list[_Port] | None:
         """None when the rule names no ports (every port and protocol)."""
         if not rule.ports:
             return None
         out: list[_Port] = []
         for port in rule.ports:
-            out.extend(self.resolve(port, destinations))
+            out.extend(_Builder.resolve(port, destinations))
         return out
 
     @staticmethod
@@ -188,7 +212,8 @@ class _Builder:
                 if number is not None:
                     yield from (_Port(port.protocol, str(number), ip) for ip in _ipv4(pod))
 
-    def rule_lines(self, direction: Direction, peers: list[str] | None, ports: list[_Port] | None) -> list[str]:
+    @staticmethod
+    def rule_lines(direction: Direction, peers: list[str] | None, ports: list[_Port] | None) -> list[str]:
         lines: list[str] = []
         for peer in peers if peers is not None else [None]:
             for port in ports if ports is not None else [None]:
@@ -259,6 +284,7 @@ class _Builder:
             keys = self.index.isolation.get(pod.key, {}).get(direction, ())
             if keys:
                 groups.setdefault(keys, []).append(pod)
+        before, after = self.admin(direction, {pod.key for pods in groups.values() for pod in pods})
         members: dict[str, list[Pod]] = {}
         for keys, pods in groups.items():
             for key in keys:
@@ -268,13 +294,41 @@ class _Builder:
             self.policy(policies[key], direction, members[key])
         dispatch: list[str] = []
         where = "-s" if direction == "Egress" else "-d"
+        # Once an ANP has allowed this direction, the NetworkPolicies do not judge it.
+        guard = f"-m mark ! --mark {_DECIDED} " if len(before) > 1 else ""
         for keys, pods in sorted(groups.items()):
             chain, rules = self.planner.group(direction, keys)
             self.chains[chain] = rules
             for pod in pods:
-                dispatch += self.planner.lines((direction, pod.key), pod, chain, _dispatch_lines, where, direction,
-                                               pod.key, self.planner.addresses(pod.key), chain)
-        return dispatch
+                dispatch += self.planner.lines((direction, pod.key), pod, guard + chain, _dispatch_lines, where,
+                                               direction, pod.key, self.planner.addresses(pod.key), chain, guard)
+        return [*before, *dispatch, *after]
+
+    def admin(self, direction: Direction, isolated: set[str]) -> tuple[list[str], list[str]]:
+        """The admin tiers' chains of one direction (from the planner's AdminPart) and the top chain's
+        dispatch to them: the ANPs' before the NetworkPolicies', the BANP's after, for the pods the
+        NetworkPolicies do not isolate (ISOLATED: those they do)."""
+        part = self.planner.admin.get(direction)
+        if part is None:
+            return [], []
+        where = "-s" if direction == "Egress" else "-d"
+        before: list[str] = []
+        for chain, (rules, pods) in part.anp_chains.items():
+            self.chains[chain] = rules
+            before += [f"{where} {ip}/32 {_comment(f'{pod.key} {direction.lower()} admin')} -j {chain}"
+                       for pod in pods for ip in self.planner.addresses(pod.key)]
+        after: list[str] = []
+        baseline = [pod for pod in part.baseline_pods if pod.key not in isolated]
+        if baseline:
+            chain = baseline_chain(direction)
+            self.chains[chain] = part.baseline_rules
+            after = [f"{where} {ip}/32 -m mark ! --mark {_DECIDED} "
+                     f"{_comment(f'{pod.key} {direction.lower()} baseline')} -j {chain}"
+                     for pod in baseline for ip in self.planner.addresses(pod.key)]
+        if before or after:
+            # Clear what the other direction's admin tier may have decided.
+            before.insert(0, f"-j MARK --set-xmark 0x0/{DECIDED:#x}")
+        return before, after
 
     def build(self) -> Chains:
         top = [f"-m conntrack --ctstate RELATED,ESTABLISHED {comment('replies of allowed connections')} -j ACCEPT"]
@@ -284,12 +338,91 @@ class _Builder:
         for direction in DIRECTIONS:
             top += self.direction(direction)
         top.append(f"-m mark --mark {_MARK} -j MARK --set-xmark 0x0/{ALLOWED:#x}")
+        if self.planner.admin:
+            top.append(f"-m mark --mark {_DECIDED} -j MARK --set-xmark 0x0/{DECIDED:#x}")
         self.chains[TOP] = tuple(top)
         return self.chains
 
 
-def _dispatch_lines(where: str, direction: Direction, pod_key: str, ips: list[str], chain: str) -> list[str]:
-    return [f"{where} {ip}/32 {_comment(f'{pod_key} {direction.lower()}')} -j {chain}" for ip in ips]
+def _dispatch_lines(where: str, direction: Direction, pod_key: str, ips: list[str], chain: str,
+                    guard: str = "") -> list[str]:
+    return [f"{where} {ip}/32 {guard}{_comment(f'{pod_key} {direction.lower()}')} -j {chain}" for ip in ips]
+
+
+@dataclass
+class AdminPart:
+    """One direction of the admin tiers on a node: each ANP group chain (its rules and the local pods it
+    is for), and the BANP's rules and the local pods it selects."""
+
+    anp_chains: dict[str, tuple[tuple[str, ...], list[Pod]]]
+    baseline_rules: tuple[str, ...]
+    baseline_pods: list[Pod]
+
+
+def _admin_peers(rule: Rule, selected: Iterable[Pod]) -> list[str] | None:
+    """An admin rule's peer CIDRs: its networks and the addresses of the pods its selectors picked."""
+    if rule.peers is None:
+        return None  # a fail-closed rule: every address
+    allowed = IPSet()
+    for peer in rule.peers:
+        if not peer.broken and peer.ip_block is not None and peer.ip_block.cidr.version == 4:
+            allowed.add(str(peer.ip_block.cidr))
+    allowed.update(ip for pod in selected for ip in _ipv4(pod))
+    return [str(cidr) for cidr in allowed.iter_cidrs()]
+
+
+def _admin_rules(view: ClusterView, policy: AdminPolicy, direction: Direction, members: list[Pod],
+                 pods: list[Pod]) -> tuple[str, ...]:
+    """POLICY's DIRECTION rules in order: Allow marks DECIDED and returns, Deny drops, Pass returns (to
+    the top chain, whose next rules are the NetworkPolicies'), each commented with the rule. Named ports
+    resolve on MEMBERS (the subject pods) for ingress, on every pod for egress."""
+    destinations = members if direction == "Ingress" else pods
+    selected = admin_selection(view, policy, direction)
+    lines: list[str] = []
+    for index, admin_rule in enumerate(policy.rules(direction)):
+        rule = admin_rule.rule
+        peers = _admin_peers(rule, [p for j in range(len(rule.peers or ())) for p in selected.get((index, j), ())])
+        ports = _Builder.ports(rule, destinations)
+        if peers == [] or ports == []:
+            continue  # matches nothing
+        why = _comment(str(RuleRef(policy.key, direction, index, admin_rule.action)))
+        lines += [" ".join(p for p in (match, why, f"-j {ADMIN_TARGETS[admin_rule.action]}") if p)
+                  for match in _Builder.rule_lines(direction, peers, ports)]
+        if admin_rule.action == "Allow":
+            lines.append(f"-m mark --mark {_DECIDED} -j RETURN")  # decided: later rules need not run
+    return tuple(lines)
+
+
+def admin_parts(index: ClusterIndex, admin: tuple[AdminPolicy, ...]) -> dict[Direction, AdminPart]:
+    """The admin tiers' chains for INDEX's node, per direction that has any."""
+    view = ClusterView(pods=index.pods.values(), namespaces=index.namespaces.values(), admin=admin)
+    local = [pod for _, pod in sorted(index.pods.items()) if index.is_local(pod)]
+    every_pod = [pod for _, pod in sorted(index.pods.items()) if not pod.host_network]
+    out: dict[Direction, AdminPart] = {}
+    for direction in DIRECTIONS:
+        groups: dict[tuple[str, ...], list[Pod]] = {}
+        baseline: list[Pod] = []
+        for pod in local:
+            applying = view.admin_applying(pod, direction)
+            keys = tuple(p.key for p in applying if p.tier == "admin")
+            if keys:
+                groups.setdefault(keys, []).append(pod)
+            if any(p.tier == "baseline" for p in applying):
+                baseline.append(pod)
+        if not groups and not baseline:
+            continue
+        members: dict[str, list[Pod]] = {}
+        for keys, pods in groups.items():
+            for key in keys:
+                members.setdefault(key, []).extend(pods)
+        rendered = {p.key: _admin_rules(view, p, direction, members[p.key], every_pod)
+                    for p in view.anps if p.key in members}
+        chains = {admin_group_chain(direction, keys): (tuple(r for k in keys for r in rendered[k]), pods)
+                  for keys, pods in sorted(groups.items())}
+        banp_rules = _admin_rules(view, view.banp, direction, baseline, every_pod) \
+            if baseline and view.banp is not None else ()
+        out[direction] = AdminPart(chains, banp_rules, baseline)
+    return out
 
 
 def _self_lines(pod_key: str, ips: list[str]) -> list[str]:
@@ -316,6 +449,9 @@ class Planner:
         self._names: dict[tuple[Direction, str], str] = {}
         self._groups: dict[tuple[Direction, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
         self._lines: dict[tuple[str, str], tuple[Pod, str, list[str]]] = {}
+        # The admin tiers, computed whole when an admin policy, a pod or a namespace changed.
+        self.admin: dict[Direction, AdminPart] = {}
+        self._admin_inputs: object = None
 
     def addresses(self, key: str) -> list[str]:
         pod = self.index.pods[key]
@@ -350,8 +486,14 @@ class Planner:
             cached = self._lines[slot] = (pod, target, make(*args))
         return cached[2]
 
-    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace]) -> Chains:
+    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace],
+               admin: Iterable[AdminPolicy] = ()) -> Chains:
         changes = self.index.update(policies, pods, namespaces)
+        admin = tuple(admin)
+        inputs = (admin, dict(self.index.namespaces))
+        if changes.pods or inputs != self._admin_inputs:
+            self.admin = admin_parts(self.index, admin) if admin else {}
+            self._admin_inputs = inputs
         for slot in list(self.rendered):
             if slot[0] in changes.policies or slot[0] not in self.index.policies:
                 del self.rendered[slot]
@@ -399,7 +541,7 @@ def rule_count(chains: Chains) -> int:
 def render(view: ClusterView, node: str) -> str:
     """The desired chains for `node`'s pods: iptables-restore --noflush text declaring (so flushing)
     and filling every chain of ours, not yet hooked into FORWARD (`complete()` does that)."""
-    return restore_text(Planner(node).update(view.policies, view.pods, view.namespaces))
+    return restore_text(Planner(node).update(view.policies, view.pods, view.namespaces, view.admin))
 
 
 def _forward_rules(saved: str) -> list[str]:

@@ -5,9 +5,18 @@ maps (egress by source address, ingress by destination address), each pointing a
 *group* of policies isolating it, so a thousand pods selected by the same policies share one chain.
 
     forward-egress  (hook forward, priority 10)  replies pass; a pod reaching itself through a Service
-    forward-ingress (hook forward, priority 11)  passes; else the pod's group chain, by address
-    <dir>-isolated-<hash>                        jump to each isolating policy's chain, then drop
+    forward-ingress (hook forward, priority 11)  passes; else, by the pod's address, in this order:
+      @<dir>-admin    jump   <dir>-admin-<hash>  the rules of the ANPs selecting the pod, inline, in
+                                                 evaluation order: Allow accept, Deny drop, Pass return
+      @<dir>-pods     goto   <dir>-isolated-<hash>  jump to each isolating policy's chain, then drop
+      @<dir>-baseline goto   <dir>-baseline      the BANP's rules, for pods no NetworkPolicy isolates
     <dir>-<namespace>/<name>                     each policy rule: peers, ports, accept
+
+An ANP chain is entered by a jump, so a Pass (return) or no matching rule comes back to the base chain,
+whose next rule is the NetworkPolicies' map; a pod they isolate ends in its group chain (accept or
+drop), so only the others reach the baseline's map. The ANP rules are spliced into each group's chain
+rather than jumped to per policy: a Pass must leave every later ANP behind at once. Every admin rule's
+comment names it (`AdminNetworkPolicy/<name> ingress rule 0: Deny`), which is what a trace shows.
 
 A policy rule becomes a kernel rule per form of its peers and of its ports (see render_policy): pod
 addresses a plain set, an ipBlock less its excepts inline prefixes (an interval set when it is wide),
@@ -35,8 +44,9 @@ from dataclasses import dataclass, field
 
 from netaddr import IPSet
 
-from netpol.decide import ClusterIndex, ClusterView
-from netpol.model import Direction, IPBlock, Namespace, Pod, Policy, PortRule
+from netpol.admin import AdminPolicy
+from netpol.decide import ClusterIndex, ClusterView, RuleRef, admin_selection
+from netpol.model import Direction, IPBlock, Namespace, Pod, Policy, PortRule, Rule
 
 TABLE = "kubesim-netpol"
 FAMILY = "ip"
@@ -93,6 +103,52 @@ def group_key_chain(direction: Direction, keys: tuple[str, ...]) -> str:
     return group_chain(direction, digest)
 
 
+def admin_map(direction: Direction) -> str:
+    return f"{direction.lower()}-admin"
+
+
+def baseline_map(direction: Direction) -> str:
+    return f"{direction.lower()}-baseline"
+
+
+ADMIN_MAPS = tuple(name for d in DIRECTIONS for name in (admin_map(d), baseline_map(d)))
+# What an admin rule's action is in the kernel. Pass returns to the base chain, whose next rule is the
+# NetworkPolicies' map; so does an ANP chain none of whose rules matched.
+ADMIN_VERDICTS = {"Allow": "accept", "Deny": "drop", "Pass": "return"}
+
+
+def admin_group_chain(direction: Direction, keys: tuple[str, ...]) -> str:
+    """The chain of the pods that exactly the ANPs KEYS (in evaluation order) select: their rules, inline."""
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]
+    return f"{direction.lower()}-admin-{digest}"
+
+
+def baseline_chain(direction: Direction) -> str:
+    return f"{direction.lower()}-baseline"
+
+
+def render_admin(
+    policy: AdminPolicy, direction: Direction, selected: Mapping[tuple[int, int], Iterable[Pod]],
+    destinations: Iterable[Pod],
+) -> tuple[tuple[str, ...], tuple[NftSet, ...]]:
+    """An admin policy's rules for DIRECTION, in order, each ending in its action's verdict and a comment
+    naming the policy, rule and action (`AdminNetworkPolicy/deny-y ingress rule 0: Deny`); and their sets.
+    The rules are spliced into the chains of the groups of pods the policy selects, as a Pass must
+    leave every later ANP behind at once."""
+    short = "anp" if policy.tier == "admin" else "banp"
+    prefix = object_name(f"{direction.lower()}-{short}-{policy.name}")
+    destinations = list(destinations)
+    rules: list[str] = []
+    sets: list[NftSet] = []
+    for index, admin_rule in enumerate(policy.rules(direction)):
+        matches, rule_sets = rule_matches(admin_rule.rule, index, prefix, direction, selected, destinations)
+        sets.extend(rule_sets)
+        ref = comment(str(RuleRef(policy.key, direction, index, admin_rule.action)))
+        verdict = ADMIN_VERDICTS[admin_rule.action]
+        rules.extend(" ".join(m for m in (match, f"{verdict} comment", ref) if m) for match in matches)
+    return tuple(rules), tuple(sets)
+
+
 # --- the desired state, as data ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -129,12 +185,14 @@ class Plan:
     chains: dict[str, Chain] = field(default_factory=dict)
     verdicts: dict[Direction, dict[str, str]] = field(default_factory=dict)
     isolated: dict[Direction, int] = field(default_factory=dict)  # local pods isolated, for metrics
+    # The admin tiers' maps (`<dir>-admin`, `<dir>-baseline`): pod address -> "jump <chain>" / "goto <chain>".
+    admin_maps: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def rules(self) -> int:
-        """The accepting rules of the policy chains (a policy rule may take one per peer and port form)."""
-        return sum(1 for chain in self.chains.values() for rule in chain.rules if rule.startswith("accept comment ")
-                   or " accept comment " in rule)
+        """The rules of the policy and admin chains (a policy rule may take one per peer and port form);
+        not the group chains' jumps and drops."""
+        return sum(len(chain.rules) for chain in self.chains.values() if "-isolated-" not in chain.name)
 
 
 def _ipv4(pod: Pod) -> list[str]:
@@ -189,6 +247,59 @@ def _block_pieces(block: IPBlock) -> tuple[str, ...]:
     return tuple(str(cidr) for cidr in left.iter_cidrs())
 
 
+def rule_matches(
+    rule: Rule, index: int, name: str, direction: Direction, selected: Mapping[tuple[int, int], Iterable[Pod]],
+    destinations: list[Pod],
+) -> tuple[list[str], list[NftSet]]:
+    """A rule's matches (alternatives: one kernel rule each) and the sets they look up; no matches
+    when the rule matches nothing. NAME prefixes the sets' names; `selected[(index, peer)]` are the
+    pods a selector peer picks; DESTINATIONS the pods a named port resolves on."""
+    # An ingress rule judges where the packet comes from; an egress rule where it goes.
+    peer_match = "ip saddr" if direction == "Ingress" else "ip daddr"
+    sets: list[NftSet] = []
+    peer_forms = [""]
+    if rule.peers is not None:
+        pods: set[str] = set()
+        pieces: list[str] = []
+        for j, peer in enumerate(rule.peers):
+            if peer.broken:
+                continue
+            if peer.ip_block is not None:
+                pieces.extend(_block_pieces(peer.ip_block))
+                continue
+            pods.update(ip for pod in selected.get((index, j), ()) for ip in _ipv4(pod))
+        # One IPSet of every piece at once: merging them one by one is quadratic (5,000 peers: 12 s).
+        blocks = IPSet(pieces)
+        # The merged blocks cover overlapping ipBlocks and except holes once; a pod address inside
+        # them needs no entry of its own. (Asked only when there are blocks: a lookup in an IPSet,
+        # even an empty one, costs ~90 us, which 5,000 pod addresses turn into half a second.)
+        if pieces:
+            pods = {ip for ip in pods if ip not in blocks}
+        cidrs = [str(cidr) for cidr in blocks.iter_cidrs()]
+        peer_forms = []
+        if pods:
+            peers = NftSet(object_name(f"{name}-{index}-peers"), "ipv4_addr", False, tuple(sorted(pods)))
+            sets.append(peers)
+            peer_forms.append(f"{peer_match} @{peers.name}")
+        if len(cidrs) > INLINE_CIDRS:
+            wide = NftSet(object_name(f"{name}-{index}-blocks"), "ipv4_addr", True, tuple(cidrs))
+            sets.append(wide)
+            peer_forms.append(f"{peer_match} @{wide.name}")
+        else:
+            peer_forms.extend(f"{peer_match} {cidr}" for cidr in cidrs)
+        if not peer_forms:
+            return [], []  # matches nothing: no addresses left (the trace says why, from the plan)
+    port_forms = [""]
+    if rule.ports:
+        named_set = object_name(f"{name}-{index}-ports")
+        port_forms, named = _port_matches(rule.ports, destinations, named_set)
+        if named:
+            sets.append(NftSet(named_set, "ipv4_addr . inet_proto . inet_service", False, tuple(named)))
+        if not port_forms:
+            return [], []
+    return [" ".join(m for m in (peers_m, ports_m) if m) for peers_m in peer_forms for ports_m in port_forms], sets
+
+
 def render_policy(
     policy: Policy, direction: Direction, selected: Mapping[tuple[int, int], Iterable[Pod]],
     destinations: Iterable[Pod],
@@ -205,53 +316,14 @@ def render_policy(
     before any change to the table, which would make each small update cost as much as the table
     is large (measured: ~50 ms per 2,000 interval sets)."""
     name = policy_chain(direction, policy)
-    # An ingress rule judges where the packet comes from; an egress rule where it goes.
-    peer_match = "ip saddr" if direction == "Ingress" else "ip daddr"
     destinations = list(destinations)
     rules: list[str] = []
     sets: list[NftSet] = []
     for index, rule in enumerate(policy.rules(direction) or ()):
-        peer_forms = [""]
-        if rule.peers is not None:
-            pods: set[str] = set()
-            pieces: list[str] = []
-            for j, peer in enumerate(rule.peers):
-                if peer.broken:
-                    continue
-                if peer.ip_block is not None:
-                    pieces.extend(_block_pieces(peer.ip_block))
-                    continue
-                pods.update(ip for pod in selected.get((index, j), ()) for ip in _ipv4(pod))
-            # One IPSet of every piece at once: merging them one by one is quadratic (5,000 peers: 12 s).
-            blocks = IPSet(pieces)
-            # The merged blocks cover overlapping ipBlocks and except holes once; a pod address inside
-            # them needs no entry of its own.
-            pods = {ip for ip in pods if ip not in blocks}
-            cidrs = [str(cidr) for cidr in blocks.iter_cidrs()]
-            peer_forms = []
-            if pods:
-                peers = NftSet(object_name(f"{name}-{index}-peers"), "ipv4_addr", False, tuple(sorted(pods)))
-                sets.append(peers)
-                peer_forms.append(f"{peer_match} @{peers.name}")
-            if len(cidrs) > INLINE_CIDRS:
-                wide = NftSet(object_name(f"{name}-{index}-blocks"), "ipv4_addr", True, tuple(cidrs))
-                sets.append(wide)
-                peer_forms.append(f"{peer_match} @{wide.name}")
-            else:
-                peer_forms.extend(f"{peer_match} {cidr}" for cidr in cidrs)
-            if not peer_forms:
-                continue  # matches nothing: no addresses left (the trace says why, from the plan)
-        port_forms = [""]
-        if rule.ports:
-            named_set = object_name(f"{name}-{index}-ports")
-            port_forms, named = _port_matches(rule.ports, destinations, named_set)
-            if named:
-                sets.append(NftSet(named_set, "ipv4_addr . inet_proto . inet_service", False, tuple(named)))
-            if not port_forms:
-                continue
+        matches, rule_sets = rule_matches(rule, index, name, direction, selected, destinations)
+        sets.extend(rule_sets)
         ref = comment(rule_comment(policy, direction, index))
-        rules.extend(" ".join(m for m in (peers_m, ports_m, "accept comment", ref) if m)
-                     for peers_m in peer_forms for ports_m in port_forms)
+        rules.extend(" ".join(m for m in (match, "accept comment", ref) if m) for match in matches)
     return PolicyChain(Chain(name, tuple(rules)), tuple(sets))
 
 
@@ -274,7 +346,11 @@ def _base_chains() -> list[str]:
             f"    type filter hook forward priority {BASE_PRIORITY + priority}; policy accept;",
             "    ct state established,related accept",
             "    ip saddr . ip daddr @local-self accept",
+            # AdminNetworkPolicies first: a jump, so that Pass (return) and no match come back here.
+            f"    {key} vmap @{admin_map(direction)}",
             f"    {key} vmap @{direction.lower()}-pods",
+            # Reached only by pods no NetworkPolicy isolates (the vmap above ends in their group's drop).
+            f"    {key} vmap @{baseline_map(direction)}",
             "  }",
         ]
     return lines
@@ -299,6 +375,10 @@ def full_transaction(plan: Plan) -> str:
         elements = f" elements = {{ {_elements(f'{ip} : goto {c}' for ip, c in verdicts.items())} }};" \
             if verdicts else ""
         lines.append(f"  map {direction.lower()}-pods {{ type ipv4_addr : verdict;{elements} }}")
+    for name in ADMIN_MAPS:
+        verdicts = plan.admin_maps.get(name, {})
+        elements = f" elements = {{ {_elements(f'{ip} : {v}' for ip, v in verdicts.items())} }};" if verdicts else ""
+        lines.append(f"  map {name} {{ type ipv4_addr : verdict;{elements} }}")
     lines += _base_chains()
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -335,6 +415,14 @@ def delta_transaction(old: Plan, new: Plan) -> str:
             out.append(f"delete element {table} {direction.lower()}-pods {{ {_elements(gone)} }}")
         if came:
             out.append(f"add element {table} {direction.lower()}-pods {{ {_elements(came)} }}")
+    for name in ADMIN_MAPS:
+        was_map, now_map = old.admin_maps.get(name, {}), new.admin_maps.get(name, {})
+        gone = [ip for ip, v in was_map.items() if now_map.get(ip) != v]
+        came = [f"{ip} : {v}" for ip, v in now_map.items() if was_map.get(ip) != v]
+        if gone:
+            out.append(f"delete element {table} {name} {{ {_elements(gone)} }}")
+        if came:
+            out.append(f"add element {table} {name} {{ {_elements(came)} }}")
     removed = [name for name in old.chains if name not in new.chains]
     # Flush first: a removed group chain may still jump to a removed policy chain.
     out.extend(f"flush chain {table} {name}" for name in removed)
@@ -361,19 +449,27 @@ class Planner:
         self.groups: dict[tuple[Direction, tuple[str, ...]], Chain] = {}
         self.addresses: dict[str, tuple[Pod, list[str]]] = {}
         self.local_self: NftSet | None = None
+        self.admin_subjects: frozenset[str] = frozenset()
+        self.admin_cache: tuple[object, Plan, frozenset[str]] | None = None
 
-    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace]) -> Plan:
+    def update(self, policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterable[Namespace],
+               admin: Iterable[AdminPolicy] = ()) -> Plan:
         changes = self.index.update(policies, pods, namespaces)
         index = self.index
+        admin = tuple(admin)
         for slot in list(self.rendered):
             if slot[0] in changes.policies or slot[0] not in index.policies:
                 del self.rendered[slot]
-        if changes.pods or self.local_self is None:
+        admin_plan, admin_subjects = self._admin(admin, bool(changes.pods))
+        if changes.pods or self.local_self is None or admin_subjects != self.admin_subjects:
             self.addresses = {k: v for k, v in self.addresses.items() if k in index.pods}
-            local = sorted(ip for key in index.isolation for ip in self._addresses(key))
+            self.admin_subjects = admin_subjects
+            judged = set(index.isolation) | admin_subjects
+            local = sorted(ip for key in judged for ip in self._addresses(key))
             self.local_self = NftSet("local-self", "ipv4_addr . ipv4_addr", False,
                                      tuple(f"{ip} . {ip}" for ip in local))
         plan = Plan(sets={"local-self": self.local_self})
+        plan.admin_maps = admin_plan.admin_maps
         for direction in DIRECTIONS:
             groups: dict[tuple[str, ...], list[str]] = {}
             for pod_key, isolation in index.isolation.items():
@@ -400,7 +496,74 @@ class Planner:
             plan.isolated[direction] = sum(len(pod_keys) for pod_keys in groups.values())
         # Group chains are a function of their keys alone (the chain names are derived from the keys).
         self.groups = {slot: c for slot, c in self.groups.items() if c.name in plan.chains}
+        plan.chains.update(admin_plan.chains)
+        plan.sets.update(admin_plan.sets)
         return plan
+
+    def _admin(self, admin: tuple[AdminPolicy, ...], pods_changed: bool) -> tuple[Plan, frozenset[str]]:
+        """The admin tiers' chains, sets and maps, and the keys of the local pods they select.
+
+        Computed whole when any input changed (no incremental index yet: admin policies are few and
+        written by the cluster's administrators, not one per workload as NetworkPolicies are), else the
+        last result again (the parse cache keeps unchanged objects identical, so comparing is cheap)."""
+        index = self.index
+        inputs = (admin, dict(index.namespaces))
+        if not pods_changed and self.admin_cache is not None and self.admin_cache[0] == inputs:
+            return self.admin_cache[1], self.admin_cache[2]
+        out, subjects = self._render_admin(admin)
+        self.admin_cache = (inputs, out, subjects)
+        return out, subjects
+
+    def _render_admin(self, admin: tuple[AdminPolicy, ...]) -> tuple[Plan, frozenset[str]]:
+        out = Plan()
+        if not admin:
+            return out, frozenset()
+        index = self.index
+        view = ClusterView(pods=index.pods.values(), namespaces=index.namespaces.values(), admin=admin)
+        local = [pod for _, pod in sorted(index.pods.items()) if index.is_local(pod)]
+        subjects: set[str] = set()
+        every_pod = [pod for _, pod in sorted(index.pods.items()) if not pod.host_network]
+        for direction in DIRECTIONS:
+            groups: dict[tuple[str, ...], list[Pod]] = {}
+            baseline: list[Pod] = []
+            for pod in local:
+                applying = view.admin_applying(pod, direction)
+                keys = tuple(p.key for p in applying if p.tier == "admin")
+                if keys:
+                    groups.setdefault(keys, []).append(pod)
+                if any(p.tier == "baseline" for p in applying):
+                    baseline.append(pod)
+            members: dict[str, list[Pod]] = {}
+            for keys, pods in groups.items():
+                for key in keys:
+                    members.setdefault(key, []).extend(pods)
+            if baseline and view.banp is not None:
+                members[view.banp.key] = baseline
+            rendered: dict[str, tuple[str, ...]] = {}
+            for policy in view.admin:
+                if policy.key in members:
+                    # Named ports resolve on the destination: the subject pods for ingress, any pod for egress.
+                    destinations = members[policy.key] if direction == "Ingress" else every_pod
+                    rules, sets = render_admin(policy, direction, admin_selection(view, policy, direction),
+                                               destinations)
+                    rendered[policy.key] = rules
+                    out.sets.update((s.name, s) for s in sets)
+            jumps: dict[str, str] = {}
+            for keys, pods in sorted(groups.items()):
+                chain = Chain(admin_group_chain(direction, keys), tuple(r for k in keys for r in rendered[k]))
+                out.chains[chain.name] = chain
+                jumps.update((ip, f"jump {chain.name}") for pod in pods for ip in self._addresses(pod.key))
+            gotos: dict[str, str] = {}
+            if baseline and view.banp is not None:
+                chain = Chain(baseline_chain(direction), rendered[view.banp.key])
+                out.chains[chain.name] = chain
+                gotos = {ip: f"goto {chain.name}" for pod in baseline for ip in self._addresses(pod.key)}
+            # Only maps with elements: an empty map and an absent one are the same table.
+            out.admin_maps.update((name, v) for name, v in ((admin_map(direction), jumps),
+                                                            (baseline_map(direction), gotos)) if v)
+            subjects.update(pod.key for pods in groups.values() for pod in pods)
+            subjects.update(pod.key for pod in baseline)
+        return out, frozenset(subjects)
 
     def _addresses(self, key: str) -> list[str]:
         pod = self.index.pods[key]
@@ -441,7 +604,7 @@ class Planner:
 
 def plan(view: ClusterView, node: str) -> Plan:
     """The node's table from scratch."""
-    return Planner(node).update(view.policies, view.pods, view.namespaces)
+    return Planner(node).update(view.policies, view.pods, view.namespaces, view.admin)
 
 
 def render(view: ClusterView, node: str) -> str:

@@ -25,9 +25,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from control.client import NAMESPACES, NETWORK_POLICIES, NODES, PODS, Client, Informer
+from control.client import (
+    ADMIN_NETWORK_POLICIES,
+    BASELINE_ADMIN_NETWORK_POLICIES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    NODES,
+    PODS,
+    Client,
+    Informer,
+)
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol import iptables, nftables
+from netpol.admin import AdminPolicy, parse_anp, parse_banp
 from netpol.decide import ClusterView
 from netpol.errors import NetpolError
 from netpol.model import Direction, ParseCache, node_addresses, parse_all, parse_namespace, parse_pod, parse_policy
@@ -63,6 +73,9 @@ class AgentConfig:
     full_sync_period: float = 600.0
     healthz_address: str = "0.0.0.0:9081"
     metrics_address: str = "127.0.0.1:9080"
+    # Whether to watch and enforce AdminNetworkPolicies and the BaselineAdminNetworkPolicy (off for an
+    # apiserver that does not serve policy.networking.k8s.io: its informers would never sync).
+    admin_network_policies: bool = True
 
 
 class Metrics:
@@ -75,6 +88,9 @@ class Metrics:
         self.failures = Counter("kube_network_policies_sync_failures_total", "Syncs nft refused.",
                                 registry=self.registry)
         self.policies = Gauge("kube_network_policies_policies", "NetworkPolicies known.", registry=self.registry)
+        self.admin_policies = Gauge("kube_network_policies_admin_policies",
+                                    "AdminNetworkPolicies and BaselineAdminNetworkPolicies known.",
+                                    registry=self.registry)
         self.isolated = Gauge("kube_network_policies_isolated_pods", "This node's pods isolated, by direction.",
                               ["direction"], registry=self.registry)
         self.rules = Gauge("kube_network_policies_rules", "Rules in the node's table.", registry=self.registry)
@@ -91,12 +107,17 @@ class NetpolAgent:
         self.pods = Informer(client, PODS)
         self.namespaces = Informer(client, NAMESPACES)
         self.nodes = Informer(client, NODES)
-        self.informers = (self.policies, self.pods, self.namespaces, self.nodes)
+        self.admin_policies: tuple[Informer, ...] = ()
+        if config.admin_network_policies:
+            self.admin_policies = (Informer(client, ADMIN_NETWORK_POLICIES),
+                                   Informer(client, BASELINE_ADMIN_NETWORK_POLICIES))
+        self.informers = (self.policies, self.pods, self.namespaces, self.nodes, *self.admin_policies)
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)
         self.parsed_policies = ParseCache(parse_policy)
         self.parsed_pods = ParseCache(parse_pod)
         self.parsed_namespaces = ParseCache(parse_namespace)
+        self.parsed_admin = (ParseCache(parse_anp), ParseCache(parse_banp))
         self.planner = Planner(config.node_name)
         self.applied: Plan | None = None  # what the kernel holds; None: unknown, the next sync is full
         self.last_full = 0.0
@@ -109,6 +130,13 @@ class NetpolAgent:
     def stop(self) -> None:
         self._stop.set()
 
+    def admin(self) -> list[AdminPolicy]:
+        """The AdminNetworkPolicies and BaselineAdminNetworkPolicies the informers hold, parsed; counted."""
+        found = [policy for informer, cache in zip(self.admin_policies, self.parsed_admin, strict=False)
+                 for policy in cache.parse_all(informer.store.list())]
+        self.metrics.admin_policies.set(len(found))
+        return found
+
     def view(self) -> ClusterView:
         nodes = dict(parse_all(self.nodes.store.list(), node_addresses))
         return ClusterView(
@@ -116,6 +144,7 @@ class NetpolAgent:
             pods=parse_all(self.pods.store.list(), parse_pod),
             namespaces=parse_all(self.namespaces.store.list(), parse_namespace),
             nodes=nodes,
+            admin=self.admin(),
         )
 
     async def sync(self) -> None:
@@ -135,6 +164,7 @@ class NetpolAgent:
                 self.parsed_policies.parse_all(self.policies.store.list()),
                 self.parsed_pods.parse_all(self.pods.store.list()),
                 self.parsed_namespaces.parse_all(self.namespaces.store.list()),
+                self.admin(),
             )
         except Exception:
             self.planner, self.applied = Planner(self.config.node_name), None  # start from scratch
@@ -167,6 +197,7 @@ class NetpolAgent:
                 self.parsed_policies.parse_all(self.policies.store.list()),
                 self.parsed_pods.parse_all(self.pods.store.list()),
                 self.parsed_namespaces.parse_all(self.namespaces.store.list()),
+                self.admin(),
             )
         except Exception:
             self.iptables_planner, self.applied_chains = iptables.Planner(self.config.node_name), None

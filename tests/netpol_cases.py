@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netpol.admin import parse_admin_policy
+from netpol.model import parse_policy
+
 NAMESPACES = ("x", "y", "z")
 POD_NAMES = ("a", "b", "c")
 PORTS = (80, 81)
@@ -431,6 +434,162 @@ CASES: tuple[Case, ...] = (
         lambda s, d: d != XA,
     ),
 )
+
+
+# --- AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1) -------------
+
+ADMIN_API = "policy.networking.k8s.io/v1alpha1"
+EVERY_NAMESPACE: dict[str, Any] = {"namespaces": {}}
+
+
+def anp(name: str, priority: int, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": ADMIN_API, "kind": "AdminNetworkPolicy", "metadata": {"name": name},
+            "spec": {"priority": priority, **spec}}
+
+
+def banp(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": ADMIN_API, "kind": "BaselineAdminNetworkPolicy", "metadata": {"name": "default"},
+            "spec": dict(spec)}
+
+
+def _ns(*names: str) -> dict[str, Any]:
+    """A peer or subject: the namespaces NAMES (by their ns label)."""
+    return {"namespaces": {"matchExpressions": [{"key": "ns", "operator": "In", "values": list(names)}]}}
+
+
+def _ingress(action: str, *peers: Mapping[str, Any], ports: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    return {"action": action, "from": list(peers), **({"ports": list(ports)} if ports else {})}
+
+
+def _egress(action: str, *peers: Mapping[str, Any], ports: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    return {"action": action, "to": list(peers), **({"ports": list(ports)} if ports else {})}
+
+
+ALLOW_ALL_INGRESS_X = policy("x", "allow-all", {"podSelector": {}, "ingress": [{}]})
+XA_SUBJECT = {"pods": {"namespaceSelector": {"matchLabels": {"ns": "x"}}, "podSelector": A_ONLY}}
+YB = PodRef("y", "b")
+
+
+def _deny_egress_to_yb(ips: Mapping[PodRef, str]) -> list[dict[str, Any]]:
+    return [anp("xa-not-to-yb", 10, {"subject": XA_SUBJECT, "egress": [
+        _egress("Deny", {"networks": [_host(ips[YB])]}, ports=[{"portNumber": {"protocol": "TCP", "port": 80}}]),
+    ]})]
+
+
+ADMIN_CASES: tuple[Case, ...] = (
+    Case(
+        "ANP Deny beats a NetworkPolicy's Allow",
+        _fixed(ALLOW_ALL_INGRESS_X, anp("deny-y-to-x", 10, {"subject": _ns("x"),
+                                                            "ingress": [_ingress("Deny", _ns("y"))]})),
+        lambda s, d: d.namespace != "x" or s.namespace != "y",
+    ),
+    Case(
+        "ANP Allow beats a NetworkPolicy's isolation",
+        _fixed(DENY_INGRESS_X, anp("allow-y-to-x", 10, {"subject": _ns("x"),
+                                                        "ingress": [_ingress("Allow", _ns("y"))]})),
+        lambda s, d: d.namespace != "x" or s.namespace == "y",
+    ),
+    Case(
+        "ANP Pass defers to the NetworkPolicies, skipping every later ANP",
+        _fixed(
+            anp("pass-y", 5, {"subject": _ns("x"), "ingress": [_ingress("Pass", _ns("y"))]}),
+            anp("deny-all-to-x", 10, {"subject": _ns("x"), "ingress": [_ingress("Deny", EVERY_NAMESPACE)]}),
+            policy("x", "from-y-b", {"podSelector": {}, "ingress": [{"from": [{
+                "namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}}]}]}),
+        ),
+        lambda s, d: d.namespace != "x" or s == YB,
+    ),
+    Case(
+        "ANPs by priority, lowest first: an Allow at 5 beats a Deny at 10, which beats an Allow at 20",
+        _fixed(
+            anp("allow-y", 20, {"subject": _ns("x"), "ingress": [_ingress("Allow", _ns("y"))]}),
+            anp("deny-y", 10, {"subject": _ns("x"), "ingress": [_ingress("Deny", _ns("y"))]}),
+            anp("allow-yb", 5, {"subject": _ns("x"), "ingress": [_ingress("Allow", {"pods": {
+                "namespaceSelector": {"matchLabels": {"ns": "y"}}, "podSelector": {"matchLabels": {"pod": "b"}}}})]}),
+        ),
+        lambda s, d: d.namespace != "x" or s.namespace != "y" or s == YB,
+    ),
+    Case(
+        "in one ANP the first matching rule decides",
+        _fixed(anp("ordered", 10, {"subject": _ns("x"), "ingress": [
+            _ingress("Allow", {"pods": {"namespaceSelector": {}, "podSelector": {"matchLabels": {"pod": "c"}}}}),
+            _ingress("Deny", _ns("y", "z")),
+        ]})),
+        lambda s, d: d.namespace != "x" or s.namespace == "x" or s.name == "c",
+    ),
+    Case(
+        "BANP Deny applies only to pods no NetworkPolicy isolates",
+        _fixed(ALLOW_ALL_INGRESS_X, banp({"subject": _ns("x", "y"), "ingress": [_ingress("Deny", _ns("z"))]})),
+        lambda s, d: d.namespace != "y" or s.namespace != "z",
+    ),
+    Case(
+        "ANP Pass with no NetworkPolicy falls through to the BANP",
+        _fixed(
+            anp("pass-y", 1, {"subject": _ns("x"), "ingress": [_ingress("Pass", _ns("y"))]}),
+            anp("allow-all-to-x", 2, {"subject": _ns("x"), "ingress": [_ingress("Allow", EVERY_NAMESPACE)]}),
+            banp({"subject": _ns("x"), "ingress": [_ingress("Deny", _ns("y"))]}),
+        ),
+        lambda s, d: d.namespace != "x" or s.namespace != "y",
+    ),
+    Case(
+        "BANP egress: Allow within x, then Deny to every namespace",
+        _fixed(banp({"subject": _ns("x"), "egress": [_egress("Allow", _ns("x")), _egress("Deny", EVERY_NAMESPACE)]})),
+        lambda s, d: s.namespace != "x" or d.namespace == "x",
+    ),
+    Case(
+        "ANP egress Allow from x/a to y skips the BANP's Deny for that pod",
+        _fixed(
+            anp("xa-to-y", 10, {"subject": XA_SUBJECT, "egress": [_egress("Allow", _ns("y"))]}),
+            banp({"subject": _ns("x"), "egress": [_egress("Deny", EVERY_NAMESPACE)]}),
+        ),
+        lambda s, d: s.namespace != "x" or (s == XA and d.namespace == "y"),
+    ),
+    Case(
+        "ANP egress Deny to y/b's address (networks) on portNumber TCP 80",
+        _deny_egress_to_yb,
+        lambda s, d: s != XA or d != YB,
+    ),
+    Case(
+        "ANP egress Deny to y/b's address (networks) on portNumber TCP 80, tested on 81",
+        _deny_egress_to_yb,
+        lambda s, d: True,
+        port=81,
+    ),
+    Case(
+        "ANP egress Deny from x to z on the portRange 80-81, tested on UDP 81",
+        _fixed(anp("x-not-to-z", 10, {"subject": _ns("x"), "egress": [
+            _egress("Deny", _ns("z"), ports=[{"portRange": {"protocol": "UDP", "start": 80, "end": 81}}])]})),
+        lambda s, d: s.namespace != "x" or d.namespace != "z",
+        protocol="UDP",
+        port=81,
+    ),
+    Case(
+        "ANP ingress Deny to every pod a on the namedPort serve-80-tcp",
+        _fixed(anp("no-a-80", 10, {
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": A_ONLY}},
+            "ingress": [_ingress("Deny", EVERY_NAMESPACE, ports=[{"namedPort": "serve-80-tcp"}])],
+        })),
+        lambda s, d: d.name != "a",
+    ),
+    Case(
+        "ANP ingress Deny to every pod a on the namedPort serve-80-tcp, tested on UDP 80",
+        _fixed(anp("no-a-80", 10, {
+            "subject": {"pods": {"namespaceSelector": {}, "podSelector": A_ONLY}},
+            "ingress": [_ingress("Deny", EVERY_NAMESPACE, ports=[{"namedPort": "serve-80-tcp"}])],
+        })),
+        lambda s, d: True,
+        protocol="UDP",
+    ),
+)
+
+MATRIX_CASES = CASES + ADMIN_CASES
+
+
+def view_parts(objects: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """A case's objects parsed by kind: ClusterView's `policies` and `admin` keywords."""
+    objects = list(objects)
+    return {"policies": [parse_policy(o) for o in objects if o.get("kind", "NetworkPolicy") == "NetworkPolicy"],
+            "admin": [parse_admin_policy(o) for o in objects if o.get("kind", "NetworkPolicy") != "NetworkPolicy"]}
 
 
 def cluster_objects(

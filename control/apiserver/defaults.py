@@ -267,6 +267,16 @@ def network_policy(obj: dict[str, Any]) -> None:
         spec["policyTypes"] = ["Ingress", "Egress"] if _items(spec.get("egress")) else ["Ingress"]
 
 
+def admin_network_policy(obj: dict[str, Any]) -> None:
+    """The CRDs' `default: TCP` on portNumber.protocol and portRange.protocol (network-policy-api v1alpha1)."""
+    spec = _dict(obj, "spec")
+    for rule in (*_items(spec.get("ingress")), *_items(spec.get("egress"))):
+        for port in _items(rule.get("ports")):
+            for kind in ("portNumber", "portRange"):
+                if isinstance(port.get(kind), dict) and port[kind].get("protocol") is None:
+                    port[kind]["protocol"] = "TCP"
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Pod": pod,
     "Service": service,
@@ -277,6 +287,8 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Endpoints": endpoints,
     "Node": node,
     "NetworkPolicy": network_policy,
+    "AdminNetworkPolicy": admin_network_policy,
+    "BaselineAdminNetworkPolicy": admin_network_policy,
 }
 
 

@@ -55,7 +55,7 @@ from typing import Any
 
 from control.apiserver import errors
 from control.apiserver.errors import APIError
-from control.apiserver.schema import INTEGER_RANGES, KINDS, SCALARS, TYPES
+from control.apiserver.schema import INTEGER_RANGES, PROTOBUF_KINDS, SCALARS, TYPES
 
 __all__ = ["CONTENT_TYPE", "EXTRA_TYPES", "FIELD_NUMBERS", "OBJECT_FIELDS", "decode_protobuf"]
 
@@ -520,7 +520,7 @@ def _decode_envelope(body: bytes) -> dict[str, Any]:
     if encoding:
         raise _Malformed(f"unsupported content encoding {encoding!r}")
     type_name = _EXTRA_KINDS.get(kind)
-    known = KINDS.get(kind)
+    known = PROTOBUF_KINDS.get(kind)
     if known is not None and api_version == (f"{known.group}/{known.version}" if known.group else known.version):
         type_name = known.type_name
     if type_name is None:

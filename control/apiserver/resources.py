@@ -77,6 +77,12 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True, ("netpol",)),
+    # sig-network's network-policy-api CRDs (v0.1.x), served as built-ins: cluster-scoped, with status.
+    Resource("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies",
+             "adminnetworkpolicy", False, ("anp",), (), ("status",), status_subresource=True, tracks_generation=True),
+    Resource("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "baselineadminnetworkpolicies",
+             "baselineadminnetworkpolicy", False, ("banp",), (), ("status",), status_subresource=True,
+             tracks_generation=True),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -29,7 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INTEGER_RANGES", "KINDS", "PACKAGES", "SCALARS", "TYPES", "FieldType", "Kind", "field_type", "resolve",
+__all__ = ["INTEGER_RANGES", "KINDS", "PACKAGES", "PROTOBUF_KINDS",
+           "SCALARS", "TYPES", "FieldType", "Kind", "field_type", "resolve",
            "unknown_fields"]
 
 # The inclusive range of each integer type: Go's JSON decoding refuses a number outside it.
@@ -373,6 +374,41 @@ _NETWORKING: dict[str, dict[str, str]] = {
     "IPBlock": {"cidr": "string", "except": "[]string"},
 }
 
+# policy.networking.k8s.io/v1alpha1 (sig-network's network-policy-api, apis/v1alpha1, standard channel): the
+# admin tiers around NetworkPolicy. The experimental fields (egress `nodes` and `domainNames` peers) are
+# not served, so strict decoding refuses them as unknown.
+_ADMIN_RULE = {"name": "string", "action": "string"}
+_POLICY: dict[str, dict[str, str]] = {
+    "AdminNetworkPolicy": {**_OBJECT_HEADER, "spec": "AdminNetworkPolicySpec",
+                           "status": "AdminNetworkPolicyStatus"},
+    "AdminNetworkPolicySpec": {"priority": "int32", "subject": "AdminNetworkPolicySubject",
+                               "ingress": "[]AdminNetworkPolicyIngressRule",
+                               "egress": "[]AdminNetworkPolicyEgressRule"},
+    "AdminNetworkPolicyStatus": {"conditions": "[]meta.v1.Condition @type"},
+    "AdminNetworkPolicySubject": {"namespaces": "meta.v1.LabelSelector", "pods": "NamespacedPod"},
+    "NamespacedPod": {"namespaceSelector": "meta.v1.LabelSelector", "podSelector": "meta.v1.LabelSelector"},
+    "AdminNetworkPolicyIngressRule": {**_ADMIN_RULE, "from": "[]AdminNetworkPolicyIngressPeer",
+                                      "ports": "[]AdminNetworkPolicyPort"},
+    "AdminNetworkPolicyEgressRule": {**_ADMIN_RULE, "to": "[]AdminNetworkPolicyEgressPeer",
+                                     "ports": "[]AdminNetworkPolicyPort"},
+    "AdminNetworkPolicyIngressPeer": {"namespaces": "meta.v1.LabelSelector", "pods": "NamespacedPod"},
+    "AdminNetworkPolicyEgressPeer": {"namespaces": "meta.v1.LabelSelector", "pods": "NamespacedPod",
+                                     "networks": "[]string"},
+    "AdminNetworkPolicyPort": {"portNumber": "Port", "namedPort": "string", "portRange": "PortRange"},
+    "Port": {"protocol": "string", "port": "int32"},
+    "PortRange": {"protocol": "string", "start": "int32", "end": "int32"},
+    "BaselineAdminNetworkPolicy": {**_OBJECT_HEADER, "spec": "BaselineAdminNetworkPolicySpec",
+                                   "status": "BaselineAdminNetworkPolicyStatus"},
+    "BaselineAdminNetworkPolicySpec": {"subject": "AdminNetworkPolicySubject",
+                                       "ingress": "[]BaselineAdminNetworkPolicyIngressRule",
+                                       "egress": "[]BaselineAdminNetworkPolicyEgressRule"},
+    "BaselineAdminNetworkPolicyStatus": {"conditions": "[]meta.v1.Condition @type"},
+    "BaselineAdminNetworkPolicyIngressRule": {**_ADMIN_RULE, "from": "[]AdminNetworkPolicyIngressPeer",
+                                              "ports": "[]AdminNetworkPolicyPort"},
+    "BaselineAdminNetworkPolicyEgressRule": {**_ADMIN_RULE, "to": "[]AdminNetworkPolicyEgressPeer",
+                                             "ports": "[]AdminNetworkPolicyPort"},
+}
+
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
     "ScaleSpec": {"replicas": "int32"},
@@ -387,6 +423,8 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "discovery.v1": ("io.k8s.api.discovery.v1", _DISCOVERY),
     "coordination.v1": ("io.k8s.api.coordination.v1", _COORDINATION),
     "networking.v1": ("io.k8s.api.networking.v1", _NETWORKING),
+    # As kube-apiserver names a CRD's definitions: the group reversed, then the version.
+    "policy.v1alpha1": ("io.k8s.networking.policy.v1alpha1", _POLICY),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
 }
 
@@ -403,6 +441,8 @@ class Kind:
     version: str
     kind: str
     package: str
+    # Whether clients may send it as protobuf: not custom resources' kinds, as upstream serves them as JSON only.
+    protobuf: bool = True
 
     @property
     def type_name(self) -> str:
@@ -418,8 +458,13 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
     Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networking.v1"),
+    Kind("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
+    Kind("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
 )}
+
+# The kinds the protobuf decoder takes.
+PROTOBUF_KINDS: dict[str, Kind] = {name: kind for name, kind in KINDS.items() if kind.protobuf}
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,9 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
                _simple(lambda o: [(o.get("spec") or {}).get("holderIdentity", "")])),
     "networkpolicies": ([("Name", "string", 0), ("Pod-Selector", "string", 0), ("Age", "string", 0)],
                         _simple(lambda o: [_format_label_selector((o.get("spec") or {}).get("podSelector"))])),
+    # The CRD's additionalPrinterColumns: Priority (as a string, as the CRD declares it), then Age.
+    "adminnetworkpolicies": ([("Name", "string", 0), ("Priority", "string", 0), ("Age", "string", 0)],
+                             _simple(lambda o: [str((o.get("spec") or {}).get("priority", ""))])),
 }
 DEFAULT: tuple[list[Column], Callable[[dict[str, Any]], Row]] = (
     [("Name", "string", 0), ("Age", "string", 0)], _simple(lambda o: []))

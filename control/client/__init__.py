@@ -60,6 +60,8 @@ from control.client._informer import Backoff, Informer, wait_for_cache_sync
 from control.client._kubeconfig import default_kubeconfig_path, load_kubeconfig
 from control.client._parsecache import ParseCache
 from control.client._resource import (
+    ADMIN_NETWORK_POLICIES,
+    BASELINE_ADMIN_NETWORK_POLICIES,
     CONFIG_MAPS,
     DEPLOYMENTS,
     ENDPOINT_SLICES,
@@ -91,6 +93,8 @@ from control.client._watch import LineSplitter, WatchEvent, WatchStream
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 __all__ = [
+    "ADMIN_NETWORK_POLICIES",
+    "BASELINE_ADMIN_NETWORK_POLICIES",
     "CONFIG_MAPS",
     "DEPLOYMENTS",
     "ENDPOINTS",

@@ -76,3 +76,7 @@ REPLICA_SETS = Resource("apps", "v1", "replicasets", kind="ReplicaSet")
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", kind="EndpointSlice")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
 NETWORK_POLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", kind="NetworkPolicy")
+ADMIN_NETWORK_POLICIES = Resource("policy.networking.k8s.io", "v1alpha1", "adminnetworkpolicies", namespaced=False,
+                                  kind="AdminNetworkPolicy")
+BASELINE_ADMIN_NETWORK_POLICIES = Resource("policy.networking.k8s.io", "v1alpha1", "baselineadminnetworkpolicies",
+                                           namespaced=False, kind="BaselineAdminNetworkPolicy")

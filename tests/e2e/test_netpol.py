@@ -192,3 +192,70 @@ def test_egress_deny_stops_the_client_side(cluster: Cluster) -> None:
 def test_the_agent_reports_its_syncs(cluster: Cluster) -> None:
     log = cluster.kubesim("logs", "--name", NAME, "netpol-worker-1").stdout
     assert "synced:" in log and "policies" in log
+
+
+ADMIN_POLICIES = """\
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata:
+  name: guard-x
+spec:
+  priority: 10
+  subject:
+    namespaces:
+      matchLabels: {team: x}
+  ingress:
+  - name: no-team-z
+    action: Deny
+    from:
+    - namespaces:
+        matchLabels: {team: z}
+  - name: team-y-is-up-to-x
+    action: Pass
+    from:
+    - namespaces:
+        matchLabels: {team: "y"}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata:
+  name: default
+spec:
+  subject:
+    namespaces:
+      matchLabels: {team: x}
+  ingress:
+  - action: Deny
+    from:
+    - namespaces:
+        matchLabels: {team: "y"}
+"""
+
+
+def test_admin_network_policies_from_yaml_and_a_trace_naming_the_anp(cluster: Cluster) -> None:
+    settle(cluster, {"x": True, "y": True, "z": True}, "no policy: every client reaches the server")
+    cluster.kubectl("apply", "-f", "-", stdin=ADMIN_POLICIES)
+    # z: the ANP denies. y: the ANP passes, no NetworkPolicy isolates the server, so the baseline denies.
+    settle(cluster, {"x": True, "y": False, "z": False}, "ANP denies z, passes y on to the BANP's deny")
+    trace = json.loads(cluster.kubesim("trace", "--name", NAME, "--src", "z/client", "--dst", f"{vip(cluster)}:80",
+                                       "--json").stdout)
+    assert trace["result"] == "DROP", trace
+    assert named_drop(cluster, trace["hops"], "AdminNetworkPolicy/guard-x ingress rule 0: Deny"), \
+        json.dumps(trace["hops"], indent=1)
+    assert cluster.kubectl("get", "anp", "guard-x", "--no-headers").split()[:2] == ["guard-x", "10"]
+    # `kubesim policy` judges the same from the objects, without a packet.
+    verdicts = json.loads(cluster.kubesim("policy", "--name", NAME, "--json", "y/client", f"{vip(cluster)}:80").stdout)
+    assert [v["ingress"]["rule"] for v in verdicts] == [{"policy": "BaselineAdminNetworkPolicy/default",
+                                                         "direction": "Ingress", "index": 0, "action": "Deny"}]
+
+    # A NetworkPolicy now isolates the server and lets team y in: the Pass reaches it, the baseline no more.
+    cluster.apply(policy("x", "allow-from-team-y", {
+        "podSelector": {"matchLabels": {"app": "server"}},
+        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "y"}}}]}],
+    }))
+    settle(cluster, {"x": False, "y": True, "z": False}, "the Pass defers team y to the NetworkPolicy")
+
+    cluster.kubectl("delete", "networkpolicy", "-n", "x", "allow-from-team-y")
+    cluster.kubectl("delete", "anp", "guard-x")
+    cluster.kubectl("delete", "banp", "default")
+    settle(cluster, {"x": True, "y": True, "z": True}, "admin policies deleted: everyone again")

@@ -28,7 +28,7 @@ from firewall.iptables import SubprocessIptables
 from netpol import iptables
 from netpol.decide import ClusterView, decide
 from netpol.errors import NetpolError
-from netpol.model import parse_namespace, parse_pod, parse_policy
+from netpol.model import parse_namespace, parse_pod
 from netpol.nftables import TABLE, Planner, cleanup, delta_transaction, full_transaction, render
 from netpol.server import AgentConfig, NetpolAgent
 from proxy.iptables import JUMPS, IptablesBackend
@@ -40,6 +40,7 @@ from tests.kernel.test_nftables_backend import Servers, netns
 from tests.netpol_cases import (
     ALL_PODS,
     CASES,
+    MATRIX_CASES,
     PORTS,
     Case,
     PodRef,
@@ -47,6 +48,7 @@ from tests.netpol_cases import (
     cluster_objects,
     compare,
     policy,
+    view_parts,
 )
 
 NODE = "node-1"
@@ -146,7 +148,7 @@ def node() -> Iterator[Node]:
 def view_of(case: Case) -> ClusterView:
     namespaces, pods = cluster_objects(IPS, dict.fromkeys(ALL_PODS, NODE))
     return ClusterView(
-        policies=[parse_policy(p) for p in case.policies(IPS)],
+        **view_parts(case.policies(IPS)),
         pods=[p for p in (parse_pod(o) for o in pods) if p is not None],
         namespaces=[parse_namespace(o) for o in namespaces],
     )
@@ -195,7 +197,7 @@ def probe_all(node: Node, protocol: str, port: int) -> Reachability:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", MATRIX_CASES, ids=[c.name for c in MATRIX_CASES])
 def test_matrix_with_real_connections(node: Node, case: Case, mode: str) -> None:
     load(node.node, mode, view_of(case))
     try:
@@ -214,10 +216,12 @@ def test_the_table_is_removed_by_cleanup(node: Node) -> None:
 
 # --- the incremental sync in the kernel -------------------------------------------------------------------
 
-def parsed(policies: list[dict]) -> tuple[list, list, list]:
+def parsed(policies: list[dict]) -> tuple[list, list, list, list]:
+    """Planner.update's arguments: NetworkPolicies, pods, namespaces, admin policies."""
     namespaces, pods = cluster_objects(IPS, dict.fromkeys(ALL_PODS, NODE))
-    return ([parse_policy(p) for p in policies], [p for p in (parse_pod(o) for o in pods) if p is not None],
-            [parse_namespace(o) for o in namespaces])
+    parts = view_parts(policies)
+    return (parts["policies"], [p for p in (parse_pod(o) for o in pods) if p is not None],
+            [parse_namespace(o) for o in namespaces], parts["admin"])
 
 
 def table_state(node: str) -> dict[str, object]:
@@ -243,7 +247,7 @@ def test_deltas_between_every_case_leave_the_table_a_full_load_makes(node: Node)
     before = planner.update(*parsed([]))
     nft(node.node, full_transaction(before))
     try:
-        for i, case in enumerate(CASES):
+        for i, case in enumerate(MATRIX_CASES):
             after = planner.update(*parsed(list(case.policies(IPS))))
             delta = delta_transaction(before, after)
             nft(node.node, delta)
@@ -297,7 +301,7 @@ def test_five_thousand_peers_and_overlapping_ip_blocks_load_and_are_enforced(nod
     assert any(s.interval and len(s.elements) >= 4990 for s in plan.sets.values())
     nft(node.node, full_transaction(plan))
     try:
-        policies, pods, namespaces = parsed([wide])
+        policies, pods, namespaces, _ = parsed([wide])
         view = ClusterView(policies=policies, pods=pods, namespaces=namespaces)
         expected = Reachability({(s, d): s == d or decide(view, IPS[s], IPS[d], "TCP", 80).allowed
                                  for s in ALL_PODS for d in ALL_PODS})
@@ -326,8 +330,8 @@ class NodeNft:
 
 
 def expected(policies: list[dict]) -> Reachability:
-    found, pods, namespaces = parsed(policies)
-    view = ClusterView(policies=found, pods=pods, namespaces=namespaces)
+    found, pods, namespaces, admin = parsed(policies)
+    view = ClusterView(policies=found, pods=pods, namespaces=namespaces, admin=admin)
     return Reachability({(s, d): s == d or decide(view, IPS[s], IPS[d], "TCP", 80).allowed
                          for s in ALL_PODS for d in ALL_PODS})
 

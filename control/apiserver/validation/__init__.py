@@ -13,6 +13,7 @@ The rules and messages follow upstream, one module for each of its packages:
     apps.py          pkg/apis/apps/validation (deployments, replica sets)
     discovery.py     pkg/apis/discovery/validation (endpoint slices)
     networking.py    pkg/apis/networking/validation (network policies)
+    policy.py        network-policy-api's CRD schemas (admin and baseline admin network policies)
     coordination.py  pkg/apis/coordination/validation (leases)
 
 Objects are expected to be defaulted first (defaults.py), as upstream validates after defaulting. Kinds
@@ -49,6 +50,7 @@ from control.apiserver.validation.discovery import validate_endpoint_slice, vali
 from control.apiserver.validation.field import FieldError, go_value
 from control.apiserver.validation.names import NameCheck, validate_object_meta
 from control.apiserver.validation.networking import validate_network_policy, validate_network_policy_update
+from control.apiserver.validation.policy import validate_admin_network_policy, validate_baseline_admin_network_policy
 
 __all__ = ["FieldError", "go_value", "validate", "validate_update"]
 
@@ -73,6 +75,8 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "EndpointSlice": validate_endpoint_slice,
     "Lease": validate_lease,
     "NetworkPolicy": validate_network_policy,
+    "AdminNetworkPolicy": validate_admin_network_policy,
+    "BaselineAdminNetworkPolicy": validate_baseline_admin_network_policy,
 }
 
 UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {

@@ -29,10 +29,11 @@ Scenario = Callable[[TestClient, Registry], Awaitable[None]]
 
 
 def run(scenario: Scenario, tmp_path: Path, *, bookmark_interval: float = 15.0,
-        unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None) -> None:
+        unknown_fields: Callable[[str, dict[str, Any]], list[str]] | None = None,
+        admission: Any = None) -> None:
     async def main() -> None:
         store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
-        registry = Registry(store, admission=BasicAdmission(), patcher=apply_patch,
+        registry = Registry(store, admission=admission or BasicAdmission(), patcher=apply_patch,
                             allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
         await registry.start()
         await bootstrap(registry, service_cidr="10.96.0.0/16", advertise_address="172.18.0.2", port=6443)
@@ -71,7 +72,7 @@ def test_bootstrap_and_discovery(tmp_path: Path) -> None:
         assert svc["spec"]["clusterIP"] == "10.96.0.1"
         groups = await (await client.get("/apis", headers=ADMIN)).json()
         assert {g["name"] for g in groups["groups"]} == {"apps", "discovery.k8s.io", "coordination.k8s.io",
-                                                     "networking.k8s.io"}
+                                                     "networking.k8s.io", "policy.networking.k8s.io"}
         core = await (await client.get("/api/v1", headers=ADMIN)).json()
         pods = next(r for r in core["resources"] if r["name"] == "pods")
         assert pods["shortNames"] == ["po"] and pods["namespaced"] and "watch" in pods["verbs"]

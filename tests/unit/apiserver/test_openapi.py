@@ -25,7 +25,7 @@ from control.store import SQLiteStore
 V2_PREFIX = "#/definitions/"
 V3_PREFIX = "#/components/schemas/"
 GROUP_VERSIONS = ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1", "apis/discovery.k8s.io/v1",
-                  "apis/networking.k8s.io/v1"]
+                  "apis/networking.k8s.io/v1", "apis/policy.networking.k8s.io/v1alpha1"]
 
 
 def refs(node: Any) -> set[str]:

@@ -17,7 +17,7 @@ import pytest
 from control.apiserver import protobuf
 from control.apiserver.errors import APIError
 from control.apiserver.protobuf import EXTRA_TYPES, FIELD_NUMBERS, OBJECT_FIELDS, decode_protobuf
-from control.apiserver.schema import KINDS, SCALARS, TYPES, unknown_fields
+from control.apiserver.schema import KINDS, PROTOBUF_KINDS, SCALARS, TYPES, unknown_fields
 
 FIXTURES = Path(__file__).parent / "protobuf_fixtures"
 CAPTURED = sorted(p.stem for p in FIXTURES.glob("*.pb"))
@@ -272,7 +272,7 @@ def test_corrupted_bodies_only_ever_raise_api_errors() -> None:
 
 
 def _reachable() -> list[str]:
-    roots = [kind.type_name for kind in KINDS.values()] + ["meta.v1.DeleteOptions"]
+    roots = [kind.type_name for kind in PROTOBUF_KINDS.values()] + ["meta.v1.DeleteOptions"]
     seen: list[str] = []
     while roots:
         name = roots.pop()

@@ -21,7 +21,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from control.apiserver.protobuf import FIELD_NUMBERS, OBJECT_FIELDS
-from control.apiserver.schema import KINDS
+from control.apiserver.schema import PROTOBUF_KINDS as KINDS
 from tests.conftest import unavailable
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "protobuf_field_numbers.py"

@@ -9,14 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from control.client import NAMESPACES, NETWORK_POLICIES, PODS, Client
+from control.client import (
+    ADMIN_NETWORK_POLICIES,
+    BASELINE_ADMIN_NETWORK_POLICIES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    PODS,
+    Client,
+)
 from firewall.tracing import Packet
 from netpol.errors import NetpolError
 from netpol.iptables import FakeIptables, IptablesCommand
 from netpol.nftables import group_key_chain
 from netpol.server import AgentConfig, NetpolAgent
 from tests.harness import local_apiserver
-from tests.netpol_cases import policy
+from tests.netpol_cases import anp, banp, policy
 
 
 class RecordingBackend:
@@ -171,6 +178,42 @@ def test_in_iptables_mode_the_agent_writes_kube_nwplcy_chains(tmp_path: Path) ->
                 change = fake.transactions[-1]
                 assert "-A FORWARD" not in change and "-D FORWARD" not in change
                 assert ":KUBE-NWPLCY-I-x.web - [0:0]" in change
+            finally:
+                agent.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(main())
+
+
+def test_the_agent_watches_admin_network_policies_with_its_own_credentials(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            admin = api.client("admin")
+            await admin.create(NAMESPACES, {"metadata": {"name": "x"}})
+            pod = {"metadata": {"namespace": "x", "name": "a"},
+                   "spec": {"nodeName": "worker-1", "containers": [{"name": "c", "image": "pause"}]}}
+            created = await admin.create(PODS, pod, namespace="x")
+            created["status"] = {"phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]}
+            await admin.update_status(PODS, created, namespace="x")
+
+            backend = RecordingBackend()
+            agent = NetpolAgent(api.client("netpol"), AgentConfig("worker-1", min_sync_period=0.01,
+                                                                  healthz_address="127.0.0.1:0",
+                                                                  metrics_address="127.0.0.1:0"), backend)
+            task = asyncio.get_running_loop().create_task(agent.run())
+            try:
+                await until(lambda: backend.applied, "a first sync")
+                await admin.create(ADMIN_NETWORK_POLICIES, anp("deny-all", 5, {
+                    "subject": {"namespaces": {}},
+                    "ingress": [{"action": "Deny", "from": [{"namespaces": {}}]}]}))
+                await admin.create(BASELINE_ADMIN_NETWORK_POLICIES, banp({
+                    "subject": {"namespaces": {}}, "egress": [{"action": "Allow", "to": [{"namespaces": {}}]}]}))
+                await until(lambda: '"AdminNetworkPolicy/deny-all ingress rule 0: Deny"' in "".join(backend.applied),
+                            "the ANP's rule")
+                await until(lambda: "goto egress-baseline" in "".join(backend.applied), "the BANP's map element")
+                await until(lambda: agent.metrics.registry.get_sample_value(
+                    "kube_network_policies_admin_policies") == 2, "both admin policies counted")
             finally:
                 agent.stop()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,7 @@ from netpol.model import ParseCache, parse_namespace, parse_pod, parse_policy
 from netpol.nftables import Planner, delta_transaction, full_transaction
 from tests.netpol_cases import (
     ALL_PODS,
-    CASES,
+    MATRIX_CASES,
     Case,
     PodRef,
     Reachability,
@@ -30,9 +30,15 @@ from tests.netpol_cases import (
     compare,
     default_addresses,
     policy,
+    view_parts,
 )
 
 NODE = "node-1"
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace') or obj['kind']}/{meta['name']}"
 
 
 class World:
@@ -45,10 +51,13 @@ class World:
         namespaces, pods = cluster_objects(ips, nodes)
         self.namespaces = {n["metadata"]["name"]: n for n in namespaces}
         self.pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in pods}
-        self.pool = [copy.deepcopy(p) for case in CASES for p in case.policies(ips)]
-        # Distinct names: several cases reuse a name for different specs.
+        # Every case's objects, AdminNetworkPolicies and BaselineAdminNetworkPolicies among them.
+        self.pool = [copy.deepcopy(p) for case in MATRIX_CASES for p in case.policies(ips)]
+        # Distinct names: several cases reuse a name for different specs. (The baseline keeps its one
+        # name: the cases' baselines take turns.)
         for i, p in enumerate(self.pool):
-            p["metadata"]["name"] = f"{p['metadata']['name']}-{i}"
+            if p.get("kind") != "BaselineAdminNetworkPolicy":
+                p["metadata"]["name"] = f"{p['metadata']['name']}-{i}"
         self.policies: dict[str, dict[str, Any]] = {}
 
     def step(self) -> str:
@@ -60,14 +69,21 @@ class World:
         if what == "edit-policy":
             # The same policy, now selecting other pods or isolating another direction.
             p = copy.deepcopy(self.policies[rng.choice(sorted(self.policies))])
-            if rng.random() < 0.5:
+            if p.get("kind") in ("AdminNetworkPolicy", "BaselineAdminNetworkPolicy"):
+                # The same admin policy, now for other subjects (and, for an ANP, at another priority).
+                p["spec"]["subject"] = rng.choice([{"namespaces": {}}, {"namespaces": {"matchLabels": {"ns": "y"}}},
+                                                   {"pods": {"namespaceSelector": {},
+                                                             "podSelector": {"matchLabels": {"pod": "b"}}}}])
+                if "priority" in p["spec"]:
+                    p["spec"]["priority"] = rng.randrange(0, 30)
+            elif rng.random() < 0.5:
                 p["spec"]["podSelector"] = rng.choice([{}, {"matchLabels": {"pod": rng.choice(["a", "b", "c"])}}])
             else:
                 p["spec"]["policyTypes"] = rng.choice([["Ingress"], ["Egress"], ["Ingress", "Egress"]])
-            self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
+            self.policies[_key(p)] = p
         elif what == "add-policy":
             p = copy.deepcopy(rng.choice(self.pool))
-            self.policies[f"{p['metadata']['namespace']}/{p['metadata']['name']}"] = p
+            self.policies[_key(p)] = p
         elif what == "remove-policy":
             del self.policies[rng.choice(sorted(self.policies))]
         elif what == "namespace-labels":
@@ -95,10 +111,10 @@ class World:
             self.pods[key] = pod
         return what
 
-    def parsed(self) -> tuple[list[Any], list[Any], list[Any]]:
-        return ([parse_policy(p) for p in self.policies.values()],
-                [p for p in (parse_pod(o) for o in self.pods.values()) if p is not None],
-                [parse_namespace(n) for n in self.namespaces.values()])
+    def parsed(self) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        parts = view_parts(self.policies.values())
+        return (parts["policies"], [p for p in (parse_pod(o) for o in self.pods.values()) if p is not None],
+                [parse_namespace(n) for n in self.namespaces.values()], parts["admin"])
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -108,9 +124,9 @@ def test_the_incremental_plan_is_the_plan_from_scratch_after_every_change(seed: 
     before = planner.update(*world.parsed())
     for _ in range(60):
         what = world.step()
-        policies, pods, namespaces = world.parsed()
-        after = planner.update(policies, pods, namespaces)
-        fresh = Planner(NODE).update(policies, pods, namespaces)
+        policies, pods, namespaces, admin = world.parsed()
+        after = planner.update(policies, pods, namespaces, admin)
+        fresh = Planner(NODE).update(policies, pods, namespaces, admin)
         assert after == fresh, f"after {what}: the incremental plan differs from the one computed from scratch"
         assert full_transaction(after) == full_transaction(fresh)
         assert (delta_transaction(before, after) == "") == (before == after)
@@ -187,10 +203,11 @@ def test_deltas_through_every_case_on_the_fake_give_each_cases_matrix() -> None:
     plans = {node: planners[node].update([], parsed_pods, parsed_namespaces) for node in node_names}
     for node in node_names:
         fakes[node].run(full_transaction(plans[node]))
-    for case in [*CASES, *reversed(CASES)]:
-        policies = [parse_policy(p) for p in case.policies(ips)]
+    # The admin cases too: their chains, sets and maps come and go by deltas like the policies'.
+    for case in [*MATRIX_CASES, *reversed(MATRIX_CASES)]:
+        parts = view_parts(case.policies(ips))
         for node in node_names:
-            new = planners[node].update(policies, parsed_pods, parsed_namespaces)
+            new = planners[node].update(parts["policies"], parsed_pods, parsed_namespaces, parts["admin"])
             fakes[node].run(delta_transaction(plans[node], new))
             plans[node] = new
 
@@ -215,9 +232,9 @@ def test_the_incremental_iptables_chains_are_the_chains_from_scratch_after_every
     before = planner.update(*world.parsed())
     for _ in range(60):
         what = world.step()
-        policies, pods, namespaces = world.parsed()
-        after = planner.update(policies, pods, namespaces)
-        fresh = iptables.Planner(NODE).update(policies, pods, namespaces)
+        policies, pods, namespaces, admin = world.parsed()
+        after = planner.update(policies, pods, namespaces, admin)
+        fresh = iptables.Planner(NODE).update(policies, pods, namespaces, admin)
         assert after == fresh, f"after {what}: the incremental chains differ from the ones computed from scratch"
         assert (iptables.delta(before, after) == "") == (before == after)
         before = after
@@ -255,10 +272,11 @@ def test_iptables_deltas_through_every_case_on_the_fake_give_each_cases_matrix_a
     chains = {node: planners[node].update([], parsed_pods, parsed_namespaces) for node in node_names}
     for node in node_names:
         iptables.IptablesCommand(runner=fakes[node]).apply(iptables.restore_text(chains[node]))
-    for case in [*CASES, *reversed(CASES)]:
-        policies = [parse_policy(p) for p in case.policies(ips)]
+    # The admin cases too: their chains come and go by deltas like the policies'.
+    for case in [*MATRIX_CASES, *reversed(MATRIX_CASES)]:
+        parts = view_parts(case.policies(ips))
         for node in node_names:
-            new = planners[node].update(policies, parsed_pods, parsed_namespaces)
+            new = planners[node].update(parts["policies"], parsed_pods, parsed_namespaces, parts["admin"])
             fakes[node].restore(iptables.delta(chains[node], new))
             chains[node] = new
 

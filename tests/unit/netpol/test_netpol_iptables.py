@@ -35,6 +35,7 @@ from proxy.iptables.ruleset import full_transaction
 from tests.netpol_cases import (
     ALL_PODS,
     CASES,
+    MATRIX_CASES,
     PORTS,
     Case,
     Reachability,
@@ -42,6 +43,7 @@ from tests.netpol_cases import (
     compare,
     default_addresses,
     policy,
+    view_parts,
 )
 
 NODES = ("node-1", "node-2")
@@ -51,7 +53,7 @@ def view_for(case: Case) -> tuple[ClusterView, dict, dict]:
     ips, nodes = default_addresses()
     namespaces, pods = cluster_objects(ips, nodes)
     view = ClusterView(
-        policies=[parse_policy(p) for p in case.policies(ips)],
+        **view_parts(case.policies(ips)),
         pods=[p for p in (parse_pod(o) for o in pods) if p is not None],
         namespaces=[parse_namespace(o) for o in namespaces],
         nodes={node: () for node in NODES},
@@ -65,7 +67,7 @@ def loaded(view: ClusterView, node: str) -> FakeIptables:
     return fake
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", MATRIX_CASES, ids=[c.name for c in MATRIX_CASES])
 def test_the_fake_agrees_with_decide_down_to_the_rule(case: Case) -> None:
     """On every port and protocol: the same verdict as decide, and the rule that allowed each side (its
     MARK's comment) or the isolation that dropped it, as the nftables ruleset is checked."""
