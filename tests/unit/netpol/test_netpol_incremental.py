@@ -117,6 +117,14 @@ class World:
                 [parse_namespace(n) for n in self.namespaces.values()], parts["admin"])
 
 
+def parsed_world() -> tuple[Any, Any, list[Any], list[Any]]:
+    """The x/y/z cluster's addresses, nodes, and its pods and namespaces parsed, as the agent holds them."""
+    ips, nodes = default_addresses()
+    namespaces, pods = cluster_objects(ips, nodes)
+    return (ips, nodes, [p for p in (parse_pod(o) for o in pods) if p is not None],
+            [parse_namespace(n) for n in namespaces])
+
+
 @pytest.mark.parametrize("seed", range(16))
 def test_the_incremental_plan_is_the_plan_from_scratch_after_every_change(seed: int) -> None:
     world = World(random.Random(seed))
@@ -134,12 +142,9 @@ def test_the_incremental_plan_is_the_plan_from_scratch_after_every_change(seed: 
 
 
 def test_a_delta_touches_only_the_changed_policy() -> None:
-    ips, nodes = default_addresses()
-    namespaces, pods = cluster_objects(ips, nodes)
+    _, _, parsed_pods, parsed_namespaces = parsed_world()
     policies = [parse_policy(policy("x", f"p{i}", {"podSelector": {}, "ingress": [{"ports": [{"port": 80 + i}]}]}))
                 for i in range(3)]
-    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
-    parsed_namespaces = [parse_namespace(n) for n in namespaces]
     planner = Planner(NODE)
     old = planner.update(policies, parsed_pods, parsed_namespaces)
     changed = parse_policy(policy("x", "p1", {"podSelector": {}, "ingress": [{"ports": [{"port": 9999}]}]}))
@@ -152,10 +157,7 @@ def test_a_delta_touches_only_the_changed_policy() -> None:
 
 
 def test_a_removed_policy_goes_after_the_references_to_it() -> None:
-    ips, nodes = default_addresses()
-    namespaces, pods = cluster_objects(ips, nodes)
-    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
-    parsed_namespaces = [parse_namespace(n) for n in namespaces]
+    _, _, parsed_pods, parsed_namespaces = parsed_world()
     peers = {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}
     planner = Planner(NODE)
     old = planner.update([parse_policy(policy("x", "only", peers))], parsed_pods, parsed_namespaces)
@@ -193,10 +195,7 @@ def test_deltas_through_every_case_on_the_fake_give_each_cases_matrix() -> None:
     # FakeNft applies each delta all or nothing and refuses a table left with dangling references. It
     # judges the table a transaction leaves, not each step, so the order of the commands (which the
     # kernel does check, step by step) is the kernel tier's to test: tests/kernel/test_netpol_kernel.py.
-    ips, nodes = default_addresses()
-    namespaces, pods = cluster_objects(ips, nodes)
-    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
-    parsed_namespaces = [parse_namespace(n) for n in namespaces]
+    ips, nodes, parsed_pods, parsed_namespaces = parsed_world()
     node_names = sorted(set(nodes.values()))
     planners = {node: Planner(node) for node in node_names}
     fakes = {node: FakeNft() for node in node_names}
@@ -241,12 +240,9 @@ def test_the_incremental_iptables_chains_are_the_chains_from_scratch_after_every
 
 
 def test_an_iptables_delta_touches_only_the_changed_policy() -> None:
-    ips, nodes = default_addresses()
-    namespaces, pods = cluster_objects(ips, nodes)
+    _, _, parsed_pods, parsed_namespaces = parsed_world()
     policies = [parse_policy(policy("x", f"p{i}", {"podSelector": {}, "ingress": [{"ports": [{"port": 80 + i}]}]}))
                 for i in range(3)]
-    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
-    parsed_namespaces = [parse_namespace(n) for n in namespaces]
     planner = iptables.Planner(NODE)
     old = planner.update(policies, parsed_pods, parsed_namespaces)
     changed = parse_policy(policy("x", "p1", {"podSelector": {}, "ingress": [{"ports": [{"port": 9999}]}]}))
@@ -262,10 +258,7 @@ def test_an_iptables_delta_touches_only_the_changed_policy() -> None:
 
 def test_iptables_deltas_through_every_case_on_the_fake_give_each_cases_matrix_and_a_full_loads_table() -> None:
     # FakeIptables applies each restore all or nothing and refuses to delete a chain still jumped to.
-    ips, nodes = default_addresses()
-    namespaces, pods = cluster_objects(ips, nodes)
-    parsed_pods = [p for p in (parse_pod(o) for o in pods) if p is not None]
-    parsed_namespaces = [parse_namespace(n) for n in namespaces]
+    ips, nodes, parsed_pods, parsed_namespaces = parsed_world()
     node_names = sorted(set(nodes.values()))
     planners = {node: iptables.Planner(node) for node in node_names}
     fakes = {node: FakeIptables() for node in node_names}
