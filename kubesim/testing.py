@@ -141,7 +141,9 @@ class Cluster:
            proxy_mode: str | None = None, store: str = "sqlite", root: Path | None = None,
            timings: dict[str, str] | None = None) -> Cluster:
         """Bring a cluster up (the default topology unless given) and wait until it is ready. On failure
-        nothing of it is left behind and the error says why."""
+        nothing of it is left behind and the error says why. TIMINGS are `kubesim up`'s timing flags,
+        e.g. {"node_grace_period": "6s", "eviction_timeout": "30s"}: a short grace period makes a node cut
+        off by fault_partition() turn NotReady quickly."""
         topo = topology if isinstance(topology, Topology) else load_topology(Path(topology or DEFAULT_TOPOLOGY))
         if name:
             topo = topo.with_name(name)

@@ -191,3 +191,15 @@ def test_cli_list_of_a_cluster_without_faults(state, monkeypatch):
     faults.add(state, make_fault("rate", ["worker-2"], rate="10mbit"), run=Recorder())
     listed = CliRunner().invoke(main, ["fault", "list", "--json"])
     assert json.loads(listed.output) == [{"type": "rate", "node": "worker-2", "rate": "10mbit"}]
+
+
+def test_up_refuses_a_topology_with_a_bad_fault_before_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBESIM_STATE_DIR", str(tmp_path / "state"))
+    data = yaml.safe_load((TOPOLOGIES / "two-node.yaml").read_text())
+    data["faults"] = [{"type": "loss", "node": "worker-2", "percent": 300}]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = CliRunner().invoke(main, ["up", str(path)])
+    assert done.exit_code == 2
+    assert f"{path}: faults[0].percent: loss 300: give a whole percentage from 0 to 100" in done.output
+    assert not (tmp_path / "state").exists()
