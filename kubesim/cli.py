@@ -221,6 +221,8 @@ def status(name: str | None, as_json: bool) -> None:
     out.print(f"cluster [bold]{info['name']}[/]: {info['phase']} ({info['mode']}, proxy mode {info['proxyMode']}); "
               f"state in {info['stateDir']}")
     _print_tables(info)
+    if info["faults"]:
+        out.print(f"faults in force: {len(info['faults'])} (kubesim fault list)")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

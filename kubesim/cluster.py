@@ -282,6 +282,7 @@ def status(name: str, *, root: Path | None = None, kernel: Kernel | None = None)
         "kubeconfig": str(components.kubeconfig_path(state)),
         "namespaces": sorted(present),
         "processes": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.processes()],
+        "faults": [f.to_dict() for f in faults.recorded(state)],
     }
 
 

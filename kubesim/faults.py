@@ -133,7 +133,7 @@ def clear(state: ClusterState, member: str | None = None, *, run: Runner = netfa
         _save(state, [])
         # Everything of ours, not only what the record names: the sweep removes kubesim's table, qdisc
         # and held-down ports wherever they are, so clear --all always ends with a clean cluster.
-        netfaults.reconcile(netfaults.sweep_plan(topology), {}, run=run, force=True)
+        netfaults.remove_all(netfaults.sweep_plan(topology), run=run)
         return current
 
 
@@ -146,7 +146,7 @@ def undo_for_down(state: ClusterState, *, run: Runner = netfaults.run_in) -> lis
     try:
         topology = state.topology()
         if topology is not None:
-            netfaults.reconcile(netfaults.plan(topology, faults), {}, run=run)
+            netfaults.remove_all(netfaults.plan(topology, faults), run=run)
     except NetsimError:
         pass  # the namespaces, and every fault object in them, are removed next anyway
     _path(state).unlink(missing_ok=True)

@@ -377,20 +377,19 @@ def apply_namespace(ns: str, before: NamespacePlan, after: NamespacePlan, *, run
 
 
 def reconcile(old: Mapping[str, NamespacePlan], new: Mapping[str, NamespacePlan], *, run: Runner = run_in,
-              exists: Callable[[str], bool] | None = None, force: bool = False) -> list[str]:
-    """Apply NEW where it differs from OLD (everywhere either names, if FORCE); on a failure put OLD back
-    where it was already changed and re-raise, so a fault is never left half-applied. A namespace that no
-    longer exists holds nothing to undo (its rules went with it) and is skipped. Returns the namespaces
-    changed."""
+              exists: Callable[[str], bool] | None = None) -> list[str]:
+    """Apply NEW where it differs from OLD; on a failure put OLD back where it was already changed and
+    re-raise, so a fault is never left half-applied. A namespace that no longer exists holds nothing to
+    undo (its rules went with it) and is skipped. Returns the namespaces changed."""
     exists = exists or namespaces.exists
     changed: list[str] = []
     try:
         for ns in sorted(set(old) | set(new)):
             before, after = _pair(old, new, ns)
-            if (before == after and not force) or not exists(ns):
+            if before == after or not exists(ns):
                 continue
             changed.append(ns)
-            apply_namespace(ns, before, after, run=run, force=force)
+            apply_namespace(ns, before, after, run=run)
     except BaseException:
         for ns in reversed(changed):
             before, after = _pair(old, new, ns)
@@ -399,6 +398,28 @@ def reconcile(old: Mapping[str, NamespacePlan], new: Mapping[str, NamespacePlan]
                 apply_namespace(ns, after, before, run=run, force=True)
         raise
     return changed
+
+
+def remove_all(plans: Mapping[str, NamespacePlan], *, run: Runner = run_in,
+               exists: Callable[[str], bool] | None = None) -> list[str]:
+    """Take every namespace of PLANS to no faults, whatever it holds now (force), going on past a failure
+    so that one refusal leaves as little as possible; never puts anything back. The first failure is
+    raised at the end. Returns the namespaces cleaned."""
+    exists = exists or namespaces.exists
+    cleaned: list[str] = []
+    first: FaultError | None = None
+    for ns in sorted(plans):
+        if not exists(ns):
+            continue
+        before, after = _pair(plans, {}, ns)
+        try:
+            apply_namespace(ns, before, after, run=run, force=True)
+            cleaned.append(ns)
+        except FaultError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+    return cleaned
 
 
 def _pair(old: Mapping[str, NamespacePlan], new: Mapping[str, NamespacePlan],
@@ -411,9 +432,9 @@ def _pair(old: Mapping[str, NamespacePlan], new: Mapping[str, NamespacePlan],
 
 
 def sweep_plan(topology: Topology) -> dict[str, NamespacePlan]:
-    """Every fault object kubesim could have made in the cluster, whatever the record says: reconciled
-    (with force) to nothing, it removes every member's table and qdisc and the fabric's table, and sets
-    every fabric port up again."""
+    """Every fault object kubesim could have made in the cluster, whatever the record says: given to
+    remove_all, it removes every member's table and qdisc and the fabric's table, and sets every fabric
+    port up again."""
     members = [n.name for n in topology.nodes] + [h.name for h in topology.external_hosts]
     plans = {_member_ns(topology, m): NamespacePlan() for m in members}
     plans[names.fabric_ns(topology.name)] = NamespacePlan(

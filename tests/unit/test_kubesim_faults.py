@@ -15,7 +15,7 @@ from kubesim import faults
 from kubesim.cli import main
 from kubesim.state import ClusterState
 from netsim.errors import FaultError, FaultInputError, TopologyError
-from netsim.faults import make_fault
+from netsim.faults import make_fault, nft_script
 from netsim.topology import load_topology, parse_topology
 from tests.unit.netsim.test_faults import FABRIC, W1, W2, Recorder
 
@@ -113,7 +113,8 @@ def test_down_lifts_what_the_record_names(state):
     faults.add(state, make_fault("link-down", ["worker-1"]), run=run)
     run.calls.clear()
     assert faults.undo_for_down(state, run=run) == ["fault link down on worker-1"]
-    assert run.calls == [(FABRIC, ["ip", "link", "set", "dev", "p-worker-1", "up"], None)]
+    assert run.calls == [(FABRIC, ["nft", "-f", "-"], nft_script("bridge", [])),
+                         (FABRIC, ["ip", "link", "set", "dev", "p-worker-1", "up"], None)]
     assert not (state.dir / "faults.json").exists()
     assert faults.undo_for_down(state, run=run) == []
 

@@ -232,7 +232,7 @@ def test_a_namespace_that_is_gone_is_skipped(topology):
 
 def test_the_sweep_removes_every_kind_of_ours_everywhere(topology):
     run = Recorder(show="qdisc netem 1f4a: root refcnt 2")
-    faults.reconcile(faults.sweep_plan(topology), {}, run=run, exists=lambda ns: True, force=True)
+    faults.remove_all(faults.sweep_plan(topology), run=run, exists=lambda ns: True)
     assert run.namespaces() == sorted([FABRIC, W1, W2, "ksim-kubesim.node.control-plane", "ksim-kubesim.ext.client"])
     assert (FABRIC, faults.nft_script("bridge", [])) in [(ns, stdin) for ns, _, stdin in run.calls]
     assert sum(argv == faults.qdisc_delete_argv() for _, argv, _ in run.calls) == 4  # each member's eth0
@@ -243,3 +243,11 @@ def test_the_sweep_removes_every_kind_of_ours_everywhere(topology):
 def test_commands_never_run_outside_the_clusters_namespaces():
     with pytest.raises(FaultError, match="outside kubesim's namespaces"):
         faults.run_in("default", ["nft", "list", "ruleset"])
+
+
+def test_removing_all_goes_on_past_a_failure_and_never_puts_anything_back(topology):
+    run = Recorder(fail_on=(W1, "nft"))
+    with pytest.raises(FaultError, match=f"nft failed in {W1}$"):
+        faults.remove_all(faults.sweep_plan(topology), run=run, exists=lambda ns: True)
+    assert W2 in run.namespaces() and FABRIC in run.namespaces()  # the ones after it were still cleaned
+    assert not any(argv[-1] == "down" for _, argv, _ in run.calls)  # no port taken down on the way out
