@@ -26,7 +26,7 @@ import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netsim import names, namespaces
@@ -218,11 +218,10 @@ def check(faults: Iterable[Fault], members: Iterable[str]) -> None:
     known = list(members)
     qdisc_owner: dict[str, Fault] = {}
     for fault in faults:
-        field = "nodes" if fault.kind == "partition" else "node"
         for node in fault.nodes:
             if node not in known:
                 raise FaultInputError(f"{node!r} is not a node or external host of this cluster (it has: "
-                                      f"{', '.join(known)})", field=field)
+                                      f"{', '.join(known)})", field="nodes" if fault.kind == "partition" else "node")
         if fault.kind in ("rate", "delay"):
             other = qdisc_owner.setdefault(fault.nodes[0], fault)
             if other.kind != fault.kind:
@@ -248,7 +247,7 @@ class NamespacePlan:
     family: str = "inet"
     rules: tuple[str, ...] = ()
     qdisc: tuple[str, ...] = ()
-    links_down: tuple[str, ...] = field(default=())
+    links_down: tuple[str, ...] = ()
 
 
 def _member_ns(topology: Topology, member: str) -> str:
