@@ -557,12 +557,12 @@ def fault_rate(name: str | None, rate: str, node: str) -> None:
 
 @fault.command(name="delay")
 @_NAME_OPTION
-@click.option("--jitter", help="Spread the delay by up to this much (e.g. 10ms).")
+@click.option("--jitter", help="Spread the delay by up to this much, such as 10ms.")
 @click.argument("delay")
 @click.argument("node")
 def fault_delay(name: str | None, jitter: str | None, delay: str, node: str) -> None:
-    """Delay what NODE sends out of eth0 by DELAY (e.g. 100ms): a netem qdisc, so only on a kernel with
-    sch_netem (checked first; refused otherwise)."""
+    """Delay what NODE sends out of eth0 by DELAY, such as 100ms: a netem qdisc, so only on a kernel
+    with sch_netem (checked first; refused otherwise)."""
     _inject(name, "delay", (node,), delay=delay, jitter=jitter)
 
 
