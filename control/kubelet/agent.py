@@ -437,11 +437,11 @@ class PodWorker:
         the apiserver), write ours again, or the pod stays not Ready after the node is back."""
         if self._last_status is None:
             return
-
-        def conditions(status: dict[str, Any]) -> set[tuple[Any, Any]]:
-            return {(c.get("type"), c.get("status")) for c in status.get("conditions") or []}
-
-        if conditions(api_pod.get("status") or {}) != conditions(self._last_status):
+        # Only the conditions the kubelet writes: one another component owns is not ours to fight over.
+        ours = {c.get("type"): c.get("status") for c in self._last_status.get("conditions") or []}
+        theirs = {c.get("type"): c.get("status") for c in (api_pod.get("status") or {}).get("conditions") or []
+                  if c.get("type") in ours}
+        if theirs != ours:
             self._last_status = None
             self.changed.set()
 

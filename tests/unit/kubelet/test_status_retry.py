@@ -87,6 +87,9 @@ def test_a_status_someone_else_changed_is_written_again() -> None:
         ours = apiserver.written[-1]
         worker.reconcile_status({"status": ours})  # the watch echoing our own write: nothing to do
         assert not worker.changed.is_set()
+        foreign = {"type": "DisruptionTarget", "status": "True"}  # another component's condition: not ours
+        worker.reconcile_status({"status": {**ours, "conditions": [*ours["conditions"], foreign]}})
+        assert not worker.changed.is_set()
         flipped = {"True": "False", "False": "True"}
         marked = {**ours, "conditions": [{**c, "status": flipped[c["status"]]} if c["type"] == "Ready" else c
                                          for c in ours["conditions"]]}
