@@ -378,9 +378,14 @@ def apply_namespace(ns: str, before: NamespacePlan, after: NamespacePlan, *, run
 def reconcile(old: Mapping[str, NamespacePlan], new: Mapping[str, NamespacePlan], *, run: Runner = run_in,
               exists: Callable[[str], bool] | None = None) -> list[str]:
     """Apply NEW where it differs from OLD; on a failure put OLD back where it was already changed and
-    re-raise, so a fault is never left half-applied. A namespace that no longer exists holds nothing to
-    undo (its rules went with it) and is skipped. Returns the namespaces changed."""
+    re-raise, so a fault is never left half-applied. A fault for a namespace that does not exist is
+    refused before anything is touched; a namespace that is gone holds nothing to undo (its rules went
+    with it) and is skipped. Returns the namespaces changed."""
     exists = exists or namespaces.exists
+    missing = [ns for ns in sorted(new) if new[ns] != old.get(ns) and not exists(ns)]
+    if missing:
+        raise FaultError(f"namespace {missing[0]} does not exist, so no fault can be put in it: the cluster is not "
+                         "whole (run `kubesim down` and `kubesim up` again); nothing was changed")
     changed: list[str] = []
     try:
         for ns in sorted(set(old) | set(new)):

@@ -251,3 +251,12 @@ def test_removing_all_goes_on_past_a_failure_and_never_puts_anything_back(topolo
         faults.remove_all(faults.sweep_plan(topology), run=run, exists=lambda ns: True)
     assert W2 in run.namespaces() and FABRIC in run.namespaces()  # the ones after it were still cleaned
     assert not any(argv[-1] == "down" for _, argv, _ in run.calls)  # no port taken down on the way out
+
+
+def test_a_fault_for_a_namespace_that_is_gone_is_refused_before_anything(topology):
+    new = faults.plan(topology, [make_fault("loss", ["worker-1"], percent=10),
+                                 make_fault("loss", ["worker-2"], percent=10)])
+    run = Recorder()
+    with pytest.raises(FaultError, match=f"namespace {W2} does not exist.*nothing was changed"):
+        faults.reconcile({}, new, run=run, exists=lambda ns: ns != W2)
+    assert run.calls == []
