@@ -24,7 +24,7 @@ from kubesim import cluster, components
 from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
 from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import namespaces
-from netsim.errors import NetsimError, TopologyError
+from netsim.errors import FaultInputError, NetsimError, TopologyError
 from netsim.topology import cluster_name_problem, load_topology
 
 DEFAULT_TOPOLOGY = cluster.DEFAULT_TOPOLOGY
@@ -42,7 +42,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def _exit_code(exc: Exception) -> int:
     """2 for bad input (nothing was touched), 1 for everything else."""
-    return 2 if isinstance(exc, (StateInputError, TopologyError)) else 1
+    return 2 if isinstance(exc, (StateInputError, TopologyError, FaultInputError)) else 1
 
 
 def _need_root(command: str) -> None:
@@ -228,6 +228,8 @@ def status(name: str | None, as_json: bool) -> None:
     out.print(f"cluster [bold]{info['name']}[/]: {info['phase']} ({info['mode']}, proxy mode {info['proxyMode']}); "
               f"state in {info['stateDir']}")
     _print_tables(info)
+    if info["faults"]:
+        out.print(f"faults in force: {len(info['faults'])} (kubesim fault list)")
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -497,6 +499,147 @@ def capture(name: str | None, iface: str | None, write: str | None, target: str,
     except OSError as exc:
         _fail(f"cannot run tcpdump: {exc.strerror}; install tcpdump")
     sys.exit(code)
+
+
+@main.group()
+def fault() -> None:
+    """Inject network faults into a live cluster, list and clear them. Each lives only inside the
+    cluster's namespaces, is recorded in its state directory, and goes with `fault clear` or `down`:
+
+    \b
+      kubesim fault partition worker-1 control-plane   the kubelet of worker-1 loses the apiserver
+      kubesim fault loss 30 worker-2                   30% of what worker-2 sends is dropped
+      kubesim fault rate 10mbit worker-2               worker-2 sends at most 10 Mbit/s (tbf)
+      kubesim fault link-down worker-1                 worker-1's cable is cut (link-up mends it)
+      kubesim fault delay 100ms worker-1               needs netem (sch_netem) in the kernel
+      kubesim fault list ; kubesim fault clear [NODE | --all]
+    """
+
+
+_NAME_OPTION = click.option("--name", callback=_cluster_name,
+                            help="The cluster (default: the only one there is, else 'kubesim').")
+
+
+def _inject(name: str | None, kind: str, nodes: tuple[str, ...], **values: str | None) -> None:
+    from kubesim import faults
+    from netsim.faults import make_fault
+
+    try:
+        wanted = make_fault(kind, nodes, **values)  # bad input is refused before anything else is asked
+    except FaultInputError as exc:
+        _fail(str(exc), code=2)
+    _need_root("fault")
+    try:
+        faults.add(_component_state(name), wanted)
+    except (KubesimError, NetsimError) as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    click.echo(f"injected: {wanted.describe()}")
+
+
+@fault.command(name="link-down")
+@_NAME_OPTION
+@click.argument("node")
+def fault_link_down(name: str | None, node: str) -> None:
+    """Cut NODE's cable: its fabric port goes down, so eth0 loses carrier (addresses and routes stay)."""
+    _inject(name, "link-down", (node,))
+
+
+@fault.command(name="link-up")
+@_NAME_OPTION
+@click.argument("node")
+def fault_link_up(name: str | None, node: str) -> None:
+    """Mend the cable `link-down` cut."""
+    from kubesim import faults
+    from netsim.faults import make_fault
+
+    _need_root("fault")
+    try:
+        lifted = faults.remove(_component_state(name), make_fault("link-down", (node,)))
+    except (KubesimError, NetsimError) as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    click.echo(f"{node}: link up" if lifted else f"{node}: the link was not down")
+
+
+@fault.command(name="partition")
+@_NAME_OPTION
+@click.argument("a")
+@click.argument("b")
+def fault_partition(name: str | None, a: str, b: str) -> None:
+    """A and B (nodes or external hosts; the control plane is the node `control-plane`) cannot reach each
+    other: the fabric drops every frame between them, both ways."""
+    _inject(name, "partition", (a, b))
+
+
+@fault.command(name="loss")
+@_NAME_OPTION
+@click.argument("percent", metavar="PCT")
+@click.argument("node")
+def fault_loss(name: str | None, percent: str, node: str) -> None:
+    """Drop PCT% (0-100) of the packets NODE sends out of eth0, at random (nftables numgen)."""
+    _inject(name, "loss", (node,), percent=percent)
+
+
+@fault.command(name="rate")
+@_NAME_OPTION
+@click.argument("rate")
+@click.argument("node")
+def fault_rate(name: str | None, rate: str, node: str) -> None:
+    """Limit what NODE sends out of eth0 to RATE, in tc's units (10mbit, 500kbit, 1mbps): a tbf qdisc."""
+    _inject(name, "rate", (node,), rate=rate)
+
+
+@fault.command(name="delay")
+@_NAME_OPTION
+@click.option("--jitter", help="Spread the delay by up to this much, such as 10ms.")
+@click.argument("delay")
+@click.argument("node")
+def fault_delay(name: str | None, jitter: str | None, delay: str, node: str) -> None:
+    """Delay what NODE sends out of eth0 by DELAY, such as 100ms: a netem qdisc, so only on a kernel
+    with sch_netem (checked first; refused otherwise)."""
+    _inject(name, "delay", (node,), delay=delay, jitter=jitter)
+
+
+@fault.command(name="list")
+@_NAME_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def fault_list(name: str | None, as_json: bool) -> None:
+    """The faults in force."""
+    from kubesim import faults
+
+    found = faults.recorded(_component_state(name))
+    if as_json:
+        _print_json([f.to_dict() for f in found])
+        return
+    if not found:
+        click.echo("no faults")
+        return
+    table = Table("TYPE", "NODES", "DETAIL", box=None, pad_edge=False)
+    for f in found:
+        detail = {"loss": f"{f.percent}%", "rate": f.rate or "",
+                  "delay": (f.delay or "") + (f" jitter {f.jitter}" if f.jitter else "")}.get(f.kind, "")
+        table.add_row(f.kind, " ".join(f.nodes), detail)
+    out.print(table)
+
+
+@fault.command(name="clear")
+@_NAME_OPTION
+@click.option("--all", "everything", is_flag=True, help="Every fault (the default without NODE).")
+@click.argument("node", required=False)
+def fault_clear(name: str | None, everything: bool, node: str | None) -> None:
+    """Lift the faults involving NODE, or every fault (and any left over by a crash)."""
+    from kubesim import faults
+
+    if node and everything:
+        _fail("give NODE or --all, not both", code=2)
+    _need_root("fault")
+    try:
+        lifted = faults.clear(_component_state(name), node)
+    except (KubesimError, NetsimError) as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    for f in lifted:
+        click.echo(f"cleared: {f.describe()}")
+    if not lifted:
+        click.echo(f"no faults involving {node}" if node else "no faults")
 
 
 @main.command()

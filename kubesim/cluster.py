@@ -15,7 +15,7 @@ from typing import Any
 
 from netaddr import IPNetwork, IPRange, IPSet
 
-from kubesim import components
+from kubesim import components, faults
 from kubesim.errors import KubesimError, PreflightError, StateError
 from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import names, network, probe
@@ -131,6 +131,11 @@ def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = 
             wait_ready(topology)
             if control_plane:
                 _start_control_plane(state, topology, store_kind, store_url, progress, timings or {})
+            if topology.faults:
+                # Last, once everything is ready: a partition from the control plane would otherwise keep
+                # a node from ever registering.
+                progress(f"injecting the topology's faults ({len(topology.faults)})")
+                faults.change(state, topology, list(topology.faults))
             state.set_phase("ready")
         except BaseException:
             progress("failed: removing everything that was made")
@@ -184,6 +189,7 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
 
 def _teardown(state: ClusterState, kernel: Kernel) -> list[str]:
     removed = components.stop_all(state, network.cluster_namespaces(state.name, kernel))
+    removed += faults.undo_for_down(state)
     removed += network.destroy(state.name, kernel=kernel, recorded=state.recorded_objects())
     state.remove()
     return removed
@@ -276,6 +282,7 @@ def status(name: str, *, root: Path | None = None, kernel: Kernel | None = None)
         "kubeconfig": str(components.kubeconfig_path(state)),
         "namespaces": sorted(present),
         "processes": [{"role": p.role, "pid": p.pid, "alive": p.alive()} for p in state.processes()],
+        "faults": [f.to_dict() for f in faults.recorded(state)],
     }
 
 

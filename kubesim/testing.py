@@ -22,6 +22,7 @@ The pytest plugin (kubesim.pytest_plugin, loaded through the `pytest11` entry po
 session-scoped `kubesim_cluster` fixture built on this module.
 
 Errors: KubesimError (kubesim.errors) and its kinds; netsim's TraceError for a trace asked wrongly;
+netsim's FaultInputError for a fault asked wrongly and FaultError for one the kernel cannot make;
 TimeoutError from the waits, naming what did not happen.
 """
 
@@ -140,7 +141,9 @@ class Cluster:
            proxy_mode: str | None = None, store: str = "sqlite", root: Path | None = None,
            timings: dict[str, str] | None = None) -> Cluster:
         """Bring a cluster up (the default topology unless given) and wait until it is ready. On failure
-        nothing of it is left behind and the error says why."""
+        nothing of it is left behind and the error says why. TIMINGS are `kubesim up`'s timing flags,
+        e.g. {"node_grace_period": "6s", "eviction_timeout": "30s"}: a short grace period makes a node cut
+        off by fault_partition() turn NotReady quickly."""
         topo = topology if isinstance(topology, Topology) else load_topology(Path(topology or DEFAULT_TOPOLOGY))
         if name:
             topo = topo.with_name(name)
@@ -320,6 +323,60 @@ class Cluster:
             return _wait_for(settled, timeout, f"{verdict} from {src} to {dst}")
         except TimeoutError as exc:
             raise AssertionError(f"{exc}; the last trace: {last[0] if last else None!r}") from None
+
+    # -- faults ---------------------------------------------------------------------------------------
+    # The calls of `kubesim fault`: each is recorded in the cluster's state directory, lives only inside
+    # its namespaces, and is lifted by fault_clear() or when the cluster goes down. Bad input (an unknown
+    # node, PCT outside 0-100, a malformed rate) raises FaultInputError with nothing changed.
+
+    def fault_partition(self, a: str, b: str) -> None:
+        """Members A and B (nodes or external hosts) cannot reach each other: the fabric drops every frame
+        between them. `fault_partition("worker-1", "control-plane")` cuts worker-1's kubelet off the
+        apiserver, so the node turns NotReady after the node grace period (Cluster.up(timings=
+        {"node_grace_period": "6s"}) makes that quick)."""
+        self._fault("partition", (a, b))
+
+    def fault_loss(self, percent: int, node: str) -> None:
+        """Drop PERCENT% (0-100) of what NODE sends out of eth0, at random."""
+        self._fault("loss", (node,), percent=percent)
+
+    def fault_rate(self, rate: str, node: str) -> None:
+        """Limit what NODE sends out of eth0 to RATE in tc's units (10mbit, 500kbit, 1mbps): a tbf qdisc."""
+        self._fault("rate", (node,), rate=rate)
+
+    def fault_delay(self, delay: str, node: str, *, jitter: str | None = None) -> None:
+        """Delay what NODE sends by DELAY (100ms): netem, so only where the kernel has sch_netem; elsewhere
+        FaultError says the kernel lacks it."""
+        self._fault("delay", (node,), delay=delay, jitter=jitter)
+
+    def fault_link_down(self, node: str) -> None:
+        """Cut NODE's cable: eth0 loses carrier, its addresses and routes stay for fault_link_up()."""
+        self._fault("link-down", (node,))
+
+    def fault_link_up(self, node: str) -> None:
+        """Mend the cable fault_link_down() cut (nothing if it was not cut)."""
+        from kubesim import faults
+        from netsim.faults import make_fault
+
+        faults.remove(self.state, make_fault("link-down", (node,)))
+
+    def fault_clear(self, node: str | None = None) -> list[dict[str, Any]]:
+        """Lift the faults involving NODE, or all of them; the faults lifted, as fault_list() shows them."""
+        from kubesim import faults
+
+        return [f.to_dict() for f in faults.clear(self.state, node)]
+
+    def fault_list(self) -> list[dict[str, Any]]:
+        """The faults in force, as `kubesim fault list --json` prints them."""
+        from kubesim import faults
+
+        return [f.to_dict() for f in faults.recorded(self.state)]
+
+    def _fault(self, kind: str, nodes: tuple[str, ...], **values: Any) -> None:
+        from kubesim import faults
+        from netsim.faults import make_fault
+
+        faults.add(self.state, make_fault(kind, nodes, **values))
 
     # -- inside ---------------------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
     ├── TopologyError          a topology file is wrong; carries every problem found
     ├── NetlinkError           the kernel refused a netlink request (names the object)
     ├── NamespaceError         a network namespace could not be made, entered or removed
-    └── ConflictError          what we are asked to make collides with something that exists
+    ├── ConflictError          what we are asked to make collides with something that exists
+    └── FaultError             a fault could not be applied or removed (netsim/faults.py)
+        └── FaultInputError    a fault asked wrongly: unknown member, bad percentage or rate
 """
 
 from __future__ import annotations
@@ -46,3 +48,16 @@ class NamespaceError(NetsimError):
 
 class ConflictError(NetsimError):
     pass
+
+
+class FaultError(NetsimError):
+    """A fault could not be applied or removed: the kernel refused, or lacks what it needs (netem)."""
+
+
+class FaultInputError(FaultError):
+    """A fault asked wrongly (an unknown member, a percentage outside 0-100, a malformed rate): nothing
+    was changed. FIELD names the field of a fault's mapping that is wrong (percent, rate, node...)."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        super().__init__(message)
+        self.field = field

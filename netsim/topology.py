@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 
-from netsim.errors import Problem, TopologyError
+from netsim.errors import FaultInputError, Problem, TopologyError
+from netsim.faults import Fault, check, fault_from_dict
 
 API_VERSION = "kubesim/v1alpha1"
 KIND = "Cluster"
@@ -109,6 +110,7 @@ class Topology:
     proxy_mode: str = "nftables"
     workloads: tuple[str, ...] = ()
     dns: ClusterDNS = ClusterDNS()
+    faults: tuple[Fault, ...] = ()
     source: str = ""
 
     @property
@@ -162,6 +164,7 @@ class Topology:
             "proxy": {"mode": self.proxy_mode},
             "dns": {"enabled": self.dns.enabled, "clusterDomain": self.dns.cluster_domain},
             "workloads": list(self.workloads),
+            "faults": [f.to_dict() for f in self.faults],
         }
 
 
@@ -486,7 +489,7 @@ class _Parser:
         top = self.mapping(
             data, "",
             ("apiVersion", "kind", "name", "network", "nodes", "externalHosts", "loadBalancerPool",
-             "proxy", "dns", "workloads"),
+             "proxy", "dns", "workloads", "faults"),
         )
         if not top:
             if not self.problems:
@@ -541,7 +544,11 @@ class _Parser:
             reserved.add(host_address)
         nodes = self.nodes(raw_nodes, node_cidr, cluster_cidr, pod_cidr_size, reserved)
         hosts = self.external_hosts(raw_hosts, node_cidr, external_cidr, reserved, nodes)
+        raw_faults = self.sequence(top.get("faults"), "faults")
         if self.problems or nodes is None or hosts is None:
+            return None
+        faults = self.faults(raw_faults, [n.name for n in nodes] + [h.name for h in hosts])
+        if self.problems:
             return None
         assert node_cidr is not None and cluster_cidr is not None and service_cidr is not None
         assert host_address is not None and pod_cidr_size is not None and port_range is not None
@@ -558,6 +565,7 @@ class _Parser:
             proxy_mode=proxy_mode,
             workloads=tuple(workloads),
             dns=dns,
+            faults=tuple(faults),
             source=self.source,
         )
 
@@ -664,6 +672,22 @@ class _Parser:
                 self.fail(path, f"manifest {_shown(text)} does not exist (paths are relative to the topology file)")
                 continue
             found.append(str(resolved))
+        return found
+
+    def faults(self, raw_faults: list[Any], members: list[str]) -> list[Fault]:
+        """Faults injected at `up`: each checked on its own (its fields, its members), then all together
+        (one qdisc per node), a later fault of the same kind and members replacing an earlier one."""
+        found: list[Fault] = []
+        for i, raw in enumerate(raw_faults):
+            path = f"faults[{i}]"
+            try:
+                fault = fault_from_dict(raw)
+                check([fault], members)
+                check([*(f for f in found if f.slot != fault.slot), fault], members)
+            except FaultInputError as exc:
+                self.fail(f"{path}.{exc.field}" if exc.field else path, str(exc))
+                continue
+            found = [f for f in found if f.slot != fault.slot] + [fault]
         return found
 
     # -- members ----------------------------------------------------------------------------------

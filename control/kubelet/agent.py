@@ -431,6 +431,20 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.sandbox.ip}]
         return status
 
+    def reconcile_status(self, api_pod: dict[str, Any]) -> None:
+        """The status manager's needsReconcile: when the API's pod conditions differ from what this kubelet
+        last wrote (the node lifecycle controller marked the pod not Ready while the node was cut off from
+        the apiserver), write ours again, or the pod stays not Ready after the node is back."""
+        if self._last_status is None:
+            return
+        # Only the conditions the kubelet writes: one another component owns is not ours to fight over.
+        ours = {c.get("type"): c.get("status") for c in self._last_status.get("conditions") or []}
+        theirs = {c.get("type"): c.get("status") for c in (api_pod.get("status") or {}).get("conditions") or []
+                  if c.get("type") in ours}
+        if theirs != ours:
+            self._last_status = None
+            self.changed.set()
+
     async def _write_status(self) -> bool:
         """Send the pod's status if it changed; False if the write failed and is due again (the status
         loop retries it: `changed` is set so that a failure before the loop starts is not lost)."""
@@ -582,6 +596,7 @@ class Kubelet:
             worker.task = asyncio.get_running_loop().create_task(self._run_worker(worker))
             return
         worker.pod = {**pod, "status": worker.pod.get("status", {})}
+        worker.reconcile_status(pod)
         if pod["metadata"].get("deletionTimestamp"):
             worker.stopping.set()
 

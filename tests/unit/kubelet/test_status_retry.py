@@ -73,3 +73,30 @@ def test_an_unchanged_status_is_not_written_again() -> None:
 
     asyncio.run(main())
     assert len(apiserver.written) == 1
+
+
+def test_a_status_someone_else_changed_is_written_again() -> None:
+    """The node lifecycle controller marks the pods of a node it cannot hear not Ready; once the node is
+    back, its kubelet puts its own status back (the status manager's reconcile), and only then."""
+    apiserver = FlakyApiserver(0)
+
+    async def main() -> None:
+        worker = _worker(apiserver)
+        worker.phase = "Running"
+        assert await worker._write_status() is True
+        ours = apiserver.written[-1]
+        worker.reconcile_status({"status": ours})  # the watch echoing our own write: nothing to do
+        assert not worker.changed.is_set()
+        foreign = {"type": "DisruptionTarget", "status": "True"}  # another component's condition: not ours
+        worker.reconcile_status({"status": {**ours, "conditions": [*ours["conditions"], foreign]}})
+        assert not worker.changed.is_set()
+        flipped = {"True": "False", "False": "True"}
+        marked = {**ours, "conditions": [{**c, "status": flipped[c["status"]]} if c["type"] == "Ready" else c
+                                         for c in ours["conditions"]]}
+        worker.reconcile_status({"status": marked})
+        assert worker.changed.is_set()
+        assert await worker._write_status() is True
+
+    asyncio.run(main())
+    assert len(apiserver.written) == 2
+    assert apiserver.written[0] == apiserver.written[1]
