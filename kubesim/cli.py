@@ -518,9 +518,10 @@ def fault() -> None:
 
 _NAME_OPTION = click.option("--name", callback=_cluster_name,
                             help="The cluster (default: the only one there is, else 'kubesim').")
+_JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
-def _inject(name: str | None, kind: str, nodes: tuple[str, ...], **values: str | None) -> None:
+def _inject(name: str | None, as_json: bool, kind: str, nodes: tuple[str, ...], **values: str | None) -> None:
     from kubesim import faults
     from netsim.faults import make_fault
 
@@ -533,21 +534,26 @@ def _inject(name: str | None, kind: str, nodes: tuple[str, ...], **values: str |
         faults.add(_component_state(name), wanted)
     except (KubesimError, NetsimError) as exc:
         _fail(str(exc), code=_exit_code(exc))
-    click.echo(f"injected: {wanted.describe()}")
+    if as_json:
+        _print_json({"injected": wanted.to_dict()})
+    else:
+        click.echo(f"injected: {wanted.describe()}")
 
 
 @fault.command(name="link-down")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.argument("node")
-def fault_link_down(name: str | None, node: str) -> None:
+def fault_link_down(name: str | None, as_json: bool, node: str) -> None:
     """Cut NODE's cable: its fabric port goes down, so eth0 loses carrier (addresses and routes stay)."""
-    _inject(name, "link-down", (node,))
+    _inject(name, as_json, "link-down", (node,))
 
 
 @fault.command(name="link-up")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.argument("node")
-def fault_link_up(name: str | None, node: str) -> None:
+def fault_link_up(name: str | None, as_json: bool, node: str) -> None:
     """Mend the cable `link-down` cut."""
     from kubesim import faults
     from netsim.faults import make_fault
@@ -557,51 +563,58 @@ def fault_link_up(name: str | None, node: str) -> None:
         lifted = faults.remove(_component_state(name), make_fault("link-down", (node,)))
     except (KubesimError, NetsimError) as exc:
         _fail(str(exc), code=_exit_code(exc))
-    click.echo(f"{node}: link up" if lifted else f"{node}: the link was not down")
+    if as_json:
+        _print_json({"node": node, "lifted": bool(lifted)})
+    else:
+        click.echo(f"{node}: link up" if lifted else f"{node}: the link was not down")
 
 
 @fault.command(name="partition")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.argument("a")
 @click.argument("b")
-def fault_partition(name: str | None, a: str, b: str) -> None:
+def fault_partition(name: str | None, as_json: bool, a: str, b: str) -> None:
     """A and B (nodes or external hosts; the control plane is the node `control-plane`) cannot reach each
     other: the fabric drops every frame between them, both ways."""
-    _inject(name, "partition", (a, b))
+    _inject(name, as_json, "partition", (a, b))
 
 
 @fault.command(name="loss")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.argument("percent", metavar="PCT")
 @click.argument("node")
-def fault_loss(name: str | None, percent: str, node: str) -> None:
+def fault_loss(name: str | None, as_json: bool, percent: str, node: str) -> None:
     """Drop PCT% (0-100) of the packets NODE sends out of eth0, at random (nftables numgen)."""
-    _inject(name, "loss", (node,), percent=percent)
+    _inject(name, as_json, "loss", (node,), percent=percent)
 
 
 @fault.command(name="rate")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.argument("rate")
 @click.argument("node")
-def fault_rate(name: str | None, rate: str, node: str) -> None:
+def fault_rate(name: str | None, as_json: bool, rate: str, node: str) -> None:
     """Limit what NODE sends out of eth0 to RATE, in tc's units (10mbit, 500kbit, 1mbps): a tbf qdisc."""
-    _inject(name, "rate", (node,), rate=rate)
+    _inject(name, as_json, "rate", (node,), rate=rate)
 
 
 @fault.command(name="delay")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.option("--jitter", help="Spread the delay by up to this much, such as 10ms.")
 @click.argument("delay")
 @click.argument("node")
-def fault_delay(name: str | None, jitter: str | None, delay: str, node: str) -> None:
+def fault_delay(name: str | None, as_json: bool, jitter: str | None, delay: str, node: str) -> None:
     """Delay what NODE sends out of eth0 by DELAY, such as 100ms: a netem qdisc, so only on a kernel
     with sch_netem (checked first; refused otherwise)."""
-    _inject(name, "delay", (node,), delay=delay, jitter=jitter)
+    _inject(name, as_json, "delay", (node,), delay=delay, jitter=jitter)
 
 
 @fault.command(name="list")
 @_NAME_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@_JSON_OPTION
 def fault_list(name: str | None, as_json: bool) -> None:
     """The faults in force."""
     from kubesim import faults
@@ -623,9 +636,10 @@ def fault_list(name: str | None, as_json: bool) -> None:
 
 @fault.command(name="clear")
 @_NAME_OPTION
+@_JSON_OPTION
 @click.option("--all", "everything", is_flag=True, help="Every fault (the default without NODE).")
 @click.argument("node", required=False)
-def fault_clear(name: str | None, everything: bool, node: str | None) -> None:
+def fault_clear(name: str | None, as_json: bool, everything: bool, node: str | None) -> None:
     """Lift the faults involving NODE, or every fault (and any left over by a crash)."""
     from kubesim import faults
 
@@ -636,6 +650,9 @@ def fault_clear(name: str | None, everything: bool, node: str | None) -> None:
         lifted = faults.clear(_component_state(name), node)
     except (KubesimError, NetsimError) as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if as_json:
+        _print_json({"cleared": [f.to_dict() for f in lifted]})
+        return
     for f in lifted:
         click.echo(f"cleared: {f.describe()}")
     if not lifted:
