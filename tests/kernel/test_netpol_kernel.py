@@ -12,12 +12,8 @@ one that is dropped is not. The expected matrix is the case's own, the one the p
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import select
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -36,7 +32,7 @@ from proxy.iptables import full_transaction as proxy_full_transaction
 from proxy.iptables import render as proxy_render
 from proxy.plan import DEFAULT_MASQUERADE_MARK, NodeContext, ProxyPlan
 from tests.conftest import require_root, require_tool
-from tests.kernel.test_nftables_backend import Servers, netns
+from tests.kernel.test_nftables_backend import Servers
 from tests.netpol_cases import (
     ALL_PODS,
     CASES,
@@ -50,14 +46,12 @@ from tests.netpol_cases import (
     policy,
     view_parts,
 )
+from tests.netpol_probe import probe_matrix
 
 NODE = "node-1"
 GATEWAY = "10.250.255.1"
 # A range of its own, so the test can run beside a cluster on the machine.
 IPS = {pod: f"10.250.0.{10 + i}" for i, pod in enumerate(ALL_PODS)}
-# Long enough for a SYN and its answer between namespaces on a loaded machine; a dropped SYN is
-# retransmitted only after a second, so anything unanswered by then was dropped.
-PROBE_WINDOW = 0.8
 
 
 def sh(*argv: str) -> str:
@@ -156,44 +150,7 @@ def view_of(case: Case) -> ClusterView:
 
 def probe_all(node: Node, protocol: str, port: int) -> Reachability:
     """Every ordered pair of distinct pods at once; a pod reaching itself never crosses the node."""
-    kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
-    pending: dict[socket.socket, tuple[PodRef, PodRef]] = {}
-    allowed = {(p, p): True for p in ALL_PODS}
-    try:
-        for src in ALL_PODS:
-            for dst in ALL_PODS:
-                if src == dst:
-                    continue
-                with netns(node.pods[src]):
-                    s = socket.socket(socket.AF_INET, kind)
-                s.setblocking(False)
-                pending[s] = (src, dst)
-                if kind == socket.SOCK_STREAM:
-                    code = s.connect_ex((IPS[dst], port))
-                    assert code in (0, errno.EINPROGRESS), f"{src}->{dst}: connect gave {errno.errorcode[code]}"
-                else:
-                    s.sendto(b"probe", (IPS[dst], port))
-        deadline = time.monotonic() + PROBE_WINDOW
-        while pending and (left := deadline - time.monotonic()) > 0:
-            waiting = list(pending)
-            if kind == socket.SOCK_STREAM:
-                _, ready, _ = select.select([], waiting, [], left)
-            else:
-                ready, _, _ = select.select(waiting, [], [], left)
-            for s in ready:
-                pair = pending.pop(s)
-                error = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                assert error == 0, f"{pair[0]}->{pair[1]}: {errno.errorcode.get(error, error)} (a server is missing?)"
-                if kind == socket.SOCK_DGRAM:
-                    s.recv(256)
-                allowed[pair] = True
-                s.close()
-        for pair in pending.values():
-            allowed[pair] = False
-    finally:
-        for s in pending:
-            s.close()
-    return Reachability(allowed)
+    return probe_matrix(node.pods, IPS, protocol, port)
 
 
 @pytest.mark.parametrize("mode", MODES)
