@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from netaddr import IPAddress, IPNetwork
 
+from control.api.qos import pod_qos_class
 from control.client import (
     LEASES,
     NODES,
@@ -424,7 +425,7 @@ class PodWorker:
             "hostIPs": [{"ip": cfg.address}],
             "startTime": self.start_time,
             "containerStatuses": statuses,
-            "qosClass": "BestEffort",
+            "qosClass": pod_qos_class(self.pod),
         }
         if self.sandbox is not None:
             status["podIP"] = self.sandbox.ip
