@@ -12,6 +12,7 @@ Only missing fields are filled; nothing set by the caller changes.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -267,6 +268,20 @@ def network_policy(obj: dict[str, Any]) -> None:
         spec["policyTypes"] = ["Ingress", "Egress"] if _items(spec.get("egress")) else ["Ingress"]
 
 
+def secret(obj: dict[str, Any]) -> None:
+    """SetDefaults_Secret (type Opaque), and the v1 conversion's merge of the write-only stringData into
+    data: each key's text, base64 as data holds it, wins over the same key in data; stringData is never
+    stored (upstream's internal type has no such field)."""
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = _dict(obj, "data")
+        for key, value in string_data.items():
+            if isinstance(value, str):
+                data[key] = base64.b64encode(value.encode()).decode()
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Pod": pod,
     "Service": service,
@@ -277,6 +292,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Endpoints": endpoints,
     "Node": node,
     "NetworkPolicy": network_policy,
+    "Secret": secret,
 }
 
 

@@ -277,6 +277,7 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
                                     5: "protectionDomain?", 6: "storagePool?", 7: "storageMode?", 8: "volumeName?",
                                     9: "fsType?", 10: "readOnly?"},
     "core.v1.SeccompProfile": {1: "type", 2: "localhostProfile"},
+    "core.v1.Secret": {1: "metadata", 2: "data", 3: "type?", 4: "stringData", 5: "immutable"},
     "core.v1.SecretEnvSource": {1: "...core.v1.LocalObjectReference", 2: "optional"},
     "core.v1.SecretKeySelector": {1: "...core.v1.LocalObjectReference", 2: "key", 3: "optional"},
     "core.v1.SecretProjection": {1: "...core.v1.LocalObjectReference", 2: "items", 4: "optional"},
@@ -475,7 +476,7 @@ OBJECT_FIELDS: dict[str, dict[str, str]] = {
 }
 
 # Map fields whose values are protobuf `bytes`, which upstream's JSON renders as base64.
-_BASE64_MAPS = frozenset({("core.v1.ConfigMap", "binaryData")})
+_BASE64_MAPS = frozenset({("core.v1.ConfigMap", "binaryData"), ("core.v1.Secret", "data")})
 # Kinds decodable outside schema.KINDS (any apiVersion: clients send DeleteOptions under the resource's group).
 _EXTRA_KINDS = {"DeleteOptions": "meta.v1.DeleteOptions"}
 

@@ -95,6 +95,9 @@ _CORE: dict[str, dict[str, str]] = {
     "EventSource": {"component": "string", "host": "string"},
     "EventSeries": {"count": "int32", "lastObservedTime": "MicroTime"},
     "ConfigMap": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "binaryData": "{}string"},
+    # data's values are bytes, base64 in JSON (decoding checks them); stringData is write-only plain text.
+    "Secret": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "stringData": "{}string",
+               "type": "string"},
     "ReplicationController": {**_OBJECT_HEADER, "spec": "ReplicationControllerSpec",
                               "status": "ReplicationControllerStatus"},
     "ReplicationControllerSpec": {"replicas": "int32", "minReadySeconds": "int32", "selector": "{}string",
@@ -411,7 +414,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.kind: k for k in (
     *(Kind("", "v1", name, "core.v1") for name in (
-        "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap",
+        "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap", "Secret",
         "ReplicationController", "Binding")),
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),

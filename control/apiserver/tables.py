@@ -220,6 +220,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
                 ("Message", "string", 0)], _event_row),
     "configmaps": ([("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
                    _simple(lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})])),
+    "secrets": ([("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+                _simple(lambda o: [o.get("type", ""), len(o.get("data") or {})])),
     "serviceaccounts": ([("Name", "string", 0), ("Secrets", "integer", 0), ("Age", "string", 0)],
                         _simple(lambda o: [len(o.get("secrets") or [])])),
     "leases": ([("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],

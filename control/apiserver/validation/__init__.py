@@ -42,6 +42,8 @@ from control.apiserver.validation.core import (
     validate_pod,
     validate_pod_update,
     validate_replication_controller,
+    validate_secret,
+    validate_secret_update,
     validate_service,
     validate_service_update,
 )
@@ -69,6 +71,7 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "Namespace": validate_namespace,
     "Node": validate_node,
     "ConfigMap": validate_config_map,
+    "Secret": validate_secret,
     "Endpoints": validate_endpoints,
     "EndpointSlice": validate_endpoint_slice,
     "Lease": validate_lease,
@@ -81,6 +84,7 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "Deployment": validate_deployment_update,
     "ReplicaSet": validate_replica_set_update,
     "ConfigMap": validate_config_map_update,
+    "Secret": validate_secret_update,
     "EndpointSlice": validate_endpoint_slice_update,
     "NetworkPolicy": validate_network_policy_update,
 }
