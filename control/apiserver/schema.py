@@ -376,6 +376,22 @@ _NETWORKING: dict[str, dict[str, str]] = {
     "IPBlock": {"cidr": "string", "except": "[]string"},
 }
 
+_BATCH: dict[str, dict[str, str]] = {
+    "Job": {**_OBJECT_HEADER, "spec": "JobSpec", "status": "JobStatus"},
+    "JobSpec": {"parallelism": "int32", "completions": "int32", "activeDeadlineSeconds": "int64",
+                "podFailurePolicy": "object", "successPolicy": "object", "backoffLimit": "int32",
+                "backoffLimitPerIndex": "int32", "maxFailedIndexes": "int32", "selector": "meta.v1.LabelSelector",
+                "manualSelector": "boolean", "template": "core.v1.PodTemplateSpec",
+                "ttlSecondsAfterFinished": "int32", "completionMode": "string", "suspend": "boolean",
+                "podReplacementPolicy": "string", "managedBy": "string"},
+    "JobStatus": {"conditions": "[]JobCondition @type", "startTime": "Time", "completionTime": "Time",
+                  "active": "int32", "succeeded": "int32", "failed": "int32", "terminating": "int32",
+                  "completedIndexes": "string", "failedIndexes": "string",
+                  "uncountedTerminatedPods": "UncountedTerminatedPods", "ready": "int32"},
+    "JobCondition": {**_CONDITION, "lastProbeTime": "Time"},
+    "UncountedTerminatedPods": {"succeeded": "[]string", "failed": "[]string"},
+}
+
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
     "ScaleSpec": {"replicas": "int32"},
@@ -391,6 +407,7 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "coordination.v1": ("io.k8s.api.coordination.v1", _COORDINATION),
     "networking.v1": ("io.k8s.api.networking.v1", _NETWORKING),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
+    "batch.v1": ("io.k8s.api.batch.v1", _BATCH),
 }
 
 # Every type by qualified name ("core.v1.Pod").
@@ -418,6 +435,7 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
         "ReplicationController", "Binding")),
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
+    Kind("batch", "v1", "Job", "batch.v1"),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
     Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networking.v1"),

@@ -31,6 +31,42 @@ def prepare_for_create(kind: str, obj: dict[str, Any]) -> None:
         obj["status"] = {"loadBalancer": {}}
     elif kind in _EMPTY_STATUS_ON_CREATE:
         obj["status"] = {}
+    elif kind == "Job":
+        obj["status"] = {}
+        _generate_job_selector(obj)
+
+
+# The labels a Job's pods carry so that its generated selector finds them (batch/v1 well-known labels;
+# the unprefixed ones are the legacy names, still set).
+JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")
+CONTROLLER_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+
+
+def _generate_job_selector(job: dict[str, Any]) -> None:
+    """generateSelector (pkg/registry/batch/job/strategy.go): unless spec.manualSelector, the template is
+    labelled with the Job's name and uid and the selector matches the uid, which no other Job has."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True:
+        return
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        return
+    meta = job.get("metadata") or {}
+    template_meta = template.setdefault("metadata", {})
+    labels = template_meta.get("labels")
+    if not isinstance(labels, dict):
+        labels = template_meta["labels"] = {}
+    for key in JOB_NAME_LABELS:
+        labels.setdefault(key, meta.get("name", ""))
+    for key in CONTROLLER_UID_LABELS:
+        labels.setdefault(key, meta.get("uid", ""))
+    selector = spec.get("selector")
+    if not isinstance(selector, dict):
+        selector = spec["selector"] = {}
+    match_labels = selector.get("matchLabels")
+    if not isinstance(match_labels, dict):
+        match_labels = selector["matchLabels"] = {}
+    match_labels.setdefault(CONTROLLER_UID_LABELS[1], meta.get("uid", ""))
 
 
 def _spec(obj: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from control.client import (
     DEPLOYMENTS,
     ENDPOINT_SLICES,
     ENDPOINTS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NETWORK_POLICIES,
@@ -47,7 +48,7 @@ from control.controllers._util import (
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
-MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, SERVICES, ENDPOINTS,
+MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, JOBS, SERVICES, ENDPOINTS,
                                    ENDPOINT_SLICES, CONFIG_MAPS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES, NODES,
                                    NAMESPACES)
 _BY_KIND = {r.kind: r for r in MONITORED}

@@ -11,6 +11,7 @@ The rules and messages follow upstream, one module for each of its packages:
     core.py          pkg/apis/core/validation (pods, services, namespaces, nodes, config maps, endpoints,
                      replication controllers)
     apps.py          pkg/apis/apps/validation (deployments, replica sets)
+    batch.py         pkg/apis/batch/validation (jobs)
     discovery.py     pkg/apis/discovery/validation (endpoint slices)
     networking.py    pkg/apis/networking/validation (network policies)
     coordination.py  pkg/apis/coordination/validation (leases)
@@ -32,6 +33,7 @@ from control.apiserver.validation.apps import (
     validate_replica_set,
     validate_replica_set_update,
 )
+from control.apiserver.validation.batch import validate_job, validate_job_update
 from control.apiserver.validation.coordination import validate_lease
 from control.apiserver.validation.core import (
     validate_config_map,
@@ -76,6 +78,7 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "EndpointSlice": validate_endpoint_slice,
     "Lease": validate_lease,
     "NetworkPolicy": validate_network_policy,
+    "Job": validate_job,
 }
 
 UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
@@ -87,6 +90,7 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "Secret": validate_secret_update,
     "EndpointSlice": validate_endpoint_slice_update,
     "NetworkPolicy": validate_network_policy_update,
+    "Job": validate_job_update,
 }
 
 
