@@ -1,6 +1,7 @@
 """Real manifests on a whole (one-node) cluster through kubectl: a process container's environment from a
 ConfigMap, a Secret and the downward API, read back with `kubectl logs`; a pod whose Secret key is
-missing waits in CreateContainerConfigError until the key exists."""
+missing waits in CreateContainerConfigError until the key exists; Jobs (completions with parallelism,
+Indexed) running process containers to completion."""
 
 from __future__ import annotations
 
@@ -57,3 +58,33 @@ def test_env_from_config_map_secret_and_downward_api(cluster: Cluster) -> None:
     cluster.kubectl("patch", "secret", "db", "-p", json.dumps({"stringData": {"token": "t0k"}}))
     cluster.wait(lambda: phase(cluster, "held") == "Succeeded", 60, "held Succeeded", pods=("held",))
     assert "pass=t0k" in cluster.kubectl("logs", "held").stdout
+
+
+def test_job_runs_pods_to_completion(cluster: Cluster) -> None:
+    cluster.apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "count"},
+                   "spec": {"completions": 3, "parallelism": 2, "template": {"spec": {
+                       "restartPolicy": "Never",
+                       "containers": [{"name": "work", "image": "busybox", "command": ["sh", "-c", "echo done"]}]}}}},
+                  {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "shards"},
+                   "spec": {"completions": 2, "parallelism": 2, "completionMode": "Indexed", "template": {"spec": {
+                       "restartPolicy": "Never", "containers": [{
+                           "name": "work", "image": "busybox",
+                           "command": ["sh", "-c", "echo shard $JOB_COMPLETION_INDEX"]}]}}}})
+    cluster.kubectl("wait", "--for=condition=complete", "job/count", "job/shards", "--timeout=60s")
+    job = cluster.get("job", "count")
+    assert job["status"]["succeeded"] == 3 and job["status"].get("active") is None
+    assert job["status"]["startTime"] <= job["status"]["completionTime"]
+    row = cluster.kubectl("get", "job", "count").stdout.splitlines()
+    assert row[0].split()[:3] == ["NAME", "STATUS", "COMPLETIONS"] and row[1].split()[1:3] == ["Complete", "3/3"]
+    assert cluster.kubectl("get", "job", "count", version="1.27").stdout.splitlines()[1].split()[1:3] == \
+        ["Complete", "3/3"]
+    listed = json.loads(cluster.kubectl("get", "pods", "-l", "batch.kubernetes.io/job-name=count",
+                                        "-o", "json").stdout)["items"]
+    assert len(listed) == 3 and {p["status"]["phase"] for p in listed} == {"Succeeded"}
+    assert cluster.kubectl("logs", listed[0]["metadata"]["name"]).stdout == "done\n"
+    assert cluster.get("job", "shards")["status"]["completedIndexes"] == "0-1"
+    shards = json.loads(cluster.kubectl("get", "pods", "-l", "batch.kubernetes.io/job-name=shards",
+                                        "-o", "json").stdout)["items"]
+    shard_logs = {cluster.kubectl("logs", p["metadata"]["name"]).stdout for p in shards}
+    assert shard_logs == {"shard 0\n", "shard 1\n"}
+    cluster.kubectl("delete", "job", "count", "shards")
