@@ -144,8 +144,12 @@ class JobController(Controller):
 
     def _pod_updated(self, old: JsonObject, new: JsonObject) -> None:
         job = self._owner(new)
-        if job is not None:
-            self.enqueue(job)
+        if job is None:
+            return
+        if is_deleting(new) and not is_deleting(old):
+            # A graceful deletion has begun: as good as gone for the expectations (the ReplicaSet's rule).
+            self.expectations.deletion_observed(key_of(job), key_of(new))
+        self.enqueue(job)
 
     def _pod_deleted(self, pod: JsonObject) -> None:
         job = self._owner(pod)

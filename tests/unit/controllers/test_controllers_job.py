@@ -171,3 +171,19 @@ async def _active(client: Client, name: str, count: int, total: int | None = Non
 async def _finished(client: Client, name: str, kind: str) -> dict[str, Any] | None:
     found = await status(client, name)
     return found if condition(found, kind) else None
+
+
+def test_lowering_parallelism_deletes_extra_pods(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, "job") as (_, admin):
+            await admin.create(JOBS, job("wide", completions=5, parallelism=3), namespace="default")
+            await eventually(lambda: _count(admin, "wide", 3), what="three pods")
+            await admin.patch(JOBS, "wide", {"spec": {"parallelism": 1}}, namespace="default")
+            await eventually(lambda: _count(admin, "wide", 1), what="two pods deleted")
+
+            async def one_active() -> bool:
+                return (await status(admin, "wide")).get("active") == 1
+
+            await eventually(one_active, what="status.active 1")
+
+    run(main)
