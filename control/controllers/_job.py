@@ -10,6 +10,8 @@ One sync of a Job, from its pods in the informer cache (those whose controllerRe
     active past activeDeadlineSeconds  Failed, DeadlineExceeded; active pods deleted
     enough succeeded                Complete (completions succeeded pods; for Indexed every index
                                     0..completions-1; without completions, one success and none active)
+    suspended                       no pods (active ones deleted), condition Suspended; on resume the
+                                    deadline counts afresh
     otherwise                       as many active pods as parallelism allows and completions still need,
                                     a new pod after failures only once the back-off (10 s doubling per
                                     failure, at most 6 min) has passed
@@ -20,7 +22,7 @@ hostname <job>-<index>.
 
 Not built (upstream has them): the job-tracking finalizer and uncountedTerminatedPods, so counts come
 from the pods that still exist (a finished pod deleted by hand is no longer counted); podFailurePolicy,
-successPolicy, backoffLimitPerIndex, suspend's pod deletion, adopting orphan pods.
+successPolicy, backoffLimitPerIndex, podReplacementPolicy, adopting orphan pods.
 """
 
 from __future__ import annotations
@@ -185,6 +187,15 @@ class JobController(Controller):
         now = self.ctx.now()
         status = deepcopy(job.get("status") or {})
         suspended = spec.get("suspend") is True
+        was_suspended = condition_of(job, "Suspended") is not None
+        if suspended and not was_suspended:
+            self._set_condition(status, "Suspended", "JobSuspended", "Job suspended", now)
+            self.event(job, "Suspended", "Job suspended")
+        elif was_suspended and not suspended:
+            # Resumed: the deadline counts from now (upstream resets startTime).
+            self._set_condition(status, "Suspended", "JobResumed", "Job resumed", now, held=False)
+            status["startTime"] = rfc3339(now)
+            self.event(job, "Resumed", "Job resumed")
         if not status.get("startTime") and not suspended:
             status["startTime"] = rfc3339(now)
         started = parse_time(status.get("startTime"))
@@ -228,7 +239,10 @@ class JobController(Controller):
                                     "Reached expected number of succeeded pods", now)
                 status["completionTime"] = rfc3339(now)
                 self.event(job, "Completed", "Job completed")
-        elif not suspended and self.expectations.satisfied(key):
+        elif suspended:
+            await self._delete_pods(job, active)  # a suspended Job runs nothing
+            active = []
+        elif self.expectations.satisfied(key):
             try:
                 await self._manage(job, active, succeeded, failed, done_indexes, now)
             except Exception as exc:  # still record status, then retry
@@ -259,10 +273,11 @@ class JobController(Controller):
         return counts
 
     @staticmethod
-    def _set_condition(status: JsonObject, kind: str, reason: str, message: str, now: float) -> None:
+    def _set_condition(status: JsonObject, kind: str, reason: str, message: str, now: float, *,
+                       held: bool = True) -> None:
         conditions = [c for c in status.get("conditions") or [] if c.get("type") != kind]
         stamp = rfc3339(now)
-        conditions.append({"type": kind, "status": "True", "reason": reason, "message": message,
+        conditions.append({"type": kind, "status": "True" if held else "False", "reason": reason, "message": message,
                            "lastProbeTime": stamp, "lastTransitionTime": stamp})
         status["conditions"] = conditions
 

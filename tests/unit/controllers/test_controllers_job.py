@@ -187,3 +187,29 @@ def test_lowering_parallelism_deletes_extra_pods(tmp_path: Path) -> None:
             await eventually(one_active, what="status.active 1")
 
     run(main)
+
+
+def test_suspend_and_resume(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, "job") as (_, admin):
+            await admin.create(JOBS, job("later", completions=2, parallelism=2, suspend=True), namespace="default")
+
+            async def suspended() -> dict[str, Any] | None:
+                found = await status(admin, "later")
+                return found if condition(found, "Suspended") else None
+
+            held = await eventually(suspended, what="Suspended")
+            assert "startTime" not in held and await pods(admin, "later") == []
+            await admin.patch(JOBS, "later", {"spec": {"suspend": False}}, namespace="default")
+            await eventually(lambda: _count(admin, "later", 2), what="pods once resumed")
+            resumed = await status(admin, "later")
+            assert resumed["startTime"] and next(c for c in resumed["conditions"] if c["type"] == "Suspended")[
+                "reason"] == "JobResumed"
+            await admin.patch(JOBS, "later", {"spec": {"suspend": True}}, namespace="default")
+
+            async def none_left() -> bool:
+                return not await pods(admin, "later")
+
+            await eventually(none_left, what="pods deleted on suspend")
+
+    run(main)
