@@ -32,6 +32,7 @@ from control.client import (
     PODS,
     REPLICA_SETS,
     REPLICATION_CONTROLLERS,
+    SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
     Conflict,
@@ -49,8 +50,8 @@ from control.controllers._util import (
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, JOBS, SERVICES, ENDPOINTS,
-                                   ENDPOINT_SLICES, CONFIG_MAPS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES, NODES,
-                                   NAMESPACES)
+                                   ENDPOINT_SLICES, CONFIG_MAPS, SECRETS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES,
+                                   NODES, NAMESPACES)
 _BY_KIND = {r.kind: r for r in MONITORED}
 _BY_PLURAL = {r.plural: r for r in MONITORED}
 
