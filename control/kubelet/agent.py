@@ -30,6 +30,7 @@ from control.client import (
     NODES,
     PODS,
     SECRETS,
+    SERVICES,
     AlreadyExists,
     ApiError,
     Client,
@@ -282,7 +283,8 @@ class PodWorker:
         cfg = self.kubelet.config
         env, warnings = await container_env(self.pod, spec, fetch=fetch, pod_ip=self.sandbox.ip, host_ip=cfg.address,
                                             allocatable={"cpu": cfg.cpu, "memory": cfg.memory,
-                                                         "ephemeral-storage": "100Gi"})
+                                                         "ephemeral-storage": "100Gi"},
+                                            services=self.kubelet.services.store.list())
         for warning in warnings:
             await self.event("InvalidEnvironmentVariableNames", warning, warning=True)
         return env
@@ -521,6 +523,8 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
+        # The service variables of containers' environments come from here (the kubelet's service lister).
+        self.services = Informer(client, SERVICES)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run WORK in the background, keeping a reference until it is done (asyncio keeps only weak ones)."""
@@ -673,6 +677,9 @@ class Kubelet:
         heartbeat = asyncio.get_running_loop().create_task(self.heartbeat())
         self.informer.add_handler(on_add=self.on_pod, on_update=lambda old, new: self.on_pod(new),
                                   on_delete=self.on_pod_deleted)
+        # As upstream's kubelet, no container's environment is made before the services were read once.
+        self.services.start()
+        await self.services.wait_synced()
         self.informer.start()
         await self.informer.wait_synced()
         await self.netlink(self._remove_orphan_sandboxes, {p["metadata"]["uid"] for p in self.informer.store.list()})
@@ -681,6 +688,7 @@ class Kubelet:
         finally:
             heartbeat.cancel()
             await self.informer.stop()
+            await self.services.stop()
             for worker in list(self.workers.values()):
                 if worker.task:
                     worker.task.cancel()

@@ -6,8 +6,10 @@ makeEnvironmentVariables in pkg/kubelet/kubelet_pods.go).
 Order and precedence follow upstream: every envFrom source in turn (configMapRef / secretRef, each key
 with the source's prefix; keys that are not valid variable names are skipped with a warning), then
 `env` in order, a later name replacing an earlier one. `value` expands $(NAME) references to variables
-defined before it ($$ is a literal $); `valueFrom` reads a ConfigMap or Secret key, a pod field
-(fieldRef) or a container resource (resourceFieldRef).
+defined before it or to service variables ($$ is a literal $); `valueFrom` reads a ConfigMap or
+Secret key, a pod field (fieldRef) or a container resource (resourceFieldRef). Under all of them, the
+service variables (FOO_SERVICE_HOST, FOO_PORT, ...) of the pod's namespace's Services (unless
+enableServiceLinks is false) and of default/kubernetes, as upstream's kubelet sets them.
 
 A missing ConfigMap, Secret or key that is not `optional` is a ContainerError with reason
 CreateContainerConfigError and upstream's message (`configmap "x" not found`, `couldn't find key k in
@@ -20,16 +22,18 @@ import base64
 import math
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from control.api.quantity import QuantityError, parse_quantity
 from control.api.validators import is_env_var_name
 from control.kubelet.workloads import ContainerError
 
-__all__ = ["Fetch", "container_env", "expand", "expand_command"]
+__all__ = ["Fetch", "container_env", "expand", "expand_command", "service_env"]
 
 CONFIG_ERROR = "CreateContainerConfigError"
+# Services whose variables every pod gets, from the default namespace, enableServiceLinks or not.
+MASTER_SERVICES = ("kubernetes",)
 
 Fetch = Callable[[str, str], Awaitable["dict[str, Any] | None"]]
 """fetch(plural, name) -> the pod's namespace's "configmaps" or "secrets" object NAME, None if there is none."""
@@ -56,6 +60,53 @@ def expand_command(container: dict[str, Any], env: dict[str, str]) -> dict[str, 
         if isinstance(container.get(field), list):
             expanded[field] = [expand(str(arg), env) for arg in container[field]]
     return expanded
+
+
+def _variable_name(name: str) -> str:
+    return name.replace("-", "_").upper()
+
+
+def _service_variables(svc: dict[str, Any]) -> dict[str, str]:
+    """envvars.FromServices for one Service: NAME_SERVICE_HOST, NAME_SERVICE_PORT[_PORTNAME], and the
+    Docker link variables (NAME_PORT, NAME_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR])."""
+    spec = svc.get("spec") or {}
+    ip, ports = str(spec.get("clusterIP")), [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+    prefix = _variable_name(str((svc.get("metadata") or {}).get("name", "")))
+    found = {f"{prefix}_SERVICE_HOST": ip}
+    if not ports:
+        return found
+    found[f"{prefix}_SERVICE_PORT"] = str(ports[0].get("port"))
+    for port in ports:
+        if port.get("name"):
+            found[f"{prefix}_SERVICE_PORT_{_variable_name(str(port['name']))}"] = str(port.get("port"))
+    for i, port in enumerate(ports):
+        protocol = str(port.get("protocol") or "TCP")
+        url = f"{protocol.lower()}://{ip}:{port.get('port')}"
+        if i == 0:
+            found[f"{prefix}_PORT"] = url
+        port_prefix = f"{prefix}_PORT_{port.get('port')}_{protocol.upper()}"
+        found.update({port_prefix: url, f"{port_prefix}_PROTO": protocol.lower(),
+                      f"{port_prefix}_PORT": str(port.get("port")), f"{port_prefix}_ADDR": ip})
+    return found
+
+
+def service_env(services: Iterable[dict[str, Any]], namespace: str, enable_service_links: bool) -> dict[str, str]:
+    """The variables of the Services a pod sees (getServiceEnvVarMap): those of its own namespace when
+    enableServiceLinks, and always the default namespace's `kubernetes`; only Services with a cluster IP."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        if spec.get("clusterIP") in (None, "", "None"):
+            continue
+        name = str(meta.get("name", ""))
+        if meta.get("namespace") == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif meta.get("namespace") == namespace and enable_service_links:
+            chosen[name] = svc
+    found: dict[str, str] = {}
+    for svc in chosen.values():
+        found.update(_service_variables(svc))
+    return found
 
 
 def _secret_value(encoded: Any) -> str:
@@ -133,10 +184,14 @@ def resource_field(pod: dict[str, Any], container: dict[str, Any], ref: dict[str
 
 
 async def container_env(pod: dict[str, Any], container: dict[str, Any], *, fetch: Fetch, pod_ip: str,
-                        host_ip: str, allocatable: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """CONTAINER's environment and the warnings to record as events (skipped envFrom keys).
+                        host_ip: str, allocatable: dict[str, str], services: Iterable[dict[str, Any]] = (),
+                        ) -> tuple[dict[str, str], list[str]]:
+    """CONTAINER's environment and the warnings to record as events (skipped envFrom keys). SERVICES are
+    the cluster's Services, for the service variables, which anything the container sets overrides.
     Raises ContainerError(CreateContainerConfigError) for what a non-optional reference cannot find."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
+    links = (pod.get("spec") or {}).get("enableServiceLinks") is not False
+    from_services = service_env(services, namespace, links)
     fetched: dict[tuple[str, str], dict[str, Any] | None] = {}
 
     async def source(plural: str, name: str, optional: bool) -> dict[str, Any] | None:
@@ -176,7 +231,7 @@ async def container_env(pod: dict[str, Any], container: dict[str, Any], *, fetch
             continue
         value_from = var.get("valueFrom")
         if not isinstance(value_from, dict):
-            env[name] = expand(str(var.get("value", "")), env)
+            env[name] = expand(str(var.get("value", "")), {**from_services, **env})
             continue
         if isinstance(value_from.get("fieldRef"), dict):
             env[name] = pod_field(pod, str(value_from["fieldRef"].get("fieldPath", "")), pod_ip=pod_ip,
@@ -199,4 +254,4 @@ async def container_env(pod: dict[str, Any], container: dict[str, Any], *, fetch
                     raise ContainerError(CONFIG_ERROR, f"couldn't find key {key} in {_KIND[plural][1]} "
                                          f"{namespace}/{ref.get('name', '')}")
                 break
-    return env, warnings
+    return {**from_services, **env}, warnings

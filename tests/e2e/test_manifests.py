@@ -28,7 +28,8 @@ def echo_pod(name: str, secret_key: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
             "spec": {"restartPolicy": "Never", "containers": [{
                 "name": "echo", "image": "busybox", "command": ["sh", "-c"],
-                "args": ['echo "mode=$MODE pass=$PASS pod=$POD_NAME tier=$CFG_tier greeting=$(MODE)"'],
+                "args": ['echo "mode=$MODE pass=$PASS pod=$POD_NAME tier=$CFG_tier greeting=$(MODE) '
+                         'api=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT"'],
                 "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "app"}}],
                 "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "mode"}}},
                         {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "db", "key": secret_key}}},
@@ -45,7 +46,9 @@ def test_env_from_config_map_secret_and_downward_api(cluster: Cluster) -> None:
                   {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "s3"}},
                   echo_pod("echo", "password"), echo_pod("held", "token"))
     cluster.wait(lambda: phase(cluster, "echo") == "Succeeded", 60, "echo Succeeded", pods=("echo",))
-    assert cluster.kubectl("logs", "echo").stdout == "mode=fast pass=s3 pod=echo tier=web greeting=fast\n"
+    # single-node.yaml's service CIDR is 10.97.0.0/16: the API server's ClusterIP is its first address.
+    assert cluster.kubectl("logs", "echo").stdout == \
+        "mode=fast pass=s3 pod=echo tier=web greeting=fast api=10.97.0.1:443\n"
 
     def waiting() -> dict[str, Any]:
         statuses = cluster.get("pod", "held").get("status", {}).get("containerStatuses") or [{}]

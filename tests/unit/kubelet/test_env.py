@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from control.client import CONFIG_MAPS, SECRETS
-from control.kubelet.envvars import container_env, expand, expand_command
+from control.kubelet.envvars import container_env, expand, expand_command, service_env
 from control.kubelet.workloads import ContainerError
 from tests.unit.kubelet.kit import running_node
 
@@ -141,6 +141,7 @@ def test_kubelet_holds_the_container_until_the_key_exists(tmp_path: Path) -> Non
             await node.eventually(lambda: node.containers.of("web", "c"), "the container started")
             env = node.containers.latest("web", "c").env
             assert env["PASS"] == "s3cret" and env["MODE"] == "fast" and env["POD_IP"].startswith("10.244.1.")
+            assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"  # from the kubelet's service informer
 
             async def running() -> bool:
                 return (await node.status("web")).get("phase") == "Running"
@@ -148,3 +149,48 @@ def test_kubelet_holds_the_container_until_the_key_exists(tmp_path: Path) -> Non
             await node.eventually(running, "web Running")
 
     asyncio.run(main())
+
+
+SERVICES = [
+    {"metadata": {"name": "kubernetes", "namespace": "default"},
+     "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}},
+    {"metadata": {"name": "web-api", "namespace": "shop"},
+     "spec": {"clusterIP": "10.96.7.7", "ports": [{"port": 80, "protocol": "TCP"},
+                                                   {"name": "dns-udp", "port": 53, "protocol": "UDP"}]}},
+    {"metadata": {"name": "headless", "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}},
+    {"metadata": {"name": "elsewhere", "namespace": "other"}, "spec": {"clusterIP": "10.96.9.9",
+                                                                        "ports": [{"port": 1}]}},
+]
+
+
+def test_service_variables_as_upstreams_kubelet_sets_them() -> None:
+    env = service_env(SERVICES, "shop", True)
+    assert env == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+        "WEB_API_SERVICE_HOST": "10.96.7.7", "WEB_API_SERVICE_PORT": "80", "WEB_API_SERVICE_PORT_DNS_UDP": "53",
+        "WEB_API_PORT": "tcp://10.96.7.7:80", "WEB_API_PORT_80_TCP": "tcp://10.96.7.7:80",
+        "WEB_API_PORT_80_TCP_PROTO": "tcp", "WEB_API_PORT_80_TCP_PORT": "80", "WEB_API_PORT_80_TCP_ADDR": "10.96.7.7",
+        "WEB_API_PORT_53_UDP": "udp://10.96.7.7:53", "WEB_API_PORT_53_UDP_PROTO": "udp",
+        "WEB_API_PORT_53_UDP_PORT": "53", "WEB_API_PORT_53_UDP_ADDR": "10.96.7.7"}
+    # Without service links only the API server's own Service is there.
+    assert set(service_env(SERVICES, "shop", False)) == {k for k in env if k.startswith("KUBERNETES_")}
+
+
+def test_container_settings_override_service_variables_and_may_use_them() -> None:
+    async def main() -> dict[str, str]:
+        env, _ = await container_env(POD, {"name": "c", "env": [
+            {"name": "WEB_API_SERVICE_HOST", "value": "mine"},
+            {"name": "API", "value": "http://$(WEB_API_SERVICE_HOST):$(WEB_API_SERVICE_PORT)"}]},
+            fetch=fetch, pod_ip="10.244.1.7", host_ip="172.18.0.3", allocatable={}, services=SERVICES)
+        return env
+
+    env = asyncio.run(main())
+    assert env["WEB_API_SERVICE_HOST"] == "mine" and env["API"] == "http://mine:80"
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    no_links = {**POD, "spec": {**POD["spec"], "enableServiceLinks": False}}
+    bare, _ = asyncio.run(container_env(no_links, {"name": "c"}, fetch=fetch, pod_ip="", host_ip="", allocatable={},
+                                        services=SERVICES))
+    assert "WEB_API_SERVICE_HOST" not in bare and "KUBERNETES_SERVICE_HOST" in bare
