@@ -85,6 +85,7 @@ def test_job_runs_pods_to_completion(cluster: Cluster) -> None:
                                         "-o", "json").stdout)["items"]
     assert len(listed) == 3 and {p["status"]["phase"] for p in listed} == {"Succeeded"}
     assert cluster.kubectl("logs", listed[0]["metadata"]["name"]).stdout == "done\n"
+    assert cluster.kubectl("logs", "job/count").stdout == "done\n"  # kubectl finds a pod by the Job's selector
     assert cluster.get("job", "shards")["status"]["completedIndexes"] == "0-1"
     shards = json.loads(cluster.kubectl("get", "pods", "-l", "batch.kubernetes.io/job-name=shards",
                                         "-o", "json").stdout)["items"]
