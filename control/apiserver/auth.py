@@ -150,6 +150,7 @@ class Rule:
 READ = ("get", "list", "watch")
 READ_UPDATE = ("get", "list", "watch", "update", "patch")
 CORE, APPS, COORDINATION, DISCOVERY = "", "apps", "coordination.k8s.io", "discovery.k8s.io"
+BATCH = "batch"
 EVENTS = Rule((CORE, "events.k8s.io"), ("events",), ("create", "update", "patch"))  # upstream's eventsRule()
 ACCESS_REVIEWS = (Rule(("authentication.k8s.io",), ("tokenreviews",), ("create",)),
                   Rule(("authorization.k8s.io",), ("subjectaccessreviews",), ("create",)))
@@ -227,6 +228,16 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
         Rule((CORE,), ("pods",), ("list", "watch", "patch", "create", "delete")),
         EVENTS,
     ),
+    "system:controller:job-controller": (
+        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "update", "patch")),
+        Rule((BATCH,), ("jobs/status", "jobs/finalizers"), ("update", "patch")),
+        Rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
+        EVENTS,
+    ),
+    "system:controller:ttl-after-finished-controller": (
+        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "delete")),
+        EVENTS,
+    ),
     "system:controller:endpoint-controller": (
         Rule((CORE,), ("services", "pods"), READ),
         Rule((CORE,), ("endpoints",), ("get", "list", "create", "update", "delete")),
@@ -287,7 +298,7 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
 KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replication-controller",
                        "endpoint-controller", "endpointslice-controller", "namespace-controller",
                        "service-account-controller", "node-controller", "service-controller",
-                       "generic-garbage-collector")
+                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller")
 
 USER_BINDINGS: dict[str, tuple[str, ...]] = {
     "system:kube-proxy": ("system:node-proxier",),

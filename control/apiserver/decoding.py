@@ -108,15 +108,67 @@ def _walk(type_name: str, value: Any, field: str, parent: str) -> str | None:
     return None
 
 
+# Map fields whose values are Go []byte: JSON carries them as standard base64, and Go's decoding of a
+# value that is not is a 400 naming the offending byte (no "json:" prefix: base64's own error).
+_BASE64_MAPS = {"Secret": ("data",), "ConfigMap": ("binaryData",)}
+_BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def base64_error(text: str) -> int | None:
+    """Where Go's base64.StdEncoding.Decode fails on TEXT (its CorruptInputError offset), or None if TEXT
+    decodes. Go skips CR and LF anywhere, requires padding, and allows nothing after it."""
+    src = text.encode()
+    si = 0
+    while si < len(src):
+        j = 0  # characters of the current quantum
+        while j < 4:
+            if si == len(src):
+                if j == 0:
+                    return None
+                return si - j
+            char = src[si]
+            si += 1
+            if char in _BASE64_ALPHABET:
+                j += 1
+                continue
+            if char in b"\r\n":
+                continue
+            if char != ord("=") or j < 2:
+                return si - 1
+            if j == 2:  # "==" is due; the first "=" is consumed
+                while si < len(src) and src[si] in b"\r\n":
+                    si += 1
+                if si == len(src):
+                    return len(src)
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < len(src) and src[si] in b"\r\n":
+                si += 1
+            return si if si < len(src) else None
+    return None
+
+
+def _base64_problem(kind: str, obj: dict[str, Any]) -> str | None:
+    for field in _BASE64_MAPS.get(kind, ()):
+        values = obj.get(field)
+        for value in (values.values() if isinstance(values, dict) else ()):
+            offset = base64_error(value) if isinstance(value, str) else None
+            if offset is not None:
+                return f"illegal base64 data at input byte {offset}"
+    return None
+
+
 def type_error(kind: str, obj: dict[str, Any]) -> str | None:
     """The first wrong-typed value in obj, in Go's words, or None. Kinds not in the schema pass."""
     known = KINDS.get(kind)
     if known is None:
         return None
+    version = f"{known.group}/{known.version}" if known.group else known.version
     problem = _walk(known.type_name, obj, "", kind)
     if problem is None:
-        return None
-    version = f"{known.group}/{known.version}" if known.group else known.version
+        problem = _base64_problem(kind, obj)
+        return None if problem is None else f'{kind} in version "{version}" cannot be handled as a {kind}: {problem}'
     return f'{kind} in version "{version}" cannot be handled as a {kind}: json: {problem}'
 
 

@@ -12,6 +12,7 @@ Only missing fields are filled; nothing set by the caller changes.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -277,6 +278,44 @@ def admin_network_policy(obj: dict[str, Any]) -> None:
                     port[kind]["protocol"] = "TCP"
 
 
+def job(obj: dict[str, Any]) -> None:
+    """SetDefaults_Job (pkg/apis/batch/v1/defaults.go): both completions and parallelism 1 when neither is
+    set, else parallelism 1; backoffLimit 6; NonIndexed; not suspended; the Job's labels from its template."""
+    spec = _dict(obj, "spec")
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    if spec.get("parallelism") is None:
+        spec["parallelism"] = 1
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = 2**31 - 1 if spec.get("backoffLimitPerIndex") is not None else 6
+    if not spec.get("completionMode"):
+        spec["completionMode"] = "NonIndexed"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if not spec.get("podReplacementPolicy") and spec.get("podFailurePolicy") is None:
+        spec["podReplacementPolicy"] = "TerminatingOrFailed"
+    template = spec.get("template")
+    labels = (template.get("metadata") or {}).get("labels") if isinstance(template, dict) else None
+    meta = _dict(obj, "metadata")
+    if isinstance(labels, dict) and labels and not meta.get("labels"):
+        meta["labels"] = dict(labels)
+    _template(spec)
+
+
+def secret(obj: dict[str, Any]) -> None:
+    """SetDefaults_Secret (type Opaque), and the v1 conversion's merge of the write-only stringData into
+    data: each key's text, base64 as data holds it, wins over the same key in data; stringData is never
+    stored (upstream's internal type has no such field)."""
+    if not obj.get("type"):
+        obj["type"] = "Opaque"
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = _dict(obj, "data")
+        for key, value in string_data.items():
+            if isinstance(value, str):
+                data[key] = base64.b64encode(value.encode()).decode()
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Pod": pod,
     "Service": service,
@@ -289,6 +328,8 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "NetworkPolicy": network_policy,
     "AdminNetworkPolicy": admin_network_policy,
     "BaselineAdminNetworkPolicy": admin_network_policy,
+    "Secret": secret,
+    "Job": job,
 }
 
 

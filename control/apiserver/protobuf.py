@@ -80,6 +80,23 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
     "meta.v1.OwnerReference": {1: "kind", 3: "name", 4: "uid", 5: "apiVersion", 6: "controller",
                                7: "blockOwnerDeletion"},
     "meta.v1.Preconditions": {1: "uid", 2: "resourceVersion"},
+    "batch.v1.Job": {1: "metadata", 2: "spec", 3: "status"},
+    "batch.v1.JobSpec": {1: "parallelism", 2: "completions", 3: "activeDeadlineSeconds", 4: "selector",
+                         5: "manualSelector", 6: "template", 7: "backoffLimit", 8: "ttlSecondsAfterFinished",
+                         9: "completionMode", 10: "suspend", 11: "podFailurePolicy", 12: "backoffLimitPerIndex",
+                         13: "maxFailedIndexes", 14: "podReplacementPolicy", 15: "managedBy", 16: "successPolicy"},
+    "batch.v1.JobStatus": {1: "conditions", 2: "startTime", 3: "completionTime", 4: "active?", 5: "succeeded?",
+                           6: "failed?", 7: "completedIndexes?", 8: "uncountedTerminatedPods", 9: "ready",
+                           10: "failedIndexes", 11: "terminating"},
+    "batch.v1.JobCondition": {1: "type", 2: "status", 3: "lastProbeTime", 4: "lastTransitionTime", 5: "reason?",
+                              6: "message?"},
+    "batch.v1.UncountedTerminatedPods": {1: "succeeded", 2: "failed"},
+    "batch.v1.PodFailurePolicy": {1: "rules"},
+    "batch.v1.PodFailurePolicyRule": {1: "action", 2: "onExitCodes", 3: "onPodConditions"},
+    "batch.v1.PodFailurePolicyOnExitCodesRequirement": {1: "containerName", 2: "operator", 3: "values"},
+    "batch.v1.PodFailurePolicyOnPodConditionsPattern": {1: "type", 2: "status"},
+    "batch.v1.SuccessPolicy": {1: "rules"},
+    "batch.v1.SuccessPolicyRule": {1: "succeededIndexes", 2: "succeededCount"},
     "core.v1.AWSElasticBlockStoreVolumeSource": {1: "volumeID", 2: "fsType?", 3: "partition?", 4: "readOnly?"},
     "core.v1.Affinity": {1: "nodeAffinity", 2: "podAffinity", 3: "podAntiAffinity"},
     "core.v1.AppArmorProfile": {1: "type", 2: "localhostProfile"},
@@ -277,6 +294,7 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
                                     5: "protectionDomain?", 6: "storagePool?", 7: "storageMode?", 8: "volumeName?",
                                     9: "fsType?", 10: "readOnly?"},
     "core.v1.SeccompProfile": {1: "type", 2: "localhostProfile"},
+    "core.v1.Secret": {1: "metadata", 2: "data", 3: "type?", 4: "stringData", 5: "immutable"},
     "core.v1.SecretEnvSource": {1: "...core.v1.LocalObjectReference", 2: "optional"},
     "core.v1.SecretKeySelector": {1: "...core.v1.LocalObjectReference", 2: "key", 3: "optional"},
     "core.v1.SecretProjection": {1: "...core.v1.LocalObjectReference", 2: "items", 4: "optional"},
@@ -369,6 +387,15 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
 }
 
 EXTRA_TYPES: dict[str, dict[str, str]] = {
+    "batch.v1.PodFailurePolicy": {"rules": "[]batch.v1.PodFailurePolicyRule"},
+    "batch.v1.PodFailurePolicyRule": {"action": "string",
+                                      "onExitCodes": "batch.v1.PodFailurePolicyOnExitCodesRequirement",
+                                      "onPodConditions": "[]batch.v1.PodFailurePolicyOnPodConditionsPattern"},
+    "batch.v1.PodFailurePolicyOnExitCodesRequirement": {"containerName": "string", "operator": "string",
+                                                        "values": "[]int32"},
+    "batch.v1.PodFailurePolicyOnPodConditionsPattern": {"type": "string", "status": "string"},
+    "batch.v1.SuccessPolicy": {"rules": "[]batch.v1.SuccessPolicyRule"},
+    "batch.v1.SuccessPolicyRule": {"succeededIndexes": "string", "succeededCount": "int32"},
     "core.v1.AWSElasticBlockStoreVolumeSource": {"volumeID": "string", "fsType": "string", "partition": "int32",
                                                  "readOnly": "boolean"},
     "core.v1.AzureDiskVolumeSource": {"diskName": "string", "diskURI": "string", "cachingMode": "string",
@@ -449,6 +476,7 @@ EXTRA_TYPES: dict[str, dict[str, str]] = {
 }
 
 OBJECT_FIELDS: dict[str, dict[str, str]] = {
+    "batch.v1.JobSpec": {"podFailurePolicy": "batch.v1.PodFailurePolicy", "successPolicy": "batch.v1.SuccessPolicy"},
     "meta.v1.ManagedFieldsEntry": {"fieldsV1": "RawJSON"},
     "core.v1.NodeSpec": {"configSource": "core.v1.NodeConfigSource"},
     "core.v1.NodeStatus": {"config": "core.v1.NodeConfigStatus", "runtimeHandlers": "core.v1.NodeRuntimeHandler",
@@ -475,7 +503,7 @@ OBJECT_FIELDS: dict[str, dict[str, str]] = {
 }
 
 # Map fields whose values are protobuf `bytes`, which upstream's JSON renders as base64.
-_BASE64_MAPS = frozenset({("core.v1.ConfigMap", "binaryData")})
+_BASE64_MAPS = frozenset({("core.v1.ConfigMap", "binaryData"), ("core.v1.Secret", "data")})
 # Kinds decodable outside schema.KINDS (any apiVersion: clients send DeleteOptions under the resource's group).
 _EXTRA_KINDS = {"DeleteOptions": "meta.v1.DeleteOptions"}
 

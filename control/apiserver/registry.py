@@ -32,6 +32,7 @@ from control.apiserver.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from control.apiserver.strategy import patch_allocated_values, prepare_for_create
 from control.apiserver.watchcache import WatchCache, decode
 from control.store import CompactedError, ConflictError, FutureRevisionError, KeyExistsError, KeyNotFoundError, Store
 
@@ -245,6 +246,7 @@ class Registry:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self.admission.default(res.kind, obj)
+        prepare_for_create(res.kind, obj)
         if admit is not None:
             admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)
@@ -319,6 +321,8 @@ class Registry:
                 # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
                 raise errors.conflict(res.group, res.plural, name, errors.STALE)
             new = self._prepare_update(res, new, old, subresource)
+            if res.kind == "Service":
+                patch_allocated_values(new, old)
             if admit is not None:
                 admit(new, old)
             if new == old:

@@ -42,7 +42,7 @@ class Resource:
     def key_prefix(self, namespace: str | None = None) -> str:
         """Where objects live in the store: /registry/<resource>/[<namespace>/]<name>, as upstream."""
         base = f"/registry/{self.plural}/"
-        if self.group not in ("", "apps", "networking.k8s.io"):
+        if self.group not in ("", "apps", "batch", "networking.k8s.io"):
             base = f"/registry/{self.group}/{self.plural}/"
         return f"{base}{namespace}/" if self.namespaced and namespace else base
 
@@ -68,12 +68,15 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
     Resource("", "v1", "Event", "events", "event", True, ("ev",)),
     Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
+    Resource("", "v1", "Secret", "secrets", "secret", True),
     Resource("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True, ("rc",),
              ("all",), ("scale", "status"), status_subresource=True, tracks_generation=True),
     Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
              ("scale", "status"), status_subresource=True, tracks_generation=True),
     Resource("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",), ("scale", "status"),
              status_subresource=True, tracks_generation=True),
+    Resource("batch", "v1", "Job", "jobs", "job", True, (), ("all",), ("status",), status_subresource=True,
+             tracks_generation=True),
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True, ("netpol",)),

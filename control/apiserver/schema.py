@@ -96,6 +96,9 @@ _CORE: dict[str, dict[str, str]] = {
     "EventSource": {"component": "string", "host": "string"},
     "EventSeries": {"count": "int32", "lastObservedTime": "MicroTime"},
     "ConfigMap": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "binaryData": "{}string"},
+    # data's values are bytes, base64 in JSON (decoding checks them); stringData is write-only plain text.
+    "Secret": {**_OBJECT_HEADER, "immutable": "boolean", "data": "{}string", "stringData": "{}string",
+               "type": "string"},
     "ReplicationController": {**_OBJECT_HEADER, "spec": "ReplicationControllerSpec",
                               "status": "ReplicationControllerStatus"},
     "ReplicationControllerSpec": {"replicas": "int32", "minReadySeconds": "int32", "selector": "{}string",
@@ -409,6 +412,22 @@ _POLICY: dict[str, dict[str, str]] = {
                                              "ports": "[]AdminNetworkPolicyPort"},
 }
 
+_BATCH: dict[str, dict[str, str]] = {
+    "Job": {**_OBJECT_HEADER, "spec": "JobSpec", "status": "JobStatus"},
+    "JobSpec": {"parallelism": "int32", "completions": "int32", "activeDeadlineSeconds": "int64",
+                "podFailurePolicy": "object", "successPolicy": "object", "backoffLimit": "int32",
+                "backoffLimitPerIndex": "int32", "maxFailedIndexes": "int32", "selector": "meta.v1.LabelSelector",
+                "manualSelector": "boolean", "template": "core.v1.PodTemplateSpec",
+                "ttlSecondsAfterFinished": "int32", "completionMode": "string", "suspend": "boolean",
+                "podReplacementPolicy": "string", "managedBy": "string"},
+    "JobStatus": {"conditions": "[]JobCondition @type", "startTime": "Time", "completionTime": "Time",
+                  "active": "int32", "succeeded": "int32", "failed": "int32", "terminating": "int32",
+                  "completedIndexes": "string", "failedIndexes": "string",
+                  "uncountedTerminatedPods": "UncountedTerminatedPods", "ready": "int32"},
+    "JobCondition": {**_CONDITION, "lastProbeTime": "Time"},
+    "UncountedTerminatedPods": {"succeeded": "[]string", "failed": "[]string"},
+}
+
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
     "ScaleSpec": {"replicas": "int32"},
@@ -426,6 +445,7 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     # As kube-apiserver names a CRD's definitions: the group reversed, then the version.
     "policy.v1alpha1": ("io.k8s.networking.policy.v1alpha1", _POLICY),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
+    "batch.v1": ("io.k8s.api.batch.v1", _BATCH),
 }
 
 # Every type by qualified name ("core.v1.Pod").
@@ -451,10 +471,11 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.kind: k for k in (
     *(Kind("", "v1", name, "core.v1") for name in (
-        "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap",
+        "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap", "Secret",
         "ReplicationController", "Binding")),
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
+    Kind("batch", "v1", "Job", "batch.v1"),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
     Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networking.v1"),

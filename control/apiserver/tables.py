@@ -187,6 +187,36 @@ def _event_row(ev: dict[str, Any]) -> Row:
             f"{(obj.get('kind') or '').lower()}/{obj.get('name', '')}", ev.get("message", "")]
 
 
+def _job_status(job: dict[str, Any]) -> str:
+    """printJob's STATUS: the first condition that holds, in upstream's order, else Running."""
+    held = {c.get("type") for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    for kind in ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet", "Suspended"):
+        if kind in held:
+            return kind
+    return "Terminating" if job["metadata"].get("deletionTimestamp") else "Running"
+
+
+def _job_row(job: dict[str, Any]) -> Row:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    duration = ""
+    if status.get("startTime"):
+        if status.get("completionTime"):
+            finished = calendar.timegm(time.strptime(status["completionTime"], "%Y-%m-%dT%H:%M:%SZ"))
+            duration = _age(status["startTime"], float(finished))
+        else:
+            duration = _age(status["startTime"])
+    names, images = _containers(job)
+    return [job["metadata"].get("name"), _job_status(job), completions, duration, _created(job), names, images,
+            _label_selector_string(spec.get("selector"))]
+
+
 def _simple(extra: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], Row]:
     return lambda obj: [obj["metadata"].get("name"), *extra(obj), _created(obj)]
 
@@ -207,6 +237,9 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "replicationcontrollers": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
                                 ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
                                 ("Images", "string", 1), ("Selector", "string", 1)], _replication_controller_row),
+    "jobs": ([("Name", "string", 0), ("Status", "string", 0), ("Completions", "string", 0),
+              ("Duration", "string", 0), ("Age", "string", 0), ("Containers", "string", 1), ("Images", "string", 1),
+              ("Selector", "string", 1)], _job_row),
     "nodes": ([("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0), ("Age", "string", 0),
                ("Version", "string", 0), ("Internal-IP", "string", 1), ("External-IP", "string", 1),
                ("OS-Image", "string", 1), ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)],
@@ -220,6 +253,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
                 ("Message", "string", 0)], _event_row),
     "configmaps": ([("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
                    _simple(lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})])),
+    "secrets": ([("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+                _simple(lambda o: [o.get("type", ""), len(o.get("data") or {})])),
     "serviceaccounts": ([("Name", "string", 0), ("Secrets", "integer", 0), ("Age", "string", 0)],
                         _simple(lambda o: [len(o.get("secrets") or [])])),
     "leases": ([("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],

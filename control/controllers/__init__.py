@@ -5,7 +5,7 @@
 
 Each controller is a loop over shared informers with a rate-limited work queue of keys (client-go's
 workqueue); handlers only enqueue. Controllers (names as kube-controller-manager's --controllers):
-replicaset, replicationcontroller, deployment, endpointslice, endpoint, namespace, serviceaccount,
+replicaset, replicationcontroller, deployment, job, endpointslice, endpoint, namespace, serviceaccount,
 nodelifecycle, service-lb, garbagecollector, nodeipam.
 
 As a process (what `kubesim up` starts), until SIGTERM:
@@ -33,6 +33,7 @@ from control.controllers._deployment import (
 from control.controllers._endpoints import EndpointsController
 from control.controllers._endpointslice import EndpointSliceController, TriggerTimeTracker, find_port
 from control.controllers._garbagecollector import GarbageCollector
+from control.controllers._job import JobController, format_indexes
 from control.controllers._loadbalancer import LoadBalancerController, Pool, parse_pool
 from control.controllers._manager import ControllerManager, registry, select_controllers
 from control.controllers._namespace import NamespaceController, ServiceAccountController
@@ -54,6 +55,7 @@ __all__ = [
     "EndpointsController",
     "Expectations",
     "GarbageCollector",
+    "JobController",
     "LoadBalancerController",
     "NamespaceController",
     "NodeIPAMController",
@@ -72,6 +74,7 @@ __all__ = [
     "eviction_delay",
     "fenceposts",
     "find_port",
+    "format_indexes",
     "new_rs_new_replicas",
     "parse_duration",
     "parse_pool",

@@ -62,6 +62,9 @@ class Options:
     namespace_recheck: float = 2.0
     #: Deployment progressDeadlineSeconds checks and pod availability rechecks never wait longer than this.
     max_requeue: float = 60.0
+    #: A Job's first pod re-creation after a failure waits this long, doubling per failure (upstream's
+    #: DefaultJobPodFailureBackOff, 10 s).
+    job_backoff_base: float = 10.0
 
 
 # Indexes every shared informer carries, so any controller can look objects up by namespace, uid or owner.

@@ -24,6 +24,7 @@ from control.client import (
     DEPLOYMENTS,
     ENDPOINT_SLICES,
     ENDPOINTS,
+    JOBS,
     LEASES,
     NAMESPACES,
     NETWORK_POLICIES,
@@ -31,6 +32,7 @@ from control.client import (
     PODS,
     REPLICA_SETS,
     REPLICATION_CONTROLLERS,
+    SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
     Conflict,
@@ -47,9 +49,9 @@ from control.controllers._util import (
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
-MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, SERVICES, ENDPOINTS,
-                                   ENDPOINT_SLICES, CONFIG_MAPS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES, NODES,
-                                   NAMESPACES)
+MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, JOBS, SERVICES, ENDPOINTS,
+                                   ENDPOINT_SLICES, CONFIG_MAPS, SECRETS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES,
+                                   NODES, NAMESPACES)
 _BY_KIND = {r.kind: r for r in MONITORED}
 _BY_PLURAL = {r.plural: r for r in MONITORED}
 

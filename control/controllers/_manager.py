@@ -19,6 +19,7 @@ _CONTROLLERS: tuple[tuple[str, str], ...] = (
     ("control.controllers._replicaset", "ReplicaSetController"),
     ("control.controllers._replicaset", "ReplicationControllerController"),
     ("control.controllers._deployment", "DeploymentController"),
+    ("control.controllers._job", "JobController"),
     ("control.controllers._endpointslice", "EndpointSliceController"),
     ("control.controllers._endpoints", "EndpointsController"),
     ("control.controllers._namespace", "NamespaceController"),

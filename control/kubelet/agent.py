@@ -23,10 +23,14 @@ from typing import Any, TypeVar
 
 from netaddr import IPAddress, IPNetwork
 
+from control.api.qos import pod_qos_class
 from control.client import (
+    CONFIG_MAPS,
     LEASES,
     NODES,
     PODS,
+    SECRETS,
+    SERVICES,
     AlreadyExists,
     ApiError,
     Client,
@@ -36,6 +40,7 @@ from control.client import (
     NotFound,
 )
 from control.kubelet.clock import Clock, SystemClock
+from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
 from control.kubelet.logs import LogRequestError, read_container_log, validate_log_request
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.workloads import (
@@ -229,10 +234,10 @@ class PodWorker:
     async def _start_container(self, state: ContainerState) -> None:
         assert self.sandbox is not None
         spec = state.spec
-        env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
         container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
         try:
-            container = self.kubelet.containers(spec, netns=self.sandbox.netns,
+            env = await self._environment(spec)
+            container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
                                                 hostname=self.pod["metadata"]["name"], log=container_log, env=env,
                                                 credentials=self.service_account_kubeconfig())
             await container.start()
@@ -240,6 +245,8 @@ class PodWorker:
             state.waiting = (exc.reason, exc.message)
             state.container = None
             await self.event("Failed", f"Error: {exc.message}", warning=True)
+            if exc.reason == CONFIG_ERROR:  # a missing ConfigMap or Secret key: tried again until it is there
+                state.tasks.append(asyncio.get_running_loop().create_task(self._retry_config_later(state)))
             if exc.reason == "Error":  # it started and failed at once (a port clash): it may restart
                 state.last_terminated = {"exitCode": 1, "reason": "Error", "message": exc.message,
                                          "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}
@@ -257,6 +264,37 @@ class PodWorker:
             if kind in spec:
                 state.tasks.append(loop.create_task(self._probe_loop(state, container, kind)))
         self.changed.set()
+
+    async def _environment(self, spec: dict[str, Any]) -> dict[str, str]:
+        """The container's env from the pod's spec, reading the ConfigMaps and Secrets it names (which the
+        Node authorizer lets this node read, as the pod is bound here)."""
+        assert self.sandbox is not None
+        namespace = self.pod["metadata"].get("namespace")
+        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
+
+        async def fetch(plural: str, name: str) -> dict[str, Any] | None:
+            try:
+                return await self.kubelet.client.get(kinds[plural], name, namespace=namespace)
+            except NotFound:
+                return None
+            except KubeClientError as exc:
+                raise ContainerError(CONFIG_ERROR, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
+
+        cfg = self.kubelet.config
+        env, warnings = await container_env(self.pod, spec, fetch=fetch, pod_ip=self.sandbox.ip, host_ip=cfg.address,
+                                            allocatable={"cpu": cfg.cpu, "memory": cfg.memory,
+                                                         "ephemeral-storage": "100Gi"},
+                                            services=self.kubelet.services.store.list())
+        for warning in warnings:
+            await self.event("InvalidEnvironmentVariableNames", warning, warning=True)
+        return env
+
+    async def _retry_config_later(self, state: ContainerState) -> None:
+        """Start the container again after a back-off, as the kubelet's next pod sync would: the missing
+        ConfigMap, Secret or key may exist by then."""
+        delay = self.kubelet.config.restart_backoff
+        if not await self._stopping_within(delay):
+            await self._start_container(state)
 
     async def _watch_exit(self, state: ContainerState, container: Container) -> None:
         await container.exited.wait()
@@ -412,7 +450,7 @@ class PodWorker:
             return result
 
         status: dict[str, Any] = {
-            "phase": self.phase,
+            "phase": self._phase(),
             "conditions": [
                 condition("PodReadyToStartContainers", self.sandbox is not None),
                 condition("Initialized", True),
@@ -424,7 +462,7 @@ class PodWorker:
             "hostIPs": [{"ip": cfg.address}],
             "startTime": self.start_time,
             "containerStatuses": statuses,
-            "qosClass": "BestEffort",
+            "qosClass": pod_qos_class(self.pod),
         }
         if self.sandbox is not None:
             status["podIP"] = self.sandbox.ip
@@ -444,6 +482,15 @@ class PodWorker:
         if theirs != ours:
             self._last_status = None
             self.changed.set()
+
+
+    def _phase(self) -> str:
+        """Pending while a container has never started (waiting, nothing terminated before), as upstream's
+        getPhase has it: a container held back by CreateContainerConfigError keeps its pod Pending."""
+        if self.phase == "Running" and any(s.container is None and s.waiting is not None and s.last_terminated is None
+                                           for s in self.containers.values()):
+            return "Pending"
+        return self.phase
 
     async def _write_status(self) -> bool:
         """Send the pod's status if it changed; False if the write failed and is due again (the status
@@ -491,6 +538,8 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
+        # The service variables of containers' environments come from here (the kubelet's service lister).
+        self.services = Informer(client, SERVICES)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run WORK in the background, keeping a reference until it is done (asyncio keeps only weak ones)."""
@@ -644,6 +693,9 @@ class Kubelet:
         heartbeat = asyncio.get_running_loop().create_task(self.heartbeat())
         self.informer.add_handler(on_add=self.on_pod, on_update=lambda old, new: self.on_pod(new),
                                   on_delete=self.on_pod_deleted)
+        # As upstream's kubelet, no container's environment is made before the services were read once.
+        self.services.start()
+        await self.services.wait_synced()
         self.informer.start()
         await self.informer.wait_synced()
         await self.netlink(self._remove_orphan_sandboxes, {p["metadata"]["uid"] for p in self.informer.store.list()})
@@ -652,6 +704,7 @@ class Kubelet:
         finally:
             heartbeat.cancel()
             await self.informer.stop()
+            await self.services.stop()
             for worker in list(self.workers.values()):
                 if worker.task:
                     worker.task.cancel()

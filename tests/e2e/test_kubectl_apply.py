@@ -9,6 +9,7 @@ the Google Cloud SDK's bin directory, where its Debian package installs them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -234,3 +235,46 @@ def test_network_policy_apply_get_and_refusal(kubectl: Kubectl, tmp_path: Path) 
     assert 'The NetworkPolicy "bad" is invalid: spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: ' \
            '"10.1.0.0/24": must be a strict subset of `cidr`' in refused.stderr, refused.stderr
     assert kubectl("get", "-n", namespace, "netpol", "bad", check=False).returncode != 0
+
+
+def test_secrets_and_replacing_a_service_keeps_its_allocations(kubectl: Kubectl, tmp_path: Path) -> None:
+    namespace = "manifests-" + kubectl.version.replace(".", "-")  # type: ignore[attr-defined]
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": namespace}}))
+    # kubectl's typed generators (protobuf bodies from 1.33 on) and a manifest with stringData.
+    kubectl("create", "secret", "generic", "db", "-n", namespace, "--from-literal=user=admin",
+            "--from-literal=password=s3cret")
+    kubectl("create", "secret", "docker-registry", "pull", "-n", namespace, "--docker-server=registry.example",
+            "--docker-username=u", "--docker-password=p")
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "basic", "namespace": namespace},
+        "type": "kubernetes.io/basic-auth", "stringData": {"username": "admin"}}))
+    table = kubectl("get", "secrets", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    rows = {line.split()[0]: line.split()[1:3] for line in table[1:]}
+    assert rows == {"basic": ["kubernetes.io/basic-auth", "1"], "db": ["Opaque", "2"],
+                    "pull": ["kubernetes.io/dockerconfigjson", "1"]}
+    db = json.loads(kubectl("get", "secret", "db", "-n", namespace, "-o", "json").stdout)
+    assert base64.b64decode(db["data"]["password"]) == b"s3cret"
+    refused = kubectl("apply", "-f", "-", check=False, stdin=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls", "namespace": namespace},
+        "type": "kubernetes.io/tls", "data": {"tls.crt": "Y2VydA=="}}))
+    assert refused.returncode != 0 and "data[tls.key]: Required value" in refused.stderr, refused.stderr
+
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+               "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}}
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump(service))
+    kubectl("create", "-f", str(path))
+    created = json.loads(kubectl("get", "service", "web", "-n", namespace, "-o", "json").stdout)
+    assert created["status"] == {"loadBalancer": {}}
+    assert "service/web replaced" in kubectl("replace", "-f", str(path)).stdout
+    replaced = json.loads(kubectl("get", "service", "web", "-n", namespace, "-o", "json").stdout)
+    assert replaced["spec"]["clusterIP"] == created["spec"]["clusterIP"]
+    assert replaced["spec"]["ports"][0]["nodePort"] == created["spec"]["ports"][0]["nodePort"]
+
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}}))
+    pod = json.loads(kubectl("get", "pod", "p", "-n", namespace, "-o", "json").stdout)
+    assert pod["status"] == {"phase": "Pending", "qosClass": "BestEffort"}  # no scheduler here: it stays so

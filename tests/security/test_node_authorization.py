@@ -35,6 +35,7 @@ from tests.security.authz_kit import (
     lease,
     node,
     pod,
+    pods_cached,
     seed,
 )
 
@@ -217,6 +218,41 @@ def test_kubelet_gets_only_configmaps_that_pods_bound_to_it_reference(tmp_path: 
     ])
 
 
+def test_kubelet_gets_only_secrets_that_pods_bound_to_it_reference(tmp_path: Path) -> None:
+    secrets = "/api/v1/namespaces/kube-system/secrets"
+
+    def with_secrets(name: str, node_name: str, *refs: str) -> dict[str, Any]:
+        body = pod(name, node_name)
+        spec = body["spec"]
+        spec["volumes"] = [{"name": "v", "secret": {"secretName": refs[0]}}]
+        spec["containers"][0]["env"] = [{"name": "A", "valueFrom": {"secretKeyRef": {"name": refs[1], "key": "k"}}}]
+        spec["containers"][0]["envFrom"] = [{"secretRef": {"name": refs[2]}}]
+        return body
+
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            await seed(api)
+            await check_table(api, [
+                *(Row("admin", "POST", secrets, 201, {"metadata": {"name": n}, "stringData": {"k": "v"}})
+                  for n in ("s-vol", "s-env", "s-from", "s-other", "s-none")),
+                Row("admin", "POST", PODS, 201, with_secrets("sec-1", "worker-1", "s-vol", "s-env", "s-from")),
+                Row("admin", "POST", PODS, 201, with_secrets("sec-2", "worker-2", "s-other", "s-other", "s-other")),
+            ])
+            await pods_cached(api, {"sec-1", "sec-2"})
+            await check_table(api, [
+                *(Row(K1, "GET", f"{secrets}/{n}", 200) for n in ("s-vol", "s-env", "s-from")),
+                Row(K1, "GET", f"{secrets}/s-other", 403),
+                Row(K1, "GET", f"{secrets}/s-none", 403),
+                Row(K1, "GET", secrets, 403),
+                Row(K1, "GET", f"{secrets}?watch=1&timeoutSeconds=1", 403),
+                Row(K1, "PATCH", f"{secrets}/s-env", 403, {"stringData": {"k": "w"}}, MERGE_PATCH),
+                Row("kubelet-worker-2", "GET", f"{secrets}/s-other", 200),
+                Row("kubelet-worker-2", "GET", f"{secrets}/s-env", 403),
+            ])
+
+    asyncio.run(main())
+
+
 def test_configmap_refusal_says_there_is_no_relationship(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api, aiohttp.ClientSession() as session:
@@ -319,8 +355,8 @@ def test_the_kubelets_own_calls_still_work(tmp_path: Path) -> None:
 
 
 def test_graph_counts_every_reference_upstream_follows() -> None:
-    """Secrets and PVCs are not served yet, so this part of the graph is checked on the graph itself:
-    every place upstream's podutil visitors look, and an edge lasting as long as its last pod."""
+    """PVCs are not served (Secrets are checked over HTTP above), so this part of the graph is checked on the
+    graph itself: every place upstream's podutil visitors look, and an edge lasting as long as its last pod."""
     spec = {
         "nodeName": "worker-1",
         "imagePullSecrets": [{"name": "pull"}],

@@ -11,6 +11,7 @@ The rules and messages follow upstream, one module for each of its packages:
     core.py          pkg/apis/core/validation (pods, services, namespaces, nodes, config maps, endpoints,
                      replication controllers)
     apps.py          pkg/apis/apps/validation (deployments, replica sets)
+    batch.py         pkg/apis/batch/validation (jobs)
     discovery.py     pkg/apis/discovery/validation (endpoint slices)
     networking.py    pkg/apis/networking/validation (network policies)
     policy.py        network-policy-api's CRD schemas (admin and baseline admin network policies)
@@ -33,6 +34,7 @@ from control.apiserver.validation.apps import (
     validate_replica_set,
     validate_replica_set_update,
 )
+from control.apiserver.validation.batch import validate_job, validate_job_update
 from control.apiserver.validation.coordination import validate_lease
 from control.apiserver.validation.core import (
     validate_config_map,
@@ -43,6 +45,8 @@ from control.apiserver.validation.core import (
     validate_pod,
     validate_pod_update,
     validate_replication_controller,
+    validate_secret,
+    validate_secret_update,
     validate_service,
     validate_service_update,
 )
@@ -71,12 +75,14 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "Namespace": validate_namespace,
     "Node": validate_node,
     "ConfigMap": validate_config_map,
+    "Secret": validate_secret,
     "Endpoints": validate_endpoints,
     "EndpointSlice": validate_endpoint_slice,
     "Lease": validate_lease,
     "NetworkPolicy": validate_network_policy,
     "AdminNetworkPolicy": validate_admin_network_policy,
     "BaselineAdminNetworkPolicy": validate_baseline_admin_network_policy,
+    "Job": validate_job,
 }
 
 UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
@@ -85,8 +91,10 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "Deployment": validate_deployment_update,
     "ReplicaSet": validate_replica_set_update,
     "ConfigMap": validate_config_map_update,
+    "Secret": validate_secret_update,
     "EndpointSlice": validate_endpoint_slice_update,
     "NetworkPolicy": validate_network_policy_update,
+    "Job": validate_job_update,
 }
 
 

@@ -10,6 +10,7 @@ non-negative fields.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from control.apiserver.validation.field import (
     _list,
     duplicate,
     forbidden,
+    immutable,
     invalid,
     not_found,
     not_supported,
@@ -662,6 +664,86 @@ def validate_config_map_update(new: dict[str, Any], old: dict[str, Any]) -> list
             if (new.get(field) or {}) != (old.get(field) or {}):
                 errs.append(forbidden(field, "field is immutable when `immutable` is set"))
     return errs
+
+
+# -- secrets (ValidateSecret, ValidateSecretUpdate) ----------------------------------------------------------
+
+MAX_SECRET_SIZE = 1024 * 1024
+SERVICE_ACCOUNT_NAME_KEY = "kubernetes.io/service-account.name"
+# The keys each well-known type requires (core.DockerConfigJSONKey, TLSCertKey, ...).
+_DOCKER_CONFIG_KEYS = {"kubernetes.io/dockercfg": ".dockercfg", "kubernetes.io/dockerconfigjson": ".dockerconfigjson"}
+
+
+def _decoded(value: Any) -> bytes:
+    """A data value's bytes (decoding has already refused bad base64)."""
+    try:
+        return base64.b64decode(value) if isinstance(value, str) else b""
+    except ValueError:
+        return b""
+
+
+def _go_json_error(raw: bytes) -> str | None:
+    """Why Go's json.Unmarshal into a map[string]interface{} fails on RAW, in its words (the common cases)."""
+    text = raw.decode(errors="replace")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return "unexpected end of JSON input"
+        char = text[exc.pos]
+        where = "looking for beginning of value" if exc.pos == len(text) - len(text.lstrip()) else \
+            "after top-level value" if exc.msg == "Extra data" else "looking for beginning of object key string"
+        return f"invalid character {char!r} {where}"
+    if not isinstance(value, dict) and value is not None:
+        kind = {list: "array", str: "string", bool: "bool"}.get(type(value), "number")
+        return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+    return None
+
+
+def validate_secret(obj: dict[str, Any]) -> list[FieldError]:
+    errs = validate_object_meta(obj, is_dns1123_subdomain)
+    data = _dict(obj.get("data"))
+    size = 0
+    for key, value in data.items():
+        errs.extend(invalid(f"data[{key}]", key, msg) for msg in is_config_map_key(key))
+        size += len(_decoded(value))
+    if size > MAX_SECRET_SIZE:
+        errs.append(too_long("data", MAX_SECRET_SIZE))
+    secret_type = obj.get("type") or "Opaque"
+    if secret_type == "kubernetes.io/service-account-token":
+        # Only the account's name: its uid and token are a controller's to add.
+        if not _dict(_dict(obj.get("metadata")).get("annotations")).get(SERVICE_ACCOUNT_NAME_KEY):
+            errs.append(required(f"metadata.annotations[{SERVICE_ACCOUNT_NAME_KEY}]"))
+    elif secret_type in _DOCKER_CONFIG_KEYS:
+        key = _DOCKER_CONFIG_KEYS[secret_type]
+        if key not in data:
+            errs.append(required(f"data[{key}]"))
+        else:
+            problem = _go_json_error(_decoded(data[key]))
+            if problem:
+                errs.append(invalid(f"data[{key}]", "<secret contents redacted>", problem))
+    elif secret_type == "kubernetes.io/basic-auth":
+        # Either may be empty, but one of them must be there.
+        if "username" not in data and "password" not in data:
+            errs += [required("data[username]"), required("data[password]")]
+    elif secret_type == "kubernetes.io/ssh-auth":
+        if not _decoded(data.get("ssh-privatekey")):
+            errs.append(required("data[ssh-privatekey]"))
+    elif secret_type == "kubernetes.io/tls":
+        errs += [required(f"data[{key}]") for key in ("tls.crt", "tls.key") if key not in data]
+    return errs
+
+
+def validate_secret_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    if (new.get("type") or "Opaque") != (old.get("type") or "Opaque"):
+        errs.append(immutable("type", new.get("type")))
+    if old.get("immutable") is True:
+        if new.get("immutable") is not True:
+            errs.append(forbidden("immutable", "field is immutable when `immutable` is set"))
+        if (new.get("data") or {}) != (old.get("data") or {}):
+            errs.append(forbidden("data", "field is immutable when `immutable` is set"))
+    return errs + validate_secret(new)
 
 
 def _endpoint_port_errors(port: dict[str, Any], where: str, names: set[str], *, optional: bool) -> list[FieldError]:

@@ -240,7 +240,7 @@ def test_packed_repeated_integers_are_accepted() -> None:
     (envelope("v1", "Event", time_message(6, 1 << 62)), 400),  # year out of range
     (envelope("v1", "ConfigMap", msg(1, msg(17, msg(7, text(1, "{not json"))))), 400),  # managedFields JSON
     (b"k8s\x00" + msg(1, text(1, "v1"), text(2, "ConfigMap")) + msg(2, b"") + text(3, "gzip"), 400),
-    (envelope("v1", "Secret", b""), 415),  # a kind this server does not serve
+    (envelope("v1", "PersistentVolume", b""), 415),  # a kind this server does not serve
     (envelope("extensions/v1beta1", "Deployment", b""), 415),  # other numbers: not ours to guess
 ])
 def test_malformed_bodies_are_api_errors(body: bytes, code: int) -> None:

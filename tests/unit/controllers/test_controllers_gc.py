@@ -7,7 +7,7 @@ from typing import Any
 
 from controllers_kit import cluster, eventually, run
 
-from control.client import CONFIG_MAPS, PODS, Client, NotFound
+from control.client import CONFIG_MAPS, PODS, SECRETS, Client, NotFound
 
 
 def owned(name: str, *owners: dict[str, Any], block: bool = False) -> dict[str, Any]:
@@ -91,5 +91,16 @@ def test_foreground_and_orphan_propagation(tmp_path: Path) -> None:
             await eventually(lambda: missing(admin, "parent"), what="orphaning owner deleted")
             child = await admin.get(CONFIG_MAPS, "child", namespace="default")
             assert not child["metadata"].get("ownerReferences")
+
+    run(main)
+
+
+def test_secrets_are_dependents_too(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, "garbagecollector") as (_, admin):
+            owner = await admin.create(CONFIG_MAPS, {"metadata": {"name": "owner"}}, namespace="default")
+            await admin.create(SECRETS, {**owned("token", owner), "stringData": {"k": "v"}}, namespace="default")
+            await admin.delete(CONFIG_MAPS, "owner", namespace="default")
+            await eventually(lambda: missing(admin, "token", SECRETS), what="the owned Secret deleted")
 
     run(main)

@@ -50,6 +50,7 @@ def test_a_failed_status_write_is_retried_until_it_lands(monkeypatch: pytest.Mon
     async def main() -> None:
         worker = _worker(apiserver)
         worker.phase = "Running"
+        worker.containers["c"].waiting = None  # as if started: a container still waiting keeps the pod Pending
         # The one write the pod would ever make, failing before the status loop even runs (as in _setup).
         assert await worker._write_status() is False
         loop_task = asyncio.get_running_loop().create_task(worker._status_loop())
