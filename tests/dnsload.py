@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import select
+import signal
 import socket
 import sys
 import threading
@@ -134,7 +135,15 @@ def load(server: str, names: list[str], seconds: float, window: int, sockets: in
 
 
 def flood(server: str, port: int, bind: str, rate: int, seconds: float) -> None:
-    """RATE queries a second for names that are not there (NXDOMAIN: the costliest answer), for SECONDS."""
+    """RATE queries a second for names that are not there (NXDOMAIN: the costliest answer), for SECONDS
+    or until SIGTERM (a test stops it once its own queries are done, however long they took)."""
+    stopped = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((bind, 0))
     sock.setblocking(False)
@@ -142,7 +151,7 @@ def flood(server: str, port: int, bind: str, rate: int, seconds: float) -> None:
     sent = answered = 0
     print("flooding", flush=True)
     start = time.monotonic()
-    while (now := time.monotonic()) < start + seconds:
+    while (now := time.monotonic()) < start + seconds and not stopped:
         due = int((now - start) * rate)
         while sent < due:
             with contextlib.suppress(BlockingIOError):  # a full send buffer: that query is lost, as in a flood
