@@ -59,7 +59,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), (), ("status", "finalize"),
              ("create", "delete", "get", "list", "patch", "update", "watch"), status_subresource=True),
     Resource("", "v1", "Node", "nodes", "node", False, ("no",), (), ("status",), status_subresource=True),
-    Resource("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding", "log"),
+    Resource("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding", "log", "exec", "attach"),
              status_subresource=True),
     Resource("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",),
              ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
