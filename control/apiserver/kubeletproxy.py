@@ -23,8 +23,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from control.api import remotecommand as rc
+from control.apiserver import errors
 from control.apiserver.errors import APIError
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
@@ -99,6 +101,38 @@ def exec_params(query: Mapping[str, str], *, attach: bool) -> list[tuple[str, st
     return params
 
 
+def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
+    """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field); returns the
+    Warning texts for options kubesim's logs cannot honour (they record no per-line times)."""
+    causes = []
+    for option, least in (("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1)):
+        value = query.get(option)
+        if value is None:
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            causes.append({"reason": "FieldValueInvalid", "field": option,
+                           "message": f"Invalid value: {value!r}: must be an integer"})
+            continue
+        if number < least:
+            bound = "greater than or equal to 0" if least == 0 else "greater than 0"
+            causes.append({"reason": "FieldValueInvalid", "field": option,
+                           "message": f"Invalid value: {number}: must be {bound}"})
+    if "sinceSeconds" in query and "sinceTime" in query:
+        causes.append({"reason": "FieldValueForbidden", "field": "",
+                       "message": "at most one of `sinceTime` or `sinceSeconds` may be specified"})
+    if causes:
+        raise errors.invalid("", "PodLogOptions", name, causes)
+    ignored = [option for option in ("sinceSeconds", "sinceTime") if query.get(option)]
+    if _true(query.get("timestamps")):
+        ignored.append("timestamps")
+    if not ignored:
+        return []
+    return [f"{', '.join(ignored)} ignored: kubesim's container logs record no time per line, so the whole "
+            "log is shown, without timestamps"]
+
+
 class KubeletProxy:
     def __init__(self, registry: Registry, kubelets: KubeletClientConfig | None):
         self.registry = registry
@@ -161,8 +195,10 @@ class KubeletProxy:
 
     async def logs(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         query = request.query
+        warnings = CIMultiDict(("Warning", f'299 - "{text}"') for text in check_log_options(name, query))
         if not _true(query.get("follow")):
-            return web.Response(body=await self.read_log(namespace, name, query), content_type="text/plain")
+            return web.Response(body=await self.read_log(namespace, name, query), content_type="text/plain",
+                                headers=warnings)
         url, node = await self._location(namespace, name, "containerLogs", query.get("container") or "")
         params = {k: v for k, v in query.items() if k in LOG_OPTIONS}
         async with self._session(total=None) as session:
@@ -176,6 +212,7 @@ class KubeletProxy:
                 # what the kubelet sends as it comes, until it ends the log (the container is gone) or the
                 # client goes away
                 response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
+                response.headers.extend(warnings)
                 response.enable_chunked_encoding()
                 await response.prepare(request)
                 with contextlib.suppress(ConnectionError, aiohttp.ClientError):
