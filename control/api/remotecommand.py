@@ -8,6 +8,9 @@ Every binary WebSocket message is one byte naming a channel, then that channel's
     1 stdout (server -> client)      4 resize (client -> server: {"Width": W, "Height": H})
     2 stderr (server -> client)    255 close  (v5 only, client -> server: one byte, the channel it ends)
 
+Port-forward uses the same v4 framing with two channels per port (2i data, 2i+1 error), each opened
+by the port's number in two little-endian bytes.
+
 v4.channel.k8s.io is what the Python `kubernetes` client speaks; v5.channel.k8s.io (kubectl 1.30 on)
 adds the close signal, so that a piped stdin's end reaches the command as EOF. The error channel's
 Status says how the command ended: Success, or Failure with reason NonZeroExitCode and the exit code
@@ -22,8 +25,26 @@ import json
 from typing import Any
 
 __all__ = [
-    "CLOSE", "ERROR", "PROTOCOLS", "RESIZE", "STDERR", "STDIN", "STDOUT", "V4", "V5", "FrameError",
-    "decode", "decode_resize", "encode", "exit_code_of", "failure_status", "negotiate", "status_for_exit",
+    "CLOSE",
+    "ERROR",
+    "PORT_FORWARD_PROTOCOLS",
+    "PROTOCOLS",
+    "RESIZE",
+    "STDERR",
+    "STDIN",
+    "STDOUT",
+    "V4",
+    "V5",
+    "FrameError",
+    "decode",
+    "decode_resize",
+    "encode",
+    "exit_code_of",
+    "failure_status",
+    "negotiate",
+    "port_announcement",
+    "port_channels",
+    "status_for_exit",
 ]
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
@@ -54,10 +75,27 @@ def decode(message: bytes) -> tuple[int, bytes]:
     return message[0], message[1:]
 
 
-def negotiate(offered: list[str]) -> str | None:
-    """The subprotocol to answer a client offering OFFERED with (ours in our order), or None."""
+def negotiate(offered: list[str], served: tuple[str, ...] = PROTOCOLS) -> str | None:
+    """The subprotocol to answer a client offering OFFERED with (SERVED's first it offers), or None."""
     wanted = {p.strip() for p in offered}
-    return next((p for p in PROTOCOLS if p in wanted), None)
+    return next((p for p in served if p in wanted), None)
+
+
+# -- port-forward (pkg/kubelet/cri/streaming/portforward/websocket.go) ------------------------------
+#: port-forward's subprotocol: the v4 channel framing (v5's close signal has no use there)
+PORT_FORWARD_PROTOCOLS = (V4,)
+
+
+def port_channels(index: int) -> tuple[int, int]:
+    """The (data, error) channels of the INDEXth port of a port-forward session."""
+    if not 0 <= index < 128:
+        raise FrameError(f"a port-forward session carries at most 128 ports, not {index + 1}")
+    return 2 * index, 2 * index + 1
+
+
+def port_announcement(port: int) -> bytes:
+    """The first data of each of a port's channels: its number, two bytes little-endian."""
+    return port.to_bytes(2, "little")
 
 
 def decode_resize(data: bytes) -> tuple[int, int]:

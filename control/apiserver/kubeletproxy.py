@@ -1,5 +1,5 @@
 """The apiserver's way to a pod's kubelet, for the pod subresources the kubelet serves: `log` (with
-follow), and `exec` / `attach` over WebSocket.
+follow), and `exec` / `attach` / `portforward` over WebSocket.
 
 As upstream's apiserver does (pkg/registry/core/pod/strategy.go LogLocation, ExecLocation,
 AttachLocation), the pod and its container are checked here, the kubelet found from the pod's node
@@ -101,6 +101,19 @@ def exec_params(query: Mapping[str, str], *, attach: bool) -> list[tuple[str, st
     return params
 
 
+def portforward_params(query: Mapping[str, str]) -> list[tuple[str, str]]:
+    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query."""
+    getall = getattr(query, "getall", None)
+    values = getall("ports", []) if getall else ([query["ports"]] if "ports" in query else [])
+    ports = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    if not ports:
+        raise APIError(400, "BadRequest", "a port-forward names at least one port: ?ports=8080")
+    for port in ports:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise APIError(400, "BadRequest", f"invalid port {port!r}: a port is a number in [1, 65535]")
+    return [("ports", ",".join(ports))]
+
+
 def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
     """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field); returns the
     Warning texts for options kubesim's logs cannot honour (they record no per-line times)."""
@@ -144,10 +157,10 @@ class KubeletProxy:
         return self.context
 
     async def _location(self, namespace: str, name: str, kind: str, container: str) -> tuple[str, str]:
-        """The kubelet API URL of KIND (containerLogs, exec, attach) for a container of a pod, and the
-        pod's node."""
+        """The kubelet API URL of KIND (containerLogs, exec, attach: for a container of a pod; portForward:
+        for the pod), and the pod's node."""
         pod = await self.registry.get(BY_KIND["Pod"], namespace, name)
-        chosen = container_of(pod, container)
+        chosen = container_of(pod, container) if kind != "portForward" else None
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise APIError(400, "BadRequest", f"pod {name} does not have a host assigned")
@@ -161,7 +174,8 @@ class KubeletProxy:
         if address is None:
             raise APIError(503, "ServiceUnavailable", f"node {node_name} has no InternalIP")
         # every part was checked above (stored names, a container of the pod): no path of the caller's
-        return f"https://{address}:{kubelet_port(node)}/{kind}/{namespace}/{name}/{chosen}", node_name
+        path = f"/{kind}/{namespace}/{name}" + (f"/{chosen}" if chosen else "")
+        return f"https://{address}:{kubelet_port(node)}{path}", node_name
 
     @staticmethod
     def _session(*, total: float | None) -> aiohttp.ClientSession:
@@ -225,8 +239,13 @@ class KubeletProxy:
 
     async def stream(self, request: web.Request, namespace: str, name: str, subresource: str) -> web.StreamResponse:
         query = request.query
-        params = exec_params(query, attach=subresource == "attach")
-        url, node = await self._location(namespace, name, subresource, query.get("container") or "")
+        served: tuple[str, ...]
+        if subresource == "portforward":
+            params, served = portforward_params(query), rc.PORT_FORWARD_PROTOCOLS
+            url, node = await self._location(namespace, name, "portForward", "")
+        else:
+            params, served = exec_params(query, attach=subresource == "attach"), rc.PROTOCOLS
+            url, node = await self._location(namespace, name, subresource, query.get("container") or "")
         upgrade = request.headers.get("Upgrade", "")
         if upgrade.lower() != "websocket":
             # kubectl falls back to SPDY when the WebSocket upgrade fails: the kubelet's reason for refusing
@@ -241,9 +260,9 @@ class KubeletProxy:
                                               f"{upgrade} is not supported")
         offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
                    for p in value.split(",") if p.strip()]
-        if rc.negotiate(offered) is None:
+        if rc.negotiate(offered, served) is None:
             raise APIError(400, "BadRequest", f"none of the offered subprotocols {offered or '(none)'} is served; "
-                                              f"use one of {', '.join(rc.PROTOCOLS)}")
+                                              f"use one of {', '.join(served)}")
         session = self._session(total=None)
         try:
             try:

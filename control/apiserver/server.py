@@ -54,11 +54,11 @@ PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "a
                "application/apply-patch+yaml")
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
                      "finalize": ("", "v1", "Namespace"), "exec": ("", "v1", "PodExecOptions"),
-                     "attach": ("", "v1", "PodAttachOptions")}
+                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
-                     "attach": ["create", "get"]}
-STREAM_SUBRESOURCES = ("exec", "attach")
+                     "attach": ["create", "get"], "portforward": ["create", "get"]}
+STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 
 class UnknownFields(Protocol):
     """unknown_fields(kind, obj, prune=...) -> JSON paths of fields the kind does not have; with prune they are
@@ -480,7 +480,7 @@ class APIServer:
         return self.kubelets
 
     async def _stream(self, request: web.Request, user: User, target: Target) -> web.StreamResponse:
-        """exec / attach: `create` on the subresource whatever the method, as upstream authorizes a
+        """exec / attach / portforward: `create` on the subresource whatever the method, as upstream authorizes a
         WebSocket's GET upgrade since 1.31 (AuthorizePodWebsocketUpgradeCreatePermission)."""
         res, ns, name, sub = target.resource, target.namespace or "", target.name or "", target.subresource or ""
         decision = self.authorizer.authorize(Attributes(user, "create", res.group, res.plural, sub, ns, name, None))

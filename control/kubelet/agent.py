@@ -695,6 +695,17 @@ class Kubelet:
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
 
+    def pod_target(self, namespace: str, name: str) -> PodProcessTarget:
+        """The namespaces of a pod here whose sandbox is up (port-forward's way in). LogRequestError 404
+        `pod does not exist` (the kubelet's words) for one that is not here or has no sandbox."""
+        validate_log_request(namespace, name, None)
+        for worker in self.workers.values():
+            meta = worker.pod["metadata"]
+            if meta.get("namespace") == namespace and meta["name"] == name and worker.sandbox is not None \
+                    and not worker.stopping.is_set():
+                return PodProcessTarget(worker.sandbox.netns)
+        raise LogRequestError(404, "pod does not exist")
+
     def exec_target(self, namespace: str, name: str, container: str | None) -> PodProcessTarget:
         """Where `kubectl exec` runs its command: the pod's namespaces, the container's env and workingDir."""
         worker, instance = self.running_container(namespace, name, container)

@@ -49,6 +49,8 @@ class PodSource(Protocol):
 
     def exec_target(self, namespace: str, name: str, container: str | None) -> PodProcessTarget: ...
 
+    def pod_target(self, namespace: str, name: str) -> PodProcessTarget: ...
+
     def running_container(self, namespace: str, name: str, container: str | None) -> tuple[Any, Container]: ...
 
 
@@ -173,7 +175,15 @@ def make_app(source: PodSource) -> web.Application:
         stdin = getattr(instance, "stdin", None)
         return await streaming.attach_session(request, path, ended, stdin, streams)
 
+    async def port_forward(request: web.Request) -> web.StreamResponse:
+        namespace, pod, _ = names(request)
+        target = source.pod_target(namespace, pod)
+        ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
+        return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
+
     app = web.Application(middlewares=[authn_authz])
+    app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
+    app.router.add_post("/portForward/{namespace}/{pod}", port_forward)
     for prefix, handler in (("/containerLogs", container_logs), ("/exec", exec_), ("/attach", attach)):
         for path in (f"{prefix}/{{namespace}}/{{pod}}/{{container}}", f"{prefix}/{{namespace}}/{{pod}}"):
             app.router.add_get(path, handler)

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import struct
 import termios
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -93,15 +94,29 @@ def pod_command(target: PodProcessTarget, argv: list[str]) -> list[str]:
     return namespaces.command_in(target.netns, argv)
 
 
-async def accept(request: web.Request) -> web.WebSocketResponse:
-    """The WebSocket upgrade, with the channel subprotocol the client offered (400 if none of ours)."""
+async def pod_connection(target: PodProcessTarget, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to PORT on the pod's loopback, from inside its network namespace: port-forward's
+    entry point into the pod, as pod_command is exec's."""
+    with namespaces.entered(target.netns):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        return await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def accept(request: web.Request, served: tuple[str, ...] = rc.PROTOCOLS) -> web.WebSocketResponse:
+    """The WebSocket upgrade, with the channel subprotocol the client offered (400 if none of SERVED)."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise SessionError(400, UPGRADE_REQUIRED)
     offered = [p for value in request.headers.getall("Sec-WebSocket-Protocol", []) for p in value.split(",")]
-    protocol = rc.negotiate(offered)
+    protocol = rc.negotiate(offered, served)
     if protocol is None:
         raise SessionError(400, f"none of the offered subprotocols {offered or '(none)'} is served; "
-                                f"use one of {', '.join(rc.PROTOCOLS)}")
+                                f"use one of {', '.join(served)}")
     ws = web.WebSocketResponse(protocols=(protocol,), heartbeat=None, max_msg_size=0)
     await ws.prepare(request)
     return ws
@@ -340,6 +355,92 @@ async def attach_session(request: web.Request, log_path: Path, ended: Callable[[
         for task in (pump, client):
             task.cancel()
         await asyncio.gather(pump, client, return_exceptions=True)
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.close()
+
+
+def parse_ports(values: list[str]) -> list[int]:
+    """The ports of a port-forward request: `ports` values, each one or more comma-separated numbers."""
+    ports: list[int] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            if not (item.isascii() and item.isdigit()) or not 0 < int(item) < 65536:
+                raise SessionError(400, f"invalid port {item!r}: a port is a number in [1, 65535]")
+            if int(item) in ports:
+                raise SessionError(400, f"port {item} is asked for twice")
+            ports.append(int(item))
+    if not ports:
+        raise SessionError(400, "a port-forward names at least one port: ?ports=8080")
+    if len(ports) > 128:
+        raise SessionError(400, f"a port-forward carries at most 128 ports, not {len(ports)}")
+    return ports
+
+
+Connect = Callable[[PodProcessTarget, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+async def portforward_session(request: web.Request, target: PodProcessTarget, pod: str, ports: list[int], *,
+                              connect: Connect = pod_connection) -> web.WebSocketResponse:
+    """One TCP connection per port into the pod, carried on the port's data channel; a port that cannot
+    be reached says why on its error channel. The session ends when every connection has, or when the
+    client goes away."""
+    ws = await accept(request, rc.PORT_FORWARD_PROTOCOLS)
+    loop = asyncio.get_running_loop()
+    writers: dict[int, asyncio.StreamWriter] = {}
+    pumps: list[asyncio.Task[None]] = []
+
+    async def open_port(index: int, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await connect(target, port)
+        except OSError as exc:
+            await _send(ws, rc.port_channels(index)[1],
+                        f"error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside "
+                        f"the pod: {os.strerror(exc.errno).lower() if exc.errno else exc}".encode())
+            return None
+
+    async def forward(channel: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _pump(functools.partial(reader.read, READ_CHUNK), ws, channel)
+        finally:
+            writers.pop(channel, None)
+            writer.close()
+
+    async def from_client() -> None:
+        async for message in ws:
+            if message.type != WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = rc.decode(message.data)
+            writer = writers.get(channel)
+            if writer is not None and payload:
+                with contextlib.suppress(ConnectionError):
+                    writer.write(payload)
+                    await writer.drain()
+
+    try:
+        for index, port in enumerate(ports):
+            for channel in rc.port_channels(index):
+                await _send(ws, channel, rc.port_announcement(port))
+        # every connection made (or refused) before the client's data is read: none of it finds no port
+        opened = await asyncio.gather(*(open_port(i, port) for i, port in enumerate(ports)))
+        for index, connection in enumerate(opened):
+            if connection is not None:
+                channel = rc.port_channels(index)[0]
+                writers[channel] = connection[1]
+                pumps.append(loop.create_task(forward(channel, *connection)))
+        if not pumps:
+            return ws
+        client = loop.create_task(from_client())
+        done = loop.create_task(asyncio.wait(pumps))
+        await asyncio.wait({client, done}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (client, done):
+            task.cancel()
+        return ws
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
         if not ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.close()

@@ -7,7 +7,7 @@ import pytest
 from multidict import MultiDict
 
 from control.apiserver.errors import APIError
-from control.apiserver.kubeletproxy import check_log_options, container_of, exec_params
+from control.apiserver.kubeletproxy import check_log_options, container_of, exec_params, portforward_params
 
 POD = {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}}
 
@@ -61,3 +61,11 @@ def test_options_without_per_line_times_are_warned_about_not_dropped_silently() 
     assert check_log_options("web", {"tailLines": "0", "limitBytes": "10", "follow": "true"}) == []
     (warning,) = check_log_options("web", {"timestamps": "true", "sinceSeconds": "60"})
     assert warning.startswith("sinceSeconds, timestamps ignored:")
+
+
+def test_port_forward_ports_are_numbers_in_range() -> None:
+    assert portforward_params(MultiDict([("ports", "8080"), ("ports", "80, 9000")])) == [("ports", "8080,80,9000")]
+    for bad in ([], [("ports", "")], [("ports", "0")], [("ports", "http")], [("ports", "70000")]):
+        with pytest.raises(APIError) as refused:
+            portforward_params(MultiDict(bad))
+        assert refused.value.code == 400

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -214,3 +215,57 @@ def test_attach_streams_what_the_container_writes_from_now_on(tmp_path: Path) ->
             assert status == {"metadata": {}, "status": "Success"}
 
     asyncio.run(main())
+
+
+def test_port_forward_carries_each_port_on_its_channels_and_reports_a_refused_one() -> None:
+    async def main() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(1024):
+                writer.write(data.upper())
+                await writer.drain()
+                if b"bye" in data:
+                    break
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        open_port = server.sockets[0].getsockname()[1]
+        with socket.socket() as spare:  # a port nothing listens on
+            spare.bind(("127.0.0.1", 0))
+            closed_port = spare.getsockname()[1]
+
+        async def connect(target: PodProcessTarget, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", port)
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            ports = streaming.parse_ports(request.query.getall("ports", []))
+            return await streaming.portforward_session(request, TARGET, "default/web", ports, connect=connect)
+
+        app = web.Application()
+        app.router.add_get("/portForward", forward)
+        async with server, TestClient(TestServer(app)) as client:
+            ws = await client.ws_connect("/portForward", params={"ports": f"{open_port},{closed_port}"},
+                                         protocols=(rc.V5, rc.V4))
+            assert ws.protocol == rc.V4  # port-forward has no v5
+            announced = [rc.decode((await ws.receive()).data) for _ in range(4)]
+            assert announced == [(0, open_port.to_bytes(2, "little")), (1, open_port.to_bytes(2, "little")),
+                                 (2, closed_port.to_bytes(2, "little")), (3, closed_port.to_bytes(2, "little"))]
+            await ws.send_bytes(rc.encode(0, b"hello bye"))
+            out: dict[int, bytes] = {}
+            async for message in ws:  # until the session ends, once both ports are done
+                channel, data = rc.decode(message.data)
+                out[channel] = out.get(channel, b"") + data
+            assert out[0] == b"HELLO BYE"
+            assert b"connection refused" in out[3] and f"port {closed_port}".encode() in out[3]
+
+    asyncio.run(main())
+
+
+def test_port_lists_are_numbers_in_range_given_once() -> None:
+    assert streaming.parse_ports(["80,8080", "9000"]) == [80, 8080, 9000]
+    for bad, message in ((["0"], "invalid port"), (["http"], "invalid port"), (["80,80"], "twice"), ([], "at least")):
+        try:
+            streaming.parse_ports(bad)
+        except SessionError as exc:
+            assert exc.code == 400 and message in exc.message
+        else:
+            raise AssertionError(f"{bad} was accepted")
