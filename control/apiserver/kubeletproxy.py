@@ -114,6 +114,17 @@ def portforward_params(query: Mapping[str, str]) -> list[tuple[str, str]]:
     return [("ports", ",".join(ports))]
 
 
+def _check_portforward_transport(request: web.Request) -> None:
+    """kubectl's port-forward names its ports in SPDY stream headers, over SPDY/3.1 or (1.31 on) over a
+    WebSocket tunnelling SPDY: neither is served, and the answer says so before asking for ports."""
+    upgrade = request.headers.get("Upgrade", "")
+    offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    if upgrade.lower().startswith("spdy") or (upgrade.lower() == "websocket" and "spdy" in offered.lower()):
+        raise APIError(400, "BadRequest", "port-forward is served over WebSocket with v4.channel.k8s.io (as the "
+                                          "Python kubernetes client's portforward() speaks it); SPDY/3.1, which "
+                                          "kubectl port-forward uses, is not supported")
+
+
 def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
     """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field); returns the
     Warning texts for options kubesim's logs cannot honour (they record no per-line times)."""
@@ -241,6 +252,7 @@ class KubeletProxy:
         query = request.query
         served: tuple[str, ...]
         if subresource == "portforward":
+            _check_portforward_transport(request)
             params, served = portforward_params(query), rc.PORT_FORWARD_PROTOCOLS
             url, node = await self._location(namespace, name, "portForward", "")
         else:

@@ -1,11 +1,13 @@
-"""`exec` and `attach` sessions of the kubelet API: a command run in a pod, or a running container's
-output, carried over one WebSocket in the channel protocol of control.api.remotecommand.
+"""`exec`, `attach` and `portForward` sessions of the kubelet API: a command run in a pod, a running
+container's output, or TCP connections to the pod's ports, carried over one WebSocket in the channel
+protocol of control.api.remotecommand.
 
 exec runs the command as a real process entered into the pod's namespaces (pod_command is the one
 place that knows which: today the network namespace), with the container's env and workingDir; on
 pipes, or with `tty` on a pseudo-terminal of its own that resize frames size. attach streams what the
 container prints from now on (its log as it grows) and feeds stdin to a process container started
-with `stdin: true`.
+with `stdin: true`. portForward connects to each port on the pod's loopback from inside its network
+namespace (pod_connection, its one entry point).
 
 A session ends one of two ways: the command (or container) ends, and its Status goes on the error
 channel before the close; or the client goes away, and the command is killed (its whole process

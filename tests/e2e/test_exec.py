@@ -287,9 +287,25 @@ def test_bad_requests_get_upstreams_answers(cluster: Exec) -> None:
     wrong = cluster.kubectl("exec", "web", "-c", "nope", "--", "true", check=False)
     assert wrong.returncode == 1 and "container nope is not valid for pod web" in wrong.stderr
     cluster.kubectl("delete", "pod", "nowhere", "--wait=false")
+    # a container of the pod that is not running: the kubelet's (the runtime's) words, passed on
+    cluster.apply(pod("half", {"name": "done", "image": "busybox", "command": ["true"]},
+                      {"name": "idle", "image": "pause"}, restartPolicy="Never"))
+
+    def done_terminated() -> bool:
+        statuses = (cluster.pod("half").get("status") or {}).get("containerStatuses") or []
+        return any(s["name"] == "done" and "terminated" in (s.get("state") or {}) for s in statuses)
+
+    wait_until(done_terminated, timeout=30, message="container done of pod half terminated")
+    stopped = cluster.kubectl("exec", "half", "-c", "done", "--", "true", check=False)
+    assert stopped.returncode == 1 and 'container not found ("done")' in stopped.stderr
+    cluster.kubectl("delete", "pod", "half", "--wait=false")
     # kubectl before 1.30 upgrades to SPDY/3.1, which is not served: it is told so, and how to get WebSocket
     old = cluster.kubectl("exec", "web", "--", "true", version="1.29", check=False)
     assert old.returncode == 1 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true" in old.stderr
+    # so does kubectl's port-forward (SPDY, or SPDY tunnelled through a WebSocket)
+    forwarded = cluster.kubectl("port-forward", "pod/web", "0:8080", check=False, timeout=30)
+    assert forwarded.returncode == 1 and "SPDY/3.1, which kubectl port-forward uses, is not supported" in \
+        forwarded.stderr
 
 
 def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_once(cluster: Exec) -> None:
