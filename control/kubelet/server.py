@@ -149,9 +149,15 @@ def make_app(source: PodSource) -> web.Application:
         response.enable_chunked_encoding()
         await response.prepare(request)
         left = None if limit is None else limit - len(data)
+
+        def done() -> bool:
+            # a follower that went away ends the follow too, even while the log is quiet
+            transport = request.transport
+            return ended() or transport is None or transport.is_closing()
+
         try:
             await response.write(data)
-            async for chunk in streaming.follow_file(path, offset, ended):
+            async for chunk in streaming.follow_file(path, offset, done):
                 if left is not None:
                     chunk, left = chunk[:left], left - len(chunk[:left])
                 await response.write(chunk)
