@@ -206,6 +206,9 @@ class _TerminalInput(_Input):
         self.stdin = stdin
 
     def write(self, data: bytes) -> None:
+        # never blocks: the read transport made the terminal's (shared) file description non-blocking, so
+        # keys a command leaves unread past the terminal's buffer are dropped (BlockingIOError), as a full
+        # terminal drops them, and the kubelet's loop goes on
         if self.stdin:
             with contextlib.suppress(OSError):
                 os.write(self.master, data)

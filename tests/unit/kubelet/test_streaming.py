@@ -269,3 +269,19 @@ def test_port_lists_are_numbers_in_range_given_once() -> None:
             assert exc.code == 400 and message in exc.message
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_keys_for_a_terminal_nobody_reads_do_not_stall_other_sessions() -> None:
+    async def main() -> None:
+        async with kubelet() as client:
+            busy = await client.ws_connect("/exec", params=_query(
+                "sh", "-c", "sleep 1; echo bye", stdin=True, stdout=True, tty=True), protocols=(rc.V5,))
+            for _ in range(64):  # far more than a terminal's input buffer holds
+                await busy.send_bytes(rc.encode(rc.STDIN, b"x" * 4096 + b"\r"))
+            other = await client.ws_connect("/exec", params=_query("echo", "other", stdout=True), protocols=(rc.V4,))
+            out, status = await asyncio.wait_for(_collect(other), 30)
+            assert out == {rc.STDOUT: b"other\n"} and rc.exit_code_of(status or {}) == 0
+            out, status = await asyncio.wait_for(_collect(busy), 30)
+            assert b"bye" in out[rc.STDOUT] and rc.exit_code_of(status or {}) == 0
+
+    asyncio.run(main())
