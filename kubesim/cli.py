@@ -20,8 +20,10 @@ from rich.status import Status
 from rich.table import Table
 
 from control.api.duration import parse_duration
+from control.client import KubeClientError, NotFound
 from kubesim import cluster, components
 from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
+from kubesim.podexec import run_in_pod
 from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import namespaces
 from netsim.errors import FaultInputError, NetsimError, TopologyError
@@ -234,19 +236,56 @@ def status(name: str | None, as_json: bool) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("-n", "--namespace", help="The pod's namespace (default: default); TARGET is then a pod.")
+@click.option("-c", "--container", help="The pod's container (default: its only one).")
+@click.option("-i", "--stdin", "interactive", is_flag=True, help="Pass stdin to the pod's command.")
+@click.option("-t", "--tty", is_flag=True, help="Give the pod's command a terminal.")
 @click.argument("target")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec(name: str | None, target: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside node or external host TARGET: kubesim exec worker-1 -- ping -c1 172.18.0.4"""
-    _need_root("exec")
+def exec(name: str | None, namespace: str | None, container: str | None, interactive: bool, tty: bool, target: str,
+         command: tuple[str, ...]) -> None:
+    """Run COMMAND inside node or external host TARGET, or in pod TARGET (POD or NAMESPACE/POD) through the
+    API as kubectl exec does: kubesim exec worker-1 -- ping -c1 172.18.0.4; kubesim exec web -it -- sh"""
+    cluster_name = cluster.resolve_name(name)
+    pod_options = namespace is not None or container is not None or interactive or tty or "/" in target
+    if not pod_options:
+        if not ClusterState(cluster_name, state_root()).exists:
+            _fail(f"cluster {cluster_name!r} does not exist; bring it up with `kubesim up`")
+        try:
+            ns = cluster.target_namespace(cluster_name, target)
+        except StateError as exc:
+            not_a_member = str(exc)  # then it may be a pod
+        else:
+            _need_root("exec")
+            try:
+                os.execvp("ip", ["ip", "netns", "exec", ns, *command])
+            except OSError as exc:
+                _fail(f"cannot run `ip netns exec`: {exc.strerror}")
+    else:
+        not_a_member = ""
+    _exec_in_pod(cluster_name, namespace, target, container, list(command), interactive, tty, not_a_member)
+
+
+def _exec_in_pod(cluster_name: str, namespace: str | None, target: str, container: str | None, command: list[str],
+                 interactive: bool, tty: bool, not_a_member: str) -> NoReturn:
+    """NOT_A_MEMBER: why TARGET is not a node or external host, when it was looked for as one too."""
+    if "/" in target:
+        if namespace is not None:
+            _fail(f"{target!r} names its namespace already: drop -n {namespace}, or give the pod's name alone")
+        namespace, _, target = target.partition("/")
     try:
-        ns = cluster.target_namespace(cluster.resolve_name(name), target)
+        info = cluster.status(cluster_name)
     except StateError as exc:
         _fail(str(exc), code=_exit_code(exc))
     try:
-        os.execvp("ip", ["ip", "netns", "exec", ns, *command])
-    except OSError as exc:
-        _fail(f"cannot run `ip netns exec`: {exc.strerror}")
+        code = run_in_pod(Path(info["kubeconfig"]), namespace or "default", target, command, container=container,
+                          stdin=interactive, tty=tty)
+    except NotFound as exc:
+        _fail(f"{not_a_member}; nor is it a pod: {exc}" if not_a_member else str(exc))
+    except KubeClientError as exc:
+        where = f"{namespace or 'default'}/{target}"
+        _fail(f"exec in pod {where}: {exc}" if str(exc) else f"exec in pod {where} failed")
+    sys.exit(code)
 
 
 @main.command()

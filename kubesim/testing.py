@@ -274,7 +274,9 @@ class Cluster:
 
     def exec(self, target: str, *command: str, timeout: float = 30, check: bool = False,
              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run COMMAND inside TARGET's network namespace; its exit code, stdout and stderr."""
+        """Run COMMAND inside TARGET's network namespace (a node, an external host, or a pod as NAMESPACE/NAME
+        or NAME); its exit code, stdout and stderr. It runs there directly, not through the API: for what
+        `kubectl exec` does (the container's env, the apiserver and kubelet in the path), run kubectl."""
         argv = namespaces.command_in(self.namespace_of(target), list(command))
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, input=stdin)
 

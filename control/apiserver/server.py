@@ -22,6 +22,7 @@ from control.apiserver import errors, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
+from control.apiserver.kubeletproxy import KubeletProxy
 from control.apiserver.nodegraph import NodeGraph
 from control.apiserver.noderestriction import admission_for
 from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
@@ -52,9 +53,12 @@ VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCom
 PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "application/strategic-merge-patch+json",
                "application/apply-patch+yaml")
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
-                     "finalize": ("", "v1", "Namespace")}
+                     "finalize": ("", "v1", "Namespace"), "exec": ("", "v1", "PodExecOptions"),
+                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
-                     "binding": ["create"], "log": ["get"], "finalize": ["update"]}
+                     "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
+                     "attach": ["create", "get"], "portforward": ["create", "get"]}
+STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 
 class UnknownFields(Protocol):
     """unknown_fields(kind, obj, prune=...) -> JSON paths of fields the kind does not have; with prune they are
@@ -122,7 +126,7 @@ class APIServer:
     def __init__(self, registry: Registry, authenticator: TokenAuthenticator, *,
                  unknown_fields: UnknownFields | None = None, openapi: Callable[[str], Any] | None = None,
                  advertise_address: str = "127.0.0.1", port: int = 6443, bookmark_interval: float = 15.0,
-                 pod_logs: Callable[[str, str, dict[str, str]], Awaitable[bytes]] | None = None):
+                 kubelets: KubeletProxy | None = None):
         self.registry = registry
         self.authenticator = authenticator
         self.unknown_fields: UnknownFields = unknown_fields or _no_unknown_fields
@@ -130,7 +134,7 @@ class APIServer:
         self.advertise_address = advertise_address
         self.port = port
         self.bookmark_interval = bookmark_interval
-        self.pod_logs = pod_logs
+        self.kubelets = kubelets
         self.ready = False
         self._node_graph: NodeGraph | None = None
         self.authorizer = Authorizer(self.node_graph)
@@ -158,7 +162,7 @@ class APIServer:
         try:
             if request.method == "CONNECT":
                 # aiohttp reads CONNECT's target as an authority (no path), which no route matches; and no
-                # resource here has a connect subresource (exec, attach, port-forward, proxy).
+                # resource here has a CONNECT-method subresource (exec and attach are upgraded GET / POST).
                 raise errors.method_not_allowed()
             return await handler(request)
         except APIError as exc:
@@ -260,6 +264,8 @@ class APIServer:
         res, ns, name, sub = target.resource, target.namespace, target.name, target.subresource
         method = request.method
         query = request.query
+        if sub in STREAM_SUBRESOURCES and name and ns is not None and method in ("GET", "POST"):
+            return await self._stream(request, user, target)
         watching = _bool(query.get("watch"))
         verb = {
             "GET": "watch" if watching else ("get" if name else "list"),
@@ -282,7 +288,8 @@ class APIServer:
 
         if method == "GET":
             if sub == "log":
-                return await self._logs(ns or "", name or "", query)
+                await self.registry.get(res, ns, name or "")
+                return await self._kubelets(ns or "", name or "", "logs").logs(request, ns or "", name or "")
             if watching or (name is None and _bool(query.get("watch"))):
                 return await self._watch(request, target)
             if name is None:
@@ -466,13 +473,21 @@ class APIServer:
             return _json(tables.to_table(res.plural, objects, meta, request.query.get("includeObject", "Metadata")))
         return _json(body)
 
-    async def _logs(self, namespace: str, name: str, query: Any) -> web.Response:
-        await self.registry.get(BY_PATH[("", "v1", "pods")], namespace, name)
-        if self.pod_logs is None:
-            raise APIError(503, "ServiceUnavailable", f"logs of pod {namespace}/{name} are not available: no kubelet "
-                           "connection")
-        data = await self.pod_logs(namespace, name, dict(query))
-        return web.Response(body=data, content_type="text/plain")
+    def _kubelets(self, namespace: str, name: str, what: str) -> KubeletProxy:
+        if self.kubelets is None:
+            raise APIError(503, "ServiceUnavailable", f"{what} of pod {namespace}/{name} are not available: no "
+                                                      "kubelet connection")
+        return self.kubelets
+
+    async def _stream(self, request: web.Request, user: User, target: Target) -> web.StreamResponse:
+        """exec / attach / portforward: `create` on the subresource whatever the method, as upstream authorizes a
+        WebSocket's GET upgrade since 1.31 (AuthorizePodWebsocketUpgradeCreatePermission)."""
+        res, ns, name, sub = target.resource, target.namespace or "", target.name or "", target.subresource or ""
+        decision = self.authorizer.authorize(Attributes(user, "create", res.group, res.plural, sub, ns, name, None))
+        if not decision.allowed:
+            raise errors.forbidden(user.name, "create", res.group, res.plural, ns, name, sub, decision.reason)
+        await self.registry.get(res, ns, name)
+        return await self._kubelets(ns, name, sub).stream(request, ns, name, sub)
 
     # -- watch ----------------------------------------------------------------------------------------
 

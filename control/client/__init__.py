@@ -7,6 +7,7 @@
         async with client.watch(SERVICES, resource_version=page["metadata"]["resourceVersion"]) as events:
             async for event in events: ...            # WatchEvent(type, object)
         await client.patch(DEPLOYMENTS, "web", {"spec": {"replicas": 3}}, namespace="default")
+        code = await exec_in_pod(client, "default", "web", ["sh", "-c", "exit 3"])   # 3 (pods/exec)
 
         informer = Informer(client, ENDPOINT_SLICES, indexers={"service": index_by_label(SERVICE_NAME_LABEL)})
         informer.add_handler(on_add=..., on_update=..., on_delete=...)
@@ -56,6 +57,7 @@ from control.client._errors import (
     error_from_response,
     error_from_status,
 )
+from control.client._exec import ExecError, ExecIO, exec_in_pod
 from control.client._informer import Backoff, Informer, wait_for_cache_sync
 from control.client._kubeconfig import default_kubeconfig_path, load_kubeconfig
 from control.client._parsecache import ParseCache
@@ -123,6 +125,8 @@ __all__ = [
     "Client",
     "ConfigError",
     "Conflict",
+    "ExecError",
+    "ExecIO",
     "Expired",
     "Forbidden",
     "Gone",
@@ -146,6 +150,7 @@ __all__ = [
     "default_kubeconfig_path",
     "error_from_response",
     "error_from_status",
+    "exec_in_pod",
     "index_by_field",
     "index_by_label",
     "index_by_namespace",

@@ -41,8 +41,9 @@ from control.client import (
 )
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
-from control.kubelet.logs import LogRequestError, read_container_log, validate_log_request
+from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
+from control.kubelet.streaming import PodProcessTarget
 from control.kubelet.workloads import (
     Container,
     ContainerError,
@@ -130,6 +131,7 @@ class ContainerState:
     waiting: tuple[str, str] | None = ("ContainerCreating", "")
     last_terminated: dict[str, Any] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # as the running instance got it (exec gets it too)
 
 
 class PodWorker:
@@ -234,9 +236,13 @@ class PodWorker:
     async def _start_container(self, state: ContainerState) -> None:
         assert self.sandbox is not None
         spec = state.spec
-        container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
+        path = self.logs_dir() / f"{spec['name']}.log"
+        if state.restart_count > 0 and path.exists():
+            # the instance before is what `kubectl logs --previous` reads; the new one starts a log of its own
+            path.replace(path.with_name(f"{spec['name']}.previous.log"))
+        container_log = ContainerLog(path)
         try:
-            env = await self._environment(spec)
+            env = state.env = await self._environment(spec)
             container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
                                                 hostname=self.pod["metadata"]["name"], log=container_log, env=env,
                                                 credentials=self.service_account_kubeconfig())
@@ -713,8 +719,8 @@ class Kubelet:
             await self.netlink(self.kernel.close)
             self._netlink_thread.shutdown()
 
-    async def container_log(self, namespace: str, name: str, container: str | None, tail: int | None) -> bytes:
-        """The log of a container of a pod on this node (its first container by default).
+    def _pod_container(self, namespace: str, name: str, container: str | None) -> tuple[PodWorker, str]:
+        """The worker of a pod on this node and one of its containers (its first by default).
 
         LogRequestError: 400 for a name that is not a valid Kubernetes name, 404 for a pod not on this
         node or a container not in it."""
@@ -725,5 +731,54 @@ class Kubelet:
                 chosen = container or next(iter(worker.containers), None)
                 if chosen is None or chosen not in worker.containers:
                     raise LogRequestError(404, f"container {chosen!r} is not valid for pod {namespace}/{name}")
-                return read_container_log(worker.logs_dir(), chosen, tail)
+                return worker, chosen
         raise LogRequestError(404, f"pod {namespace}/{name} is not on this node")
+
+    async def container_log(self, namespace: str, name: str, container: str | None, tail: int | None) -> bytes:
+        """The log of a container of a pod on this node (its first container by default); see _pod_container."""
+        worker, chosen = self._pod_container(namespace, name, container)
+        return read_container_log(worker.logs_dir(), chosen, tail)
+
+    def log_source(self, namespace: str, name: str, container: str | None, *,
+                   previous: bool = False) -> tuple[Path, Callable[[], bool]]:
+        """The log file of a container (of its previous instance with PREVIOUS), and a test of whether a
+        follower is done with it: when the running instance is gone (exited, restarted, or its pod
+        stopped here). LogRequestError as _pod_container, and 400 for a previous instance there is not."""
+        worker, chosen = self._pod_container(namespace, name, container)
+        path = log_path(worker.logs_dir(), chosen, previous=previous)
+        if previous and not path.exists():
+            raise LogRequestError(400, f'previous terminated container "{chosen}" in pod "{name}" not found')
+        state = worker.containers[chosen]
+        instance = state.container
+        if previous or instance is None or not instance.running:
+            return path, lambda: True
+        return path, lambda: (state.container is not instance or not instance.running
+                              or self.workers.get(worker.uid) is not worker)
+
+    def running_container(self, namespace: str, name: str, container: str | None) -> tuple[PodWorker, Container]:
+        """A container of a pod here that is running now: what exec and attach need. LogRequestError as
+        _pod_container, and 404 `container not found` (the runtime's words) when it is not running."""
+        worker, chosen = self._pod_container(namespace, name, container)
+        instance = worker.containers[chosen].container
+        if worker.sandbox is None or instance is None or not instance.running or worker.stopping.is_set():
+            raise LogRequestError(404, f'container not found ("{chosen}")')
+        return worker, instance
+
+    def pod_target(self, namespace: str, name: str) -> PodProcessTarget:
+        """The namespaces of a pod here whose sandbox is up (port-forward's way in). LogRequestError 404
+        `pod does not exist` (the kubelet's words) for one that is not here or has no sandbox."""
+        validate_log_request(namespace, name, None)
+        for worker in self.workers.values():
+            meta = worker.pod["metadata"]
+            if meta.get("namespace") == namespace and meta["name"] == name and worker.sandbox is not None \
+                    and not worker.stopping.is_set():
+                return PodProcessTarget(worker.sandbox.netns)
+        raise LogRequestError(404, "pod does not exist")
+
+    def exec_target(self, namespace: str, name: str, container: str | None) -> PodProcessTarget:
+        """Where `kubectl exec` runs its command: the pod's namespaces, the container's env and workingDir."""
+        worker, instance = self.running_container(namespace, name, container)
+        assert worker.sandbox is not None
+        spec = worker.containers[instance.name].spec
+        env = {"HOSTNAME": worker.pod["metadata"]["name"], **worker.containers[instance.name].env}
+        return PodProcessTarget(worker.sandbox.netns, env, spec.get("workingDir"))

@@ -45,19 +45,34 @@ def validate_log_request(namespace: str, pod: str, container: str | None) -> Non
                                    "case letters, digits and '-', at most 63 characters)")
 
 
-def read_container_log(pod_dir: Path, container: str, tail: int | None) -> bytes:
-    """The log of CONTAINER kept in POD_DIR (empty if it has written nothing yet), its last TAIL lines
-    if TAIL is given. LogRequestError(400) if the path would leave POD_DIR."""
+def log_path(pod_dir: Path, container: str, *, previous: bool = False) -> Path:
+    """The log file of CONTAINER (its previous instance's with PREVIOUS) in POD_DIR, resolved.
+    LogRequestError(400) if the path would leave POD_DIR."""
     root = pod_dir.resolve()
-    path = (root / f"{container}.log").resolve()
+    path = (root / (f"{container}.previous.log" if previous else f"{container}.log")).resolve()
     if not path.is_relative_to(root) or path.parent != root:
         raise LogRequestError(400, f"container {container!r}: its log path leaves the pod's log directory")
+    return path
+
+
+def read_log(path: Path, tail: int | None = None, limit_bytes: int | None = None) -> tuple[bytes, int]:
+    """What `kubectl logs` shows of the log at PATH (empty if it has written nothing yet): its last TAIL
+    lines if TAIL is given, at most LIMIT_BYTES of them; and the offset a follower goes on from."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         data = b""
+    end = len(data)
     if tail is not None:
         # lines[-0:] would be every line; tailLines=0 asks for none
         kept = data.splitlines()[-tail:] if tail > 0 else []
         data = b"".join(line + b"\n" for line in kept)
-    return data
+    if limit_bytes is not None:
+        data = data[:limit_bytes]
+    return data, end
+
+
+def read_container_log(pod_dir: Path, container: str, tail: int | None) -> bytes:
+    """The log of CONTAINER kept in POD_DIR (empty if it has written nothing yet), its last TAIL lines
+    if TAIL is given. LogRequestError(400) if the path would leave POD_DIR."""
+    return read_log(log_path(pod_dir, container), tail)[0]

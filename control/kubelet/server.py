@@ -16,13 +16,17 @@ Authenticated but not allowed: 403 Forbidden with upstream's wording.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from control.kubelet.logs import LogRequestError
+from control.kubelet import streaming
+from control.kubelet.logs import LogRequestError, read_log
+from control.kubelet.streaming import PodProcessTarget, SessionError, Streams
+from control.kubelet.workloads import Container
 
 KUBELET_PORT = 10250
 
@@ -37,9 +41,27 @@ _KUBELET_API_ADMIN = frozenset({"proxy", "log", "stats", "metrics", "spec"})
 KUBELET_API_ADMIN_USERS = frozenset({"kube-apiserver-kubelet-client"})
 
 
-class LogSource(Protocol):
-    async def container_log(self, namespace: str, name: str, container: str | None,
-                            tail: int | None) -> bytes: ...
+class PodSource(Protocol):
+    """What the API serves from: the kubelet's pods (control.kubelet.agent.Kubelet)."""
+
+    def log_source(self, namespace: str, name: str, container: str | None, *,
+                   previous: bool = False) -> tuple[Path, Callable[[], bool]]: ...
+
+    def exec_target(self, namespace: str, name: str, container: str | None) -> PodProcessTarget: ...
+
+    def pod_target(self, namespace: str, name: str) -> PodProcessTarget: ...
+
+    def running_container(self, namespace: str, name: str, container: str | None) -> tuple[Any, Container]: ...
+
+
+def _count(query: Mapping[str, str], name: str) -> int | None:
+    """A non-negative integer query parameter, or None when absent (400 when malformed)."""
+    value = query.get(name)
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise LogRequestError(400, f"{name}: Invalid value: {value!r}: must be a non-negative integer")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -90,7 +112,11 @@ def server_context(cert: str, key: str, client_ca: str) -> ssl.SSLContext:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(source: LogSource) -> web.Application:
+def _bool(query: Mapping[str, str], name: str) -> bool:
+    return query.get(name, "").lower() in ("1", "true")
+
+
+def make_app(source: PodSource) -> web.Application:
     """The kubelet API's routes behind its authentication and authorization."""
 
     @web.middleware
@@ -102,25 +128,77 @@ def make_app(source: LogSource) -> web.Application:
         if not allowed(caller, verb, subresource):
             return web.Response(status=403, text=f"Forbidden (user={caller.name}, verb={verb}, resource=nodes, "
                                                  f"subresource={subresource})")
-        return await handler(request)
-
-    async def container_logs(request: web.Request) -> web.Response:
-        tail = request.query.get("tailLines")
         try:
-            data = await source.container_log(request.match_info["namespace"], request.match_info["pod"],
-                                              request.match_info.get("container") or None,
-                                              int(tail) if tail and tail.isdigit() else None)
-        except LogRequestError as exc:
+            return await handler(request)
+        except (LogRequestError, SessionError) as exc:
             return web.Response(status=exc.code, text=exc.message)
-        return web.Response(body=data, content_type="text/plain")
+
+    def names(request: web.Request) -> tuple[str, str, str | None]:
+        info = request.match_info
+        return info["namespace"], info["pod"], info.get("container") or None
+
+    async def container_logs(request: web.Request) -> web.StreamResponse:
+        query = request.query
+        tail, limit = _count(query, "tailLines"), _count(query, "limitBytes")
+        path, ended = source.log_source(*names(request), previous=_bool(query, "previous"))
+        data, offset = read_log(path, tail, limit)
+        if not _bool(query, "follow"):
+            return web.Response(body=data, content_type="text/plain")
+        # follow: what is there, then what comes, until the container instance is gone or LIMIT is spent
+        response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        left = None if limit is None else limit - len(data)
+
+        def done() -> bool:
+            # a follower that went away ends the follow too, even while the log is quiet
+            transport = request.transport
+            return ended() or transport is None or transport.is_closing()
+
+        try:
+            await response.write(data)
+            async for chunk in streaming.follow_file(path, offset, done):
+                if left is not None:
+                    chunk, left = chunk[:left], left - len(chunk[:left])
+                await response.write(chunk)
+                if left == 0:
+                    break
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the follower went away
+        return response
+
+    async def exec_(request: web.Request) -> web.StreamResponse:
+        target = source.exec_target(*names(request))
+        streams = Streams.from_query(request.query)
+        return await streaming.exec_session(request, target, request.query.getall("command", []), streams)
+
+    async def attach(request: web.Request) -> web.StreamResponse:
+        namespace, pod, container = names(request)
+        streams = Streams.from_query(request.query)
+        _, instance = source.running_container(namespace, pod, container)
+        path, ended = source.log_source(namespace, pod, instance.name)
+        stdin = getattr(instance, "stdin", None)
+        return await streaming.attach_session(request, path, ended, stdin, streams)
+
+    async def port_forward(request: web.Request) -> web.StreamResponse:
+        namespace, pod, _ = names(request)
+        target = source.pod_target(namespace, pod)
+        ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
+        return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
 
     app = web.Application(middlewares=[authn_authz])
-    app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", container_logs)
-    app.router.add_get("/containerLogs/{namespace}/{pod}", container_logs)
+    app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
+    app.router.add_post("/portForward/{namespace}/{pod}", port_forward)
+    for prefix, handler in (("/containerLogs", container_logs), ("/exec", exec_), ("/attach", attach)):
+        for path in (f"{prefix}/{{namespace}}/{{pod}}/{{container}}", f"{prefix}/{{namespace}}/{{pod}}"):
+            app.router.add_get(path, handler)
+            if prefix != "/containerLogs":
+                app.router.add_post(path, handler)
     return app
 
 
-async def serve(source: LogSource, address: str, context: ssl.SSLContext, port: int = KUBELET_PORT) -> web.AppRunner:
+async def serve(source: PodSource, address: str, context: ssl.SSLContext, port: int = KUBELET_PORT) -> web.AppRunner:
     runner = web.AppRunner(make_app(source), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address, port, ssl_context=context).start()

@@ -274,8 +274,9 @@ class ProcessContainer(Container):
     """A real process inside the pod's network namespace (nsenter switches only that namespace)."""
 
     def __init__(self, name: str, log: ContainerLog, netns: str, argv: list[str], env: dict[str, str],
-                 workdir: str | None = None):
+                 workdir: str | None = None, *, stdin: bool = False):
         super().__init__(name, log)
+        self.keeps_stdin = stdin  # the spec's `stdin: true`: a pipe `kubectl attach -i` writes to
         self.netns = netns
         self.argv = argv
         self.env = env
@@ -288,7 +289,8 @@ class ProcessContainer(Container):
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *namespaces.command_in(self.netns, self.argv),
-                stdin=asyncio.subprocess.DEVNULL, stdout=handle, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.PIPE if self.keeps_stdin else asyncio.subprocess.DEVNULL,
+                stdout=handle, stderr=asyncio.subprocess.STDOUT,
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **self.env},
                 cwd=self.workdir, start_new_session=True)
         except OSError as exc:
@@ -319,6 +321,10 @@ class ProcessContainer(Container):
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None:
+        return self.process.stdin if self.process else None
 
 
 # The import root of this package, so that a built-in that runs as a process runs this same code.
@@ -374,7 +380,8 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     args = [str(a) for a in spec.get("args") or []]
     if repo.endswith("agnhost") or repo == "kubesim/echo":
         if command:
-            return ProcessContainer(name, log, netns, command + args, env, spec.get("workingDir"))
+            return ProcessContainer(name, log, netns, command + args, env, spec.get("workingDir"),
+                                    stdin=bool(spec.get("stdin")))
         mode = args[0] if args else ("netexec" if repo == "kubesim/echo" else "")
         if mode == "pause":
             return IdleContainer(name, log)
@@ -397,6 +404,6 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     if repo.rsplit("/", 1)[-1] in ("busybox", "alpine") and full[:1] == ["sleep"]:
         return IdleContainer(name, log)
     if full:
-        return ProcessContainer(name, log, netns, full, env, spec.get("workingDir"))
+        return ProcessContainer(name, log, netns, full, env, spec.get("workingDir"), stdin=bool(spec.get("stdin")))
     raise ContainerError("ErrImagePull", f'kubesim has no built-in workload for image "{image}": give the container '
                          "a command to run a real process, or use agnhost netexec, nginx, pause or busybox sleep")

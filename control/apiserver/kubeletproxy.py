@@ -1,0 +1,339 @@
+"""The apiserver's way to a pod's kubelet, for the pod subresources the kubelet serves: `log` (with
+follow), and `exec` / `attach` / `portforward` over WebSocket.
+
+As upstream's apiserver does (pkg/registry/core/pod/strategy.go LogLocation, ExecLocation,
+AttachLocation), the pod and its container are checked here, the kubelet found from the pod's node
+(its InternalIP and the port it reports), and the request carried to the kubelet API over HTTPS with
+the apiserver's kubelet client certificate. exec and attach are relayed frame by frame between the
+client's WebSocket and one opened to the kubelet with the subprotocol the kubelet chose, so that the
+session's end (the error channel's Status, then the close) reaches the client as the kubelet sent it.
+
+Errors are Status objects with upstream's wording: 400 for a container that is not the pod's, or a pod
+without a node; the kubelet's own refusal (`container not found ("c")`, 404) passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from control.api import remotecommand as rc
+from control.apiserver import errors
+from control.apiserver.errors import APIError
+from control.apiserver.registry import Registry
+from control.apiserver.resources import BY_KIND
+
+KUBELET_PORT = 10250
+#: seconds to reach a kubelet; a followed log or a session then lasts as long as it lasts
+CONNECT_TIMEOUT = 10.0
+#: the log options carried to the kubelet (PodLogOptions' query form)
+LOG_OPTIONS = ("tailLines", "limitBytes", "previous", "follow")
+#: the kubelet's answer to a session request without an upgrade (upstream's wording)
+UPGRADE_REQUIRED = "Upgrade request required"
+
+
+@dataclass(frozen=True)
+class KubeletClientConfig:
+    """How the apiserver reaches kubelet APIs: upstream's --kubelet-client-certificate / -key and
+    --kubelet-certificate-authority. Kubelets are reached over HTTPS only, their serving certificate
+    verified against the CA (it names the node's IP), the apiserver authenticated by its client cert."""
+
+    certificate: str
+    key: str
+    certificate_authority: str
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.certificate_authority)
+        context.load_cert_chain(self.certificate, self.key)
+        return context
+
+
+def container_of(pod: dict[str, Any], requested: str) -> str:
+    """The container a request is for: the one named, which must be in the pod's spec, or the pod's
+    only one (upstream's validateContainer in pkg/registry/core/pod/strategy.go)."""
+    name = pod["metadata"]["name"]
+    containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    if not requested:
+        if len(containers) != 1:
+            raise APIError(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: "
+                                              f"[{' '.join(str(c) for c in containers)}]")
+        return str(containers[0])
+    if requested not in containers:
+        raise APIError(400, "BadRequest", f"container {requested} is not valid for pod {name}")
+    return requested
+
+
+def kubelet_port(node: dict[str, Any]) -> int:
+    """The port the node's kubelet reports serving its API on, or the default (upstream's
+    NodeConnectionInfoGetter in pkg/kubelet/client/kubelet_client.go)."""
+    endpoint = ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
+    port = endpoint.get("Port")
+    return port if isinstance(port, int) and 0 < port < 65536 else KUBELET_PORT
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true")
+
+
+def exec_params(query: Mapping[str, str], *, attach: bool) -> list[tuple[str, str]]:
+    """PodExecOptions / PodAttachOptions as the kubelet API's query (upstream's streamParams)."""
+    params: list[tuple[str, str]] = []
+    if not attach:
+        getall = getattr(query, "getall", None)
+        commands = getall("command", []) if getall else ([query["command"]] if "command" in query else [])
+        if not commands:
+            raise APIError(400, "BadRequest", "you must specify at least 1 command")
+        params += [("command", c) for c in commands]
+    flags = {name: _true(query.get(name)) for name in ("stdin", "stdout", "stderr", "tty")}
+    if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
+        raise APIError(400, "BadRequest", "you must specify at least 1 of stdin, stdout, stderr")
+    for name, kubelet_name in (("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "tty")):
+        if flags[name]:
+            params.append((kubelet_name, "1"))
+    return params
+
+
+def portforward_params(query: Mapping[str, str]) -> list[tuple[str, str]]:
+    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query."""
+    getall = getattr(query, "getall", None)
+    values = getall("ports", []) if getall else ([query["ports"]] if "ports" in query else [])
+    ports = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    if not ports:
+        raise APIError(400, "BadRequest", "a port-forward names at least one port: ?ports=8080")
+    for port in ports:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise APIError(400, "BadRequest", f"invalid port {port!r}: a port is a number in [1, 65535]")
+    return [("ports", ",".join(ports))]
+
+
+def _check_portforward_transport(request: web.Request) -> None:
+    """kubectl's port-forward names its ports in SPDY stream headers, over SPDY/3.1 or (1.31 on) over a
+    WebSocket tunnelling SPDY: neither is served, and the answer says so before asking for ports."""
+    upgrade = request.headers.get("Upgrade", "")
+    offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    if upgrade.lower().startswith("spdy") or (upgrade.lower() == "websocket" and "spdy" in offered.lower()):
+        raise APIError(400, "BadRequest", "port-forward is served over WebSocket with v4.channel.k8s.io (as the "
+                                          "Python kubernetes client's portforward() speaks it); SPDY/3.1, which "
+                                          "kubectl port-forward uses, is not supported")
+
+
+def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
+    """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field); returns the
+    Warning texts for options kubesim's logs cannot honour (they record no per-line times)."""
+    causes = []
+    for option, least in (("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1)):
+        value = query.get(option)
+        if value is None:
+            continue
+        try:
+            number = int(value)
+        except ValueError:
+            causes.append({"reason": "FieldValueInvalid", "field": option,
+                           "message": f"Invalid value: {value!r}: must be an integer"})
+            continue
+        if number < least:
+            bound = "greater than or equal to 0" if least == 0 else "greater than 0"
+            causes.append({"reason": "FieldValueInvalid", "field": option,
+                           "message": f"Invalid value: {number}: must be {bound}"})
+    if "sinceSeconds" in query and "sinceTime" in query:
+        causes.append({"reason": "FieldValueForbidden", "field": "",
+                       "message": "at most one of `sinceTime` or `sinceSeconds` may be specified"})
+    if causes:
+        raise errors.invalid("", "PodLogOptions", name, causes)
+    ignored = [option for option in ("sinceSeconds", "sinceTime") if query.get(option)]
+    if _true(query.get("timestamps")):
+        ignored.append("timestamps")
+    if not ignored:
+        return []
+    return [f"{', '.join(ignored)} ignored: kubesim's container logs record no time per line, so the whole "
+            "log is shown, without timestamps"]
+
+
+class KubeletProxy:
+    def __init__(self, registry: Registry, kubelets: KubeletClientConfig | None):
+        self.registry = registry
+        self.context = kubelets.ssl_context() if kubelets else None
+
+    @property
+    def _ssl(self) -> ssl.SSLContext:
+        assert self.context is not None  # _location refused the request without one
+        return self.context
+
+    async def _location(self, namespace: str, name: str, kind: str, container: str) -> tuple[str, str]:
+        """The kubelet API URL of KIND (containerLogs, exec, attach: for a container of a pod; portForward:
+        for the pod), and the pod's node."""
+        pod = await self.registry.get(BY_KIND["Pod"], namespace, name)
+        chosen = container_of(pod, container) if kind != "portForward" else None
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise APIError(400, "BadRequest", f"pod {name} does not have a host assigned")
+        if self.context is None:
+            raise APIError(503, "ServiceUnavailable", "the apiserver has no kubelet client credentials: start it "
+                                                      "with --kubelet-client-certificate, --kubelet-client-key and "
+                                                      "--kubelet-certificate-authority")
+        node = await self.registry.get(BY_KIND["Node"], None, node_name)
+        address = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                        if a.get("type") == "InternalIP"), None)
+        if address is None:
+            raise APIError(503, "ServiceUnavailable", f"node {node_name} has no InternalIP")
+        # every part was checked above (stored names, a container of the pod): no path of the caller's
+        path = f"/{kind}/{namespace}/{name}" + (f"/{chosen}" if chosen else "")
+        return f"https://{address}:{kubelet_port(node)}{path}", node_name
+
+    @staticmethod
+    def _session(*, total: float | None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=total, sock_connect=CONNECT_TIMEOUT))
+
+    @staticmethod
+    def _refusal(status: int, body: bytes) -> APIError:
+        text = body.decode(errors="replace").strip() or f"the kubelet answered {status}"
+        reason = {400: "BadRequest", 404: "NotFound", 403: "Forbidden"}.get(status, "InternalError")
+        return APIError(status if status in (400, 403, 404) else 500, reason, text)
+
+    # -- log ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _unreachable(node: str, exc: Exception) -> APIError:
+        return APIError(503, "ServiceUnavailable", f"cannot reach the kubelet of {node}: {exc}")
+
+    async def read_log(self, namespace: str, name: str, query: Mapping[str, str]) -> bytes:
+        """A container's log as it is now (PodLogOptions in QUERY, follow aside)."""
+        url, node = await self._location(namespace, name, "containerLogs", query.get("container") or "")
+        params = {k: v for k, v in query.items() if k in LOG_OPTIONS and k != "follow"}
+        try:
+            async with self._session(total=CONNECT_TIMEOUT) as session, \
+                    session.get(url, params=params, ssl=self._ssl) as kubelet:
+                body = await kubelet.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._unreachable(node, exc) from None
+        if kubelet.status != 200:
+            raise self._refusal(kubelet.status, body)
+        return body
+
+    async def logs(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        query = request.query
+        warnings = CIMultiDict(("Warning", f'299 - "{text}"') for text in check_log_options(name, query))
+        if not _true(query.get("follow")):
+            return web.Response(body=await self.read_log(namespace, name, query), content_type="text/plain",
+                                headers=warnings)
+        url, node = await self._location(namespace, name, "containerLogs", query.get("container") or "")
+        params = {k: v for k, v in query.items() if k in LOG_OPTIONS}
+        async with self._session(total=None) as session:
+            try:
+                kubelet = await session.get(url, params=params, ssl=self._ssl)
+            except aiohttp.ClientError as exc:
+                raise self._unreachable(node, exc) from None
+            async with kubelet:
+                if kubelet.status != 200:
+                    raise self._refusal(kubelet.status, await kubelet.read())
+                # what the kubelet sends as it comes, until it ends the log (the container is gone) or the
+                # client goes away
+                response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
+                response.headers.extend(warnings)
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    async for chunk in kubelet.content.iter_any():
+                        await response.write(chunk)
+                    await response.write_eof()
+                return response
+
+    # -- exec, attach ---------------------------------------------------------------------------------
+
+    async def stream(self, request: web.Request, namespace: str, name: str, subresource: str) -> web.StreamResponse:
+        query = request.query
+        served: tuple[str, ...]
+        if subresource == "portforward":
+            _check_portforward_transport(request)
+            params, served = portforward_params(query), rc.PORT_FORWARD_PROTOCOLS
+            url, node = await self._location(namespace, name, "portForward", "")
+        else:
+            params, served = exec_params(query, attach=subresource == "attach"), rc.PROTOCOLS
+            url, node = await self._location(namespace, name, subresource, query.get("container") or "")
+        upgrade = request.headers.get("Upgrade", "")
+        if upgrade.lower() != "websocket":
+            # kubectl falls back to SPDY when the WebSocket upgrade fails: the kubelet's reason for refusing
+            # the session is the answer then too, and only a session it would serve meets the refusal of SPDY
+            refused = await self._refusal_of(url, node, params)
+            if refused is not None:
+                raise refused
+            if not upgrade:
+                raise APIError(400, "BadRequest", UPGRADE_REQUIRED)
+            raise APIError(400, "BadRequest", f"{subresource} is served over WebSocket (kubectl 1.30 and later; on "
+                                              "1.29 set KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true): upgrading to "
+                                              f"{upgrade} is not supported")
+        offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+                   for p in value.split(",") if p.strip()]
+        if rc.negotiate(offered, served) is None:
+            raise APIError(400, "BadRequest", f"none of the offered subprotocols {offered or '(none)'} is served; "
+                                              f"use one of {', '.join(served)}")
+        session = self._session(total=None)
+        try:
+            try:
+                kubelet = await session.ws_connect(url, params=params, protocols=offered, ssl=self._ssl,
+                                                   heartbeat=None, max_msg_size=0, method=request.method)
+            except aiohttp.WSServerHandshakeError as exc:
+                raise (await self._refusal_of(url, node, params)) or self._refusal(exc.status, b"") from None
+            except aiohttp.ClientError as exc:
+                raise self._unreachable(node, exc) from None
+            async with kubelet:
+                client = web.WebSocketResponse(protocols=(kubelet.protocol,) if kubelet.protocol else (),
+                                               heartbeat=None, max_msg_size=0)
+                await client.prepare(request)
+                await _relay(client, kubelet)
+                return client
+        finally:
+            await session.close()
+
+    async def _refusal_of(self, url: str, node: str, params: list[tuple[str, str]]) -> APIError | None:
+        """The kubelet's reason to refuse a session, asked with a plain request (its checks answer one as
+        they answer the upgrade, with the reason in the body, which aiohttp's handshake error does not
+        carry); None when it would serve it (it answers the plain request UPGRADE_REQUIRED)."""
+        try:
+            async with self._session(total=CONNECT_TIMEOUT) as session, \
+                    session.get(url, params=params, ssl=self._ssl) as answer:
+                body = await answer.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._unreachable(node, exc)
+        if answer.status == 400 and body.strip() == UPGRADE_REQUIRED.encode():
+            return None
+        return self._refusal(answer.status, body)
+
+
+async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
+    """Frames both ways until either side ends; then the other side is closed too."""
+
+    async def upstream() -> None:
+        async for message in client:
+            if message.type == WSMsgType.BINARY:
+                await kubelet.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await kubelet.send_str(message.data)
+
+    async def downstream() -> None:
+        async for message in kubelet:
+            if message.type == WSMsgType.BINARY:
+                await client.send_bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                await client.send_str(message.data)
+
+    loop = asyncio.get_running_loop()
+    tasks = {loop.create_task(upstream()), loop.create_task(downstream())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await kubelet.close()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await client.close()

@@ -1,0 +1,326 @@
+"""Into the pod, on one single-node cluster: unmodified kubectl (1.30, the first to speak WebSocket by
+default, and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a terminal with its size),
+`attach` and `logs -f` through the apiserver and the kubelet; the Python `kubernetes` client's
+`stream()` gets its exit code and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a
+command there; and bad requests get upstream's answers without leaving anything stuck (a client
+killed mid-session takes its command with it)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubesim import testing
+from netsim import names
+from tests.conftest import unavailable
+from tests.e2e.test_cluster import AGNHOST, REPO
+from tests.e2e.test_kubectl_apply import SDK_BIN, _kubectl_binary
+from tests.waiting import wait_until
+
+NAME = "exec"
+VERSIONS = ("1.30", "1.33")
+TALKER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done"
+
+
+class Exec:
+    """The cluster and the kubectl binaries the tests drive it with."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
+        self.kubeconfig = str(state / NAME / "kubeconfig")
+
+    def kubesim(self, *args: str, check: bool = True, stdin: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "kubesim", *args], capture_output=True, text=True, env=self.env,
+                              cwd=REPO, input=stdin, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubesim {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+        return done
+
+    @staticmethod
+    def binary(version: str) -> str:
+        found = _kubectl_binary(version)
+        if found is None:
+            unavailable(f"kubectl.{version} not found (in KUBESIM_KUBECTL_DIR, {SDK_BIN} or on PATH)")
+        return found
+
+    def argv(self, version: str, *args: str) -> list[str]:
+        return [self.binary(version), "--kubeconfig", self.kubeconfig, *args]
+
+    def kubectl(self, *args: str, version: str = "1.33", stdin: str | None = None, check: bool = True,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(self.argv(version, *args), capture_output=True, text=True, input=stdin,
+                              timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        self.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def pod(self, name: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", "pod", name, "-o", "json").stdout)
+
+    def wait_ready(self, *pods: str) -> None:
+        self.kubectl("wait", "--for=condition=Ready", *(f"pod/{p}" for p in pods), "--timeout=60s", timeout=70)
+
+
+def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": list(containers), "terminationGracePeriodSeconds": 2, **spec}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exec]:
+    c = Exec(tmp_path_factory.mktemp("state"))
+    c.kubesim("up", str(REPO / "topologies" / "single-node.yaml"), "--name", NAME)
+    try:
+        c.apply(pod("web", {"name": "agnhost", "image": AGNHOST, "args": ["netexec", "--http-port=8080"],
+                            "env": [{"name": "GREETING", "value": "hello from web"}]}),
+                pod("talker", {"name": "talk", "image": "busybox", "command": ["sh", "-c", TALKER]},
+                    {"name": "cat", "image": "busybox", "command": ["cat"], "stdin": True}))
+        c.wait_ready("web", "talker")
+        yield c
+    finally:
+        c.kubesim("down", "--name", NAME, check=False)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_exec_carries_stdout_stderr_and_the_exit_code(cluster: Exec, version: str) -> None:
+    done = cluster.kubectl("exec", "web", "--", "sh", "-c", 'echo "$GREETING"; echo oops >&2; exit 3',
+                           version=version, check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "hello from web\n"
+    assert "oops\n" in done.stderr and "command terminated with exit code 3" in done.stderr
+    # the command runs in the pod's network namespace: it has the pod's address
+    ip = cluster.pod("web")["status"]["podIP"]
+    assert f"inet {ip}/" in cluster.kubectl("exec", "web", "--", "ip", "-4", "addr", "show", "eth0",
+                                            version=version).stdout
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_exec_with_piped_stdin_ends_when_the_input_does(cluster: Exec, version: str) -> None:
+    lines = "".join(f"{i}\n" for i in range(2000))  # more than one frame's worth
+    done = cluster.kubectl("exec", "-i", "web", "--", "sh", "-c", "wc -l; echo done", version=version, stdin=lines)
+    assert done.stdout == "2000\ndone\n"
+
+
+def _on_a_terminal(argv: list[str], prompt: bytes, keys: bytes, *, rows: int, columns: int) -> tuple[int, bytes]:
+    """ARGV run with a terminal of ROWS x COLUMNS as its stdin/stdout/stderr, KEYS typed into it once it
+    printed PROMPT; its exit code and everything it printed."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    output = b""
+    typed = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not typed and prompt in output:
+                os.write(controller, keys)
+                typed = True
+            ready, _, _ = select.select([controller], [], [], 1)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # EIO: the terminal's last user is gone
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+        return process.wait(timeout=10), output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_exec_it_gives_the_command_a_terminal_of_the_callers_size(cluster: Exec, version: str) -> None:
+    # the initial resize goes out as the session starts, so before the keys typed at the prompt: one
+    # WebSocket keeps frames in order
+    code, output = _on_a_terminal(
+        cluster.argv(version, "exec", "-it", "web", "--", "sh", "-c", "echo ready; read key; stty size; tty; exit 4"),
+        b"ready", b"go\r", rows=33, columns=101)
+    text = output.decode(errors="replace").replace("\r", "")
+    assert code == 4, text
+    assert "33 101\n" in text and "/dev/pts/" in text
+
+
+def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec) -> None:
+    with subprocess.Popen(cluster.argv("1.33", "attach", "talker", "-c", "talk"), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as follower:
+        try:
+            assert follower.stdout is not None
+            first = follower.stdout.readline()
+            second = follower.stdout.readline()
+            assert first.startswith("line ") and second.startswith("line ")
+            assert int(second.split()[1]) == int(first.split()[1]) + 1
+        finally:
+            follower.kill()
+    # -i writes into the container's own stdin (`stdin: true`): cat prints it to its log
+    with subprocess.Popen(cluster.argv("1.33", "attach", "-i", "talker", "-c", "cat"), stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as writer:
+        try:
+            assert writer.stdin is not None
+            writer.stdin.write(b"through attach\n")
+            writer.stdin.flush()
+            wait_until(lambda: "through attach" in cluster.kubectl("logs", "talker", "-c", "cat").stdout,
+                       timeout=20, message="the attached line in cat's log")
+        finally:
+            writer.kill()
+
+
+def test_logs_follow_gets_new_lines_and_ends_when_the_pod_is_deleted(cluster: Exec) -> None:
+    cluster.apply(pod("follow-me", {"name": "talk", "image": "busybox", "command": ["sh", "-c", TALKER]}))
+    cluster.wait_ready("follow-me")
+    with subprocess.Popen(cluster.argv("1.33", "logs", "-f", "follow-me", "--tail=1"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as follower:
+        try:
+            assert follower.stdout is not None and follower.stderr is not None
+            first = int(follower.stdout.readline().split()[1])
+            later = int(follower.stdout.readline().split()[1])
+            assert later == first + 1  # a line written after the request came in
+            cluster.kubectl("delete", "pod", "follow-me", "--wait=false")
+            rest = follower.stdout.read()  # to its end: the follow ends with the container
+            assert follower.wait(timeout=60) == 0, follower.stderr.read()
+            assert all(line.startswith("line ") for line in rest.splitlines())
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+
+
+def test_log_options_tail_limit_and_previous(cluster: Exec) -> None:
+    assert len(cluster.kubectl("logs", "talker", "-c", "talk", "--tail=2").stdout.splitlines()) == 2
+    assert cluster.kubectl("logs", "talker", "-c", "talk", "--limit-bytes=4").stdout == "line"
+    refused = cluster.kubectl("logs", "talker", "-c", "talk", "--previous", check=False)
+    assert refused.returncode == 1
+    assert 'previous terminated container "talk" in pod "talker" not found' in refused.stderr
+
+
+def test_the_python_client_stream_gets_output_and_exit_code(cluster: Exec) -> None:
+    script = """
+import sys
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+api = client.CoreV1Api()
+session = stream(api.connect_get_namespaced_pod_exec, "web", "default", command=["sh", "-c", "echo py; exit 4"],
+                 stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+session.run_forever(timeout=30)
+print(repr(session.read_stdout()), session.returncode)
+"""
+    done = subprocess.run([sys.executable, "-c", script, cluster.kubeconfig], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "'py\\n' 4"
+
+
+def test_the_python_client_port_forwards_into_the_pod(cluster: Exec) -> None:
+    script = """
+import sys
+from kubernetes import client, config
+from kubernetes.stream import portforward
+config.load_kube_config(sys.argv[1])
+api = client.CoreV1Api()
+forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="8080,9999")
+sock = forward.socket(8080)
+sock.setblocking(True)
+sock.sendall(b"GET /hostname HTTP/1.1\\r\\nHost: web\\r\\nConnection: close\\r\\n\\r\\n")
+answer = b""
+while chunk := sock.recv(4096):
+    answer += chunk
+print(answer.split(b"\\r\\n\\r\\n", 1)[1].decode())
+refused = forward.socket(9999)
+refused.setblocking(True)
+refused.recv(1)  # closed once its error arrived
+print(forward.error(9999))
+"""
+    done = subprocess.run([sys.executable, "-c", script, cluster.kubeconfig], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    hostname, refused = done.stdout.splitlines()[:2]
+    assert hostname == "web"
+    assert "error forwarding port 9999 to pod default/web" in refused and "connection refused" in refused
+
+
+def test_kubesim_exec_runs_in_a_pod_and_returns_its_exit_code(cluster: Exec) -> None:
+    done = cluster.kubesim("exec", "--name", NAME, "web", "--", "sh", "-c", 'echo "$GREETING"; exit 5', check=False)
+    assert (done.returncode, done.stdout) == (5, "hello from web\n"), done.stderr
+    piped = cluster.kubesim("exec", "--name", NAME, "-i", "default/talker", "-c", "talk", "--", "wc", "-c",
+                            stdin="four")
+    assert piped.stdout.strip() == "4"
+    # nodes keep working as before
+    node = cluster.kubesim("exec", "--name", NAME, "control-plane", "--", "ip", "-4", "-o", "addr", "show", "eth0")
+    assert "inet 172.19." in node.stdout
+    missing = cluster.kubesim("exec", "--name", NAME, "nobody", "--", "true", check=False)
+    assert missing.returncode == 1 and 'pods "nobody" not found' in missing.stderr
+    # and the testing API reaches a pod's namespace by NAMESPACE/NAME
+    api = testing.Cluster(NAME, root=cluster.state)
+    assert cluster.pod("web")["status"]["podIP"] in api.exec("default/web", "ip", "-4", "addr").stdout
+
+
+def test_bad_requests_get_upstreams_answers(cluster: Exec) -> None:
+    cluster.apply(pod("nowhere", {"name": "c", "image": "pause"}, nodeSelector={"no-such": "node"}))
+    unplaced = cluster.kubectl("exec", "nowhere", "--", "true", check=False)
+    assert unplaced.returncode == 1 and "pod nowhere does not have a host assigned" in unplaced.stderr
+    wrong = cluster.kubectl("exec", "web", "-c", "nope", "--", "true", check=False)
+    assert wrong.returncode == 1 and "container nope is not valid for pod web" in wrong.stderr
+    cluster.kubectl("delete", "pod", "nowhere", "--wait=false")
+    # a container of the pod that is not running: the kubelet's (the runtime's) words, passed on
+    cluster.apply(pod("half", {"name": "done", "image": "busybox", "command": ["true"]},
+                      {"name": "idle", "image": "pause"}, restartPolicy="Never"))
+
+    def done_terminated() -> bool:
+        statuses = (cluster.pod("half").get("status") or {}).get("containerStatuses") or []
+        return any(s["name"] == "done" and "terminated" in (s.get("state") or {}) for s in statuses)
+
+    wait_until(done_terminated, timeout=30, message="container done of pod half terminated")
+    stopped = cluster.kubectl("exec", "half", "-c", "done", "--", "true", check=False)
+    assert stopped.returncode == 1 and 'container not found ("done")' in stopped.stderr
+    cluster.kubectl("delete", "pod", "half", "--wait=false")
+    # kubectl before 1.30 upgrades to SPDY/3.1, which is not served: it is told so, and how to get WebSocket
+    old = cluster.kubectl("exec", "web", "--", "true", version="1.29", check=False)
+    assert old.returncode == 1 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true" in old.stderr
+    # so does kubectl's port-forward (SPDY, or SPDY tunnelled through a WebSocket)
+    forwarded = cluster.kubectl("port-forward", "pod/web", "0:8080", check=False, timeout=30)
+    assert forwarded.returncode == 1 and "SPDY/3.1, which kubectl port-forward uses, is not supported" in \
+        forwarded.stderr
+
+
+def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_once(cluster: Exec) -> None:
+    netns = names.pod_ns(NAME, cluster.pod("web")["metadata"]["uid"])
+
+    def pids() -> list[str]:
+        return subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    assert pids() == []  # web is a built-in: no process of its own
+    with subprocess.Popen(cluster.argv("1.33", "exec", "web", "--", "sleep", "600")) as sleeper:
+        wait_until(lambda: len(pids()) == 1, timeout=30, message="the exec'd sleep running in the pod")
+        sleeper.send_signal(signal.SIGKILL)
+    wait_until(lambda: pids() == [], timeout=30, message="the sleep gone with its client")
+    sessions = [subprocess.Popen(cluster.argv("1.33", "exec", "web", "--", "sh", "-c", f"echo {i}; exit {i % 3}"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(12)]
+    results = [(s.communicate(timeout=60)[0], s.returncode) for s in sessions]
+    assert results == [(f"{i}\n", i % 3) for i in range(12)]
