@@ -1,7 +1,9 @@
 """The kubelet's node agent: node registration and heartbeats, and one worker per pod bound here.
 
 A pod's life: an address from the node's pod CIDR (recorded, so a restart neither loses nor reuses
-it), a sandbox (netsim: a network namespace on the node's bridge), its containers started, probes
+it), a sandbox (netsim: a network namespace on the node's bridge, with a UTS namespace carrying the
+pod's hostname and a mount namespace with the kubelet-managed /etc/hosts, /etc/hostname and
+/etc/resolv.conf bound over the machine's and the state directory hidden), its containers started, probes
 run, status reported; on deletion: SIGTERM, the grace period, SIGKILL, sandbox removed, address freed,
 and the pod object deleted for good (gracePeriodSeconds=0, uid precondition), as upstream does.
 """
@@ -35,20 +37,26 @@ from control.client import (
     KubeClientError,
     NotFound,
 )
+from control.dns import pod_dns_config
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.logs import LogRequestError, read_container_log, validate_log_request
+from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.workloads import (
     Container,
     ContainerError,
     ContainerFactory,
     ContainerLog,
+    RunAs,
+    expand,
     make_container,
     now_rfc3339,
+    run_as,
 )
-from netsim import names
+from netsim import names, namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel, LinuxKernel
+from netsim.place import PodPlace
 from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
 
 log = logging.getLogger("kubelet")
@@ -81,6 +89,13 @@ class NodeConfig:
     status_period: float = 10.0
     restart_backoff: float = 5.0
     max_restart_backoff: float = 300.0
+    # upstream's --cluster-dns and --cluster-domain: a ClusterFirst pod's resolv.conf
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    # upstream's --resolv-conf: the node's resolver settings (dnsPolicy Default; searches for ClusterFirst)
+    resolv_conf: Path | None = None
+    # directories no pod may see (kubesim's state directory: tokens, keys); state_dir always is one
+    hidden_dirs: list[Path] = field(default_factory=list)
 
 
 class IPAM:
@@ -148,8 +163,56 @@ class PodWorker:
         return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
 
     def logs_dir(self) -> Path:
+        """The pod's directory: its containers' logs, and the files bound into its sandbox."""
         meta = self.pod["metadata"]
         return self.kubelet.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{self.uid}"
+
+    @property
+    def hostname(self) -> str:
+        """What `hostname` says in the pod (spec.hostname or the pod's name; its FQDN with setHostnameAsFQDN)."""
+        try:
+            return uts_hostname(self.pod, self.kubelet.config.cluster_domain)
+        except PodFileError:
+            return pod_hostname(self.pod, self.kubelet.config.cluster_domain)[0]
+
+    def _place(self, ip: str) -> PodPlace:
+        """The pod's place: its hostname, and its /etc/hosts, /etc/hostname and /etc/resolv.conf written
+        into the pod's directory (as upstream's kubelet writes etc-hosts there) to be bound over the
+        machine's; the kubelet's hidden directories, with only the pod's own credentials left in them.
+        PodFileError or ValueError for a spec that cannot have them."""
+        cfg = self.kubelet.config
+        spec = self.pod.get("spec") or {}
+        hostname, domain = pod_hostname(self.pod, cfg.cluster_domain)
+        dns = pod_dns_config(self.pod, cluster_dns=cfg.cluster_dns, cluster_domain=cfg.cluster_domain,
+                             host_resolv_conf=self.kubelet.host_resolv_conf)
+        for warning in dns.warnings:
+            self.kubelet.spawn(self._post_event("DNSConfigForming", warning, True))
+        contents = {"/etc/hosts": hosts_file([ip], hostname, domain, spec.get("hostAliases") or []),
+                    "/etc/hostname": hostname_file(uts_hostname(self.pod, cfg.cluster_domain)),
+                    "/etc/resolv.conf": dns.render()}
+        directory = self.logs_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        files = []
+        for target, text in contents.items():
+            source = directory / ("etc-" + target.rsplit("/", 1)[1])
+            source.write_text(text)  # in place: a restarted kubelet rewriting it keeps the bound inode
+            source.chmod(0o644)  # a container running as any user reads its /etc files
+            files.append((target, str(source)))
+        credentials = self.service_account_kubeconfig()
+        return PodPlace(uts_hostname(self.pod, cfg.cluster_domain), files=tuple(files),
+                        hidden=tuple(str(d) for d in self.kubelet.hidden_dirs()),
+                        exposed=(str(credentials.resolve()),) if credentials else ())
+
+    def command_in(self, argv: list[str], container: str | None = None) -> list[str]:
+        """ARGV run in this pod as a process of CONTAINER (its first by default) would run: inside the
+        pod's network, UTS and mount namespaces, as the container's user (the kubelet's exec path)."""
+        if self.sandbox is None:
+            raise ContainerError("ContainerCreating", f"pod {self.key} has no sandbox yet")
+        state = self.containers.get(container) if container else next(iter(self.containers.values()), None)
+        if state is None:
+            raise ContainerError("NotFound", f"container {container!r} is not valid for pod {self.key}")
+        uid, gid = run_as(self.pod.get("spec") or {}, state.spec)
+        return namespaces.command_in(self.sandbox.netns, argv, uts=True, mnt=True, uid=uid, gid=gid)
 
     async def event(self, reason: str, message: str, warning: bool = False) -> None:
         """Record an Event in the background, as client-go's recorder does: the pod's progress never waits
@@ -206,10 +269,12 @@ class PodWorker:
                 ip = self.kubelet.ipam.allocate(self.uid)
                 sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
                 if not self.kubelet.kernel.ns_exists(sandbox.netns):
+                    sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu,
+                                          place=self._place(ip))
                     await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
                 self.sandbox = sandbox
                 return True
-            except (ContainerError, NetsimError) as exc:
+            except (ContainerError, NetsimError, ValueError) as exc:
                 message = exc.message if isinstance(exc, ContainerError) else str(exc)
                 log.warning("pod %s: cannot create its sandbox, retrying in %gs: %s", self.key, delay, message)
                 await self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}", warning=True)
@@ -226,15 +291,58 @@ class PodWorker:
         path = self.kubelet.config.state_dir / "serviceaccounts" / str(meta.get("namespace")) / f"{account}.kubeconfig"
         return path if path.is_file() else None
 
+    def container_env(self, spec: dict[str, Any]) -> dict[str, str]:
+        """The container's env as upstream's kubelet makes it: in order, each value with $(VAR) references
+        to the variables before it expanded, valueFrom.fieldRef read from the pod. Other valueFrom sources
+        are CreateContainerConfigError: kubesim's kubelet does not read Secrets or ConfigMaps."""
+        env: dict[str, str] = {}
+        for entry in spec.get("env") or []:
+            if "name" not in entry:
+                continue
+            source = entry.get("valueFrom")
+            if source is None:
+                env[entry["name"]] = expand(str(entry.get("value") or ""), env)
+                continue
+            path = (source.get("fieldRef") or {}).get("fieldPath")
+            value = self._field(str(path)) if path else None
+            if value is None:
+                kinds = ", ".join(sorted(source)) or "nothing"
+                raise ContainerError("CreateContainerConfigError",
+                                     f"env {entry['name']!r} of container {spec.get('name')!r}: valueFrom {kinds} "
+                                     f"{'fieldPath ' + repr(path) + ' ' if path else ''}is not supported by "
+                                     "kubesim's kubelet; give a value, or a fieldRef to metadata.name, "
+                                     "metadata.namespace, metadata.uid, metadata.labels['k'], "
+                                     "metadata.annotations['k'], spec.nodeName, spec.serviceAccountName, "
+                                     "status.podIP or status.hostIP")
+            env[entry["name"]] = value
+        return env
+
+    def _field(self, path: str) -> str | None:
+        """A fieldRef's value (upstream's podFieldSelectorRuntimeValue), None for one kubesim does not know."""
+        meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
+        for prefix, mapping in (("metadata.labels", meta.get("labels")), ("metadata.annotations",
+                                                                          meta.get("annotations"))):
+            if path.startswith(prefix + "['") and path.endswith("']"):
+                return str((mapping or {}).get(path[len(prefix) + 2:-2], ""))
+        ip = self.sandbox.ip if self.sandbox else ""
+        values = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"),
+                  "metadata.uid": meta.get("uid"), "spec.nodeName": self.kubelet.config.name,
+                  "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
+                  "status.podIP": ip, "status.podIPs": ip, "status.hostIP": self.kubelet.config.address,
+                  "status.hostIPs": self.kubelet.config.address}
+        found = values.get(path)
+        return None if found is None else str(found)
+
     async def _start_container(self, state: ContainerState) -> None:
         assert self.sandbox is not None
         spec = state.spec
-        env = {e["name"]: str(e.get("value", "")) for e in spec.get("env") or [] if "name" in e}
         container_log = ContainerLog(self.logs_dir() / f"{spec['name']}.log")
         try:
-            container = self.kubelet.containers(spec, netns=self.sandbox.netns,
-                                                hostname=self.pod["metadata"]["name"], log=container_log, env=env,
-                                                credentials=self.service_account_kubeconfig())
+            env = self.container_env(spec)
+            identity: RunAs = run_as(self.pod.get("spec") or {}, spec)
+            container = self.kubelet.containers(spec, netns=self.sandbox.netns, hostname=self.hostname,
+                                                log=container_log, env=env,
+                                                credentials=self.service_account_kubeconfig(), run_as=identity)
             await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)
@@ -473,10 +581,22 @@ class Kubelet:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.host_resolv_conf = config.resolv_conf.read_text() if config.resolv_conf else None
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
+
+    def hidden_dirs(self) -> list[Path]:
+        """The directories to hide in every pod: the configured ones and the kubelet's own, each once (one
+        inside another is hidden with it)."""
+        wanted = sorted({d.resolve() for d in [*self.config.hidden_dirs, self.config.state_dir] if d.is_dir()},
+                        key=lambda d: len(d.parts))
+        kept: list[Path] = []
+        for directory in wanted:
+            if not any(directory.is_relative_to(outer) for outer in kept):
+                kept.append(directory)
+        return kept
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run WORK in the background, keeping a reference until it is done (asyncio keeps only weak ones)."""
