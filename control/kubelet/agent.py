@@ -560,6 +560,17 @@ class PodWorker:
         return True
 
 
+def _read_resolv_conf(path: Path | None) -> str | None:
+    """The node's resolver file, or None: upstream's kubelet starts without one (a warning) rather than fail."""
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        log.warning("--resolv-conf %s cannot be read (%s): pods get no host DNS settings", path, exc.strerror)
+        return None
+
+
 class Kubelet:
     """One node's kubelet. Its side effects come through seams (habit 3), the real ones by default:
     KERNEL makes sandboxes (netsim's LinuxKernel; FakeKernel in tests), CONTAINERS makes containers
@@ -581,7 +592,7 @@ class Kubelet:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.host_resolv_conf = config.resolv_conf.read_text() if config.resolv_conf else None
+        self.host_resolv_conf = _read_resolv_conf(config.resolv_conf)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self._background: set[asyncio.Task[None]] = set()
