@@ -159,14 +159,19 @@ def create_pod_place(name: str, setup: list[str], *, timeout: float = 30.0) -> N
     if not exists(name):
         raise NamespaceError(f"network namespace {name!r} does not exist")
     pins = [pin_of(name, kind) for kind in POD_NAMESPACES]
-    try:
-        with _pin_dir_locked():
-            _pin_dir_private()
+    with _pin_dir_locked():
+        _pin_dir_private()
+        if any(os.path.lexists(pin) for pin in pins):
+            raise NamespaceError(f"the pod namespaces of {name!r} already exist")
+        try:
             for pin in pins:
-                try:
-                    os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
-                except FileExistsError:
-                    raise NamespaceError(f"pod namespace {pin} already exists") from None
+                os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        except BaseException:
+            for pin in pins:
+                with suppress(FileNotFoundError):
+                    os.unlink(pin)
+            raise
+    try:
         # unshare(1) pins the new namespaces from the namespace it started in (the kernel refuses to pin
         # a mount namespace from inside itself): one fork, no pid of ours to hold them.
         argv = ["nsenter", f"--net={path_of(name)}", "--", "unshare", f"--uts={pins[0]}", f"--mount={pins[1]}",

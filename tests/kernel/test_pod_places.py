@@ -77,6 +77,13 @@ def test_the_pod_has_its_hostname_and_files_and_the_machine_keeps_its_own(pod: P
             namespaces.PIN_DIR} <= set(_ours())
 
 
+def test_a_second_place_for_the_same_pod_is_refused_and_the_first_survives(pod: Pod) -> None:
+    with pytest.raises(NamespaceError, match="already exist"):
+        namespaces.create_pod_place(pod.netns, setup_command(PodPlace("again")))
+    assert namespaces.pod_place_exists(pod.netns)
+    assert pod.run("hostname").stdout == "web-0\n"
+
+
 def test_the_state_directory_is_hidden_but_the_pods_own_credentials_stay(pod: Pod) -> None:
     done = pod.run(f"cat {pod.state}/pki/token; echo rc=$?; ls -A {pod.state}; cat {pod.state}/sa/own.kubeconfig; "
                    f"touch {pod.state}/new; echo touch=$?")
