@@ -117,7 +117,9 @@ class LinuxKernel:
         return namespaces.exists(ns)
 
     def ns_create_place(self, ns: str, place: PodPlace) -> None:
-        """The UTS and mount namespaces of pod namespace NS, made as PLACE says; ns_delete removes them."""
+        """The UTS and mount namespaces of pod namespace NS, made as PLACE says; ns_delete removes them.
+        Unlike the rest of this class it may be called from any thread (it runs a process and uses no
+        netlink socket), so that pods' places are made side by side."""
         namespaces.create_pod_place(ns, setup_command(place))
 
     def set_sysctl(self, ns: str, key: str, value: str) -> None:

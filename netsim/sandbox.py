@@ -5,9 +5,9 @@ a veth pair made with its pod end already inside the pod's namespace (eth0) and 
 (vethXXXXXXXX) on cbr0 with hairpin on; the pod gets its address and a default route via the node's
 gateway address on cbr0. Addresses are the caller's to choose (the kubelet's IPAM records them).
 
-With a PLACE (netsim.place.PodPlace) the sandbox is a whole place, not only a network: a UTS and a mount
-namespace of its own beside the network namespace (its hostname, its /etc files, the state directory
-hidden), made after the network and removed with it.
+A pod's UTS and mount namespaces (its place: kernel.ns_create_place, netsim.place) are made after this,
+by the caller, off the netlink thread: making them runs a process, and many may run at once. They are
+removed with the network namespace (ns_delete), so delete_sandbox removes them too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from netaddr import IPAddress, IPNetwork
 from netsim import names
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel
-from netsim.place import PodPlace
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,6 @@ class Sandbox:
     prefixlen: int
     gateway: str
     mtu: int = 1500
-    place: PodPlace | None = None
 
     @property
     def netns(self) -> str:
@@ -42,15 +40,14 @@ class Sandbox:
         return names.pod_host_veth(self.pod_id)
 
 
-def sandbox_for(cluster: str, node: str, pod_cidr: str, pod_id: str, ip: str, *, mtu: int = 1500,
-                place: PodPlace | None = None) -> Sandbox:
+def sandbox_for(cluster: str, node: str, pod_cidr: str, pod_id: str, ip: str, *, mtu: int = 1500) -> Sandbox:
     """Describe the sandbox of POD_ID on NODE with address IP out of the node's POD_CIDR."""
     net = IPNetwork(pod_cidr)
     gateway = IPAddress(net.first + 1)
     address = IPAddress(ip)
     if address not in net or address in (net.network, net.broadcast, gateway):
         raise NetsimError(f"pod {pod_id}: {ip} is not a usable pod address of {node}'s podCIDR {pod_cidr}")
-    return Sandbox(cluster, node, pod_id, str(address), net.prefixlen, str(gateway), mtu, place)
+    return Sandbox(cluster, node, pod_id, str(address), net.prefixlen, str(gateway), mtu)
 
 
 def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
@@ -72,9 +69,6 @@ def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
         kernel.set_up(sandbox.netns, names.POD_IFACE)
         kernel.add_address(sandbox.netns, names.POD_IFACE, sandbox.ip, sandbox.prefixlen)
         kernel.add_route(sandbox.netns, "0.0.0.0/0", dev=names.POD_IFACE, gateway=sandbox.gateway)
-        if sandbox.place is not None:
-            # After the network: the place's /sys is mounted from inside the pod's network namespace.
-            kernel.ns_create_place(sandbox.netns, sandbox.place)
     except BaseException:
         delete_sandbox(sandbox, kernel=kernel)
         raise
@@ -84,10 +78,10 @@ def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
 
 
 def delete_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> bool:
-    """Remove SANDBOX (idempotent); its UTS and mount namespaces go with the network namespace
-    (ns_delete). Unpinning the namespace is enough: the kernel then destroys it and
-    the veth pair with it, in the background and in batches. Deleting the veth first would cost ~30 ms
-    of RCU grace period per pod, and the node end's name is unique to this pod anyway.
+    """Remove SANDBOX (idempotent), its UTS and mount namespaces with it. Unpinning the namespace is
+    enough: the kernel then destroys it and the veth pair with it, in the background and in batches.
+    Deleting the veth first would cost ~30 ms of RCU grace period per pod, and the node end's name is
+    unique to this pod anyway.
 
     Whatever still runs in the sandbox goes first, as a runtime stops a pod's containers with its
     sandbox: a process container left by a kubelet that was killed would otherwise keep the unpinned

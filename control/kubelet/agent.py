@@ -68,6 +68,7 @@ RUNTIME_VERSION = "kubesim://0.1.0"
 # carry a pod's Ready to the API.
 STATUS_RETRY_INITIAL = 0.5
 STATUS_RETRY_MAX = 8.0
+PLACE_WORKERS = 4
 
 
 @dataclass
@@ -269,9 +270,13 @@ class PodWorker:
                 ip = self.kubelet.ipam.allocate(self.uid)
                 sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
                 if not self.kubelet.kernel.ns_exists(sandbox.netns):
-                    sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu,
-                                          place=self._place(ip))
+                    place = self._place(ip)
                     await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
+                    try:
+                        await self.kubelet.make_place(sandbox.netns, place)
+                    except Exception:  # not on cancellation: a kubelet stopping leaves its pods running
+                        await self.kubelet.netlink(delete_sandbox, sandbox, kernel=self.kubelet.kernel)
+                        raise
                 self.sandbox = sandbox
                 return True
             except (ContainerError, NetsimError, ValueError) as exc:
@@ -591,6 +596,9 @@ class Kubelet:
         self.prober: Prober = prober if prober is not None else NetworkProber()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        # Making a pod's place runs a process (~20-100 ms, mostly its start): several at once, beside the
+        # netlink thread, so that a burst of pods is not queued behind them one by one.
+        self._place_threads = ThreadPoolExecutor(max_workers=PLACE_WORKERS, thread_name_prefix="place")
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.host_resolv_conf = _read_resolv_conf(config.resolv_conf)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
@@ -618,6 +626,11 @@ class Kubelet:
     async def netlink(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._netlink_thread,
                                                                 functools.partial(fn, *args, **kwargs))
+
+    async def make_place(self, netns: str, place: PodPlace) -> None:
+        """The UTS and mount namespaces of the pod sandbox NETNS (kernel.ns_create_place, thread-safe)."""
+        await asyncio.get_running_loop().run_in_executor(self._place_threads, self.kernel.ns_create_place, netns,
+                                                         place)
 
     # -- node -----------------------------------------------------------------------------------------
 
@@ -775,6 +788,7 @@ class Kubelet:
                 task.cancel()
             await self.netlink(self.kernel.close)
             self._netlink_thread.shutdown()
+            self._place_threads.shutdown()
 
     async def container_log(self, namespace: str, name: str, container: str | None, tail: int | None) -> bytes:
         """The log of a container of a pod on this node (its first container by default).
