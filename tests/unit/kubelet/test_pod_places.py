@@ -11,7 +11,10 @@ import pytest
 
 from control.kubelet.podfiles import PodFileError, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.workloads import ContainerError, ContainerLog, ProcessContainer, expand, make_container, run_as
-from tests.unit.kubelet.kit import running_node
+from netsim import names
+from netsim.errors import NamespaceError
+from netsim.place import PodPlace
+from tests.unit.kubelet.kit import CLUSTER, NODE, Node, RecordingKernel, running_node
 
 HEADER = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
           "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
@@ -107,6 +110,12 @@ def test_a_process_container_enters_all_of_the_pods_namespaces_as_its_user(tmp_p
 
 # -- what the kubelet asks the kernel for -------------------------------------------------------------
 
+def placed(node: Node, pod: str) -> PodPlace | None:
+    """The place of POD's sandbox, once made (after its network: the netns exists a moment before)."""
+    space = node.kernel.namespaces.get(node.sandbox_ns(pod))
+    return space.place if space is not None else None
+
+
 def test_the_kubelet_makes_each_sandbox_a_place_with_its_files(tmp_path: Path) -> None:
     hidden = tmp_path / "state-root"
     hidden.mkdir()
@@ -118,9 +127,7 @@ def test_the_kubelet_makes_each_sandbox_a_place_with_its_files(tmp_path: Path) -
                                 resolv_conf=resolv) as node:
             await node.create_pod("db-0", hostname="db-0", subdomain="db",
                                   hostAliases=[{"ip": "10.1.2.3", "hostnames": ["legacy"]}])
-            await node.eventually(lambda: node.kernel.ns_exists(node.sandbox_ns("db-0")), "db-0's sandbox")
-            place = node.kernel.namespaces[node.sandbox_ns("db-0")].place
-            assert place is not None
+            place = await node.eventually(lambda: placed(node, "db-0"), "db-0's sandbox and its place")
             assert place.hostname == "db-0"
             files = {target: Path(source).read_text() for target, source in place.files}
             ip = node.ipam()[node.pods["db-0"]["metadata"]["uid"]]
@@ -171,5 +178,36 @@ def test_an_env_source_kubesim_cannot_read_is_a_config_error_naming_the_fix(tmp_
 
             message = await node.eventually(reason, "CreateContainerConfigError")
             assert "env 'PASS'" in message and "secretKeyRef" in message and "give a value" in message
+
+    asyncio.run(main())
+
+
+class _PlaceFailsOnce(RecordingKernel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def ns_create_place(self, ns: str, place: PodPlace) -> None:
+        if not self.failed:
+            self.failed = True
+            raise NamespaceError(f"setting up the pod namespaces of {ns}: pod setup: mounting tmpfs: busy")
+        super().ns_create_place(ns, place)
+
+
+def test_a_place_that_cannot_be_made_removes_the_sandbox_and_is_retried_with_an_event(tmp_path: Path) -> None:
+    kernel = _PlaceFailsOnce()
+    node_ns = names.node_ns(CLUSTER, NODE)
+    kernel.ns_create(node_ns)
+    kernel.add_bridge(node_ns, names.NODE_BRIDGE)
+
+    async def main() -> None:
+        async with running_node(tmp_path, kernel=kernel, restart_backoff=1.0) as node:
+            await node.create_pod("web")
+            (event,) = await node.eventually(lambda: node.events("web", "FailedCreatePodSandBox"), "the event")
+            assert "mounting tmpfs: busy" in event["message"]
+            assert not kernel.ns_exists(node.sandbox_ns("web")), "the half-made sandbox was removed"
+            await node.clock.advance(1)
+            await node.eventually(lambda: placed(node, "web"), "the sandbox made again, with its place")
+            await node.eventually(lambda: node.containers.of("web", "c"), "web's container started")
 
     asyncio.run(main())
