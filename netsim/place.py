@@ -11,7 +11,6 @@ and hides each HIDDEN directory under an empty read-only tmpfs, keeping only the
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -41,6 +40,11 @@ class PodPlace:
 def setup_command(place: PodPlace) -> list[str]:
     """The command line that makes PLACE, run inside the pod's new namespaces: this interpreter in
     isolated mode without site (a few ms to start), on the setup script as a file."""
-    spec = {"hostname": place.hostname, "files": [list(f) for f in place.files], "hidden": list(place.hidden),
-            "exposed": list(place.exposed)}
-    return [sys.executable, "-I", "-S", str(SETUP_SCRIPT), json.dumps(spec)]
+    argv = [sys.executable, "-I", "-S", str(SETUP_SCRIPT), place.hostname]
+    for target, source in place.files:
+        argv += ["--bind", target, source]
+    for directory in place.hidden:
+        argv += ["--hide", directory]
+    for path in place.exposed:
+        argv += ["--expose", path]
+    return argv

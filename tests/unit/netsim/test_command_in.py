@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsim import namespaces
+from netsim import _podsetup, namespaces
 from netsim.errors import NetsimError
 from netsim.place import PodPlace, setup_command
 
@@ -45,10 +45,21 @@ def test_pins_have_kinds() -> None:
 
 
 def test_a_place_is_checked_and_its_setup_is_this_interpreter_on_the_script() -> None:
-    argv = setup_command(PodPlace("web-0", files=(("/etc/hosts", "/x/etc-hosts"),)))
+    argv = setup_command(PodPlace("web-0", files=(("/etc/hosts", "/x/etc-hosts"),), hidden=("/state",),
+                                  exposed=("/state/sa/own.kubeconfig",)))
     assert argv[1:3] == ["-I", "-S"] and argv[3].endswith("netsim/_podsetup.py")
-    assert '"hostname": "web-0"' in argv[4]
+    assert argv[4:] == ["web-0", "--bind", "/etc/hosts", "/x/etc-hosts", "--hide", "/state",
+                        "--expose", "/state/sa/own.kubeconfig"]
     with pytest.raises(NetsimError, match="absolute"):
         PodPlace("web-0", hidden=("relative",))
     with pytest.raises(NetsimError, match="1 to 64 bytes"):
         PodPlace("h" * 65)
+
+
+def test_the_setup_script_reads_back_what_setup_command_wrote() -> None:
+    place = PodPlace("web-0", files=(("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")),
+                     hidden=("/state", "/other"), exposed=("/state/a",))
+    assert _podsetup.parse(setup_command(place)[4:]) == (
+        "web-0", [("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")], ["/state", "/other"], ["/state/a"])
+    with pytest.raises(SystemExit, match="unexpected argument '--bind'"):
+        _podsetup.parse(["web-0", "--bind", "/only-one"])
