@@ -1,6 +1,7 @@
 """Run once inside a new pod's namespaces (namespaces.create_pod_place): make the pod a place.
 
     python -I -S _podsetup.py HOSTNAME [--bind TARGET SOURCE]... [--hide DIR]... [--expose FILE]...
+                              [--pins DIR]...
 
 It is started by unshare(1) in the pod's network namespace and its fresh UTS and mount namespaces,
 every mount already private (nothing it does reaches the machine), and it exits when done: the
@@ -10,7 +11,8 @@ here: 52 ms a pod with json and socket).
 
 Steps, in this order:
 1. The copies of nsfs mounts (every /run/netns pin, other pods' pins) are detached: a copy would keep
-   that namespace alive, with its veth and address, for as long as this pod lives.
+   that namespace alive, with its veth and address, for as long as this pod lives. A --pins directory
+   that is a mount point goes whole, in one call.
 2. /sys is mounted afresh from inside the pod's network namespace, so /sys/class/net shows the pod's
    interfaces (what `ip netns exec` does too).
 3. The hostname is set.
@@ -52,9 +54,19 @@ def _unescape(field: str) -> str:
     return field
 
 
-def detach_nsfs_mounts() -> None:
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of every mount here."""
     with open("/proc/self/mountinfo") as handle:
-        points = [_unescape(line.split()[4]) for line in handle if line.split(" - ", 1)[1].split()[0] == "nsfs"]
+        return [(_unescape(line.split()[4]), line.split(" - ", 1)[1].split()[0]) for line in handle]
+
+
+def detach_nsfs_mounts(pin_dirs: list[str]) -> None:
+    # A directory of pins that is a mount of its own goes in one call, all its pins with it: every detach
+    # waits out an RCU grace period, and a busy machine has hundreds of pins.
+    for directory in pin_dirs:
+        if any(point == directory for point, _ in _mounts()):
+            _libc.umount2(directory.encode(), MNT_DETACH)
+    points = [point for point, kind in _mounts() if kind == "nsfs"]
     for point in sorted(points, key=len, reverse=True):
         if _libc.umount2(point.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (22, 2):  # EINVAL, ENOENT
             code = ctypes.get_errno()
@@ -83,35 +95,32 @@ def hide(directory: str, exposed: list[str]) -> None:
             os.close(fd)
 
 
-def parse(argv: list[str]) -> tuple[str, list[tuple[str, str]], list[str], list[str]]:
-    """HOSTNAME, then --bind TARGET SOURCE, --hide DIR and --expose FILE, each repeatable."""
+def parse(argv: list[str]) -> tuple[str, list[tuple[str, str]], dict[str, list[str]]]:
+    """HOSTNAME, then --bind TARGET SOURCE, --hide DIR, --expose FILE and --pins DIR, each repeatable."""
     hostname, rest = argv[0], argv[1:]
     files: list[tuple[str, str]] = []
-    hidden: list[str] = []
-    exposed: list[str] = []
+    lists: dict[str, list[str]] = {"--hide": [], "--expose": [], "--pins": []}
     while rest:
         flag = rest.pop(0)
         if flag == "--bind" and len(rest) >= 2:
             files.append((rest.pop(0), rest.pop(0)))
-        elif flag == "--hide" and rest:
-            hidden.append(rest.pop(0))
-        elif flag == "--expose" and rest:
-            exposed.append(rest.pop(0))
+        elif flag in lists and rest:
+            lists[flag].append(rest.pop(0))
         else:
             raise SystemExit(f"pod setup: unexpected argument {flag!r}")
-    return hostname, files, hidden, exposed
+    return hostname, files, lists
 
 
 def main(argv: list[str]) -> None:
-    hostname, files, hidden, exposed = parse(argv)
-    detach_nsfs_mounts()
+    hostname, files, lists = parse(argv)
+    detach_nsfs_mounts(lists["--pins"])
     remount_sys()
     with open("/proc/sys/kernel/hostname", "w") as handle:  # the UTS namespace's own (sethostname(2))
         handle.write(hostname)
     for target, source in files:
         _mount(source, target, None, MS_BIND)
-    for directory in hidden:
-        hide(directory, exposed)
+    for directory in lists["--hide"]:
+        hide(directory, lists["--expose"])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netsim.errors import NetsimError
+from netsim.namespaces import NETNS_DIR, PIN_DIR
 
 SETUP_SCRIPT = Path(__file__).with_name("_podsetup.py")
 HOSTNAME_MAX = 64  # the kernel's __NEW_UTS_LEN
@@ -47,4 +48,6 @@ def setup_command(place: PodPlace) -> list[str]:
         argv += ["--hide", directory]
     for path in place.exposed:
         argv += ["--expose", path]
+    for directory in (NETNS_DIR, PIN_DIR):
+        argv += ["--pins", directory]
     return argv

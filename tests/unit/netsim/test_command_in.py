@@ -49,7 +49,7 @@ def test_a_place_is_checked_and_its_setup_is_this_interpreter_on_the_script() ->
                                   exposed=("/state/sa/own.kubeconfig",)))
     assert argv[1:3] == ["-I", "-S"] and argv[3].endswith("netsim/_podsetup.py")
     assert argv[4:] == ["web-0", "--bind", "/etc/hosts", "/x/etc-hosts", "--hide", "/state",
-                        "--expose", "/state/sa/own.kubeconfig"]
+                        "--expose", "/state/sa/own.kubeconfig", "--pins", "/run/netns", "--pins", "/run/kubesim-ns"]
     with pytest.raises(NetsimError, match="absolute"):
         PodPlace("web-0", hidden=("relative",))
     with pytest.raises(NetsimError, match="1 to 64 bytes"):
@@ -60,6 +60,7 @@ def test_the_setup_script_reads_back_what_setup_command_wrote() -> None:
     place = PodPlace("web-0", files=(("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")),
                      hidden=("/state", "/other"), exposed=("/state/a",))
     assert _podsetup.parse(setup_command(place)[4:]) == (
-        "web-0", [("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")], ["/state", "/other"], ["/state/a"])
+        "web-0", [("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")],
+        {"--hide": ["/state", "/other"], "--expose": ["/state/a"], "--pins": ["/run/netns", "/run/kubesim-ns"]})
     with pytest.raises(SystemExit, match="unexpected argument '--bind'"):
         _podsetup.parse(["web-0", "--bind", "/only-one"])
