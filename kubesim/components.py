@@ -268,6 +268,9 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
 
 
 def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
+    from control.dns import dns_service_ip
+
+    dns = dns_service_ip(topology.network.service_cidr) if topology.dns.enabled else ""
     for node in topology.nodes:
         taints = ",".join(f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in node.taints)
         start(state, names.node_ns(topology.name, node.name), f"kubelet-{node.name}", [
@@ -279,6 +282,9 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
             "--register-with-taints", taints, "--cpu", node.capacity.cpu, "--memory", node.capacity.memory,
             "--max-pods", str(node.capacity.pods), "--pod-mtu", str(mtu),
             "--root-dir", str(state.dir / "kubelet" / node.name),
+            "--cluster-dns", dns, "--cluster-domain", topology.dns.cluster_domain,
+            # Pods see none of the state root (every cluster's keys and tokens), only what is theirs.
+            "--hide-dir", str(state.root),
             "--tls-cert-file", str(pki_dir(state) / "kubelet" / f"{node.name}.crt"),
             "--tls-private-key-file", str(pki_dir(state) / "kubelet" / f"{node.name}.key"),
             "--client-ca-file", str(pki_dir(state) / "ca.crt"),

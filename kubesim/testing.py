@@ -274,10 +274,13 @@ class Cluster:
 
     def exec(self, target: str, *command: str, timeout: float = 30, check: bool = False,
              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run COMMAND inside TARGET's network namespace (a node, an external host, or a pod as NAMESPACE/NAME
-        or NAME); its exit code, stdout and stderr. It runs there directly, not through the API: for what
-        `kubectl exec` does (the container's env, the apiserver and kubelet in the path), run kubectl."""
-        argv = namespaces.command_in(self.namespace_of(target), list(command))
+        """Run COMMAND inside TARGET (a node, an external host, or a pod as NAMESPACE/NAME or NAME: all of the
+        pod's namespaces, so it sees the pod's hostname and /etc files); its exit code, stdout and stderr.
+        It runs there directly, not through the API: for what `kubectl exec` does (the container's env,
+        the apiserver and kubelet in the path), run kubectl."""
+        ns = self.namespace_of(target)
+        pod = namespaces.pod_place_exists(ns)
+        argv = namespaces.command_in(ns, list(command), uts=pod, mnt=pod)
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, input=stdin)
 
     def http(self, src: str, url: str, *, timeout: float = 5.0) -> HttpResponse:

@@ -12,6 +12,7 @@ from netaddr import IPAddress, IPNetwork
 
 from netsim.errors import NamespaceError, NetlinkError
 from netsim.names import IFNAMSIZ_MAX
+from netsim.place import PodPlace
 
 
 @dataclass
@@ -43,6 +44,7 @@ class FakeNamespace:
     fdb: list[tuple[str, str, str]] = field(default_factory=list)  # (dev, mac, dst)
     sysctls: dict[str, str] = field(default_factory=dict)
     processes: list[int] = field(default_factory=list)  # pids a test pretends run inside
+    place: PodPlace | None = None  # a pod's UTS and mount namespaces, pinned beside this one
 
 
 class FakeKernel:
@@ -102,6 +104,12 @@ class FakeKernel:
 
     def ns_exists(self, ns: str) -> bool:
         return ns in self.namespaces
+
+    def ns_create_place(self, ns: str, place: PodPlace) -> None:
+        space = self._ns(ns)
+        if space.place is not None:
+            raise NamespaceError(f"pod namespaces of {ns!r} already exist")
+        space.place = place
 
     def set_sysctl(self, ns: str, key: str, value: str) -> None:
         self._ns(ns).sysctls[key] = value

@@ -16,6 +16,7 @@ from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
 from netsim import namespaces
 from netsim.errors import NetlinkError
+from netsim.place import PodPlace, setup_command
 
 NUD_PERMANENT = 0x80
 LOOPBACK_IFINDEX = 1  # lo is interface 1 in every network namespace
@@ -28,6 +29,7 @@ class Kernel(Protocol):
     def ns_kill_processes(self, ns: str) -> list[int]: ...
     def ns_list(self) -> list[str]: ...
     def ns_exists(self, ns: str) -> bool: ...
+    def ns_create_place(self, ns: str, place: PodPlace) -> None: ...
     def link_exists(self, ns: str | None, name: str) -> bool: ...
     def link_names(self, ns: str | None) -> list[str]: ...
     def add_bridge(self, ns: str, name: str, *, mtu: int | None = None) -> None: ...
@@ -113,6 +115,12 @@ class LinuxKernel:
 
     def ns_exists(self, ns: str) -> bool:
         return namespaces.exists(ns)
+
+    def ns_create_place(self, ns: str, place: PodPlace) -> None:
+        """The UTS and mount namespaces of pod namespace NS, made as PLACE says; ns_delete removes them.
+        Unlike the rest of this class it may be called from any thread (it runs a process and uses no
+        netlink socket), so that pods' places are made side by side."""
+        namespaces.create_pod_place(ns, setup_command(place))
 
     def set_sysctl(self, ns: str, key: str, value: str) -> None:
         namespaces.write_sysctl(ns, key, value)

@@ -7,14 +7,25 @@ which is how a netlink socket "lives" inside a node or pod namespace while we us
 
 The names are files under /run/netns, exactly where iproute2 keeps them, so ``ip netns`` and
 ``ip netns exec`` see ours and we see theirs.
+
+A pod is more than its network namespace: its UTS namespace (its hostname) and its mount namespace
+(its /etc/hosts, /etc/hostname, /etc/resolv.conf, the state directory hidden) are pinned beside it
+under PIN_DIR with the same name (NAME.uts, NAME.mnt), made by ``create_pod_place`` and removed by
+``delete`` with the network namespace. ``command_in(name, argv, uts=True, mnt=True)`` enters all three.
+
+A mount namespace can only be pinned on a mount that does not propagate (the kernel refuses to copy a
+mount-namespace file into a peer, EINVAL), and on a systemd machine / is shared: PIN_DIR is therefore a
+private bind mount of itself while it holds any pin, unmounted again when the last one goes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +34,16 @@ from contextlib import contextmanager, suppress
 from netsim.errors import NamespaceError
 
 NETNS_DIR = "/run/netns"
+PIN_DIR = "/run/kubesim-ns"
+POD_NAMESPACES = ("uts", "mnt")  # pinned beside a pod's network namespace, in this order
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
+_MS_PRIVATE = 1 << 18
 _MNT_DETACH = 2
+# A pod's working directory is entered by a shell already inside the pod's mount namespace. nsenter's
+# own --wd opens the directory before it switches namespaces, i.e. as the machine sees it: a pod could
+# be given a cwd inside the state directory its mount namespace hides.
+_CHDIR = 'cd -- "$1" || exit 128; shift; exec "$@"'
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # One namespace switch at a time per thread is the rule; the lock keeps two of our own threads from
@@ -43,11 +61,37 @@ def path_of(name: str) -> str:
     return os.path.join(NETNS_DIR, name)
 
 
-def command_in(name: str, argv: list[str]) -> list[str]:
-    """ARGV run inside network namespace NAME, as a command line: nsenter switches only the network
-    namespace, so the process shares the mount namespace (and sees every /run/netns pin); `ip netns
-    exec` would also give it a mount namespace and /sys of its own."""
-    return ["nsenter", f"--net={path_of(name)}", "--", *argv]
+def pin_of(name: str, kind: str) -> str:
+    """Where the KIND ("uts" or "mnt") namespace of pod namespace NAME is pinned."""
+    if kind not in POD_NAMESPACES:
+        raise ValueError(f"namespace kind {kind!r}: use one of {', '.join(POD_NAMESPACES)}")
+    return os.path.join(PIN_DIR, f"{name}.{kind}")
+
+
+def command_in(name: str, argv: list[str], *, uts: bool = False, mnt: bool = False, uid: int | None = None,
+               gid: int | None = None, workdir: str | None = None) -> list[str]:
+    """ARGV run inside network namespace NAME, as a command line.
+
+    By default nsenter switches only the network namespace, so the process shares the mount namespace
+    (and sees every /run/netns pin): what node components want; `ip netns exec` would also give it a
+    mount namespace and /sys of its own. For a pod, UTS and MNT also enter the pod's UTS and mount
+    namespaces (pinned by create_pod_place): its hostname, its /etc files, the state directory hidden.
+    UID/GID switch identity (a GID alone keeps uid 0; a UID alone takes gid 0, as a container runtime
+    does for an image without that user), dropping supplementary groups; WORKDIR is the directory to
+    start in, as the pod sees it (it needs MNT), else the process starts in / of its mount namespace."""
+    if workdir is not None and not mnt:
+        raise ValueError(f"workdir {workdir!r} is a path in the pod's mount namespace: enter it (mnt=True)")
+    line = ["nsenter", f"--net={path_of(name)}"]
+    if uts:
+        line.append(f"--uts={pin_of(name, 'uts')}")
+    if mnt:
+        line.append(f"--mount={pin_of(name, 'mnt')}")
+    if uid is not None or gid is not None:
+        # nsenter applies setgid (and drops supplementary groups) before setuid.
+        line += [f"--setgid={gid or 0}", f"--setuid={uid or 0}"]
+    if workdir is not None:
+        argv = ["sh", "-c", _CHDIR, "sh", workdir, *argv]
+    return [*line, "--", *argv]
 
 
 def exists(name: str) -> bool:
@@ -97,13 +141,99 @@ def _pin_new_namespace(name: str, target: str) -> None:
 
 
 def delete(name: str) -> bool:
-    """Unpin a namespace; the kernel frees it (and its interfaces) once nothing uses it.
-    Returns whether it existed."""
+    """Unpin a namespace, and the pod UTS and mount namespaces pinned beside it; the kernel frees them
+    (and the interfaces) once nothing uses them. Returns whether the network namespace existed."""
+    delete_pod_place(name)  # first: a crash between the two leaves a netns, which sweeps find by name
     target = path_of(name)
     if not os.path.exists(target):
         return False
     _unpin(target)
     return True
+
+
+def create_pod_place(name: str, setup: list[str], *, timeout: float = 30.0) -> None:
+    """Give pod network namespace NAME a UTS and a mount namespace of its own, pinned at
+    pin_of(NAME, "uts"/"mnt"). SETUP (a command line) runs once inside all three, with every mount of
+    the new mount namespace private: it sets the hostname and makes the mounts. On failure nothing of
+    the two is left behind."""
+    if not exists(name):
+        raise NamespaceError(f"network namespace {name!r} does not exist")
+    pins = [pin_of(name, kind) for kind in POD_NAMESPACES]
+    with _pin_dir_locked():
+        _pin_dir_private()
+        if any(os.path.lexists(pin) for pin in pins):
+            raise NamespaceError(f"the pod namespaces of {name!r} already exist")
+        try:
+            for pin in pins:
+                os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+        except BaseException:
+            for pin in pins:
+                with suppress(FileNotFoundError):
+                    os.unlink(pin)
+            raise
+    try:
+        # unshare(1) pins the new namespaces from the namespace it started in (the kernel refuses to pin
+        # a mount namespace from inside itself): one fork, no pid of ours to hold them.
+        argv = ["nsenter", f"--net={path_of(name)}", "--", "unshare", f"--uts={pins[0]}", f"--mount={pins[1]}",
+                "--propagation", "private", "--", *setup]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NamespaceError(f"setting up the pod namespaces of {name}: {exc}") from None
+        if done.returncode != 0:
+            said = done.stderr.strip() or done.stdout.strip()
+            raise NamespaceError(f"setting up the pod namespaces of {name}: {said}")
+    except BaseException:
+        delete_pod_place(name)
+        raise
+
+
+def pod_place_exists(name: str) -> bool:
+    return all(os.path.exists(pin_of(name, kind)) for kind in POD_NAMESPACES)
+
+
+def delete_pod_place(name: str) -> bool:
+    """Unpin the UTS and mount namespaces of pod namespace NAME (idempotent); whether any was pinned."""
+    pins = [pin_of(name, kind) for kind in POD_NAMESPACES]
+    if not any(os.path.lexists(pin) for pin in pins):
+        return False
+    with _pin_dir_locked():
+        for pin in pins:
+            _unpin(pin)
+        if _pin_dir_mounted() and not os.listdir(PIN_DIR):
+            _check(_libc.umount2(PIN_DIR.encode(), _MNT_DETACH), f"unmounting {PIN_DIR}")
+    return True
+
+
+@contextmanager
+def _pin_dir_locked() -> Iterator[None]:
+    """PIN_DIR held against the other processes of the machine that pin or unpin there (every node's
+    kubelet): its private mount is made by the first pin and removed with the last."""
+    os.makedirs(PIN_DIR, mode=0o755, exist_ok=True)
+    fd = os.open(PIN_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the directory and its bind mount are one inode: one lock
+        yield
+    finally:
+        os.close(fd)
+
+
+def _pin_dir_mounted() -> bool:
+    # os.path.ismount cannot tell: a directory bound onto itself has its parent's device.
+    with open("/proc/self/mountinfo") as handle:
+        return any(line.split()[4] == PIN_DIR for line in handle)
+
+
+def _pin_dir_private() -> None:
+    if _pin_dir_mounted():
+        return
+    target = PIN_DIR.encode()
+    _check(_libc.mount(target, target, b"none", _MS_BIND, None), f"bind-mounting {PIN_DIR} onto itself")
+    try:
+        _check(_libc.mount(b"none", target, None, _MS_PRIVATE, None), f"making {PIN_DIR} a private mount")
+    except NamespaceError:
+        _libc.umount2(target, _MNT_DETACH)
+        raise
 
 
 def _unpin(target: str) -> None:

@@ -4,6 +4,10 @@ A sandbox is a network namespace wired to its node's pod bridge, as the bridge C
 a veth pair made with its pod end already inside the pod's namespace (eth0) and its node end
 (vethXXXXXXXX) on cbr0 with hairpin on; the pod gets its address and a default route via the node's
 gateway address on cbr0. Addresses are the caller's to choose (the kubelet's IPAM records them).
+
+A pod's UTS and mount namespaces (its place: kernel.ns_create_place, netsim.place) are made after this,
+by the caller, off the netlink thread: making them runs a process, and many may run at once. They are
+removed with the network namespace (ns_delete), so delete_sandbox removes them too.
 """
 
 from __future__ import annotations
@@ -74,9 +78,10 @@ def create_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> None:
 
 
 def delete_sandbox(sandbox: Sandbox, *, kernel: Kernel) -> bool:
-    """Remove SANDBOX (idempotent). Unpinning the namespace is enough: the kernel then destroys it and
-    the veth pair with it, in the background and in batches. Deleting the veth first would cost ~30 ms
-    of RCU grace period per pod, and the node end's name is unique to this pod anyway.
+    """Remove SANDBOX (idempotent), its UTS and mount namespaces with it. Unpinning the namespace is
+    enough: the kernel then destroys it and the veth pair with it, in the background and in batches.
+    Deleting the veth first would cost ~30 ms of RCU grace period per pod, and the node end's name is
+    unique to this pod anyway.
 
     Whatever still runs in the sandbox goes first, as a runtime stops a pod's containers with its
     sandbox: a process container left by a kubelet that was killed would otherwise keep the unpinned

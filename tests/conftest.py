@@ -9,7 +9,8 @@ root) asks through require_tool / require_module / require_root, or unavailable(
 through pytest.skip, skipif or importorskip directly.
 
 The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
-iptables-save for both iptables flavours) and fails the run if any of it differs afterwards.
+iptables-save for both iptables flavours, the mounts pinning pods' UTS and mount namespaces) and fails
+the run if any of it differs afterwards.
 """
 
 from __future__ import annotations
@@ -106,7 +107,17 @@ def root_snapshot() -> dict[str, str]:
         "nft list ruleset": _run(["nft", "list", "ruleset"]),
         "iptables-save": _strip_comments(_run(["iptables-save"])),
         "iptables-legacy-save": _strip_comments(_run(["iptables-legacy-save"])),
+        "mounts of pod namespaces": _pod_pin_mounts(),
     }
+
+
+def _pod_pin_mounts() -> str:
+    """The mounts under the directory pinning pods' UTS and mount namespaces (and its own)."""
+    from netsim.namespaces import PIN_DIR
+
+    with open("/proc/self/mountinfo") as handle:
+        points = [line.split()[4] for line in handle]
+    return "\n".join(sorted(p for p in points if p == PIN_DIR or p.startswith(PIN_DIR + "/")))
 
 
 def _strip_comments(text: str) -> str:

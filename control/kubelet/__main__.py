@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from pathlib import Path
@@ -49,13 +50,27 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def _addresses(text: str) -> list[str]:
+    """IP[,IP...], as upstream's --cluster-dns."""
+    found = [item.strip() for item in text.split(",") if item.strip()]
+    for item in found:
+        try:
+            ipaddress.ip_address(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not an IP address: give the cluster DNS Service's "
+                                             "ClusterIP, e.g. --cluster-dns 10.96.0.10") from None
+    return found
+
+
 async def main_async(args: argparse.Namespace) -> None:
     client = load_kubeconfig(args.kubeconfig)
     config = NodeConfig(
         name=args.node_name, cluster=args.cluster, address=args.node_ip, pod_cidr=args.pod_cidr, role=args.role,
         labels=args.node_labels, taints=args.register_with_taints, cpu=args.cpu,
         memory=args.memory, pods=args.max_pods, mtu=args.pod_mtu, state_dir=Path(args.root_dir),
-        heartbeat_period=args.heartbeat_period)
+        heartbeat_period=args.heartbeat_period, cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
+        resolv_conf=Path(args.resolv_conf) if args.resolv_conf else None,
+        hidden_dirs=[Path(d) for d in args.hide_dir])
     kubelet = Kubelet(client, config)
     context = server_context(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
     runner = await serve(kubelet, args.node_ip, context)
@@ -89,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pod-mtu", type=int, default=1500)
     parser.add_argument("--heartbeat-period", type=float, default=2.0)
     parser.add_argument("--root-dir", required=True, help="where pod addresses and logs are kept")
+    # upstream's DNS flags: what a pod's /etc/resolv.conf says
+    parser.add_argument("--cluster-dns", type=_addresses, default=[], metavar="IP[,IP...]",
+                        help="the cluster DNS server(s) of ClusterFirst pods (none: they fall back to Default)")
+    parser.add_argument("--cluster-domain", default="cluster.local")
+    parser.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                        help="the node's resolver file (dnsPolicy Default, and searches for ClusterFirst); "
+                             "'' for none")
+    parser.add_argument("--hide-dir", action="append", default=[], metavar="DIR",
+                        help="a directory no pod may see (kubesim's state directory), repeatable; "
+                             "--root-dir always is one")
     # upstream's flag names; the kubelet API is served over HTTPS only, to callers with a client
     # certificate from --client-ca-file
     parser.add_argument("--tls-cert-file", required=True, help="the kubelet API's serving certificate")

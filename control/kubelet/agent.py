@@ -1,7 +1,9 @@
 """The kubelet's node agent: node registration and heartbeats, and one worker per pod bound here.
 
 A pod's life: an address from the node's pod CIDR (recorded, so a restart neither loses nor reuses
-it), a sandbox (netsim: a network namespace on the node's bridge), its containers started, probes
+it), a sandbox (netsim: a network namespace on the node's bridge, with a UTS namespace carrying the
+pod's hostname and a mount namespace with the kubelet-managed /etc/hosts, /etc/hostname and
+/etc/resolv.conf bound over the machine's and the state directory hidden), its containers started, probes
 run, status reported; on deletion: SIGTERM, the grace period, SIGKILL, sandbox removed, address freed,
 and the pod object deleted for good (gracePeriodSeconds=0, uid precondition), as upstream does.
 """
@@ -39,9 +41,11 @@ from control.client import (
     KubeClientError,
     NotFound,
 )
+from control.dns import pod_dns_config
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
 from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
+from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.streaming import PodProcessTarget
 from control.kubelet.workloads import (
@@ -49,12 +53,15 @@ from control.kubelet.workloads import (
     ContainerError,
     ContainerFactory,
     ContainerLog,
+    RunAs,
     make_container,
     now_rfc3339,
+    run_as,
 )
-from netsim import names
+from netsim import names, namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel, LinuxKernel
+from netsim.place import PodPlace
 from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
 
 log = logging.getLogger("kubelet")
@@ -66,6 +73,7 @@ RUNTIME_VERSION = "kubesim://0.1.0"
 # carry a pod's Ready to the API.
 STATUS_RETRY_INITIAL = 0.5
 STATUS_RETRY_MAX = 8.0
+PLACE_WORKERS = 4
 
 
 @dataclass
@@ -87,6 +95,13 @@ class NodeConfig:
     status_period: float = 10.0
     restart_backoff: float = 5.0
     max_restart_backoff: float = 300.0
+    # upstream's --cluster-dns and --cluster-domain: a ClusterFirst pod's resolv.conf
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    # upstream's --resolv-conf: the node's resolver settings (dnsPolicy Default; searches for ClusterFirst)
+    resolv_conf: Path | None = None
+    # directories no pod may see (kubesim's state directory: tokens, keys); state_dir always is one
+    hidden_dirs: list[Path] = field(default_factory=list)
 
 
 class IPAM:
@@ -155,8 +170,56 @@ class PodWorker:
         return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
 
     def logs_dir(self) -> Path:
+        """The pod's directory: its containers' logs, and the files bound into its sandbox."""
         meta = self.pod["metadata"]
         return self.kubelet.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{self.uid}"
+
+    @property
+    def hostname(self) -> str:
+        """What `hostname` says in the pod (spec.hostname or the pod's name; its FQDN with setHostnameAsFQDN)."""
+        try:
+            return uts_hostname(self.pod, self.kubelet.config.cluster_domain)
+        except PodFileError:
+            return pod_hostname(self.pod, self.kubelet.config.cluster_domain)[0]
+
+    def _place(self, ip: str) -> PodPlace:
+        """The pod's place: its hostname, and its /etc/hosts, /etc/hostname and /etc/resolv.conf written
+        into the pod's directory (as upstream's kubelet writes etc-hosts there) to be bound over the
+        machine's; the kubelet's hidden directories, with only the pod's own credentials left in them.
+        PodFileError or ValueError for a spec that cannot have them."""
+        cfg = self.kubelet.config
+        spec = self.pod.get("spec") or {}
+        hostname, domain = pod_hostname(self.pod, cfg.cluster_domain)
+        dns = pod_dns_config(self.pod, cluster_dns=cfg.cluster_dns, cluster_domain=cfg.cluster_domain,
+                             host_resolv_conf=self.kubelet.host_resolv_conf)
+        for warning in dns.warnings:
+            self.kubelet.spawn(self._post_event("DNSConfigForming", warning, True))
+        contents = {"/etc/hosts": hosts_file([ip], hostname, domain, spec.get("hostAliases") or []),
+                    "/etc/hostname": hostname_file(uts_hostname(self.pod, cfg.cluster_domain)),
+                    "/etc/resolv.conf": dns.render()}
+        directory = self.logs_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        files = []
+        for target, text in contents.items():
+            source = directory / ("etc-" + target.rsplit("/", 1)[1])
+            source.write_text(text)  # in place: a restarted kubelet rewriting it keeps the bound inode
+            source.chmod(0o644)  # a container running as any user reads its /etc files
+            files.append((target, str(source)))
+        credentials = self.service_account_kubeconfig()
+        return PodPlace(uts_hostname(self.pod, cfg.cluster_domain), files=tuple(files),
+                        hidden=tuple(str(d) for d in self.kubelet.hidden_dirs()),
+                        exposed=(str(credentials.resolve()),) if credentials else ())
+
+    def command_in(self, argv: list[str], container: str | None = None) -> list[str]:
+        """ARGV run in this pod as a process of CONTAINER (its first by default) would run: inside the
+        pod's network, UTS and mount namespaces, as the container's user (the kubelet's exec path)."""
+        if self.sandbox is None:
+            raise ContainerError("ContainerCreating", f"pod {self.key} has no sandbox yet")
+        state = self.containers.get(container) if container else next(iter(self.containers.values()), None)
+        if state is None:
+            raise ContainerError("NotFound", f"container {container!r} is not valid for pod {self.key}")
+        uid, gid = run_as(self.pod.get("spec") or {}, state.spec)
+        return namespaces.command_in(self.sandbox.netns, argv, uts=True, mnt=True, uid=uid, gid=gid)
 
     async def event(self, reason: str, message: str, warning: bool = False) -> None:
         """Record an Event in the background, as client-go's recorder does: the pod's progress never waits
@@ -213,10 +276,16 @@ class PodWorker:
                 ip = self.kubelet.ipam.allocate(self.uid)
                 sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
                 if not self.kubelet.kernel.ns_exists(sandbox.netns):
+                    place = self._place(ip)
                     await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
+                    try:
+                        await self.kubelet.make_place(sandbox.netns, place)
+                    except Exception:  # not on cancellation: a kubelet stopping leaves its pods running
+                        await self.kubelet.netlink(delete_sandbox, sandbox, kernel=self.kubelet.kernel)
+                        raise
                 self.sandbox = sandbox
                 return True
-            except (ContainerError, NetsimError) as exc:
+            except (ContainerError, NetsimError, ValueError) as exc:
                 message = exc.message if isinstance(exc, ContainerError) else str(exc)
                 log.warning("pod %s: cannot create its sandbox, retrying in %gs: %s", self.key, delay, message)
                 await self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}", warning=True)
@@ -243,9 +312,10 @@ class PodWorker:
         container_log = ContainerLog(path)
         try:
             env = state.env = await self._environment(spec)
+            identity: RunAs = run_as(self.pod.get("spec") or {}, spec)
             container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
-                                                hostname=self.pod["metadata"]["name"], log=container_log, env=env,
-                                                credentials=self.service_account_kubeconfig())
+                                                hostname=self.hostname, log=container_log, env=env,
+                                                credentials=self.service_account_kubeconfig(), run_as=identity)
             await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)
@@ -519,6 +589,17 @@ class PodWorker:
         return True
 
 
+def _read_resolv_conf(path: Path | None) -> str | None:
+    """The node's resolver file, or None: upstream's kubelet starts without one (a warning) rather than fail."""
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        log.warning("--resolv-conf %s cannot be read (%s): pods get no host DNS settings", path, exc.strerror)
+        return None
+
+
 class Kubelet:
     """One node's kubelet. Its side effects come through seams (habit 3), the real ones by default:
     KERNEL makes sandboxes (netsim's LinuxKernel; FakeKernel in tests), CONTAINERS makes containers
@@ -539,13 +620,28 @@ class Kubelet:
         self.prober: Prober = prober if prober is not None else NetworkProber()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        # Making a pod's place runs a process (~20-100 ms, mostly its start): several at once, beside the
+        # netlink thread, so that a burst of pods is not queued behind them one by one.
+        self._place_threads = ThreadPoolExecutor(max_workers=PLACE_WORKERS, thread_name_prefix="place")
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.host_resolv_conf = _read_resolv_conf(config.resolv_conf)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
         self.workers: dict[str, PodWorker] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
         # The service variables of containers' environments come from here (the kubelet's service lister).
         self.services = Informer(client, SERVICES)
+
+    def hidden_dirs(self) -> list[Path]:
+        """The directories to hide in every pod: the configured ones and the kubelet's own, each once (one
+        inside another is hidden with it)."""
+        wanted = sorted({d.resolve() for d in [*self.config.hidden_dirs, self.config.state_dir] if d.is_dir()},
+                        key=lambda d: len(d.parts))
+        kept: list[Path] = []
+        for directory in wanted:
+            if not any(directory.is_relative_to(outer) for outer in kept):
+                kept.append(directory)
+        return kept
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run WORK in the background, keeping a reference until it is done (asyncio keeps only weak ones)."""
@@ -556,6 +652,11 @@ class Kubelet:
     async def netlink(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._netlink_thread,
                                                                 functools.partial(fn, *args, **kwargs))
+
+    async def make_place(self, netns: str, place: PodPlace) -> None:
+        """The UTS and mount namespaces of the pod sandbox NETNS (kernel.ns_create_place, thread-safe)."""
+        await asyncio.get_running_loop().run_in_executor(self._place_threads, self.kernel.ns_create_place, netns,
+                                                         place)
 
     # -- node -----------------------------------------------------------------------------------------
 
@@ -718,6 +819,7 @@ class Kubelet:
                 task.cancel()
             await self.netlink(self.kernel.close)
             self._netlink_thread.shutdown()
+            self._place_threads.shutdown()
 
     def _pod_container(self, namespace: str, name: str, container: str | None) -> tuple[PodWorker, str]:
         """The worker of a pod on this node and one of its containers (its first by default).
@@ -780,5 +882,7 @@ class Kubelet:
         worker, instance = self.running_container(namespace, name, container)
         assert worker.sandbox is not None
         spec = worker.containers[instance.name].spec
-        env = {"HOSTNAME": worker.pod["metadata"]["name"], **worker.containers[instance.name].env}
-        return PodProcessTarget(worker.sandbox.netns, env, spec.get("workingDir"))
+        env = {"HOSTNAME": worker.hostname, **worker.containers[instance.name].env}
+        uid, gid = run_as(worker.pod.get("spec") or {}, spec)
+        return PodProcessTarget(worker.sandbox.netns, env, spec.get("workingDir"),
+                                place=namespaces.pod_place_exists(worker.sandbox.netns), uid=uid, gid=gid)

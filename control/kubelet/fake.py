@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from control.kubelet.probes import ProbeResult
-from control.kubelet.workloads import Container, ContainerError, ContainerLog, now_rfc3339
+from control.kubelet.workloads import Container, ContainerError, ContainerLog, RunAs, now_rfc3339
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM: what a container that honours the stop signal exits with
 
@@ -34,6 +34,7 @@ class FakeContainer(Container):
         self.env = env
         self.failure = failure
         self.stops: list[float] = []  # the grace period of each stop the kubelet asked for
+        self.run_as: RunAs = (None, None)
 
     async def start(self) -> None:
         if self.failure is not None:
@@ -58,9 +59,11 @@ class FakeContainers:
         self._failures: dict[str, ContainerError] = {}
 
     def __call__(self, spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,
-                 env: dict[str, str], credentials: Path | None = None) -> FakeContainer:
+                 env: dict[str, str], credentials: Path | None = None,
+                 run_as: RunAs = (None, None)) -> FakeContainer:
         failure = self._failures.pop(spec.get("name", ""), None)
         container = FakeContainer(spec, netns=netns, hostname=hostname, log=log, env=env, failure=failure)
+        container.run_as = run_as
         self.made.append(container)
         return container
 

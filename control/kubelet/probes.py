@@ -83,7 +83,8 @@ async def _exec(command: list[str], netns: str, timeout: float) -> ProbeResult:
     if not command:
         return ProbeResult(False, "exec probe has no command")
     process = await asyncio.create_subprocess_exec(
-        *namespaces.command_in(netns, command),
+        # in the container's place, as upstream runs it: the pod's hostname, /etc files and mounts
+        *namespaces.command_in(netns, command, uts=True, mnt=True),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout)

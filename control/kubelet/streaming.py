@@ -88,12 +88,22 @@ class PodProcessTarget:
     netns: str
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    place: bool = False  # the pod has its UTS and mount namespaces (a sandbox of an older kubelet may not)
+    uid: int | None = None  # the container's securityContext identity
+    gid: int | None = None
+
+    @property
+    def host_cwd(self) -> str | None:
+        """The directory to start the entering command in, as this process sees it: none for a pod with a
+        mount namespace (the working directory is entered inside it, as the pod sees its files)."""
+        return None if self.place else self.workdir
 
 
 def pod_command(target: PodProcessTarget, argv: list[str]) -> list[str]:
-    """ARGV as a command line entered into the pod's namespaces: the single entry point for exec, so that a
-    pod gaining namespaces (UTS, mount) changes only this."""
-    return namespaces.command_in(target.netns, argv)
+    """ARGV as a command line entered into the pod's namespaces (network, and UTS and mount where the pod
+    has them) as the container's user: the single entry point for exec."""
+    return namespaces.command_in(target.netns, argv, uts=target.place, mnt=target.place, uid=target.uid,
+                                 gid=target.gid, workdir=target.workdir if target.place else None)
 
 
 async def pod_connection(target: PodProcessTarget, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -247,7 +257,7 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
         if streams.tty:
             master, slave = os.openpty()
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=target.workdir,
+                *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=target.host_cwd,
                 start_new_session=True, preexec_fn=_controlling_terminal)
             os.close(slave)
             slave = -1
@@ -255,7 +265,7 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
             pipe, none = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
             process = await asyncio.create_subprocess_exec(
                 *argv, stdin=pipe if streams.stdin else none, stdout=pipe if streams.stdout else none,
-                stderr=pipe if streams.stderr else none, env=env, cwd=target.workdir, start_new_session=True)
+                stderr=pipe if streams.stderr else none, env=env, cwd=target.host_cwd, start_new_session=True)
     except OSError as exc:
         for fd in (master, slave):
             if fd >= 0:

@@ -10,8 +10,10 @@ sockets opened inside the pod's network namespace (no process per pod, a few KB 
     registry.k8s.io/coredns/coredns   cluster DNS (control/dns) as a process in the pod's namespace, with
                               the pod's ServiceAccount credentials; args are control.dns's flags
 
-or a real process (`command`/`args` with the machine's binaries), run inside the pod's namespace with
-its env, its output captured to the container's log.
+or a real process (`command`/`args` with the machine's binaries, `$(VAR)` references expanded from
+its env as upstream does), run inside all of the pod's namespaces (network, UTS: its hostname, mount:
+its /etc/hosts, /etc/hostname, /etc/resolv.conf, the state directory hidden) with its env, workingDir
+and securityContext's runAsUser/runAsGroup (run_as), its output captured to the container's log.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -270,29 +273,82 @@ class PageContainer(ServingContainer):
         return 200, f"<html><body><h1>Welcome to nginx!</h1><p>Served by pod {self.hostname}.</p></body></html>\n"
 
 
+RunAs = tuple[int | None, int | None]  # (uid, gid); None: the runtime's default (root)
+
+
+def run_as(pod_spec: dict[str, Any], container: dict[str, Any]) -> RunAs:
+    """The identity a container runs as: runAsUser and runAsGroup of the container's securityContext,
+    else the pod's (the container's wins field by field). With a user and no group, the group is that
+    user's primary group in /etc/passwd, else 0, as container runtimes look the user up in the image.
+    runAsNonRoot with no non-root user is CreateContainerConfigError, as upstream's kubelet refuses it."""
+    pod_context = pod_spec.get("securityContext") or {}
+    own = container.get("securityContext") or {}
+
+    def field(name: str) -> Any:
+        return own[name] if own.get(name) is not None else pod_context.get(name)
+
+    uid, gid = field("runAsUser"), field("runAsGroup")
+    for name, value in (("runAsUser", uid), ("runAsGroup", gid)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ContainerError("CreateContainerConfigError",
+                                 f"securityContext.{name} {value!r} of container {container.get('name')!r}: "
+                                 "give a non-negative integer id")
+    if field("runAsNonRoot") and not uid:
+        raise ContainerError("CreateContainerConfigError", "container has runAsNonRoot and image will run as root "
+                             f"(container: {container.get('name')}): set securityContext.runAsUser to a non-zero id")
+    if uid is not None and gid is None:
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = 0
+    return uid, gid
+
+
+def _home_of(uid: int | None) -> str:
+    try:
+        return pwd.getpwuid(uid or 0).pw_dir
+    except KeyError:
+        return "/"
+
+
 class ProcessContainer(Container):
-    """A real process inside the pod's network namespace (nsenter switches only that namespace)."""
+    """A real process inside all of the pod's namespaces: network, UTS and mount (namespaces.command_in)."""
 
     def __init__(self, name: str, log: ContainerLog, netns: str, argv: list[str], env: dict[str, str],
-                 workdir: str | None = None, *, stdin: bool = False):
+                 workdir: str | None = None, *, hostname: str = "", identity: RunAs = (None, None),
+                 stdin: bool = False):
         super().__init__(name, log)
         self.keeps_stdin = stdin  # the spec's `stdin: true`: a pipe `kubectl attach -i` writes to
         self.netns = netns
         self.argv = argv
         self.env = env
         self.workdir = workdir
+        self.hostname = hostname
+        self.identity = identity
         self.process: asyncio.subprocess.Process | None = None
         self._waiter: asyncio.Task[None] | None = None
+
+    def environment(self) -> dict[str, str]:
+        """What the process starts with: PATH, HOSTNAME and HOME as a container runtime sets them, then
+        the container's env, which wins."""
+        base = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": _home_of(self.identity[0])}
+        if self.hostname:
+            base["HOSTNAME"] = self.hostname
+        return {**base, **self.env}
+
+    def command_line(self) -> list[str]:
+        uid, gid = self.identity
+        return namespaces.command_in(self.netns, self.argv, uts=True, mnt=True, uid=uid, gid=gid,
+                                     workdir=self.workdir or None)
 
     async def start(self) -> None:
         handle = open(self.log.path, "ab")  # noqa: SIM115 - handed to the child; closed after spawn
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *namespaces.command_in(self.netns, self.argv),
+                *self.command_line(),
                 stdin=asyncio.subprocess.PIPE if self.keeps_stdin else asyncio.subprocess.DEVNULL,
                 stdout=handle, stderr=asyncio.subprocess.STDOUT,
-                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **self.env},
-                cwd=self.workdir, start_new_session=True)
+                env=self.environment(), start_new_session=True)
         except OSError as exc:
             raise ContainerError("StartError", f"failed to start {self.argv[0]!r}: {exc.strerror}") from None
         finally:
@@ -332,7 +388,7 @@ _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _coredns(name: str, log: ContainerLog, netns: str, args: list[str], env: dict[str, str],
-             credentials: Path | None) -> ProcessContainer:
+             credentials: Path | None, *, hostname: str, identity: RunAs) -> ProcessContainer:
     """CoreDNS's image: this project's DNS server (python -m control.dns) in the pod's namespace, reading
     the API with the pod's ServiceAccount credentials as CoreDNS reads it with its projected token."""
     if credentials is None or not credentials.is_file():
@@ -342,7 +398,8 @@ def _coredns(name: str, log: ContainerLog, netns: str, args: list[str], env: dic
     # CoreDNS's own `-conf FILE`: kubesim has no Corefile; the zone's options come as control.dns flags.
     kept = [a for i, a in enumerate(args) if a != "-conf" and (i == 0 or args[i - 1] != "-conf")]
     argv = [sys.executable, "-m", "control.dns", "--kubeconfig", str(credentials), *kept]
-    return ProcessContainer(name, log, netns, argv, {"PYTHONPATH": _IMPORT_ROOT, **env})
+    return ProcessContainer(name, log, netns, argv, {"PYTHONPATH": _IMPORT_ROOT, **env}, hostname=hostname,
+                            identity=identity)
 
 
 def _flag(args: list[str], name: str, default: int) -> int:
@@ -365,23 +422,33 @@ class ContainerFactory(Protocol):
     NETNS. make_container is the real one; control.kubelet.fake.FakeContainers records instead."""
 
     def __call__(self, spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,
-                 env: dict[str, str], credentials: Path | None = None) -> Container: ...
+                 env: dict[str, str], credentials: Path | None = None,
+                 run_as: RunAs = (None, None)) -> Container: ...
 
 
 def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog,
-                   env: dict[str, str], credentials: Path | None = None) -> Container:
+                   env: dict[str, str], credentials: Path | None = None,
+                   run_as: RunAs = (None, None)) -> Container:
     """The container SPEC describes: a built-in workload for the images kubesim knows, else a real
     process when a command is given, else ContainerError (the image cannot be "pulled"). CREDENTIALS is
-    the kubeconfig of the pod's ServiceAccount, when one was issued (built-ins that read the API)."""
+    the kubeconfig of the pod's ServiceAccount, when one was issued (built-ins that read the API);
+    RUN_AS the (uid, gid) a process runs as (run_as()). Built-ins are served by the kubelet itself and
+    answer with HOSTNAME, the pod's."""
     name = spec.get("name", "")
     image = spec.get("image", "")
     repo = _repository(image)
-    command = list(spec.get("command") or [])
+    # $(VAR) in command and args is expanded by the kubelet before (envvars.expand_command), once.
+    command = [str(a) for a in spec.get("command") or []]
     args = [str(a) for a in spec.get("args") or []]
+    workdir = spec.get("workingDir") or None
+
+    def process(argv: list[str]) -> ProcessContainer:
+        return ProcessContainer(name, log, netns, argv, env, workdir, hostname=hostname, identity=run_as,
+                                stdin=bool(spec.get("stdin")))
+
     if repo.endswith("agnhost") or repo == "kubesim/echo":
         if command:
-            return ProcessContainer(name, log, netns, command + args, env, spec.get("workingDir"),
-                                    stdin=bool(spec.get("stdin")))
+            return process(command + args)
         mode = args[0] if args else ("netexec" if repo == "kubesim/echo" else "")
         if mode == "pause":
             return IdleContainer(name, log)
@@ -395,7 +462,7 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
             raise ContainerError("CreateContainerError", f"bad netexec arguments {args}") from None
         return NetexecContainer(name, log, netns, hostname, http_port, udp_port)
     if repo.endswith("coredns/coredns") and not command:
-        return _coredns(name, log, netns, args, env, credentials)
+        return _coredns(name, log, netns, args, env, credentials, hostname=hostname, identity=run_as)
     if repo.endswith("nginx") and not command:
         return PageContainer(name, log, netns, hostname)
     if repo.endswith("pause") and not command:
@@ -404,6 +471,6 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     if repo.rsplit("/", 1)[-1] in ("busybox", "alpine") and full[:1] == ["sleep"]:
         return IdleContainer(name, log)
     if full:
-        return ProcessContainer(name, log, netns, full, env, spec.get("workingDir"), stdin=bool(spec.get("stdin")))
+        return process(full)
     raise ContainerError("ErrImagePull", f'kubesim has no built-in workload for image "{image}": give the container '
                          "a command to run a real process, or use agnhost netexec, nginx, pause or busybox sleep")

@@ -48,3 +48,22 @@ def test_a_bad_taint_is_a_usage_error(capsys: pytest.CaptureFixture[str], value:
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "argument --register-with-taints:" in err and says in err
+
+
+def test_dns_flags_and_hidden_directories_as_upstream_names_them() -> None:
+    args = build_parser().parse_args([*REQUIRED, "--cluster-dns", "10.96.0.10", "--cluster-domain", "corp.example",
+                                      "--hide-dir", "/a", "--hide-dir", "/b", "--resolv-conf", ""])
+    assert (args.cluster_dns, args.cluster_domain, args.hide_dir, args.resolv_conf) == (
+        ["10.96.0.10"], "corp.example", ["/a", "/b"], "")
+    defaults = build_parser().parse_args(REQUIRED)
+    assert (defaults.cluster_dns, defaults.cluster_domain, defaults.resolv_conf) == (
+        [], "cluster.local", "/etc/resolv.conf")
+    assert build_parser().parse_args([*REQUIRED, "--cluster-dns", ""]).cluster_dns == []  # no cluster DNS
+
+
+def test_a_bad_cluster_dns_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*REQUIRED, "--cluster-dns", "kube-dns"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --cluster-dns: 'kube-dns' is not an IP address" in err

@@ -1,0 +1,131 @@
+"""Run once inside a new pod's namespaces (namespaces.create_pod_place): make the pod a place.
+
+    python -I -S _podsetup.py HOSTNAME [--bind TARGET SOURCE]... [--hide DIR]... [--expose FILE]...
+                              [--pins DIR]...
+
+It is started by unshare(1) in the pod's network namespace and its fresh UTS and mount namespaces,
+every mount already private (nothing it does reaches the machine), and it exits when done: the
+namespaces stay pinned. Run as a file, not a module, importing only os, sys and ctypes, so that it
+starts in a few milliseconds: json, socket or argparse would each cost as much as the rest (measured
+here: 52 ms a pod with json and socket).
+
+Steps, in this order:
+1. The copies of nsfs mounts (every /run/netns pin, other pods' pins) are detached: a copy would keep
+   that namespace alive, with its veth and address, for as long as this pod lives. A --pins directory
+   that is a mount point goes whole, in one call.
+2. /sys is mounted afresh from inside the pod's network namespace, so /sys/class/net shows the pod's
+   interfaces (what `ip netns exec` does too).
+3. The hostname is set.
+4. Each FILE's source is bound over its target (/etc/hosts, /etc/hostname, /etc/resolv.conf).
+5. Each HIDDEN directory gets an empty read-only tmpfs over it (the state directory: tokens, keys),
+   except for the EXPOSED files under it, bound back at their own paths (the pod's own credentials).
+   They are opened before the directory is hidden, and bound from the open file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MNT_DETACH = 2
+O_PATH = 0o10000000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"mounting {source} on {target}: {os.strerror(code)}")
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes
+    for code in ("040", "011", "012", "134"):
+        field = field.replace("\\" + code, chr(int(code, 8)))
+    return field
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of every mount here."""
+    with open("/proc/self/mountinfo") as handle:
+        return [(_unescape(line.split()[4]), line.split(" - ", 1)[1].split()[0]) for line in handle]
+
+
+def detach_nsfs_mounts(pin_dirs: list[str]) -> None:
+    # A directory of pins that is a mount of its own goes in one call, all its pins with it: every detach
+    # waits out an RCU grace period, and a busy machine has hundreds of pins.
+    for directory in pin_dirs:
+        if any(point == directory for point, _ in _mounts()):
+            _libc.umount2(directory.encode(), MNT_DETACH)
+    points = [point for point, kind in _mounts() if kind == "nsfs"]
+    for point in sorted(points, key=len, reverse=True):
+        if _libc.umount2(point.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (22, 2):  # EINVAL, ENOENT
+            code = ctypes.get_errno()
+            raise OSError(code, f"detaching {point}: {os.strerror(code)}")
+
+
+def remount_sys() -> None:
+    if _libc.umount2(b"/sys", MNT_DETACH) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"detaching /sys: {os.strerror(code)}")
+    _mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def hide(directory: str, exposed: list[str]) -> None:
+    inside = [path for path in exposed if path.startswith(directory.rstrip("/") + "/")]
+    held = {path: os.open(path, O_PATH | os.O_CLOEXEC) for path in inside}
+    try:
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k")
+        for path, fd in held.items():
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+        _mount("none", directory, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    finally:
+        for fd in held.values():
+            os.close(fd)
+
+
+def parse(argv: list[str]) -> tuple[str, list[tuple[str, str]], dict[str, list[str]]]:
+    """HOSTNAME, then --bind TARGET SOURCE, --hide DIR, --expose FILE and --pins DIR, each repeatable."""
+    hostname, rest = argv[0], argv[1:]
+    files: list[tuple[str, str]] = []
+    lists: dict[str, list[str]] = {"--hide": [], "--expose": [], "--pins": []}
+    while rest:
+        flag = rest.pop(0)
+        if flag == "--bind" and len(rest) >= 2:
+            files.append((rest.pop(0), rest.pop(0)))
+        elif flag in lists and rest:
+            lists[flag].append(rest.pop(0))
+        else:
+            raise SystemExit(f"pod setup: unexpected argument {flag!r}")
+    return hostname, files, lists
+
+
+def main(argv: list[str]) -> None:
+    hostname, files, lists = parse(argv)
+    detach_nsfs_mounts(lists["--pins"])
+    remount_sys()
+    with open("/proc/sys/kernel/hostname", "w") as handle:  # the UTS namespace's own (sethostname(2))
+        handle.write(hostname)
+    for target, source in files:
+        _mount(source, target, None, MS_BIND)
+    for directory in lists["--hide"]:
+        hide(directory, lists["--expose"])
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except OSError as exc:
+        print(f"pod setup: {exc.strerror}", file=sys.stderr)
+        sys.exit(1)

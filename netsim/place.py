@@ -1,0 +1,53 @@
+"""What makes a pod a place beside its network namespace: its hostname and its view of the files.
+
+    PodPlace(hostname, files=((target, source), ...), hidden=(dir, ...), exposed=(file, ...))
+    setup_command(place) -> the command line run inside the pod's new namespaces (netsim/_podsetup.py)
+
+The sandbox's UTS namespace carries HOSTNAME; its mount namespace binds each FILES source (a file the
+caller wrote, the kubelet's per-pod /etc/hosts, /etc/hostname and /etc/resolv.conf) over its target,
+and hides each HIDDEN directory under an empty read-only tmpfs, keeping only the EXPOSED files under it
+(bound back at their own paths). Pure data: the caller decides what a pod sees.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from netsim.errors import NetsimError
+from netsim.namespaces import NETNS_DIR, PIN_DIR
+
+SETUP_SCRIPT = Path(__file__).with_name("_podsetup.py")
+HOSTNAME_MAX = 64  # the kernel's __NEW_UTS_LEN
+
+
+@dataclass(frozen=True)
+class PodPlace:
+    hostname: str
+    files: tuple[tuple[str, str], ...] = ()
+    hidden: tuple[str, ...] = ()
+    exposed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.hostname or len(self.hostname.encode()) > HOSTNAME_MAX:
+            raise NetsimError(f"hostname {self.hostname!r}: give 1 to {HOSTNAME_MAX} bytes")
+        for path in [*(t for t, _ in self.files), *(s for _, s in self.files), *self.hidden, *self.exposed]:
+            if not os.path.isabs(path):
+                raise NetsimError(f"pod file {path!r}: paths of a pod's place must be absolute")
+
+
+def setup_command(place: PodPlace) -> list[str]:
+    """The command line that makes PLACE, run inside the pod's new namespaces: this interpreter in
+    isolated mode without site (a few ms to start), on the setup script as a file."""
+    argv = [sys.executable, "-I", "-S", str(SETUP_SCRIPT), place.hostname]
+    for target, source in place.files:
+        argv += ["--bind", target, source]
+    for directory in place.hidden:
+        argv += ["--hide", directory]
+    for path in place.exposed:
+        argv += ["--expose", path]
+    for directory in (NETNS_DIR, PIN_DIR):
+        argv += ["--pins", directory]
+    return argv
