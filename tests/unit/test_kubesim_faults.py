@@ -17,7 +17,7 @@ from kubesim.state import ClusterState
 from netsim.errors import FaultError, FaultInputError, TopologyError
 from netsim.faults import make_fault, nft_script
 from netsim.topology import load_topology, parse_topology
-from tests.unit.netsim.test_faults import FABRIC, W1, W2, Recorder
+from tests.unit.netsim.test_fault_rules import FABRIC, W1, W2, Recorder
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
