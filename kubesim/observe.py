@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kubesim import components
-from kubesim.errors import KubesimError, StateError
+from kubesim.errors import ObserveError, StateError
 from kubesim.flows import OBSERVE_TABLE_PREFIX, Directory, Filter, Flow, FlowJoiner, describe
 from kubesim.state import ClusterState
 from netsim import names, namespaces
@@ -54,10 +54,6 @@ from netsim.topology import Topology
 READY_TIMEOUT = 3.0
 REFRESH_EVERY = 10.0
 REFRESH_UNKNOWN_AFTER = 1.0
-
-
-class ObserveError(KubesimError):
-    pass
 
 
 def _table_script(table: str) -> str:
