@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from kubesim import components
 from kubesim.testing import Cluster, cluster_for_tests, eventually
 from netsim import namespaces
 
@@ -144,3 +148,84 @@ def test_a_rolling_update_under_a_steady_client_loses_no_request(cluster: Cluste
     assert generation >= 2
     assert len(client.answered_by) > 3, client.answered_by  # old and new pods both served
     assert not client.failures, client.failures[:10]
+
+
+# A real process in the pod: a TCP echo server that keeps every connection open until the client ends it.
+ECHO_SERVER = """
+import socket, threading
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("0.0.0.0", 9000))
+listener.listen(16)
+def serve(conn):
+    with conn:
+        while data := conn.recv(4096):
+            conn.sendall(data)
+while True:
+    threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+"""
+
+
+def echo_objects() -> list[dict[str, Any]]:
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo"},
+             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
+                      "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {
+                          # On the other worker: the client's node DNATs, the flow crosses the fabric.
+                          "nodeSelector": {"kubernetes.io/hostname": "worker-2"},
+                          "containers": [{"name": "echo", "image": "python:3.11-slim",
+                                          "command": [sys.executable, "-c", ECHO_SERVER],
+                                          "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1}}]}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+             "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 9000}]}}]
+
+
+def exchange(sock: socket.socket, message: bytes) -> bytes:
+    sock.sendall(message)
+    got = b""
+    while len(got) < len(message):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError(f"the connection ended after {got!r}")
+        got += chunk
+    return got
+
+
+def test_a_kube_proxy_restart_keeps_an_established_connection(cluster: Cluster) -> None:
+    cluster.apply(*echo_objects())
+    cluster.wait_ready("app=echo", count=1)
+    cluster.wait_endpoints("echo", 1)
+    address = cluster.service_ip("echo")
+    client_ns = cluster.namespace_of("default/client")  # on worker-1
+
+    def connected() -> socket.socket:
+        with namespaces.entered(client_ns):
+            sock = socket.create_connection((address, 80), timeout=5)
+        try:
+            assert exchange(sock, b"hello\n") == b"hello\n"
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    sock = eventually(connected)
+    try:
+        state = cluster.state
+        role = "kube-proxy-worker-1"
+        old = next(p for p in state.processes() if p.role == role)
+        os.kill(old.pid, signal.SIGKILL)  # a crash: no chance to tidy anything
+        deadline = time.monotonic() + 10
+        while old.alive():
+            assert time.monotonic() < deadline, f"{role} (pid {old.pid}) outlived SIGKILL"
+            time.sleep(0.05)
+        assert exchange(sock, b"while it is down\n") == b"while it is down\n"
+        new_pid = components.restart(state, role, stop_first=False)  # `kubesim start kube-proxy-worker-1`
+        assert new_pid != old.pid
+        node = next(n for n in cluster.topology.nodes if n.name == "worker-1")
+        # Healthy means its first full sync is written: the table it rebuilt is the one in force.
+        components.wait_http(state, role, f"http://{node.address}:10256/healthz", ca=None, timeout=30)
+        assert exchange(sock, b"after the restart\n") == b"after the restart\n"
+        for _ in range(3):
+            assert exchange(sock, b"and again\n") == b"and again\n"
+    finally:
+        sock.close()
+    connected().close()  # and new connections go through the new rules
