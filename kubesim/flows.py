@@ -23,9 +23,10 @@ Nothing here touches the kernel or the network, so every join is unit-tested on 
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,15 @@ _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 # How many traced packets and connections are remembered while their verdict is pending; a packet's
 # trace lines arrive within microseconds of each other, so this only bounds memory.
 _PENDING = 4096
+# `nft -a monitor trace` ends a rule with its handle. A rule added after the monitor started (a table
+# that kube-proxy or the policy agent rebuilt) is not in the monitor's cache: it prints
+# `unknown rule handle N`, and a rebuilt rule at a known handle with the old rule's text.
+_HANDLE = re.compile(r"\s*# handle (\d+)\s*$")
+_UNKNOWN_RULE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\S+) (?P<table>\S+) (?P<chain>\S+) "
+                           r"unknown rule handle (?P<handle>\d+) \(verdict (?P<verdict>[^)]*)\)")
+_COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
+# (family, table, chain, handle) -> the rule's text as the kernel has it now, or None.
+RuleLookup = Callable[[str, str, str, int], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -117,10 +127,12 @@ class FlowJoiner:
     """One node's conntrack events and trace lines -> Flows. OWN_TABLE is observe's own trace table
     (its rules only set nftrace; they decide nothing)."""
 
-    def __init__(self, node: str, *, own_table: str = "", clock: Any = time.time) -> None:
+    def __init__(self, node: str, *, own_table: str = "", clock: Any = time.time,
+                 rule_text: RuleLookup | None = None) -> None:
         self.node = node
         self.own_table = own_table
         self.clock = clock
+        self.rule_text = rule_text
         self._packets: OrderedDict[str, dict[str, str]] = OrderedDict()  # trace id -> last packet seen
         # (saddr, sport, proto, ip id) -> the destination first seen: a packet's trace id changes
         # between hooks, and by the forward hook its destination is DNAT's, not the client's.
@@ -144,20 +156,31 @@ class FlowJoiner:
 
     def trace(self, line: str) -> Flow | None:
         """A DROPPED or REJECTED flow from the trace line of the rule (or chain policy) that said drop."""
+        unknown = _UNKNOWN_RULE.match(line)
         event = parse_trace_line(line)
         if event is None:
             return None
         if event.kind == "packet":
             self._remember(event.trace_id, dict(event.fields))
             return None
-        if event.table == self.own_table or event.verdict != "drop":
+        verdict = unknown["verdict"] if unknown else event.verdict
+        if event.table == self.own_table or verdict != "drop":
             return None
         packet = self._packets.pop(event.trace_id, None)
         if packet is None or _loopback(packet.get("saddr", ""), packet.get("daddr", "")):
             return None
-        rejected = event.kind == "rule" and "reject" in event.rule.lower()
-        decided = f"{event.family} {event.table} {event.chain}: " + (event.rule if event.kind == "rule"
-                                                                     else "policy drop")
+        if event.kind == "policy":
+            rule = "policy drop"
+        else:
+            handle_found = _HANDLE.search(event.rule)
+            handle = int(unknown["handle"]) if unknown else int(handle_found[1]) if handle_found else None
+            shown = _HANDLE.sub("", event.rule) if not unknown else f"rule handle {handle}"
+            # The kernel's text over the monitor's: its cache may predate the rule (see _HANDLE).
+            current = self.rule_text(event.family, event.table, event.chain, handle) if (
+                self.rule_text is not None and handle is not None) else None
+            rule = " ".join(_COUNTER.sub("", current if current is not None else shown).split())
+        rejected = "reject" in rule.lower()
+        decided = f"{event.family} {event.table} {event.chain}: {rule}"
         proto_name = packet.get("l4proto", "")
         proto = _PROTOCOLS.get(proto_name, proto_name.upper() or "IP")
         now_dst, now_dport = packet.get("daddr", ""), packet.get("dport")

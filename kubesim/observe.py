@@ -91,6 +91,16 @@ def stale_tables(listing: str) -> list[str]:
     return stale
 
 
+def rule_of_handle(listing: str, handle: int) -> str | None:
+    """The rule with HANDLE in `nft -a list chain` output, without its handle comment."""
+    suffix = f"# handle {handle}"
+    for line in listing.splitlines():
+        text = line.strip()
+        if text.endswith(suffix) and not text.startswith(("chain ", "table ", "type ")):
+            return text[: -len(suffix)].strip()
+    return None
+
+
 class _Lines:
     """Whole lines from a child's pipe, read without blocking."""
 
@@ -119,7 +129,7 @@ class NodeWatch:
         self.node = node
         self.ns = names.node_ns(cluster, node)
         self.table = f"{OBSERVE_TABLE_PREFIX}{os.getpid()}"
-        self.joiner = FlowJoiner(node, own_table=self.table)
+        self.joiner = FlowJoiner(node, own_table=self.table, rule_text=self.rule_text)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.readers: dict[int, tuple[_Lines, Callable[[str], Flow | None]]] = {}
         self.table_made = False
@@ -132,7 +142,7 @@ class NodeWatch:
         listed = _nft(self.ns, "list", "tables")
         sweep = "".join(f"delete table ip {t}\n" for t in stale_tables(listed.stdout))
         # Listeners first, then the table: nothing it marks is missed by a monitor not yet listening.
-        for argv, parse in ((["nft", "monitor", "trace"], self.joiner.trace),
+        for argv, parse in ((["nft", "-a", "monitor", "trace"], self.joiner.trace),
                             (["conntrack", "-E", "-e", "NEW"], self.joiner.conntrack)):
             try:
                 process = subprocess.Popen(namespaces.command_in(self.ns, argv), stdout=subprocess.PIPE,
@@ -148,6 +158,12 @@ class NodeWatch:
         done = _nft(self.ns, "-f", "-", stdin=sweep + _table_script(self.table))
         if done.returncode != 0:
             raise ObserveError(f"adding table ip {self.table} in node {self.node}: {done.stderr.strip()}")
+
+    def rule_text(self, family: str, table: str, chain: str, handle: int) -> str | None:
+        """Rule HANDLE of CHAIN as the kernel has it now (None when it is gone)."""
+        # Unquoted: nft takes no quoted string here, and its names may hold '/' (the policy agent's do).
+        listed = _nft(self.ns, "-a", "list", "chain", family, table, chain)
+        return rule_of_handle(listed.stdout, handle) if listed.returncode == 0 else None
 
     def send_sentinel(self) -> None:
         """A UDP datagram over the node's loopback: a new connection both listeners hear of."""

@@ -170,3 +170,40 @@ def test_without_follow_it_ends_by_itself_and_the_text_names_pods(cluster: Clust
     text = out.decode()
     assert "default/client " in text and "-> default/web (" in text and "FORWARDED" in text, text
     assert observe_tables(cluster) == []
+
+
+def test_a_networkpolicy_drop_shows_as_dropped_with_the_policys_rule(cluster: Cluster) -> None:
+    pod = cluster.objects("pods", "app=web")[0]
+    name, address, node = pod["metadata"]["name"], pod["status"]["podIP"], pod["spec"]["nodeName"]
+    client_ns = cluster.namespace_of("default/client")
+    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-deny"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}}
+    observer = Observer("--verdict", "DROPPED", "--pod", name, "-o", "json")
+    try:
+        cluster.apply(deny)
+
+        def refused_by_policy() -> None:
+            with namespaces.entered(client_ns):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(0.5)
+            try:
+                sock.connect((address, 8080))
+            except TimeoutError:
+                return  # dropped: the agent has the policy in its rules
+            finally:
+                sock.close()
+            raise AssertionError("still allowed")
+
+        eventually(refused_by_policy)
+        record = next(observer.records(timeout=10), None)
+    finally:
+        cluster.delete("networkpolicy", "web-deny")
+        code = observer.stop()
+    assert record is not None, f"no DROPPED flow shown; stderr: {observer.stderr.decode()}"
+    assert record["verdict"] == "DROPPED" and record["node"] == node
+    assert record["source"]["pod"] == "client"
+    assert record["destination"]["pod"] == name and record["destination"]["port"] == 8080
+    # The agent rebuilt its table after observe's monitor started: the rule's text is the kernel's.
+    assert "kubesim-netpol" in record["rule"] and "isolated by default/web-deny" in record["rule"], record
+    assert code == 0
+    assert observe_tables(cluster) == []

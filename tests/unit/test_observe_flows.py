@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kubesim.flows import Directory, Filter, FlowJoiner, check_filter_values, describe, parse_conntrack, render
-from kubesim.observe import stale_tables
+from kubesim.observe import rule_of_handle, stale_tables
 from netsim.topology import load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -222,3 +222,56 @@ def test_stale_observe_tables_are_those_of_dead_processes() -> None:
     listing = "table ip kubesim-proxy\ntable ip kubesim-observe-1\ntable ip kubesim-observe-999999999\n"
     # pid 1 lives; no pid is that large.
     assert stale_tables(listing) == ["kubesim-observe-999999999"]
+
+
+# `nft -a monitor trace` after the policy agent rebuilt its table: its cache knows neither the new
+# chain's rule nor that handle 3's text changed.
+STALE_TRACE = [
+    'trace id 19d1eb28 ip kubesim-netpol forward-ingress packet: iif "eth0" oif "cbr0" ip saddr 10.244.1.7 '
+    "ip daddr 10.244.2.5 ip id 9 tcp sport 42000 tcp dport 8080 tcp flags == syn",
+    "trace id 19d1eb28 ip kubesim-netpol forward-ingress rule ip daddr vmap @ingress-pods # handle 3 "
+    "(verdict goto ingress-isolated-07f18795f9f3)",
+    "trace id 19d1eb28 ip kubesim-netpol ingress-isolated-07f18795f9f3 unknown rule handle 4 (verdict drop)",
+]
+
+
+def test_a_rule_the_monitor_does_not_know_is_looked_up_in_the_kernel(directory: Directory) -> None:
+    asked = []
+
+    def lookup(family: str, table: str, chain: str, handle: int) -> str | None:
+        asked.append((family, table, chain, handle))
+        return 'counter packets 3 bytes 180 drop comment "ingress isolated by default/web-deny"'
+
+    j = FlowJoiner("worker-2", own_table=OWN, rule_text=lookup)
+    flows = [f for f in (j.trace(line) for line in STALE_TRACE) if f is not None]
+    assert asked == [("ip", "kubesim-netpol", "ingress-isolated-07f18795f9f3", 4)]
+    assert len(flows) == 1 and flows[0].verdict == "DROPPED"
+    assert flows[0].rule == ('ip kubesim-netpol ingress-isolated-07f18795f9f3: drop comment '
+                             '"ingress isolated by default/web-deny"')
+    assert describe(flows[0], directory)["destination"]["pod"] == "web-xyz"
+
+
+def test_without_a_lookup_an_unknown_rule_is_still_a_drop() -> None:
+    j = FlowJoiner("worker-2", own_table=OWN)
+    flows = [f for f in (j.trace(line) for line in STALE_TRACE) if f is not None]
+    assert len(flows) == 1 and flows[0].verdict == "DROPPED"
+    assert flows[0].rule == "ip kubesim-netpol ingress-isolated-07f18795f9f3: rule handle 4"
+
+
+def test_the_kernels_text_wins_over_the_monitors_stale_one() -> None:
+    j = FlowJoiner("worker-1", own_table=OWN, rule_text=lambda *_: "reject")
+    j.trace(REJECT_TRACE[2])
+    flow = j.trace("trace id 13c5f2ef ip kubesim-proxy reject-chain rule drop # handle 9 (verdict drop)")
+    assert flow is not None and flow.verdict == "REJECTED" and flow.rule == "ip kubesim-proxy reject-chain: reject"
+
+
+def test_rule_of_handle_reads_nft_list_chain() -> None:
+    listing = ("table ip kubesim-netpol {\n\tchain ingress-isolated-07 { # handle 4\n"
+               "\t\tjump ingress-default/web-deny # handle 5\n"
+               '\t\tcounter packets 1 bytes 60 drop comment "ingress isolated by default/web-deny" # handle 6\n'
+               "\t}\n}\n")
+    expected = 'counter packets 1 bytes 60 drop comment "ingress isolated by default/web-deny"'
+    assert rule_of_handle(listing, 6) == expected
+    assert rule_of_handle(listing, 5) == "jump ingress-default/web-deny"
+    assert rule_of_handle(listing, 4) is None  # the chain's own handle
+    assert rule_of_handle(listing, 60) is None
