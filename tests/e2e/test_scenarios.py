@@ -208,7 +208,17 @@ def test_a_kube_proxy_restart_keeps_an_established_connection(cluster: Cluster) 
         return sock
 
     sock = eventually(connected)
+
+    def conntrack_entry() -> str:
+        """The flow's conntrack entry on the client's node (its id tells a kept entry from a new one)."""
+        sport = str(sock.getsockname()[1])
+        listed = cluster.exec("worker-1", "conntrack", "-L", "-p", "tcp", "--orig-port-src", sport, "-o", "id",
+                              check=True).stdout.splitlines()
+        assert len(listed) == 1 and "ESTABLISHED" in listed[0] and f"dst={address} " in listed[0], listed
+        return listed[0].rsplit("id=", 1)[1]
+
     try:
+        entry = conntrack_entry()
         state = cluster.state
         role = "kube-proxy-worker-1"
         old = next(p for p in state.processes() if p.role == role)
@@ -224,6 +234,7 @@ def test_a_kube_proxy_restart_keeps_an_established_connection(cluster: Cluster) 
         # Healthy means its first full sync is written: the table it rebuilt is the one in force.
         components.wait_http(state, role, f"http://{node.address}:10256/healthz", ca=None, timeout=30)
         assert exchange(sock, b"after the restart\n") == b"after the restart\n"
+        assert conntrack_entry() == entry  # the same entry carried it: nothing was flushed or re-made
         for _ in range(3):
             assert exchange(sock, b"and again\n") == b"and again\n"
     finally:
