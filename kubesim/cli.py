@@ -489,13 +489,15 @@ def trace(name: str | None, node: str | None, src: str, dst: str, proto: str, co
               help="Only flows with this verdict. Repeatable.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="The same as -o json (every command's --json).")
 @click.option("--follow/--no-follow", default=True, show_default=True,
               help="Follow until Ctrl-C; --no-follow shows what happens within --window, then ends.")
 @click.option("--window", default="5s", show_default=True, callback=_duration,
               help="With --no-follow: how long to watch (there is no history to look back into).")
 @click.option("--count", type=click.IntRange(1), help="End after this many flows.")
 def observe(name: str | None, pods: tuple[str, ...], services: tuple[str, ...], nodes: tuple[str, ...],
-            verdicts: tuple[str, ...], output: str, follow: bool, window: str, count: int | None) -> None:
+            verdicts: tuple[str, ...], output: str, as_json: bool, follow: bool, window: str,
+            count: int | None) -> None:
     """Flows as they happen, like hubble observe: each new connection a node forwarded (conntrack), and
     each one it dropped or rejected (nftables trace), with pods, Services and nodes by name."""
     from kubesim.flows import Filter, check_filter_values
@@ -508,7 +510,7 @@ def observe(name: str | None, pods: tuple[str, ...], services: tuple[str, ...], 
     state = _component_state(name)
 
     def emit(record: dict[str, Any]) -> None:
-        click.echo(json.dumps(record) if output == "json" else record["summary"])
+        click.echo(json.dumps(record) if output == "json" or as_json else record["summary"])
         sys.stdout.flush()
 
     try:

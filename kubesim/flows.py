@@ -45,7 +45,6 @@ _PENDING = 4096
 # `nft -a monitor trace` ends a rule with its handle. A rule added after the monitor started (a table
 # that kube-proxy or the policy agent rebuilt) is not in the monitor's cache: it prints
 # `unknown rule handle N`, and a rebuilt rule at a known handle with the old rule's text.
-_HANDLE = re.compile(r"\s*# handle (\d+)\s*$")
 _UNKNOWN_RULE = re.compile(r"^trace id (?P<id>[0-9a-f]+) (?P<family>\S+) (?P<table>\S+) (?P<chain>\S+) "
                            r"unknown rule handle (?P<handle>\d+) \(verdict (?P<verdict>[^)]*)\)")
 _COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
@@ -172,10 +171,9 @@ class FlowJoiner:
         if event.kind == "policy":
             rule = "policy drop"
         else:
-            handle_found = _HANDLE.search(event.rule)
-            handle = int(unknown["handle"]) if unknown else int(handle_found[1]) if handle_found else None
-            shown = _HANDLE.sub("", event.rule) if not unknown else f"rule handle {handle}"
-            # The kernel's text over the monitor's: its cache may predate the rule (see _HANDLE).
+            handle = int(unknown["handle"]) if unknown else (event.handle or None)
+            shown = f"rule handle {handle}" if unknown else event.rule
+            # The kernel's text over the monitor's: its cache may predate the rule (see _UNKNOWN_RULE).
             current = self.rule_text(event.family, event.table, event.chain, handle) if (
                 self.rule_text is not None and handle is not None) else None
             rule = " ".join(_COUNTER.sub("", current if current is not None else shown).split())
