@@ -275,3 +275,15 @@ def test_rule_of_handle_reads_nft_list_chain() -> None:
     assert rule_of_handle(listing, 5) == "jump ingress-default/web-deny"
     assert rule_of_handle(listing, 4) is None  # the chain's own handle
     assert rule_of_handle(listing, 60) is None
+
+
+def test_the_cli_refuses_a_bad_filter_before_anything_else() -> None:
+    from click.testing import CliRunner
+
+    from kubesim import cli
+
+    done = CliRunner().invoke(cli.main, ["observe", "--pod", "a/b/c"], prog_name="kubesim")
+    assert done.exit_code == 2
+    assert "--pod 'a/b/c': give NAMESPACE/NAME, NAMESPACE/ or NAME" in done.output
+    done = CliRunner().invoke(cli.main, ["observe", "--verdict", "LOST"], prog_name="kubesim")
+    assert done.exit_code == 2 and "LOST" in done.output
