@@ -518,6 +518,48 @@ def trace(name: str | None, node: str | None, src: str, dst: str, proto: str, co
         render_human(result, out)
 
 
+@main.command()
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--pod", "pods", multiple=True, help="Only flows from or to pods NAMESPACE/NAME-PREFIX, NAMESPACE/ "
+                                                   "or NAME-PREFIX (in default). Repeatable.")
+@click.option("--service", "services", multiple=True, help="Only flows to Service NAMESPACE/NAME or NAME. Repeatable.")
+@click.option("--node", "nodes", multiple=True, help="Watch only this node (default: all). Repeatable.")
+@click.option("--verdict", "verdicts", multiple=True, type=click.Choice(["FORWARDED", "DROPPED", "REJECTED"]),
+              help="Only flows with this verdict. Repeatable.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="The same as -o json (every command's --json).")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Follow until Ctrl-C; --no-follow shows what happens within --window, then ends.")
+@click.option("--window", default="5s", show_default=True, callback=_duration,
+              help="With --no-follow: how long to watch (there is no history to look back into).")
+@click.option("--count", type=click.IntRange(1), help="End after this many flows.")
+def observe(name: str | None, pods: tuple[str, ...], services: tuple[str, ...], nodes: tuple[str, ...],
+            verdicts: tuple[str, ...], output: str, as_json: bool, follow: bool, window: str,
+            count: int | None) -> None:
+    """Flows as they happen, like hubble observe: each new connection a node forwarded (conntrack), and
+    each one it dropped or rejected (nftables trace), with pods, Services and nodes by name."""
+    from kubesim.flows import Filter, check_filter_values
+    from kubesim.observe import observe as run_observe
+
+    problem = check_filter_values(pods, services, verdicts)
+    if problem:
+        _fail(problem, code=2)
+    _need_root("observe")
+    state = _component_state(name)
+
+    def emit(record: dict[str, Any]) -> None:
+        click.echo(json.dumps(record) if output == "json" or as_json else record["summary"])
+        sys.stdout.flush()
+
+    try:
+        run_observe(state, flt=Filter(pods, services, nodes, verdicts), emit=emit, follow=follow,
+                    window=parse_duration(window), count=count,
+                    status=lambda message: click.echo(f"kubesim observe: {message}", err=True))
+    except (KubesimError, NetsimError) as exc:
+        _fail(str(exc), code=_exit_code(exc))
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
 @click.option("-i", "--interface", "iface",

@@ -6,7 +6,8 @@
     │   └── StateInputError      a cluster name or state root refused before anything is touched (exit 2)
     ├── ComponentError           a component would not start, stop or answer (components.py)
     ├── PolicyQueryError         `kubesim policy` cannot answer: an unknown pod, a malformed address
-    └── GraphError               `kubesim graph` was given facts it cannot draw (a missing field, a wrong type)
+    ├── GraphError               `kubesim graph` was given facts it cannot draw (a missing field, a wrong type)
+    └── ObserveError             `kubesim observe` cannot listen on a node (a tool missing, a table refused)
 
 The libraries underneath keep their own roots and pass through unchanged: netsim's NetsimError (and
 TopologyError, exit 2), the proxy's ProxyError, the apiserver's APIError.
@@ -41,3 +42,7 @@ class PolicyQueryError(KubesimError):
 
 class GraphError(KubesimError):
     """The cluster facts cannot be drawn: the message names the field and what it should be."""
+
+
+class ObserveError(KubesimError):
+    """`kubesim observe` cannot listen on a node: a tool is missing, or its trace table was refused."""

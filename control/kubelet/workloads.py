@@ -4,7 +4,8 @@ A container is either a built-in workload, chosen by image, served by the kubele
 sockets opened inside the pod's network namespace (no process per pod, a few KB each):
 
     registry.k8s.io/e2e-test-images/agnhost netexec --http-port=N --udp-port=M   (alias kubesim/echo)
-        HTTP /hostname /clientip /echo?msg= /healthz /, UDP "hostname" "echo X" "clientip"
+        HTTP /hostname /clientip /echo?msg= /healthz /, UDP "hostname" "echo X" "clientip";
+        --delay-shutdown=S serves S seconds more after it is told to stop
     nginx                     a page naming the pod, on port 80
     pause, busybox `sleep`    idle
     registry.k8s.io/coredns/coredns   cluster DNS (control/dns) as a process in the pod's namespace, with
@@ -212,6 +213,11 @@ class ServingContainer(Container):
         self.started_at = now_rfc3339()
 
     async def stop(self, grace: float) -> None:
+        await self._close()
+        # A built-in server exits on SIGTERM at once, as agnhost does: 128 + 15.
+        self._finished(143 if self.started_at else 0)
+
+    async def _close(self) -> None:
         for server in self._servers:
             server.close()
             with contextlib.suppress(Exception):
@@ -220,17 +226,29 @@ class ServingContainer(Container):
             transport.close()
         self._servers.clear()
         self._transports.clear()
-        # A built-in server exits on SIGTERM at once, as agnhost does: 128 + 15.
-        self._finished(143 if self.started_at else 0)
 
 
 class NetexecContainer(ServingContainer):
     """agnhost netexec's endpoints (test/images/agnhost/netexec in kubernetes)."""
 
-    def __init__(self, name: str, log: ContainerLog, netns: str, hostname: str, http_port: int, udp_port: int):
+    def __init__(self, name: str, log: ContainerLog, netns: str, hostname: str, http_port: int, udp_port: int,
+                 delay_shutdown: int = 0):
         super().__init__(name, log, netns, hostname)
         self.http_port = http_port
         self.udp_port = udp_port
+        self.delay_shutdown = delay_shutdown
+
+    async def stop(self, grace: float) -> None:
+        """netexec's --delay-shutdown=N: on SIGTERM it goes on serving for N seconds, then exits 0, so
+        that clients still sent here while its endpoint leaves the load balancing are answered (Kubernetes'
+        own terminating-endpoint e2e tests rely on it). Past the grace period it is killed: 128 + 9."""
+        if self.delay_shutdown <= 0 or not self.running:
+            await super().stop(grace)
+            return
+        self.log.write(f"{now_rfc3339()} Sleeping {self.delay_shutdown} seconds before terminating...")
+        await asyncio.sleep(max(0.0, min(float(self.delay_shutdown), grace)))
+        await self._close()
+        self._finished(0 if self.delay_shutdown <= grace else 137)
 
     def endpoints(self) -> list[tuple[int, int]]:
         found: list[tuple[int, int]] = [(socket.SOCK_STREAM, self.http_port)]
@@ -458,9 +476,10 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
         try:
             http_port = _flag(args, "http-port", AGNHOST_DEFAULT_HTTP)
             udp_port = _flag(args, "udp-port", AGNHOST_DEFAULT_UDP)
+            delay_shutdown = _flag(args, "delay-shutdown", 0)
         except ValueError:
             raise ContainerError("CreateContainerError", f"bad netexec arguments {args}") from None
-        return NetexecContainer(name, log, netns, hostname, http_port, udp_port)
+        return NetexecContainer(name, log, netns, hostname, http_port, udp_port, delay_shutdown)
     if repo.endswith("coredns/coredns") and not command:
         return _coredns(name, log, netns, args, env, credentials, hostname=hostname, identity=run_as)
     if repo.endswith("nginx") and not command:
