@@ -3,6 +3,8 @@ chain-per-object nftables layout.
 
 Prints one JSON document. Needs root: every measurement loads rules into a throwaway network namespace
 (ksim-test-<random>.<n>, deleted afterwards); the root namespace is never touched.
+These are in-process timings of the sync itself; the proxy process as deployed (informers, the bounded-
+frequency runner, an apiserver's watch in between) is measured by bench/proxy_live.py.
 
     python bench/proxy_sync.py                       # S = 1000, 10000; baseline at 1000 and 4000
     python bench/proxy_sync.py --services 1000 --baseline 1000

@@ -18,6 +18,7 @@ import calendar
 import contextlib
 import json
 import logging
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -118,13 +119,18 @@ class Metrics:
 
 
 def _trigger_time(slice_obj: dict[str, Any]) -> float | None:
+    """Unix seconds of the slice's last-change-trigger-time. Upstream's EndpointSlice controller writes it
+    as RFC 3339 with nanoseconds: the fraction is kept, or the programming-latency histogram would read up
+    to a second high."""
     stamp = ((slice_obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_TIME)
     if not stamp:
         return None
     try:
-        return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
+        seconds = float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return None
+    fraction = re.match(r"\.(\d+)", stamp[19:])
+    return seconds + float("0." + fraction.group(1)) if fraction else seconds
 
 
 def _udp_endpoints(result: ProxyPlan | None) -> dict[tuple[str, int], set[str]]:

@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-apt_packages=(iproute2 iputils-ping util-linux curl nftables iptables conntrack tcpdump tshark dnsutils python3 python3-venv python3-pip etcd-server chromium chromium-driver)
+apt_packages=(iproute2 iputils-ping util-linux curl nftables iptables conntrack tcpdump tshark dnsutils python3 python3-venv python3-pip etcd-server chromium chromium-driver gcc libc6-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
