@@ -277,6 +277,9 @@ def _exec_in_pod(cluster_name: str, namespace: str | None, target: str, containe
         info = cluster.status(cluster_name)
     except StateError as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if not Path(info["kubeconfig"]).is_file():  # a --network-only cluster: no API, so no pods
+        why = f"{not_a_member}; " if not_a_member else ""
+        _fail(f"{why}cluster {cluster_name!r} runs no control plane (up --network-only), so it has no pods")
     try:
         code = run_in_pod(Path(info["kubeconfig"]), namespace or "default", target, command, container=container,
                           stdin=interactive, tty=tty)

@@ -146,6 +146,10 @@ class FakeNft:
         return "\n".join([f"table {family} {table}", *(f"chain {c}" for c in t.chains),
                           *(f"{s.kind} {s.name}" for s in t.sets.values())])
 
+    def list_chains(self, family: str, table: str) -> list[str] | None:
+        t = self.tables.get((family, table))
+        return None if t is None else list(t.chains)
+
     def table(self, family: str, name: str) -> FakeTable:
         return self.tables[(family, name)]
 

@@ -20,6 +20,9 @@ class NftRunner(Protocol):
         """The table as `nft list table` prints it (without set and map elements when terse), or None
         when it does not exist."""
 
+    def list_chains(self, family: str, table: str) -> list[str] | None:
+        """The names of the table's chains, or None when it does not exist."""
+
 
 class SubprocessNft:
     """The real one: one `nft -f -` process per transaction."""
@@ -54,3 +57,27 @@ class SubprocessNft:
             raise NftError(f"nft list table {family} {table} failed: {done.stderr.strip()}",
                            stderr=done.stderr)
         return done.stdout
+
+    def list_chains(self, family: str, table: str) -> list[str] | None:
+        """`nft list chains FAMILY`, this table's part: milliseconds whatever the sets hold, where even a
+        terse `list table` makes nft 1.0.6 fetch every element (0.8 s at 10k Services)."""
+        done = subprocess.run(self._argv("list", "chains", family), capture_output=True, text=True,
+                              timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            raise NftError(f"nft list chains {family} failed: {done.stderr.strip()}", stderr=done.stderr)
+        return chains_of(done.stdout, family, table)
+
+
+def chains_of(listing: str, family: str, table: str) -> list[str] | None:
+    """The chain names of table FAMILY TABLE in `nft list chains` output; None when the table is not in it."""
+    found: list[str] | None = None
+    inside = False
+    for line in listing.splitlines():
+        words = line.split()
+        if line.startswith("table "):
+            inside = words[1:3] == [family, table]
+            if inside:
+                found = []
+        elif inside and found is not None and words[:1] == ["chain"] and len(words) >= 2:
+            found.append(words[1])
+    return found

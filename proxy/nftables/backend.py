@@ -72,14 +72,12 @@ class NftablesBackend(Backend[Ruleset, Touched]):
     @raised_as_proxy_errors
     def intact(self) -> bool:
         """Whether our table is still in the kernel with every chain of the last sync (a flush of the
-        ruleset from outside must force a full sync). Terse: the chains, not the thousands of elements."""
+        ruleset from outside must force a full sync). Only the chain names: listing the table, even tersely,
+        costs 0.8 s at 10k Services, during which no sync could run."""
         if self._applied is None:
             return False
-        listed = self.runner.list_table(FAMILY, self.table, terse=True)
-        if listed is None:
-            return False
-        present = {line.split()[1] for line in listed.splitlines() if line.strip().startswith("chain ")}
-        return all(name in present for name in self._applied.chains)
+        present = self.runner.list_chains(FAMILY, self.table)
+        return present is not None and set(self._applied.chains) <= set(present)
 
     @raised_as_proxy_errors
     def cleanup(self) -> None:

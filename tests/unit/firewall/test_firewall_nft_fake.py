@@ -98,3 +98,24 @@ def test_typeof_map_with_ip_and_th_data_needs_its_rules_in_the_declaring_transac
     fake.run(declare)
     with pytest.raises(FakeNftError, match=r"ip vs\. th"):
         fake.run(rule)
+
+
+def test_chains_of_reads_one_tables_chains_from_nft_list_chains() -> None:
+    from firewall.nftables.runner import chains_of
+
+    listing = """table ip filter {
+	chain FORWARD {
+		type filter hook forward priority filter; policy accept;
+	}
+}
+table ip kubesim-proxy {
+	chain services {
+	}
+	chain filter-forward {
+		type filter hook forward priority filter; policy accept;
+	}
+}
+"""
+    assert chains_of(listing, "ip", "kubesim-proxy") == ["services", "filter-forward"]
+    assert chains_of(listing, "ip", "filter") == ["FORWARD"]
+    assert chains_of(listing, "ip", "gone") is None

@@ -20,6 +20,9 @@ class RefusingNft:
     def list_table(self, family: str, table: str, *, terse: bool = False) -> str | None:
         raise firewall_errors.NftError("cannot list")
 
+    def list_chains(self, family: str, table: str) -> list[str] | None:
+        raise firewall_errors.NftError("cannot list")
+
 
 class RefusingIptables:
     def restore(self, text: str) -> None:

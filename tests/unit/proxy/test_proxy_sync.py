@@ -173,8 +173,11 @@ class FailingOnce:
             raise NftError("injected failure", transaction=transaction)
         self.inner.run(transaction)
 
-    def list_table(self, family: str, table: str) -> str | None:
-        return self.inner.list_table(family, table)
+    def list_table(self, family: str, table: str, *, terse: bool = False) -> str | None:
+        return self.inner.list_table(family, table, terse=terse)
+
+    def list_chains(self, family: str, table: str) -> list[str] | None:
+        return self.inner.list_chains(family, table)
 
 
 def test_a_failed_sync_forces_the_next_one_full() -> None:
