@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from netsim import namespaces
 from tests.netpol_cases import ALL_PODS, PodRef, Reachability
 
-# Long enough for a SYN and its answer between namespaces on a loaded machine; a dropped SYN is
-# retransmitted only after a second, so anything unanswered by then was dropped.
-PROBE_WINDOW = 0.8
+# Long enough for a SYN and its answer between namespaces (well under a millisecond; this is 500 times
+# that, for a loaded machine); a dropped SYN is retransmitted only after a second, so anything
+# unanswered by then was dropped.
+PROBE_WINDOW = 0.5
 
 
 def probe_matrix(netns: Mapping[PodRef, str], ips: Mapping[PodRef, str], protocol: str, port: int,

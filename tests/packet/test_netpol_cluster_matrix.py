@@ -6,7 +6,7 @@ program their nodes (nftables, or iptables beside kube-proxy's iptables rules), 
 x, y, z, spread over the two workers, connect to each other through the nodes' forwarding paths. Each
 pod runs agnhost's netexec twice, TCP and UDP on 80 and 81, with upstream's named ports.
 
-A sample, so the tier stays quick: every other case, the two modes taking alternate ones, so both modes
+A sample, so the tier stays quick: every third case, the two modes taking alternate ones, so both modes
 meet NetworkPolicy and AdminNetworkPolicy cases. A case is settled when the cluster's matrix is the
 case's, within a time limit: the agents sync asynchronously.
 """
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from control.client import Invalid
 from kubesim.testing import Cluster
 from tests.conftest import require_root
 from tests.netpol_cases import ALL_PODS, MATRIX_CASES, NAMESPACES, PORTS, PROTOCOLS, Case, PodRef, Reachability, compare
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 NAMES = {"nftables": "npmatrix-nft", "iptables": "npmatrix-ipt"}
 RANGES = {"nodeCIDR": "172.28.0.0/16", "clusterCIDR": "10.248.0.0/16", "serviceCIDR": "10.95.0.0/16"}
-SAMPLE = {"nftables": MATRIX_CASES[0::4], "iptables": MATRIX_CASES[2::4]}
+SAMPLE = {"nftables": MATRIX_CASES[0::6], "iptables": MATRIX_CASES[3::6]}
 SETTLE = 30.0  # seconds for both agents to program a case; only a wrong ruleset runs into it
 
 
@@ -56,8 +57,9 @@ class Matrix:
     def observe(self, case: Case) -> Reachability:
         return probe_matrix(self.netns, self.ips, case.protocol, case.port)
 
-    def load(self, case: Case) -> None:
-        """Replace the previous case's policies with CASE's."""
+    def load(self, case: Case) -> bool:
+        """Replace the previous case's policies with CASE's; False when the apiserver refuses them (a case
+        of a policy the API must not admit, such as an unknown selector operator: 422, nothing stored)."""
         wanted = [dict(p) for p in case.policies(self.ips)]
         keys = {(p["kind"], p["metadata"].get("namespace", ""), p["metadata"]["name"]) for p in wanted}
         for old in self.applied:
@@ -65,8 +67,13 @@ class Matrix:
             if (old["kind"], meta.get("namespace", ""), meta["name"]) not in keys:
                 self.cluster.delete(old["kind"], meta["name"], namespace=meta.get("namespace", "default"))
         if wanted:
-            self.cluster.apply(wanted)
+            try:
+                self.cluster.apply(wanted)
+            except Invalid:
+                self.applied = []
+                return False
         self.applied = wanted
+        return True
 
     def settle(self, case: Case) -> str:
         """"" once the cluster's matrix is CASE's; else what still differs after SETTLE seconds."""
@@ -113,7 +120,11 @@ def test_a_sample_of_the_truth_tables_on_a_whole_cluster(matrix: Matrix) -> None
             matrix.load(NO_POLICY)
             if problem := matrix.settle(NO_POLICY):
                 problems.append(f"no policy: {problem}")
-        matrix.load(case)
+        if not matrix.load(case):
+            # Refused at the API (422): what the agent would do with it is the kernel tier's to check.
+            assert not matrix.cluster.objects("networkpolicies", namespace=None), "a refused case left objects"
+            previous = NO_POLICY.matrix()  # what the cluster now has: no policy
+            continue
         if problem := matrix.settle(case):
             problems.append(f"{case.name} ({case.protocol}/{case.port}): {problem}")
         previous = case.matrix()
