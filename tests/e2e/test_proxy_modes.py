@@ -73,14 +73,21 @@ def test_cluster_ip_reaches_every_replica_and_refuses_when_scaled_to_zero(cluste
         return code == 7
     cluster.wait(refused, timeout=20, message="the connection is refused (REJECT), not dropped")
     cluster.kubectl("scale", "deployment", "echo", "--replicas=4")
-    wait_replicas(cluster, "echo", 4)
+    # The next tests start from a converged cluster: every kube-proxy has the four new endpoints (each
+    # syncs on its own schedule, so a Ready pod is not yet a programmed one everywhere).
+    cluster.wait(lambda: set(answers(cluster, client, f"{vip}/hostname", 12)) == echo_pods(cluster),
+                 message="the Service answers from the four new replicas")
 
 
 def test_node_port_and_load_balancer_answer_the_external_host(cluster: Cluster) -> None:
     cluster.apply(service("echo-np", "NodePort"), service("echo-lb", "LoadBalancer"))
     node_port = cluster.get("svc", "echo-np")["spec"]["ports"][0]["nodePort"]
     external = names.external_ns(NAME, "client")
-    cluster.wait(lambda: curl(external, f"172.18.0.3:{node_port}/hostname")[0] == 0, message="nodeport")
+
+    def answered_by(node_ip: str) -> bool:
+        return curl(external, f"{node_ip}:{node_port}/hostname")[0] == 0
+    for node_ip in ("172.18.0.3", "172.18.0.4"):  # each node's kube-proxy programs the NodePort itself
+        cluster.wait(lambda: answered_by(node_ip), message=f"nodeport on {node_ip}")  # noqa: B023 (called at once)
     assert set(answers(cluster, external, f"172.18.0.4:{node_port}/hostname", 40)) == echo_pods(cluster)
 
     def lb_ip() -> str:
