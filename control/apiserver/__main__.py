@@ -75,6 +75,9 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Watches never end by themselves: left open, they would hold the runner's shutdown for its whole
+    # timeout (upstream ends them at termination too). Other in-flight requests get the timeout to finish.
+    registry.end_watches()
     await runner.cleanup()
     await registry.stop()
     await store.close()

@@ -123,6 +123,13 @@ class Registry:
         for cache in self.caches.values():
             await cache.stop()
 
+    def end_watches(self) -> None:
+        """End every open watch, as a terminating apiserver does: clients re-list or re-watch from their
+        last resourceVersion when it (or another) is back."""
+        for cache in self.caches.values():
+            for watcher in list(cache.watchers):
+                cache.unwatch(watcher)
+
     # -- helpers --------------------------------------------------------------------------------------
 
     def _namespace_state(self, namespace: str) -> dict[str, Any] | None:

@@ -47,6 +47,8 @@ HEADER_READ_TIMEOUT = 32.0
 """Seconds a connection may take to send a request's headers (upstream's ReadHeaderTimeout), from its opening or
 from the end of its previous response. aiohttp's keepalive timer does exactly this: armed when the connection is
 made and re-armed after each response, it closes the connection if no complete request arrived by then."""
+# How long a terminating apiserver gives in-flight requests (exec or log streams included) before it cuts them.
+SHUTDOWN_TIMEOUT = 3.0
 VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCommit": "kubesim",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
            "compiler": "cpython", "platform": "linux/amd64"}
@@ -154,7 +156,7 @@ class APIServer:
     def runner(self, header_read_timeout: float = HEADER_READ_TIMEOUT) -> web.AppRunner:
         """The runner to serve app() with: slow or idle clients are cut off after header_read_timeout seconds."""
         return web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
-                             keepalive_timeout=header_read_timeout)
+                             keepalive_timeout=header_read_timeout, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request,
