@@ -1,10 +1,11 @@
 """The kube-proxy process: informers -> change tracker -> bounded-frequency sync -> backend.
 
 Watch handlers only record which Services changed (kube-proxy's change trackers); the runner syncs, never before
-every informer has synced; a failed sync makes the next one full; a full sync also runs every
-sync period, which restores rules tampered with from outside. Around it: /healthz and /metrics with
-kube-proxy's metric names, health-check node port servers for externalTrafficPolicy Local services,
-and removal of stale UDP conntrack entries when endpoints change.
+every informer has synced; a failed sync makes the next one full; the sync period's syncs are partial
+and a full one runs once an hour (upstream's FullSyncPeriod: a full sync at 10k Services holds back every
+change behind it), while the tamper check restores rules changed from outside within seconds. Around it:
+/healthz and /metrics with kube-proxy's metric names, health-check node port servers for
+externalTrafficPolicy Local services, and removal of stale UDP conntrack entries when endpoints change.
 
 The blocking work (planning, `nft -f` / `iptables-restore`, `conntrack -D`, the tamper check) runs on
 a worker thread, never on the event loop, so watches, /healthz and /metrics keep being served during a
@@ -75,6 +76,7 @@ class ProxyConfig:
     nodeport_addresses: tuple[str, ...] = ()
     min_sync_period: float = 1.0
     sync_period: float = 30.0
+    full_sync_period: float = 3600.0  # pkg/proxy/util: FullSyncPeriod
     tamper_check_period: float = 10.0
     # Upstream's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go): healthz on every address for
     # load balancers' health checks, metrics on loopback only, out of reach of pods and other nodes.
@@ -321,7 +323,7 @@ class ProxyServer:
             log.warning("node %s not found; not syncing", self.config.node_name)
             return
         start = time.monotonic()
-        full = self.force_full or self.applied is None or start - self.last_full >= self.config.sync_period
+        full = self.force_full or self.applied is None or start - self.last_full >= self.config.full_sync_period
         changed, self.changed = self.changed, set()
         triggers, self.pending_triggers = self.pending_triggers, []
         services, slices = self.services.store.list(), self.slices.store.list()  # snapshots, taken on the loop

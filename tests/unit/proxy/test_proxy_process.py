@@ -202,6 +202,36 @@ def test_a_sync_parses_only_what_changed_and_reuses_the_plans_of_unchanged_servi
     asyncio.run(main())
 
 
+def _count(histogram: Any) -> float:
+    return next(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
+
+
+def test_periodic_syncs_are_partial_and_a_full_one_comes_once_a_full_sync_period(tmp_path: Path) -> None:
+    """As upstream (FullSyncPeriod, an hour): the sync period's syncs rewrite only what changed, since a
+    full one at 10k Services holds back every change behind it; a full one comes when it is due."""
+    async def syncs(api: Any, full_sync_period: float) -> tuple[float, float]:
+        """(full, partial) sync counts once a proxy with a 50 ms sync period has synced four times."""
+        server = ProxyServer(api.client("kube-proxy"), _config(sync_period=0.05, full_sync_period=full_sync_period),
+                             NftablesBackend(runner=FakeNft()), conntrack=lambda argv: None)
+        task = asyncio.get_running_loop().create_task(server.run())
+        try:
+            await wait_until_async(lambda: _count(server.metrics.sync_duration) >= 4, "a few periodic syncs")
+            return _count(server.metrics.full_duration), _count(server.metrics.partial_duration)
+        finally:
+            server.stop()
+            await task
+
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            await _node_and_dns_service(api)
+            full, partial = await syncs(api, full_sync_period=3600.0)
+            assert full == 1 and partial >= 3  # the first sync is the only full one
+            full, partial = await syncs(api, full_sync_period=0.0)
+            assert full >= 4 and partial == 0  # every sync is due for a full one
+
+    asyncio.run(main())
+
+
 def test_health_check_node_port_answers_200_with_local_endpoints_and_503_without() -> None:
     import json as jsonlib
     import socket
