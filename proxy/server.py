@@ -35,10 +35,27 @@ from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer, P
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from proxy.errors import ObjectError
 from proxy.model import ServicePort, SliceEndpoints, parse_endpoint_slice, parse_node, parse_service
-from proxy.plan import NodeContext, ProxyPlan, plan
+from proxy.plan import NodeContext, ProxyPlan, plan, replan
 
 log = logging.getLogger("kube-proxy")
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+BY_SERVICE = "service"  # the slices informer's index: "namespace/service" -> its EndpointSlices
+
+
+def _slice_service(obj: dict[str, Any]) -> tuple[str, str] | None:
+    meta = obj.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return (meta.get("namespace", ""), service) if service else None
+
+
+def _index_by_service(obj: dict[str, Any]) -> list[str]:
+    service = _slice_service(obj)
+    return [f"{service[0]}/{service[1]}"] if service else []
+
+
+# What a partial sync takes from the informers, per changed Service: its object (None: gone) and its slices.
+ChangedObjects = dict[tuple[str, str], tuple[dict[str, Any] | None, list[dict[str, Any]]]]
 
 
 class Backend(Protocol):
@@ -240,7 +257,7 @@ class ProxyServer:
         self._kernel_lock = asyncio.Lock()
         self.metrics = Metrics(config.mode)
         self.services = Informer(client, SERVICES)
-        self.slices = Informer(client, ENDPOINT_SLICES)
+        self.slices = Informer(client, ENDPOINT_SLICES, indexers={BY_SERVICE: _index_by_service})
         self.node = Informer(client, NODES, field_selector=f"metadata.name={config.node_name}")
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)
@@ -272,11 +289,11 @@ class ProxyServer:
         self.metrics.service_changes.inc()
         self._queue()
 
-    def _slice_changed(self, obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        if service:
-            self.changed.add((meta.get("namespace", ""), service))
+    def _slice_changed(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        # A slice relabelled to another Service changes both.
+        for service in {_slice_service(obj), _slice_service(old) if old is not None else None} - {None}:
+            assert service is not None
+            self.changed.add(service)
         trigger = _trigger_time(obj)
         if trigger is not None:
             self.pending_triggers.append(trigger)
@@ -298,7 +315,7 @@ class ProxyServer:
     def _watch(self) -> None:
         self.services.add_handler(on_add=self._service_changed, on_update=lambda o, n: self._service_changed(n),
                                   on_delete=self._service_changed)
-        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n),
+        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n, o),
                                 on_delete=self._slice_changed)
         self.node.add_handler(on_add=self._node_changed, on_update=lambda o, n: self._node_changed(n, o),
                               on_delete=self._node_changed)
@@ -323,15 +340,21 @@ class ProxyServer:
             log.warning("node %s not found; not syncing", self.config.node_name)
             return
         start = time.monotonic()
-        full = self.force_full or self.applied is None or start - self.last_full >= self.config.full_sync_period
+        previous = self.applied
+        full = (self.force_full or previous is None or previous.node != node
+                or start - self.last_full >= self.config.full_sync_period)
         changed, self.changed = self.changed, set()
         triggers, self.pending_triggers = self.pending_triggers, []
-        services, slices = self.services.store.list(), self.slices.store.list()  # snapshots, taken on the loop
-        previous = self.applied
+        # Snapshots, taken on the loop: everything for a full sync, only the changed Services otherwise.
+        inputs: tuple[list[dict[str, Any]], list[dict[str, Any]]] | ChangedObjects
+        if full:
+            inputs = (self.services.store.list(), self.slices.store.list())
+        else:
+            inputs = {(ns, name): (self.services.store.get(name, ns),
+                                   self.slices.store.by_index(BY_SERVICE, f"{ns}/{name}")) for ns, name in changed}
         try:
             async with self._kernel_lock:
-                result = await asyncio.to_thread(self._plan_and_apply, services, slices, node, previous, changed,
-                                                 full)
+                result = await asyncio.to_thread(self._plan_and_apply, inputs, node, previous, full)
         except Exception:
             self.force_full = True
             self.changed |= changed
@@ -357,13 +380,22 @@ class ProxyServer:
         log.info("synced %s: %d service ports, %d endpoints, %d changed services, in %.1f ms",
                  "fully" if full else "partially", len(result.services), endpoints, len(changed), elapsed * 1000)
 
-    def _plan_and_apply(self, services: list[dict[str, Any]], slices: list[dict[str, Any]], node: NodeContext,
-                        previous: ProxyPlan | None, changed: set[tuple[str, str]], full: bool) -> ProxyPlan:
-        """On the worker thread: plan, program the kernel, then drop the UDP flows that point at endpoints
-        the new rules no longer have (after the rules, so a client's next packet meets them)."""
-        ports = tuple(port for ports in self.parsed_services.parse_all(services) for port in ports)
-        result = plan(ports, self.parsed_slices.parse_all(slices), node,
-                      previous=None if full else previous, changed=None if full else changed)
+    def _plan_and_apply(self, inputs: tuple[list[dict[str, Any]], list[dict[str, Any]]] | ChangedObjects,
+                        node: NodeContext, previous: ProxyPlan | None, full: bool) -> ProxyPlan:
+        """On the worker thread: plan (everything, or only the changed Services), program the kernel, then
+        drop the UDP flows that point at endpoints the new rules no longer have (after the rules, so a
+        client's next packet meets them)."""
+        if isinstance(inputs, tuple) or previous is None:
+            assert isinstance(inputs, tuple)
+            services, slices = inputs
+            ports = tuple(port for ports in self.parsed_services.parse_all(services) for port in ports)
+            result = plan(ports, self.parsed_slices.parse_all(slices), node)
+        else:
+            result = replan(previous, {
+                service: (tuple(port for ports in self.parsed_services.parse_some([obj] if obj else [])
+                                for port in ports),
+                          tuple(self.parsed_slices.parse_some(slices)))
+                for service, (obj, slices) in inputs.items()})
         self.backend.sync(result, full=full)
         for command in conntrack_cleanup(previous, result):
             self.conntrack(command)
