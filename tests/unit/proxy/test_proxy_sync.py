@@ -13,6 +13,7 @@ from test_proxy_flows import nftables_tracer, observed, packet
 from firewall.nftables.fake import FakeTable
 from proxy import NftError, parse_endpoint_slice, parse_service, plan, replan, services_from, slices_from
 from proxy.nftables import FakeNft, NftablesBackend, full_transaction, render
+from proxy.nftables.renderer import Renderer
 from proxy.plan import ProxyPlan
 
 
@@ -263,6 +264,8 @@ def test_replanning_only_the_changed_services_equals_planning_everything() -> No
         return plan(services_from(list(services.values())), slices_from(list(slices.values())), node_context())
 
     current = everything()
+    renderer = Renderer()
+    renderer.render(current)
     for step in range(60):
         name = f"s{rng.randrange(14)}"
         moved_from = None
@@ -292,6 +295,9 @@ def test_replanning_only_the_changed_services_equals_planning_everything() -> No
         before = current
         current = replan(current, changes)
         assert current == everything(), f"step {step}: {touched}"
+        # The renderer, told what replan() changed, looks at nothing else and still renders the same table.
+        assert current.changes_since(before) is not None
+        assert renderer.render(current) == render(everything()), f"step {step}: {touched}"
         for untouched in set(before.by_name) & set(current.by_name):
             if before.by_name[untouched].port.name.service[1] not in touched:
                 assert current.by_name[untouched] is before.by_name[untouched]  # reused, not planned again
