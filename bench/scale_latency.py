@@ -12,7 +12,9 @@ behind a Service, pinned to worker-2, and a client pod on worker-1. Each round:
     there before answers GET /hostname: that is one sample. Everything on the way is real: the apiserver,
     the ReplicaSet controller, the scheduler, the kubelet making the sandbox, the EndpointSlice controller
     and the kube-proxy of worker-1 programming the kernel;
-  - then `kubectl scale --replicas=1`, and the next round starts once the Service is back to one pod.
+  - then `kubectl scale --replicas=1`, and the next round starts once the Service is back to one pod and
+    QUIET_S more seconds have passed (kube-proxy's rate limit, spent on the scale-down, is refilled: a
+    scale right after another one waits up to its 1 s min-sync-period, as upstream's does).
 The same rounds run first with only the cluster's own Services, then after --services Services and their
 EndpointSlices (made through the API, endpoints at addresses nothing answers on) have been programmed by
 every kube-proxy: side by side in one run. Everything is removed at the end (`kubesim down`).
@@ -41,6 +43,7 @@ from netsim import namespaces
 REPO = Path(__file__).resolve().parent.parent
 TARGET_P50_MS = 300
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+QUIET_S = 2.5
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -107,6 +110,9 @@ def rounds(cluster: Cluster, ns: str, address: str, count: int) -> dict[str, Any
     for _ in range(count):
         before = web_pods(cluster)
         answered_only_by(cluster, ns, address, before)
+        # A quiet cluster, as a user's scale meets it: the kube-proxies' sync tokens (a burst of 2, one back
+        # per 1 s min-sync-period), spent on the previous round's scale-down, are back.
+        time.sleep(QUIET_S)
         start = time.monotonic()
         scaler = subprocess.Popen(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "scale", "deployment",
                                    "web", "--replicas=2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
