@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from proxy_live import create_all, objects
 
 from control.client import load_kubeconfig
 from kubesim.testing import Cluster
-from netsim import namespaces
+from netsim.probe import http_get
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_P50_MS = 300
@@ -64,21 +63,11 @@ def manifests() -> list[dict[str, Any]]:
 
 def hostname_via(ns: str, address: str, timeout: float = 0.5) -> str | None:
     """GET /hostname from inside NS over a new connection: the answering pod's name, or None."""
-    with namespaces.entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
-        sock.connect((address, 80))
-        sock.sendall(b"GET /hostname HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
+        status, body = http_get(ns, address, 80, "/hostname", timeout=timeout)
     except OSError:
         return None
-    finally:
-        sock.close()
-    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
-    return body if head.startswith("HTTP/1.1 200") else None
+    return body if status == 200 else None
 
 
 def kubectl(cluster: Cluster, *args: str) -> float:

@@ -21,6 +21,7 @@ import pytest
 from kubesim import components
 from kubesim.testing import Cluster, cluster_for_tests, eventually
 from netsim import namespaces
+from netsim.probe import http_get
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 RATE = 20.0  # requests per second
@@ -58,20 +59,9 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
 
 def get(ns: str, address: str, timeout: float = 2.0) -> str:
     """One HTTP GET /hostname from inside namespace NS; the body, or an exception."""
-    with namespaces.entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        sock.connect((address, 80))
-        sock.sendall(b"GET /hostname HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
-    finally:
-        sock.close()
-    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
-    if not head.startswith("HTTP/1.1 200"):
-        raise AssertionError(f"answer {head.splitlines()[:1]}")
+    status, body = http_get(ns, address, 80, "/hostname", timeout=timeout)
+    if status != 200:
+        raise AssertionError(f"answer {status}")
     return body
 
 
