@@ -31,16 +31,6 @@ class ParseCache(Generic[V]):
 
     def parse_all(self, objs: Iterable[JSON]) -> list[V]:
         values: dict[tuple[str, str], V | None] = {}
-        out = self._parse(objs, values)
-        self.values = values  # forget what is gone, so the cache never outgrows the cluster
-        return out
-
-    def parse_some(self, objs: Iterable[JSON]) -> list[V]:
-        """As parse_all for a few objects (those that changed), remembered beside the rest; the next
-        parse_all forgets whatever it no longer sees."""
-        return self._parse(objs, self.values)
-
-    def _parse(self, objs: Iterable[JSON], values: dict[tuple[str, str], V | None]) -> list[V]:
         out: list[V] = []
         for obj in objs:
             meta = obj.get("metadata") or {}
@@ -59,4 +49,5 @@ class ParseCache(Generic[V]):
                 values[key] = value
             if value is not None:
                 out.append(value)
+        self.values = values  # forget what is gone, so the cache never outgrows the cluster
         return out
