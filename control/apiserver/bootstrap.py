@@ -1,12 +1,17 @@
 """What kube-apiserver makes for itself at start: the system namespaces and the `kubernetes` Service
 with its Endpoints and EndpointSlice pointing at the apiserver (pkg/controlplane's bootstrap
-controller). Idempotent: existing objects are left as they are."""
+controller), and the default RBAC policy as objects (rbac_policy.py; upstream's rbac/bootstrap-roles post-start
+hook). Idempotent: existing objects are left as they are."""
 
 from __future__ import annotations
 
+import asyncio
+
 from netaddr import IPNetwork
 
+from control.apiserver.aggregation import aggregated_rules
 from control.apiserver.errors import APIError
+from control.apiserver.rbac_policy import cluster_bindings, cluster_roles
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
 
@@ -26,6 +31,34 @@ async def _ensure(registry: Registry, kind: str, namespace: str | None, body: di
     except APIError as exc:
         if exc.code != 409:  # another apiserver made it meanwhile
             raise
+
+
+async def bootstrap_rbac(registry: Registry) -> None:
+    """The default ClusterRoles (the aggregated ones already holding what they aggregate) and bindings, then a
+    wait until the watch caches hold them all: no request is decided before the policy is in place."""
+    roles = cluster_roles()
+    for _ in roles:  # to a fixed point: view aggregates into edit, edit into admin
+        changed = False
+        for role in roles:
+            wanted = aggregated_rules(role, roles)
+            if wanted is not None and wanted != role["rules"]:
+                role["rules"], changed = wanted, True
+        if not changed:
+            break
+    for role in roles:
+        await _ensure(registry, "ClusterRole", None, role)
+    bindings = cluster_bindings()
+    for binding in bindings:
+        await _ensure(registry, "ClusterRoleBinding", None, binding)
+    names = {"clusterroles": {r["metadata"]["name"] for r in roles},
+              "clusterrolebindings": {b["metadata"]["name"] for b in bindings}}
+    for plural, expected in names.items():
+        res = BY_KIND["ClusterRole" if plural == "clusterroles" else "ClusterRoleBinding"]
+        cache = registry.caches[plural]
+        for _ in range(1000):
+            if all(res.key(None, n) in cache.objects for n in expected):
+                break
+            await asyncio.sleep(0.01)
 
 
 async def bootstrap(registry: Registry, *, service_cidr: str, advertise_address: str, port: int) -> None:
@@ -49,3 +82,4 @@ async def bootstrap(registry: Registry, *, service_cidr: str, advertise_address:
         "endpoints": [{"addresses": [advertise_address], "conditions": {"ready": True}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     })
+    await bootstrap_rbac(registry)
