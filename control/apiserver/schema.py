@@ -61,6 +61,7 @@ _META: dict[str, dict[str, str]] = {
                            "fieldsType": "string", "fieldsV1": "object", "subresource": "string"},
     "LabelSelector": {"matchLabels": "{}string", "matchExpressions": "[]LabelSelectorRequirement"},
     "LabelSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
+    "FieldSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
     "Condition": {"type": "string", "status": "string", "observedGeneration": "int64",
                   "lastTransitionTime": "Time", "reason": "string", "message": "string"},
 }
@@ -464,7 +465,9 @@ _AUTHORIZATION: dict[str, dict[str, str]] = {
                                     "nonResourceAttributes": "NonResourceAttributes"},
     "ResourceAttributes": {"namespace": "string", "verb": "string", "group": "string", "version": "string",
                            "resource": "string", "subresource": "string", "name": "string",
-                           "fieldSelector": "object", "labelSelector": "object"},
+                           "fieldSelector": "FieldSelectorAttributes", "labelSelector": "LabelSelectorAttributes"},
+    "FieldSelectorAttributes": {"rawSelector": "string", "requirements": "[]meta.v1.FieldSelectorRequirement"},
+    "LabelSelectorAttributes": {"rawSelector": "string", "requirements": "[]meta.v1.LabelSelectorRequirement"},
     "NonResourceAttributes": {"path": "string", "verb": "string"},
     "SubjectAccessReviewStatus": dict(_ACCESS_STATUS),
     "SelfSubjectRulesReviewSpec": {"namespace": "string"},
@@ -538,10 +541,13 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
-    # JSON only: kubectl 1.33's typed clients fall back to JSON on the 415 (see protobuf.py).
-    *(Kind("rbac.authorization.k8s.io", "v1", name, "rbac.v1", protobuf=False)
+    # kubectl 1.33's `create role|clusterrole|rolebinding|clusterrolebinding` and `auth can-i [--list]` send
+    # these as protobuf. The other reviews are JSON only (no kubectl command sends them; their spec's `extra` is
+    # a map of ExtraValue messages the decoder does not model); SelfSubjectReview's body carries nothing its
+    # answer reads, so the server never decodes it (reviews.py).
+    *(Kind("rbac.authorization.k8s.io", "v1", name, "rbac.v1")
       for name in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")),
-    *(Kind("authorization.k8s.io", "v1", name, "authorization.v1", protobuf=False)
+    *(Kind("authorization.k8s.io", "v1", name, "authorization.v1", protobuf=name.startswith("Self"))
       for name in ("SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectAccessReview",
                    "SelfSubjectRulesReview")),
     *(Kind("authentication.k8s.io", "v1", name, "authentication.v1", protobuf=False)
