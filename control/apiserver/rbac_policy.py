@@ -25,7 +25,8 @@ CORE, APPS, COORDINATION, DISCOVERY, BATCH = "", "apps", "coordination.k8s.io", 
 EXTENSIONS, POLICY, NETWORKING, AUTOSCALING = "extensions", "policy", "networking.k8s.io", "autoscaling"
 AUTHN, AUTHZ = "authentication.k8s.io", "authorization.k8s.io"
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
-AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+AUTOUPDATE_KEY = "rbac.authorization.kubernetes.io/autoupdate"
+AUTOUPDATE = {AUTOUPDATE_KEY: "true"}
 
 
 def rule(groups: tuple[str, ...], resources: tuple[str, ...], verbs: tuple[str, ...],

@@ -240,3 +240,26 @@ def test_validation_in_upstreams_words() -> None:
     old = {**binding, "roleRef": {**binding["roleRef"], "kind": "ClusterRole"}, "subjects": []}
     changed = {**old, "roleRef": {**old["roleRef"], "name": "y"}}
     assert any("cannot change roleRef" in m for m in _messages(validate_update("ClusterRoleBinding", changed, old)))
+
+
+def test_a_restart_reconciles_the_defaults_without_taking_anything_away() -> None:
+    from control.apiserver.bootstrap import reconciled
+
+    wanted = next(r for r in cluster_roles() if r["metadata"]["name"] == "system:node-proxier")
+    mine = rule(["get"], ["example.com"], ["widgets"])
+    stale = {**wanted, "rules": [wanted["rules"][0], mine]}
+    updated = reconciled("ClusterRole", stale, wanted)
+    assert updated is not None and updated["rules"][:2] == [wanted["rules"][0], mine]
+    assert missing_rules(updated["rules"], wanted["rules"]) == []
+    assert reconciled("ClusterRole", updated, wanted) is None  # nothing more to do
+    opted_out = {**stale, "metadata": {**stale["metadata"], "annotations": {
+        "rbac.authorization.kubernetes.io/autoupdate": "false"}}}
+    assert reconciled("ClusterRole", opted_out, wanted) is None
+
+    binding = next(b for b in cluster_bindings() if b["metadata"]["name"] == "system:basic-user")
+    extra = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
+    updated = reconciled("ClusterRoleBinding", {**binding, "subjects": [extra]}, binding)
+    assert updated is not None and updated["subjects"] == [extra, *binding["subjects"]]
+    view = next(r for r in cluster_roles() if r["metadata"]["name"] == "view")
+    assert reconciled("ClusterRole", {**view, "aggregationRule": {"clusterRoleSelectors": []}}, view) == \
+        {**view, "aggregationRule": view["aggregationRule"]}

@@ -188,3 +188,19 @@ def test_a_labelled_cluster_role_aggregates_into_view_and_out_again(tmp_path: Pa
             await until(holds(name, False))
 
     run(tmp_path, scenario)
+
+
+def test_a_restart_gives_back_what_the_defaults_lost(tmp_path: Path) -> None:
+    from control.apiserver.bootstrap import bootstrap_rbac
+
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        path = f"{RBAC}/clusterroles/system:node-proxier"
+        _, proxier = await call(session, api, "admin", "GET", path)
+        default_rules = proxier["rules"]
+        mine = rule(["get"], ["widgets"], "example.com")
+        assert (await call(session, api, "admin", "PUT", path, {**proxier, "rules": [mine]}))[0] == 200
+        await bootstrap_rbac(api.registry)  # what the next start does
+        _, after = await call(session, api, "admin", "GET", path)
+        assert after["rules"] == [mine, *default_rules]
+
+    run(tmp_path, scenario)
