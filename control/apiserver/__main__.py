@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from control.apiserver.admission import KubernetesAdmission
+from control.apiserver.aggregation import Aggregator
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
@@ -58,6 +59,8 @@ async def serve(args: argparse.Namespace) -> None:
     await registry.start()
     await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,
                     port=args.secure_port)
+    aggregator = Aggregator(registry)  # upstream's clusterrole-aggregation controller, in-process
+    aggregator.start()
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
                        kubelets=KubeletProxy(registry, _kubelet_client(args)), unknown_fields=unknown_fields,
@@ -79,6 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
     # timeout (upstream ends them at termination too). Other in-flight requests get the timeout to finish.
     registry.end_watches()
     await runner.cleanup()
+    await aggregator.stop()
     await registry.stop()
     await store.close()
 

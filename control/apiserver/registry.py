@@ -112,7 +112,7 @@ class Registry:
         self.patcher = patcher
         self.allocator = allocator
         self.clock = clock
-        self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES}
+        self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES if r.stored}
 
     async def start(self) -> None:
         for cache in self.caches.values():
