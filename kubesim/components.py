@@ -90,6 +90,7 @@ def write_credentials(state: ClusterState, topology: Topology,
     kubeconfig per identity."""
     from control.apiserver.auth import write_token_file
     from control.apiserver.certs import make_certificates, make_etcd_certificates, make_kubelet_certificate
+    from control.apiserver.serviceaccount import make_signing_key
 
     pki = pki_dir(state)
     first_service_ip = str(IPNetwork(topology.network.service_cidr)[1])
@@ -97,6 +98,7 @@ def write_credentials(state: ClusterState, topology: Topology,
     for node in topology.nodes:
         make_kubelet_certificate(pki, node.name, node.address)
     make_etcd_certificates(pki)
+    make_signing_key(pki / "sa.key")
     ca_data = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
     rows = []
     for who, user, groups in _identities(topology, users):
@@ -266,6 +268,7 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
         "--bind-address", "0.0.0.0", "--secure-port", str(APISERVER_PORT), "--advertise-address", cp.address,
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--token-auth-file", str(pki / "tokens.csv"),
+        "--service-account-signing-key-file", str(pki / "sa.key"),
         "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
         "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
         "--kubelet-certificate-authority", str(pki / "ca.crt"),
@@ -307,7 +310,7 @@ def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_p
     pool = ",".join(topology.load_balancer_pool)
     start(state, cp_ns, "controller-manager", [
         sys.executable, "-m", "control.controllers", "--kubeconfig", str(kubeconfig_path(state, "controller-manager")),
-        "--cluster-cidr", topology.network.cluster_cidr,
+        "--cluster-cidr", topology.network.cluster_cidr, "--root-ca-file", str(pki_dir(state) / "ca.crt"),
         "--node-cidr-mask-size", str(topology.network.pod_cidr_size),
         # Upstream's grace period by default; a shorter eviction timeout than upstream's 5 minutes, so
         # that a node taken down in a demo sees its pods replaced within a minute.

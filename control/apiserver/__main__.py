@@ -22,6 +22,7 @@ from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.schema import unknown_fields
 from control.apiserver.server import APIServer
+from control.apiserver.serviceaccount import DEFAULT_ISSUER, TokenIssuer
 from control.store import EtcdTLS, open_store
 
 
@@ -54,8 +55,11 @@ def _etcd_tls(args: argparse.Namespace) -> EtcdTLS | None:
 async def serve(args: argparse.Namespace) -> None:
     store = await open_store(args.store, tls=_etcd_tls(args))
     low, high = (int(x) for x in args.service_node_port_range.split("-"))
+    issuer = TokenIssuer.from_file(args.service_account_signing_key_file, args.service_account_issuer) \
+        if args.service_account_signing_key_file else None
     registry = Registry(store, admission=KubernetesAdmission(), patcher=apply_patch,
-                        allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)))
+                        allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)),
+                        service_account_tokens=issuer is not None)
     await registry.start()
     await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,
                     port=args.secure_port)
@@ -64,7 +68,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
                        kubelets=KubeletProxy(registry, _kubelet_client(args)), unknown_fields=unknown_fields,
-                       openapi=openapi_document)
+                       openapi=openapi_document, service_accounts=issuer)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = server.runner()
@@ -100,6 +104,10 @@ def main() -> None:
     parser.add_argument("--tls-cert-file", required=True)
     parser.add_argument("--tls-private-key-file", required=True)
     parser.add_argument("--token-auth-file", required=True)
+    parser.add_argument("--service-account-signing-key-file",
+                        help="RSA key (PEM) that signs ServiceAccount tokens: serves serviceaccounts/token, "
+                             "authenticates its tokens and mounts them into pods")
+    parser.add_argument("--service-account-issuer", default=DEFAULT_ISSUER)
     parser.add_argument("--kubelet-client-certificate", help="the client certificate for kubelet APIs")
     parser.add_argument("--kubelet-client-key")
     parser.add_argument("--kubelet-certificate-authority", help="the CA that signed the kubelets' serving certs")

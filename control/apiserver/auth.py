@@ -200,6 +200,7 @@ class NodeAuthorizer:
             (CORE, "secrets"): self._read_referenced,
             (CORE, "persistentvolumeclaims"): self._get_referenced,
             (CORE, "persistentvolumes"): self._get_referenced,
+            (CORE, "serviceaccounts"): self._service_account,
             (COORDINATION, "leases"): self._lease,
             (CORE, "nodes"): self._node,
             (CORE, "pods"): self._pod,
@@ -236,6 +237,12 @@ class NodeAuthorizer:
             return deny("can only get individual resources of this type")
         if attrs.subresource:
             return deny("cannot get subresource")
+        return self._related(node, attrs)
+
+    def _service_account(self, node: str, attrs: Attributes) -> Decision:
+        """Tokens of the ServiceAccounts of the node's pods (the server checks the token's bound pod)."""
+        if attrs.verb != "create" or attrs.subresource != "token":
+            return deny("can only create tokens for individual service accounts")
         return self._related(node, attrs)
 
     @staticmethod

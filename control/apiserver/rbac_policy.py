@@ -222,6 +222,10 @@ _ROLES: dict[str, tuple[tuple[PolicyRule, ...], dict[str, str]]] = {
         rule((CORE,), ("namespaces/finalize", "namespaces/status"), ("update",)),
         rule(("*",), ("*",), ("get", "list", "delete", "deletecollection")),
     ), {}),
+    "system:controller:root-ca-cert-publisher": ((
+        rule((CORE,), ("configmaps",), ("create", "update")),
+        events_rule(),
+    ), {}),
     "system:controller:service-account-controller": ((
         rule((CORE,), ("serviceaccounts",), ("create",)),
         events_rule(),
@@ -275,7 +279,8 @@ AGGREGATED: dict[str, tuple[str, dict[str, str]]] = {
 # one credential, so each binding also names that user (the one addition to upstream's subjects).
 KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replication-controller",
                        "endpoint-controller", "endpointslice-controller", "namespace-controller",
-                       "service-account-controller", "node-controller", "service-controller",
+                       "service-account-controller", "root-ca-cert-publisher", "node-controller",
+                       "service-controller",
                        "generic-garbage-collector", "job-controller", "ttl-after-finished-controller")
 CONTROLLER_MANAGER = "system:kube-controller-manager"
 

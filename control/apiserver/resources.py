@@ -67,7 +67,7 @@ RESOURCES: tuple[Resource, ...] = (
              ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
              status_subresource=True),
     Resource("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
-    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",), (), ("token",)),
     Resource("", "v1", "Event", "events", "event", True, ("ev",)),
     Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     Resource("", "v1", "Secret", "secrets", "secret", True),

@@ -33,6 +33,7 @@ from control.apiserver.registry import DeleteOptions, ListOptions, Registry
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.reviews import REVIEW_KINDS, answer
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from control.apiserver.serviceaccount import ServiceAccountAuthenticator, TokenIssuer, token_request
 from control.apiserver.watchcache import Watcher, WatchEvent, convert
 from control.store import CompactedError, ValueTooLargeError
 
@@ -59,10 +60,11 @@ PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "a
                "application/apply-patch+yaml")
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
                      "finalize": ("", "v1", "Namespace"), "exec": ("", "v1", "PodExecOptions"),
-                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions")}
+                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions"),
+                     "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
-                     "attach": ["create", "get"], "portforward": ["create", "get"]}
+                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"]}
 STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 
 class UnknownFields(Protocol):
@@ -131,7 +133,7 @@ class APIServer:
     def __init__(self, registry: Registry, authenticator: TokenAuthenticator, *,
                  unknown_fields: UnknownFields | None = None, openapi: Callable[[str], Any] | None = None,
                  advertise_address: str = "127.0.0.1", port: int = 6443, bookmark_interval: float = 15.0,
-                 kubelets: KubeletProxy | None = None):
+                 kubelets: KubeletProxy | None = None, service_accounts: TokenIssuer | None = None):
         self.registry = registry
         self.authenticator = authenticator
         self.unknown_fields: UnknownFields = unknown_fields or _no_unknown_fields
@@ -140,6 +142,10 @@ class APIServer:
         self.port = port
         self.bookmark_interval = bookmark_interval
         self.kubelets = kubelets
+        # kube-apiserver's --service-account-signing-key-file: TokenRequest, and the tokens it issued authenticate
+        self.service_accounts = service_accounts
+        self.token_authenticator = ServiceAccountAuthenticator(service_accounts, self._cached) \
+            if service_accounts is not None else None
         self.ready = False
         self._node_graph: NodeGraph | None = None
         # RBAC decides on the watch caches' view of the RBAC objects, never a store read per request.
@@ -151,6 +157,18 @@ class APIServer:
         if self._node_graph is None:
             self._node_graph = NodeGraph.of(self.registry.caches["pods"])
         return self._node_graph
+
+    def _cached(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object as the watch cache has it (what the token authenticator checks a binding against)."""
+        res = next(r for r in RESOURCES if r.group == "" and r.plural == plural)
+        return self.registry.caches[plural].objects.get(res.key(namespace, name))
+
+    def authenticate(self, authorization: str | None) -> User | None:
+        """The static tokens first, then the ServiceAccount tokens (upstream's union authenticator)."""
+        user = self.authenticator.authenticate(authorization)
+        if user is None and self.token_authenticator is not None:
+            user = self.token_authenticator.authenticate(authorization)
+        return user
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors_middleware])
@@ -194,7 +212,7 @@ class APIServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
-        user = self.authenticator.authenticate(request.headers.get("Authorization"))
+        user = self.authenticate(request.headers.get("Authorization"))
         if path in PUBLIC_PATHS:
             return self._public(path)
         if user is None:
@@ -286,7 +304,7 @@ class APIServer:
             "POST": "create", "PUT": "update", "PATCH": "patch",
             "DELETE": "delete" if name else "deletecollection",
         }.get(method)
-        if verb is None or (method == "POST" and name and sub != "binding") or \
+        if verb is None or (method == "POST" and name and sub not in ("binding", "token")) or \
                 (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub) or \
                 (res.namespaced and ns is None and method != "GET") or (sub is None and verb not in res.verbs):
             # Namespaced objects are written only through their namespace's path; a verb a resource does not serve
@@ -359,6 +377,8 @@ class APIServer:
         body = await self._decode_body(request, body_bytes)
         if method == "POST" and sub == "binding":
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
+        if method == "POST" and sub == "token":
+            return _json(await self._token_request(user, ns or "", name or "", body), 201)
         warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode)
         headers = self._warning_headers(warnings)
         if method == "POST":
@@ -377,6 +397,26 @@ class APIServer:
         self._check_kind(res, body)
         return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit), 200,
                      headers)
+
+    async def _token_request(self, user: User, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """serviceaccounts/NAME/token: a TokenRequest answered with a signed token. A node may only ask for
+        tokens bound to pods it runs (upstream's NodeRestriction)."""
+        if self.service_accounts is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource (serviceaccounts/token "
+                           "needs the apiserver's --service-account-signing-key-file)")
+        if body.get("kind") not in (None, "TokenRequest"):
+            raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind "
+                                     "(TokenRequest)")
+        account = await self.registry.get(BY_PATH[("", "v1", "serviceaccounts")], namespace, name)
+        node = user.node_name
+        if node is not None:
+            spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+            ref = (spec or {}).get("boundObjectRef") or {}
+            bound = self._cached("pods", namespace, str(ref.get("name") or "")) if isinstance(ref, dict) else None
+            if bound is None or (bound.get("spec") or {}).get("nodeName") != node:
+                raise errors.forbidden(user.name, "create", "", "serviceaccounts", namespace, name, "token",
+                                       "node requested token not bound to a pod scheduled on this node")
+        return token_request(self.service_accounts, body, account, self._cached)
 
     @staticmethod
     def _check_types(kind: str, body: dict[str, Any]) -> None:
