@@ -215,6 +215,8 @@ class PodWorker:
             files.append((target, str(source)))
         credentials = self.service_account_kubeconfig()
         volumes = self.volumes
+        if volumes.mounts:
+            (directory / "mnt").mkdir(mode=0o700, exist_ok=True)  # the pod's tmpfs for new mount points
         return PodPlace(uts_hostname(self.pod, cfg.cluster_domain), files=tuple(files),
                         hidden=tuple(str(d) for d in self.kubelet.hidden_dirs()),
                         exposed=(str(credentials.resolve()),) if credentials else (),
