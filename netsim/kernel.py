@@ -159,6 +159,10 @@ class LinuxKernel:
                        ifname=name, kind="veth", state="up", peer=peer, **extra)
         finally:
             os.close(fd)
+        # New links: an index remembered for either name belonged to an earlier link of that name, gone with
+        # its namespace (a pod's sandbox made again after a failed start reuses its veth's name).
+        self._indexes.pop((ns, name), None)
+        self._indexes.pop((peer_ns, peer_name), None)
         if peer_index:
             self._indexes[(peer_ns, peer_name)] = peer_index
         if hairpin:

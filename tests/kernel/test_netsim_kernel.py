@@ -200,6 +200,23 @@ def test_deleting_a_sandbox_ends_what_still_runs_in_it(state: Path):
                 left.wait()
 
 
+def test_a_sandbox_made_again_under_its_old_name_gets_hairpin(state: Path):
+    # A pod whose start failed is set up again with the same veth name: the kernel seam must not use the
+    # interface index it remembered for the first veth (gone with its namespace), or setting hairpin on
+    # the new one fails with "No such device" and the pod never starts.
+    with _one_worker(state) as on:
+        sandbox = on.sandbox("pod-again", 12)
+        create_sandbox(sandbox, kernel=on.kernel)
+        delete_sandbox(sandbox, kernel=on.kernel)
+        wait_until(lambda: sandbox.host_veth not in on.kernel.link_names(on.node_ns),
+                   message="the first veth is gone with its namespace")
+        create_sandbox(sandbox, kernel=on.kernel)
+        shown = subprocess.run(["bridge", "-n", on.node_ns, "-d", "link", "show", "dev", sandbox.host_veth],
+                               capture_output=True, text=True, check=True).stdout
+        assert "hairpin on" in shown, shown
+        assert probe.ping_all(on.node_ns, [sandbox.ip]) == {sandbox.ip: True}
+
+
 def _host(cidr: str, n: int) -> str:
     from netaddr import IPNetwork
 
