@@ -234,6 +234,31 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
         Rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
         EVENTS,
     ),
+    "system:controller:daemon-set-controller": (
+        Rule(("extensions", APPS), ("daemonsets",), READ),
+        Rule(("extensions", APPS), ("daemonsets/status", "daemonsets/finalizers"), ("update",)),
+        Rule((CORE,), ("nodes",), ("list", "watch")),
+        Rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
+        Rule((CORE,), ("pods/binding",), ("create",)),
+        Rule((APPS,), ("controllerrevisions",), ("get", "list", "watch", "create", "delete", "update", "patch")),
+        EVENTS,
+    ),
+    "system:controller:statefulset-controller": (
+        Rule((CORE,), ("pods",), ("list", "watch")),
+        Rule((APPS,), ("statefulsets",), READ),
+        Rule((APPS,), ("statefulsets/status", "statefulsets/finalizers"), ("update",)),
+        Rule((CORE,), ("pods",), ("get", "create", "delete", "update", "patch")),
+        Rule((APPS,), ("controllerrevisions",), ("get", "create", "delete", "update", "patch", "list", "watch")),
+        Rule((CORE,), ("persistentvolumeclaims",), ("get", "create", "update", "delete")),
+        EVENTS,
+    ),
+    "system:controller:cronjob-controller": (
+        Rule((BATCH,), ("cronjobs",), ("get", "list", "watch", "update")),
+        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "create", "update", "delete", "patch")),
+        Rule((BATCH,), ("cronjobs/status", "cronjobs/finalizers"), ("update",)),
+        Rule((CORE,), ("pods",), ("list", "delete")),
+        EVENTS,
+    ),
     "system:controller:ttl-after-finished-controller": (
         Rule((BATCH,), ("jobs",), ("get", "list", "watch", "delete")),
         EVENTS,
@@ -298,7 +323,8 @@ CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
 KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replication-controller",
                        "endpoint-controller", "endpointslice-controller", "namespace-controller",
                        "service-account-controller", "node-controller", "service-controller",
-                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller")
+                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller",
+                       "daemon-set-controller", "statefulset-controller", "cronjob-controller")
 
 USER_BINDINGS: dict[str, tuple[str, ...]] = {
     "system:kube-proxy": ("system:node-proxier",),

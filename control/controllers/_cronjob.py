@@ -19,12 +19,13 @@ synced again just after its next firing.
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 from control.api.cron import MAX_MISSED, CronError, next_time, unmet_times
 from control.api.meta import meta, name_of, namespace_of, uid_of
 from control.client import CRON_JOBS, JOBS, AlreadyExists, ApiError, Conflict, NotFound, Resource
-from control.controllers._base import OWNER_INDEX, Controller
+from control.controllers._base import OWNER_INDEX, Context, Controller
 from control.controllers._job import condition_of, is_finished
 from control.controllers._util import (
     JsonObject,
@@ -51,10 +52,27 @@ class CronJobController(Controller):
     primary: ClassVar[Resource | None] = CRON_JOBS
     resources: ClassVar[tuple[Resource, ...]] = (CRON_JOBS, JOBS)
 
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        # The resourceVersion of each CronJob's last status write: acting on an older copy (the informer
+        # lags) would start the same firing twice, its status not yet saying it ran.
+        self._written: dict[str, int] = {}
+
+    def _behind(self, key: str, cached: JsonObject) -> bool:
+        written = self._written.get(key)
+        try:
+            return written is not None and int(str(meta(cached).get("resourceVersion"))) < written
+        except ValueError:
+            return False
+
     def register(self) -> None:
-        self.informer(CRON_JOBS).add_handler(on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new))
+        self.informer(CRON_JOBS).add_handler(on_add=self.enqueue, on_update=lambda old, new: self.enqueue(new),
+                                             on_delete=self._cron_job_deleted)
         self.informer(JOBS).add_handler(on_add=self._job_event, on_update=lambda old, new: self._job_event(new),
                                         on_delete=self._job_event)
+
+    def _cron_job_deleted(self, cron_job: JsonObject) -> None:
+        self._written.pop(key_of(cron_job), None)
 
     def _job_event(self, job: JsonObject) -> None:
         ref = controller_ref(job)
@@ -73,6 +91,8 @@ class CronJobController(Controller):
         cached = self.informer(CRON_JOBS).store.get(name, namespace)
         if cached is None or is_deleting(cached):
             return
+        if self._behind(key, cached):
+            return  # our own status write has not reached the cache: its update event syncs us again
         cron_job = deepcopy(cached)
         spec = cron_job.get("spec") or {}
         now = self.ctx.now()
@@ -116,8 +136,7 @@ class CronJobController(Controller):
         job = await self._start(cron_job, scheduled)
         if job is not None:
             refs = [r for r in status.get("active") or [] if r.get("uid") != uid_of(job)]
-            refs.append({"kind": "Job", "namespace": namespace_of(job), "name": name_of(job), "uid": uid_of(job),
-                         "apiVersion": "batch/v1", "resourceVersion": meta(job).get("resourceVersion")})
+            refs.append(_reference(job))
             status["active"] = refs
         status["lastScheduleTime"] = rfc3339(scheduled)
         await self._write_status(cron_job, status)
@@ -162,7 +181,7 @@ class CronJobController(Controller):
             job = by_uid.get(str(ref.get("uid") or ""))
             if job is None:
                 # Not in the cache: gone (deleted by someone), or made a moment ago and not seen yet.
-                if self._recent(ref, status):
+                if self._recent(ref, status) and ref.get("name") not in {name_of(j) for j in jobs}:
                     active.append(ref)
                 continue
             if is_finished(job):
@@ -170,6 +189,14 @@ class CronJobController(Controller):
                            f"{'Complete' if condition_of(job, 'Complete') else 'Failed'}")
                 continue
             active.append(ref)
+        # A Job we started (it carries the scheduled time) that is still running is active even if the
+        # status we wrote has not reached the cache yet: without this, Forbid could start a second one.
+        # Jobs made by hand (kubectl create job --from) carry no such annotation and are not counted.
+        listed = {str(r.get("uid")) for r in active}
+        for job in sorted(jobs, key=name_of):
+            if (uid_of(job) not in listed and not is_finished(job) and not is_deleting(job)
+                    and SCHEDULED_TIMESTAMP in (meta(job).get("annotations") or {})):
+                active.append(_reference(job))
         if active:
             status["active"] = active
         else:
@@ -214,11 +241,20 @@ class CronJobController(Controller):
         body = deepcopy(cron_job)
         body["status"] = status
         try:
-            await self.client.update_status(CRON_JOBS, body, namespace=namespace_of(cron_job))
+            written = await self.client.update_status(CRON_JOBS, body, namespace=namespace_of(cron_job))
         except NotFound:
+            self._written.pop(key_of(cron_job), None)
             return
         except Conflict:
             self.queue.add_rate_limited(key_of(cron_job))
+            return
+        with contextlib.suppress(ValueError):  # an opaque resourceVersion: no guard, as before
+            self._written[key_of(cron_job)] = int(str(meta(written).get("resourceVersion")))
+
+
+def _reference(job: JsonObject) -> JsonObject:
+    return {"kind": "Job", "namespace": namespace_of(job), "name": name_of(job), "uid": uid_of(job),
+            "apiVersion": "batch/v1", "resourceVersion": meta(job).get("resourceVersion")}
 
 
 __all__ = ["SCHEDULED_TIMESTAMP", "CronJobController"]
