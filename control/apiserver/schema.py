@@ -514,8 +514,8 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
     Kind("batch", "v1", "Job", "batch.v1"),
-    # JSON only for now: their protobuf field numbers are not transcribed (kubectl writes JSON anyway).
-    Kind("batch", "v1", "CronJob", "batch.v1", protobuf=False),
+    Kind("batch", "v1", "CronJob", "batch.v1"),  # `kubectl create cronjob` sends protobuf
+    # JSON only for now: their protobuf field numbers are not transcribed (kubectl sends them as JSON).
     Kind("apps", "v1", "DaemonSet", "apps.v1", protobuf=False),
     Kind("apps", "v1", "StatefulSet", "apps.v1", protobuf=False),
     Kind("apps", "v1", "ControllerRevision", "apps.v1", protobuf=False),

@@ -250,8 +250,10 @@ def _cron_job_row(cj: dict[str, Any]) -> Row:
     job_spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
     names, images = _containers({"spec": job_spec})
     last = _age(status["lastScheduleTime"]) if status.get("lastScheduleTime") else "<none>"
+    # printBoolPtr: SUSPEND is the text True or False.
     return [cj["metadata"].get("name"), spec.get("schedule", ""), spec.get("timeZone") or "<none>",
-            bool(spec.get("suspend")), len(status.get("active") or []), last, _created(cj), names, images,
+            "True" if spec.get("suspend") else "False", len(status.get("active") or []), last, _created(cj),
+            names, images,
             _label_selector_string(job_spec.get("selector"))]
 
 

@@ -336,7 +336,11 @@ class DaemonSetController(Controller):
                 pods = [p for p in by_node.get(node_name, []) if not is_deleting(p)]
                 new = [p for p in pods if labels_of(p).get(REVISION_HASH) == digest]
                 old = [p for p in pods if labels_of(p).get(REVISION_HASH) != digest]
-                if not pods or (new and old) or len(new) > 1 or len(old) > 1:
+                if not pods:
+                    # A node that should get a pod and has none yet counts as unavailable; one that merely
+                    # may keep a pod (an untolerated NoSchedule taint) and has none costs nothing.
+                    unavailable += 1 if eligibility[node_name][0] else 0
+                elif (new and old) or len(new) > 1 or len(old) > 1:
                     unavailable += 1
                 elif new:
                     if not is_pod_available(new[0], min_ready, now):

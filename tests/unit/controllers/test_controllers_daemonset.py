@@ -139,6 +139,9 @@ def test_rolling_update_one_node_at_a_time_history_and_undo(tmp_path: Path) -> N
         async with cluster(tmp_path, "daemonset") as (_, admin):
             for name in ("w1", "w2", "w3"):
                 await admin.create(NODES, node(name))
+            # A tainted node without a daemon pod must not eat the rollout's unavailability budget.
+            await admin.create(NODES, node("cp", taints=[{"key": "node-role.kubernetes.io/control-plane",
+                                                          "effect": "NoSchedule"}]))
             await admin.create(DAEMON_SETS, daemon_set(), namespace="default")
             first = await eventually(lambda: _count(admin, 3), what="three pods")
             old_hash = set(by_node(first).values())
