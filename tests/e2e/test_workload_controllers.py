@@ -107,6 +107,17 @@ def test_stateful_set_ordered_stable_names_behind_a_headless_service(cluster: Cl
 
     cluster.wait(web0_back, 60, "web-0 again under its own name", pods=("web-0",))
     assert cluster.kubectl("get", "sts", "web", "-o", "wide").stdout.splitlines()[1].split()[:2] == ["web", "2/2"]
+    # A rolling update (web-1 first, then web-0), its history, and undo.
+    cluster.kubectl("set", "env", "statefulset/web", "VERSION=2")
+    cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s")
+    assert {e["value"] for p in pods(cluster, "app=web") for e in p["spec"]["containers"][0]["env"]} == {"2"}
+    history = cluster.kubectl("rollout", "history", "statefulset/web").stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    assert "rolled back" in cluster.kubectl("rollout", "undo", "statefulset/web").stdout
+    cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s")
+    assert {e["value"] for p in pods(cluster, "app=web") for e in p["spec"]["containers"][0]["env"]} == {"1"}
+    listed = cluster.kubectl("get", "ds,sts,cronjob", "-o", "wide").stdout
+    assert "statefulset.apps/web" in listed and "Replicas:" in cluster.kubectl("describe", "sts", "web").stdout
     cluster.kubectl("delete", "sts", "web")
     cluster.kubectl("delete", "svc", "web")
 
