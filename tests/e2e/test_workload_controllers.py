@@ -75,6 +75,7 @@ def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster) -> None:
     assert sorted(r["revision"] for r in revisions["items"]) == [2, 3]  # revision 1 came back as 3
     assert "Desired Number of Nodes Scheduled: 2" in cluster.kubectl("describe", "ds", "agent").stdout
     cluster.kubectl("delete", "ds", "agent")
+    cluster.wait(lambda: not pods(cluster, "app=agent"), 60, "the DaemonSet's pods collected")
 
 
 def test_stateful_set_ordered_stable_names_behind_a_headless_service(cluster: Cluster) -> None:

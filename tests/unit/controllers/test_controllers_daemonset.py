@@ -257,3 +257,21 @@ async def _revisions(admin: Client) -> list[dict[str, Any]]:
 async def _revision_numbers(admin: Client, want: dict[str, int]) -> bool:
     got = {r["metadata"]["name"]: r["revision"] for r in await _revisions(admin)}
     return got == want
+
+
+def test_deleting_the_daemon_set_collects_its_pods_and_revisions(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, "daemonset", "garbagecollector") as (_, admin):
+            await admin.create(NODES, node("w1"))
+            await admin.create(DAEMON_SETS, daemon_set(), namespace="default")
+            await eventually(lambda: _count(admin, 1), what="a pod")
+            assert await _revisions(admin)
+            await admin.delete(DAEMON_SETS, "agent", namespace="default", propagation_policy="Background")
+            await eventually(lambda: _none(pods(admin)), what="its pod collected")
+            await eventually(lambda: _none(_revisions(admin)), what="its revisions collected")
+
+    run(main)
+
+
+async def _none(items: Awaitable[list[dict[str, Any]]]) -> bool:
+    return not await items
