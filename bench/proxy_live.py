@@ -40,7 +40,6 @@ import asyncio
 import base64
 import ctypes
 import errno
-import http.client
 import json
 import os
 import platform
@@ -66,6 +65,7 @@ from control.apiserver.auth import write_token_file
 from control.apiserver.certs import make_certificates
 from control.client import ENDPOINT_SLICES, NAMESPACES, NODES, SERVICES, Client
 from netsim import namespaces
+from netsim.probe import http_get
 
 API_IP = "192.168.255.1"
 NODE_NET = "192.168.255.{}/24"
@@ -154,25 +154,9 @@ def start_apiserver(work: Path, api_ns: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=open(work / "apiserver.log", "wb"))
 
 
-def http_get(ns: str, host: str, port: int, path: str, timeout: float = 10) -> tuple[int, str]:
-    """GET http://HOST:PORT/PATH from inside namespace NS (the socket is made there)."""
-    with namespaces.entered(ns):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect((host, port))
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        conn.sock = sock
-        conn.request("GET", path)
-        answer = conn.getresponse()
-        return answer.status, answer.read().decode()
-    finally:
-        sock.close()
-
-
 def metrics(ns: str) -> dict[str, float]:
     """The proxy's Prometheus samples, `name{labels}` -> value."""
-    status, text = http_get(ns, "127.0.0.1", 10249, "/metrics")
+    status, text = http_get(ns, "127.0.0.1", 10249, "/metrics", timeout=10)
     if status != 200:
         raise RuntimeError(f"metrics answered {status}")
     found = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -75,6 +76,29 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+_USER_NAME = re.compile(r"[a-z0-9]([a-z0-9._@-]*[a-z0-9])?")
+
+
+def parse_users(ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]
+                ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """--user NAME[:GROUP,GROUP...]: a user with a token and kubeconfig of its own and no power until RBAC
+    objects bind it. NAME is lower case (it names a file); system: names belong to the cluster's components."""
+    users: list[tuple[str, tuple[str, ...]]] = []
+    for value in values:
+        name, _, groups_text = value.partition(":")
+        groups = tuple(g for g in groups_text.split(",") if g)
+        if not _USER_NAME.fullmatch(name) or len(name) > 63:
+            raise click.BadParameter(f"{value!r}: the user name must be lower-case letters, digits, '.', '_', '@' "
+                                     "or '-' (at most 63), optionally followed by :GROUP,GROUP; e.g. alice:devs")
+        if any(g.startswith("system:") for g in groups):
+            raise click.BadParameter(f"{value!r}: system: groups belong to the cluster's own identities; grant "
+                                     "the user a role with a RoleBinding instead")
+        if name in {u for u, _ in users}:
+            raise click.BadParameter(f"{value!r}: user {name!r} is given twice")
+        users.append((name, groups))
+    return tuple(users)
+
+
 def _cluster_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--name of every command: a DNS-1123 label, never a path (it names a directory in the state root)."""
     if value is None:
@@ -108,9 +132,13 @@ def main() -> None:
 @click.option("--eviction-timeout", default="60s", show_default=True, callback=_duration,
               help="How long pods stay on an unreachable node before they are evicted.")
 @click.option("--network-only", is_flag=True, help="Build the network but start no control plane.")
+@click.option("--user", "users", multiple=True, callback=parse_users, metavar="NAME[:GROUPS]",
+              help="Also issue a token and kubeconfig for user NAME (in the comma-separated GROUPS), with no "
+                   "permissions until RBAC binds them; `kubesim kubeconfig --user NAME` prints its path.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | None, node_grace_period: str,
-       eviction_timeout: str, network_only: bool, as_json: bool) -> None:
+       eviction_timeout: str, network_only: bool, users: tuple[tuple[str, tuple[str, ...]], ...],
+       as_json: bool) -> None:
     """Build the cluster described by TOPOLOGY (default: topologies/two-node.yaml).
 
     Waits until it is ready and prints a summary. On any failure everything made is removed and the
@@ -131,7 +159,7 @@ def up(topology: Path | None, name: str | None, store: str, proxy_mode: str | No
         try:
             result = cluster.up(topo, progress=progress, store=store, control_plane=not network_only,
                                 timings={"node_grace_period": node_grace_period,
-                                         "eviction_timeout": eviction_timeout})
+                                         "eviction_timeout": eviction_timeout}, users=users)
         except (KubesimError, NetsimError) as exc:
             _fail(f"{exc}\nnothing of cluster {topo.name!r} was left behind")
         except (KeyboardInterrupt, _Interrupted):
@@ -293,13 +321,19 @@ def _exec_in_pod(cluster_name: str, namespace: str | None, target: str, containe
 
 @main.command()
 @click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("--user", help="A user `up --user` made: print its kubeconfig's path instead of the admin's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster's name and kubeconfig path as JSON.")
-def kubeconfig(name: str | None, as_json: bool) -> None:
+def kubeconfig(name: str | None, user: str | None, as_json: bool) -> None:
     """Print the path of the cluster's admin kubeconfig (export KUBECONFIG=$(kubesim kubeconfig))."""
     try:
         info = cluster.status(cluster.resolve_name(name))
     except StateError as exc:
         _fail(str(exc), code=_exit_code(exc))
+    if user is not None:
+        path = Path(info["kubeconfig"]).parent / "kubeconfigs" / f"user-{user}.kubeconfig"
+        if "/" in user or not path.is_file():
+            _fail(f"cluster {info['name']!r} has no user {user!r}: give it with `kubesim up --user {user}`", code=2)
+        info = {**info, "kubeconfig": str(path)}
     if as_json:
         _print_json({"name": info["name"], "kubeconfig": info["kubeconfig"]})
     else:

@@ -112,7 +112,8 @@ def parse_store(store: str) -> tuple[str, str | None]:
 
 def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = None,
        progress: Progress = _quiet, routes: list[tuple[str, str]] | None = None, store: str = "sqlite",
-       control_plane: bool = True, timings: dict[str, str] | None = None) -> UpResult:
+       control_plane: bool = True, timings: dict[str, str] | None = None,
+       users: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> UpResult:
     """Build the cluster; on any failure (or interruption) remove everything made and re-raise.
     control_plane=False builds the network only."""
     store_kind, store_url = parse_store(store)
@@ -130,7 +131,7 @@ def up(topology: Topology, *, root: Path | None = None, kernel: Kernel | None = 
             progress("checking that the nodes reach each other")
             wait_ready(topology)
             if control_plane:
-                _start_control_plane(state, topology, store_kind, store_url, progress, timings or {})
+                _start_control_plane(state, topology, store_kind, store_url, progress, timings or {}, users)
             if topology.faults:
                 # Last, once everything is ready: a partition from the control plane would otherwise keep
                 # a node from ever registering.
@@ -157,9 +158,10 @@ def wait_ready(topology: Topology, timeout: float = 5.0) -> None:
 
 
 def _start_control_plane(state: ClusterState, topology: Topology, store_kind: str, store_url: str | None,
-                         progress: Progress, timings: dict[str, str]) -> None:
+                         progress: Progress, timings: dict[str, str],
+                         users: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
     progress("writing the cluster's certificates and credentials")
-    components.write_credentials(state, topology)
+    components.write_credentials(state, topology, users)
     if store_kind == "etcd" and store_url is None:
         progress("starting etcd in the control-plane node")
         store_url = components.start_etcd(state, topology)

@@ -2,7 +2,7 @@
 with its own identity, its log in <state>/logs/<role>.log and its pid recorded.
 
 Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and what authorizes them
-(control/apiserver/auth.py, upstream's default bindings):
+(upstream's default ClusterRoles and ClusterRoleBindings):
     kubernetes-admin                 system:masters   the user's kubeconfig   cluster-admin
     system:kube-scheduler            -                scheduler               system:kube-scheduler,
                                                                               system:volume-scheduler
@@ -14,6 +14,9 @@ Identities (static bearer tokens, kube-apiserver's --token-auth-file format) and
     system:serviceaccount:kube-system:kube-network-policies
                                                        every node's network-policy agent
                                                                               kube-network-policies
+    NAME (`up --user NAME:GROUPS`)   GROUPS           kubeconfigs/user-NAME    whatever RBAC objects grant
+The roles and bindings are objects the apiserver creates at start (control/apiserver/rbac_policy.py);
+every authenticated identity is also in system:authenticated.
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ def apiserver_url(topology: Topology) -> str:
     return f"https://{topology.control_plane.address}:{APISERVER_PORT}"
 
 
-def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(file name, user, groups) of every credential the cluster needs."""
+def _identities(topology: Topology, users: tuple[tuple[str, tuple[str, ...]], ...] = ()
+                ) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(file name, user, groups) of every credential the cluster needs, and of the users `up --user` asked for
+    (no power of their own: what RBAC objects bind to them or their groups)."""
     rows = [("admin", "kubernetes-admin", ("system:masters",)),
             ("scheduler", "system:kube-scheduler", ()),
             ("controller-manager", "system:kube-controller-manager", ()),
@@ -74,15 +79,18 @@ def _identities(topology: Topology) -> list[tuple[str, str, tuple[str, ...]]]:
     if topology.dns.enabled:
         rows.append(("coredns", "system:serviceaccount:kube-system:coredns",
                      ("system:serviceaccounts", "system:serviceaccounts:kube-system")))
+    rows += [(f"user-{name}", name, groups) for name, groups in users]
     return rows
 
 
-def write_credentials(state: ClusterState, topology: Topology) -> None:
+def write_credentials(state: ClusterState, topology: Topology,
+                      users: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> None:
     """The cluster CA and its certificates (the apiserver's, its kubelet client's, every kubelet's, and
     etcd's own CA with its server and the apiserver's client certificates), the token file, and one
     kubeconfig per identity."""
     from control.apiserver.auth import write_token_file
     from control.apiserver.certs import make_certificates, make_etcd_certificates, make_kubelet_certificate
+    from control.apiserver.serviceaccount import make_signing_key
 
     pki = pki_dir(state)
     first_service_ip = str(IPNetwork(topology.network.service_cidr)[1])
@@ -90,9 +98,10 @@ def write_credentials(state: ClusterState, topology: Topology) -> None:
     for node in topology.nodes:
         make_kubelet_certificate(pki, node.name, node.address)
     make_etcd_certificates(pki)
+    make_signing_key(pki / "sa.key")
     ca_data = base64.b64encode((pki / "ca.crt").read_bytes()).decode()
     rows = []
-    for who, user, groups in _identities(topology):
+    for who, user, groups in _identities(topology, users):
         token = secrets.token_hex(24)
         rows.append((token, user, groups))
         config = {
@@ -259,6 +268,7 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
         "--bind-address", "0.0.0.0", "--secure-port", str(APISERVER_PORT), "--advertise-address", cp.address,
         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
         "--token-auth-file", str(pki / "tokens.csv"),
+        "--service-account-signing-key-file", str(pki / "sa.key"),
         "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
         "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
         "--kubelet-certificate-authority", str(pki / "ca.crt"),
@@ -300,7 +310,7 @@ def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_p
     pool = ",".join(topology.load_balancer_pool)
     start(state, cp_ns, "controller-manager", [
         sys.executable, "-m", "control.controllers", "--kubeconfig", str(kubeconfig_path(state, "controller-manager")),
-        "--cluster-cidr", topology.network.cluster_cidr,
+        "--cluster-cidr", topology.network.cluster_cidr, "--root-ca-file", str(pki_dir(state) / "ca.crt"),
         "--node-cidr-mask-size", str(topology.network.pod_cidr_size),
         # Upstream's grace period by default; a shorter eviction timeout than upstream's 5 minutes, so
         # that a node taken down in a demo sees its pods replaced within a minute.

@@ -49,6 +49,7 @@ from kubesim.flows import OBSERVE_TABLE_PREFIX, Directory, Filter, Flow, FlowJoi
 from kubesim.state import ClusterState
 from netsim import names, namespaces
 from netsim.topology import Topology
+from netsim.trace import pid_alive
 
 # How long the listeners get to show they hear before observe says it is ready anyway.
 READY_TIMEOUT = 3.0
@@ -69,16 +70,6 @@ def _nft(ns: str, *args: str, stdin: str | None = None) -> subprocess.CompletedP
                           check=False, timeout=10)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_tables(listing: str) -> list[str]:
     """Observe tables in `nft list tables` output whose process is gone (a SIGKILLed observe)."""
     stale = []
@@ -86,7 +77,7 @@ def stale_tables(listing: str) -> list[str]:
         parts = line.split()
         if len(parts) == 3 and parts[:2] == ["table", "ip"] and parts[2].startswith(OBSERVE_TABLE_PREFIX):
             pid = parts[2][len(OBSERVE_TABLE_PREFIX):]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 stale.append(parts[2])
     return stale
 

@@ -255,6 +255,32 @@ def admin_order(policies: Iterable[AdminPolicy]) -> tuple[AdminPolicy, ...]:
     return tuple(sorted((p for p in policies if p.tier == "admin"), key=lambda p: (p.priority, p.name)))
 
 
+@dataclass(frozen=True)
+class AdminGrouping:
+    """The local pods by the admin policies that select them, for one direction: what both renderers
+    turn into chains (one per distinct sequence of ANPs, and one for the BANP)."""
+    groups: dict[tuple[str, ...], list[Pod]]  # the ANPs' keys, in evaluation order -> the pods they all select
+    baseline: list[Pod]  # the pods the BANP selects
+    members: dict[str, list[Pod]]  # an ANP's key -> the local pods it selects
+
+    @classmethod
+    def of(cls, view: ClusterView, local: Iterable[Pod], direction: Direction) -> AdminGrouping:
+        groups: dict[tuple[str, ...], list[Pod]] = {}
+        baseline: list[Pod] = []
+        for pod in local:
+            applying = view.admin_applying(pod, direction)
+            keys = tuple(p.key for p in applying if p.tier == "admin")
+            if keys:
+                groups.setdefault(keys, []).append(pod)
+            if any(p.tier == "baseline" for p in applying):
+                baseline.append(pod)
+        members: dict[str, list[Pod]] = {}
+        for keys, pods in groups.items():
+            for key in keys:
+                members.setdefault(key, []).extend(pods)
+        return cls(groups, baseline, members)
+
+
 def admin_selection(view: ClusterView, policy: AdminPolicy, direction: Direction) -> dict[tuple[int, int], list[Pod]]:
     """`[(rule, peer)]` -> the pods each selector peer of POLICY's DIRECTION rules picks (hostNetwork
     pods never: they are their node). As peer_matches, but a selector is matched once per namespace

@@ -56,7 +56,7 @@ from netaddr import IPSet
 from firewall.errors import IptablesError
 from firewall.iptables import FILTER, FakeIptables, Flavour, IptablesRunner, SubprocessIptables, comment, saved_chains
 from netpol.admin import AdminPolicy
-from netpol.decide import Changes, ClusterIndex, ClusterView, RuleRef, admin_selection
+from netpol.decide import AdminGrouping, Changes, ClusterIndex, ClusterView, RuleRef, admin_selection
 from netpol.errors import NetpolError
 from netpol.model import Direction, Namespace, Pod, Policy, PortRule, Rule
 from netpol.nftables import uses_named_ports
@@ -400,21 +400,10 @@ def admin_parts(index: ClusterIndex, admin: tuple[AdminPolicy, ...]) -> dict[Dir
     every_pod = [pod for _, pod in sorted(index.pods.items()) if not pod.host_network]
     out: dict[Direction, AdminPart] = {}
     for direction in DIRECTIONS:
-        groups: dict[tuple[str, ...], list[Pod]] = {}
-        baseline: list[Pod] = []
-        for pod in local:
-            applying = view.admin_applying(pod, direction)
-            keys = tuple(p.key for p in applying if p.tier == "admin")
-            if keys:
-                groups.setdefault(keys, []).append(pod)
-            if any(p.tier == "baseline" for p in applying):
-                baseline.append(pod)
+        grouping = AdminGrouping.of(view, local, direction)
+        groups, baseline, members = grouping.groups, grouping.baseline, grouping.members
         if not groups and not baseline:
             continue
-        members: dict[str, list[Pod]] = {}
-        for keys, pods in groups.items():
-            for key in keys:
-                members.setdefault(key, []).extend(pods)
         rendered = {p.key: _admin_rules(view, p, direction, members[p.key], every_pod)
                     for p in view.anps if p.key in members}
         chains = {admin_group_chain(direction, keys): (tuple(r for k in keys for r in rendered[k]), pods)

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from netaddr import IPSet
 
 from netpol.admin import AdminPolicy
-from netpol.decide import ClusterIndex, ClusterView, RuleRef, admin_selection
+from netpol.decide import AdminGrouping, ClusterIndex, ClusterView, RuleRef, admin_selection
 from netpol.model import Direction, IPBlock, Namespace, Pod, Policy, PortRule, Rule
 
 TABLE = "kubesim-netpol"
@@ -524,19 +524,8 @@ class Planner:
         subjects: set[str] = set()
         every_pod = [pod for _, pod in sorted(index.pods.items()) if not pod.host_network]
         for direction in DIRECTIONS:
-            groups: dict[tuple[str, ...], list[Pod]] = {}
-            baseline: list[Pod] = []
-            for pod in local:
-                applying = view.admin_applying(pod, direction)
-                keys = tuple(p.key for p in applying if p.tier == "admin")
-                if keys:
-                    groups.setdefault(keys, []).append(pod)
-                if any(p.tier == "baseline" for p in applying):
-                    baseline.append(pod)
-            members: dict[str, list[Pod]] = {}
-            for keys, pods in groups.items():
-                for key in keys:
-                    members.setdefault(key, []).extend(pods)
+            grouping = AdminGrouping.of(view, local, direction)
+            groups, baseline, members = grouping.groups, grouping.baseline, dict(grouping.members)
             if baseline and view.banp is not None:
                 members[view.banp.key] = baseline
             rendered: dict[str, tuple[str, ...]] = {}

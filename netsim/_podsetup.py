@@ -1,7 +1,8 @@
 """Run once inside a new pod's namespaces (namespaces.create_pod_place): make the pod a place.
 
     python -I -S _podsetup.py HOSTNAME [--bind TARGET SOURCE]... [--hide DIR]... [--expose FILE]...
-                              [--pins DIR]...
+                              [--pins DIR]... [--memory DIR SIZE]... [--volume TARGET SOURCE ro|rw]...
+                              [--scratch DIR]
 
 It is started by unshare(1) in the pod's network namespace and its fresh UTS and mount namespaces,
 every mount already private (nothing it does reaches the machine), and it exits when done: the
@@ -16,8 +17,15 @@ Steps, in this order:
 2. /sys is mounted afresh from inside the pod's network namespace, so /sys/class/net shows the pod's
    interfaces (what `ip netns exec` does too).
 3. The hostname is set.
-4. Each FILE's source is bound over its target (/etc/hosts, /etc/hostname, /etc/resolv.conf).
-5. Each HIDDEN directory gets an empty read-only tmpfs over it (the state directory: tokens, keys),
+4. Each MEMORY directory gets a tmpfs of its own (emptyDir medium Memory; SIZE "-" for no limit).
+5. Every source (files and volumes) is opened, so that what follows cannot change what it names. A
+   volume target that does not exist is made, never on the machine's filesystem: its nearest existing
+   ancestor gets an overlay (the machine's directory below, an upper layer on a tmpfs at SCRATCH), once,
+   and the mount point is made there. The ancestor may not be / (an overlay there would not be seen by
+   processes entering the namespace: their root is the namespace's root mount).
+6. Each FILE's source is bound over its target (/etc/hosts, /etc/hostname, /etc/resolv.conf), then each
+   VOLUME's source at its target, remounted read-only for "ro".
+7. Each HIDDEN directory gets an empty read-only tmpfs over it (the state directory: tokens, keys),
    except for the EXPOSED files under it, bound back at their own paths (the pod's own credentials).
    They are opened before the directory is hidden, and bound from the open file.
 """
@@ -95,15 +103,93 @@ def hide(directory: str, exposed: list[str]) -> None:
             os.close(fd)
 
 
+def _opened(path: str) -> int:
+    try:
+        return os.open(path, O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"opening {path}: {os.strerror(exc.errno or 0)}") from None
+
+
+def _is_under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+class MountPoints:
+    """Makes mount points that do not exist, in overlays of their nearest existing ancestors."""
+
+    def __init__(self, scratch: str):
+        self.scratch = scratch
+        self.overlays: list[str] = []
+
+    def _writable(self, ancestor: str) -> None:
+        if any(_is_under(ancestor, done) for done in self.overlays):
+            return
+        if ancestor == "/":
+            raise OSError(2, "a new top-level directory cannot be made in a pod (its containers share the "
+                             "machine's root filesystem): mount under an existing directory such as /mnt or /etc")
+        if not self.scratch:
+            raise OSError(22, "no scratch directory given for the overlays of new mount points")
+        if not self.overlays:
+            _mount("tmpfs", self.scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700,size=16m")
+        layer = os.path.join(self.scratch, str(len(self.overlays)))
+        os.makedirs(layer + "/upper")
+        os.makedirs(layer + "/work")
+        _mount("overlay", ancestor, "overlay", 0, f"lowerdir={ancestor},upperdir={layer}/upper,workdir={layer}/work")
+        self.overlays.append(ancestor)
+
+    def make(self, target: str, directory: bool) -> None:
+        if os.path.lexists(target) and os.path.exists(target):
+            return
+        real = os.path.realpath(target)
+        ancestor = os.path.dirname(real)
+        while not os.path.isdir(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        self._writable(ancestor)
+        if directory:
+            os.makedirs(real, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(real), mode=0o755, exist_ok=True)
+            os.close(os.open(real, os.O_WRONLY | os.O_CREAT, 0o644))
+
+
+def mount_volumes(files: list[tuple[str, str]], volumes: list[tuple[str, str, str]], scratch: str) -> None:
+    held_files = [(target, _opened(source)) for target, source in files]
+    held = [(target, _opened(source), mode) for target, source, mode in volumes]
+    try:
+        points = MountPoints(scratch)
+        for target, fd, _ in held:
+            try:
+                points.make(target, os.path.isdir(f"/proc/self/fd/{fd}"))
+            except OSError as exc:
+                raise OSError(exc.errno, f"mount point {target}: {exc.strerror}") from None
+        for target, fd in held_files:
+            _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        for target, fd, mode in held:
+            _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+            if mode == "ro":
+                _mount("none", target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    finally:
+        for _, fd in held_files:
+            os.close(fd)
+        for _, fd, _ in held:
+            os.close(fd)
+
+
 def parse(argv: list[str]) -> tuple[str, list[tuple[str, str]], dict[str, list[str]]]:
-    """HOSTNAME, then --bind TARGET SOURCE, --hide DIR, --expose FILE and --pins DIR, each repeatable."""
+    """HOSTNAME, then --bind TARGET SOURCE, --hide DIR, --expose FILE, --pins DIR, --memory DIR SIZE and
+    --volume TARGET SOURCE MODE (kept NUL-joined), each repeatable, and --scratch DIR."""
     hostname, rest = argv[0], argv[1:]
     files: list[tuple[str, str]] = []
-    lists: dict[str, list[str]] = {"--hide": [], "--expose": [], "--pins": []}
+    lists: dict[str, list[str]] = {"--hide": [], "--expose": [], "--pins": [], "--memory": [], "--volume": [],
+                                   "--scratch": []}
     while rest:
         flag = rest.pop(0)
         if flag == "--bind" and len(rest) >= 2:
             files.append((rest.pop(0), rest.pop(0)))
+        elif flag == "--memory" and len(rest) >= 2:
+            lists[flag].append(rest.pop(0) + "\0" + rest.pop(0))
+        elif flag == "--volume" and len(rest) >= 3:
+            lists[flag].append("\0".join((rest.pop(0), rest.pop(0), rest.pop(0))))
         elif flag in lists and rest:
             lists[flag].append(rest.pop(0))
         else:
@@ -117,8 +203,11 @@ def main(argv: list[str]) -> None:
     remount_sys()
     with open("/proc/sys/kernel/hostname", "w") as handle:  # the UTS namespace's own (sethostname(2))
         handle.write(hostname)
-    for target, source in files:
-        _mount(source, target, None, MS_BIND)
+    for entry in lists["--memory"]:
+        directory, size = entry.split("\0")
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0777" + ("" if size == "-" else "," + size))
+    volumes = [(target, source, mode) for target, source, mode in (v.split("\0") for v in lists["--volume"])]
+    mount_volumes(files, volumes, (lists["--scratch"] or [""])[-1])
     for directory in lists["--hide"]:
         hide(directory, lists["--expose"])
 

@@ -1,9 +1,11 @@
 """Reachability checks from inside a namespace, in-process: ICMP echo over a raw socket opened in the
-namespace (root only), many targets at once, no ping binary and no process per probe."""
+namespace (root only), many targets at once, no ping binary and no process per probe; and one HTTP GET
+over a socket made in a namespace."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import select
 import socket
@@ -64,3 +66,22 @@ def ping_all(ns: str | None, targets: list[str], *, timeout: float = 3.0, interv
     finally:
         sock.close()
     return answered
+
+
+def http_get(ns: str | None, host: str, port: int = 80, path: str = "/", *, timeout: float = 2.0) -> tuple[int, str]:
+    """GET http://HOST:PORT/PATH over a new connection from inside namespace NS (the socket is made there,
+    then used from here): (status, body). Connection failures raise OSError."""
+    with namespaces.entered(ns) if ns else contextlib.nullcontext():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.sock = sock
+        conn.request("GET", path, headers={"Connection": "close"})
+        answer = conn.getresponse()
+        return answer.status, answer.read().decode(errors="replace")
+    except http.client.HTTPException as exc:
+        raise OSError(f"GET http://{host}:{port}{path}: {exc!r}") from exc
+    finally:
+        sock.close()

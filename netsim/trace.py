@@ -115,7 +115,8 @@ def _local_addresses(ns: str) -> frozenset[str]:
         ipr.close()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with PID exists (one we may not signal exists too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -140,7 +141,7 @@ def sweep_probes(cluster: str, *, kernel: Kernel | None = None) -> list[str]:
     try:
         for ns in kernel.ns_list():
             pid = _owner_pid(ns[len(prefix):]) if ns.startswith(prefix) else None
-            if pid is not None and not _pid_alive(pid) and kernel.ns_delete(ns):
+            if pid is not None and not pid_alive(pid) and kernel.ns_delete(ns):
                 removed.append(ns)
     finally:
         if own:
@@ -326,7 +327,7 @@ class _Run:
             table = str(chain["table"])
             if table.startswith(TABLE_PREFIX) and chain.get("family") == "ip":
                 pid = _owner_pid(table[len(TABLE_PREFIX):])
-                if pid is not None and not _pid_alive(pid):
+                if pid is not None and not pid_alive(pid):
                     stale.add(table)
         return hooks, sorted(stale)
 

@@ -20,7 +20,7 @@ from proxy.model import (
     services_from,
     slices_from,
 )
-from proxy.plan import NodeContext, ProxyPlan, ServicePlan, categorize_endpoints, plan
+from proxy.plan import NodeContext, ProxyPlan, ServicePlan, categorize_endpoints, plan, replan
 
 __all__ = [
     "Endpoint",
@@ -41,6 +41,7 @@ __all__ = [
     "parse_node",
     "parse_service",
     "plan",
+    "replan",
     "services_from",
     "slices_from",
 ]

@@ -16,6 +16,7 @@ pkg/proxy/iptables/proxier.go syncProxyRules), so that both of our backends beha
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -113,6 +114,35 @@ class ProxyPlan:
     @cached_property
     def by_name(self) -> Mapping[str, ServicePlan]:
         return {s.name: s for s in self.services}
+
+    @cached_property
+    def by_service(self) -> Mapping[tuple[str, str], tuple[str, ...]]:
+        """(namespace, name) of a Service -> the names of its ports' plans."""
+        out: dict[tuple[str, str], tuple[str, ...]] = {}
+        for s in self.services:
+            out[s.port.name.service] = (*out.get(s.port.name.service, ()), s.name)
+        return out
+
+    @classmethod
+    def of(cls, node: NodeContext, by_name: dict[str, ServicePlan],
+           by_service: dict[tuple[str, str], tuple[str, ...]] | None = None,
+           base: tuple[ProxyPlan, frozenset[str]] | None = None) -> ProxyPlan:
+        """The plan of BY_NAME's service ports, in name order, with the indexes already made kept. BASE:
+        the plan this one was made from and the names of the port plans that may differ from it."""
+        made = cls(node=node, services=tuple(by_name[k] for k in sorted(by_name)))
+        made.__dict__["by_name"] = by_name  # what cached_property would compute, known already
+        if by_service is not None:
+            made.__dict__["by_service"] = by_service
+        if base is not None:
+            # Weakly: a chain of plans each holding the one before would never be freed.
+            made.__dict__["_base"] = (weakref.ref(base[0]), base[1])
+        return made
+
+    def changes_since(self, other: ProxyPlan) -> frozenset[str] | None:
+        """The names of the port plans that may differ from OTHER's, when this plan was made from OTHER
+        by replan(); None when that is not known (compare every port plan)."""
+        base = self.__dict__.get("_base")
+        return base[1] if base is not None and base[0]() is other else None
 
     def service(self, name: str) -> ServicePlan:
         return self.by_name[name]
@@ -249,4 +279,29 @@ def plan(
         for port in todo:
             if port.key not in plans:
                 plans[port.key] = plan_service(port, endpoints_for(port, by_service.get(port.name.service, ())), node)
-    return ProxyPlan(node=node, services=tuple(plans[k] for k in sorted(plans)))
+    return ProxyPlan.of(node, plans)
+
+
+def replan(previous: ProxyPlan, changed: Mapping[tuple[str, str], tuple[tuple[ServicePort, ...],
+                                                                       tuple[SliceEndpoints, ...]]]) -> ProxyPlan:
+    """`plan()` of everything, from PREVIOUS and the Services that changed since it: CHANGED maps each
+    (namespace, name) whose Service or EndpointSlices changed to its ports and slices now (no ports: the
+    Service is gone). The same result as planning everything again, in time proportional to the change
+    (kube-proxy's change trackers applied to its ServicePortMap and EndpointsMap)."""
+    node = previous.node
+    by_name = dict(previous.by_name)
+    by_service = dict(previous.by_service)
+    touched: set[str] = set()
+    for service, (ports, slices) in changed.items():
+        for name in by_service.pop(service, ()):
+            del by_name[name]
+            touched.add(name)
+        names: list[str] = []
+        for port in ports:
+            if port.key not in by_name:  # a port name twice in one Service: the first one wins, as in plan()
+                by_name[port.key] = plan_service(port, endpoints_for(port, slices), node)
+                names.append(port.key)
+        if names:
+            by_service[service] = tuple(names)
+        touched.update(names)
+    return ProxyPlan.of(node, by_name, by_service, base=(previous, frozenset(touched)))

@@ -1,10 +1,11 @@
 """The kube-proxy process: informers -> change tracker -> bounded-frequency sync -> backend.
 
 Watch handlers only record which Services changed (kube-proxy's change trackers); the runner syncs, never before
-every informer has synced; a failed sync makes the next one full; a full sync also runs every
-sync period, which restores rules tampered with from outside. Around it: /healthz and /metrics with
-kube-proxy's metric names, health-check node port servers for externalTrafficPolicy Local services,
-and removal of stale UDP conntrack entries when endpoints change.
+every informer has synced; a failed sync makes the next one full; the sync period's syncs are partial
+and a full one runs once an hour (upstream's FullSyncPeriod: a full sync at 10k Services holds back every
+change behind it), while the tamper check restores rules changed from outside within seconds. Around it:
+/healthz and /metrics with kube-proxy's metric names, health-check node port servers for
+externalTrafficPolicy Local services, and removal of stale UDP conntrack entries when endpoints change.
 
 The blocking work (planning, `nft -f` / `iptables-restore`, `conntrack -D`, the tamper check) runs on
 a worker thread, never on the event loop, so watches, /healthz and /metrics keep being served during a
@@ -30,14 +31,59 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.api.meta import labels_of
-from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer, ParseCache
+from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from proxy.errors import ObjectError
-from proxy.model import ServicePort, SliceEndpoints, parse_endpoint_slice, parse_node, parse_service
-from proxy.plan import NodeContext, ProxyPlan, plan
+from proxy.model import parse_endpoint_slice, parse_node, parse_service
+from proxy.plan import NodeContext, ProxyPlan, plan, replan
 
 log = logging.getLogger("kube-proxy")
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+BY_SERVICE = "service"  # the slices informer's index: "namespace/service" -> its EndpointSlices
+
+
+def _slice_service(obj: dict[str, Any]) -> tuple[str, str] | None:
+    meta = obj.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return (meta.get("namespace", ""), service) if service else None
+
+
+def _index_by_service(obj: dict[str, Any]) -> list[str]:
+    service = _slice_service(obj)
+    return [f"{service[0]}/{service[1]}"] if service else []
+
+
+PARSED = "parsed"  # where a kept object holds its parsed value (None: the object is unusable)
+
+
+def _kept(parse: Callable[[dict[str, Any]], Any], what: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The informers' transform: what the proxy keeps of a Service or an EndpointSlice is the metadata it
+    reads (name, namespace, uid, resourceVersion, labels, the trigger-time annotation) and the object
+    parsed once, as it arrives. At 10k Services x 5 endpoints the raw objects were some 57 MB of the
+    proxy's memory, their parsed values a third of that. A bad object is reported once, here, and kept as
+    unusable (None), so a sync leaves it out."""
+    def keep(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj.get("metadata") or {}
+        kept_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels") if k in meta}
+        trigger = (meta.get("annotations") or {}).get(TRIGGER_TIME)
+        if trigger is not None:
+            kept_meta["annotations"] = {TRIGGER_TIME: trigger}
+        try:
+            value = parse(obj)
+        except ObjectError as err:
+            log.warning("skipping %s: %s", what, err)
+            value = None
+        return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept_meta, PARSED: value}
+    return keep
+
+
+def _parsed(obj: dict[str, Any]) -> Any:
+    return obj.get(PARSED)
+
+
+# What a partial sync takes from the informers, per changed Service: its object (None: gone) and its slices.
+ChangedObjects = dict[tuple[str, str], tuple[dict[str, Any] | None, list[dict[str, Any]]]]
 
 
 class Backend(Protocol):
@@ -75,6 +121,7 @@ class ProxyConfig:
     nodeport_addresses: tuple[str, ...] = ()
     min_sync_period: float = 1.0
     sync_period: float = 30.0
+    full_sync_period: float = 3600.0  # pkg/proxy/util: FullSyncPeriod
     tamper_check_period: float = 10.0
     # Upstream's defaults (pkg/proxy/apis/config/v1alpha1/defaults.go): healthz on every address for
     # load balancers' health checks, metrics on loopback only, out of reach of pods and other nodes.
@@ -237,8 +284,9 @@ class ProxyServer:
         self.conntrack = conntrack
         self._kernel_lock = asyncio.Lock()
         self.metrics = Metrics(config.mode)
-        self.services = Informer(client, SERVICES)
-        self.slices = Informer(client, ENDPOINT_SLICES)
+        self.services = Informer(client, SERVICES, transform=_kept(parse_service, "service"))
+        self.slices = Informer(client, ENDPOINT_SLICES, indexers={BY_SERVICE: _index_by_service},
+                               transform=_kept(parse_endpoint_slice, "endpoint slice"))
         self.node = Informer(client, NODES, field_selector=f"metadata.name={config.node_name}")
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)
@@ -249,14 +297,6 @@ class ProxyServer:
         self.last_synced = 0.0
         self.pending_triggers: list[float] = []
         self.health_checks: HealthCheckServers | None = None
-        # Parsed Services and EndpointSlices, kept by (uid, resourceVersion): a sync parses only what
-        # changed, and the planner sees an unchanged Service port as the very same object. Used on the
-        # sync's worker thread only (under the kernel lock).
-        self.parsed_services: ParseCache[tuple[ServicePort, ...]] = ParseCache(
-            parse_service, errors=(ObjectError,), on_error=lambda obj, err: log.warning("skipping service: %s", err))
-        self.parsed_slices: ParseCache[SliceEndpoints] = ParseCache(
-            parse_endpoint_slice, errors=(ObjectError,),
-            on_error=lambda obj, err: log.warning("skipping endpoint slice: %s", err))
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -270,11 +310,11 @@ class ProxyServer:
         self.metrics.service_changes.inc()
         self._queue()
 
-    def _slice_changed(self, obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        service = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-        if service:
-            self.changed.add((meta.get("namespace", ""), service))
+    def _slice_changed(self, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+        # A slice relabelled to another Service changes both.
+        for service in {_slice_service(obj), _slice_service(old) if old is not None else None} - {None}:
+            assert service is not None
+            self.changed.add(service)
         trigger = _trigger_time(obj)
         if trigger is not None:
             self.pending_triggers.append(trigger)
@@ -296,7 +336,7 @@ class ProxyServer:
     def _watch(self) -> None:
         self.services.add_handler(on_add=self._service_changed, on_update=lambda o, n: self._service_changed(n),
                                   on_delete=self._service_changed)
-        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n),
+        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda o, n: self._slice_changed(n, o),
                                 on_delete=self._slice_changed)
         self.node.add_handler(on_add=self._node_changed, on_update=lambda o, n: self._node_changed(n, o),
                               on_delete=self._node_changed)
@@ -321,15 +361,21 @@ class ProxyServer:
             log.warning("node %s not found; not syncing", self.config.node_name)
             return
         start = time.monotonic()
-        full = self.force_full or self.applied is None or start - self.last_full >= self.config.sync_period
+        previous = self.applied
+        full = (self.force_full or previous is None or previous.node != node
+                or start - self.last_full >= self.config.full_sync_period)
         changed, self.changed = self.changed, set()
         triggers, self.pending_triggers = self.pending_triggers, []
-        services, slices = self.services.store.list(), self.slices.store.list()  # snapshots, taken on the loop
-        previous = self.applied
+        # Snapshots, taken on the loop: everything for a full sync, only the changed Services otherwise.
+        inputs: tuple[list[dict[str, Any]], list[dict[str, Any]]] | ChangedObjects
+        if full:
+            inputs = (self.services.store.list(), self.slices.store.list())
+        else:
+            inputs = {(ns, name): (self.services.store.get(name, ns),
+                                   self.slices.store.by_index(BY_SERVICE, f"{ns}/{name}")) for ns, name in changed}
         try:
             async with self._kernel_lock:
-                result = await asyncio.to_thread(self._plan_and_apply, services, slices, node, previous, changed,
-                                                 full)
+                result = await asyncio.to_thread(self._plan_and_apply, inputs, node, previous, full)
         except Exception:
             self.force_full = True
             self.changed |= changed
@@ -355,13 +401,21 @@ class ProxyServer:
         log.info("synced %s: %d service ports, %d endpoints, %d changed services, in %.1f ms",
                  "fully" if full else "partially", len(result.services), endpoints, len(changed), elapsed * 1000)
 
-    def _plan_and_apply(self, services: list[dict[str, Any]], slices: list[dict[str, Any]], node: NodeContext,
-                        previous: ProxyPlan | None, changed: set[tuple[str, str]], full: bool) -> ProxyPlan:
-        """On the worker thread: plan, program the kernel, then drop the UDP flows that point at endpoints
-        the new rules no longer have (after the rules, so a client's next packet meets them)."""
-        ports = tuple(port for ports in self.parsed_services.parse_all(services) for port in ports)
-        result = plan(ports, self.parsed_slices.parse_all(slices), node,
-                      previous=None if full else previous, changed=None if full else changed)
+    def _plan_and_apply(self, inputs: tuple[list[dict[str, Any]], list[dict[str, Any]]] | ChangedObjects,
+                        node: NodeContext, previous: ProxyPlan | None, full: bool) -> ProxyPlan:
+        """On the worker thread: plan (everything, or only the changed Services), program the kernel, then
+        drop the UDP flows that point at endpoints the new rules no longer have (after the rules, so a
+        client's next packet meets them)."""
+        if isinstance(inputs, tuple) or previous is None:
+            assert isinstance(inputs, tuple)
+            services, slices = inputs
+            ports = tuple(port for obj in services for port in _parsed(obj) or ())
+            result = plan(ports, [s for s in map(_parsed, slices) if s is not None], node)
+        else:
+            result = replan(previous, {
+                service: (tuple(_parsed(obj) or ()) if obj is not None else (),
+                          tuple(s for s in map(_parsed, slices) if s is not None))
+                for service, (obj, slices) in inputs.items()})
         self.backend.sync(result, full=full)
         for command in conntrack_cleanup(previous, result):
             self.conntrack(command)

@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 
 from control.apiserver.admission import KubernetesAdmission
+from control.apiserver.aggregation import Aggregator
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
@@ -63,6 +64,8 @@ async def local_apiserver(tmp_path: Path, *, service_cidr: str = "10.96.0.0/16",
                         allocator=ServiceAllocator(service_cidr, (30000, 32767)))
     await registry.start()
     await bootstrap(registry, service_cidr=service_cidr, advertise_address="127.0.0.1", port=6443)
+    aggregator = Aggregator(registry)
+    aggregator.start()
     tokens = TokenAuthenticator({f"token-{who}": user for who, user in IDENTITIES.items()})
     server = APIServer(registry, tokens, bookmark_interval=bookmark_interval, unknown_fields=unknown_fields)
     server.ready = True
@@ -75,5 +78,6 @@ async def local_apiserver(tmp_path: Path, *, service_cidr: str = "10.96.0.0/16",
         for client in api.clients:
             await client.close()
         await test_server.close()
+        await aggregator.stop()
         await registry.stop()
         await store.close()

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from control.apiserver.admission import KubernetesAdmission
+from control.apiserver.aggregation import Aggregator
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
@@ -21,6 +22,7 @@ from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
 from control.apiserver.schema import unknown_fields
 from control.apiserver.server import APIServer
+from control.apiserver.serviceaccount import DEFAULT_ISSUER, TokenIssuer
 from control.store import EtcdTLS, open_store
 
 
@@ -53,15 +55,20 @@ def _etcd_tls(args: argparse.Namespace) -> EtcdTLS | None:
 async def serve(args: argparse.Namespace) -> None:
     store = await open_store(args.store, tls=_etcd_tls(args))
     low, high = (int(x) for x in args.service_node_port_range.split("-"))
+    issuer = TokenIssuer.from_file(args.service_account_signing_key_file, args.service_account_issuer) \
+        if args.service_account_signing_key_file else None
     registry = Registry(store, admission=KubernetesAdmission(), patcher=apply_patch,
-                        allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)))
+                        allocator=ServiceAllocator(args.service_cluster_ip_range, (low, high)),
+                        service_account_tokens=issuer is not None)
     await registry.start()
     await bootstrap(registry, service_cidr=args.service_cluster_ip_range, advertise_address=args.advertise_address,
                     port=args.secure_port)
+    aggregator = Aggregator(registry)  # upstream's clusterrole-aggregation controller, in-process
+    aggregator.start()
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
                        kubelets=KubeletProxy(registry, _kubelet_client(args)), unknown_fields=unknown_fields,
-                       openapi=openapi_document)
+                       openapi=openapi_document, service_accounts=issuer)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = server.runner()
@@ -75,7 +82,11 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Watches never end by themselves: left open, they would hold the runner's shutdown for its whole
+    # timeout (upstream ends them at termination too). Other in-flight requests get the timeout to finish.
+    registry.end_watches()
     await runner.cleanup()
+    await aggregator.stop()
     await registry.stop()
     await store.close()
 
@@ -93,6 +104,10 @@ def main() -> None:
     parser.add_argument("--tls-cert-file", required=True)
     parser.add_argument("--tls-private-key-file", required=True)
     parser.add_argument("--token-auth-file", required=True)
+    parser.add_argument("--service-account-signing-key-file",
+                        help="RSA key (PEM) that signs ServiceAccount tokens: serves serviceaccounts/token, "
+                             "authenticates its tokens and mounts them into pods")
+    parser.add_argument("--service-account-issuer", default=DEFAULT_ISSUER)
     parser.add_argument("--kubelet-client-certificate", help="the client certificate for kubelet APIs")
     parser.add_argument("--kubelet-client-key")
     parser.add_argument("--kubelet-certificate-authority", help="the CA that signed the kubelets' serving certs")

@@ -10,6 +10,7 @@ from typing import Any
 
 from control.apiserver import defaults, validation
 from control.apiserver.registry import FieldErrorLike
+from control.apiserver.validation.rbac import rbac_name
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -21,11 +22,17 @@ class NameError_:
     message: str
 
 
-def name_errors(obj: dict[str, Any]) -> list[FieldErrorLike]:
+_PATH_SEGMENT_NAMED = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
+
+
+def name_errors(obj: dict[str, Any], kind: str = "") -> list[FieldErrorLike]:
     meta = obj.get("metadata") or {}
     name = meta.get("name")
     if not name:
         return [NameError_("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]
+    if kind in _PATH_SEGMENT_NAMED:  # RBAC names are path segments ("system:node"), not subdomains
+        return [NameError_("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": {problem}')
+                for problem in rbac_name(str(name))]
     if len(name) > 253 or not _SUBDOMAIN.match(name):
         return [NameError_("FieldValueInvalid", "metadata.name",
                            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
@@ -42,7 +49,7 @@ class BasicAdmission:
         pass
 
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]:
-        return name_errors(obj)
+        return name_errors(obj, kind)
 
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
         return []

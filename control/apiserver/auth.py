@@ -7,7 +7,11 @@ Tokens are compared in constant time and never logged.
     authorize(attributes) -> Decision(allowed, reason)
         a node's identity (system:node:<name> in system:nodes): NodeAuthorizer, which also needs the
         NodeRestriction admission (noderestriction.py) for what depends on the object's content
-        anyone else: RBAC over CLUSTER_ROLES through USER_BINDINGS / GROUP_BINDINGS
+        system:masters: allowed, before any authorizer (kube-apiserver's privileged-group authorizer)
+        anyone, after the Node authorizer: RBAC over the Role/ClusterRole/*Binding objects (rbac.py)
+
+Every authenticated user also belongs to system:authenticated (upstream's AuthenticatedGroupAdder); the
+default policy (rbac_policy.py) binds discovery and the self-reviews to that group.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 from control.apiserver.errors import APIError
 from control.apiserver.nodegraph import NodeGraph
+from control.apiserver.rbac import Request as RBACRequest
+from control.apiserver.rbac import RuleResolver
 from control.apiserver.selectors import FieldRequirement, parse_field_selector
 
 
@@ -40,9 +46,17 @@ class User:
 ANONYMOUS = User("system:anonymous", ("system:unauthenticated",))
 
 
+AUTHENTICATED = "system:authenticated"
+MASTERS = "system:masters"
+
+
+def with_authenticated_group(user: User) -> User:
+    return user if AUTHENTICATED in user.groups else User(user.name, (*user.groups, AUTHENTICATED))
+
+
 class TokenAuthenticator:
     def __init__(self, entries: dict[str, User]):
-        self._entries = entries
+        self._entries = {token: with_authenticated_group(user) for token, user in entries.items()}
 
     @classmethod
     def from_file(cls, path: str | Path) -> TokenAuthenticator:
@@ -93,6 +107,11 @@ class Attributes:
     namespace: str | None = None
     name: str | None = None
     field_selector: str | None = None
+    path: str | None = None  # a non-resource request's path (resource is then "")
+
+    def rbac_request(self) -> RBACRequest:
+        return RBACRequest(self.verb, self.group, self.resource, self.subresource or "", self.name or "",
+                           self.namespace or "", self.path or "")
 
 
 @dataclass(frozen=True)
@@ -148,203 +167,10 @@ class Rule:
 
 
 READ = ("get", "list", "watch")
-READ_UPDATE = ("get", "list", "watch", "update", "patch")
-CORE, APPS, COORDINATION, DISCOVERY = "", "apps", "coordination.k8s.io", "discovery.k8s.io"
-BATCH = "batch"
+CORE, COORDINATION = "", "coordination.k8s.io"
 EVENTS = Rule((CORE, "events.k8s.io"), ("events",), ("create", "update", "patch"))  # upstream's eventsRule()
 ACCESS_REVIEWS = (Rule(("authentication.k8s.io",), ("tokenreviews",), ("create",)),
                   Rule(("authorization.k8s.io",), ("subjectaccessreviews",), ("create",)))
-
-# Upstream's default ClusterRoles (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go and
-# controller_policy.go), for the identities kubesim runs. Groups kubesim does not serve (extensions,
-# policy, storage.k8s.io) are kept where upstream names them, so the table reads like upstream's.
-CLUSTER_ROLES: dict[str, tuple[Rule, ...]] = {
-    "cluster-admin": (Rule(("*",), ("*",), ("*",)),),
-    "system:node-proxier": (
-        Rule((CORE,), ("services", "endpoints"), ("list", "watch")),
-        Rule((CORE,), ("nodes",), READ),
-        EVENTS,
-        Rule((DISCOVERY,), ("endpointslices",), ("list", "watch")),
-    ),
-    "system:kube-scheduler": (
-        EVENTS,
-        # leader election
-        Rule((COORDINATION,), ("leases",), ("create",)),
-        Rule((COORDINATION,), ("leases",), ("get", "update"), ("kube-scheduler",)),
-        Rule((CORE,), ("endpoints",), ("create",)),
-        Rule((CORE,), ("endpoints",), ("get", "update"), ("kube-scheduler",)),
-        # fundamental resources
-        Rule((CORE,), ("nodes",), READ),
-        Rule((CORE,), ("pods",), ("get", "list", "watch", "delete")),
-        Rule((CORE,), ("pods/binding", "bindings"), ("create",)),
-        Rule((CORE,), ("pods/status",), ("patch", "update")),
-        # things that select pods
-        Rule((CORE,), ("services", "replicationcontrollers"), READ),
-        Rule((APPS, "extensions"), ("replicasets",), READ),
-        Rule((APPS,), ("statefulsets",), READ),
-        # things that pods use or that apply to them
-        Rule(("policy",), ("poddisruptionbudgets",), READ),
-        Rule((CORE,), ("persistentvolumeclaims", "persistentvolumes"), READ),
-        *ACCESS_REVIEWS,
-        Rule(("storage.k8s.io",), ("csinodes", "csidrivers", "csistoragecapacities"), READ),
-        Rule((CORE,), ("namespaces",), READ),  # pod affinity's namespaceSelector
-    ),
-    "system:volume-scheduler": (
-        Rule((CORE,), ("persistentvolumes", "persistentvolumeclaims"), READ_UPDATE),
-        Rule(("storage.k8s.io",), ("storageclasses",), READ),
-    ),
-    # The controller-manager's own role: shared informers, leader election, service account set-up. Each
-    # controller's powers are in its system:controller:* role below.
-    "system:kube-controller-manager": (
-        EVENTS,
-        Rule((COORDINATION,), ("leases",), ("create",)),
-        Rule((COORDINATION,), ("leases",), ("get", "update"), ("kube-controller-manager",)),
-        Rule((CORE,), ("endpoints",), ("create",)),
-        Rule((CORE,), ("endpoints",), ("get", "update"), ("kube-controller-manager",)),
-        Rule((CORE,), ("secrets", "serviceaccounts"), ("create",)),
-        Rule((CORE,), ("secrets",), ("delete",)),
-        Rule((CORE,), ("namespaces", "secrets", "serviceaccounts", "configmaps"), ("get",)),
-        Rule((CORE,), ("secrets", "serviceaccounts"), ("update",)),
-        *ACCESS_REVIEWS,
-        Rule(("*",), ("*",), ("list", "watch")),
-        Rule((CORE,), ("serviceaccounts/token",), ("create",)),
-    ),
-    "system:controller:deployment-controller": (
-        Rule(("extensions", APPS), ("deployments",), ("get", "list", "watch", "update")),
-        Rule(("extensions", APPS), ("deployments/status", "deployments/finalizers"), ("update",)),
-        Rule((APPS, "extensions"), ("replicasets",), ("get", "list", "watch", "create", "update", "patch", "delete")),
-        Rule((CORE,), ("pods",), ("get", "list", "watch", "update")),
-        EVENTS,
-    ),
-    "system:controller:replicaset-controller": (
-        Rule((APPS, "extensions"), ("replicasets",), ("get", "list", "watch", "update")),
-        Rule((APPS, "extensions"), ("replicasets/status", "replicasets/finalizers"), ("update",)),
-        Rule((CORE,), ("pods",), ("list", "watch", "patch", "create", "delete")),
-        EVENTS,
-    ),
-    "system:controller:replication-controller": (
-        Rule((CORE,), ("replicationcontrollers",), ("get", "list", "watch", "update")),
-        Rule((CORE,), ("replicationcontrollers/status", "replicationcontrollers/finalizers"), ("update",)),
-        Rule((CORE,), ("pods",), ("list", "watch", "patch", "create", "delete")),
-        EVENTS,
-    ),
-    "system:controller:job-controller": (
-        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "update", "patch")),
-        Rule((BATCH,), ("jobs/status", "jobs/finalizers"), ("update", "patch")),
-        Rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
-        EVENTS,
-    ),
-    "system:controller:daemon-set-controller": (
-        Rule(("extensions", APPS), ("daemonsets",), READ),
-        Rule(("extensions", APPS), ("daemonsets/status", "daemonsets/finalizers"), ("update",)),
-        Rule((CORE,), ("nodes",), ("list", "watch")),
-        Rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
-        Rule((CORE,), ("pods/binding",), ("create",)),
-        Rule((APPS,), ("controllerrevisions",), ("get", "list", "watch", "create", "delete", "update", "patch")),
-        EVENTS,
-    ),
-    "system:controller:statefulset-controller": (
-        Rule((CORE,), ("pods",), ("list", "watch")),
-        Rule((APPS,), ("statefulsets",), READ),
-        Rule((APPS,), ("statefulsets/status", "statefulsets/finalizers"), ("update",)),
-        Rule((CORE,), ("pods",), ("get", "create", "delete", "update", "patch")),
-        Rule((APPS,), ("controllerrevisions",), ("get", "create", "delete", "update", "patch", "list", "watch")),
-        Rule((CORE,), ("persistentvolumeclaims",), ("get", "create", "update", "delete")),
-        EVENTS,
-    ),
-    "system:controller:cronjob-controller": (
-        Rule((BATCH,), ("cronjobs",), ("get", "list", "watch", "update")),
-        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "create", "update", "delete", "patch")),
-        Rule((BATCH,), ("cronjobs/status", "cronjobs/finalizers"), ("update",)),
-        Rule((CORE,), ("pods",), ("list", "delete")),
-        EVENTS,
-    ),
-    "system:controller:ttl-after-finished-controller": (
-        Rule((BATCH,), ("jobs",), ("get", "list", "watch", "delete")),
-        EVENTS,
-    ),
-    "system:controller:endpoint-controller": (
-        Rule((CORE,), ("services", "pods"), READ),
-        Rule((CORE,), ("endpoints",), ("get", "list", "create", "update", "delete")),
-        Rule((CORE,), ("endpoints/restricted",), ("create",)),
-        EVENTS,
-    ),
-    "system:controller:endpointslice-controller": (
-        Rule((CORE,), ("services", "pods", "nodes"), READ),
-        Rule((CORE,), ("services/finalizers",), ("update",)),
-        Rule((DISCOVERY,), ("endpointslices",), ("get", "list", "create", "update", "delete")),
-        EVENTS,
-    ),
-    "system:controller:namespace-controller": (
-        Rule((CORE,), ("namespaces",), ("get", "list", "watch", "delete")),
-        Rule((CORE,), ("namespaces/finalize", "namespaces/status"), ("update",)),
-        Rule(("*",), ("*",), ("get", "list", "delete", "deletecollection")),
-    ),
-    "system:controller:service-account-controller": (
-        Rule((CORE,), ("serviceaccounts",), ("create",)),
-        EVENTS,
-    ),
-    # node lifecycle and node IPAM both run as the node-controller upstream.
-    "system:controller:node-controller": (
-        Rule((CORE,), ("nodes",), ("get", "list", "update", "delete", "patch")),
-        Rule((CORE,), ("nodes/status",), ("patch", "update")),
-        Rule((CORE,), ("pods/status",), ("patch", "update")),
-        Rule((CORE,), ("pods",), ("list", "get", "delete")),
-        EVENTS,
-    ),
-    # kubesim's load-balancer IP controller does the service controller's part: services' status.
-    "system:controller:service-controller": (
-        Rule((CORE,), ("services",), READ),
-        Rule((CORE,), ("services/status",), ("patch", "update")),
-        Rule((CORE,), ("nodes",), ("list", "watch")),
-        EVENTS,
-    ),
-    "system:controller:generic-garbage-collector": (
-        Rule(("*",), ("*",), ("get", "list", "watch", "patch", "update", "delete")),
-        EVENTS,
-    ),
-    # CoreDNS's own ClusterRole as its deployment manifests give it (kind's and kubeadm's system:coredns):
-    # read-only, what the kubernetes plugin's informers need.
-    "system:coredns": (
-        Rule((CORE,), ("endpoints", "services", "pods", "namespaces"), ("list", "watch")),
-        Rule((DISCOVERY,), ("endpointslices",), ("list", "watch")),
-    ),
-    # kube-network-policies' own ClusterRole (install manifest): what a per-node policy agent reads.
-    "kube-network-policies": (
-        Rule((CORE,), ("pods", "namespaces", "nodes"), ("list", "watch")),
-        Rule(("networking.k8s.io",), ("networkpolicies",), ("list", "watch")),
-        Rule(("policy.networking.k8s.io",), ("adminnetworkpolicies", "baselineadminnetworkpolicies"),
-             ("list", "watch")),
-    ),
-}
-
-# The controllers kubesim's controller-manager runs (control/controllers). Upstream gives each its own
-# service account; kubesim runs them all with one credential, so that credential holds the union.
-KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replication-controller",
-                       "endpoint-controller", "endpointslice-controller", "namespace-controller",
-                       "service-account-controller", "node-controller", "service-controller",
-                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller",
-                       "daemon-set-controller", "statefulset-controller", "cronjob-controller")
-
-USER_BINDINGS: dict[str, tuple[str, ...]] = {
-    "system:kube-proxy": ("system:node-proxier",),
-    # kubeadm binds system:coredns to the coredns ServiceAccount in kube-system.
-    "system:serviceaccount:kube-system:coredns": ("system:coredns",),
-    "system:serviceaccount:kube-system:kube-network-policies": ("kube-network-policies",),
-    "system:kube-scheduler": ("system:kube-scheduler", "system:volume-scheduler"),
-    "system:kube-controller-manager": ("system:kube-controller-manager",
-                                       *(f"system:controller:{c}" for c in KUBESIM_CONTROLLERS)),
-}
-# No binding for system:nodes: since 1.8 upstream's system:node binding has no subjects, and nodes are
-# authorized by the Node authorizer alone.
-GROUP_BINDINGS: dict[str, tuple[str, ...]] = {"system:masters": ("cluster-admin",)}
-
-
-def rbac_allows(attrs: Attributes) -> bool:
-    roles = [*USER_BINDINGS.get(attrs.user.name, ()),
-             *(role for group in attrs.user.groups for role in GROUP_BINDINGS.get(group, ()))]
-    return any(rule.allows(attrs.verb, attrs.group, attrs.resource, attrs.subresource, attrs.name)
-               for role in roles for rule in CLUSTER_ROLES[role])
 
 
 # -- the Node authorizer ----------------------------------------------------------------------------------
@@ -374,6 +200,7 @@ class NodeAuthorizer:
             (CORE, "secrets"): self._read_referenced,
             (CORE, "persistentvolumeclaims"): self._get_referenced,
             (CORE, "persistentvolumes"): self._get_referenced,
+            (CORE, "serviceaccounts"): self._service_account,
             (COORDINATION, "leases"): self._lease,
             (CORE, "nodes"): self._node,
             (CORE, "pods"): self._pod,
@@ -410,6 +237,12 @@ class NodeAuthorizer:
             return deny("can only get individual resources of this type")
         if attrs.subresource:
             return deny("cannot get subresource")
+        return self._related(node, attrs)
+
+    def _service_account(self, node: str, attrs: Attributes) -> Decision:
+        """Tokens of the ServiceAccounts of the node's pods (the server checks the token's bound pod)."""
+        if attrs.verb != "create" or attrs.subresource != "token":
+            return deny("can only create tokens for individual service accounts")
         return self._related(node, attrs)
 
     @staticmethod
@@ -463,26 +296,33 @@ class NodeAuthorizer:
 
 
 class Authorizer:
-    """The apiserver's authorizer chain: Node, then RBAC (kube-apiserver --authorization-mode=Node,RBAC)."""
+    """The apiserver's authorizer chain: system:masters, then Node, then RBAC (kube-apiserver
+    --authorization-mode=Node,RBAC). A node's request RBAC would allow is allowed, as the union is upstream."""
 
-    def __init__(self, graph: GraphSource):
+    def __init__(self, graph: GraphSource, rbac: RuleResolver):
         self.nodes = NodeAuthorizer(graph)
+        self.rbac = rbac
 
     def authorize(self, attrs: Attributes) -> Decision:
+        if MASTERS in attrs.user.groups:
+            return ALLOW
         node = attrs.user.node_name
-        if node is not None:
-            decision = self.nodes.authorize(node, attrs)
-            if decision.allowed:
-                return decision
-            return decision if not rbac_allows(attrs) else ALLOW
-        return ALLOW if rbac_allows(attrs) else deny()
+        node_decision: Decision | None = None
+        if node is not None and attrs.resource:
+            node_decision = self.nodes.authorize(node, attrs)
+            if node_decision.allowed:
+                return node_decision
+        allowed, reason = self.rbac.allows(attrs.user, attrs.rbac_request())
+        if allowed:
+            return Decision(True, reason)
+        return node_decision if node_decision is not None and node_decision.reason else deny(reason)
 
 
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 __all__ = [
     "ANONYMOUS",
-    "CLUSTER_ROLES",
+    "AUTHENTICATED",
     "PUBLIC_PATHS",
     "Attributes",
     "Authorizer",
@@ -491,7 +331,6 @@ __all__ = [
     "Rule",
     "TokenAuthenticator",
     "User",
-    "rbac_allows",
     "request_name",
     "write_token_file",
 ]

@@ -375,6 +375,17 @@ def secret(obj: dict[str, Any]) -> None:
                 data[key] = base64.b64encode(value.encode()).decode()
 
 
+def default_binding(obj: dict[str, Any]) -> None:
+    """SetDefaults_Subject and SetDefaults_RoleRef (pkg/apis/rbac/v1/defaults.go): User and Group subjects and
+    the roleRef are in the RBAC group unless they say otherwise; ServiceAccounts are in the core group."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = "rbac.authorization.k8s.io"
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and not subject.get("apiGroup") and subject.get("kind") in ("User", "Group"):
+            subject["apiGroup"] = "rbac.authorization.k8s.io"
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Pod": pod,
     "Service": service,
@@ -392,6 +403,8 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "DaemonSet": daemon_set,
     "StatefulSet": stateful_set,
     "CronJob": cron_job,
+    "RoleBinding": default_binding,
+    "ClusterRoleBinding": default_binding,
 }
 
 

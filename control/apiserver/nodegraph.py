@@ -56,12 +56,14 @@ _VOLUME_SECRET_PATHS: tuple[tuple[str, ...], ...] = (
 
 
 def pod_references(pod: dict[str, Any]) -> set[ObjectRef]:
-    """Every configmap, secret and PVC POD names, in its own namespace."""
+    """Every configmap, secret, PVC and serviceaccount POD names, in its own namespace."""
     namespace = _name_at(pod, "metadata", "namespace") or ""
     pod_name = _name_at(pod, "metadata", "name") or ""
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
     assert isinstance(spec, dict)
     found: set[tuple[str, str | None]] = set()
+    # The pod's ServiceAccount: a node may request its tokens (upstream's serviceaccount -> pod edge).
+    found.add(("serviceaccounts", _name_at(spec, "serviceAccountName") or "default"))
     for ref in _dicts(spec.get("imagePullSecrets")):
         found.add(("secrets", _name_at(ref, "name")))
     for volume in _dicts(spec.get("volumes")):

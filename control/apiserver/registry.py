@@ -32,6 +32,7 @@ from control.apiserver.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from control.apiserver.serviceaccount import add_api_access_volume
 from control.apiserver.strategy import patch_allocated_values, prepare_for_create
 from control.apiserver.watchcache import WatchCache, decode
 from control.store import CompactedError, ConflictError, FutureRevisionError, KeyExistsError, KeyNotFoundError, Store
@@ -106,13 +107,15 @@ class DeleteOptions:
 
 class Registry:
     def __init__(self, store: Store, *, admission: Admission, patcher: PatchFn, allocator: ServiceAllocator,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, service_account_tokens: bool = False):
         self.store = store
         self.admission = admission
+        # The ServiceAccount admission's token volume, when the apiserver issues tokens (pods' creates only)
+        self.service_account_tokens = service_account_tokens
         self.patcher = patcher
         self.allocator = allocator
         self.clock = clock
-        self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES}
+        self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES if r.stored}
 
     async def start(self) -> None:
         for cache in self.caches.values():
@@ -122,6 +125,13 @@ class Registry:
     async def stop(self) -> None:
         for cache in self.caches.values():
             await cache.stop()
+
+    def end_watches(self) -> None:
+        """End every open watch, as a terminating apiserver does: clients re-list or re-watch from their
+        last resourceVersion when it (or another) is back."""
+        for cache in self.caches.values():
+            for watcher in list(cache.watchers):
+                cache.unwatch(watcher)
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -247,6 +257,8 @@ class Registry:
             obj["status"] = {"phase": "Active"}
         self.admission.default(res.kind, obj)
         prepare_for_create(res.kind, obj)
+        if res.kind == "Pod" and self.service_account_tokens:
+            add_api_access_volume(obj)
         if admit is not None:
             admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)

@@ -25,6 +25,8 @@ class Resource:
     status_subresource: bool = False
     # Whether spec changes bump metadata.generation (objects with a spec and a controller).
     tracks_generation: bool = False
+    # False for the reviews: answered by the apiserver, never stored, so no watch cache.
+    stored: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -65,7 +67,7 @@ RESOURCES: tuple[Resource, ...] = (
              ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
              status_subresource=True),
     Resource("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
-    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",), (), ("token",)),
     Resource("", "v1", "Event", "events", "event", True, ("ev",)),
     Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     Resource("", "v1", "Secret", "secrets", "secret", True),
@@ -93,10 +95,29 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "baselineadminnetworkpolicies",
              "baselineadminnetworkpolicy", False, ("banp",), (), ("status",), status_subresource=True,
              tracks_generation=True),
+    *(Resource("rbac.authorization.k8s.io", "v1", kind, plural, plural[:-1], namespaced)
+      for kind, plural, namespaced in (("ClusterRole", "clusterroles", False),
+                                       ("ClusterRoleBinding", "clusterrolebindings", False),
+                                       ("Role", "roles", True), ("RoleBinding", "rolebindings", True))),
+    # The reviews (reviews.py): create-only, answered from the authenticator and authorizer, never stored.
+    *(Resource(group, "v1", kind, plural, plural[:-1], namespaced, verbs=("create",), stored=False)
+      for group, kind, plural, namespaced in (
+          ("authentication.k8s.io", "TokenReview", "tokenreviews", False),
+          ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False),
+          ("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+          ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+          ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+          ("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False))),
+    # kubectl 1.27's `auth whoami` asks the beta version (the kind is v1 since 1.28). After the v1 rows, so that
+    # discovery prefers v1 and BY_KIND (first row wins) names v1.
+    Resource("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview",
+             False, verbs=("create",), stored=False),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
-BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}
+BY_KIND: dict[str, Resource] = {}
+for _r in RESOURCES:
+    BY_KIND.setdefault(_r.kind, _r)
 
 
 def group_versions() -> dict[str, list[str]]:

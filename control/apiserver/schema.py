@@ -61,6 +61,7 @@ _META: dict[str, dict[str, str]] = {
                            "fieldsType": "string", "fieldsV1": "object", "subresource": "string"},
     "LabelSelector": {"matchLabels": "{}string", "matchExpressions": "[]LabelSelectorRequirement"},
     "LabelSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
+    "FieldSelectorRequirement": {"key": "string", "operator": "string", "values": "[]string"},
     "Condition": {"type": "string", "status": "string", "observedGeneration": "int64",
                   "lastTransitionTime": "Time", "reason": "string", "message": "string"},
 }
@@ -472,6 +473,61 @@ _AUTOSCALING: dict[str, dict[str, str]] = {
     "ScaleStatus": {"replicas": "int32", "selector": "string"},
 }
 
+# rbac.authorization.k8s.io/v1 (k8s.io/api/rbac/v1/types.go)
+_RBAC: dict[str, dict[str, str]] = {
+    "Role": {**_OBJECT_HEADER, "rules": "[]PolicyRule"},
+    "ClusterRole": {**_OBJECT_HEADER, "rules": "[]PolicyRule", "aggregationRule": "AggregationRule"},
+    "RoleBinding": {**_OBJECT_HEADER, "subjects": "[]Subject", "roleRef": "RoleRef"},
+    "ClusterRoleBinding": {**_OBJECT_HEADER, "subjects": "[]Subject", "roleRef": "RoleRef"},
+    "PolicyRule": {"verbs": "[]string", "apiGroups": "[]string", "resources": "[]string",
+                   "resourceNames": "[]string", "nonResourceURLs": "[]string"},
+    "AggregationRule": {"clusterRoleSelectors": "[]meta.v1.LabelSelector"},
+    "Subject": {"kind": "string", "apiGroup": "string", "name": "string", "namespace": "string"},
+    "RoleRef": {"apiGroup": "string", "kind": "string", "name": "string"},
+}
+
+# authorization.k8s.io/v1 (k8s.io/api/authorization/v1/types.go): the access reviews, never stored.
+_ACCESS_STATUS = {"allowed": "boolean", "denied": "boolean", "reason": "string", "evaluationError": "string"}
+_AUTHORIZATION: dict[str, dict[str, str]] = {
+    "SubjectAccessReview": {**_OBJECT_HEADER, "spec": "SubjectAccessReviewSpec", "status": "SubjectAccessReviewStatus"},
+    "LocalSubjectAccessReview": {**_OBJECT_HEADER, "spec": "SubjectAccessReviewSpec",
+                                 "status": "SubjectAccessReviewStatus"},
+    "SelfSubjectAccessReview": {**_OBJECT_HEADER, "spec": "SelfSubjectAccessReviewSpec",
+                                "status": "SubjectAccessReviewStatus"},
+    "SelfSubjectRulesReview": {**_OBJECT_HEADER, "spec": "SelfSubjectRulesReviewSpec",
+                               "status": "SubjectRulesReviewStatus"},
+    "SubjectAccessReviewSpec": {"resourceAttributes": "ResourceAttributes",
+                                "nonResourceAttributes": "NonResourceAttributes", "user": "string",
+                                "groups": "[]string", "extra": "{}object", "uid": "string"},
+    "SelfSubjectAccessReviewSpec": {"resourceAttributes": "ResourceAttributes",
+                                    "nonResourceAttributes": "NonResourceAttributes"},
+    "ResourceAttributes": {"namespace": "string", "verb": "string", "group": "string", "version": "string",
+                           "resource": "string", "subresource": "string", "name": "string",
+                           "fieldSelector": "FieldSelectorAttributes", "labelSelector": "LabelSelectorAttributes"},
+    "FieldSelectorAttributes": {"rawSelector": "string", "requirements": "[]meta.v1.FieldSelectorRequirement"},
+    "LabelSelectorAttributes": {"rawSelector": "string", "requirements": "[]meta.v1.LabelSelectorRequirement"},
+    "NonResourceAttributes": {"path": "string", "verb": "string"},
+    "SubjectAccessReviewStatus": dict(_ACCESS_STATUS),
+    "SelfSubjectRulesReviewSpec": {"namespace": "string"},
+    "SubjectRulesReviewStatus": {"resourceRules": "[]ResourceRule", "nonResourceRules": "[]NonResourceRule",
+                                 "incomplete": "boolean", "evaluationError": "string"},
+    "ResourceRule": {"verbs": "[]string", "apiGroups": "[]string", "resources": "[]string",
+                     "resourceNames": "[]string"},
+    "NonResourceRule": {"verbs": "[]string", "nonResourceURLs": "[]string"},
+}
+
+# authentication.k8s.io/v1 (k8s.io/api/authentication/v1/types.go); SelfSubjectReview is also served as v1beta1,
+# the version kubectl 1.27's `auth whoami` asks for.
+_AUTHENTICATION: dict[str, dict[str, str]] = {
+    "TokenReview": {**_OBJECT_HEADER, "spec": "TokenReviewSpec", "status": "TokenReviewStatus"},
+    "TokenReviewSpec": {"token": "string", "audiences": "[]string"},
+    "TokenReviewStatus": {"authenticated": "boolean", "user": "UserInfo", "audiences": "[]string",
+                          "error": "string"},
+    "UserInfo": {"username": "string", "uid": "string", "groups": "[]string", "extra": "{}object"},
+    "SelfSubjectReview": {**_OBJECT_HEADER, "status": "SelfSubjectReviewStatus"},
+    "SelfSubjectReviewStatus": {"userInfo": "UserInfo"},
+}
+
 # Package -> (OpenAPI definition prefix, its types).
 PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "meta.v1": ("io.k8s.apimachinery.pkg.apis.meta.v1", _META),
@@ -484,6 +540,9 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "policy.v1alpha1": ("io.k8s.networking.policy.v1alpha1", _POLICY),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
     "batch.v1": ("io.k8s.api.batch.v1", _BATCH),
+    "rbac.v1": ("io.k8s.api.rbac.v1", _RBAC),
+    "authorization.v1": ("io.k8s.api.authorization.v1", _AUTHORIZATION),
+    "authentication.v1": ("io.k8s.api.authentication.v1", _AUTHENTICATION),
 }
 
 # Every type by qualified name ("core.v1.Pod").
@@ -525,6 +584,17 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
+    # kubectl 1.33's `create role|clusterrole|rolebinding|clusterrolebinding` and `auth can-i [--list]` send
+    # these as protobuf. The other reviews are JSON only (no kubectl command sends them; their spec's `extra` is
+    # a map of ExtraValue messages the decoder does not model); SelfSubjectReview's body carries nothing its
+    # answer reads, so the server never decodes it (reviews.py).
+    *(Kind("rbac.authorization.k8s.io", "v1", name, "rbac.v1")
+      for name in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")),
+    *(Kind("authorization.k8s.io", "v1", name, "authorization.v1", protobuf=name.startswith("Self"))
+      for name in ("SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectAccessReview",
+                   "SelfSubjectRulesReview")),
+    *(Kind("authentication.k8s.io", "v1", name, "authentication.v1", protobuf=False)
+      for name in ("TokenReview", "SelfSubjectReview")),
 )}
 
 # The kinds the protobuf decoder takes.

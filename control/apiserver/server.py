@@ -22,14 +22,18 @@ from control.apiserver import errors, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
+from control.apiserver.escalation import compose, escalation_check
 from control.apiserver.kubeletproxy import KubeletProxy
 from control.apiserver.nodegraph import NodeGraph
 from control.apiserver.noderestriction import admission_for
 from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
 from control.apiserver.protobuf import decode_protobuf
+from control.apiserver.rbac import RBACIndex, RuleResolver
 from control.apiserver.registry import DeleteOptions, ListOptions, Registry
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
+from control.apiserver.reviews import REVIEW_KINDS, answer
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from control.apiserver.serviceaccount import ServiceAccountAuthenticator, TokenIssuer, token_request
 from control.apiserver.watchcache import Watcher, WatchEvent, convert
 from control.store import CompactedError, ValueTooLargeError
 
@@ -47,6 +51,8 @@ HEADER_READ_TIMEOUT = 32.0
 """Seconds a connection may take to send a request's headers (upstream's ReadHeaderTimeout), from its opening or
 from the end of its previous response. aiohttp's keepalive timer does exactly this: armed when the connection is
 made and re-armed after each response, it closes the connection if no complete request arrived by then."""
+# How long a terminating apiserver gives in-flight requests (exec or log streams included) before it cuts them.
+SHUTDOWN_TIMEOUT = 3.0
 VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCommit": "kubesim",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
            "compiler": "cpython", "platform": "linux/amd64"}
@@ -54,10 +60,11 @@ PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "a
                "application/apply-patch+yaml")
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
                      "finalize": ("", "v1", "Namespace"), "exec": ("", "v1", "PodExecOptions"),
-                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions")}
+                     "attach": ("", "v1", "PodAttachOptions"), "portforward": ("", "v1", "PodPortForwardOptions"),
+                     "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
-                     "attach": ["create", "get"], "portforward": ["create", "get"]}
+                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"]}
 STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 
 class UnknownFields(Protocol):
@@ -126,7 +133,7 @@ class APIServer:
     def __init__(self, registry: Registry, authenticator: TokenAuthenticator, *,
                  unknown_fields: UnknownFields | None = None, openapi: Callable[[str], Any] | None = None,
                  advertise_address: str = "127.0.0.1", port: int = 6443, bookmark_interval: float = 15.0,
-                 kubelets: KubeletProxy | None = None):
+                 kubelets: KubeletProxy | None = None, service_accounts: TokenIssuer | None = None):
         self.registry = registry
         self.authenticator = authenticator
         self.unknown_fields: UnknownFields = unknown_fields or _no_unknown_fields
@@ -135,9 +142,14 @@ class APIServer:
         self.port = port
         self.bookmark_interval = bookmark_interval
         self.kubelets = kubelets
+        # kube-apiserver's --service-account-signing-key-file: TokenRequest, and the tokens it issued authenticate
+        self.service_accounts = service_accounts
+        self.token_authenticator = ServiceAccountAuthenticator(service_accounts, self._cached) \
+            if service_accounts is not None else None
         self.ready = False
         self._node_graph: NodeGraph | None = None
-        self.authorizer = Authorizer(self.node_graph)
+        # RBAC decides on the watch caches' view of the RBAC objects, never a store read per request.
+        self.authorizer = Authorizer(self.node_graph, RuleResolver(RBACIndex(registry.caches)))
 
     def node_graph(self) -> NodeGraph:
         """The Node authorizer's graph, built from the pods cache on first use (the registry has started
@@ -145,6 +157,18 @@ class APIServer:
         if self._node_graph is None:
             self._node_graph = NodeGraph.of(self.registry.caches["pods"])
         return self._node_graph
+
+    def _cached(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """An object as the watch cache has it (what the token authenticator checks a binding against)."""
+        res = next(r for r in RESOURCES if r.group == "" and r.plural == plural)
+        return self.registry.caches[plural].objects.get(res.key(namespace, name))
+
+    def authenticate(self, authorization: str | None) -> User | None:
+        """The static tokens first, then the ServiceAccount tokens (upstream's union authenticator)."""
+        user = self.authenticator.authenticate(authorization)
+        if user is None and self.token_authenticator is not None:
+            user = self.token_authenticator.authenticate(authorization)
+        return user
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors_middleware])
@@ -154,7 +178,7 @@ class APIServer:
     def runner(self, header_read_timeout: float = HEADER_READ_TIMEOUT) -> web.AppRunner:
         """The runner to serve app() with: slow or idle clients are cut off after header_read_timeout seconds."""
         return web.AppRunner(self.app(), access_log=None, handler_cancellation=True,
-                             keepalive_timeout=header_read_timeout)
+                             keepalive_timeout=header_read_timeout, shutdown_timeout=SHUTDOWN_TIMEOUT)
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request,
@@ -188,19 +212,27 @@ class APIServer:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
-        user = self.authenticator.authenticate(request.headers.get("Authorization"))
+        user = self.authenticate(request.headers.get("Authorization"))
         if path in PUBLIC_PATHS:
             return self._public(path)
         if user is None:
             raise errors.unauthorized()
         if path in ("/api", "/apis") or path.startswith("/openapi"):
+            self._authorize_path(user, request.method, request.path)
             return self._discovery_root(path, request.headers.get("Accept", ""))
         target = parse_target(path)
         if target is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if isinstance(target, tuple):
+            self._authorize_path(user, request.method, request.path)
             return _json(self._resource_list(*target))
         return await self._resource(request, user, target)
+
+    def _authorize_path(self, user: User, method: str, path: str) -> None:
+        """A non-resource request: the verb is the lower-cased method (system:discovery grants get)."""
+        verb = method.lower()
+        if not self.authorizer.authorize(Attributes(user, verb, "", "", path=path)).allowed:
+            raise APIError(403, "Forbidden", f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
 
     def _public(self, path: str) -> web.Response:
         if path == "/version":
@@ -272,7 +304,7 @@ class APIServer:
             "POST": "create", "PUT": "update", "PATCH": "patch",
             "DELETE": "delete" if name else "deletecollection",
         }.get(method)
-        if verb is None or (method == "POST" and name and sub != "binding") or \
+        if verb is None or (method == "POST" and name and sub not in ("binding", "token")) or \
                 (method in ("PUT", "PATCH") and not name) or (method == "POST" and not name and sub) or \
                 (res.namespaced and ns is None and method != "GET") or (sub is None and verb not in res.verbs):
             # Namespaced objects are written only through their namespace's path; a verb a resource does not serve
@@ -284,7 +316,15 @@ class APIServer:
             field_selector))
         if not decision.allowed:
             raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub, decision.reason)
-        admit = admission_for(user, verb, res, sub)
+        admit = compose(admission_for(user, verb, res, sub), escalation_check(self.authorizer, user, res, ns))
+        if res.kind in REVIEW_KINDS:  # POST only (their one verb is create): answered, never stored
+            raw = await self._read_body(request)
+            # SelfSubjectReview has no spec: nothing in its body changes the answer, so it is not decoded (kubectl
+            # 1.33 sends it as protobuf, whose UserInfo.extra map the decoder does not model).
+            review = {} if res.kind == "SelfSubjectReview" else await self._decode_body(request, raw)
+            self._check_kind(res, review)
+            return _json(answer(res.kind, res.api_version, review, user, ns, self.authenticator, self.authorizer),
+                         201)
 
         if method == "GET":
             if sub == "log":
@@ -337,6 +377,8 @@ class APIServer:
         body = await self._decode_body(request, body_bytes)
         if method == "POST" and sub == "binding":
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
+        if method == "POST" and sub == "token":
+            return _json(await self._token_request(user, ns or "", name or "", body), 201)
         warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode)
         headers = self._warning_headers(warnings)
         if method == "POST":
@@ -355,6 +397,26 @@ class APIServer:
         self._check_kind(res, body)
         return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit), 200,
                      headers)
+
+    async def _token_request(self, user: User, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """serviceaccounts/NAME/token: a TokenRequest answered with a signed token. A node may only ask for
+        tokens bound to pods it runs (upstream's NodeRestriction)."""
+        if self.service_accounts is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource (serviceaccounts/token "
+                           "needs the apiserver's --service-account-signing-key-file)")
+        if body.get("kind") not in (None, "TokenRequest"):
+            raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind "
+                                     "(TokenRequest)")
+        account = await self.registry.get(BY_PATH[("", "v1", "serviceaccounts")], namespace, name)
+        node = user.node_name
+        if node is not None:
+            spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+            ref = (spec or {}).get("boundObjectRef") or {}
+            bound = self._cached("pods", namespace, str(ref.get("name") or "")) if isinstance(ref, dict) else None
+            if bound is None or (bound.get("spec") or {}).get("nodeName") != node:
+                raise errors.forbidden(user.name, "create", "", "serviceaccounts", namespace, name, "token",
+                                       "node requested token not bound to a pod scheduled on this node")
+        return token_request(self.service_accounts, body, account, self._cached)
 
     @staticmethod
     def _check_types(kind: str, body: dict[str, Any]) -> None:

@@ -261,6 +261,24 @@ def _simple(extra: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str,
     return lambda obj: [obj["metadata"].get("name"), *extra(obj), _created(obj)]
 
 
+def _binding_row(obj: dict[str, Any]) -> Row:
+    """printRoleBinding / printClusterRoleBinding: the role as Kind/name; wide: users, groups, service accounts."""
+    ref = obj.get("roleRef") or {}
+    subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
+
+    def of(kind: str) -> str:
+        return ", ".join((f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount" else
+                          str(s.get("name", ""))) for s in subjects if s.get("kind") == kind)
+
+    return [obj["metadata"].get("name"), f"{ref.get('kind', '')}/{ref.get('name', '')}", _created(obj),
+            of("User"), of("Group"), of("ServiceAccount")]
+
+
+_ROLE_COLUMNS: list[Column] = [("Name", "string", 0), ("Created At", "date", 0)]
+_BINDING_COLUMNS: list[Column] = [("Name", "string", 0), ("Role", "string", 0), ("Age", "string", 0),
+                                  ("Users", "string", 1), ("Groups", "string", 1), ("ServiceAccounts", "string", 1)]
+
+
 PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "pods": ([("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0),
               ("Age", "string", 0), ("IP", "string", 1), ("Node", "string", 1), ("Nominated Node", "string", 1),
@@ -317,6 +335,10 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "adminnetworkpolicies": ([("Name", "string", 0), ("Priority", "string", 0), ("Age", "string", 0)],
                              _simple(lambda o: [str((o.get("spec") or {}).get("priority", ""))])),
 }
+for _plural in ("roles", "clusterroles"):
+    PRINTERS[_plural] = (_ROLE_COLUMNS, lambda o: [o["metadata"].get("name"), o["metadata"].get("creationTimestamp")])
+for _plural in ("rolebindings", "clusterrolebindings"):
+    PRINTERS[_plural] = (_BINDING_COLUMNS, _binding_row)
 DEFAULT: tuple[list[Column], Callable[[dict[str, Any]], Row]] = (
     [("Name", "string", 0), ("Age", "string", 0)], _simple(lambda o: []))
 

@@ -101,6 +101,10 @@ class Informer:
     `on_delete` then `on_add` for a name that now belongs to a new object (another uid). Objects in the
     store and given to handlers are shared: never mutate them.
 
+    `transform` (client-go's SetTransform) turns each object, as it arrives, into what the store keeps
+    and the handlers see: a component that needs a little of each object keeps only that little. It
+    must keep metadata.name, namespace, uid and resourceVersion, which the informer itself reads.
+
     Seams: `sleep` (backoff waits), `clock` (short-watch detection), `rng` (jitter, watch lengths).
     """
 
@@ -113,6 +117,7 @@ class Informer:
         label_selector: str | None = None,
         field_selector: str | None = None,
         indexers: Mapping[str, IndexFunc] | None = None,
+        transform: Callable[[JsonObject], JsonObject] | None = None,
         page_size: int | None = 500,
         watch_timeout_seconds: int | None = None,
         backoff: Backoff | None = None,
@@ -126,6 +131,7 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.store = Indexer(indexers)
+        self._transform = transform
         self._page_size = page_size
         self._watch_timeout = watch_timeout_seconds
         self._rng = rng or random.Random()
@@ -251,12 +257,12 @@ class Informer:
         log.warning("%r: %s; retrying in %.2fs", self, exc, delay)
         await self._sleep(delay)
 
-    def _fill_type(self, obj: JsonObject) -> JsonObject:
+    def _as_stored(self, obj: JsonObject) -> JsonObject:
         # Items of a List carry no kind/apiVersion; watch objects do. Make both look alike for handlers.
         if self.resource.kind:
             obj.setdefault("kind", self.resource.kind)
             obj.setdefault("apiVersion", self.resource.api_version)
-        return obj
+        return obj if self._transform is None else self._transform(obj)
 
     async def _relist(self) -> None:
         # A consistent list (no resourceVersion): client-go starts from RV "0" (any cached state) and uses
@@ -275,7 +281,7 @@ class Informer:
         for item in listed.get("items") or []:
             key = _key_or_none(item)
             if key is not None:
-                fresh[key] = self._fill_type(item)
+                fresh[key] = self._as_stored(item)
         gone = [key for key in self.store.keys() if key not in fresh]  # noqa: SIM118 (a copy: we remove below)
         for obj in fresh.values():
             old = self.store.put(obj)
@@ -335,7 +341,7 @@ class Informer:
             if rv:
                 self._resource_version = rv
             return
-        self._fill_type(obj)
+        obj = self._as_stored(obj)
         if kind in ("ADDED", "MODIFIED"):
             old = self.store.put(obj)
             if old is None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from control.api.duration import parse_duration
 from control.client import KubeClientError, load_kubeconfig
@@ -48,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
                    help="how long pods without a not-ready/unreachable toleration stay on a failed node")
     p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
     p.add_argument("--resync-period", type=_duration, default=300.0)
+    p.add_argument("--root-ca-file", help="the cluster CA (PEM), published as every namespace's kube-root-ca.crt")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -56,7 +58,8 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(cluster_cidr=args.cluster_cidr, node_cidr_mask_size=args.node_cidr_mask_size,
                    lb_pool=args.lb_pool, node_monitor_grace_period=args.node_monitor_grace_period,
                    node_monitor_period=args.node_monitor_period, default_eviction_timeout=args.eviction_timeout,
-                   workers=args.concurrent_syncs, resync_period=args.resync_period)
+                   workers=args.concurrent_syncs, resync_period=args.resync_period,
+                   root_ca=Path(args.root_ca_file).read_text() if args.root_ca_file else "")
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -65,6 +65,8 @@ class Options:
     #: A Job's first pod re-creation after a failure waits this long, doubling per failure (upstream's
     #: DefaultJobPodFailureBackOff, 10 s).
     job_backoff_base: float = 10.0
+    #: --root-ca-file's certificate (PEM): published as kube-root-ca.crt in every namespace.
+    root_ca: str = ""
 
 
 # Indexes every shared informer carries, so any controller can look objects up by namespace, uid or owner.

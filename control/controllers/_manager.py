@@ -27,6 +27,7 @@ _CONTROLLERS: tuple[tuple[str, str], ...] = (
     ("control.controllers._endpoints", "EndpointsController"),
     ("control.controllers._namespace", "NamespaceController"),
     ("control.controllers._namespace", "ServiceAccountController"),
+    ("control.controllers._rootcacert", "RootCACertPublisher"),
     ("control.controllers._nodelifecycle", "NodeLifecycleController"),
     ("control.controllers._loadbalancer", "LoadBalancerController"),
     ("control.controllers._garbagecollector", "GarbageCollector"),

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from control.client import (
     NODES,
     PODS,
     SECRETS,
+    SERVICE_ACCOUNTS,
     SERVICES,
     AlreadyExists,
     ApiError,
@@ -48,6 +50,8 @@ from control.kubelet.logs import LogRequestError, log_path, read_container_log, 
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.streaming import PodProcessTarget
+from control.kubelet.volumes import TokenWant, VolumeError, VolumePlan, references, token_requests, write_plan
+from control.kubelet.volumes import plan as volume_plan
 from control.kubelet.workloads import (
     Container,
     ContainerError,
@@ -102,6 +106,10 @@ class NodeConfig:
     resolv_conf: Path | None = None
     # directories no pod may see (kubesim's state directory: tokens, keys); state_dir always is one
     hidden_dirs: list[Path] = field(default_factory=list)
+    # How often mounted ConfigMaps, Secrets and tokens are refreshed: every pod of the node reads its
+    # references (all have kube-root-ca.crt) once a period. Upstream's pod sync plus cache TTL is about a
+    # minute; 10 s keeps a tutorial's "edit the ConfigMap, see it in the pod" short at 10 reads/s per 100 pods.
+    volume_sync_period: float = 10.0
 
 
 class IPAM:
@@ -164,6 +172,8 @@ class PodWorker:
         self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._last_status: dict[str, Any] | None = None
+        self.volumes = VolumePlan()
+        self._tokens: dict[TokenWant, tuple[str, float]] = {}  # want -> (token, monotonic time to renew it)
 
     @property
     def key(self) -> str:
@@ -206,9 +216,15 @@ class PodWorker:
             source.chmod(0o644)  # a container running as any user reads its /etc files
             files.append((target, str(source)))
         credentials = self.service_account_kubeconfig()
+        volumes = self.volumes
+        if volumes.mounts:
+            (directory / "mnt").mkdir(mode=0o700, exist_ok=True)  # the pod's tmpfs for new mount points
         return PodPlace(uts_hostname(self.pod, cfg.cluster_domain), files=tuple(files),
                         hidden=tuple(str(d) for d in self.kubelet.hidden_dirs()),
-                        exposed=(str(credentials.resolve()),) if credentials else ())
+                        exposed=(str(credentials.resolve()),) if credentials else (),
+                        volumes=tuple((m.target, str(Path(m.source).resolve()), m.read_only) for m in volumes.mounts),
+                        memory=tuple((str(d.resolve()), size) for d, size in volumes.memory),
+                        scratch=str((directory / "mnt").resolve()) if volumes.mounts else "")
 
     def command_in(self, argv: list[str], container: str | None = None) -> list[str]:
         """ARGV run in this pod as a process of CONTAINER (its first by default) would run: inside the
@@ -240,11 +256,13 @@ class PodWorker:
         try:
             await self._setup()
             status_task = asyncio.get_running_loop().create_task(self._status_loop())
+            volume_task = asyncio.get_running_loop().create_task(self._volume_sync_loop())
             await self.stopping.wait()
             await self._teardown()
-            status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await status_task
+            for task in (status_task, volume_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -258,12 +276,90 @@ class PodWorker:
             await self.event("Failed", f"Error: invalid probes: {'; '.join(problems)}", warning=True)
             await self._write_status()
             return
+        if not await self._mount_volumes():
+            return
         if not await self._make_sandbox():
             return
         self.phase = "Running"
         for state in self.containers.values():
             await self._start_container(state)
         await self._write_status()
+
+    # -- volumes (control.kubelet.volumes) --------------------------------------------------------------
+
+    async def _volume_plan(self) -> VolumePlan:
+        """The pod's volumes as they should be now: the ConfigMaps and Secrets they name read (the Node
+        authorizer lets this node read what its pods reference), the ServiceAccount tokens requested."""
+        meta = self.pod["metadata"]
+        namespace = meta.get("namespace")
+        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
+        objects: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for plural, name in references(self.pod):
+            try:
+                objects[(plural, name)] = await self.kubelet.client.get(kinds[plural], name, namespace=namespace)
+            except NotFound:
+                objects[(plural, name)] = None
+            except KubeClientError as exc:
+                raise VolumeError(name, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
+        tokens = {want: await self._token(want) for want in token_requests(self.pod)}
+        cfg = self.kubelet.config
+        return volume_plan(self.pod, objects, tokens, pod_dir=self.logs_dir(),
+                           allocatable={"cpu": cfg.cpu, "memory": cfg.memory, "ephemeral-storage": "100Gi"})
+
+    async def _token(self, want: TokenWant) -> str:
+        """A token for the pod's ServiceAccount, bound to the pod (TokenRequest), renewed past 80% of its
+        life as upstream's token manager renews it."""
+        held = self._tokens.get(want)
+        if held is not None and self.kubelet.clock.monotonic() < held[1]:
+            return held[0]
+        meta, spec = self.pod["metadata"], self.pod.get("spec") or {}
+        account = str(spec.get("serviceAccountName") or "default")
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [want.audience] if want.audience else [],
+                         "expirationSeconds": want.expiration_seconds,
+                         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"],
+                                            "uid": meta["uid"]}}}
+        try:
+            answer = await self.kubelet.client.create(SERVICE_ACCOUNTS, body, namespace=meta.get("namespace"),
+                                                      name=account, subresource="token")
+        except KubeClientError as exc:
+            raise VolumeError("kube-api-access", f"failed to fetch token: {exc}") from None
+        token = str((answer.get("status") or {}).get("token") or "")
+        self._tokens[want] = (token, self.kubelet.clock.monotonic() + 0.8 * want.expiration_seconds)
+        return token
+
+    async def _mount_volumes(self) -> bool:
+        """The pod's volume files written, tried again with back-off while a volume cannot be set up (a
+        missing ConfigMap or Secret: the pod stays ContainerCreating, with upstream's FailedMount events).
+        False if the pod began stopping first."""
+        delay = self.kubelet.config.restart_backoff
+        while True:
+            try:
+                self.volumes = await self._volume_plan()
+                await asyncio.to_thread(write_plan, self.volumes)
+                return True
+            except (VolumeError, OSError) as exc:
+                message = exc.message if isinstance(exc, VolumeError) else f"MountVolume.SetUp failed: {exc}"
+                log.warning("pod %s: %s", self.key, message)
+                await self.event("FailedMount", message, warning=True)
+                await self._write_status()
+            if await self._stopping_within(delay):
+                return False
+            delay = min(delay * 2, self.kubelet.config.max_restart_backoff)
+
+    async def _volume_sync_loop(self) -> None:
+        """Mounted ConfigMaps, Secrets and tokens kept current (their directories swap atomically); a volume
+        that cannot be read now keeps what it had, as upstream's does."""
+        if not self.volumes.payloads:
+            return
+        while not await self._stopping_within(self.kubelet.config.volume_sync_period):
+            try:
+                changed = await asyncio.to_thread(write_plan, await self._volume_plan())
+            except (VolumeError, OSError) as exc:
+                log.warning("pod %s: volumes not refreshed: %s", self.key, exc)
+                continue
+            if changed:
+                log.info("pod %s: updated volumes %s", self.key, ", ".join(changed))
 
     async def _make_sandbox(self) -> bool:
         """An address and a sandbox for the pod, tried again with back-off while either cannot be had
@@ -777,6 +873,10 @@ class Kubelet:
                               self.ipam.assigned.get(meta["uid"], str(IPNetwork(self.config.pod_cidr)[2])))
         await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
         self.ipam.release(meta["uid"])
+        # The pod's volumes go with its sandbox (upstream's orphaned pod cleanup); its logs stay.
+        pod_dir = self.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{meta['uid']}"
+        for kept in ("volumes", "mnt"):
+            await asyncio.to_thread(shutil.rmtree, pod_dir / kept, True)
         if not meta.get("deletionTimestamp"):
             return
         with contextlib.suppress(NotFound, Conflict):

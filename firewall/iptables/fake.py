@@ -323,6 +323,13 @@ class FakeIptables:
         self.tables = state
         self.transactions.append(text)
 
+    def chains(self, table: str) -> list[str]:
+        return list(self.tables.get(table) or BUILTIN_CHAINS[table])
+
+    def chain_rules(self, table: str, chain: str) -> list[str]:
+        found = (self.tables.get(table) or {}).get(chain)
+        return [f"-A {chain} {r.text}" for r in found.rules] if found is not None else []
+
     def save(self, table: str) -> str:
         chains = self.tables.get(table)
         if chains is None:

@@ -16,6 +16,7 @@ import subprocess
 from typing import Literal, Protocol
 
 from firewall.errors import IptablesError
+from firewall.iptables.ruleset import saved_chains
 
 Flavour = Literal["nft", "legacy"]
 
@@ -39,12 +40,32 @@ def zero_counters_first(text: str) -> str:
     return re.sub(r"^(\*\w+)$", r"\1\n-Z", text, flags=re.MULTILINE)
 
 
+def chains_of_table(listing: str, table: str) -> list[str]:
+    """The chain names of `ip TABLE` in `nft list chains ip` output (every table of the family, each as
+    `table ip NAME {` with its `chain NAME {` lines)."""
+    names: list[str] = []
+    current = None
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:2] == ["table", "ip"] and len(words) >= 3:
+            current = words[2]
+        elif current == table and len(words) >= 2 and words[0] == "chain":
+            names.append(words[1])
+    return names
+
+
 class IptablesRunner(Protocol):
     def restore(self, text: str) -> None:
         """Apply `text` with iptables-restore --noflush, or raise IptablesError."""
 
     def save(self, table: str) -> str:
         """The table as `iptables-save -t TABLE` prints it ("" when it does not exist)."""
+
+    def chains(self, table: str) -> list[str]:
+        """The names of TABLE's chains, built-in and user-defined, without reading their rules."""
+
+    def chain_rules(self, table: str, chain: str) -> list[str]:
+        """CHAIN's rules as `iptables -S CHAIN` prints them (`-A CHAIN spec`); [] when it does not exist."""
 
 
 class SubprocessIptables:
@@ -75,6 +96,26 @@ class SubprocessIptables:
             raise IptablesError(
                 f"iptables-{self.flavour}-restore{where} failed ({done.returncode}): {done.stderr.strip()[:2000]}",
                 transaction=text, stderr=done.stderr)
+
+    def chains(self, table: str) -> list[str]:
+        if self.flavour == "legacy":  # x_tables: a save is quick, and the only listing there is
+            return saved_chains(self.save(table))
+        # iptables-nft's tables are nf_tables tables (`ip nat`, `ip filter`): nft lists their chain names in
+        # milliseconds, where iptables-nft-save of kube-proxy's nat table at 10k Services takes 1.7 s.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        done = subprocess.run([*prefix, "nft", "list", "chains", "ip"], capture_output=True, text=True,
+                              timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            raise IptablesError(f"nft list chains ip failed: {done.stderr.strip()}", stderr=done.stderr)
+        return chains_of_table(done.stdout, table)
+
+    def chain_rules(self, table: str, chain: str) -> list[str]:
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        done = subprocess.run([*prefix, f"iptables-{self.flavour}", "-w", str(self.wait), "-t", table, "-S", chain],
+                              capture_output=True, text=True, timeout=self.timeout, check=False)
+        if done.returncode != 0:
+            return []  # the chain (or its table) is gone: for the caller, no rules
+        return [line for line in done.stdout.splitlines() if line.startswith("-A ")]
 
     def save(self, table: str) -> str:
         done = subprocess.run(self._argv("save", "-t", table), capture_output=True, text=True,

@@ -65,10 +65,14 @@ class IptablesBackend(Backend[Ruleset, set[str]]):
         chain for the same purpose: a firewall reload that flushes everything must force a full sync)."""
         if self._applied is None:
             return False
-        nat, filter_ = self.runner.save(NAT), self.runner.save(FILTER)
-        if missing_jumps(NAT, nat, JUMPS) or missing_jumps(FILTER, filter_, JUMPS):
-            return False
-        have = {NAT: set(saved_chains(nat)), FILTER: set(saved_chains(filter_))}
+        # Chain names and the built-in chains' few rules only: a whole iptables-save of the nat table at
+        # 10k Services took 1.7 s every tamper check, holding back the syncs behind it.
+        for table in (NAT, FILTER):
+            for builtin in sorted({j.chain for j in JUMPS if j.table == table}):
+                present = {line[3:] for line in self.runner.chain_rules(table, builtin)}
+                if any(f"{j.chain} {j.spec}" not in present for j in JUMPS if (j.table, j.chain) == (table, builtin)):
+                    return False
+        have = {table: set(self.runner.chains(table)) for table in (NAT, FILTER)}
         return (all(set(TOP_CHAINS[t]) <= have[t] for t in (NAT, FILTER))
                 and all(c in have[NAT] for c in self._applied.chains))
 

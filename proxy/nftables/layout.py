@@ -201,7 +201,7 @@ def _endpoint_base(sp: ServicePlan, ep: Endpoint) -> str:
     return f"{_hash(base)}-{base}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Fragment:
     """One service port's contribution: elements per static set/map, plus chains/sets of its own."""
 

@@ -45,6 +45,7 @@ class Renderer:
 
     def _reset(self, node: NodeContext | None) -> None:
         self._node = node
+        self._plan: ProxyPlan | None = None  # the plan rendered last
         self._frags: dict[str, tuple[ServicePlan, Fragment]] = {}
         self._elements: dict[str, dict[str, str | None]] = {name: {} for name in SETS}
         # set -> key -> its claimant (service port), or every claim [(service port, value)] when
@@ -61,22 +62,36 @@ class Renderer:
         if node != self._node:
             self._reset(node)
             touched = None
-        seen: set[str] = set()
-        for sp in plan.services:
-            name = sp.name
-            seen.add(name)
-            held = self._frags.get(name)
-            if held is not None and (held[0] is sp or held[0] == sp):
-                continue
-            if held is not None:
-                self._withdraw(name, held[1], touched)
+        # Made by replan() from the plan rendered last: only the port plans it names can differ.
+        known = plan.changes_since(self._plan) if touched is not None and self._plan is not None else None
+        if known is None:
+            for sp in plan.services:
+                self._update(sp.name, sp, node, touched)
+            for name in [n for n in self._frags if n not in plan.by_name]:
+                self._update(name, None, node, touched)
+        else:  # in the order the loop above takes: it decides which of two claims to one key wins
+            for name in sorted(known):
+                if name in plan.by_name:
+                    self._update(name, plan.by_name[name], node, touched)
+            for name in sorted(known):
+                if name not in plan.by_name:
+                    self._update(name, None, node, touched)
+        self._plan = plan
+        self.touched = touched
+        return self._snapshot(node)
+
+    def _update(self, name: str, sp: ServicePlan | None, node: NodeContext,
+                touched: dict[str, set[str]] | None) -> None:
+        """Bring service port NAME's claims to its plan SP (None: it is gone)."""
+        held = self._frags.get(name)
+        if held is not None and sp is not None and (held[0] is sp or held[0] == sp):
+            return
+        if held is not None:
+            self._withdraw(name, self._frags.pop(name)[1], touched)
+        if sp is not None:
             frag = render_service(sp, node)
             self._frags[name] = (sp, frag)
             self._claim(name, frag, touched)
-        for name in [n for n in self._frags if n not in seen]:
-            self._withdraw(name, self._frags.pop(name)[1], touched)
-        self.touched = touched
-        return self._snapshot(node)
 
     def _claim(self, owner: str, frag: Fragment, touched: dict[str, set[str]] | None) -> None:
         for set_name, elems in frag.elements.items():

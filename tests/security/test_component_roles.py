@@ -71,8 +71,9 @@ def test_controller_manager_holds_its_controllers_powers_and_no_more(tmp_path: P
         # resource makes any other lease readable too, as upstream's union of roles does)
         Row(CTRL, "POST", KUBE_SYSTEM_LEASES, 201, lease("kube-controller-manager")),
         Row(CTRL, "GET", f"{KUBE_SYSTEM_LEASES}/kube-controller-manager", 200),
+        # the root CA publisher writes every namespace's kube-root-ca.crt (upstream's role: any configmap)
+        Row(CTRL, "POST", CM, 201, configmap("kube-root-ca.crt")),
         # what none of its controllers does
-        Row(CTRL, "POST", CM, 403, configmap("planted")),
         Row(CTRL, "POST", "/api/v1/namespaces", 403, {"apiVersion": "v1", "kind": "Namespace",
                                                       "metadata": {"name": "x"}}),
         Row(CTRL, "POST", NODES, 403, node("worker-9")),

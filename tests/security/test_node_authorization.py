@@ -372,7 +372,8 @@ def test_graph_counts_every_reference_upstream_follows() -> None:
     web = {"metadata": {"name": "web", "namespace": "ns"}, "spec": spec}
     assert pod_references(web) == {
         ("secrets", "ns", n) for n in ("pull", "vol-secret", "csi-secret", "proj-secret", "env-secret", "from-secret")
-    } | {("persistentvolumeclaims", "ns", "data"), ("persistentvolumeclaims", "ns", "web-scratch")}
+    } | {("persistentvolumeclaims", "ns", "data"), ("persistentvolumeclaims", "ns", "web-scratch"),
+         ("serviceaccounts", "ns", "default")}
     graph = NodeGraph()
     graph.set_pod("/registry/pods/ns/web", web)
     graph.set_pod("/registry/pods/ns/twin", {"metadata": {"name": "twin", "namespace": "ns"}, "spec": spec})
@@ -385,3 +386,23 @@ def test_graph_counts_every_reference_upstream_follows() -> None:
     graph.set_pod("/registry/pods/ns/odd", {"metadata": {"name": "odd", "namespace": "ns"},
                                             "spec": {"nodeName": "worker-1", "volumes": "not a list"}})
     assert graph.has_path("worker-1", "pods", "ns", "odd")
+
+
+def test_a_kubelet_requests_tokens_only_for_the_service_accounts_of_its_pods() -> None:
+    """serviceaccounts/NAME/token: create only, and only for an account a pod bound to the node runs as (the
+    server then checks that the token is bound to such a pod, as NodeRestriction does)."""
+    from control.apiserver.auth import Attributes, NodeAuthorizer, User
+
+    graph = NodeGraph()
+    graph.set_pod("/registry/pods/ns/web", {"metadata": {"name": "web", "namespace": "ns"},
+                                            "spec": {"nodeName": "worker-1", "serviceAccountName": "builder"}})
+    nodes = NodeAuthorizer(lambda: graph)
+    kubelet = User("system:node:worker-1", ("system:nodes",))
+
+    def decide(verb: str, name: str, sub: str | None = "token", node: str = "worker-1") -> bool:
+        return nodes.authorize(node, Attributes(kubelet, verb, "", "serviceaccounts", sub, "ns", name)).allowed
+
+    assert decide("create", "builder")
+    assert not decide("create", "builder", node="worker-2")
+    assert not decide("create", "default"), "no pod of worker-1 runs as ns/default"
+    assert not decide("get", "builder", sub=None) and not decide("list", "builder", sub=None)

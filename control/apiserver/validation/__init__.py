@@ -17,6 +17,7 @@ The rules and messages follow upstream, one module for each of its packages:
     networking.py    pkg/apis/networking/validation (network policies)
     policy.py        network-policy-api's CRD schemas (admin and baseline admin network policies)
     coordination.py  pkg/apis/coordination/validation (leases)
+    rbac.py          pkg/apis/rbac/validation (roles, cluster roles and their bindings)
 
 Objects are expected to be defaulted first (defaults.py), as upstream validates after defaulting. Kinds
 without rules get name checks only. This module is the package's whole public surface: the per-kind
@@ -67,6 +68,14 @@ from control.apiserver.validation.field import FieldError, go_value
 from control.apiserver.validation.names import NameCheck, validate_object_meta
 from control.apiserver.validation.networking import validate_network_policy, validate_network_policy_update
 from control.apiserver.validation.policy import validate_admin_network_policy, validate_baseline_admin_network_policy
+from control.apiserver.validation.rbac import (
+    validate_cluster_role,
+    validate_cluster_role_binding,
+    validate_cluster_role_binding_update,
+    validate_role,
+    validate_role_binding,
+    validate_role_binding_update,
+)
 
 __all__ = ["FieldError", "go_value", "validate", "validate_update"]
 
@@ -99,6 +108,10 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "DaemonSet": validate_daemon_set,
     "StatefulSet": validate_stateful_set,
     "ControllerRevision": validate_controller_revision,
+    "Role": validate_role,
+    "ClusterRole": validate_cluster_role,
+    "RoleBinding": validate_role_binding,
+    "ClusterRoleBinding": validate_cluster_role_binding,
 }
 
 UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
@@ -115,6 +128,8 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "DaemonSet": validate_daemon_set_update,
     "StatefulSet": validate_stateful_set_update,
     "ControllerRevision": validate_controller_revision_update,
+    "RoleBinding": validate_role_binding_update,
+    "ClusterRoleBinding": validate_cluster_role_binding_update,
 }
 
 

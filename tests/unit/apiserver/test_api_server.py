@@ -72,7 +72,9 @@ def test_bootstrap_and_discovery(tmp_path: Path) -> None:
         assert svc["spec"]["clusterIP"] == "10.96.0.1"
         groups = await (await client.get("/apis", headers=ADMIN)).json()
         assert {g["name"] for g in groups["groups"]} == {"apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
-                                                     "networking.k8s.io", "policy.networking.k8s.io"}
+                                                     "networking.k8s.io", "policy.networking.k8s.io",
+                                                     "rbac.authorization.k8s.io", "authorization.k8s.io",
+                                                     "authentication.k8s.io"}
         core = await (await client.get("/api/v1", headers=ADMIN)).json()
         pods = next(r for r in core["resources"] if r["name"] == "pods")
         assert pods["shortNames"] == ["po"] and pods["namespaced"] and "watch" in pods["verbs"]
@@ -304,6 +306,21 @@ def test_watch_initial_state_live_events_resume_and_bookmarks(tmp_path: Path) ->
         sel.close()
 
     run(scenario, tmp_path, bookmark_interval=0.3)
+
+
+def test_a_terminating_apiserver_ends_open_watches(tmp_path: Path) -> None:
+    """Watches never end by themselves; at shutdown they are ended so the server stops at once (a watch
+    left open would hold the shutdown for its whole timeout)."""
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        url = "/api/v1/namespaces/default/configmaps"
+        watch = await client.get(url, headers=ADMIN, params={"watch": "1"})
+        await client.post(url, headers=ADMIN, json={"metadata": {"name": "one"}})
+        assert (await _read_events(watch, 1))[0]["type"] == "ADDED"
+        registry.end_watches()
+        assert await asyncio.wait_for(watch.content.read(), timeout=5) == b""  # the stream ended cleanly
+        assert not any(cache.watchers for cache in registry.caches.values())
+
+    run(scenario, tmp_path)
 
 
 def test_watch_from_a_compacted_revision_is_410(tmp_path: Path) -> None:

@@ -48,3 +48,22 @@ def test_declaring_an_existing_chain_flushes_it() -> None:
     fake.restore(BASE)
     fake.restore("*nat\n:KUBE-A - [0:0]\n-X KUBE-B\nCOMMIT\n")
     assert fake.tables["nat"]["KUBE-A"].rules == [] and "KUBE-B" not in fake.tables["nat"]
+
+
+def test_chain_names_are_read_per_table_from_an_nft_listing() -> None:
+    from firewall.iptables.runner import chains_of_table
+
+    listing = ("table ip nat {\n\tchain PREROUTING {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"
+               "\t}\n\tchain KUBE-SERVICES {\n\t}\n}\ntable ip kubesim-proxy {\n\tchain services {\n\t}\n}\n"
+               "table ip filter {\n\tchain KUBE-FORWARD {\n\t}\n}\n")
+    assert chains_of_table(listing, "nat") == ["PREROUTING", "KUBE-SERVICES"]
+    assert chains_of_table(listing, "filter") == ["KUBE-FORWARD"]
+    assert chains_of_table(listing, "mangle") == []
+
+
+def test_the_fake_lists_chain_names_and_one_chains_rules_as_iptables_does() -> None:
+    fake = FakeIptables()
+    fake.restore("*nat\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n")
+    assert "KUBE-SERVICES" in fake.chains("nat") and "PREROUTING" in fake.chains("nat")
+    assert fake.chain_rules("nat", "PREROUTING") == ["-A PREROUTING -j KUBE-SERVICES"]
+    assert fake.chain_rules("nat", "KUBE-NOWHERE") == []

@@ -61,6 +61,15 @@ def test_the_setup_script_reads_back_what_setup_command_wrote() -> None:
                      hidden=("/state", "/other"), exposed=("/state/a",))
     assert _podsetup.parse(setup_command(place)[4:]) == (
         "web-0", [("/etc/hosts", "/x/hosts"), ("/etc/resolv.conf", "/x/resolv")],
-        {"--hide": ["/state", "/other"], "--expose": ["/state/a"], "--pins": ["/run/netns", "/run/kubesim-ns"]})
+        {"--hide": ["/state", "/other"], "--expose": ["/state/a"], "--pins": ["/run/netns", "/run/kubesim-ns"],
+         "--memory": [], "--volume": [], "--scratch": []})
+    with_volumes = PodPlace("web-0", volumes=(("/etc/cfg", "/state/v/cfg", True), ("/data", "/state/v/d", False)),
+                            memory=(("/state/v/d", "size=1m"), ("/state/v/e", "")), scratch="/state/mnt")
+    _, _, lists = _podsetup.parse(setup_command(with_volumes)[4:])
+    assert lists["--volume"] == ["/etc/cfg\0/state/v/cfg\0ro", "/data\0/state/v/d\0rw"]
+    assert lists["--memory"] == ["/state/v/d\0size=1m", "/state/v/e\0-"]
+    assert lists["--scratch"] == ["/state/mnt"]
+    with pytest.raises(NetsimError, match="scratch directory"):
+        PodPlace("web-0", volumes=(("/etc/cfg", "/state/v/cfg", True),))
     with pytest.raises(SystemExit, match="unexpected argument '--bind'"):
         _podsetup.parse(["web-0", "--bind", "/only-one"])

@@ -14,7 +14,7 @@ from firewall.tracing import Packet
 from proxy.model import services_from, slices_from
 from proxy.nftables.backend import NftablesBackend
 from proxy.plan import NodeContext, plan
-from proxy.server import ProxyConfig, ProxyServer, conntrack_cleanup, run_conntrack
+from proxy.server import PARSED, ProxyConfig, ProxyServer, conntrack_cleanup, run_conntrack
 from tests.harness import local_apiserver
 from tests.waiting import wait_until_async
 
@@ -156,7 +156,7 @@ def test_syncs_and_conntrack_run_off_the_event_loop_and_drop_flows_of_a_removed_
 
     asyncio.run(main())
 
-def test_a_sync_parses_only_what_changed_and_reuses_the_plans_of_unchanged_services(tmp_path: Path) -> None:
+def test_the_informers_keep_parsed_objects_and_a_sync_replans_only_what_changed(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api:
             admin = await _node_and_dns_service(api)
@@ -166,23 +166,19 @@ def test_a_sync_parses_only_what_changed_and_reuses_the_plans_of_unchanged_servi
             await admin.create(ENDPOINT_SLICES, _slice("dns", ["10.244.2.6"]), namespace="default")
             server = ProxyServer(api.client("kube-proxy"), _config(), NftablesBackend(runner=FakeNft()),
                                  conntrack=lambda argv: None)
-            parsed: list[str] = []
-
-            def noting(parse: Any) -> Any:
-                def noted(obj: dict[str, Any]) -> Any:
-                    parsed.append(obj["metadata"]["name"])
-                    return parse(obj)
-                return noted
-
-            server.parsed_services.parse = noting(server.parsed_services.parse)
-            server.parsed_slices.parse = noting(server.parsed_slices.parse)
             task = asyncio.get_running_loop().create_task(server.run())
             try:
                 await wait_until_async(lambda: server.applied is not None, "the first sync")
                 before = server.applied
                 assert before is not None
-                assert sorted(parsed) == ["dns", "dns-x", "kubernetes", "kubernetes", "other"]
-                parsed.clear()
+                # What the stores keep: the metadata the proxy reads and the parsed value, not the objects.
+                kept = server.slices.store.get("dns-x", "default")
+                assert kept is not None and "endpoints" not in kept and set(kept["metadata"]) >= {"uid", "labels"}
+                assert kept[PARSED].service == ("default", "dns")
+                kept_service = server.services.store.get("other", "default")
+                assert kept_service is not None and "spec" not in kept_service
+                assert kept_service[PARSED][0].cluster_ip == "10.96.0.80"
+
                 slice_obj = await admin.get(ENDPOINT_SLICES, "dns-x", namespace="default")
                 slice_obj["endpoints"][0]["addresses"] = ["10.244.2.7"]
                 await admin.update(ENDPOINT_SLICES, slice_obj)
@@ -191,13 +187,43 @@ def test_a_sync_parses_only_what_changed_and_reuses_the_plans_of_unchanged_servi
                     and server.applied.service("default/dns:dns").cluster_endpoints[0].ip == "10.244.2.7",
                     "the changed endpoint programmed")
                 after = server.applied
-                assert parsed == ["dns-x"]  # only the changed slice was parsed again
-                # The untouched Service's plan is reused as it is.
+                # Only the changed Service was planned again; the other's plan is the very same object.
+                assert after.changes_since(before) == {"default/dns:dns"}
                 assert after.service("default/other:dns") is before.service("default/other:dns")
                 assert after.service("default/dns:dns") is not before.service("default/dns:dns")
             finally:
                 server.stop()
                 await task
+
+    asyncio.run(main())
+
+
+def _count(histogram: Any) -> float:
+    return next(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
+
+
+def test_periodic_syncs_are_partial_and_a_full_one_comes_once_a_full_sync_period(tmp_path: Path) -> None:
+    """As upstream (FullSyncPeriod, an hour): the sync period's syncs rewrite only what changed, since a
+    full one at 10k Services holds back every change behind it; a full one comes when it is due."""
+    async def syncs(api: Any, full_sync_period: float) -> tuple[float, float]:
+        """(full, partial) sync counts once a proxy with a 50 ms sync period has synced four times."""
+        server = ProxyServer(api.client("kube-proxy"), _config(sync_period=0.05, full_sync_period=full_sync_period),
+                             NftablesBackend(runner=FakeNft()), conntrack=lambda argv: None)
+        task = asyncio.get_running_loop().create_task(server.run())
+        try:
+            await wait_until_async(lambda: _count(server.metrics.sync_duration) >= 4, "a few periodic syncs")
+            return _count(server.metrics.full_duration), _count(server.metrics.partial_duration)
+        finally:
+            server.stop()
+            await task
+
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api:
+            await _node_and_dns_service(api)
+            full, partial = await syncs(api, full_sync_period=3600.0)
+            assert full == 1 and partial >= 3  # the first sync is the only full one
+            full, partial = await syncs(api, full_sync_period=0.0)
+            assert full >= 4 and partial == 0  # every sync is due for a full one
 
     asyncio.run(main())
 

@@ -11,8 +11,9 @@ from proxy_flows import FLOWS, check, cluster_objects, endpoint, endpoint_slice,
 from test_proxy_flows import nftables_tracer, observed, packet
 
 from firewall.nftables.fake import FakeTable
-from proxy import NftError, plan, services_from, slices_from
+from proxy import NftError, parse_endpoint_slice, parse_service, plan, replan, services_from, slices_from
 from proxy.nftables import FakeNft, NftablesBackend, full_transaction, render
+from proxy.nftables.renderer import Renderer
 from proxy.plan import ProxyPlan
 
 
@@ -250,3 +251,53 @@ def test_incremental_plan_equals_a_fresh_one() -> None:
     after = plan(ports, slices_from(slices), node_context(), previous=before, changed={("ns1", "svc1")})
     assert after == plan(ports, slices_from(slices), node_context())
     assert after.service("ns2/svc2:p80") is before.service("ns2/svc2:p80")
+
+
+def test_replanning_only_the_changed_services_equals_planning_everything() -> None:
+    """The live proxy's partial sync: replan() from the last plan and the changed Services (Services
+    added, changed and deleted, slices moved between Services, ports renamed) is exactly plan() of all."""
+    rng = random.Random(7)
+    services = {f"s{i}": service("ns", f"s{i}", f"10.96.0.{i + 10}") for i in range(12)}
+    slices = {f"s{i}": endpoint_slice("ns", f"s{i}", [endpoint(f"10.244.1.{i + 10}")]) for i in range(12)}
+
+    def everything() -> ProxyPlan:
+        return plan(services_from(list(services.values())), slices_from(list(slices.values())), node_context())
+
+    current = everything()
+    renderer = Renderer()
+    renderer.render(current)
+    for step in range(60):
+        name = f"s{rng.randrange(14)}"
+        moved_from = None
+        match rng.randrange(5):
+            case 0:
+                services[name] = service("ns", name, f"10.96.1.{step}", ports=[{"name": rng.choice(["p80", "q"]),
+                                                                               "port": 80}])
+            case 1:
+                services.pop(name, None)
+            case 2:
+                slices[name] = endpoint_slice("ns", name, [endpoint(f"10.244.2.{step}"), endpoint("10.244.3.1")])
+            case 3:
+                slices.pop(name, None)
+            case 4:
+                other = f"s{rng.randrange(14)}"
+                if other in slices:  # relabelled: the slice now belongs to NAME, and OTHER loses it
+                    slices[name] = {**slices.pop(other), "metadata": {
+                        "namespace": "ns", "name": f"{other}-1", "labels": {"kubernetes.io/service-name": name}}}
+                    moved_from = other
+        touched = {name} | ({moved_from} if moved_from else set())
+        changes = {}
+        for svc in touched:
+            parsed = parse_service(services[svc]) if svc in services else None
+            mine = [parse_endpoint_slice(o) for o in slices.values()
+                    if o["metadata"]["labels"]["kubernetes.io/service-name"] == svc]
+            changes[("ns", svc)] = (tuple(parsed or ()), tuple(x for x in mine if x is not None))
+        before = current
+        current = replan(current, changes)
+        assert current == everything(), f"step {step}: {touched}"
+        # The renderer, told what replan() changed, looks at nothing else and still renders the same table.
+        assert current.changes_since(before) is not None
+        assert renderer.render(current) == render(everything()), f"step {step}: {touched}"
+        for untouched in set(before.by_name) & set(current.by_name):
+            if before.by_name[untouched].port.name.service[1] not in touched:
+                assert current.by_name[untouched] is before.by_name[untouched]  # reused, not planned again
