@@ -3,7 +3,8 @@
     default("Pod", pod)   # restartPolicy Always, dnsPolicy ClusterFirst, container imagePullPolicy, ...
 
 Sources: pkg/apis/core/v1/defaults.go (pods, containers, probes, services, endpoints, replication
-controllers), pkg/apis/apps/v1/defaults.go (deployments, replica sets), pkg/apis/discovery/v1/defaults.go
+controllers), pkg/apis/apps/v1/defaults.go (deployments, replica sets,
+daemon sets, stateful sets), pkg/apis/batch/v1/defaults.go (jobs, cron jobs), pkg/apis/discovery/v1/defaults.go
 (endpoint slice ports), pkg/apis/networking/v1/defaults.go (network policy ports and policyTypes), plus
 what upstream's admission and REST layers fill in on create: the ServiceAccount admission plugin's
 `serviceAccountName: default` on pods, and the service REST's single-stack IP family fields.
@@ -218,6 +219,64 @@ def replica_set(obj: dict[str, Any]) -> None:
     _template(spec)
 
 
+def daemon_set(obj: dict[str, Any]) -> None:
+    """SetDefaults_DaemonSet: RollingUpdate one node at a time (maxUnavailable 1, maxSurge 0), 10 revisions."""
+    spec = _dict(obj, "spec")
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = _dict(strategy, "rollingUpdate")
+        if rolling.get("maxUnavailable") is None:
+            rolling["maxUnavailable"] = 1
+        if rolling.get("maxSurge") is None:
+            rolling["maxSurge"] = 0
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _template(spec)
+
+
+def stateful_set(obj: dict[str, Any]) -> None:
+    """SetDefaults_StatefulSet: OrderedReady, RollingUpdate from partition 0, one replica, 10 revisions, and
+    PVCs retained on deletion and scale-down."""
+    spec = _dict(obj, "spec")
+    if not spec.get("podManagementPolicy"):
+        spec["podManagementPolicy"] = "OrderedReady"
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = _dict(strategy, "rollingUpdate")
+        if rolling.get("partition") is None:
+            rolling["partition"] = 0
+    policy = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    for when in ("whenDeleted", "whenScaled"):
+        if not policy.get(when):
+            policy[when] = "Retain"
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _template(spec)
+
+
+def cron_job(obj: dict[str, Any]) -> None:
+    """SetDefaults_CronJob: Allow, not suspended, keep 3 successful Jobs and 1 failed; the Job template's pod
+    spec is defaulted as a pod's (the JobSpec itself is defaulted only when a Job is made from it)."""
+    spec = _dict(obj, "spec")
+    if not spec.get("concurrencyPolicy"):
+        spec["concurrencyPolicy"] = "Allow"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if spec.get("successfulJobsHistoryLimit") is None:
+        spec["successfulJobsHistoryLimit"] = 3
+    if spec.get("failedJobsHistoryLimit") is None:
+        spec["failedJobsHistoryLimit"] = 1
+    job_template = spec.get("jobTemplate")
+    if isinstance(job_template, dict):
+        _template(_dict(job_template, "spec"))
+
+
 def replication_controller(obj: dict[str, Any]) -> None:
     """SetDefaults_ReplicationController: the selector and labels default to the template's labels."""
     spec = _dict(obj, "spec")
@@ -341,6 +400,9 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "BaselineAdminNetworkPolicy": admin_network_policy,
     "Secret": secret,
     "Job": job,
+    "DaemonSet": daemon_set,
+    "StatefulSet": stateful_set,
+    "CronJob": cron_job,
     "RoleBinding": default_binding,
     "ClusterRoleBinding": default_binding,
 }

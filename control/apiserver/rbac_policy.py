@@ -201,6 +201,31 @@ _ROLES: dict[str, tuple[tuple[PolicyRule, ...], dict[str, str]]] = {
         rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
         events_rule(),
     ), {}),
+    "system:controller:daemon-set-controller": ((
+        rule((EXTENSIONS, APPS), ("daemonsets",), READ),
+        rule((EXTENSIONS, APPS), ("daemonsets/status", "daemonsets/finalizers"), ("update",)),
+        rule((CORE,), ("nodes",), ("list", "watch")),
+        rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
+        rule((CORE,), ("pods/binding",), ("create",)),
+        rule((APPS,), ("controllerrevisions",), ("get", "list", "watch", "create", "delete", "update", "patch")),
+        events_rule(),
+    ), {}),
+    "system:controller:statefulset-controller": ((
+        rule((CORE,), ("pods",), ("list", "watch")),
+        rule((APPS,), ("statefulsets",), READ),
+        rule((APPS,), ("statefulsets/status", "statefulsets/finalizers"), ("update",)),
+        rule((CORE,), ("pods",), ("get", "create", "delete", "update", "patch")),
+        rule((APPS,), ("controllerrevisions",), ("get", "create", "delete", "update", "patch", "list", "watch")),
+        rule((CORE,), ("persistentvolumeclaims",), ("get", "create", "update", "delete")),
+        events_rule(),
+    ), {}),
+    "system:controller:cronjob-controller": ((
+        rule((BATCH,), ("cronjobs",), ("get", "list", "watch", "update")),
+        rule((BATCH,), ("jobs",), ("get", "list", "watch", "create", "update", "delete", "patch")),
+        rule((BATCH,), ("cronjobs/status", "cronjobs/finalizers"), ("update",)),
+        rule((CORE,), ("pods",), ("list", "delete")),
+        events_rule(),
+    ), {}),
     "system:controller:ttl-after-finished-controller": ((
         rule((BATCH,), ("jobs",), ("get", "list", "watch", "delete")),
         events_rule(),
@@ -281,7 +306,8 @@ KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replic
                        "endpoint-controller", "endpointslice-controller", "namespace-controller",
                        "service-account-controller", "root-ca-cert-publisher", "node-controller",
                        "service-controller",
-                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller")
+                       "generic-garbage-collector", "job-controller", "ttl-after-finished-controller",
+                       "daemon-set-controller", "statefulset-controller", "cronjob-controller")
 CONTROLLER_MANAGER = "system:kube-controller-manager"
 
 

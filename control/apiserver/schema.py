@@ -343,6 +343,37 @@ _APPS: dict[str, dict[str, str]] = {
     "ReplicaSetStatus": {**_STATUS_COUNTS, "terminatingReplicas": "int32",
                          "conditions": "[]ReplicaSetCondition @type"},
     "ReplicaSetCondition": dict(_CONDITION),
+    "DaemonSet": {**_OBJECT_HEADER, "spec": "DaemonSetSpec", "status": "DaemonSetStatus"},
+    "DaemonSetSpec": {"selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
+                      "updateStrategy": "DaemonSetUpdateStrategy", "minReadySeconds": "int32",
+                      "revisionHistoryLimit": "int32"},
+    "DaemonSetUpdateStrategy": {"type": "string", "rollingUpdate": "RollingUpdateDaemonSet"},
+    "RollingUpdateDaemonSet": {"maxUnavailable": "IntOrString", "maxSurge": "IntOrString"},
+    "DaemonSetStatus": {"currentNumberScheduled": "int32", "numberMisscheduled": "int32",
+                        "desiredNumberScheduled": "int32", "numberReady": "int32", "observedGeneration": "int64",
+                        "updatedNumberScheduled": "int32", "numberAvailable": "int32",
+                        "numberUnavailable": "int32", "collisionCount": "int32",
+                        "conditions": "[]DaemonSetCondition @type"},
+    "DaemonSetCondition": dict(_CONDITION),
+    "StatefulSet": {**_OBJECT_HEADER, "spec": "StatefulSetSpec", "status": "StatefulSetStatus"},
+    # volumeClaimTemplates hold PersistentVolumeClaims, which this schema does not model field by field.
+    "StatefulSetSpec": {"replicas": "int32", "selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
+                        "volumeClaimTemplates": "[]object", "serviceName": "string",
+                        "podManagementPolicy": "string", "updateStrategy": "StatefulSetUpdateStrategy",
+                        "revisionHistoryLimit": "int32", "minReadySeconds": "int32",
+                        "persistentVolumeClaimRetentionPolicy": "StatefulSetPersistentVolumeClaimRetentionPolicy",
+                        "ordinals": "StatefulSetOrdinals"},
+    "StatefulSetUpdateStrategy": {"type": "string", "rollingUpdate": "RollingUpdateStatefulSetStrategy"},
+    "RollingUpdateStatefulSetStrategy": {"partition": "int32", "maxUnavailable": "IntOrString"},
+    "StatefulSetPersistentVolumeClaimRetentionPolicy": {"whenDeleted": "string", "whenScaled": "string"},
+    "StatefulSetOrdinals": {"start": "int32"},
+    "StatefulSetStatus": {"observedGeneration": "int64", "replicas": "int32", "readyReplicas": "int32",
+                          "currentReplicas": "int32", "updatedReplicas": "int32", "currentRevision": "string",
+                          "updateRevision": "string", "collisionCount": "int32",
+                          "conditions": "[]StatefulSetCondition @type", "availableReplicas": "int32"},
+    "StatefulSetCondition": dict(_CONDITION),
+    # data is a RawExtension: the patch that restores the owner's template (see control.controllers._history).
+    "ControllerRevision": {**_OBJECT_HEADER, "data": "object", "revision": "int64"},
 }
 
 _DISCOVERY: dict[str, dict[str, str]] = {
@@ -427,6 +458,13 @@ _BATCH: dict[str, dict[str, str]] = {
                   "uncountedTerminatedPods": "UncountedTerminatedPods", "ready": "int32"},
     "JobCondition": {**_CONDITION, "lastProbeTime": "Time"},
     "UncountedTerminatedPods": {"succeeded": "[]string", "failed": "[]string"},
+    "CronJob": {**_OBJECT_HEADER, "spec": "CronJobSpec", "status": "CronJobStatus"},
+    "CronJobSpec": {"schedule": "string", "timeZone": "string", "startingDeadlineSeconds": "int64",
+                    "concurrencyPolicy": "string", "suspend": "boolean", "jobTemplate": "JobTemplateSpec",
+                    "successfulJobsHistoryLimit": "int32", "failedJobsHistoryLimit": "int32"},
+    "JobTemplateSpec": {"metadata": "meta.v1.ObjectMeta", "spec": "JobSpec"},
+    "CronJobStatus": {"active": "[]core.v1.ObjectReference", "lastScheduleTime": "Time",
+                      "lastSuccessfulTime": "Time"},
 }
 
 _AUTOSCALING: dict[str, dict[str, str]] = {
@@ -535,6 +573,11 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
     Kind("batch", "v1", "Job", "batch.v1"),
+    Kind("batch", "v1", "CronJob", "batch.v1"),  # `kubectl create cronjob` sends protobuf
+    # JSON only for now: their protobuf field numbers are not transcribed (kubectl sends them as JSON).
+    Kind("apps", "v1", "DaemonSet", "apps.v1", protobuf=False),
+    Kind("apps", "v1", "StatefulSet", "apps.v1", protobuf=False),
+    Kind("apps", "v1", "ControllerRevision", "apps.v1", protobuf=False),
     Kind("discovery.k8s.io", "v1", "EndpointSlice", "discovery.v1"),
     Kind("coordination.k8s.io", "v1", "Lease", "coordination.v1"),
     Kind("networking.k8s.io", "v1", "NetworkPolicy", "networking.v1"),

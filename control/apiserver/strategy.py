@@ -7,7 +7,8 @@ Sources: pkg/registry/core/pod/strategy.go (a new pod is Pending with its QoS cl
 caller sent), pkg/registry/core/service/strategy.go and storage/storage.go (a new Service's status is
 empty; an update that leaves clusterIP, clusterIPs, a nodePort or healthCheckNodePort unset keeps what
 was allocated, so that re-submitting the YAML a Service was created from succeeds),
-pkg/registry/apps/{deployment,replicaset}/strategy.go and core/replicationcontroller/strategy.go
+pkg/registry/apps/{deployment,replicaset,daemonset,statefulset}/strategy.go,
+batch/cronjob/strategy.go and core/replicationcontroller/strategy.go
 (controllers' status starts empty).
 """
 
@@ -20,7 +21,8 @@ from control.api.qos import pod_qos_class
 __all__ = ["patch_allocated_values", "prepare_for_create"]
 
 # Kinds whose status belongs to their controller: a create never sets it.
-_EMPTY_STATUS_ON_CREATE = frozenset({"Deployment", "ReplicaSet", "ReplicationController"})
+_EMPTY_STATUS_ON_CREATE = frozenset({"Deployment", "ReplicaSet", "ReplicationController", "DaemonSet",
+                                     "StatefulSet", "CronJob"})
 
 
 def prepare_for_create(kind: str, obj: dict[str, Any]) -> None:

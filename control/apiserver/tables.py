@@ -217,6 +217,46 @@ def _job_row(job: dict[str, Any]) -> Row:
             _label_selector_string(spec.get("selector"))]
 
 
+def _daemon_set_row(ds: dict[str, Any]) -> Row:
+    spec, status = ds.get("spec") or {}, ds.get("status") or {}
+    node_selector = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    names, images = _containers(ds)
+    return [ds["metadata"].get("name"), status.get("desiredNumberScheduled", 0),
+            status.get("currentNumberScheduled", 0), status.get("numberReady", 0),
+            status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0),
+            _set_selector_string(node_selector), _created(ds), names, images,
+            _label_selector_string(spec.get("selector"))]
+
+
+def _stateful_set_row(sts: dict[str, Any]) -> Row:
+    spec, status = sts.get("spec") or {}, sts.get("status") or {}
+    names, images = _containers(sts)
+    return [sts["metadata"].get("name"), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            _created(sts), names, images]
+
+
+def _controller_revision_row(rev: dict[str, Any]) -> Row:
+    owner = next((r for r in rev["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+    shown = "<none>"
+    if owner is not None:
+        group = str(owner.get("apiVersion", "")).rpartition("/")[0]
+        shown = f"{owner.get('kind', '').lower()}.{group}/{owner.get('name')}" if group else \
+            f"{owner.get('kind', '').lower()}/{owner.get('name')}"
+    return [rev["metadata"].get("name"), shown, rev.get("revision", 0), _created(rev)]
+
+
+def _cron_job_row(cj: dict[str, Any]) -> Row:
+    spec, status = cj.get("spec") or {}, cj.get("status") or {}
+    job_spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
+    names, images = _containers({"spec": job_spec})
+    last = _age(status["lastScheduleTime"]) if status.get("lastScheduleTime") else "<none>"
+    # printBoolPtr: SUSPEND is the text True or False.
+    return [cj["metadata"].get("name"), spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "True" if spec.get("suspend") else "False", len(status.get("active") or []), last, _created(cj),
+            names, images,
+            _label_selector_string(job_spec.get("selector"))]
+
+
 def _simple(extra: Callable[[dict[str, Any]], list[Any]]) -> Callable[[dict[str, Any]], Row]:
     return lambda obj: [obj["metadata"].get("name"), *extra(obj), _created(obj)]
 
@@ -258,6 +298,18 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "jobs": ([("Name", "string", 0), ("Status", "string", 0), ("Completions", "string", 0),
               ("Duration", "string", 0), ("Age", "string", 0), ("Containers", "string", 1), ("Images", "string", 1),
               ("Selector", "string", 1)], _job_row),
+    "daemonsets": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
+                    ("Ready", "integer", 0), ("Up-to-date", "integer", 0), ("Available", "integer", 0),
+                    ("Node Selector", "string", 0), ("Age", "string", 0), ("Containers", "string", 1),
+                    ("Images", "string", 1), ("Selector", "string", 1)], _daemon_set_row),
+    "statefulsets": ([("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0),
+                      ("Containers", "string", 1), ("Images", "string", 1)], _stateful_set_row),
+    "controllerrevisions": ([("Name", "string", 0), ("Controller", "string", 0), ("Revision", "integer", 0),
+                             ("Age", "string", 0)], _controller_revision_row),
+    "cronjobs": ([("Name", "string", 0), ("Schedule", "string", 0), ("Timezone", "string", 0),
+                  ("Suspend", "boolean", 0), ("Active", "integer", 0), ("Last Schedule", "string", 0),
+                  ("Age", "string", 0), ("Containers", "string", 1), ("Images", "string", 1),
+                  ("Selector", "string", 1)], _cron_job_row),
     "nodes": ([("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0), ("Age", "string", 0),
                ("Version", "string", 0), ("Internal-IP", "string", 1), ("External-IP", "string", 1),
                ("OS-Image", "string", 1), ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)],

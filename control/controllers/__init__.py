@@ -5,8 +5,8 @@
 
 Each controller is a loop over shared informers with a rate-limited work queue of keys (client-go's
 workqueue); handlers only enqueue. Controllers (names as kube-controller-manager's --controllers):
-replicaset, replicationcontroller, deployment, job, endpointslice, endpoint, namespace, serviceaccount,
-nodelifecycle, service-lb, garbagecollector, nodeipam.
+replicaset, replicationcontroller, deployment, job, daemonset, statefulset, cronjob, endpointslice, endpoint,
+namespace, serviceaccount, nodelifecycle, service-lb, garbagecollector, nodeipam.
 
 As a process (what `kubesim up` starts), until SIGTERM:
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from control.api.duration import parse_duration
 from control.controllers._base import Context, Controller, Expectations, Options, SharedInformers
+from control.controllers._cronjob import CronJobController
+from control.controllers._daemonset import DaemonSetController
 from control.controllers._deployment import (
     DeploymentController,
     compute_hash,
@@ -44,12 +46,15 @@ from control.controllers._replicaset import (
     ReplicationControllerController,
     pod_deletion_order,
 )
+from control.controllers._statefulset import StatefulSetController
 from control.controllers._workqueue import ShutDown, WorkQueue
 
 __all__ = [
     "Context",
     "Controller",
     "ControllerManager",
+    "CronJobController",
+    "DaemonSetController",
     "DeploymentController",
     "EndpointSliceController",
     "EndpointsController",
@@ -67,6 +72,7 @@ __all__ = [
     "ServiceAccountController",
     "SharedInformers",
     "ShutDown",
+    "StatefulSetController",
     "TriggerTimeTracker",
     "WorkQueue",
     "compute_hash",

@@ -21,6 +21,9 @@ from typing import Any, ClassVar, Literal
 from control.api.meta import meta, name_of, namespace_of, uid_of
 from control.client import (
     CONFIG_MAPS,
+    CONTROLLER_REVISIONS,
+    CRON_JOBS,
+    DAEMON_SETS,
     DEPLOYMENTS,
     ENDPOINT_SLICES,
     ENDPOINTS,
@@ -35,6 +38,7 @@ from control.client import (
     SECRETS,
     SERVICE_ACCOUNTS,
     SERVICES,
+    STATEFUL_SETS,
     Conflict,
     NotFound,
     Resource,
@@ -51,7 +55,7 @@ ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
 MONITORED: tuple[Resource, ...] = (PODS, REPLICA_SETS, DEPLOYMENTS, REPLICATION_CONTROLLERS, JOBS, SERVICES, ENDPOINTS,
                                    ENDPOINT_SLICES, CONFIG_MAPS, SECRETS, SERVICE_ACCOUNTS, LEASES, NETWORK_POLICIES,
-                                   NODES, NAMESPACES)
+                                   NODES, NAMESPACES, DAEMON_SETS, STATEFUL_SETS, CONTROLLER_REVISIONS, CRON_JOBS)
 _BY_KIND = {r.kind: r for r in MONITORED}
 _BY_PLURAL = {r.plural: r for r in MONITORED}
 

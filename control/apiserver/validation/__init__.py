@@ -10,8 +10,9 @@ The rules and messages follow upstream, one module for each of its packages:
     names.py         k8s.io/apimachinery/pkg/api/validation and meta/v1/validation (metadata, labels, selectors)
     core.py          pkg/apis/core/validation (pods, services, namespaces, nodes, config maps, endpoints,
                      replication controllers)
-    apps.py          pkg/apis/apps/validation (deployments, replica sets)
-    batch.py         pkg/apis/batch/validation (jobs)
+    apps.py          pkg/apis/apps/validation (deployments, replica sets, daemon sets, stateful sets,
+                     controller revisions)
+    batch.py         pkg/apis/batch/validation (jobs, cron jobs)
     discovery.py     pkg/apis/discovery/validation (endpoint slices)
     networking.py    pkg/apis/networking/validation (network policies)
     policy.py        network-policy-api's CRD schemas (admin and baseline admin network policies)
@@ -30,12 +31,23 @@ from typing import Any
 
 from control.api.validators import is_dns1123_subdomain
 from control.apiserver.validation.apps import (
+    validate_controller_revision,
+    validate_controller_revision_update,
+    validate_daemon_set,
+    validate_daemon_set_update,
     validate_deployment,
     validate_deployment_update,
     validate_replica_set,
     validate_replica_set_update,
+    validate_stateful_set,
+    validate_stateful_set_update,
 )
-from control.apiserver.validation.batch import validate_job, validate_job_update
+from control.apiserver.validation.batch import (
+    validate_cron_job,
+    validate_cron_job_update,
+    validate_job,
+    validate_job_update,
+)
 from control.apiserver.validation.coordination import validate_lease
 from control.apiserver.validation.core import (
     validate_config_map,
@@ -92,6 +104,10 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "AdminNetworkPolicy": validate_admin_network_policy,
     "BaselineAdminNetworkPolicy": validate_baseline_admin_network_policy,
     "Job": validate_job,
+    "CronJob": validate_cron_job,
+    "DaemonSet": validate_daemon_set,
+    "StatefulSet": validate_stateful_set,
+    "ControllerRevision": validate_controller_revision,
     "Role": validate_role,
     "ClusterRole": validate_cluster_role,
     "RoleBinding": validate_role_binding,
@@ -108,6 +124,10 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "EndpointSlice": validate_endpoint_slice_update,
     "NetworkPolicy": validate_network_policy_update,
     "Job": validate_job_update,
+    "CronJob": validate_cron_job_update,
+    "DaemonSet": validate_daemon_set_update,
+    "StatefulSet": validate_stateful_set_update,
+    "ControllerRevision": validate_controller_revision_update,
     "RoleBinding": validate_role_binding_update,
     "ClusterRoleBinding": validate_cluster_role_binding_update,
 }

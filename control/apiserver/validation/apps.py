@@ -1,4 +1,5 @@
-"""Validation of apps/v1 Deployments and ReplicaSets (pkg/apis/apps/validation/validation.go).
+"""Validation of apps/v1 Deployments, ReplicaSets, DaemonSets, StatefulSets and ControllerRevisions
+(pkg/apis/apps/validation/validation.go).
 
     validate_deployment(d)  -> [FieldError("FieldValueInvalid", "spec.strategy.rollingUpdate.maxUnavailable",
                                 "Invalid value: ...: may not be 0 when `maxSurge` is 0")]
@@ -14,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from control.api import SelectorError, label_selector_as_selector
-from control.api.validators import is_dns1123_subdomain
+from control.api.validators import is_dns1123_label, is_dns1123_subdomain
+from control.apiserver.resources import BY_KIND
 from control.apiserver.validation.core import nonnegative, validate_template
 from control.apiserver.validation.field import (
     FieldError,
@@ -146,3 +148,126 @@ def validate_deployment_update(new: dict[str, Any], old: dict[str, Any]) -> list
 
 def validate_replica_set_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
     return validate_replica_set(new) + _selector_immutable(new, old)
+
+
+# -- daemon sets, stateful sets, controller revisions ------------------------------------------------------------
+
+DAEMON_SET_STRATEGIES = ("OnDelete", "RollingUpdate")
+STATEFUL_SET_STRATEGIES = ("OnDelete", "RollingUpdate")
+POD_MANAGEMENT_POLICIES = ("OrderedReady", "Parallel")
+PVC_RETENTION = ("Retain", "Delete")
+
+
+def _validate_rolling_daemon_set(rolling: dict[str, Any], path: str) -> list[FieldError]:
+    """ValidateRollingUpdateDaemonSet: both int-or-percent, at most 100%, exactly one of them non-zero."""
+    unavailable_errs, unavailable = _int_or_percent(rolling.get("maxUnavailable"), f"{path}.maxUnavailable")
+    surge_errs, surge = _int_or_percent(rolling.get("maxSurge"), f"{path}.maxSurge")
+    errs = unavailable_errs + surge_errs
+    if unavailable and surge:
+        errs.append(invalid(f"{path}.maxSurge", rolling.get("maxSurge"),
+                            "may not be set when maxUnavailable is non-zero"))
+    elif unavailable == 0 and surge == 0:
+        errs.append(required(f"{path}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
+    return errs
+
+
+def validate_daemon_set(obj: dict[str, Any]) -> list[FieldError]:
+    errs = _validate_replicated(obj, "daemonset")
+    spec = _dict(obj.get("spec"))
+    errs += nonnegative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
+    strategy = _dict(spec.get("updateStrategy"))
+    kind = strategy.get("type")
+    if kind not in DAEMON_SET_STRATEGIES:
+        errs.append(not_supported("spec.updateStrategy.type", kind, DAEMON_SET_STRATEGIES))
+    elif kind == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate")
+        if rolling is None:
+            errs.append(required("spec.updateStrategy.rollingUpdate", "this should be defaulted and never be nil"))
+        else:
+            errs += _validate_rolling_daemon_set(_dict(rolling), "spec.updateStrategy.rollingUpdate")
+    return errs
+
+
+def validate_daemon_set_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    return validate_daemon_set(new) + _selector_immutable(new, old)
+
+
+def persistent_volume_claims_served() -> bool:
+    """Whether this apiserver serves PersistentVolumeClaims, which a StatefulSet's volumeClaimTemplates make."""
+    return "PersistentVolumeClaim" in BY_KIND
+
+
+def validate_stateful_set(obj: dict[str, Any]) -> list[FieldError]:
+    errs = _validate_replicated(obj, "statefulset")
+    spec = _dict(obj.get("spec"))
+    errs += nonnegative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
+    policy = spec.get("podManagementPolicy")
+    if policy not in POD_MANAGEMENT_POLICIES:
+        errs.append(not_supported("spec.podManagementPolicy", policy, POD_MANAGEMENT_POLICIES))
+    service = spec.get("serviceName")
+    if service:
+        errs += [invalid("spec.serviceName", service, msg) for msg in is_dns1123_label(str(service))]
+    strategy = _dict(spec.get("updateStrategy"))
+    kind = strategy.get("type")
+    if kind not in STATEFUL_SET_STRATEGIES:
+        errs.append(not_supported("spec.updateStrategy.type", kind, STATEFUL_SET_STRATEGIES))
+    elif kind == "OnDelete" and strategy.get("rollingUpdate") is not None:
+        errs.append(invalid("spec.updateStrategy.rollingUpdate", strategy.get("rollingUpdate"),
+                            "only allowed for updateStrategy 'RollingUpdate'"))
+    elif kind == "RollingUpdate":
+        rolling = _dict(strategy.get("rollingUpdate"))
+        errs += nonnegative("spec.updateStrategy.rollingUpdate.partition", rolling.get("partition"))
+        if rolling.get("maxUnavailable") is not None:
+            unavailable_errs, unavailable = _int_or_percent(rolling.get("maxUnavailable"),
+                                                            "spec.updateStrategy.rollingUpdate.maxUnavailable")
+            errs += unavailable_errs
+            if not unavailable_errs and unavailable == 0:
+                errs.append(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", rolling["maxUnavailable"],
+                                    "must be greater than 0"))
+    retention = _dict(spec.get("persistentVolumeClaimRetentionPolicy"))
+    for when in ("whenDeleted", "whenScaled"):
+        if retention.get(when) not in PVC_RETENTION:
+            errs.append(not_supported(f"spec.persistentVolumeClaimRetentionPolicy.{when}", retention.get(when),
+                                      PVC_RETENTION))
+    ordinals = spec.get("ordinals")
+    if ordinals is not None:
+        errs += nonnegative("spec.ordinals.start", _dict(ordinals).get("start"))
+    if _list(spec.get("volumeClaimTemplates")) and not persistent_volume_claims_served():
+        errs.append(forbidden("spec.volumeClaimTemplates",
+                              "this cluster does not serve PersistentVolumeClaims yet, so a StatefulSet cannot "
+                              "claim storage: remove volumeClaimTemplates (use an emptyDir volume in the pod "
+                              "template for scratch space)"))
+    return errs
+
+
+# What a StatefulSet update may change (ValidateStatefulSetUpdate): everything else in spec is fixed.
+_STATEFUL_SET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
+                         "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+
+
+def validate_stateful_set_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    errs = validate_stateful_set(new)
+    spec, old_spec = _dict(new.get("spec")), _dict(old.get("spec"))
+    fixed = {k: v for k, v in spec.items() if k not in _STATEFUL_SET_MUTABLE}
+    old_fixed = {k: v for k, v in old_spec.items() if k not in _STATEFUL_SET_MUTABLE}
+    if fixed != old_fixed:
+        errs.append(forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
+                                      "'template', 'updateStrategy', 'revisionHistoryLimit', "
+                                      "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
+    return errs
+
+
+def validate_controller_revision(obj: dict[str, Any]) -> list[FieldError]:
+    """ValidateControllerRevision: a name, data present, a non-negative revision."""
+    errs = validate_object_meta(obj, is_dns1123_subdomain)
+    if obj.get("data") is None:
+        errs.append(required("data", "data is mandatory"))
+    errs += nonnegative("revision", obj.get("revision"))
+    return errs
+
+
+def validate_controller_revision_update(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+    errs = validate_controller_revision(new)
+    if new.get("data") != old.get("data"):
+        errs.append(FieldError("FieldValueInvalid", "data", "Invalid value: \"\": field is immutable"))
+    return errs
