@@ -206,7 +206,9 @@ _ROLES: dict[str, tuple[tuple[PolicyRule, ...], dict[str, str]]] = {
         rule((EXTENSIONS, APPS), ("daemonsets/status", "daemonsets/finalizers"), ("update",)),
         rule((CORE,), ("nodes",), ("list", "watch")),
         rule((CORE,), ("pods",), ("list", "watch", "create", "delete", "patch")),
-        rule((CORE,), ("pods/binding",), ("create",)),
+        # Upstream's role still grants pods/binding (from before 1.12, when the controller placed daemon pods
+        # itself). Daemon pods are pinned by node affinity and bound by the scheduler, and kubesim's
+        # controllers share one credential: binding would let every controller place pods.
         rule((APPS,), ("controllerrevisions",), ("get", "list", "watch", "create", "delete", "update", "patch")),
         events_rule(),
     ), {}),
