@@ -26,7 +26,9 @@ class RuntimeClient:
     async def call(self, method: str, body: dict[str, Any] | None = None, *,
                    timeout: float | None = 30.0) -> dict[str, Any]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(self.socket_path)))
+            # No connection limit: every running container holds one open in WaitContainer.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0))
         async with self._session.post(f"http://runtime{PREFIX}{method}", json=body or {},
                                       timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             answer: dict[str, Any] = await response.json()

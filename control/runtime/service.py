@@ -170,6 +170,11 @@ class Runtime:
                              exposed=tuple(str(d) for d in place_body.get("exposed") or []))
         except (NetsimError, ValueError, TypeError) as exc:
             raise InvalidRequest(f"pod sandbox {uid}: {exc}") from None
+        if existing is not None:
+            # NotReady: its containers were stopped, or went with a runtime that crashed. A process
+            # container outlives that crash (its own session) but no runtime knows it any more: it goes
+            # before the kubelet starts the container again, as a sandbox comes back empty.
+            await self._in(self._netlink, self.kernel.ns_kill_processes, sandbox.netns)
         if not self.kernel.ns_exists(sandbox.netns):
             try:
                 await self._in(self._netlink, create_sandbox, sandbox, kernel=self.kernel)

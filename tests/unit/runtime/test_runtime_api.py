@@ -173,8 +173,20 @@ def test_an_image_without_a_built_in_workload_is_err_image_pull(tmp_path: Path) 
     run(body)
 
 
+class KillRecordingKernel(FakeKernel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.killed_in: list[str] = []
+
+    def ns_kill_processes(self, ns: str) -> list[int]:
+        self.killed_in.append(ns)
+        return super().ns_kill_processes(ns)
+
+
 def test_a_restarted_runtime_lists_the_sandboxes_that_survived_it_as_not_ready(tmp_path: Path) -> None:
-    kernel = node_kernel()
+    kernel = KillRecordingKernel()
+    kernel.ns_create(names.node_ns(CLUSTER, NODE))
+    kernel.add_bridge(names.node_ns(CLUSTER, NODE), names.NODE_BRIDGE)
 
     async def body() -> None:
         async with runtime_at(tmp_path, kernel, FakeContainers()) as client:
@@ -185,8 +197,11 @@ def test_a_restarted_runtime_lists_the_sandboxes_that_survived_it_as_not_ready(t
             items = (await client.call("ListPodSandbox"))["items"]
             assert [(i["id"], i["state"], i["ip"]) for i in items] == [("uid-1", "SANDBOX_NOTREADY", "10.244.1.2")]
             assert (await client.call("ListContainers"))["items"] == []  # containers died with the process
-            # Running it again reuses the surviving namespace: same address, nothing made twice.
+            # Running it again reuses the surviving namespace: same address, nothing made twice, and what
+            # the crashed runtime's processes left running in it killed first.
+            kernel.killed_in.clear()
             await client.call("RunPodSandbox", sandbox_body("uid-1", "10.244.1.2"))
+            assert kernel.killed_in == [names.pod_ns(CLUSTER, "uid-1")]
             [item] = (await client.call("ListPodSandbox"))["items"]
             assert item["state"] == "SANDBOX_READY"
     run(body)
