@@ -157,6 +157,7 @@ class PodWorker:
         self.pod = pod
         self.uid = pod["metadata"]["uid"]
         self.sandbox: Sandbox | None = None
+        self.sandbox_body: dict[str, Any] | None = None  # RunPodSandbox's, with the runtime
         self.containers: dict[str, ContainerState] = {
             c["name"]: ContainerState(c) for c in pod["spec"].get("containers") or []}
         self.phase = "Pending"
@@ -279,7 +280,8 @@ class PodWorker:
                 sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
                 if self.kubelet.runtime is not None:
                     # The runtime makes it, or finds it made (a pod adopted after a kubelet restart).
-                    await self.kubelet.runtime.call("RunPodSandbox", self.sandbox_request(ip))
+                    self.sandbox_body = self.sandbox_request(ip)
+                    await self.kubelet.runtime.call("RunPodSandbox", self.sandbox_body)
                 elif not self.kubelet.kernel.ns_exists(sandbox.netns):
                     place = self._place(ip)
                     await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
@@ -336,7 +338,9 @@ class PodWorker:
                 log.info("pod %s: adopted running container %s", self.key, adopted["id"])
             elif runtime is not None and not spec.get("stdin"):
                 credentials = self.service_account_kubeconfig()
-                container = RemoteContainer(runtime, self.sandbox_request(self.sandbox.ip), {
+                # The body made with the sandbox, not made again: that would rewrite the pod's /etc files
+                # while its running containers read them.
+                container = RemoteContainer(runtime, self.sandbox_body or self.sandbox_request(self.sandbox.ip), {
                     "spec": expand_command(spec, env), "env": env, "hostname": self.hostname,
                     "logPath": str(path), "attempt": state.restart_count, "runAs": list(identity),
                     "credentials": str(credentials) if credentials else None}, container_log)
@@ -417,7 +421,10 @@ class PodWorker:
             state.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                      "startedAt": container.started_at, "finishedAt": container.finished_at}
             await self._restart_later(state)
-        elif all(s.container is None or not s.container.running for s in self.containers.values()):
+        elif all(not s.container.running if s.container is not None else s.waiting != ("ContainerCreating", "")
+                 for s in self.containers.values()):
+            # (a container still being created is not done: with the runtime a start takes a round trip,
+            # and one container may exit while the next is starting)
             failed = any((s.container is not None and (s.container.exit_code or 0) != 0)
                          or (s.last_terminated or {}).get("exitCode", 0) != 0 for s in self.containers.values())
             self.phase = "Failed" if failed else "Succeeded"
