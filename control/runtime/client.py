@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from control.runtime.server import PREFIX
+from control.runtime.server import PREFIX, socket_address
 
 
 class RuntimeCallError(Exception):
@@ -28,7 +28,7 @@ class RuntimeClient:
         if self._session is None:
             # No connection limit: every running container holds one open in WaitContainer.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=str(self.socket_path), limit=0))
+                connector=aiohttp.UnixConnector(path=socket_address(self.socket_path), limit=0))
         async with self._session.post(f"http://runtime{PREFIX}{method}", json=body or {},
                                       timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             answer: dict[str, Any] = await response.json()

@@ -22,6 +22,22 @@ log = logging.getLogger("runtime")
 PREFIX = "/runtime.v1.RuntimeService/"
 
 
+SUN_PATH_MAX = 107  # sockaddr_un's sun_path, less its terminating NUL
+_dir_fds: dict[str, int] = {}
+
+
+def socket_address(path: Path) -> str:
+    """PATH as bind/connect can take it: a state directory deep in a temporary tree makes the path
+    longer than sockaddr_un holds, so then it goes through a descriptor of its directory
+    (/proc/self/fd/N/NAME), kept open for the process's life."""
+    if len(str(path).encode()) <= SUN_PATH_MAX:
+        return str(path)
+    directory = str(path.parent)
+    if directory not in _dir_fds:
+        _dir_fds[directory] = os.open(directory, os.O_PATH | os.O_DIRECTORY)
+    return f"/proc/self/fd/{_dir_fds[directory]}/{path.name}"
+
+
 def make_app(runtime: Runtime) -> web.Application:
     async def call(request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -62,7 +78,7 @@ async def serving(runtime: Runtime, socket_path: Path):  # type: ignore[no-untyp
     await runner.setup()
     old = os.umask(0o177)
     try:
-        site = web.UnixSite(runner, str(socket_path))
+        site = web.UnixSite(runner, socket_address(socket_path))
         await site.start()
     finally:
         os.umask(old)

@@ -205,3 +205,19 @@ def test_a_restarted_runtime_lists_the_sandboxes_that_survived_it_as_not_ready(t
             [item] = (await client.call("ListPodSandbox"))["items"]
             assert item["state"] == "SANDBOX_READY"
     run(body)
+
+
+def test_a_socket_deeper_than_sockaddr_un_holds_is_served(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+
+    async def body() -> None:
+        runtime = Runtime(CLUSTER, NODE, CIDR, tmp_path / "node", kernel=node_kernel())
+        async with serving(runtime, deep / "runtime.sock"):
+            client = RuntimeClient(deep / "runtime.sock")
+            try:
+                assert (await client.call("ListPodSandbox"))["items"] == []
+            finally:
+                await client.close()
+            assert stat.S_IMODE((deep / "runtime.sock").stat().st_mode) == 0o600
+    run(body)
