@@ -6,7 +6,8 @@ Brings up a cluster of N worker nodes (plus the control plane) on its own addres
 Deployment of N x M agnhost netexec replicas, and measures, from the Deployment's creation: the time
 until every pod is Ready (target <= 60 s), each pod's start-up latency (its creation to its Ready
 condition, as the pod startup SLI counts it; target p99 <= 5 s), and the memory of the node agents:
-kubelet RSS per node and per pod. The cluster is removed at the end.
+kubelet RSS per node and per pod, and the node runtime's (which serves the built-in workloads: the
+per-pod memory of a built-in, target <= 1 MB). The cluster is removed at the end.
 """
 
 from __future__ import annotations
@@ -108,23 +109,31 @@ def main() -> None:
         try:
             processes = {p.role: p.pid for p in result.state.processes()}
             kubelets = {role: pid for role, pid in processes.items() if role.startswith("kubelet-node-")}
+            runtimes = {role: pid for role, pid in processes.items() if role.startswith("runtime-node-")}
             before = {role: rss_kb(pid) for role, pid in kubelets.items()}
+            runtime_before = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu_before = {role: cpu_seconds(pid) for role, pid in processes.items()}
             measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
                                        args.timeout))
             after = {role: rss_kb(pid) for role, pid in kubelets.items()}
+            runtime_after = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in processes.items()}
         finally:
             cluster.down(topology.name, root=root)
     grown = sum(after.values()) - sum(before.values())
+    runtime_grown = sum(runtime_after.values()) - sum(runtime_before.values())
     print(json.dumps({
         "benchmark": "pod_startup", "nodes": args.nodes, "pods_per_node": args.pods_per_node,
         "cluster_up_seconds": round(up_seconds, 2), **measured,
         "kubelet_rss_mb_per_node": round(sum(after.values()) / max(len(after), 1) / 1024, 1),
         "kubelet_rss_kb_per_pod": round(grown / max(measured["pods_ready"], 1), 1),
+        "runtime_rss_mb_per_node": round(sum(runtime_after.values()) / max(len(runtime_after), 1) / 1024, 1),
+        # what the runtimes grew by, per pod: the memory a built-in workload's pod costs
+        "runtime_rss_kb_per_pod": round(runtime_grown / max(measured["pods_ready"], 1), 1),
         # CPU seconds each kind of component used during the measurement (2 cores are shared by all).
         "cpu_seconds": {kind: round(sum(v for role, v in cpu.items() if role.startswith(kind)), 1)
-                        for kind in ("apiserver", "scheduler", "controller-manager", "kubelet", "kube-proxy")},
+                        for kind in ("apiserver", "scheduler", "controller-manager", "kubelet", "runtime",
+                                     "kube-proxy")},
     }, indent=2))
 
 

@@ -172,6 +172,8 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     components.start_apiserver(state, topology, store_url)
     progress("starting the scheduler and the controller-manager")
     components.start_control_loops(state, topology, **timings)
+    progress("starting the node runtime in every node")
+    components.start_runtimes(state, topology, network.pod_mtu(topology))
     progress("starting a kubelet in every node")
     components.start_kubelets(state, topology, network.pod_mtu(topology))
     components.wait_nodes_ready(state, topology)

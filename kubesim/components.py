@@ -277,6 +277,24 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
     wait_http(state, "apiserver", f"{apiserver_url(topology)}/readyz", ca=pki / "ca.crt", timeout=60)
 
 
+def runtime_socket(state: ClusterState, node: str) -> Path:
+    return state.dir / "kubelet" / node / "runtime.sock"
+
+
+def start_runtimes(state: ClusterState, topology: Topology, mtu: int) -> None:
+    """The node runtime (containerd's role) in every node, before its kubelet: it owns the pods'
+    sandboxes and containers, so that a kubelet can die and its pods keep serving."""
+    for node in topology.nodes:
+        start(state, names.node_ns(topology.name, node.name), f"runtime-{node.name}", [
+            sys.executable, "-m", "control.runtime", "--cluster", topology.name, "--node", node.name,
+            "--pod-cidr", node.pod_cidr, "--mtu", str(mtu),
+            "--state-dir", str(state.dir / "kubelet" / node.name / "runtime"),
+            "--socket", str(runtime_socket(state, node.name))])
+    for node in topology.nodes:
+        path = runtime_socket(state, node.name)
+        wait_until(state, f"runtime-{node.name}", path.is_socket, f"its socket {path}", timeout=30)
+
+
 def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
     from control.dns import dns_service_ip
 
@@ -292,6 +310,7 @@ def start_kubelets(state: ClusterState, topology: Topology, mtu: int) -> None:
             "--register-with-taints", taints, "--cpu", node.capacity.cpu, "--memory", node.capacity.memory,
             "--max-pods", str(node.capacity.pods), "--pod-mtu", str(mtu),
             "--root-dir", str(state.dir / "kubelet" / node.name),
+            "--container-runtime-endpoint", str(runtime_socket(state, node.name)),
             "--cluster-dns", dns, "--cluster-domain", topology.dns.cluster_domain,
             # Pods see none of the state root (every cluster's keys and tokens), only what is theirs.
             "--hide-dir", str(state.root),

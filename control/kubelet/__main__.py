@@ -14,6 +14,7 @@ from control.api.validators import is_label_value, is_qualified_name
 from control.client import load_kubeconfig
 from control.kubelet.agent import Kubelet, NodeConfig
 from control.kubelet.server import serve, server_context
+from control.runtime import RuntimeClient
 from netsim.topology import TAINT_EFFECTS
 
 
@@ -71,7 +72,8 @@ async def main_async(args: argparse.Namespace) -> None:
         heartbeat_period=args.heartbeat_period, cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
         resolv_conf=Path(args.resolv_conf) if args.resolv_conf else None,
         hidden_dirs=[Path(d) for d in args.hide_dir])
-    kubelet = Kubelet(client, config)
+    runtime = RuntimeClient(Path(args.container_runtime_endpoint)) if args.container_runtime_endpoint else None
+    kubelet = Kubelet(client, config, runtime=runtime)
     context = server_context(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
     runner = await serve(kubelet, args.node_ip, context)
     task = asyncio.get_running_loop().create_task(kubelet.run())
@@ -104,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pod-mtu", type=int, default=1500)
     parser.add_argument("--heartbeat-period", type=float, default=2.0)
     parser.add_argument("--root-dir", required=True, help="where pod addresses and logs are kept")
+    parser.add_argument("--container-runtime-endpoint", default="",
+                        help="the node runtime's Unix socket (python -m control.runtime); '' runs containers in "
+                             "the kubelet's own process, and they die with it")
     # upstream's DNS flags: what a pod's /etc/resolv.conf says
     parser.add_argument("--cluster-dns", type=_addresses, default=[], metavar="IP[,IP...]",
                         help="the cluster DNS server(s) of ClusterFirst pods (none: they fall back to Default)")

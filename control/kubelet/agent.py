@@ -49,6 +49,7 @@ from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
 from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
+from control.kubelet.remote import RemoteContainer
 from control.kubelet.streaming import PodProcessTarget
 from control.kubelet.volumes import TokenWant, VolumeError, VolumePlan, references, token_requests, write_plan
 from control.kubelet.volumes import plan as volume_plan
@@ -62,6 +63,7 @@ from control.kubelet.workloads import (
     now_rfc3339,
     run_as,
 )
+from control.runtime import RuntimeCallError, RuntimeClient
 from netsim import names, namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel, LinuxKernel
@@ -163,6 +165,7 @@ class PodWorker:
         self.pod = pod
         self.uid = pod["metadata"]["uid"]
         self.sandbox: Sandbox | None = None
+        self.sandbox_body: dict[str, Any] | None = None  # RunPodSandbox's, with the runtime
         self.containers: dict[str, ContainerState] = {
             c["name"]: ContainerState(c) for c in pod["spec"].get("containers") or []}
         self.phase = "Pending"
@@ -371,7 +374,11 @@ class PodWorker:
             try:
                 ip = self.kubelet.ipam.allocate(self.uid)
                 sandbox = sandbox_for(cfg.cluster, cfg.name, cfg.pod_cidr, self.uid, ip, mtu=cfg.mtu)
-                if not self.kubelet.kernel.ns_exists(sandbox.netns):
+                if self.kubelet.runtime is not None:
+                    # The runtime makes it, or finds it made (a pod adopted after a kubelet restart).
+                    self.sandbox_body = self.sandbox_request(ip)
+                    await self.kubelet.runtime.call("RunPodSandbox", self.sandbox_body)
+                elif not self.kubelet.kernel.ns_exists(sandbox.netns):
                     place = self._place(ip)
                     await self.kubelet.netlink(create_sandbox, sandbox, kernel=self.kubelet.kernel)
                     try:
@@ -381,14 +388,22 @@ class PodWorker:
                         raise
                 self.sandbox = sandbox
                 return True
-            except (ContainerError, NetsimError, ValueError) as exc:
-                message = exc.message if isinstance(exc, ContainerError) else str(exc)
+            except (ContainerError, NetsimError, ValueError, RuntimeCallError, OSError) as exc:
+                message = exc.message if isinstance(exc, ContainerError | RuntimeCallError) else str(exc)
                 log.warning("pod %s: cannot create its sandbox, retrying in %gs: %s", self.key, delay, message)
                 await self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {message}", warning=True)
                 await self._write_status()
             if await self._stopping_within(delay):
                 return False
             delay = min(delay * 2, cfg.max_restart_backoff)
+
+    def sandbox_request(self, ip: str) -> dict[str, Any]:
+        """RunPodSandbox's body: the pod's identity, address and place (its files written here first)."""
+        place = self._place(ip)
+        meta = self.pod["metadata"]
+        return {"uid": self.uid, "name": meta["name"], "namespace": meta.get("namespace"), "ip": ip,
+                "place": {"hostname": place.hostname, "files": [list(f) for f in place.files],
+                          "hidden": list(place.hidden), "exposed": list(place.exposed)}}
 
     def service_account_kubeconfig(self) -> Path | None:
         """The credentials issued to this node for the pod's ServiceAccount (kubesim's stand-in for the
@@ -402,17 +417,37 @@ class PodWorker:
         assert self.sandbox is not None
         spec = state.spec
         path = self.logs_dir() / f"{spec['name']}.log"
-        if state.restart_count > 0 and path.exists():
+        adopted = self.kubelet.adoptable.pop((self.uid, spec["name"]), None)
+        if adopted is not None:
+            state.restart_count = int(adopted["metadata"].get("attempt") or 0)
+        elif state.restart_count > 0 and path.exists():
             # the instance before is what `kubectl logs --previous` reads; the new one starts a log of its own
             path.replace(path.with_name(f"{spec['name']}.previous.log"))
         container_log = ContainerLog(path)
         try:
             env = state.env = await self._environment(spec)
             identity: RunAs = run_as(self.pod.get("spec") or {}, spec)
-            container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
-                                                hostname=self.hostname, log=container_log, env=env,
-                                                credentials=self.service_account_kubeconfig(), run_as=identity)
-            await container.start()
+            runtime = self.kubelet.runtime
+            container: Container
+            if adopted is not None and runtime is not None:
+                container = RemoteContainer.adopt(runtime, adopted, container_log)
+                log.info("pod %s: adopted running container %s", self.key, adopted["id"])
+            elif runtime is not None and not spec.get("stdin"):
+                credentials = self.service_account_kubeconfig()
+                # The body made with the sandbox, not made again: that would rewrite the pod's /etc files
+                # while its running containers read them.
+                container = RemoteContainer(runtime, self.sandbox_body or self.sandbox_request(self.sandbox.ip), {
+                    "spec": expand_command(spec, env), "env": env, "hostname": self.hostname,
+                    "logPath": str(path), "attempt": state.restart_count, "runAs": list(identity),
+                    "credentials": str(credentials) if credentials else None}, container_log)
+                await container.start()
+            else:
+                # In this process: no runtime, or a container with `stdin: true`, whose pipe attach
+                # writes to (the runtime serves no attach stream yet).
+                container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
+                                                    hostname=self.hostname, log=container_log, env=env,
+                                                    credentials=self.service_account_kubeconfig(), run_as=identity)
+                await container.start()
         except ContainerError as exc:
             state.waiting = (exc.reason, exc.message)
             state.container = None
@@ -482,7 +517,10 @@ class PodWorker:
             state.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                      "startedAt": container.started_at, "finishedAt": container.finished_at}
             await self._restart_later(state)
-        elif all(s.container is None or not s.container.running for s in self.containers.values()):
+        elif all(not s.container.running if s.container is not None else s.waiting != ("ContainerCreating", "")
+                 for s in self.containers.values()):
+            # (a container still being created is not done: with the runtime a start takes a round trip,
+            # and one container may exit while the next is starting)
             failed = any((s.container is not None and (s.container.exit_code or 0) != 0)
                          or (s.last_terminated or {}).get("exitCode", 0) != 0 for s in self.containers.values())
             self.phase = "Failed" if failed else "Succeeded"
@@ -569,7 +607,7 @@ class PodWorker:
                 stops.append(state.container.stop(grace))
         await asyncio.gather(*stops, return_exceptions=True)
         if self.sandbox is not None:
-            await self.kubelet.netlink(delete_sandbox, self.sandbox, kernel=self.kubelet.kernel)
+            await self.kubelet.remove_sandbox(self.sandbox)
         self.kubelet.ipam.release(self.uid)
 
     # -- status ---------------------------------------------------------------------------------------
@@ -706,8 +744,11 @@ class Kubelet:
 
     def __init__(self, client: Client, config: NodeConfig, *, kernel: Kernel | None = None,
                  containers: ContainerFactory | None = None, prober: Prober | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, runtime: RuntimeClient | None = None):
         self.client = client
+        # the node runtime's client (the containerd role); None: containers live in this process
+        self.runtime = runtime
+        self.adoptable: dict[tuple[str, str], dict[str, Any]] = {}
         self.config = config
         # pyroute2's synchronous sockets run an event loop of their own, which cannot nest in ours: all
         # netlink work happens on one thread of its own (LinuxKernel is not thread-safe either).
@@ -748,6 +789,30 @@ class Kubelet:
     async def netlink(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._netlink_thread,
                                                                 functools.partial(fn, *args, **kwargs))
+
+    async def remove_sandbox(self, sandbox: Sandbox) -> None:
+        """The sandbox and what runs in it, by the runtime when there is one (idempotent either way)."""
+        if self.runtime is not None:
+            await self.runtime.call("RemovePodSandbox", {"podSandboxId": sandbox.pod_id})
+        # Without a runtime, or a container kept in this process: its processes and namespaces go too.
+        await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
+
+    async def adopt_from_runtime(self) -> None:
+        """What the runtime still runs, before any pod worker starts: running containers are adopted by
+        (pod UID, container name) instead of started again, as upstream's kubelet finds its pods'
+        containers in the CRI after a restart."""
+        assert self.runtime is not None
+        for item in (await self.runtime.call("ListContainers"))["items"]:
+            if item["state"] == "CONTAINER_RUNNING":
+                self.adoptable[(item["podSandboxId"], item["metadata"]["name"])] = item
+
+    async def remove_orphans_from_runtime(self, live_uids: set[str]) -> None:
+        assert self.runtime is not None
+        for item in (await self.runtime.call("ListPodSandbox"))["items"]:
+            if item["id"] not in live_uids:
+                log.info("removing sandbox %s of a pod that is gone", item["id"])
+                await self.runtime.call("RemovePodSandbox", {"podSandboxId": item["id"]})
+        self.adoptable = {k: v for k, v in self.adoptable.items() if k[0] in live_uids}
 
     async def make_place(self, netns: str, place: PodPlace) -> None:
         """The UTS and mount namespaces of the pod sandbox NETNS (kernel.ns_create_place, thread-safe)."""
@@ -871,7 +936,7 @@ class Kubelet:
         # Whatever happened in the worker, the sandbox goes before the pod object does (idempotent).
         sandbox = sandbox_for(self.config.cluster, self.config.name, self.config.pod_cidr, meta["uid"],
                               self.ipam.assigned.get(meta["uid"], str(IPNetwork(self.config.pod_cidr)[2])))
-        await self.netlink(delete_sandbox, sandbox, kernel=self.kernel)
+        await self.remove_sandbox(sandbox)
         self.ipam.release(meta["uid"])
         # The pod's volumes go with its sandbox (upstream's orphaned pod cleanup); its logs stay.
         pod_dir = self.config.state_dir / "pods" / f"{meta.get('namespace')}_{meta['name']}_{meta['uid']}"
@@ -903,9 +968,14 @@ class Kubelet:
         # As upstream's kubelet, no container's environment is made before the services were read once.
         self.services.start()
         await self.services.wait_synced()
+        if self.runtime is not None:
+            await self.adopt_from_runtime()
         self.informer.start()
         await self.informer.wait_synced()
-        await self.netlink(self._remove_orphan_sandboxes, {p["metadata"]["uid"] for p in self.informer.store.list()})
+        live = {p["metadata"]["uid"] for p in self.informer.store.list()}
+        if self.runtime is not None:
+            await self.remove_orphans_from_runtime(live)
+        await self.netlink(self._remove_orphan_sandboxes, live)
         try:
             await asyncio.Event().wait()
         finally:
@@ -917,6 +987,8 @@ class Kubelet:
                     worker.task.cancel()
             for task in list(self._background):
                 task.cancel()
+            if self.runtime is not None:
+                await self.runtime.close()
             await self.netlink(self.kernel.close)
             self._netlink_thread.shutdown()
             self._place_threads.shutdown()

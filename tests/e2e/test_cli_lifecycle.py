@@ -37,7 +37,7 @@ def test_default_cluster_lifecycle(kubesim):
 
     pids = [p["pid"] for p in status["processes"]]
     assert {p["role"] for p in status["processes"]} == {"apiserver", "scheduler", "controller-manager"} | {
-        f"{component}-{node}" for component in ("kubelet", "kube-proxy", "netpol")
+        f"{component}-{node}" for component in ("runtime", "kubelet", "kube-proxy", "netpol")
         for node in ("control-plane", "worker-1", "worker-2")}
     down = kubesim("down")
     assert "cluster 'kubesim': removed" in down.stdout
