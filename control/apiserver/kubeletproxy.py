@@ -108,12 +108,15 @@ def exec_params(query: Mapping[str, str], *, attach: bool) -> list[tuple[str, st
     return params
 
 
-def portforward_params(query: Mapping[str, str]) -> list[tuple[str, str]]:
-    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query."""
+def portforward_params(query: Mapping[str, str], *, required: bool = True) -> list[tuple[str, str]]:
+    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query. REQUIRED:
+    over WebSocket's channels they are the session's ports; over SPDY each stream names its own."""
     getall = getattr(query, "getall", None)
     values = getall("ports", []) if getall else ([query["ports"]] if "ports" in query else [])
     ports = [item.strip() for value in values for item in value.split(",") if item.strip()]
     if not ports:
+        if not required:
+            return []
         raise APIError(400, "BadRequest", "a port-forward names at least one port: ?ports=8080")
     for port in ports:
         if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
@@ -247,15 +250,16 @@ class KubeletProxy:
     async def stream(self, request: web.Request, namespace: str, name: str, subresource: str) -> web.StreamResponse:
         query = request.query
         served: tuple[str, ...]
+        upgrade = request.headers.get("Upgrade", "")
+        offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+                   for p in value.split(",") if p.strip()]
+        spdy = upgrade.lower().startswith("spdy/") or SPDY_TUNNEL in offered
         if subresource == "portforward":
-            params, served = portforward_params(query), rc.PORT_FORWARD_PROTOCOLS
+            params, served = portforward_params(query, required=not spdy), rc.PORT_FORWARD_PROTOCOLS
             url, node = await self._location(namespace, name, "portForward", "")
         else:
             params, served = exec_params(query, attach=subresource == "attach"), rc.PROTOCOLS
             url, node = await self._location(namespace, name, subresource, query.get("container") or "")
-        upgrade = request.headers.get("Upgrade", "")
-        offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
-                   for p in value.split(",") if p.strip()]
         if upgrade.lower().startswith("spdy/"):
             protocols = [p.strip() for value in request.headers.getall("X-Stream-Protocol-Version", [])
                          for p in value.split(",") if p.strip()]
