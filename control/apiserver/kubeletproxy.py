@@ -1,5 +1,5 @@
 """The apiserver's way to a pod's kubelet, for the pod subresources the kubelet serves: `log` (with
-follow), and `exec` / `attach` / `portforward` over WebSocket.
+follow), and `exec` / `attach` / `portforward` over WebSocket or SPDY/3.1.
 
 As upstream's apiserver does (pkg/registry/core/pod/strategy.go LogLocation, ExecLocation,
 AttachLocation), the pod and its container are checked here, the kubelet found from the pod's node
@@ -7,6 +7,9 @@ AttachLocation), the pod and its container are checked here, the kubelet found f
 the apiserver's kubelet client certificate. exec and attach are relayed frame by frame between the
 client's WebSocket and one opened to the kubelet with the subprotocol the kubelet chose, so that the
 session's end (the error channel's Status, then the close) reaches the client as the kubelet sent it.
+A SPDY/3.1 upgrade (kubectl before 1.30, and port-forward) is passed to the kubelet as it came, and on
+its 101 the two upgraded connections are spliced byte for byte (upstream's UpgradeAwareHandler);
+port-forward's SPDY tunnelled in a WebSocket (kubectl 1.31 on) is unwrapped here into plain SPDY.
 
 Errors are Status objects with upstream's wording: 400 for a container that is not the pod's, or a pod
 without a node; the kubelet's own refusal (`container not found ("c")`, 404) passed on.
@@ -25,6 +28,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
+from control.api import httpupgrade
 from control.api import remotecommand as rc
 from control.apiserver import errors
 from control.apiserver.errors import APIError
@@ -36,6 +40,9 @@ KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0
 #: the log options carried to the kubelet (PodLogOptions' query form)
 LOG_OPTIONS = ("tailLines", "limitBytes", "previous", "follow")
+#: kubectl 1.31 on: port-forward's SPDY tunnelled through a WebSocket (client-go's portforward tunneling)
+SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
+PORT_FORWARD_SPDY = "portforward.k8s.io"
 #: the kubelet's answer to a session request without an upgrade (upstream's wording)
 UPGRADE_REQUIRED = "Upgrade request required"
 
@@ -101,28 +108,20 @@ def exec_params(query: Mapping[str, str], *, attach: bool) -> list[tuple[str, st
     return params
 
 
-def portforward_params(query: Mapping[str, str]) -> list[tuple[str, str]]:
-    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query."""
+def portforward_params(query: Mapping[str, str], *, required: bool = True) -> list[tuple[str, str]]:
+    """PodPortForwardOptions' ports (repeated, or comma-separated) as the kubelet API's query. REQUIRED:
+    over WebSocket's channels they are the session's ports; over SPDY each stream names its own."""
     getall = getattr(query, "getall", None)
     values = getall("ports", []) if getall else ([query["ports"]] if "ports" in query else [])
     ports = [item.strip() for value in values for item in value.split(",") if item.strip()]
     if not ports:
+        if not required:
+            return []
         raise APIError(400, "BadRequest", "a port-forward names at least one port: ?ports=8080")
     for port in ports:
         if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise APIError(400, "BadRequest", f"invalid port {port!r}: a port is a number in [1, 65535]")
     return [("ports", ",".join(ports))]
-
-
-def _check_portforward_transport(request: web.Request) -> None:
-    """kubectl's port-forward names its ports in SPDY stream headers, over SPDY/3.1 or (1.31 on) over a
-    WebSocket tunnelling SPDY: neither is served, and the answer says so before asking for ports."""
-    upgrade = request.headers.get("Upgrade", "")
-    offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
-    if upgrade.lower().startswith("spdy") or (upgrade.lower() == "websocket" and "spdy" in offered.lower()):
-        raise APIError(400, "BadRequest", "port-forward is served over WebSocket with v4.channel.k8s.io (as the "
-                                          "Python kubernetes client's portforward() speaks it); SPDY/3.1, which "
-                                          "kubectl port-forward uses, is not supported")
 
 
 def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
@@ -251,27 +250,40 @@ class KubeletProxy:
     async def stream(self, request: web.Request, namespace: str, name: str, subresource: str) -> web.StreamResponse:
         query = request.query
         served: tuple[str, ...]
+        upgrade = request.headers.get("Upgrade", "")
+        offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+                   for p in value.split(",") if p.strip()]
+        spdy = upgrade.lower().startswith("spdy/") or SPDY_TUNNEL in offered
         if subresource == "portforward":
-            _check_portforward_transport(request)
-            params, served = portforward_params(query), rc.PORT_FORWARD_PROTOCOLS
+            params, served = portforward_params(query, required=not spdy), rc.PORT_FORWARD_PROTOCOLS
             url, node = await self._location(namespace, name, "portForward", "")
         else:
             params, served = exec_params(query, attach=subresource == "attach"), rc.PROTOCOLS
             url, node = await self._location(namespace, name, subresource, query.get("container") or "")
-        upgrade = request.headers.get("Upgrade", "")
+        if upgrade.lower().startswith("spdy/"):
+            protocols = [p.strip() for value in request.headers.getall("X-Stream-Protocol-Version", [])
+                         for p in value.split(",") if p.strip()]
+            backend = await self._upgrade_kubelet(request, url, node, params, protocols)
+            answer = {"Connection": "Upgrade", "Upgrade": backend.headers.get("upgrade", "SPDY/3.1")}
+            if "x-stream-protocol-version" in backend.headers:
+                answer["X-Stream-Protocol-Version"] = backend.headers["x-stream-protocol-version"]
+            try:
+                response, upgraded = await httpupgrade.take_over(request, answer)
+            except BaseException:
+                backend.close()
+                raise
+            await httpupgrade.splice(upgraded, backend)
+            return response
+        if upgrade.lower() == "websocket" and subresource == "portforward" and SPDY_TUNNEL in offered:
+            return await self._tunnel(request, url, node, params)
         if upgrade.lower() != "websocket":
-            # kubectl falls back to SPDY when the WebSocket upgrade fails: the kubelet's reason for refusing
-            # the session is the answer then too, and only a session it would serve meets the refusal of SPDY
             refused = await self._refusal_of(url, node, params)
             if refused is not None:
                 raise refused
             if not upgrade:
                 raise APIError(400, "BadRequest", UPGRADE_REQUIRED)
-            raise APIError(400, "BadRequest", f"{subresource} is served over WebSocket (kubectl 1.30 and later; on "
-                                              "1.29 set KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true): upgrading to "
+            raise APIError(400, "BadRequest", f"{subresource} is served over WebSocket and SPDY/3.1: upgrading to "
                                               f"{upgrade} is not supported")
-        offered = [p.strip() for value in request.headers.getall("Sec-WebSocket-Protocol", [])
-                   for p in value.split(",") if p.strip()]
         if rc.negotiate(offered, served) is None:
             raise APIError(400, "BadRequest", f"none of the offered subprotocols {offered or '(none)'} is served; "
                                               f"use one of {', '.join(served)}")
@@ -292,6 +304,52 @@ class KubeletProxy:
                 return client
         finally:
             await session.close()
+
+    async def _upgrade_kubelet(self, request: web.Request, url: str, node: str, params: list[tuple[str, str]],
+                               protocols: list[str]) -> httpupgrade.Upgraded:
+        """The kubelet's connection upgraded to SPDY/3.1 with one of PROTOCOLS (X-Stream-Protocol-Version),
+        or the kubelet's refusal as a Status."""
+        headers = [("Upgrade", "SPDY/3.1"), *(("X-Stream-Protocol-Version", p) for p in protocols)]
+        try:
+            return await httpupgrade.request_upgrade(url, params, headers, context=self._ssl, method=request.method,
+                                                     timeout=CONNECT_TIMEOUT)
+        except httpupgrade.UpgradeRefused as exc:
+            raise self._refusal(exc.status, exc.body) from None
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            raise self._unreachable(node, exc) from None
+
+    async def _tunnel(self, request: web.Request, url: str, node: str, params: list[tuple[str, str]]
+                      ) -> web.StreamResponse:
+        """kubectl 1.31 on: port-forward's SPDY carried in a WebSocket's binary messages. As upstream's
+        apiserver does, the WebSocket is unwrapped here and the kubelet spoken to in plain SPDY."""
+        kubelet = await self._upgrade_kubelet(request, url, node, params, [PORT_FORWARD_SPDY])
+        try:
+            client = web.WebSocketResponse(protocols=(SPDY_TUNNEL,), heartbeat=None, max_msg_size=0)
+            await client.prepare(request)
+        except BaseException:
+            kubelet.close()
+            raise
+
+        async def upstream() -> None:
+            async for message in client:
+                if message.type == WSMsgType.BINARY:
+                    await kubelet.write(message.data)
+
+        async def downstream() -> None:
+            while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
+                await client.send_bytes(chunk)
+
+        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            kubelet.close()
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await client.close()
+        return client
 
     async def _refusal_of(self, url: str, node: str, params: list[tuple[str, str]]) -> APIError | None:
         """The kubelet's reason to refuse a session, asked with a plain request (its checks answer one as

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from control.kubelet import streaming
+from control.kubelet import spdystreams, streaming
 from control.kubelet.logs import LogRequestError, read_log
 from control.kubelet.streaming import PodProcessTarget, SessionError, Streams
 from control.kubelet.workloads import Container
@@ -184,6 +184,9 @@ def make_app(source: PodSource) -> web.Application:
     async def port_forward(request: web.Request) -> web.StreamResponse:
         namespace, pod, _ = names(request)
         target = source.pod_target(namespace, pod)
+        if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+            # the ports come in each stream's headers, not the query
+            return await spdystreams.portforward_session(request, target, f"{namespace}/{pod}")
         ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
         return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
 

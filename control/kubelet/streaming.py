@@ -1,6 +1,7 @@
 """`exec`, `attach` and `portForward` sessions of the kubelet API: a command run in a pod, a running
 container's output, or TCP connections to the pod's ports, carried over one WebSocket in the channel
-protocol of control.api.remotecommand.
+protocol of control.api.remotecommand, or over SPDY/3.1 streams mapped onto the same channels
+(control.kubelet.spdystreams; open_channels picks by the request's Upgrade).
 
 exec runs the command as a real process entered into the pod's namespaces (pod_command is the one
 place that knows which: today the network namespace), with the container's env and workingDir; on
@@ -55,6 +56,15 @@ class SessionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class SessionEnded(Exception):
+    """The session ended during its upgrade (a SPDY client that never opened its streams): RESPONSE,
+    already sent, is the handler's answer."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("the session ended before it began")
+        self.response = response
 
 
 @dataclass(frozen=True)
@@ -134,13 +144,71 @@ async def accept(request: web.Request, served: tuple[str, ...] = rc.PROTOCOLS) -
     return ws
 
 
-async def _send(ws: web.WebSocketResponse, channel: int, data: bytes) -> None:
-    if not ws.closed:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_bytes(rc.encode(channel, data))
+class Channels:
+    """A session's transport, in the channel terms of control.api.remotecommand: a WebSocket's frames
+    (_WebSocketChannels) or SPDY's named streams (spdystreams.SpdyChannels)."""
+
+    response: web.StreamResponse
+
+    async def send(self, channel: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(channel, data) from the client until it goes away: STDIN data, RESIZE JSON, and
+        (CLOSE, STDIN) once the client's input ended."""
+        raise NotImplementedError
+
+    async def finish(self, status: dict[str, Any]) -> None:
+        """The session's Status on the error channel, then the end."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
 
 
-async def _pump(read: Callable[[], Awaitable[bytes]], ws: web.WebSocketResponse, channel: int) -> None:
+class _WebSocketChannels(Channels):
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = self.response = ws
+
+    async def send(self, channel: int, data: bytes) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_bytes(rc.encode(channel, data))
+
+    async def incoming(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for message in self.ws:
+            if message.type != WSMsgType.BINARY:
+                continue  # text frames belong to the base64 protocols, which are not served
+            try:
+                channel, data = rc.decode(message.data)
+            except rc.FrameError as exc:
+                log.info("ignoring a bad frame from the client: %s", exc)
+                continue
+            if channel == rc.CLOSE and self.ws.ws_protocol != rc.V5:
+                continue  # the close signal is v5's
+            yield channel, data
+
+    async def finish(self, status: dict[str, Any]) -> None:
+        await self.send(rc.ERROR, json.dumps(status, separators=(",", ":")).encode())
+        await self.close()
+
+    async def close(self) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.close()
+
+
+async def open_channels(request: web.Request, streams: Streams) -> Channels:
+    """The session's transport: SPDY/3.1 when the client asks to upgrade to it (kubectl before 1.30),
+    else a WebSocket."""
+    if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+        from control.kubelet import spdystreams  # it builds on this module's channels
+
+        return await spdystreams.accept(request, streams)
+    return _WebSocketChannels(await accept(request))
+
+
+async def _pump(read: Callable[[], Awaitable[bytes]], channels: Channels, channel: int) -> None:
     """Copy a stream to CHANNEL until it ends (a terminal's EIO, once every writer is gone, is its end)."""
     while True:
         try:
@@ -149,13 +217,7 @@ async def _pump(read: Callable[[], Awaitable[bytes]], ws: web.WebSocketResponse,
             return
         if not data:
             return
-        await _send(ws, channel, data)
-
-
-async def _finish(ws: web.WebSocketResponse, status: dict[str, Any]) -> None:
-    await _send(ws, rc.ERROR, json.dumps(status, separators=(",", ":")).encode())
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.close()
+        await channels.send(channel, data)
 
 
 class _Input:
@@ -171,20 +233,17 @@ class _Input:
         pass
 
 
-async def _read_client(ws: web.WebSocketResponse, sink: _Input, protocol: str | None) -> None:
-    """Frames from the client until it closes or goes away."""
-    async for message in ws:
-        if message.type != WSMsgType.BINARY:
-            continue  # text frames belong to the base64 protocols, which are not served
+async def _read_client(channels: Channels, sink: _Input, *, end_input: bool = True) -> None:
+    """Frames from the client until it goes away. END_INPUT: the client's end of input closes the sink."""
+    async for channel, data in channels.incoming():
         try:
-            channel, data = rc.decode(message.data)
             if channel == rc.STDIN:
                 pending = sink.write(data)
                 if pending is not None:
                     await pending
             elif channel == rc.RESIZE:
                 sink.resize(*rc.decode_resize(data))
-            elif channel == rc.CLOSE and protocol == rc.V5 and data[:1] == bytes((rc.STDIN,)):
+            elif channel == rc.CLOSE and end_input and data[:1] == bytes((rc.STDIN,)):
                 sink.close()
         except rc.FrameError as exc:
             log.info("ignoring a bad frame from the client: %s", exc)
@@ -241,8 +300,8 @@ def _kill(process: asyncio.subprocess.Process) -> None:
 
 async def exec_session(request: web.Request, target: PodProcessTarget, command: list[str], streams: Streams, *,
                        enter: Callable[[PodProcessTarget, list[str]], list[str]] = pod_command
-                       ) -> web.WebSocketResponse:
-    """Run COMMAND in the pod for the client of REQUEST; returns the closed WebSocket. ENTER makes the
+                       ) -> web.StreamResponse:
+    """Run COMMAND in the pod for the client of REQUEST; returns the ended session's response. ENTER makes the
     command line that enters the pod (pod_command; tests without privileges run it where they are)."""
     if not command:
         raise SessionError(400, "you must specify at least 1 command")
@@ -251,7 +310,11 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
         env.setdefault("TERM", "xterm")
     argv = enter(target, command)
     loop = asyncio.get_running_loop()
-    ws = await accept(request)  # before the process starts: a refused upgrade leaves nothing behind
+    try:  # before the process starts: a refused upgrade leaves nothing behind
+        channels = await open_channels(request, streams)
+    except SessionEnded as ended:
+        return ended.response
+    ws = channels.response
     master = slave = -1
     try:
         if streams.tty:
@@ -270,7 +333,7 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
-        await _finish(ws, rc.failure_status(f"failed to start {command[0]!r}: {exc.strerror}"))
+        await channels.finish(rc.failure_status(f"failed to start {command[0]!r}: {exc.strerror}"))
         return ws
 
     pumps: list[asyncio.Task[None]] = []
@@ -279,16 +342,16 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
         reader = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                     os.fdopen(os.dup(master), "rb", buffering=0))
-        pumps.append(loop.create_task(_pump(lambda: reader.read(READ_CHUNK), ws, rc.STDOUT)))
+        pumps.append(loop.create_task(_pump(lambda: reader.read(READ_CHUNK), channels, rc.STDOUT)))
         sink = _TerminalInput(master, streams.stdin)
     else:
         transport = None
         for stream, channel in ((process.stdout, rc.STDOUT), (process.stderr, rc.STDERR)):
             if stream is not None:
-                pumps.append(loop.create_task(_pump(functools.partial(stream.read, READ_CHUNK), ws, channel)))
+                pumps.append(loop.create_task(_pump(functools.partial(stream.read, READ_CHUNK), channels, channel)))
         sink = _PipeInput(process.stdin)
 
-    client = loop.create_task(_read_client(ws, sink, ws.ws_protocol))
+    client = loop.create_task(_read_client(channels, sink))
     exited = loop.create_task(process.wait())
     try:
         await asyncio.wait({client, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -299,7 +362,7 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
         if pumps:
             await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)
         code = exited.result()
-        await _finish(ws, rc.status_for_exit(code if code >= 0 else 128 - code, command))
+        await channels.finish(rc.status_for_exit(code if code >= 0 else 128 - code, command))
         return ws
     finally:
         _kill(process)
@@ -314,9 +377,7 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
             transport.close()
         if master >= 0:
             os.close(master)
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.close()
+        await channels.close()
 
 
 async def follow_file(path: Path, start: int, ended: Callable[[], bool],
@@ -347,32 +408,34 @@ class _ContainerInput(_Input):
 
 
 async def attach_session(request: web.Request, log_path: Path, ended: Callable[[], bool],
-                         stdin: asyncio.StreamWriter | None, streams: Streams) -> web.WebSocketResponse:
+                         stdin: asyncio.StreamWriter | None, streams: Streams) -> web.StreamResponse:
     """Stream what the container writes from now on, until it exits or the client goes away."""
     start = log_path.stat().st_size if log_path.exists() else 0
-    ws = await accept(request)
+    try:
+        channels = await open_channels(request, streams)
+    except SessionEnded as done:
+        return done.response
     loop = asyncio.get_running_loop()
 
     async def output() -> None:
         async for chunk in follow_file(log_path, start, ended):
             if streams.stdout:
-                await _send(ws, rc.STDOUT, chunk)
+                await channels.send(rc.STDOUT, chunk)
 
     pump = loop.create_task(output())
     # Closing the attached stdin would close the container's own: a client's end of input is dropped.
-    client = loop.create_task(_read_client(ws, _ContainerInput(stdin if streams.stdin else None), None))
+    client = loop.create_task(_read_client(channels, _ContainerInput(stdin if streams.stdin else None),
+                                           end_input=False))
     try:
         await asyncio.wait({client, pump}, return_when=asyncio.FIRST_COMPLETED)
         if pump.done():
-            await _finish(ws, dict(rc.SUCCESS))
-        return ws
+            await channels.finish(dict(rc.SUCCESS))
+        return channels.response
     finally:
         for task in (pump, client):
             task.cancel()
         await asyncio.gather(pump, client, return_exceptions=True)
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.close()
+        await channels.close()
 
 
 def parse_ports(values: list[str]) -> list[int]:
@@ -402,6 +465,8 @@ async def portforward_session(request: web.Request, target: PodProcessTarget, po
     be reached says why on its error channel. The session ends when every connection has, or when the
     client goes away."""
     ws = await accept(request, rc.PORT_FORWARD_PROTOCOLS)
+    channels = _WebSocketChannels(ws)
+    _send = channels.send
     loop = asyncio.get_running_loop()
     writers: dict[int, asyncio.StreamWriter] = {}
     pumps: list[asyncio.Task[None]] = []
@@ -410,14 +475,14 @@ async def portforward_session(request: web.Request, target: PodProcessTarget, po
         try:
             return await connect(target, port)
         except OSError as exc:
-            await _send(ws, rc.port_channels(index)[1],
+            await _send(rc.port_channels(index)[1],
                         f"error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside "
                         f"the pod: {os.strerror(exc.errno).lower() if exc.errno else exc}".encode())
             return None
 
     async def forward(channel: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            await _pump(functools.partial(reader.read, READ_CHUNK), ws, channel)
+            await _pump(functools.partial(reader.read, READ_CHUNK), channels, channel)
         finally:
             writers.pop(channel, None)
             writer.close()
@@ -436,7 +501,7 @@ async def portforward_session(request: web.Request, target: PodProcessTarget, po
     try:
         for index, port in enumerate(ports):
             for channel in rc.port_channels(index):
-                await _send(ws, channel, rc.port_announcement(port))
+                await _send(channel, rc.port_announcement(port))
         # every connection made (or refused) before the client's data is read: none of it finds no port
         opened = await asyncio.gather(*(open_port(i, port) for i, port in enumerate(ports)))
         for index, connection in enumerate(opened):

@@ -40,10 +40,10 @@ TALKER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done"
 class Exec:
     """The cluster and the kubectl binaries the tests drive it with."""
 
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, name: str = NAME) -> None:
         self.state = state
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(state), "PYTHONPATH": str(REPO)}
-        self.kubeconfig = str(state / NAME / "kubeconfig")
+        self.kubeconfig = str(state / name / "kubeconfig")
 
     def kubesim(self, *args: str, check: bool = True, stdin: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
