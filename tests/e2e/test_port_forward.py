@@ -2,8 +2,7 @@
 1.33 (SPDY tunnelled in a WebSocket, which the apiserver unwraps): curl from the machine's shell to
 kubectl's loopback port reaches a pod, or a Service's pod, through the apiserver and the kubelet; a
 port nobody listens on gets upstream's error and ends the forward; a kubectl killed mid-connection
-leaves no connection into the pod and an apiserver that goes on serving; `kubesim port-forward`
-forwards the same way."""
+leaves no connection into the pod and an apiserver that goes on serving."""
 
 from __future__ import annotations
 
