@@ -1,9 +1,9 @@
-"""Into the pod, on one single-node cluster: unmodified kubectl (1.30, the first to speak WebSocket by
-default, and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a terminal with its size),
-`attach` and `logs -f` through the apiserver and the kubelet; the Python `kubernetes` client's
-`stream()` gets its exit code and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a
-command there; and bad requests get upstream's answers without leaving anything stuck (a client
-killed mid-session takes its command with it)."""
+"""Into the pod, on one single-node cluster: unmodified kubectl (1.27, which speaks SPDY/3.1; 1.30, the
+first to speak WebSocket by default; and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a
+terminal with its size), `attach`, `cp` both ways and `logs -f` through the apiserver and the kubelet;
+the Python `kubernetes` client's `stream()` gets its exit code and its `portforward()` reaches a pod's
+port; `kubesim exec POD` runs a command there; and bad requests get upstream's answers without leaving
+anything stuck (a client killed mid-session takes its command with it)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ from tests.e2e.test_kubectl_apply import SDK_BIN, _kubectl_binary
 from tests.waiting import wait_until
 
 NAME = "exec"
-VERSIONS = ("1.30", "1.33")
+VERSIONS = ("1.27", "1.30", "1.33")
+#: kubectl speaking SPDY/3.1 (before 1.30) and WebSocket
+TRANSPORTS = ("1.27", "1.33")
 TALKER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done"
 
 
@@ -167,8 +169,9 @@ def test_exec_it_gives_the_command_a_terminal_of_the_callers_size(cluster: Exec,
     assert "33 101\n" in text and "/dev/pts/" in text
 
 
-def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec) -> None:
-    with subprocess.Popen(cluster.argv("1.33", "attach", "talker", "-c", "talk"), stdout=subprocess.PIPE,
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec, version: str) -> None:
+    with subprocess.Popen(cluster.argv(version, "attach", "talker", "-c", "talk"), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as follower:
         try:
             assert follower.stdout is not None
@@ -179,16 +182,31 @@ def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec)
         finally:
             follower.kill()
     # -i writes into the container's own stdin (`stdin: true`): cat prints it to its log
-    with subprocess.Popen(cluster.argv("1.33", "attach", "-i", "talker", "-c", "cat"), stdin=subprocess.PIPE,
+    with subprocess.Popen(cluster.argv(version, "attach", "-i", "talker", "-c", "cat"), stdin=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as writer:
         try:
             assert writer.stdin is not None
-            writer.stdin.write(b"through attach\n")
+            writer.stdin.write(f"through attach {version}\n".encode())
             writer.stdin.flush()
-            wait_until(lambda: "through attach" in cluster.kubectl("logs", "talker", "-c", "cat").stdout,
+            wait_until(lambda: f"through attach {version}" in cluster.kubectl("logs", "talker", "-c", "cat").stdout,
                        timeout=20, message="the attached line in cat's log")
         finally:
             writer.kill()
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_cp_copies_into_the_pod_and_back(cluster: Exec, version: str, tmp_path: Path) -> None:
+    # kubectl cp is tar over exec: tar xf with stdin's end into the pod, tar cf out of it
+    source = tmp_path / "payload.bin"
+    source.write_bytes(os.urandom(300_000))  # many frames' worth
+    remote = f"/tmp/kubesim-cp-{version}.bin"
+    try:
+        cluster.kubectl("cp", str(source), f"web:{remote}", version=version)
+        back = tmp_path / "back.bin"
+        cluster.kubectl("cp", f"web:{remote}", str(back), version=version)
+        assert back.read_bytes() == source.read_bytes()
+    finally:
+        cluster.kubectl("exec", "web", "--", "rm", "-f", remote, check=False)
 
 
 def test_logs_follow_gets_new_lines_and_ends_when_the_pod_is_deleted(cluster: Exec) -> None:
@@ -299,13 +317,9 @@ def test_bad_requests_get_upstreams_answers(cluster: Exec) -> None:
     stopped = cluster.kubectl("exec", "half", "-c", "done", "--", "true", check=False)
     assert stopped.returncode == 1 and 'container not found ("done")' in stopped.stderr
     cluster.kubectl("delete", "pod", "half", "--wait=false")
-    # kubectl before 1.30 upgrades to SPDY/3.1, which is not served: it is told so, and how to get WebSocket
-    old = cluster.kubectl("exec", "web", "--", "true", version="1.29", check=False)
-    assert old.returncode == 1 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true" in old.stderr
-    # so does kubectl's port-forward (SPDY, or SPDY tunnelled through a WebSocket)
-    forwarded = cluster.kubectl("port-forward", "pod/web", "0:8080", check=False, timeout=30)
-    assert forwarded.returncode == 1 and "SPDY/3.1, which kubectl port-forward uses, is not supported" in \
-        forwarded.stderr
+    # over SPDY (kubectl 1.27) the apiserver refuses before the upgrade with the same words
+    old = cluster.kubectl("exec", "web", "-c", "nope", "--", "true", version="1.27", check=False)
+    assert old.returncode == 1 and "container nope is not valid for pod web" in old.stderr
 
 
 def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_once(cluster: Exec) -> None:
@@ -316,10 +330,11 @@ def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_o
                               check=True).stdout.split()
 
     assert pids() == []  # web is a built-in: no process of its own
-    with subprocess.Popen(cluster.argv("1.33", "exec", "web", "--", "sleep", "600")) as sleeper:
-        wait_until(lambda: len(pids()) == 1, timeout=30, message="the exec'd sleep running in the pod")
-        sleeper.send_signal(signal.SIGKILL)
-    wait_until(lambda: pids() == [], timeout=30, message="the sleep gone with its client")
+    for version in TRANSPORTS:
+        with subprocess.Popen(cluster.argv(version, "exec", "web", "--", "sleep", "600")) as sleeper:
+            wait_until(lambda: len(pids()) == 1, timeout=30, message="the exec'd sleep running in the pod")
+            sleeper.send_signal(signal.SIGKILL)
+        wait_until(lambda: pids() == [], timeout=30, message=f"the sleep gone with its client (kubectl {version})")
     sessions = [subprocess.Popen(cluster.argv("1.33", "exec", "web", "--", "sh", "-c", f"echo {i}; exit {i % 3}"),
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(12)]
     results = [(s.communicate(timeout=60)[0], s.returncode) for s in sessions]
