@@ -403,7 +403,9 @@ class PodWorker:
         meta = self.pod["metadata"]
         return {"uid": self.uid, "name": meta["name"], "namespace": meta.get("namespace"), "ip": ip,
                 "place": {"hostname": place.hostname, "files": [list(f) for f in place.files],
-                          "hidden": list(place.hidden), "exposed": list(place.exposed)}}
+                          "hidden": list(place.hidden), "exposed": list(place.exposed),
+                          "volumes": [list(v) for v in place.volumes], "memory": [list(m) for m in place.memory],
+                          "scratch": place.scratch}}
 
     def service_account_kubeconfig(self) -> Path | None:
         """The credentials issued to this node for the pod's ServiceAccount (kubesim's stand-in for the

@@ -154,7 +154,8 @@ class Runtime:
     # -- sandboxes ------------------------------------------------------------------------------------
 
     async def run_pod_sandbox(self, body: dict[str, Any]) -> dict[str, Any]:
-        """{uid, name, namespace, ip, place: {hostname, files: [[target, source]], hidden, exposed}} ->
+        """{uid, name, namespace, ip, place: {hostname, files: [[target, source]], hidden, exposed, volumes:
+        [[target, source, read-only]], memory: [[dir, size]], scratch}} ->
         {podSandboxId}. Idempotent on the pod's UID: a sandbox already there is returned, not remade."""
         uid = _field(body, "uid", str)
         existing = self.sandboxes.get(uid)
@@ -167,7 +168,11 @@ class Runtime:
             place = PodPlace(str(place_body.get("hostname") or body.get("name") or uid),
                              files=tuple((str(t), str(s)) for t, s in place_body.get("files") or []),
                              hidden=tuple(str(d) for d in place_body.get("hidden") or []),
-                             exposed=tuple(str(d) for d in place_body.get("exposed") or []))
+                             exposed=tuple(str(d) for d in place_body.get("exposed") or []),
+                             # the pod's volumes, as the kubelet prepared them: [target, source, read-only]
+                             volumes=tuple((str(t), str(s), bool(ro)) for t, s, ro in place_body.get("volumes") or []),
+                             memory=tuple((str(d), str(size)) for d, size in place_body.get("memory") or []),
+                             scratch=str(place_body.get("scratch") or ""))
         except (NetsimError, ValueError, TypeError) as exc:
             raise InvalidRequest(f"pod sandbox {uid}: {exc}") from None
         if existing is not None:
