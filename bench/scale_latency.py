@@ -35,6 +35,10 @@ from typing import Any
 from benchstats import summary_ms
 from proxy_live import create_all, objects
 
+# ...and then bench/dns.py would shadow dnspython's `dns`, which the cluster's modules import: off the path.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repository (tests/ helpers) instead
+
 from control.client import load_kubeconfig
 from kubesim.testing import Cluster
 from netsim.probe import http_get

@@ -1,5 +1,5 @@
 """DNS clients that run inside a pod's network namespace (`ip netns exec NS python -m tests.dnsload ...`),
-for the e2e tests and bench/cluster_dns.py. Times are CLOCK_MONOTONIC, which every process on the machine shares,
+for the e2e tests and bench/dns.py. Times are CLOCK_MONOTONIC, which every process on the machine shares,
 so the caller can set them against its own (e.g. the moment it deleted a pod).
 
     pinned SERVER NAME [--rate 20] [--sport 40053]

@@ -1,6 +1,6 @@
 """Cluster DNS on a whole cluster; prints JSON (issue 13's targets). As root:
 
-    .venv/bin/python bench/cluster_dns.py [--runs 3] [--services 1000]
+    .venv/bin/python bench/dns.py [--runs 3] [--services 1000]
 
 Brings up a control plane and two workers on their own address ranges (cluster DNS as `kubesim up`
 applies it: two coredns pods behind the kube-dns VIP), a client pod on worker-1 and SERVICES ClusterIP
@@ -20,6 +20,14 @@ The cluster is removed at the end.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python bench/dns.py`, this file's directory is sys.path[0] and this file would shadow
+# dnspython's `dns` package for everything imported below: the repository takes its place on the path.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repository (tests/ helpers) instead
+
 import argparse
 import asyncio
 import contextlib
@@ -27,10 +35,8 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from control.client import PODS, SERVICES, Client, load_kubeconfig
