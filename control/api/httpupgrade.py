@@ -128,6 +128,18 @@ async def request_upgrade(url: str, params: list[tuple[str, str]], headers: list
     return Upgraded(reader, write, writer.close, answer)
 
 
+async def first_to_end(*jobs: Awaitable[None]) -> None:
+    """Run JOBS until the first one ends, then cancel the others and wait for them: a two-way copy is over
+    when either way is."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def splice(a: Upgraded, b: Upgraded) -> None:
     """Bytes both ways until either side ends; then both are closed."""
 
@@ -136,12 +148,8 @@ async def splice(a: Upgraded, b: Upgraded) -> None:
             while chunk := await source.reader.read(BUFFER):
                 await sink.write(chunk)
 
-    tasks = [asyncio.ensure_future(copy(a, b)), asyncio.ensure_future(copy(b, a))]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await first_to_end(copy(a, b), copy(b, a))
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         a.close()
         b.close()

@@ -339,13 +339,9 @@ class KubeletProxy:
             while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
                 await client.send_bytes(chunk)
 
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await httpupgrade.first_to_end(upstream(), downstream())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             kubelet.close()
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await client.close()
@@ -383,14 +379,9 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
             elif message.type == WSMsgType.TEXT:
                 await client.send_str(message.data)
 
-    loop = asyncio.get_running_loop()
-    tasks = {loop.create_task(upstream()), loop.create_task(downstream())}
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await httpupgrade.first_to_end(upstream(), downstream())
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await kubelet.close()
         with contextlib.suppress(ConnectionError, RuntimeError):
