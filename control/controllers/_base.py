@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -198,6 +199,20 @@ class Controller(abc.ABC):
 
     def enqueue(self, obj: JsonObject) -> None:
         self.queue.add(key_of(obj))
+
+    async def write_status(self, resource: Resource, obj: JsonObject, status: JsonObject) -> None:
+        """OBJ's status subresource set to STATUS, unless it already is; an object gone meanwhile needs
+        none, and a conflict (someone wrote it since our read) syncs it again."""
+        if status == (obj.get("status") or {}):
+            return
+        body = deepcopy(obj)
+        body["status"] = status
+        try:
+            await self.client.update_status(resource, body, namespace=(obj.get("metadata") or {}).get("namespace"))
+        except NotFound:
+            return
+        except Conflict:
+            self.queue.add_rate_limited(key_of(obj))
 
     def resync_keys(self) -> Iterable[str]:
         if self.primary is None:

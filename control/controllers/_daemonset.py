@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from control.api.meta import labels_of, meta, name_of, namespace_of, uid_of
-from control.client import CONTROLLER_REVISIONS, DAEMON_SETS, NODES, PODS, ApiError, Conflict, NotFound, Resource
+from control.client import CONTROLLER_REVISIONS, DAEMON_SETS, NODES, PODS, ApiError, NotFound, Resource
 from control.controllers._base import OWNER_INDEX, Context, Controller, Expectations
 from control.controllers._history import REVISION_HASH, Collision, History
 from control.controllers._util import (
@@ -463,16 +463,7 @@ class DaemonSetController(Controller):
             status.pop("numberUnavailable", None)  # omitempty
         if min_ready > 0 and ready != available:
             self.queue.add_after(key_of(ds), min(float(min_ready), self.options.max_requeue))
-        if status == (ds.get("status") or {}):
-            return
-        body = deepcopy(ds)
-        body["status"] = status
-        try:
-            await self.client.update_status(DAEMON_SETS, body, namespace=namespace_of(ds))
-        except NotFound:
-            return
-        except Conflict:
-            self.queue.add_rate_limited(key_of(ds))
+        await self.write_status(DAEMON_SETS, ds, status)
 
     async def _bump_collision_count(self, ds: JsonObject) -> None:
         body = deepcopy(ds)

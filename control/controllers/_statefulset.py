@@ -34,7 +34,6 @@ from control.client import (
     STATEFUL_SETS,
     AlreadyExists,
     ApiError,
-    Conflict,
     NotFound,
     Resource,
 )
@@ -303,16 +302,7 @@ class StatefulSetController(Controller):
             status["currentReplicas"] = counts["updatedReplicas"]
         if min_ready > 0 and counts["readyReplicas"] != counts["availableReplicas"]:
             self.queue.add_after(key_of(sts), min(float(min_ready), self.options.max_requeue))
-        if status == (sts.get("status") or {}):
-            return
-        body = deepcopy(sts)
-        body["status"] = status
-        try:
-            await self.client.update_status(STATEFUL_SETS, body, namespace=namespace_of(sts))
-        except NotFound:
-            return
-        except Conflict:
-            self.queue.add_rate_limited(key_of(sts))
+        await self.write_status(STATEFUL_SETS, sts, status)
 
 
 __all__ = ["POD_INDEX_LABEL", "POD_NAME_LABEL", "StatefulSetController", "ordinal_of"]
