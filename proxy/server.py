@@ -406,12 +406,12 @@ class ProxyServer:
         """On the worker thread: plan (everything, or only the changed Services), program the kernel, then
         drop the UDP flows that point at endpoints the new rules no longer have (after the rules, so a
         client's next packet meets them)."""
-        if isinstance(inputs, tuple) or previous is None:
-            assert isinstance(inputs, tuple)
+        if isinstance(inputs, tuple):  # a full sync (the first one always is)
             services, slices = inputs
             ports = tuple(port for obj in services for port in _parsed(obj) or ())
             result = plan(ports, [s for s in map(_parsed, slices) if s is not None], node)
         else:
+            assert previous is not None  # a partial sync replans the plan it follows
             result = replan(previous, {
                 service: (tuple(_parsed(obj) or ()) if obj is not None else (),
                           tuple(s for s in map(_parsed, slices) if s is not None))
