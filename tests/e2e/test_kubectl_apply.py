@@ -10,6 +10,7 @@ the Google Cloud SDK's bin directory, where its Debian package installs them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -68,6 +69,29 @@ def _wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], log: Path)
     wait_until(ready, timeout=30, interval=0.1, message="the apiserver ready", describe=log.read_text)
 
 
+@contextlib.contextmanager
+def apiserver_process(root: Path, port: int) -> Iterator[None]:
+    """The real apiserver (`python -m control.apiserver`, SQLite) on 127.0.0.1:PORT with ROOT's
+    certificates and tokens.csv, ready, until the block ends (its log in ROOT/apiserver.log)."""
+    log = root / "apiserver.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "control.apiserver", "--store", f"sqlite:///{root}/store.db",
+             "--bind-address", "127.0.0.1", "--secure-port", str(port), "--advertise-address", "127.0.0.1",
+             "--tls-cert-file", str(root / "apiserver.crt"), "--tls-private-key-file", str(root / "apiserver.key"),
+             "--token-auth-file", str(root / "tokens.csv")], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(f"https://127.0.0.1:{port}", root / "ca.crt", process, log)
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real `python -m control.apiserver` on a free loopback port; yields the kubeconfig's path."""
@@ -82,23 +106,8 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                                                  "certificate-authority": str(root / "ca.crt")}}],
         "users": [{"name": "admin", "user": {"token": TOKEN}}],
         "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}]}))
-    log = root / "apiserver.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "control.apiserver", "--store", f"sqlite:///{root}/store.db",
-             "--bind-address", "127.0.0.1", "--secure-port", str(port), "--advertise-address", "127.0.0.1",
-             "--tls-cert-file", str(root / "apiserver.crt"), "--tls-private-key-file", str(root / "apiserver.key"),
-             "--token-auth-file", str(root / "tokens.csv")], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(f"https://127.0.0.1:{port}", root / "ca.crt", process, log)
+    with apiserver_process(root, port):
         yield kubeconfig
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture(params=VERSIONS)

@@ -10,10 +10,7 @@ apiserver has: the admin (system:masters) and "alice" (group "devs").
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import yaml
 from control.apiserver.auth import write_token_file
 from control.apiserver.certs import make_certificates
 from tests.conftest import unavailable
-from tests.e2e.test_kubectl_apply import REPO, VERSIONS, Kubectl, _free_port, _kubectl_binary, _wait_ready
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _free_port, _kubectl_binary, apiserver_process
 from tests.waiting import wait_until
 
 USERS = {"admin": ("e2e-admin-token", "kubernetes-admin", ("system:masters",)),
@@ -46,23 +43,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
                                                      "certificate-authority": str(root / "ca.crt")}}],
             "users": [{"name": who, "user": {"token": token}}],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": who}}]}))
-    log = root / "apiserver.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "control.apiserver", "--store", f"sqlite:///{root}/store.db",
-             "--bind-address", "127.0.0.1", "--secure-port", str(port), "--advertise-address", "127.0.0.1",
-             "--tls-cert-file", str(root / "apiserver.crt"), "--tls-private-key-file", str(root / "apiserver.key"),
-             "--token-auth-file", str(root / "tokens.csv")], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_ready(f"https://127.0.0.1:{port}", root / "ca.crt", process, log)
+    with apiserver_process(root, port):
         yield kubeconfigs
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _runner(binary: str, kubeconfig: Path, home: Path) -> Kubectl:
