@@ -51,6 +51,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _privileged(item):
             item.add_marker(pytest.mark.kernel)
+            # One worker runs every privileged test, in collection order (see addopts).
+            item.add_marker(pytest.mark.xdist_group("root"))
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -127,8 +129,13 @@ def _strip_comments(text: str) -> str:
     )
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker: the root namespace is checked once, by the controller, around them all."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if IS_ROOT:
+    if IS_ROOT and not _is_worker(session.config):
         session.config.stash[_SNAPSHOT] = root_snapshot()
 
 
