@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
 from proxy.errors import raised_as_proxy_errors
+from proxy.gcpause import gc_paused
 from proxy.plan import ProxyPlan
 
 RulesetT = TypeVar("RulesetT")
@@ -53,6 +54,7 @@ class Backend(abc.ABC, Generic[RulesetT, ChangesT]):
         return self._applied
 
     @raised_as_proxy_errors
+    @gc_paused
     def sync(self, plan: ProxyPlan, *, full: bool = False) -> SyncResult:
         start = time.perf_counter()
         # The renderer's change list is relative to its previous render; usable only if that is what

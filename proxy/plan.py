@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from proxy.gcpause import gc_paused
 from proxy.model import Endpoint, NodeInfo, ServicePort, SliceEndpoints, endpoints_for
 
 Verdict = Literal["dnat", "reject", "drop"]
@@ -241,6 +242,7 @@ def plan_service(port: ServicePort, endpoints: Iterable[Endpoint], node: NodeCon
     )
 
 
+@gc_paused
 def plan(
     services: Iterable[ServicePort],
     endpoint_slices: Iterable[SliceEndpoints],
