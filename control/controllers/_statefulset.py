@@ -30,6 +30,7 @@ from typing import ClassVar
 from control.api.meta import labels_of, meta, name_of, namespace_of, uid_of
 from control.client import (
     CONTROLLER_REVISIONS,
+    PERSISTENT_VOLUME_CLAIMS,
     PODS,
     STATEFUL_SETS,
     AlreadyExists,
@@ -55,8 +56,6 @@ from control.controllers._util import (
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
-# Served only when the apiserver has PersistentVolumeClaims (validation refuses volumeClaimTemplates otherwise).
-PERSISTENT_VOLUME_CLAIMS = Resource("", "v1", "persistentvolumeclaims", kind="PersistentVolumeClaim")
 
 
 def ordinal_of(sts_name: str, pod: JsonObject) -> int | None:
