@@ -47,6 +47,8 @@ def _privileged(item: pytest.Item) -> bool:
     return any(d in parts for d in PRIVILEGED_DIRS) or item.get_closest_marker("root") is not None
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group markers in this same hook, so ours must come first.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _privileged(item):
