@@ -47,14 +47,10 @@ def _privileged(item: pytest.Item) -> bool:
     return any(d in parts for d in PRIVILEGED_DIRS) or item.get_closest_marker("root") is not None
 
 
-# tryfirst: pytest-xdist's worker reads the xdist_group markers in this same hook, so ours must come first.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _privileged(item):
             item.add_marker(pytest.mark.kernel)
-            # One worker runs every privileged test, in collection order (see addopts).
-            item.add_marker(pytest.mark.xdist_group("root"))
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -131,13 +127,8 @@ def _strip_comments(text: str) -> str:
     )
 
 
-def _is_worker(config: pytest.Config) -> bool:
-    """A pytest-xdist worker: the root namespace is checked once, by the controller, around them all."""
-    return hasattr(config, "workerinput")
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if IS_ROOT and not _is_worker(session.config):
+    if IS_ROOT:
         session.config.stash[_SNAPSHOT] = root_snapshot()
 
 
