@@ -185,3 +185,28 @@ def test_the_request_is_authorized_as_the_impersonated_user(tmp_path: Path) -> N
                                as_jane, ("Impersonate-Group", "system:masters"))
         assert status == 200
     run(tmp_path, scenario)
+
+
+def test_edit_in_a_namespace_impersonates_its_service_accounts_only(tmp_path: Path) -> None:
+    """The default `edit` role holds `impersonate` on serviceaccounts: bound in one namespace, it lets the holder act
+    as that namespace's ServiceAccounts (the check carries the SA's namespace) and no others."""
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}
+        assert (await call(session, api, "admin", "POST", "/api/v1/namespaces", namespace))[0] == 201
+        grant = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "edit", "namespace": "team"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]}
+        assert (await call(session, api, "admin", "POST",
+                           "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings", grant))[0] == 201
+        as_x = ("Impersonate-User", "system:serviceaccount:team:x")
+        for _ in range(200):
+            status, info = await whoami(session, api, "coredns", as_x)
+            if status == 201:
+                break
+            await asyncio.sleep(0.02)
+        assert info == {"username": "system:serviceaccount:team:x", "groups": [
+            "system:serviceaccounts", "system:serviceaccounts:team", "system:authenticated"]}
+        status, refused = await whoami(session, api, "coredns", ("Impersonate-User", "system:serviceaccount:other:x"))
+        assert status == 403 and refused["message"].endswith('in the namespace "other"'), refused
+    run(tmp_path, scenario)
