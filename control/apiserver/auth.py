@@ -34,6 +34,9 @@ from control.apiserver.selectors import FieldRequirement, parse_field_selector
 class User:
     name: str
     groups: tuple[str, ...] = ()
+    uid: str = ""
+    # UserInfo.extra as sorted (key, values) pairs: a tuple keeps User hashable and comparable.
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def node_name(self) -> str | None:

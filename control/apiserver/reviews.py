@@ -91,7 +91,12 @@ def _rules_review(authorizer: Authorizer, user: User, namespace: str) -> dict[st
 
 
 def _user_info(user: User) -> dict[str, Any]:
-    return {"username": user.name, "groups": list(user.groups)}
+    info: dict[str, Any] = {"username": user.name, "groups": list(user.groups)}
+    if user.uid:
+        info["uid"] = user.uid
+    if user.extra:
+        info["extra"] = {key: list(values) for key, values in user.extra}
+    return info
 
 
 def answer(kind: str, api_version: str, body: dict[str, Any], user: User, namespace: str | None,

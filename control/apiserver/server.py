@@ -23,6 +23,7 @@ from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAu
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
 from control.apiserver.escalation import compose, escalation_check
+from control.apiserver.impersonation import impersonate, without_impersonation
 from control.apiserver.kubeletproxy import KubeletProxy
 from control.apiserver.nodegraph import NodeGraph
 from control.apiserver.noderestriction import admission_for
@@ -217,6 +218,11 @@ class APIServer:
             return self._public(path)
         if user is None:
             raise errors.unauthorized()
+        acting_as = impersonate(user, request.headers, self.authorizer)
+        if acting_as is not None:
+            # From here on the request is the impersonated user's: authorized and answered as them, and the
+            # Impersonate-* headers go no further (upstream's filter deletes them before the handler runs).
+            user, request = acting_as, request.clone(headers=without_impersonation(request.headers))
         if path in ("/api", "/apis") or path.startswith("/openapi"):
             self._authorize_path(user, request.method, request.path)
             return self._discovery_root(path, request.headers.get("Accept", ""))
