@@ -92,6 +92,40 @@ def apiserver_process(root: Path, port: int) -> Iterator[None]:
             process.wait()
 
 
+@contextlib.contextmanager
+def users_apiserver(root: Path, users: dict[str, tuple[str, str, tuple[str, ...]]]) -> Iterator[dict[str, Path]]:
+    """A real apiserver process on a free loopback port whose static token file holds USERS
+    (who -> (token, user name, groups)); yields a kubeconfig per user while it runs."""
+    port = _free_port()
+    make_certificates(root, addresses=["127.0.0.1"])
+    write_token_file(root / "tokens.csv", list(users.values()))
+    kubeconfigs = {}
+    for who, (token, _, _) in users.items():
+        kubeconfigs[who] = root / f"{who}.kubeconfig"
+        kubeconfigs[who].write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+            "clusters": [{"name": "e2e", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                     "certificate-authority": str(root / "ca.crt")}}],
+            "users": [{"name": who, "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": who}}]}))
+    with apiserver_process(root, port):
+        yield kubeconfigs
+
+
+def kubectl_runner(binary: str, kubeconfig: Path, home: Path) -> Kubectl:
+    """kubectl BINARY as the user of KUBECONFIG, with its own HOME and cache; raises on failure unless check=False."""
+    env = {"KUBECONFIG": str(kubeconfig), "HOME": str(home), "PATH": "/usr/bin:/bin"}
+
+    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([binary, "--cache-dir", str(home / "cache"), *args], capture_output=True, text=True,
+                              env=env, input=stdin, timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        return done
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real `python -m control.apiserver` on a free loopback port; yields the kubeconfig's path."""

@@ -10,17 +10,14 @@ apiserver has: the admin (system:masters) and "alice" (group "devs").
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from control.apiserver.auth import write_token_file
-from control.apiserver.certs import make_certificates
 from tests.conftest import unavailable
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _free_port, _kubectl_binary, apiserver_process
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _kubectl_binary, kubectl_runner, users_apiserver
 from tests.waiting import wait_until
 
 USERS = {"admin": ("e2e-admin-token", "kubernetes-admin", ("system:masters",)),
@@ -30,34 +27,8 @@ USERS = {"admin": ("e2e-admin-token", "kubernetes-admin", ("system:masters",)),
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """A real `python -m control.apiserver` on a free loopback port; yields a kubeconfig per user."""
-    root = tmp_path_factory.mktemp("rbac")
-    port = _free_port()
-    make_certificates(root, addresses=["127.0.0.1"])
-    write_token_file(root / "tokens.csv", list(USERS.values()))
-    kubeconfigs = {}
-    for who, (token, _, _) in USERS.items():
-        kubeconfigs[who] = root / f"{who}.kubeconfig"
-        kubeconfigs[who].write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
-            "clusters": [{"name": "e2e", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                     "certificate-authority": str(root / "ca.crt")}}],
-            "users": [{"name": who, "user": {"token": token}}],
-            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": who}}]}))
-    with apiserver_process(root, port):
+    with users_apiserver(tmp_path_factory.mktemp("rbac"), USERS) as kubeconfigs:
         yield kubeconfigs
-
-
-def _runner(binary: str, kubeconfig: Path, home: Path) -> Kubectl:
-    env = {"KUBECONFIG": str(kubeconfig), "HOME": str(home), "PATH": "/usr/bin:/bin"}
-
-    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([binary, "--cache-dir", str(home / "cache"), *args], capture_output=True, text=True,
-                              env=env, input=stdin, timeout=60, check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        return done
-
-    return run
 
 
 @pytest.fixture(params=VERSIONS)
@@ -68,8 +39,8 @@ def kubectls(request: pytest.FixtureRequest, cluster: dict[str, Path],
         unavailable(f"kubectl.{request.param} not found")
     (tmp_path / "admin").mkdir()
     (tmp_path / "alice").mkdir()
-    return (request.param.replace(".", "-"), _runner(binary, cluster["admin"], tmp_path / "admin"),
-            _runner(binary, cluster["alice"], tmp_path / "alice"))
+    return (request.param.replace(".", "-"), kubectl_runner(binary, cluster["admin"], tmp_path / "admin"),
+            kubectl_runner(binary, cluster["alice"], tmp_path / "alice"))
 
 
 def test_a_role_in_one_namespace_grants_there_only(kubectls: tuple[str, Kubectl, Kubectl]) -> None:
