@@ -26,7 +26,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-from multidict import CIMultiDict
 
 from control.api import httpupgrade
 from control.api import remotecommand as rc
@@ -34,12 +33,13 @@ from control.apiserver import errors
 from control.apiserver.errors import APIError
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
+from control.runtime.crilog import parse_rfc3339
 
 KUBELET_PORT = 10250
 #: seconds to reach a kubelet; a followed log or a session then lasts as long as it lasts
 CONNECT_TIMEOUT = 10.0
 #: the log options carried to the kubelet (PodLogOptions' query form)
-LOG_OPTIONS = ("tailLines", "limitBytes", "previous", "follow")
+LOG_OPTIONS = ("sinceSeconds", "sinceTime", "timestamps", "tailLines", "limitBytes", "previous", "follow")
 #: kubectl 1.31 on: port-forward's SPDY tunnelled through a WebSocket (client-go's portforward tunneling)
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 PORT_FORWARD_SPDY = "portforward.k8s.io"
@@ -124,9 +124,9 @@ def portforward_params(query: Mapping[str, str], *, required: bool = True) -> li
     return [("ports", ",".join(ports))]
 
 
-def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
-    """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field); returns the
-    Warning texts for options kubesim's logs cannot honour (they record no per-line times)."""
+def check_log_options(name: str, query: Mapping[str, str]) -> None:
+    """PodLogOptions as upstream's ValidatePodLogOptions checks them (422 naming the field), and a
+    sinceTime that is not an RFC3339 time (400, as upstream's query decoding)."""
     causes = []
     for option, least in (("tailLines", 0), ("limitBytes", 1), ("sinceSeconds", 1)):
         value = query.get(option)
@@ -147,13 +147,13 @@ def check_log_options(name: str, query: Mapping[str, str]) -> list[str]:
                        "message": "at most one of `sinceTime` or `sinceSeconds` may be specified"})
     if causes:
         raise errors.invalid("", "PodLogOptions", name, causes)
-    ignored = [option for option in ("sinceSeconds", "sinceTime") if query.get(option)]
-    if _true(query.get("timestamps")):
-        ignored.append("timestamps")
-    if not ignored:
-        return []
-    return [f"{', '.join(ignored)} ignored: kubesim's container logs record no time per line, so the whole "
-            "log is shown, without timestamps"]
+    since_time = query.get("sinceTime")
+    if since_time:
+        try:
+            parse_rfc3339(since_time)
+        except ValueError:
+            raise APIError(400, "BadRequest", f"sinceTime: Invalid value: {since_time!r}: must be an RFC3339 "
+                                              "time, such as 2024-01-02T15:04:05Z") from None
 
 
 class KubeletProxy:
@@ -219,10 +219,9 @@ class KubeletProxy:
 
     async def logs(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         query = request.query
-        warnings = CIMultiDict(("Warning", f'299 - "{text}"') for text in check_log_options(name, query))
+        check_log_options(name, query)
         if not _true(query.get("follow")):
-            return web.Response(body=await self.read_log(namespace, name, query), content_type="text/plain",
-                                headers=warnings)
+            return web.Response(body=await self.read_log(namespace, name, query), content_type="text/plain")
         url, node = await self._location(namespace, name, "containerLogs", query.get("container") or "")
         params = {k: v for k, v in query.items() if k in LOG_OPTIONS}
         async with self._session(total=None) as session:
@@ -236,7 +235,6 @@ class KubeletProxy:
                 # what the kubelet sends as it comes, until it ends the log (the container is gone) or the
                 # client goes away
                 response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
-                response.headers.extend(warnings)
                 response.enable_chunked_encoding()
                 await response.prepare(request)
                 with contextlib.suppress(ConnectionError, aiohttp.ClientError):

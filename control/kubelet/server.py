@@ -16,7 +16,7 @@ Authenticated but not allowed: 403 Forbidden with upstream's wording.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from control.kubelet import spdystreams, streaming
-from control.kubelet.logs import LogRequestError, read_log
+from control.kubelet.logs import Limiter, LineDecoder, LogRequestError, log_options, read_log
 from control.kubelet.streaming import PodProcessTarget, SessionError, Streams
 from control.kubelet.workloads import Container
 
@@ -52,16 +52,6 @@ class PodSource(Protocol):
     def pod_target(self, namespace: str, name: str) -> PodProcessTarget: ...
 
     def running_container(self, namespace: str, name: str, container: str | None) -> tuple[Any, Container]: ...
-
-
-def _count(query: Mapping[str, str], name: str) -> int | None:
-    """A non-negative integer query parameter, or None when absent (400 when malformed)."""
-    value = query.get(name)
-    if value is None or value == "":
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise LogRequestError(400, f"{name}: Invalid value: {value!r}: must be a non-negative integer")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -112,10 +102,6 @@ def server_context(cert: str, key: str, client_ca: str) -> ssl.SSLContext:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _bool(query: Mapping[str, str], name: str) -> bool:
-    return query.get(name, "").lower() in ("1", "true")
-
-
 def make_app(source: PodSource) -> web.Application:
     """The kubelet API's routes behind its authentication and authorization."""
 
@@ -138,30 +124,31 @@ def make_app(source: PodSource) -> web.Application:
         return info["namespace"], info["pod"], info.get("container") or None
 
     async def container_logs(request: web.Request) -> web.StreamResponse:
-        query = request.query
-        tail, limit = _count(query, "tailLines"), _count(query, "limitBytes")
-        path, ended = source.log_source(*names(request), previous=_bool(query, "previous"))
-        data, offset = read_log(path, tail, limit)
-        if not _bool(query, "follow"):
+        options = log_options(request.query)
+        path, ended = source.log_source(*names(request), previous=options.previous)
+        data, offset = read_log(path, options)
+        limiter = Limiter(options.limit_bytes)
+        data = limiter.take(data)
+        if not options.follow or limiter.spent:
             return web.Response(body=data, content_type="text/plain")
         # follow: what is there, then what comes, until the container instance is gone or LIMIT is spent
         response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        left = None if limit is None else limit - len(data)
 
         def done() -> bool:
             # a follower that went away ends the follow too, even while the log is quiet
             transport = request.transport
             return ended() or transport is None or transport.is_closing()
 
+        decoder = LineDecoder()
         try:
             await response.write(data)
             async for chunk in streaming.follow_file(path, offset, done):
-                if left is not None:
-                    chunk, left = chunk[:left], left - len(chunk[:left])
-                await response.write(chunk)
-                if left == 0:
+                lines = [options.render(line) for line in decoder.feed(chunk) if options.keeps(line)]
+                if lines:
+                    await response.write(limiter.take(b"".join(lines)))
+                if limiter.spent:
                     break
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):

@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from control.api import remotecommand as rc
+from control.kubelet.logs import LineDecoder
 from netsim import namespaces
 
 log = logging.getLogger("kubelet.streaming")
@@ -418,9 +419,13 @@ async def attach_session(request: web.Request, log_path: Path, ended: Callable[[
     loop = asyncio.get_running_loop()
 
     async def output() -> None:
+        decoder = LineDecoder()
         async for chunk in follow_file(log_path, start, ended):
-            if streams.stdout:
-                await channels.send(rc.STDOUT, chunk)
+            for line in decoder.feed(chunk):
+                if line.stream == "stderr" and streams.stderr:
+                    await channels.send(rc.STDERR, line.content)
+                elif line.stream != "stderr" and streams.stdout:
+                    await channels.send(rc.STDOUT, line.content)
 
     pump = loop.create_task(output())
     # Closing the attached stdin would close the container's own: a client's end of input is dropped.

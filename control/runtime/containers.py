@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
+from control.runtime.crilog import LineSplitter, cri_line
 from netsim import namespaces
 
 AGNHOST_DEFAULT_HTTP = 8080
@@ -59,8 +60,21 @@ class ContainerLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, line: str) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(line.rstrip("\n") + "\n")
+        """A line of the container's own (a built-in's message), stored as stdout."""
+        self.append("stdout", [(line.rstrip("\n").encode(), False)])
+
+    def append(self, stream: str, lines: list[tuple[bytes, bool]]) -> None:
+        """LINES (content, partial) the container wrote to STREAM now, in CRI's format (crilog)."""
+        if lines:
+            with open(self.path, "ab") as handle:
+                handle.write(b"".join(cri_line(stream, text, partial=partial) for text, partial in lines))
+
+    async def pump(self, stream: str, reader: asyncio.StreamReader) -> None:
+        """Store what READER (a container's stdout or stderr pipe) carries, line by line, until it ends."""
+        splitter = LineSplitter()
+        while chunk := await reader.read(65536):
+            self.append(stream, splitter.feed(chunk))
+        self.append(stream, splitter.close())
 
 
 def _listen(netns: str, kind: int, port: int) -> socket.socket:
@@ -329,6 +343,10 @@ def _home_of(uid: int | None) -> str:
         return "/"
 
 
+#: seconds an exited process's output is waited for before it is reported gone
+PUMP_DRAIN = 2.0
+
+
 class ProcessContainer(Container):
     """A real process inside all of the pod's namespaces: network, UTS and mount (namespaces.command_in)."""
 
@@ -345,6 +363,7 @@ class ProcessContainer(Container):
         self.identity = identity
         self.process: asyncio.subprocess.Process | None = None
         self._waiter: asyncio.Task[None] | None = None
+        self._pumps: list[asyncio.Task[None]] = []
 
     def environment(self) -> dict[str, str]:
         """What the process starts with: PATH, HOSTNAME and HOME as a container runtime sets them, then
@@ -360,23 +379,28 @@ class ProcessContainer(Container):
                                      workdir=self.workdir or None)
 
     async def start(self) -> None:
-        handle = open(self.log.path, "ab")  # noqa: SIM115 - handed to the child; closed after spawn
+        # stdout and stderr through pipes the runtime reads, so that each line is stored with its time
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *self.command_line(),
                 stdin=asyncio.subprocess.PIPE if self.keeps_stdin else asyncio.subprocess.DEVNULL,
-                stdout=handle, stderr=asyncio.subprocess.STDOUT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env=self.environment(), start_new_session=True)
         except OSError as exc:
             raise ContainerError("StartError", f"failed to start {self.argv[0]!r}: {exc.strerror}") from None
-        finally:
-            handle.close()
+        loop = asyncio.get_running_loop()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._pumps = [loop.create_task(self.log.pump("stdout", self.process.stdout)),
+                       loop.create_task(self.log.pump("stderr", self.process.stderr))]
         self.started_at = now_rfc3339()
-        self._waiter = asyncio.get_running_loop().create_task(self._wait())
+        self._waiter = loop.create_task(self._wait())
 
     async def _wait(self) -> None:
         assert self.process is not None
         code = await self.process.wait()
+        # what it wrote last is stored before it is seen to end (a follower stops at the end); a child
+        # left behind holding the pipes open does not keep it from ending: its pump goes on
+        await asyncio.wait(self._pumps, timeout=PUMP_DRAIN)
         self._finished(code if code >= 0 else 128 - code)
 
     async def stop(self, grace: float) -> None:

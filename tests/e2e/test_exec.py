@@ -1,9 +1,10 @@
 """Into the pod, on one single-node cluster: unmodified kubectl (1.27, which speaks SPDY/3.1; 1.30, the
 first to speak WebSocket by default; and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a
-terminal with its size), `attach`, `cp` both ways and `logs -f` through the apiserver and the kubelet;
-the Python `kubernetes` client's `stream()` gets its exit code and its `portforward()` reaches a pod's
-port; `kubesim exec POD` runs a command there; and bad requests get upstream's answers without leaving
-anything stuck (a client killed mid-session takes its command with it)."""
+terminal with its size), `attach`, `cp` both ways, `logs -f` and `logs --tail --timestamps --since`
+through the apiserver and the kubelet; the Python `kubernetes` client's `stream()` gets its exit code
+and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a command there; and bad requests
+get upstream's answers without leaving anything stuck (a client killed mid-session takes its command
+with it)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from control.runtime.crilog import parse_rfc3339
 from kubesim import testing
 from netsim import names
 from tests.conftest import unavailable
@@ -234,6 +236,24 @@ def test_log_options_tail_limit_and_previous(cluster: Exec) -> None:
     refused = cluster.kubectl("logs", "talker", "-c", "talk", "--previous", check=False)
     assert refused.returncode == 1
     assert 'previous terminated container "talk" in pod "talker" not found' in refused.stderr
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_logs_tail_timestamps_and_since_by_line_time(cluster: Exec, version: str) -> None:
+    # the talker writes `line N` every 0.3 s from its start: known output, each line stored with its time
+    wait_until(lambda: "line 5\n" in cluster.kubectl("logs", "talker", "-c", "talk").stdout, timeout=60,
+               message="the talker's sixth line")
+    stamped = cluster.kubectl("logs", "talker", "-c", "talk", "--tail=2", "--timestamps", version=version).stdout
+    (first_time, first), (second_time, second) = (line.split(" ", 1) for line in stamped.splitlines())
+    assert int(second.split()[1]) == int(first.split()[1]) + 1
+    assert first.startswith("line ") and parse_rfc3339(first_time) <= parse_rfc3339(second_time)
+    # --since=1s: only lines stamped in the last second before the kubelet answered, so not the first ones
+    asked = time.time_ns()
+    recent = cluster.kubectl("logs", "talker", "-c", "talk", "--since=1s", "--timestamps", version=version).stdout
+    assert "line 0\n" not in recent
+    assert all(parse_rfc3339(line.split(" ", 1)[0]) >= asked - 1_000_000_000 for line in recent.splitlines())
+    everything = cluster.kubectl("logs", "talker", "-c", "talk", "--since=1h", version=version).stdout
+    assert everything.startswith("line 0\nline 1\n")
 
 
 def test_the_python_client_stream_gets_output_and_exit_code(cluster: Exec) -> None:

@@ -1,5 +1,5 @@
 """What the apiserver checks before it asks a kubelet: exec/attach options as the kubelet API's query,
-the container of the pod, and PodLogOptions (422 naming the field; a Warning for what is not kept)."""
+the container of the pod, and PodLogOptions (422 naming the field, 400 for a sinceTime that is no time)."""
 
 from __future__ import annotations
 
@@ -57,10 +57,13 @@ def test_bad_log_options_are_invalid_naming_the_field(query: dict[str, str], fie
     assert [(c["field"], c["message"]) for c in refused.value.details["causes"]] == [(field, message)]
 
 
-def test_options_without_per_line_times_are_warned_about_not_dropped_silently() -> None:
-    assert check_log_options("web", {"tailLines": "0", "limitBytes": "10", "follow": "true"}) == []
-    (warning,) = check_log_options("web", {"timestamps": "true", "sinceSeconds": "60"})
-    assert warning.startswith("sinceSeconds, timestamps ignored:")
+def test_good_log_options_pass_and_a_malformed_since_time_is_a_bad_request() -> None:
+    check_log_options("web", {"tailLines": "0", "limitBytes": "10", "follow": "true", "timestamps": "true",
+                              "sinceTime": "2026-01-01T00:00:00.5+02:00"})
+    check_log_options("web", {"sinceSeconds": "60"})
+    with pytest.raises(APIError) as refused:
+        check_log_options("web", {"sinceTime": "yesterday"})
+    assert refused.value.code == 400 and "sinceTime" in refused.value.message
 
 
 def test_port_forward_ports_are_numbers_in_range() -> None:
