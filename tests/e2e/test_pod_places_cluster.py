@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from control.kubelet.logs import read_container_log
 from kubesim.testing import Cluster
 from netsim import namespaces
 from tests.conftest import require_tool
@@ -64,10 +65,11 @@ def log_of(cluster: Cluster, pod: str, container: str) -> str:
     """The container's log, once its script has printed its last line (the file kubectl logs reads)."""
     uid = cluster.get("pod", pod)["metadata"]["uid"]
     node = cluster.get("pod", pod)["spec"]["nodeName"]
-    path = cluster.state.dir / "kubelet" / node / "pods" / f"default_{pod}_{uid}" / f"{container}.log"
+    pod_dir = cluster.state.dir / "kubelet" / node / "pods" / f"default_{pod}_{uid}"
 
     def complete() -> str | None:
-        text = path.read_text() if path.exists() else ""
+        # the runtime stores lines in CRI's log format; the kubelet's reader gives back what was written
+        text = read_container_log(pod_dir, container, None).decode()
         return text if text.endswith("\n") and text.count("\n") >= 1 else None
 
     text: str = eventually(complete, timeout=30, interval=0.2, message=f"the log of {pod}/{container}")

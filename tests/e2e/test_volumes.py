@@ -23,6 +23,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from control.kubelet.logs import read_container_log
 from kubesim.testing import Cluster
 from netsim import namespaces
 from tests.conftest import require_tool
@@ -103,10 +104,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def log_of(cluster: Cluster, pod: str, container: str, lines: int, namespace: str = "default") -> list[str]:
     meta = cluster.get("pod", pod, namespace=namespace)
     node, uid = meta["spec"]["nodeName"], meta["metadata"]["uid"]
-    path = cluster.state.dir / "kubelet" / node / "pods" / f"{namespace}_{pod}_{uid}" / f"{container}.log"
+    pod_dir = cluster.state.dir / "kubelet" / node / "pods" / f"{namespace}_{pod}_{uid}"
 
     def complete() -> list[str] | None:
-        text = path.read_text().splitlines() if path.exists() else []
+        # the runtime stores lines in CRI's log format; the kubelet's reader gives back what was written
+        text = read_container_log(pod_dir, container, None).decode().splitlines()
         return text if len(text) >= lines else None
 
     found: list[str] = eventually(complete, timeout=30, interval=0.2, message=f"{lines} lines of {pod}/{container}")
