@@ -77,7 +77,8 @@ def manifests() -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waits"}, "spec": {
             "nodeName": "worker-2",
             "volumes": [{"name": "later", "configMap": {"name": "later"}}],
-            "containers": [sh("c", "cat /etc/later/k; exec sleep 3600",
+            # the echo ends the line: like containerd, the runtime stores a line once its newline comes
+            "containers": [sh("c", "cat /etc/later/k; echo; exec sleep 3600",
                               volumeMounts=[{"name": "later", "mountPath": "/etc/later"}])]}},
         # kube-system's coredns ServiceAccount may list pods (system:coredns); default's may not.
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api", "namespace": "kube-system"}, "spec": {
