@@ -188,8 +188,14 @@ def make_app(source: PodSource) -> web.Application:
     return app
 
 
+#: seconds the requests in flight get to finish when the kubelet stops
+SHUTDOWN_TIMEOUT = 0.5
+
+
 async def serve(source: PodSource, address: str, context: ssl.SSLContext, port: int = KUBELET_PORT) -> web.AppRunner:
-    runner = web.AppRunner(make_app(source), access_log=None)
+    # A kubelet that stops ends the streams it serves (logs -f, exec, port-forward) instead of waiting
+    # aiohttp's default minute for them: the runtime keeps the containers, the clients see the stream end.
+    runner = web.AppRunner(make_app(source), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     await web.TCPSite(runner, address, port, ssl_context=context).start()
     return runner
