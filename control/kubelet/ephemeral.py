@@ -1,0 +1,84 @@
+"""Ephemeral containers (`kubectl debug POD`): containers added to a running pod through the API's
+pods/NAME/ephemeralcontainers, started by the kubelet in the pod's namespaces, never restarted.
+
+The pod worker keeps them apart from its regular containers (EphemeralContainers): they have no part in
+the pod's phase or readiness, and the pod's status lists them in ephemeralContainerStatuses. Each one
+starts once, when the pod's spec gains it and the pod runs (its sandbox up): as a regular container
+starts (the pod's network, UTS and mount namespaces, its env; in the node runtime, or in the kubelet
+with `stdin: true` for attach), then runs until it exits and stays terminated.
+
+targetContainerName names the container whose process namespace it would share. kubesim's pods have
+no process namespace of their own (every process of the node sees the node's processes), so the target
+adds nothing to what the container sees; it must exist and have started, as upstream's kubelet finds
+the target's container before it creates the ephemeral one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from control.kubelet.agent import ContainerState, PodWorker
+
+#: why an ephemeral container whose target is not there does not start (upstream's kubelet fails its
+#: creation: the container stays waiting with this reason)
+TARGET_MISSING = "CreateContainerConfigError"
+
+
+@dataclass
+class EphemeralContainers:
+    """One pod's ephemeral containers: name -> state, and which of them were started (once each)."""
+
+    states: dict[str, ContainerState] = field(default_factory=dict)
+    launched: set[str] = field(default_factory=set)
+
+    def specs_added(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pod's ephemeral containers this worker has not seen yet (none is ever removed or changed)."""
+        listed = (pod.get("spec") or {}).get("ephemeralContainers") or []
+        return [c for c in listed if isinstance(c, dict) and c.get("name") and c["name"] not in self.states]
+
+
+def sync(worker: PodWorker) -> None:
+    """Record the ephemeral containers the pod's spec gained and start those not yet started, if the pod
+    runs; called on every update of the pod and once the pod's own containers were started."""
+    from control.kubelet.agent import ContainerState
+
+    known = worker.ephemeral
+    for spec in known.specs_added(worker.pod):
+        known.states[spec["name"]] = ContainerState(spec, ephemeral=True)
+        worker.changed.set()
+    if worker.sandbox is None or worker.phase != "Running" or worker.stopping.is_set():
+        return
+    for name, state in known.states.items():
+        if name not in known.launched:
+            known.launched.add(name)
+            worker.kubelet.spawn(start(worker, state))
+
+
+def target_problem(worker: PodWorker, spec: dict[str, Any]) -> str | None:
+    """Why SPEC's target cannot be had, or None (no target, or one that started)."""
+    target = spec.get("targetContainerName")
+    if not target:
+        return None
+    state = worker.containers.get(str(target))
+    if state is None or state.container is None:
+        return (f"target container {target!r} of ephemeral container {spec.get('name')!r} has not started in pod "
+                f"{worker.key}: wait until it runs, or debug without --target")
+    return None
+
+
+async def start(worker: PodWorker, state: ContainerState) -> None:
+    problem = target_problem(worker, state.spec)
+    if problem is not None:
+        state.waiting = (TARGET_MISSING, problem)
+        await worker.event("Failed", f"Error: {problem}", warning=True)
+        worker.changed.set()
+        return
+    await worker.start_container(state)
+
+
+def statuses(worker: PodWorker) -> list[dict[str, Any]]:
+    """ephemeralContainerStatuses: as containerStatuses, never ready, never restarted."""
+    return [{**worker.container_status(state), "ready": False, "restartCount": 0}
+            for state in worker.ephemeral.states.values()]
