@@ -8,6 +8,7 @@ sockets opened inside the pod's network namespace (no process per pod, a few KB 
         --delay-shutdown=S serves S seconds more after it is told to stop
     nginx                     a page naming the pod, on port 80
     pause, busybox `sleep`    idle
+    busybox, alpine           with no command: a shell (their CMD), e.g. `kubectl debug -it POD --image=busybox`
     registry.k8s.io/coredns/coredns   cluster DNS (control/dns) as a process in the pod's namespace, with
                               the pod's ServiceAccount credentials; args are control.dns's flags
 
@@ -453,6 +454,10 @@ def _flag(args: list[str], name: str, default: int) -> int:
     return default
 
 
+#: images whose default command (their CMD) is a shell: run with the machine's `sh`
+SHELL_IMAGES = ("busybox", "alpine")
+
+
 def _repository(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
@@ -513,6 +518,8 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     full = command + args
     if repo.rsplit("/", 1)[-1] in ("busybox", "alpine") and full[:1] == ["sleep"]:
         return IdleContainer(name, log)
+    if not full and repo.rsplit("/", 1)[-1] in SHELL_IMAGES:
+        full = ["sh"]  # the image's own CMD: `kubectl debug -it POD --image=busybox` gets a shell
     if full:
         return process(full)
     raise ContainerError("ErrImagePull", f'kubesim has no built-in workload for image "{image}": give the container '
