@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from control.apiserver import defaults
 from control.apiserver.admission import KubernetesAdmission
+from control.apiserver.errors import APIError
+from control.apiserver.kubeletproxy import container_of
 from control.apiserver.registry import Registry
 from control.apiserver.validation import validate, validate_update
 from tests.unit.apiserver.test_api_server import ADMIN, PROXY, run
@@ -214,3 +216,11 @@ def test_discovery_lists_it_and_a_path_not_served_has_details(tmp_path: Path) ->
         assert (await resp.json())["details"] == {}
 
     run(scenario, tmp_path, admission=KubernetesAdmission())
+
+
+def test_exec_attach_and_logs_may_name_an_ephemeral_container() -> None:
+    pod = with_debuggers(web(), DEBUGGER)
+    assert container_of(pod, "debugger-abcde") == "debugger-abcde"
+    assert container_of(pod, "init") == "init"
+    with pytest.raises(APIError, match="container nope is not valid for pod web"):
+        container_of(pod, "nope")
