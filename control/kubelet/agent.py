@@ -47,6 +47,7 @@ from control.dns import pod_dns_config
 from control.kubelet import ephemeral
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
+from control.kubelet.hostns import host_namespace_problem
 from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
@@ -279,6 +280,13 @@ class PodWorker:
             log.exception("pod %s: worker failed", self.key)
 
     async def _setup(self) -> None:
+        unsupported = host_namespace_problem(self.pod)
+        if unsupported is not None:
+            for state in self.containers.values():
+                state.waiting = (CONFIG_ERROR, unsupported)
+            await self.event("Failed", f"Error: {unsupported}", warning=True)
+            await self._write_status()
+            return
         problems = [p for c in self.containers.values() for p in probe_errors(c.spec)]
         if problems:
             for state in self.containers.values():

@@ -155,3 +155,26 @@ def test_one_added_before_the_pod_runs_starts_with_it(tmp_path: Path) -> None:
             assert len(node.containers.of("web", "debugger")) == 1
 
     asyncio.run(main())
+
+
+def test_a_pod_asking_for_the_nodes_namespaces_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # what `kubectl debug node/NAME` creates: kubesim gives every pod namespaces of its own, so it says so
+    async def main() -> None:
+        async with running_node(tmp_path) as node:
+            await node.create_pod("node-debugger", [{"name": "debugger", "image": "busybox", "stdin": True}],
+                                  hostNetwork=True, hostPID=True, hostIPC=True)
+
+            async def waiting() -> dict[str, Any]:
+                entry = await node.container_status("node-debugger", "debugger")
+                return dict((entry.get("state") or {}).get("waiting") or {})
+
+            await node.eventually(lambda: _has_reason(waiting(), "CreateContainerConfigError"), "refused")
+            message = (await waiting())["message"]
+            assert "hostNetwork=true, hostPID=true, hostIPC=true is not supported" in message
+            failed = await node.eventually(lambda: node.events("node-debugger", "Failed"), "the Failed event")
+            assert "hostNetwork=true" in failed[0]["message"]
+            assert node.containers.of("node-debugger", "debugger") == []
+            assert (await node.status("node-debugger"))["phase"] == "Pending"
+            assert node.kernel.ns_exists(node.sandbox_ns("node-debugger")) is False
+
+    asyncio.run(main())
