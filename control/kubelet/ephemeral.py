@@ -5,7 +5,9 @@ The pod worker keeps them apart from its regular containers (EphemeralContainers
 the pod's phase or readiness, and the pod's status lists them in ephemeralContainerStatuses. Each one
 starts once, when the pod's spec gains it and the pod runs (its sandbox up): as a regular container
 starts (the pod's network, UTS and mount namespaces, its env; in the node runtime, or in the kubelet
-with `stdin: true` for attach), then runs until it exits and stays terminated.
+with `stdin: true` for attach), then runs until it exits and stays terminated. A kubelet that restarts
+adopts one still running in the node runtime, and reports one its predecessor ran as it was
+(ran_before): none is run twice.
 
 targetContainerName names the container whose process namespace it would share. kubesim's pods have
 no process namespace of their own (every process of the node sees the node's processes), so the target
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from control.kubelet.workloads import now_rfc3339
 
 if TYPE_CHECKING:
     from control.kubelet.agent import ContainerState, PodWorker
@@ -32,6 +36,8 @@ class EphemeralContainers:
 
     states: dict[str, ContainerState] = field(default_factory=dict)
     launched: set[str] = field(default_factory=set)
+    # name -> the terminated state of one an earlier kubelet ran (reported as it was, never run again)
+    finished: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def specs_added(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         """The pod's ephemeral containers this worker has not seen yet (none is ever removed or changed)."""
@@ -46,7 +52,13 @@ def sync(worker: PodWorker) -> None:
 
     known = worker.ephemeral
     for spec in known.specs_added(worker.pod):
-        known.states[spec["name"]] = ContainerState(spec, ephemeral=True)
+        name = spec["name"]
+        known.states[name] = state = ContainerState(spec, ephemeral=True)
+        before = ran_before(worker, name)
+        if before is not None:
+            known.launched.add(name)
+            known.finished[name] = before
+            state.waiting = None
         worker.changed.set()
     if worker.sandbox is None or worker.phase != "Running" or worker.stopping.is_set():
         return
@@ -54,6 +66,22 @@ def sync(worker: PodWorker) -> None:
         if name not in known.launched:
             known.launched.add(name)
             worker.kubelet.spawn(start(worker, state))
+
+
+def ran_before(worker: PodWorker, name: str) -> dict[str, Any] | None:
+    """The terminated state to report for ephemeral container NAME if an earlier kubelet started it (the
+    pod's status says so) and the node runtime has no running instance of it to adopt; else None."""
+    listed = (worker.pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+    state = next((dict(s.get("state") or {}) for s in listed if isinstance(s, dict) and s.get("name") == name), {})
+    if "terminated" in state:
+        return dict(state["terminated"])
+    if "running" in state and (worker.uid, name) not in worker.kubelet.adoptable:
+        # gone with the kubelet that ran it (a stdin container lives in the kubelet): upstream's words for a
+        # container that cannot be found
+        return {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                "message": "The container could not be located when the pod was terminated",
+                "startedAt": state["running"].get("startedAt"), "finishedAt": now_rfc3339()}
+    return None
 
 
 def target_problem(worker: PodWorker, spec: dict[str, Any]) -> str | None:
@@ -80,5 +108,10 @@ async def start(worker: PodWorker, state: ContainerState) -> None:
 
 def statuses(worker: PodWorker) -> list[dict[str, Any]]:
     """ephemeralContainerStatuses: as containerStatuses, never ready, never restarted."""
-    return [{**worker.container_status(state), "ready": False, "restartCount": 0}
-            for state in worker.ephemeral.states.values()]
+    found = []
+    for name, state in worker.ephemeral.states.items():
+        entry = {**worker.container_status(state), "ready": False, "restartCount": 0}
+        if name in worker.ephemeral.finished:
+            entry["state"] = {"terminated": worker.ephemeral.finished[name]}
+        found.append(entry)
+    return found

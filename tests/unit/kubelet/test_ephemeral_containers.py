@@ -178,3 +178,34 @@ def test_a_pod_asking_for_the_nodes_namespaces_is_refused_with_the_reason(tmp_pa
             assert node.kernel.ns_exists(node.sandbox_ns("node-debugger")) is False
 
     asyncio.run(main())
+
+
+def test_a_restarted_kubelet_runs_none_of_them_again(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_node(tmp_path) as node:
+            await running_pod(node)
+            await add(node, "web", DEBUGGER, {**DEBUGGER, "name": "still-running"})
+            for name in ("debugger", "still-running"):
+                await node.eventually(lambda n=name: _state_is(node, n, "running"), f"{name} running")
+            node.containers.latest("web", "debugger").exit(0)
+            await node.eventually(lambda: _state_is(node, "debugger", "terminated"), "debugger terminated")
+            api, kernel = node.api, node.kernel
+            assert node.task is not None
+            node.task.cancel()
+            await asyncio.gather(node.task, return_exceptions=True)
+            node.task = None
+            async with running_node(tmp_path, api=api, kernel=kernel) as again:
+                again.pods = node.pods
+                await again.eventually(lambda: again.containers.of("web", "c"), "web's own container again")
+                # the one that finished stays as it was; the one that ran in the old kubelet is gone with it
+                await again.eventually(lambda: _state_is(again, "still-running", "terminated"), "reported gone")
+                gone = (await ephemeral_state(again, "web", "still-running"))["terminated"]
+                assert gone["reason"] == "ContainerStatusUnknown" and gone["exitCode"] == 137
+                assert (await ephemeral_state(again, "web", "debugger"))["terminated"]["exitCode"] == 0
+                assert again.containers.of("web", "debugger") == again.containers.of("web", "still-running") == []
+
+    asyncio.run(main())
+
+
+async def _state_is(node: Node, name: str, state: str) -> bool:
+    return state in await ephemeral_state(node, "web", name)
