@@ -15,7 +15,8 @@ sockets opened inside the pod's network namespace (no process per pod, a few KB 
 or a real process (`command`/`args` with the machine's binaries, `$(VAR)` references expanded from
 its env as upstream does), run inside all of the pod's namespaces (network, UTS: its hostname, mount:
 its /etc/hosts, /etc/hostname, /etc/resolv.conf, the state directory hidden) with its env, workingDir
-and securityContext's runAsUser/runAsGroup (run_as), its output captured to the container's log.
+and securityContext's runAsUser/runAsGroup (run_as), its output captured to the container's log; with
+`tty: true` on a pseudo-terminal of its own (control.runtime.terminal).
 """
 
 from __future__ import annotations
@@ -490,8 +491,12 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     workdir = spec.get("workingDir") or None
 
     def process(argv: list[str]) -> ProcessContainer:
-        return ProcessContainer(name, log, netns, argv, env, workdir, hostname=hostname, identity=run_as,
-                                stdin=bool(spec.get("stdin")))
+        kind = ProcessContainer
+        if spec.get("tty"):
+            from control.runtime.terminal import TerminalContainer  # it builds on this module
+            kind = TerminalContainer
+        return kind(name, log, netns, argv, env, workdir, hostname=hostname, identity=run_as,
+                    stdin=bool(spec.get("stdin")))
 
     if repo.endswith("agnhost") or repo == "kubesim/echo":
         if command:

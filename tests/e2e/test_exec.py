@@ -387,14 +387,17 @@ def test_debug_attaches_a_shell_in_the_pods_namespaces(cluster: Exec, version: s
     assert cluster.kubectl("logs", "web", "-c", name).stdout.splitlines()[0] == "web"
 
 
-def test_debug_it_on_a_terminal_gets_a_shell_with_no_command(cluster: Exec) -> None:
-    # no command: busybox's own, a shell; kubectl attaches with a terminal of its own (raw: "\n" types a line)
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_debug_it_on_a_terminal_gets_an_interactive_shell(cluster: Exec, version: str) -> None:
+    # no command: busybox's own, a shell, on a terminal of the container's own; kubectl's raw terminal sends
+    # Enter as CR, which the container's terminal ends the line with
     code, output = _on_a_terminal(
-        cluster.argv("1.33", "debug", "-it", "web", "--image=busybox", "--container=debug-tty"),
-        b"If you don't see a command prompt", b"hostname; echo debugged-$((6 * 7)); exit\n", rows=24, columns=80)
+        cluster.argv(version, "debug", "-it", "web", "--image=busybox", f"--container=tty-{version[2:]}"),
+        b"If you don't see a command prompt", b"hostname; tty; echo debugged-$((6 * 7)); exit\r", rows=24,
+        columns=80)
     text = output.decode(errors="replace").replace("\r", "")
     assert code == 0 and "panic" not in text, text
-    assert "\nweb\n" in text and "debugged-42" in text
+    assert "\nweb\n" in text and "\n/dev/pts/" in text and "\ndebugged-42\n" in text
 
 
 @pytest.mark.parametrize("version", TRANSPORTS)
