@@ -16,6 +16,7 @@ from control.apiserver import defaults
 from control.apiserver.admission import KubernetesAdmission
 from control.apiserver.errors import APIError
 from control.apiserver.kubeletproxy import container_of
+from control.apiserver.openapi import v2_document, v3_document
 from control.apiserver.registry import Registry
 from control.apiserver.validation import validate, validate_update
 from tests.unit.apiserver.test_api_server import ADMIN, PROXY, run
@@ -224,3 +225,18 @@ def test_exec_attach_and_logs_may_name_an_ephemeral_container() -> None:
     assert container_of(pod, "init") == "init"
     with pytest.raises(APIError, match="container nope is not valid for pod web"):
         container_of(pod, "nope")
+
+
+def test_the_openapi_documents_carry_the_subresource_and_the_pods_fields() -> None:
+    v2 = v2_document()
+    pod = v2["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["ephemeralContainers"]
+    assert pod["items"]["$ref"] == "#/definitions/io.k8s.api.core.v1.EphemeralContainer"
+    assert pod["x-kubernetes-patch-merge-key"] == "name"
+    statuses = v2["definitions"]["io.k8s.api.core.v1.PodStatus"]["properties"]["ephemeralContainerStatuses"]
+    assert statuses["items"]["$ref"] == "#/definitions/io.k8s.api.core.v1.ContainerStatus"
+    assert "targetContainerName" in v2["definitions"]["io.k8s.api.core.v1.EphemeralContainer"]["properties"]
+    for paths in (v2["paths"], (v3_document("api/v1") or {})["paths"]):
+        item = paths["/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers"]
+        assert {item[m]["operationId"] for m in ("get", "put", "patch")} == {
+            "readCoreV1NamespacedPodEphemeralcontainers", "replaceCoreV1NamespacedPodEphemeralcontainers",
+            "patchCoreV1NamespacedPodEphemeralcontainers"}
