@@ -10,7 +10,7 @@ adopts one still running in the node runtime, and reports one its predecessor ra
 (ran_before): none is run twice.
 
 targetContainerName names the container whose process namespace it would share. kubesim's pods have
-no process namespace of their own (every process of the node sees the node's processes), so the target
+no process namespace of their own (every process of theirs sees the machine's processes), so the target
 adds nothing to what the container sees; it must exist and have started, as upstream's kubelet finds
 the target's container before it creates the ephemeral one.
 """

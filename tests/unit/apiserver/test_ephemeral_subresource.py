@@ -19,7 +19,7 @@ from control.apiserver.kubeletproxy import container_of
 from control.apiserver.openapi import v2_document, v3_document
 from control.apiserver.registry import Registry
 from control.apiserver.validation import validate, validate_update
-from tests.unit.apiserver.test_api_server import ADMIN, PROXY, run
+from tests.unit.apiserver.test_api_server import ADMIN, NODE1, PROXY, run
 
 SMP = {**ADMIN, "Content-Type": "application/strategic-merge-patch+json"}
 DEBUGGER = {"name": "debugger-abcde", "image": "busybox", "command": ["sh"], "stdin": True, "tty": True,
@@ -202,6 +202,14 @@ def test_bad_requests_get_a_status(tmp_path: Path) -> None:
         resp = await client.patch(PATH, data=json.dumps({"spec": {"ephemeralContainers": [DEBUGGER]}}),
                                   headers={**PROXY, "Content-Type": SMP["Content-Type"]})
         assert resp.status == 403 and "pods/ephemeralcontainers" in (await resp.json())["message"]
+        # nor has a node's kubelet, even for a pod bound to it: it writes only its pods' status
+        bound = {**POD, "metadata": {"name": "bound"}, "spec": {**POD["spec"], "nodeName": "worker-1"}}
+        assert (await client.post("/api/v1/namespaces/default/pods", json=bound, headers=ADMIN)).status == 201
+        assert (await client.get("/api/v1/namespaces/default/pods/bound", headers=NODE1)).status == 200
+        resp = await client.patch(PATH.replace("/web/", "/bound/"),
+                                  data=json.dumps({"spec": {"ephemeralContainers": [DEBUGGER]}}),
+                                  headers={**NODE1, "Content-Type": SMP["Content-Type"]})
+        assert resp.status == 403, await resp.text()
 
     run(scenario, tmp_path, admission=KubernetesAdmission())
 
