@@ -17,6 +17,7 @@ the target's container before it creates the ephemeral one.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,9 @@ from control.kubelet.workloads import now_rfc3339
 if TYPE_CHECKING:
     from control.kubelet.agent import ContainerState, PodWorker
 
-#: why an ephemeral container whose target is not there does not start (upstream's kubelet fails its
-#: creation: the container stays waiting with this reason)
-TARGET_MISSING = "CreateContainerConfigError"
+#: why an ephemeral container whose target or mounts cannot be had does not start (upstream's kubelet
+#: fails its creation: the container stays waiting with this reason)
+CANNOT_CREATE = "CreateContainerConfigError"
 
 
 @dataclass
@@ -96,10 +97,24 @@ def target_problem(worker: PodWorker, spec: dict[str, Any]) -> str | None:
     return None
 
 
+def mount_problem(worker: PodWorker, spec: dict[str, Any]) -> str | None:
+    """Why SPEC's volumeMounts cannot be had, or None. A pod's containers share one mount namespace, made
+    with the sandbox from the regular containers' mounts: an ephemeral container gets a volume only where
+    one of them mounts it."""
+    mounted = sorted(m.target for m in worker.volumes.mounts)
+    for mount in spec.get("volumeMounts") or []:
+        path = posixpath.normpath(str(mount.get("mountPath") or ""))
+        if path not in mounted:
+            return (f"volumeMount {mount.get('name')!r} of ephemeral container {spec.get('name')!r} at {path}: "
+                    "kubesim mounts a pod's volumes when it makes the pod's sandbox, and no container of the pod "
+                    f"mounts one there; mount it where one does ({', '.join(mounted) or 'none does'})")
+    return None
+
+
 async def start(worker: PodWorker, state: ContainerState) -> None:
-    problem = target_problem(worker, state.spec)
+    problem = target_problem(worker, state.spec) or mount_problem(worker, state.spec)
     if problem is not None:
-        state.waiting = (TARGET_MISSING, problem)
+        state.waiting = (CANNOT_CREATE, problem)
         await worker.event("Failed", f"Error: {problem}", warning=True)
         worker.changed.set()
         return

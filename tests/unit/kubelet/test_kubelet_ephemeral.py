@@ -209,3 +209,26 @@ def test_a_restarted_kubelet_runs_none_of_them_again(tmp_path: Path) -> None:
 
 async def _state_is(node: Node, name: str, state: str) -> bool:
     return state in await ephemeral_state(node, "web", name)
+
+
+def test_it_gets_a_volume_only_where_the_pods_containers_mount_one(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running_node(tmp_path) as node:
+            await node.create_pod("vol", [{"name": "c", "image": "pause",
+                                           "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                                  volumes=[{"name": "data", "emptyDir": {}}])
+            await node.eventually(lambda: _phase(node, "vol", "Running"), "vol Running")
+            await add(node, "vol", {**DEBUGGER, "volumeMounts": [{"name": "data", "mountPath": "/data/"}]},
+                      {**DEBUGGER, "name": "elsewhere", "volumeMounts": [{"name": "data", "mountPath": "/mnt"}]})
+            await node.eventually(lambda: node.containers.of("vol", "debugger"), "the debugger at /data made")
+
+            async def waiting() -> dict[str, Any]:
+                return (await ephemeral_state(node, "vol", "elsewhere")).get("waiting") or {}
+
+            await node.eventually(lambda: _has_reason(waiting(), "CreateContainerConfigError"), "elsewhere waiting")
+            assert "at /mnt: kubesim mounts a pod's volumes when it makes the pod's sandbox" in (await waiting())[
+                "message"]
+            assert "mount it where one does (/data)" in (await waiting())["message"]
+            assert node.containers.of("vol", "elsewhere") == []
+
+    asyncio.run(main())
