@@ -12,7 +12,9 @@ adopts one still running in the node runtime, and reports one its predecessor ra
 targetContainerName names the container whose process namespace it would share. kubesim's pods have
 no process namespace of their own (every process of theirs sees the machine's processes), so the target
 adds nothing to what the container sees; it must exist and have started, as upstream's kubelet finds
-the target's container before it creates the ephemeral one.
+the target's container before it creates the ephemeral one. Its volumeMounts are had only where the
+pod's containers mount a volume (one mount namespace per pod, made with the sandbox): elsewhere it waits
+with the reason (mount_problem).
 """
 
 from __future__ import annotations

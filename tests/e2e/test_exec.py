@@ -412,6 +412,14 @@ def test_bad_debug_requests_get_a_status(cluster: Exec, version: str) -> None:
     assert target.returncode == 1 and 'targetContainerName: Not found: "nope"' in target.stderr, target.stderr
 
 
+def test_debug_without_stdin_runs_in_the_node_runtime_to_its_end(cluster: Exec) -> None:
+    cluster.kubectl("debug", "web", "--image=busybox", "--container=quick", "--", "sh", "-c",
+                    'echo "ran in $(hostname)"; exit 4')
+    wait_until(lambda: _ephemeral_state(cluster, "web", "quick").get("terminated", {}).get("exitCode") == 4,
+               timeout=30, message="quick terminated with 4")
+    assert cluster.kubectl("logs", "web", "-c", "quick").stdout == "ran in web\n"
+
+
 def test_an_image_kubesim_cannot_run_waits_with_the_reason_and_an_event(cluster: Exec) -> None:
     cluster.kubectl("debug", "web", "--image=example.com/tools:1", "--container=cannot-run")
 
