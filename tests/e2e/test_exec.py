@@ -460,6 +460,9 @@ def test_debug_node_gets_a_clear_refusal(cluster: Exec) -> None:
             seen = ""
             deadline = time.monotonic() + 60
             while "is not supported" not in seen and time.monotonic() < deadline:
+                ready, _, _ = select.select([debugger.stderr], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
                 line = debugger.stderr.readline()
                 if not line:
                     break
