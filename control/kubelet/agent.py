@@ -432,6 +432,7 @@ class PodWorker:
         return path if path.is_file() else None
 
     async def start_container(self, state: ContainerState) -> None:
+        """Start STATE's container as the pod's own start: how control.kubelet.ephemeral starts its ones."""
         await self._start_container(state)
 
     async def _start_container(self, state: ContainerState) -> None:
