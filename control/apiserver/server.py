@@ -65,7 +65,8 @@ SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v
                      "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
-                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"]}
+                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"],
+                     "ephemeralcontainers": ["get", "patch", "update"]}
 STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 
 class UnknownFields(Protocol):
@@ -228,7 +229,7 @@ class APIServer:
             return self._discovery_root(path, request.headers.get("Accept", ""))
         target = parse_target(path)
         if target is None:
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.no_route()
         if isinstance(target, tuple):
             self._authorize_path(user, request.method, request.path)
             return _json(self._resource_list(*target))
@@ -270,7 +271,7 @@ class APIServer:
                 raise errors.not_acceptable(accept)
             if document is not None:
                 return _json(document)
-        raise APIError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.no_route()
 
     @staticmethod
     def _resource_list(group: str, version: str) -> dict[str, Any]:
