@@ -5,7 +5,8 @@ Each LOCAL port listens on 127.0.0.1 of this shell's namespace; each connection 
 REMOTE of the pod. A Service or Deployment is resolved to one of its Running pods as kubectl does,
 and for a Service, REMOTE is the Service's port, carried to the pod's targetPort (a named targetPort
 looked up in the pod's container ports). LOCAL omitted is REMOTE; LOCAL 0 (or ":REMOTE") is a free
-port. A connection the pod refuses is reported and closed, and forwarding goes on; Ctrl-C ends it.
+port. A connection the pod refuses (nothing listens on REMOTE) ends the whole forward with the
+kubelet's error, as kubectl's does ("lost connection to pod"); Ctrl-C ends it cleanly.
 
     PortForwardInputError   a port or target that can never work (the message says how to write it)
     PortForwardTargetError  the target is not there, not running, or has no such port
@@ -163,7 +164,8 @@ Say = Callable[[str], None]
 
 
 async def _connection(client: Client, namespace: str, pod: str, local: int, remote: int,
-                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter, say: Say, warn: Say) -> None:
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter, say: Say, warn: Say,
+                      fail: Say) -> None:
     say(f"Handling connection for {local}")
     try:
         stream = await open_port_forward(client, namespace, pod, remote)
@@ -183,6 +185,7 @@ async def _connection(client: Client, namespace: str, pod: str, local: int, remo
             await writer.drain()
     except PortForwardError as exc:
         warn(f"error: an error occurred forwarding {local} -> {remote}: {exc}")
+        fail(str(exc))
     except (ConnectionError, KubeClientError):
         pass  # this side's client went away, or the apiserver's connection broke: this connection ends
     finally:
@@ -197,6 +200,12 @@ async def forward(client: Client, namespace: str, target: str, specs: list[PortS
                   say: Say = print, warn: Say = print) -> None:
     """Forward until STOP is set; PortForwardTargetError / KubeClientError before anything listens."""
     pod, ports = await resolve(client, namespace, target, specs)
+    failures: list[str] = []
+
+    def fail(why: str) -> None:
+        failures.append(why)
+        stop.set()
+
     servers: list[asyncio.Server] = []
     connections: set[asyncio.Task[None]] = set()
     try:
@@ -205,7 +214,7 @@ async def forward(client: Client, namespace: str, target: str, specs: list[PortS
                        local: int | None = local) -> None:
                 bound = writer.get_extra_info("sockname")[1]
                 task = asyncio.get_running_loop().create_task(
-                    _connection(client, namespace, pod, bound, remote, reader, writer, say, warn))
+                    _connection(client, namespace, pod, bound, remote, reader, writer, say, warn, fail))
                 connections.add(task)
                 task.add_done_callback(connections.discard)
 
@@ -217,6 +226,8 @@ async def forward(client: Client, namespace: str, target: str, specs: list[PortS
             servers.append(server)
             say(f"Forwarding from 127.0.0.1:{server.sockets[0].getsockname()[1]} -> {remote}")
         await stop.wait()
+        if failures:
+            raise PortForwardTargetError(f"{failures[0]}; lost connection to pod")
     finally:
         for server in servers:
             server.close()
