@@ -16,6 +16,7 @@ from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.metricsapi import MetricsAPI
 from control.apiserver.patch import apply_patch
+from control.apiserver.rbac_policy import cluster_roles
 from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
 from control.apiserver.server import APIServer
@@ -151,3 +152,11 @@ def test_rbac_decides_and_writes_are_not_served(tmp_path: Path) -> None:
         assert unknown.status == 404
 
     run(tmp_path, scenario)
+
+
+def test_view_edit_and_admin_may_read_metrics_as_metrics_servers_manifest_grants() -> None:
+    reader = next(r for r in cluster_roles() if r["metadata"]["name"] == "system:aggregated-metrics-reader")
+    labels = reader["metadata"]["labels"]
+    assert all(labels[f"rbac.authorization.k8s.io/aggregate-to-{n}"] == "true" for n in ("view", "edit", "admin"))
+    assert reader["rules"] == [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
+                                "verbs": ["get", "list", "watch"]}]
