@@ -16,6 +16,7 @@ no process to measure: it is reported with source "builtin" and zero usage, whic
 beyond the runtime's own usage (that is counted in the node's).
 
     usage_of_session(pid) -> Usage | None     None: the process is gone
+    container_stats([(id, pid)]) -> {id: ListContainerStats' item}   one pass over /proc for all
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def _stat_fields(text: str) -> list[str]:
     return [head, text[text.find("(") + 1:close], *text[close + 1:].split()]
 
 
-def session_members(session: int, proc: Path = Path("/proc")) -> dict[int, list[str]]:
-    """pid -> stat fields of every live process of SESSION."""
-    found: dict[int, list[str]] = {}
+def sessions(proc: Path = Path("/proc")) -> dict[int, dict[int, list[str]]]:
+    """session -> pid -> stat fields of every live process, from one pass over PROC."""
+    found: dict[int, dict[int, list[str]]] = {}
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
@@ -60,8 +61,8 @@ def session_members(session: int, proc: Path = Path("/proc")) -> dict[int, list[
             fields = _stat_fields((proc / entry.name / "stat").read_text())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue  # it ended while we looked
-        if len(fields) > _CSTIME and fields[_SESSION - 1] == str(session):
-            found[int(entry.name)] = fields
+        if len(fields) > _CSTIME and fields[_SESSION - 1].isdigit():
+            found.setdefault(int(fields[_SESSION - 1]), {})[int(entry.name)] = fields
     return found
 
 
@@ -79,9 +80,11 @@ def _pss_bytes(pid: int, proc: Path) -> int:
         return 0
 
 
-def proc_usage(session: int, proc: Path = Path("/proc")) -> Usage | None:
-    """/proc accounting of SESSION's processes, or None when none is left."""
-    members = session_members(session, proc)
+def proc_usage(session: int, proc: Path = Path("/proc"),
+               snapshot: dict[int, dict[int, list[str]]] | None = None) -> Usage | None:
+    """/proc accounting of SESSION's processes (from SNAPSHOT, sessions()' answer, when given: one pass
+    over /proc for many containers), or None when none is left."""
+    members = (snapshot if snapshot is not None else sessions(proc)).get(session)
     if not members:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
@@ -157,16 +160,17 @@ def cgroup_usage(cgroups: dict[str, str], root: Path = Path("/sys/fs/cgroup")) -
 
 
 def usage_of_session(pid: int, *, proc: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup"),
-                     own_pid: int | None = None) -> Usage | None:
+                     own_pid: int | None = None, snapshot: dict[int, dict[int, list[str]]] | None = None
+                     ) -> Usage | None:
     """The usage of the container whose first process is PID (a session leader): its cgroup's counters
-    when it has a cgroup of its own (not OWN_PID's, the runtime's), else /proc accounting."""
+    when it has a cgroup of its own (not OWN_PID's, the runtime's), else /proc accounting (of SNAPSHOT)."""
     mine = cgroup_of(os.getpid() if own_pid is None else own_pid, proc)
     theirs = cgroup_of(pid, proc)
     if theirs and theirs != mine:
         measured = cgroup_usage(theirs, cgroup_root)
         if measured is not None:
             return measured
-    return proc_usage(pid, proc)
+    return proc_usage(pid, proc, snapshot)
 
 
 def stats_entry(usage: Usage | None, timestamp_ns: int) -> dict[str, Any]:
@@ -182,9 +186,10 @@ def container_stats(containers: list[tuple[str, int | None]]) -> dict[str, dict[
     """id -> stats_entry of each (id, pid) of CONTAINERS: a pid of None is a built-in workload's. A process
     container whose process has just ended reads as usage 0 from /proc (nothing of it is left)."""
     found: dict[str, dict[str, Any]] = {}
+    snapshot = sessions() if any(pid is not None for _, pid in containers) else {}
     for container_id, pid in containers:
         usage = None
         if pid is not None:
-            usage = usage_of_session(pid) or Usage(0, 0, SOURCE_PROC)
+            usage = usage_of_session(pid, snapshot=snapshot) or Usage(0, 0, SOURCE_PROC)
         found[container_id] = stats_entry(usage, time.time_ns())
     return found
