@@ -66,6 +66,37 @@ def resource_list() -> dict[str, Any]:
         for plural, (kind, namespaced) in RESOURCES.items()]}
 
 
+def _sum_usage(containers: list[dict[str, Any]], resource: str) -> str:
+    suffix = "n" if resource == "cpu" else "Ki"
+    return f"{sum(int(c['usage'][resource][:-len(suffix)]) for c in containers)}{suffix}"
+
+
+def as_table(body: dict[str, Any], include_object: str = "Metadata") -> dict[str, Any]:
+    """BODY (an object or a list of this group) as a meta.k8s.io Table, with metrics-server's columns
+    (Name, CPU, Memory, Window), for `kubectl get nodemetrics` / `podmetrics`."""
+    objects = body.get("items", [body]) if body.get("kind", "").endswith("List") else [body]
+    rows = []
+    for obj in objects:
+        if "usage" in obj:
+            cpu, memory = obj["usage"]["cpu"], obj["usage"]["memory"]
+        else:
+            cpu, memory = _sum_usage(obj["containers"], "cpu"), _sum_usage(obj["containers"], "memory")
+        row: dict[str, Any] = {"cells": [obj["metadata"]["name"], cpu, memory, obj["window"]]}
+        if include_object == "Object":
+            row["object"] = obj
+        elif include_object != "None":
+            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                             "metadata": obj["metadata"]}
+        rows.append(row)
+    columns = [("Name", "string", "Name must be unique within a namespace."),
+               ("CPU", "string", "Amount of CPU used"), ("Memory", "string", "Amount of memory used"),
+               ("Window", "string", "Time window of the usage")]
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+            "columnDefinitions": [{"name": name, "type": kind, "format": "name" if name == "Name" else "",
+                                   "description": text, "priority": 0} for name, kind, text in columns],
+            "rows": rows}
+
+
 def parse_path(parts: list[str]) -> tuple[str, str | None, str | None] | None:
     """(plural, namespace, name) of a path's parts after /apis/metrics.k8s.io/v1beta1, or None."""
     namespace = None
@@ -126,8 +157,10 @@ class MetricsAPI:
                 return old
         return None
 
-    async def _pairs(self, nodes: list[dict[str, Any]]) -> dict[str, tuple[Scrape | None, Scrape]]:
-        """node name -> (an earlier scrape, one made now) for each node whose kubelet answered."""
+    async def _pairs(self, nodes: list[dict[str, Any]], *, full: bool = False
+                     ) -> dict[str, tuple[Scrape | None, Scrape]]:
+        """node name -> (an earlier scrape, one made now) for each node whose kubelet answered; FULL:
+        NODES are all the cluster's."""
         names = [n["metadata"]["name"] for n in nodes]
         now = dict(zip(names, await asyncio.gather(*(self._scrape(n) for n in nodes)), strict=True))
         fresh = [n for n in nodes if (s := now[n["metadata"]["name"]]) is not None and s.node is not None
@@ -140,6 +173,9 @@ class MetricsAPI:
             again = await asyncio.gather(*(self._scrape(n) for n in fresh))
             now.update({n["metadata"]["name"]: s for n, s in zip(fresh, again, strict=True)})
         pairs: dict[str, tuple[Scrape | None, Scrape]] = {}
+        if full:  # nodes that are gone take their scrapes with them
+            for gone in set(self._history) - set(names):
+                del self._history[gone]
         for name, scrape in now.items():
             if scrape is None or scrape.node is None:
                 continue
@@ -206,7 +242,7 @@ class MetricsAPI:
                 nodes = [n for n in nodes if n["metadata"]["name"] == name]
             elif label_selector:
                 nodes = (await self.registry.list_objects(BY_KIND["Node"], None, options))["items"]
-            pairs = await self._pairs(nodes)
+            pairs = await self._pairs(nodes, full=name is None and not label_selector)
             found = [m for n in nodes if n["metadata"]["name"] in pairs
                      and (m := self._node_metrics(n, pairs[n["metadata"]["name"]])) is not None]
             kind = "NodeMetrics"

@@ -266,7 +266,10 @@ class APIServer:
         if not decision.allowed:
             raise errors.forbidden(user.name, verb, metricsapi.GROUP, plural, namespace, name, None, decision.reason)
         parse_label_selector(request.query.get("labelSelector"))  # 400 for one that does not parse
-        return _json(await self.metrics_api.serve(plural, namespace, name, request.query.get("labelSelector")))
+        body = await self.metrics_api.serve(plural, namespace, name, request.query.get("labelSelector"))
+        if _wants_table(request.headers.get("Accept", "")):
+            return _json(metricsapi.as_table(body, request.query.get("includeObject", "Metadata")))
+        return _json(body)
 
     @property
     def metrics_api(self) -> metricsapi.MetricsAPI:

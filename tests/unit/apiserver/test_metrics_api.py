@@ -160,3 +160,16 @@ def test_view_edit_and_admin_may_read_metrics_as_metrics_servers_manifest_grants
     assert all(labels[f"rbac.authorization.k8s.io/aggregate-to-{n}"] == "true" for n in ("view", "edit", "admin"))
     assert reader["rules"] == [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
                                 "verbs": ["get", "list", "watch"]}]
+
+
+def test_kubectl_get_nodemetrics_asks_for_a_table_with_metrics_servers_columns(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, kubelets: Kubelets) -> None:
+        table = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", **ADMIN}
+        body = await (await client.get("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/busy",
+                                       headers=table)).json()
+        assert body["kind"] == "Table"
+        assert [c["name"] for c in body["columnDefinitions"]] == ["Name", "CPU", "Memory", "Window"]
+        ((name, cpu, memory, window),) = [r["cells"] for r in body["rows"]]
+        assert (name, cpu, memory) == ("busy", "500000000n", "20Ki") and window.endswith("s")
+
+    run(tmp_path, scenario)
