@@ -31,8 +31,8 @@ log = logging.getLogger("kubelet")
 
 #: the Node annotation naming where these numbers come from (shown by `kubectl describe node`)
 SOURCE_ANNOTATION = "kubesim.io/resource-metrics-source"
-NODE_SOURCE = ("node: the machine's /proc/stat and /proc/meminfo (node namespaces share one kernel) scaled "
-               "to this node's capacity; containers: the node runtime's ListContainerStats")
+# short: `kubectl describe node` cuts annotations longer than a line
+NODE_SOURCE = "node: machine /proc scaled to capacity (one shared kernel); containers: runtime cgroup or /proc"
 
 #: /proc/stat's cpu columns that are not busy time: idle and iowait
 _IDLE_COLUMNS = (3, 4)
