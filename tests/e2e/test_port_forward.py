@@ -212,5 +212,9 @@ def test_kubectl_top_shows_every_node_and_pod_and_a_busy_container_above_an_idle
             assert all(memory.endswith("Mi") for _, memory in usage.values()), top_pods
         described = cluster.kubectl("describe", "node", nodes[0]).stdout
         assert "kubesim.io/resource-metrics-source" in described
+        # the numbers came through the aggregation path: the apiserver proxies to the controller-manager's
+        # metrics-server role
+        log = cluster.kubesim("logs", "--name", NAME, "-n", "100000", "controller-manager").stdout
+        assert "metrics-server serving metrics.k8s.io on https://127.0.0.1:4443" in log
     finally:
         cluster.kubectl("delete", "pod", "busy", "--wait=false", check=False)

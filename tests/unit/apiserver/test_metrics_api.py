@@ -14,7 +14,7 @@ from control.apiserver.admission import BasicAdmission
 from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
-from control.apiserver.metricsapi import MetricsAPI
+from control.apiserver.metricsapi import MetricsAPI, RegistryLister
 from control.apiserver.patch import apply_patch
 from control.apiserver.rbac_policy import cluster_roles
 from control.apiserver.registry import Registry
@@ -78,7 +78,7 @@ def run(tmp_path: Path, scenario: Any) -> None:
         kubelets = Kubelets()
         server = APIServer(registry, TokenAuthenticator({"admin": User("kubernetes-admin", ("system:masters",)),
                                                          "nobody": User("nobody")}))
-        server.metrics = MetricsAPI(registry, None, fetch=kubelets.fetch, min_window_ms=0)
+        server.metrics = MetricsAPI(RegistryLister(registry), None, fetch=kubelets.fetch, min_window_ms=0)
         server.ready = True
         client = TestClient(TestServer(server.app()))
         await client.start_server()
