@@ -23,9 +23,17 @@ from rich.table import Table
 from control.api.duration import parse_duration
 from control.client import KubeClientError, NotFound
 from kubesim import cluster, components
-from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
+from kubesim.errors import (
+    ComponentError,
+    KubesimError,
+    PolicyQueryError,
+    PortForwardInputError,
+    PortForwardTargetError,
+    StateError,
+    StateInputError,
+)
 from kubesim.podexec import run_in_pod
-from kubesim.portforward import PortForwardInputError, PortForwardTargetError, run_port_forward
+from kubesim.portforward import run_port_forward
 from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import namespaces
 from netsim.errors import FaultInputError, NetsimError, TopologyError

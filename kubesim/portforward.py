@@ -8,8 +8,9 @@ looked up in the pod's container ports). LOCAL omitted is REMOTE; LOCAL 0 (or ":
 port. A connection the pod refuses (nothing listens on REMOTE) ends the whole forward with the
 kubelet's error, as kubectl's does ("lost connection to pod"); Ctrl-C ends it cleanly.
 
-    PortForwardInputError   a port or target that can never work (the message says how to write it)
-    PortForwardTargetError  the target is not there, not running, or has no such port
+Errors (kubesim/errors.py): PortForwardInputError, a port or target that can never work (the message
+says how to write it); PortForwardTargetError, the target is not there, not running, has no such port,
+or refused a connection.
 """
 
 from __future__ import annotations
@@ -33,18 +34,11 @@ from control.client import (
     load_kubeconfig,
     open_port_forward,
 )
+from kubesim.errors import PortForwardInputError, PortForwardTargetError
 
 READ_CHUNK = 32 * 1024
 _KINDS = {"pod": "pod", "pods": "pod", "po": "pod", "svc": "service", "service": "service", "services": "service",
           "deploy": "deployment", "deployment": "deployment", "deployments": "deployment"}
-
-
-class PortForwardInputError(ValueError):
-    pass
-
-
-class PortForwardTargetError(Exception):
-    pass
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
+from kubesim.errors import PortForwardInputError, PortForwardTargetError
 from kubesim.portforward import (
-    PortForwardInputError,
-    PortForwardTargetError,
     PortSpec,
     parse_port,
     parse_target,
