@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +170,13 @@ def test_kubesim_port_forward_to_a_pod_and_a_service_and_its_errors(cluster: Exe
     assert bad.returncode == 2 and "local port" in bad.stderr
 
 
-def _top(cluster: Exec, version: str, *args: str) -> list[list[str]]:
-    """kubectl top's rows (the header dropped), waiting for metrics as a user would retry."""
+def _top(cluster: Exec, version: str, *args: str, has: Callable[[list[list[str]]], bool] = bool) -> list[list[str]]:
+    """kubectl top's rows (the header dropped), asked again (as a user would) until HAS holds of them:
+    a pod that has just started has no metrics until its containers have been scraped."""
     def rows() -> list[list[str]] | None:
         done = cluster.kubectl("top", *args, version=version, check=False)
-        return [line.split() for line in done.stdout.splitlines()[1:]] if done.returncode == 0 else None
+        found = [line.split() for line in done.stdout.splitlines()[1:]] if done.returncode == 0 else None
+        return found if found is not None and has(found) else None
 
     found: list[list[str]] = eventually(rows, timeout=30, message=f"kubectl {version} top {' '.join(args)}")
     return found
@@ -205,8 +207,8 @@ def test_kubectl_top_shows_every_node_and_pod_and_a_busy_container_above_an_idle
             for _, cpu, cpu_percent, memory, memory_percent in top_nodes:
                 assert cpu.endswith("m") and memory.endswith("Mi") and cpu_percent.endswith("%"), top_nodes
                 assert int(memory[:-2]) > 0 and 0 <= int(memory_percent[:-1]) <= 100, top_nodes
-            top_pods = _top(cluster, version, "pods", "-A", "--containers")
-            assert {(r[0], r[1]) for r in top_pods} >= running, top_pods
+            top_pods = _top(cluster, version, "pods", "-A", "--containers",
+                            has=lambda rows: {(r[0], r[1]) for r in rows} >= running)
             usage = {(r[1], r[2]): (_millicores(r[3]), r[4]) for r in top_pods}
             assert usage[("busy", "spin")][0] > usage[("busy", "rest")][0], top_pods
             assert all(memory.endswith("Mi") for _, memory in usage.values()), top_pods
