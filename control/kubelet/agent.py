@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from netaddr import IPAddress, IPNetwork
 
 from control.api.qos import pod_qos_class
+from control.api.quantity import milli_value
+from control.api.quantity import value as quantity_value
 from control.client import (
     CONFIG_MAPS,
     LEASES,
@@ -44,7 +46,7 @@ from control.client import (
     NotFound,
 )
 from control.dns import pod_dns_config
-from control.kubelet import ephemeral
+from control.kubelet import ephemeral, resourcemetrics
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
 from control.kubelet.hostns import host_namespace_problem
@@ -858,8 +860,11 @@ class Kubelet:
         spec: dict[str, Any] = {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]}
         if cfg.taints:
             spec["taints"] = cfg.taints
-        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cfg.name, "labels": labels}, "spec": spec,
-                "status": self.node_status()}
+        # where `kubectl top` numbers come from, for `kubectl describe node` to show (resourcemetrics.py)
+        annotations = {resourcemetrics.SOURCE_ANNOTATION: resourcemetrics.NODE_SOURCE}
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cfg.name, "labels": labels,
+                                                                 "annotations": annotations},
+                "spec": spec, "status": self.node_status()}
 
     def node_status(self) -> dict[str, Any]:
         cfg = self.config
@@ -897,7 +902,8 @@ class Kubelet:
         except AlreadyExists:
             current = await self.client.get(NODES, self.config.name)
             labels = {**(current["metadata"].get("labels") or {}), **node["metadata"]["labels"]}
-            await self.client.patch(NODES, self.config.name, {"metadata": {"labels": labels}})
+            await self.client.patch(NODES, self.config.name, {"metadata": {
+                "labels": labels, "annotations": node["metadata"]["annotations"]}})
             log.info("node %s already registered; updating its status", self.config.name)
         await self.client.patch(NODES, self.config.name, {"status": self.node_status()}, subresource="status")
 
@@ -1068,6 +1074,15 @@ class Kubelet:
         if worker.sandbox is None or instance is None or not instance.running or worker.stopping.is_set():
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
+
+    async def resource_metrics(self) -> str:
+        """/metrics/resource: the node's and its running containers' usage (control.kubelet.resourcemetrics)."""
+        running = [resourcemetrics.Running(str(w.pod["metadata"].get("namespace")), w.pod["metadata"]["name"],
+                                           state.container)
+                   for w in self.workers.values() if not w.stopping.is_set()
+                   for state in w.containers.values() if state.container is not None and state.container.running]
+        return await resourcemetrics.collect(running, self.runtime, milli_value(self.config.cpu) / 1000,
+                                             quantity_value(self.config.memory))
 
     def pod_target(self, namespace: str, name: str) -> PodProcessTarget:
         """The namespaces of a pod here whose sandbox is up (port-forward's way in). LogRequestError 404

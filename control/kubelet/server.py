@@ -53,6 +53,8 @@ class PodSource(Protocol):
 
     def running_container(self, namespace: str, name: str, container: str | None) -> tuple[Any, Container]: ...
 
+    async def resource_metrics(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -177,7 +179,13 @@ def make_app(source: PodSource) -> web.Application:
         ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
         return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
 
+    async def metrics_resource(request: web.Request) -> web.StreamResponse:
+        # the Prometheus text format's content type, as upstream's endpoint answers
+        return web.Response(text=await source.resource_metrics(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     app = web.Application(middlewares=[authn_authz])
+    app.router.add_get("/metrics/resource", metrics_resource)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     app.router.add_post("/portForward/{namespace}/{pod}", port_forward)
     for prefix, handler in (("/containerLogs", container_logs), ("/exec", exec_), ("/attach", attach)):
