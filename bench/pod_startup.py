@@ -41,6 +41,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, all processes and the kernel): what the cluster's
+    processes share, so that a run's numbers can be read against how loaded the machine was."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3) if ordered else 0.0
@@ -141,11 +149,13 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
             before = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_before = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu_before = {role: cpu_seconds(pid) for role, pid in processes.items()}
+            busy_before = machine_busy_seconds()
             measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
                                        args.timeout))
             after = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_after = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in processes.items()}
+            busy = machine_busy_seconds() - busy_before
         finally:
             cluster.down(topology.name, root=root)
     grown = sum(after.values()) - sum(before.values())
@@ -161,7 +171,8 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
         # CPU seconds each kind of component used during the measurement (2 cores are shared by all).
         "cpu_seconds": {kind: round(sum(v for role, v in cpu.items() if role.startswith(kind)), 1)
                         for kind in ("apiserver", "scheduler", "controller-manager", "kubelet", "runtime",
-                                     "kube-proxy")},
+                                     "kube-proxy", "netpol")},
+        "machine_busy_cpu_seconds": round(busy, 1),
     }
 
 
