@@ -484,3 +484,58 @@ def test_a_burst_of_events_reaches_every_watch_whole_and_in_order(tmp_path: Path
             resp.close()
 
     run(scenario, tmp_path)
+
+
+def test_an_update_starts_from_the_watch_cache_and_a_stale_copy_never_decides(tmp_path: Path) -> None:
+    """GuaranteedUpdate's cachedExistingObject: a write starts from the watch cache's copy (no store read); a
+    copy behind the store (the cache lags it by an event) never makes a false 409 nor hides a change."""
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        url = "/api/v1/namespaces/default/configmaps"
+        first = await (await client.post(url, headers=ADMIN, json={"metadata": {"name": "c"},
+                                                                  "data": {"a": "1"}})).json()
+        cache = registry.caches["configmaps"]
+        key = "/registry/configmaps/default/c"
+
+        async def settled() -> None:
+            async with asyncio.timeout(5):
+                while cache.objects.get(key, {}).get("metadata", {}).get("resourceVersion") != \
+                        str(await registry.store.current_revision()):
+                    await asyncio.sleep(0.01)
+
+        await settled()
+        reads = 0
+        store_get = registry.store.get
+
+        async def counting_get(k: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return await store_get(k)
+
+        registry.store.get = counting_get  # type: ignore[method-assign]
+        patched = await client.patch(f"{url}/c", headers={**ADMIN, "Content-Type": "application/merge-patch+json"},
+                                     data=json.dumps({"data": {"a": "2"}}))
+        assert patched.status == 200 and reads == 0  # the cache's copy was current: no store read
+        second = await patched.json()
+        await settled()
+
+        # The cache one event behind: it still holds the first version.
+        cache.objects[key] = first
+        # A no-op against the stale copy (a=1) is a change against the stored object (a=2): it is written.
+        patched = await client.patch(f"{url}/c", headers={**ADMIN, "Content-Type": "application/merge-patch+json"},
+                                     data=json.dumps({"data": {"a": "1"}}))
+        third = await patched.json()
+        assert patched.status == 200 and third["data"] == {"a": "1"}
+        assert int(third["metadata"]["resourceVersion"]) > int(second["metadata"]["resourceVersion"])
+        await settled()
+        # An update naming the stored resourceVersion succeeds though the copy is older.
+        cache.objects[key] = first
+        third["data"] = {"a": "3"}
+        updated = await client.put(f"{url}/c", headers=ADMIN, json=third)
+        assert updated.status == 200 and (await updated.json())["data"] == {"a": "3"}
+        # ...and one naming an old resourceVersion is still a 409.
+        stale = await client.put(f"{url}/c", headers=ADMIN, json=second)
+        assert stale.status == 409
+        stored = await (await client.get(f"{url}/c", headers=ADMIN)).json()
+        assert stored["data"] == {"a": "3"}
+
+    run(scenario, tmp_path)
