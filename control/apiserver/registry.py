@@ -467,11 +467,24 @@ class Registry:
             return pod
 
         key = res.key(namespace, name)
+        guess = self._cached_copy(res, key)  # as in _guaranteed_update: a guess first, the store when it fails
         for _ in range(MAX_RETRIES):
-            old, revision = await self._read(res, namespace, name)
-            new = assign(copy.deepcopy(old))
+            current = guess is None
+            if guess is not None:
+                (old, revision), guess = guess, None
+            else:
+                old, revision = await self._read(res, namespace, name)
             try:
+                new = assign(copy.deepcopy(old))
                 await self.store.update(key, encode(new), expected_mod_revision=revision)
+            except APIError:
+                if current:
+                    raise
+                continue
+            except KeyNotFoundError:
+                if current:
+                    raise errors.not_found("", "pods", name) from None
+                continue
             except ConflictError:
                 continue
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}

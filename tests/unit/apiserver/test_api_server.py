@@ -539,3 +539,24 @@ def test_an_update_starts_from_the_watch_cache_and_a_stale_copy_never_decides(tm
         assert stored["data"] == {"a": "3"}
 
     run(scenario, tmp_path)
+
+
+def test_a_binding_against_a_stale_cache_copy_is_decided_on_the_stored_pod(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        unbound = await (await client.post("/api/v1/namespaces/default/pods", headers=ADMIN, json=pod("p"))).json()
+        bind = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": "worker-1"}}
+        assert (await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)).status == 201
+        # The cache one event behind (the pod still unbound there): a second binding is still refused.
+        registry.caches["pods"].objects["/registry/pods/default/p"] = unbound
+        bind["target"] = {"name": "worker-2"}
+        again = await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)
+        assert again.status == 409 and "already assigned" in (await again.json())["message"]
+        stored = await (await client.get("/api/v1/namespaces/default/pods/p", headers=ADMIN)).json()
+        assert stored["spec"]["nodeName"] == "worker-1"
+        # A pod that is gone, though the cache still has it: 404.
+        await registry.store.delete("/registry/pods/default/p")
+        registry.caches["pods"].objects["/registry/pods/default/p"] = unbound
+        gone = await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)
+        assert gone.status == 404
+
+    run(scenario, tmp_path)
