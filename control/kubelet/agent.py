@@ -301,7 +301,6 @@ class PodWorker:
         meta = self.pod["metadata"]
         namespace = str(meta.get("namespace") or "")
         kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
-        objects: dict[tuple[str, str], dict[str, Any] | None] = {}
         client = self.kubelet.client
 
         def fetch(plural: str, name: str) -> Callable[[], Coroutine[Any, Any, dict[str, Any] | None]]:
@@ -312,13 +311,23 @@ class PodWorker:
                     return None
             return get
 
-        for plural, name in references(self.pod):
+        async def read(plural: str, name: str) -> dict[str, Any] | None:
             try:
-                objects[(plural, name)] = await self.kubelet.shared_reads.read(
-                    (plural, namespace, name), fetch(plural, name), after=after)
+                return await self.kubelet.shared_reads.read((plural, namespace, name), fetch(plural, name), after=after)
             except KubeClientError as exc:
                 raise VolumeError(name, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
-        tokens = {want: await self._token(want) for want in token_requests(self.pod)}
+
+        # The objects and the tokens all at once: each is a round trip to the apiserver, which under a burst of
+        # pods is busy. A failure is the first in the order they are named, as if read one by one.
+        named = list(references(self.pod))
+        wants = list(token_requests(self.pod))
+        results = await asyncio.gather(*(read(plural, name) for plural, name in named),
+                                       *(self._token(want) for want in wants), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        objects: dict[tuple[str, str], dict[str, Any] | None] = dict(zip(named, results[:len(named)], strict=True))
+        tokens = {want: str(result) for want, result in zip(wants, results[len(named):], strict=True)}
         cfg = self.kubelet.config
         return volume_plan(self.pod, objects, tokens, pod_dir=self.logs_dir(),
                            allocatable={"cpu": cfg.cpu, "memory": cfg.memory, "ephemeral-storage": "100Gi"})
