@@ -648,10 +648,14 @@ class APIServer:
                         continue
                 else:
                     event = watcher.queue.get_nowait()
+                if event is not None and event.type != "ERROR" and not as_table and watcher.queue.empty():
+                    last = event.revision  # the usual case when not loaded: one event, sent as it is
+                    await response.write(event.line)
+                    continue
                 batch, ended = take_batch(event, watcher.queue)
                 if batch:
                     last = max([last, *(e.revision for e in batch if e.type != "ERROR")])
-                    await response.write(b"".join(event_line(e) for e in batch))
+                    await response.write(b"".join([event_line(e) for e in batch]))
                 if ended:
                     break
         except (ConnectionResetError, asyncio.CancelledError):
