@@ -41,6 +41,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU seconds of PID's children that ended (a sandbox's setup process, say), as its wait() counted them."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, all processes and the kernel): what the cluster's
+    processes share, so that a run's numbers can be read against how loaded the machine was."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 3) if ordered else 0.0
@@ -141,11 +155,15 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
             before = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_before = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu_before = {role: cpu_seconds(pid) for role, pid in processes.items()}
+            busy_before = machine_busy_seconds()
+            children_before = {role: children_cpu_seconds(pid) for role, pid in processes.items()}
             measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
                                        args.timeout))
             after = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_after = {role: rss_kb(pid) for role, pid in runtimes.items()}
             cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in processes.items()}
+            busy = machine_busy_seconds() - busy_before
+            children = sum(children_cpu_seconds(pid) - children_before[role] for role, pid in processes.items())
         finally:
             cluster.down(topology.name, root=root)
     grown = sum(after.values()) - sum(before.values())
@@ -161,7 +179,10 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
         # CPU seconds each kind of component used during the measurement (2 cores are shared by all).
         "cpu_seconds": {kind: round(sum(v for role, v in cpu.items() if role.startswith(kind)), 1)
                         for kind in ("apiserver", "scheduler", "controller-manager", "kubelet", "runtime",
-                                     "kube-proxy")},
+                                     "kube-proxy", "netpol")},
+        # the components' children that ended meanwhile (sandbox set-up processes), and the whole machine's
+        "children_cpu_seconds": round(children, 1),
+        "machine_busy_cpu_seconds": round(busy, 1),
     }
 
 

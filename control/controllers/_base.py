@@ -137,6 +137,36 @@ class SharedInformers:
             await informer.stop()
 
 
+class EventSpamFilter:
+    """client-go's EventSourceObjectSpamFilter, which every recorder of upstream's controllers applies before
+    an Event reaches the apiserver: a burst of 25 events about one object, then one per 5 minutes (a token
+    bucket per source and involved object, in an LRU of 4096). A ReplicaSet creating 1000 pods records 25
+    SuccessfulCreate events, not 1000 writes. (client-go's aggregation of similar events into one
+    "combined from similar events" Event, whose count is then patched, is not modelled: the filter alone
+    already bounds the writes the same way.)"""
+
+    BURST: ClassVar[int] = 25
+    QPS: ClassVar[float] = 1 / 300
+    SIZE: ClassVar[int] = 4096
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, ...], tuple[float, float]] = {}  # key -> (tokens, when counted)
+
+    def allow(self, involved: JsonObject) -> bool:
+        meta = involved.get("metadata") or {}
+        key = (str(involved.get("kind") or ""), str(involved.get("apiVersion") or ""), str(meta.get("namespace") or ""),
+               str(meta.get("name") or ""), str(meta.get("uid") or ""))
+        now = self._clock()
+        tokens, then = self._buckets.pop(key, (float(self.BURST), now))
+        tokens = min(float(self.BURST), tokens + (now - then) * self.QPS)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)  # re-inserted: most recently used last
+        if len(self._buckets) > self.SIZE:
+            del self._buckets[next(iter(self._buckets))]
+        return allowed
+
+
 @dataclass
 class Context:
     client: Client
@@ -164,6 +194,7 @@ class Controller(abc.ABC):
         self.queue = WorkQueue(self.name, base_delay=ctx.options.base_backoff, max_delay=ctx.options.max_backoff)
         self._tasks: list[asyncio.Task[None]] = []
         self._events: set[asyncio.Task[None]] = set()
+        self.event_filter = EventSpamFilter()
 
     #: The event source component, as upstream's controllers name themselves in events.
     component: ClassVar[str] = ""
@@ -175,6 +206,10 @@ class Controller(abc.ABC):
         """Records a core/v1 Event about OBJ in the background (client-go's EventRecorder is
         asynchronous too): a failure to record is logged, never fails the sync."""
         if self.queue.shutting_down:
+            return
+        if not self.event_filter.allow(obj):
+            self.log.debug("event %s about %s dropped: too many about it (client-go's spam filter)", reason,
+                           key_of(obj))
             return
 
         async def record() -> None:

@@ -51,6 +51,7 @@ from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
 from control.kubelet.hostns import host_namespace_problem
 from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
+from control.kubelet.objects import SharedReads
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.remote import RemoteContainer
@@ -183,6 +184,8 @@ class PodWorker:
         self._last_status: dict[str, Any] | None = None
         self.volumes = VolumePlan()
         self._tokens: dict[TokenWant, tuple[str, float]] = {}  # want -> (token, monotonic time to renew it)
+        # The first mount reads the volumes' objects as of the pod's registration or later (SharedReads).
+        self.registered = kubelet.shared_reads.registration()
 
     @property
     def key(self) -> str:
@@ -308,21 +311,41 @@ class PodWorker:
 
     # -- volumes (control.kubelet.volumes) --------------------------------------------------------------
 
-    async def _volume_plan(self) -> VolumePlan:
+    async def _volume_plan(self, after: int | None = None) -> VolumePlan:
         """The pod's volumes as they should be now: the ConfigMaps and Secrets they name read (the Node
-        authorizer lets this node read what its pods reference), the ServiceAccount tokens requested."""
+        authorizer lets this node read what its pods reference), the ServiceAccount tokens requested.
+        The objects are the node's shared copies (SharedReads): fetched after the registration mark AFTER,
+        or, without it (a refresh), not older than the copies' TTL."""
         meta = self.pod["metadata"]
-        namespace = meta.get("namespace")
+        namespace = str(meta.get("namespace") or "")
         kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
-        objects: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for plural, name in references(self.pod):
+        client = self.kubelet.client
+
+        def fetch(plural: str, name: str) -> Callable[[], Coroutine[Any, Any, dict[str, Any] | None]]:
+            async def get() -> dict[str, Any] | None:
+                try:
+                    return await client.get(kinds[plural], name, namespace=namespace)
+                except NotFound:
+                    return None
+            return get
+
+        async def read(plural: str, name: str) -> dict[str, Any] | None:
             try:
-                objects[(plural, name)] = await self.kubelet.client.get(kinds[plural], name, namespace=namespace)
-            except NotFound:
-                objects[(plural, name)] = None
+                return await self.kubelet.shared_reads.read((plural, namespace, name), fetch(plural, name), after=after)
             except KubeClientError as exc:
                 raise VolumeError(name, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
-        tokens = {want: await self._token(want) for want in token_requests(self.pod)}
+
+        # The objects and the tokens all at once: each is a round trip to the apiserver, which under a burst of
+        # pods is busy. A failure is the first in the order they are named, as if read one by one.
+        named = list(references(self.pod))
+        wants = list(token_requests(self.pod))
+        results = await asyncio.gather(*(read(plural, name) for plural, name in named),
+                                       *(self._token(want) for want in wants), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        objects: dict[tuple[str, str], dict[str, Any] | None] = dict(zip(named, results[:len(named)], strict=True))
+        tokens = {want: str(result) for want, result in zip(wants, results[len(named):], strict=True)}
         cfg = self.kubelet.config
         return volume_plan(self.pod, objects, tokens, pod_dir=self.logs_dir(),
                            allocatable={"cpu": cfg.cpu, "memory": cfg.memory, "ephemeral-storage": "100Gi"})
@@ -354,9 +377,10 @@ class PodWorker:
         missing ConfigMap or Secret: the pod stays ContainerCreating, with upstream's FailedMount events).
         False if the pod began stopping first."""
         delay = self.kubelet.config.restart_backoff
+        after = self.registered
         while True:
             try:
-                self.volumes = await self._volume_plan()
+                self.volumes = await self._volume_plan(after)
                 await asyncio.to_thread(write_plan, self.volumes)
                 return True
             except (VolumeError, OSError) as exc:
@@ -367,6 +391,7 @@ class PodWorker:
             if await self._stopping_within(delay):
                 return False
             delay = min(delay * 2, self.kubelet.config.max_restart_backoff)
+            after = self.kubelet.shared_reads.registration()  # a retry reads what is there now
 
     async def _volume_sync_loop(self) -> None:
         """Mounted ConfigMaps, Secrets and tokens kept current (their directories swap atomically); a volume
@@ -794,6 +819,8 @@ class Kubelet:
         self.host_resolv_conf = _read_resolv_conf(config.resolv_conf)
         self.ipam = IPAM(config.state_dir / "ipam.json", config.pod_cidr)
         self.workers: dict[str, PodWorker] = {}
+        # A refresh may use a copy up to half a period old: a change reaches the pods within 1.5 periods.
+        self.shared_reads = SharedReads(self.clock.monotonic, ttl=config.volume_sync_period / 2)
         self._background: set[asyncio.Task[None]] = set()
         self.informer = Informer(client, PODS, field_selector=f"spec.nodeName={config.name}")
         # The service variables of containers' environments come from here (the kubelet's service lister).

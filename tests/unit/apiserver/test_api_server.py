@@ -18,7 +18,8 @@ from control.apiserver.auth import TokenAuthenticator, User
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
-from control.apiserver.server import APIServer
+from control.apiserver.server import APIServer, take_batch
+from control.apiserver.watchcache import WatchEvent
 from control.store import SQLiteStore
 
 ADMIN = {"Authorization": "Bearer admin"}
@@ -421,3 +422,141 @@ def test_unknown_fields_warn_by_default_and_fail_when_strict(tmp_path: Path) -> 
         assert warned.headers["Warning"] == '299 - "unknown field \\"spec.ports[0].bogus\\""'
 
     run(scenario, tmp_path, unknown_fields=unknown_fields)
+
+
+def _event(name: str, revision: int, kind: str = "ADDED") -> WatchEvent:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": "default", "resourceVersion": str(revision)}}
+    return WatchEvent(kind, obj, None, revision)
+
+
+def test_take_batch_takes_what_is_queued_in_order_up_to_the_limit() -> None:
+    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+    for i in range(2, 6):
+        queue.put_nowait(_event(f"c{i}", i))
+    batch, ended = take_batch(_event("c1", 1), queue)
+    assert [e.revision for e in batch] == [1, 2, 3, 4, 5] and not ended and queue.empty()
+    # Alone, an event goes out alone: nothing waits for more.
+    assert take_batch(_event("c6", 6), queue) == ([_event("c6", 6)], False)
+    # The limit cuts a batch after the event that reaches it; the rest stays queued, in order.
+    for i in range(8, 11):
+        queue.put_nowait(_event(f"c{i}", i))
+    batch, ended = take_batch(_event("c7", 7), queue, limit=2 * len(_event("c7", 7).line))
+    assert [e.revision for e in batch] == [7, 8] and not ended and queue.qsize() == 2
+    # The end of the queue (None) ends the watch after what came before it; so does an ERROR, sent last.
+    queue = asyncio.Queue()
+    queue.put_nowait(_event("c2", 2))
+    queue.put_nowait(None)
+    assert take_batch(_event("c1", 1), queue) == ([_event("c1", 1), _event("c2", 2)], True)
+    error = WatchEvent("ERROR", {"kind": "Status", "code": 410}, None, 0)
+    queue.put_nowait(error)
+    queue.put_nowait(_event("c9", 9))
+    assert take_batch(_event("c3", 3), queue) == ([_event("c3", 3), error], True)
+    assert take_batch(None, queue) == ([], True)
+
+
+def test_a_burst_of_events_reaches_every_watch_whole_and_in_order(tmp_path: Path) -> None:
+    """Events that pile up while a watch's writer waits go out together (take_batch): every line is still
+    one whole event, none lost or reordered, for a plain watch, a selector watch and a Table watch alike."""
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        url = "/api/v1/namespaces/default/configmaps"
+        cache = registry.caches["configmaps"]
+        start = str(cache.revision)
+        plain = await client.get(url, headers=ADMIN, params={"watch": "1", "resourceVersion": start})
+        odd = await client.get(url, headers=ADMIN, params={"watch": "1", "resourceVersion": start,
+                                                           "labelSelector": "odd=yes"})
+        table = await client.get(url, headers={**ADMIN, "Accept": "application/json;as=Table;g=meta.k8s.io;v=v1"},
+                                 params={"watch": "1", "resourceVersion": start})
+        first = cache.revision + 1
+        count = 600  # well over one batch's bytes
+        for i in range(count):  # applied in one go, as a burst of store events is: nothing is sent meanwhile
+            event = _event(f"c{i}", first + i)
+            if i % 2:
+                event.object["metadata"]["labels"] = {"odd": "yes"}
+            cache.apply(event, f"/registry/configmaps/default/c{i}")
+        got = await _read_events(plain, count)
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in got] == [("ADDED", f"c{i}") for i in range(count)]
+        selected = await _read_events(odd, count // 2)
+        assert [e["object"]["metadata"]["name"] for e in selected] == [f"c{i}" for i in range(1, count, 2)]
+        rows = await _read_events(table, count)
+        assert [e["object"]["rows"][0]["cells"][0] for e in rows] == [f"c{i}" for i in range(count)]
+        for resp in (plain, odd, table):
+            resp.close()
+
+    run(scenario, tmp_path)
+
+
+def test_an_update_starts_from_the_watch_cache_and_a_stale_copy_never_decides(tmp_path: Path) -> None:
+    """GuaranteedUpdate's cachedExistingObject: a write starts from the watch cache's copy (no store read); a
+    copy behind the store (the cache lags it by an event) never makes a false 409 nor hides a change."""
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        url = "/api/v1/namespaces/default/configmaps"
+        first = await (await client.post(url, headers=ADMIN, json={"metadata": {"name": "c"},
+                                                                  "data": {"a": "1"}})).json()
+        cache = registry.caches["configmaps"]
+        key = "/registry/configmaps/default/c"
+
+        async def settled() -> None:
+            async with asyncio.timeout(5):
+                while cache.objects.get(key, {}).get("metadata", {}).get("resourceVersion") != \
+                        str(await registry.store.current_revision()):
+                    await asyncio.sleep(0.01)
+
+        await settled()
+        reads = 0
+        store_get = registry.store.get
+
+        async def counting_get(k: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return await store_get(k)
+
+        registry.store.get = counting_get  # type: ignore[method-assign]
+        patched = await client.patch(f"{url}/c", headers={**ADMIN, "Content-Type": "application/merge-patch+json"},
+                                     data=json.dumps({"data": {"a": "2"}}))
+        assert patched.status == 200 and reads == 0  # the cache's copy was current: no store read
+        second = await patched.json()
+        await settled()
+
+        # The cache one event behind: it still holds the first version.
+        cache.objects[key] = first
+        # A no-op against the stale copy (a=1) is a change against the stored object (a=2): it is written.
+        patched = await client.patch(f"{url}/c", headers={**ADMIN, "Content-Type": "application/merge-patch+json"},
+                                     data=json.dumps({"data": {"a": "1"}}))
+        third = await patched.json()
+        assert patched.status == 200 and third["data"] == {"a": "1"}
+        assert int(third["metadata"]["resourceVersion"]) > int(second["metadata"]["resourceVersion"])
+        await settled()
+        # An update naming the stored resourceVersion succeeds though the copy is older.
+        cache.objects[key] = first
+        third["data"] = {"a": "3"}
+        updated = await client.put(f"{url}/c", headers=ADMIN, json=third)
+        assert updated.status == 200 and (await updated.json())["data"] == {"a": "3"}
+        # ...and one naming an old resourceVersion is still a 409.
+        stale = await client.put(f"{url}/c", headers=ADMIN, json=second)
+        assert stale.status == 409
+        stored = await (await client.get(f"{url}/c", headers=ADMIN)).json()
+        assert stored["data"] == {"a": "3"}
+
+    run(scenario, tmp_path)
+
+
+def test_a_binding_against_a_stale_cache_copy_is_decided_on_the_stored_pod(tmp_path: Path) -> None:
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        unbound = await (await client.post("/api/v1/namespaces/default/pods", headers=ADMIN, json=pod("p"))).json()
+        bind = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": "worker-1"}}
+        assert (await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)).status == 201
+        # The cache one event behind (the pod still unbound there): a second binding is still refused.
+        registry.caches["pods"].objects["/registry/pods/default/p"] = unbound
+        bind["target"] = {"name": "worker-2"}
+        again = await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)
+        assert again.status == 409 and "already assigned" in (await again.json())["message"]
+        stored = await (await client.get("/api/v1/namespaces/default/pods/p", headers=ADMIN)).json()
+        assert stored["spec"]["nodeName"] == "worker-1"
+        # A pod that is gone, though the cache still has it: 404.
+        await registry.store.delete("/registry/pods/default/p")
+        registry.caches["pods"].objects["/registry/pods/default/p"] = unbound
+        gone = await client.post("/api/v1/namespaces/default/pods/p/binding", headers=ADMIN, json=bind)
+        assert gone.status == 404
+
+    run(scenario, tmp_path)

@@ -7,6 +7,7 @@ whose one status write met a busy apiserver stayed not-Ready in the API for good
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from control.client import ApiConnectionError
 from control.kubelet import agent
 from control.kubelet.agent import NodeConfig, PodWorker
+from control.kubelet.objects import SharedReads
 
 
 class FlakyApiserver:
@@ -36,7 +38,8 @@ class FlakyApiserver:
 
 def _worker(apiserver: FlakyApiserver) -> PodWorker:
     kubelet = SimpleNamespace(client=apiserver, config=NodeConfig(name="worker-1", cluster="c", address="172.18.0.3",
-                                                                 pod_cidr="10.244.1.0/24"))
+                                                                 pod_cidr="10.244.1.0/24"),
+                              shared_reads=SharedReads(time.monotonic, ttl=5.0))
     pod = {"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause"}]}}
     return PodWorker(kubelet, pod)  # type: ignore[arg-type]
