@@ -209,7 +209,8 @@ def validate_persistent_volume_claim_update(new: dict[str, Any], old: dict[str, 
     spec, old_spec = _dict(new.get("spec")), _dict(old.get("spec"))
     new_clone, old_clone = copy.deepcopy(spec), copy.deepcopy(old_spec)
     if not old_spec.get("volumeName"):
-        old_clone["volumeName"] = new_clone.get("volumeName")
+        old_clone.pop("volumeName", None)
+        new_clone.pop("volumeName", None)
     if old_spec.get("storageClassName") is None and spec.get("storageClassName"):
         new_clone.pop("storageClassName", None)  # the retroactive default class assignment
     bound = _dict(new.get("status")).get("phase") == "Bound"

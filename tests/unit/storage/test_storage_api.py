@@ -115,6 +115,9 @@ def test_a_volume_source_is_immutable() -> None:
 
 def test_a_bound_claim_may_only_grow() -> None:
     old = claim()
+    annotated = claim()
+    annotated["metadata"]["annotations"] = {"volume.kubernetes.io/selected-node": "worker-1"}
+    assert update_errors("PersistentVolumeClaim", annotated, old) == []
     # The PV controller sets volumeName once.
     bound = claim(volumeName="pv1")
     assert update_errors("PersistentVolumeClaim", bound, old) == []
