@@ -31,6 +31,8 @@ from control.client import (
     CONFIG_MAPS,
     LEASES,
     NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
     PODS,
     SECRETS,
     SERVICE_ACCOUNTS,
@@ -51,7 +53,15 @@ from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, po
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.remote import RemoteContainer
 from control.kubelet.streaming import PodProcessTarget
-from control.kubelet.volumes import TokenWant, VolumeError, VolumePlan, references, token_requests, write_plan
+from control.kubelet.volumes import (
+    TokenWant,
+    VolumeError,
+    VolumePlan,
+    references,
+    token_requests,
+    volume_of,
+    write_plan,
+)
 from control.kubelet.volumes import plan as volume_plan
 from control.kubelet.workloads import (
     Container,
@@ -295,15 +305,21 @@ class PodWorker:
         authorizer lets this node read what its pods reference), the ServiceAccount tokens requested."""
         meta = self.pod["metadata"]
         namespace = meta.get("namespace")
-        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
+        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS, "persistentvolumeclaims": PERSISTENT_VOLUME_CLAIMS,
+                 "persistentvolumes": PERSISTENT_VOLUMES}
         objects: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for plural, name in references(self.pod):
+        wanted = list(references(self.pod))
+        while wanted:
+            plural, name = wanted.pop(0)
             try:
-                objects[(plural, name)] = await self.kubelet.client.get(kinds[plural], name, namespace=namespace)
+                found = await self.kubelet.client.get(kinds[plural], name, namespace=namespace)
             except NotFound:
-                objects[(plural, name)] = None
+                found = None
             except KubeClientError as exc:
                 raise VolumeError(name, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
+            objects[(plural, name)] = found
+            if plural == "persistentvolumeclaims" and volume_of(found) is not None:
+                wanted.append(("persistentvolumes", str(volume_of(found))))  # the Node authorizer allows it now
         tokens = {want: await self._token(want) for want in token_requests(self.pod)}
         cfg = self.kubelet.config
         return volume_plan(self.pod, objects, tokens, pod_dir=self.logs_dir(),
