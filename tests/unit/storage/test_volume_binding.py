@@ -211,3 +211,66 @@ def test_an_immediate_claim_names_no_node_for_the_local_path_provisioner(tmp_pat
             assert (await get_claim(admin, "data"))["status"]["phase"] == "Pending"  # type: ignore[index]
 
     run(main)
+
+
+# -- StatefulSet claims ----------------------------------------------------------------------------------------
+
+def stateful_set(replicas: int, **policy: str) -> Obj:
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+            "spec": {"replicas": replicas, "serviceName": "web", "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "persistentVolumeClaimRetentionPolicy": policy,
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+                     "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
+                         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}}
+
+
+async def _claims(admin: Client, want: list[str]) -> dict[str, Obj] | None:
+    items = (await admin.list(PERSISTENT_VOLUME_CLAIMS, namespace="default"))["items"]
+    found = {c["metadata"]["name"]: c for c in items if not c["metadata"].get("deletionTimestamp")}
+    return found if sorted(found) == want else None
+
+
+async def _pod_names(admin: Client, want: list[str]) -> dict[str, Obj] | None:
+    items = (await admin.list(PODS, namespace="default"))["items"]
+    found = {p["metadata"]["name"]: p for p in items if not p["metadata"].get("deletionTimestamp")}
+    return found if sorted(found) == want else None
+
+
+def test_stateful_set_claims_outlive_their_pods_and_follow_the_retention_policy(tmp_path: Path) -> None:
+    from control.client import STATEFUL_SETS
+
+    async def main() -> None:
+        async with cluster(tmp_path, "statefulset", "garbagecollector", "pvc-protection") as (_, admin):
+            await admin.create(STATEFUL_SETS, stateful_set(2, whenScaled="Delete"), namespace="default")
+            claims = await eventually(lambda: _claims(admin, ["www-web-0", "www-web-1"]), what="claims")
+            pods = await eventually(lambda: _pod_names(admin, ["web-0", "web-1"]), what="pods")
+            assert pods["web-0"]["spec"]["volumes"][-1] == {"name": "www",
+                                                            "persistentVolumeClaim": {"claimName": "www-web-0"}}
+            assert claims["www-web-0"]["metadata"]["labels"] == {"app": "web"}
+            assert not claims["www-web-0"]["metadata"].get("ownerReferences")  # whenDeleted Retain
+            # A deleted pod comes back to the same claim.
+            uid = claims["www-web-0"]["metadata"]["uid"]
+            await admin.delete(PODS, "web-0", namespace="default", grace_period_seconds=0)
+            await eventually(lambda: _pod_names(admin, ["web-0", "web-1"]), what="web-0 again")
+            again = await get_claim(admin, "www-web-0")
+            assert again is not None and again["metadata"]["uid"] == uid
+            # Scaling down with whenScaled Delete: the condemned pod's claim goes with it.
+            await admin.patch(STATEFUL_SETS, "web", {"spec": {"replicas": 1}}, namespace="default")
+            await eventually(lambda: _claims(admin, ["www-web-0"]), timeout=20, what="www-web-1 deleted")
+
+    run(main)
+
+
+def test_when_deleted_delete_makes_the_set_the_claims_controller(tmp_path: Path) -> None:
+    from control.client import STATEFUL_SETS
+
+    async def main() -> None:
+        async with cluster(tmp_path, "statefulset") as (_, admin):
+            made = await admin.create(STATEFUL_SETS, stateful_set(1, whenDeleted="Delete"), namespace="default")
+            claims = await eventually(lambda: _claims(admin, ["www-web-0"]), what="claim")
+            (ref,) = claims["www-web-0"]["metadata"]["ownerReferences"]
+            assert (ref["kind"], ref["uid"], ref["controller"]) == ("StatefulSet", made["metadata"]["uid"], True)
+
+    run(main)
