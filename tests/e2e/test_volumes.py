@@ -225,10 +225,10 @@ def test_forged_expired_and_unbound_tokens_are_refused(cluster: Cluster) -> None
 # -- persistent storage ----------------------------------------------------------------------------------------
 
 def claim_pod(name: str, claim: str, script: str) -> dict[str, Any]:
-    """A pod the scheduler places (no nodeName), its claim mounted at /data."""
+    """A pod the scheduler places (no nodeName), its claim mounted at /mnt/data."""
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": {
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
-        "containers": [sh("c", script, volumeMounts=[{"name": "data", "mountPath": "/data"}])]}}
+        "containers": [sh("c", script, volumeMounts=[{"name": "data", "mountPath": "/mnt/data"}])]}}
 
 
 def _gone(cluster: Cluster, kind: str, name: str) -> bool | None:
@@ -244,7 +244,7 @@ def _gone(cluster: Cluster, kind: str, name: str) -> bool | None:
 def test_a_claims_file_outlives_its_pod_and_goes_with_the_claim(cluster: Cluster) -> None:
     cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "notes"},
                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}},
-                  claim_pod("writer", "notes", "echo kept-across-pods > /data/note; exec sleep 3600"))
+                  claim_pod("writer", "notes", "echo kept-across-pods > /mnt/data/note; exec sleep 3600"))
     (writer,) = cluster.wait_ready("app=writer", count=1)
     node = writer["spec"]["nodeName"]
     claim = cluster.get("pvc", "notes")
@@ -257,7 +257,7 @@ def test_a_claims_file_outlives_its_pod_and_goes_with_the_claim(cluster: Cluster
     assert (directory / "note").read_text() == "kept-across-pods\n"
     cluster.delete("pod", "writer")
     eventually(lambda: _gone(cluster, "pod", "writer"), timeout=30, message="writer gone")
-    cluster.apply(claim_pod("reader", "notes", "cat /data/note; exec sleep 3600"))
+    cluster.apply(claim_pod("reader", "notes", "cat /mnt/data/note; exec sleep 3600"))
     (reader,) = cluster.wait_ready("app=reader", count=1)
     assert reader["spec"]["nodeName"] == node  # the volume's node affinity
     assert log_of(cluster, "reader", "c", 1) == ["kept-across-pods"]
@@ -269,18 +269,18 @@ def test_a_claims_file_outlives_its_pod_and_goes_with_the_claim(cluster: Cluster
 
 
 def test_stateful_set_pods_keep_their_own_claims(cluster: Cluster) -> None:
-    script = "[ -f /data/who ] || hostname > /data/who; cat /data/who; exec sleep 3600"
+    script = "[ -f /mnt/data/who ] || hostname > /mnt/data/who; cat /mnt/data/who; exec sleep 3600"
     cluster.apply({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {
         "replicas": 2, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
-            sh("c", script, volumeMounts=[{"name": "www", "mountPath": "/data"}])]}},
+            sh("c", script, volumeMounts=[{"name": "www", "mountPath": "/mnt/data"}])]}},
         "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}}]}})
     cluster.wait_ready("app=web", count=2, timeout=90)
     claims = {name: cluster.get("pvc", name) for name in ("www-web-0", "www-web-1")}
     assert all(c["status"]["phase"] == "Bound" for c in claims.values())
     assert claims["www-web-0"]["spec"]["volumeName"] != claims["www-web-1"]["spec"]["volumeName"]
-    assert in_pod(cluster, "web-0", "echo before > /data/mark; cat /data/who").stdout == "web-0\n"
+    assert in_pod(cluster, "web-0", "echo before > /mnt/data/mark; cat /mnt/data/who").stdout == "web-0\n"
     old = cluster.get("pod", "web-0")["metadata"]["uid"]
     cluster.delete("pod", "web-0")
 
@@ -291,7 +291,7 @@ def test_stateful_set_pods_keep_their_own_claims(cluster: Cluster) -> None:
         return True if fresh else None
 
     eventually(again, timeout=60, message="web-0 made again")
-    assert in_pod(cluster, "web-0", "cat /data/mark /data/who").stdout == "before\nweb-0\n"
+    assert in_pod(cluster, "web-0", "cat /mnt/data/mark /mnt/data/who").stdout == "before\nweb-0\n"
     assert cluster.get("pvc", "www-web-0")["metadata"]["uid"] == claims["www-web-0"]["metadata"]["uid"]
     # kubectl's columns, from the server's tables
     binary = _kubectl_binary("1.33") or shutil.which("kubectl")

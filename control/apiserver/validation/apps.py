@@ -192,8 +192,23 @@ def validate_daemon_set_update(new: dict[str, Any], old: dict[str, Any]) -> list
     return validate_daemon_set(new) + _selector_immutable(new, old)
 
 
+def _as_its_pods_are(obj: dict[str, Any]) -> dict[str, Any]:
+    """The set with its template's volumes as the controller makes its pods': each volumeClaimTemplate a
+    persistentVolumeClaim volume of its name, so that volumeMounts naming a claim template resolve."""
+    spec = _dict(obj.get("spec"))
+    names = [n for n in (_dict(_dict(t).get("metadata")).get("name") for t in _list(spec.get("volumeClaimTemplates")))
+             if isinstance(n, str) and n]
+    template = _dict(spec.get("template"))
+    if not names or not isinstance(template.get("spec"), dict):
+        return obj
+    pod_spec = dict(template["spec"])
+    pod_spec["volumes"] = [v for v in _list(pod_spec.get("volumes")) if _dict(v).get("name") not in names] + \
+        [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in names]
+    return {**obj, "spec": {**spec, "template": {**template, "spec": pod_spec}}}
+
+
 def validate_stateful_set(obj: dict[str, Any]) -> list[FieldError]:
-    errs = _validate_replicated(obj, "statefulset")
+    errs = _validate_replicated(_as_its_pods_are(obj), "statefulset")
     spec = _dict(obj.get("spec"))
     errs += nonnegative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
     policy = spec.get("podManagementPolicy")

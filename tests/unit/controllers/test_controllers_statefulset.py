@@ -57,9 +57,11 @@ def test_defaults_and_validation() -> None:
     assert [e.field for e in validate_update("StatefulSet", renamed, obj)] == ["spec"]
     claims = stateful_set(volumeClaimTemplates=[{"metadata": {"name": "data"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}])
+    claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/d"}]
     default("StatefulSet", claims)
-    assert validate("StatefulSet", claims) == []
+    assert validate("StatefulSet", claims) == []  # the mount names the claim template
     claims["spec"]["volumeClaimTemplates"] = [{"metadata": {}, "spec": {"accessModes": ["ReadWriteOnce"]}}]
+    claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = []
     assert [(e.field, e.message) for e in validate("StatefulSet", claims)] == [
         ("spec.volumeClaimTemplates[0].metadata.name", "Required value"),
         ("spec.volumeClaimTemplates[0].spec.resources[storage]", "Required value")]
