@@ -5,7 +5,8 @@ uses its projected ServiceAccount token against the apiserver's ClusterIP (curl 
 in-cluster config), refused (403) until a RoleBinding grants it; a forged, an expired and an unbound token
 are 401. Persistent storage as kind ships it: a claim of the default class `standard` is provisioned on the
 node its first pod is scheduled to, keeps a file across pods and goes with its volume and directory when
-deleted; a StatefulSet's pods each get their own claim, and a pod made again reads what it wrote;
+deleted; a pod naming a missing claim is not scheduled until the claim exists; a StatefulSet's pods each
+get their own claim, and a pod made again reads what it wrote;
 `kubectl get pv,pvc,sc` prints upstream's columns."""
 
 from __future__ import annotations
@@ -268,10 +269,29 @@ def test_a_claims_file_outlives_its_pod_and_goes_with_the_claim(cluster: Cluster
     assert not directory.exists()
 
 
+def _events(cluster: Cluster, name: str, reason: str) -> list[str] | None:
+    found = [e["message"] for e in cluster.objects("events")
+             if e["involvedObject"].get("name") == name and e["reason"] == reason]
+    return found or None
+
+
+def test_a_pod_waits_for_a_missing_claim(cluster: Cluster) -> None:
+    cluster.apply(claim_pod("patient", "later", "echo started; exec sleep 3600"))
+    messages = eventually(lambda: _events(cluster, "patient", "FailedScheduling"), timeout=30,
+                          message="FailedScheduling for the missing claim")
+    assert messages[0].startswith('0/3 nodes are available: persistentvolumeclaim "later" not found.')
+    assert not cluster.get("pod", "patient")["spec"].get("nodeName")
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "later"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}})
+    cluster.wait_ready("app=patient", count=1)
+    cluster.delete("pod", "patient")
+
+
 def test_stateful_set_pods_keep_their_own_claims(cluster: Cluster) -> None:
     script = "[ -f /mnt/data/who ] || hostname > /mnt/data/who; cat /mnt/data/who; exec sleep 3600"
     cluster.apply({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {
         "replicas": 2, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+        "podManagementPolicy": "Parallel",  # both pods at once: the claims, not the ordering, are tested here
         "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
             sh("c", script, volumeMounts=[{"name": "www", "mountPath": "/mnt/data"}])]}},
         "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
