@@ -131,6 +131,11 @@ class PersistentVolumeController(Controller):
             await self._sync_unbound_claim(claim)
             return
         volume = self.informer(PERSISTENT_VOLUMES).store.get(str(volume_name))
+        if volume is None and annotations_of(claim).get(ANN_BIND_COMPLETED) != "yes":
+            # Pre-bound by its author to a volume that does not exist (yet): it waits, as upstream's does.
+            await self._set_claim_phase(claim, "Pending")
+            self.event(claim, "FailedBinding", f'volume "{volume_name}" not found', warning=True)
+            return
         if volume is None:
             if _phase(claim) != "Lost":
                 self.event(claim, "ClaimLost", "Bound claim has lost reference to PersistentVolume. Data on the "

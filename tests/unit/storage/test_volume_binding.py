@@ -274,3 +274,19 @@ def test_when_deleted_delete_makes_the_set_the_claims_controller(tmp_path: Path)
             assert (ref["kind"], ref["uid"], ref["controller"]) == ("StatefulSet", made["metadata"]["uid"], True)
 
     run(main)
+
+
+def test_a_claim_pre_bound_to_a_missing_volume_waits_for_it(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, *STORAGE_CONTROLLERS) as (_, admin):
+            await admin.create(PERSISTENT_VOLUME_CLAIMS, new_claim("data", storageClassName="", volumeName="pv9"),
+                               namespace="default")
+            await eventually(lambda: _has_event(admin, "data", "FailedBinding"), what="FailedBinding")
+            assert (await get_claim(admin, "data"))["status"]["phase"] == "Pending"  # type: ignore[index]
+            pv = volume("pv9", "1Gi")
+            del pv["status"]
+            await admin.create(PERSISTENT_VOLUMES, pv)
+            bound = await eventually(lambda: phase_is(admin, "data", "Bound"), what="bound once the volume exists")
+            assert (await admin.get(PERSISTENT_VOLUMES, "pv9"))["spec"]["claimRef"]["uid"] == bound["metadata"]["uid"]
+
+    run(main)
