@@ -183,6 +183,8 @@ def _start_control_plane(state: ClusterState, topology: Topology, store_kind: st
     progress("starting the network-policy agent in every node")
     components.start_netpol_agents(state, topology)
     components.wait_netpol_agents_ready(state, topology)
+    progress("creating the default StorageClass (standard, rancher.io/local-path)")
+    components.apply_storage(state)
     if topology.dns.enabled:
         progress(f"applying cluster DNS (coredns, kube-dns Service, {topology.dns.cluster_domain})")
         components.apply_cluster_dns(state, topology)
@@ -195,6 +197,7 @@ def _teardown(state: ClusterState, kernel: Kernel) -> list[str]:
     removed = components.stop_all(state, network.cluster_namespaces(state.name, kernel))
     removed += faults.undo_for_down(state)
     removed += network.destroy(state.name, kernel=kernel, recorded=state.recorded_objects())
+    removed += components.remove_volumes(state)
     state.remove()
     return removed
 

@@ -25,6 +25,7 @@ import atexit
 import base64
 import os
 import secrets
+import shutil
 import ssl
 import subprocess
 import sys
@@ -340,6 +341,7 @@ def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_p
         # Upstream's grace period by default; a shorter eviction timeout than upstream's 5 minutes, so
         # that a node taken down in a demo sees its pods replaced within a minute.
         "--node-monitor-grace-period", node_grace_period, "--pod-eviction-timeout", eviction_timeout,
+        "--local-path-root", str(volumes_dir(state)),
         *(["--lb-pool", pool] if pool else []),
         *metrics_server_flags(state),
     ])
@@ -461,6 +463,36 @@ def apply_cluster_dns(state: ClusterState, topology: Topology) -> list[str]:
     manifest = state.dir / "cluster-dns.yaml"
     manifest.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     return apply_manifests(state, [manifest])
+
+
+def volumes_dir(state: ClusterState) -> Path:
+    """Where the local-path provisioner keeps the cluster's volumes: a directory per node below it."""
+    return state.dir / "volumes"
+
+
+# kind's default StorageClass (its local-path-storage manifest): rancher's local-path provisioner, bound when
+# the first pod is scheduled, deleted with its claim.
+STANDARD_STORAGE_CLASS: dict[str, Any] = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete",
+}
+
+
+def apply_storage(state: ClusterState) -> list[str]:
+    """The default StorageClass `standard`, as kind creates it."""
+    return apply_documents(state, [("kind's default storage class", STANDARD_STORAGE_CLASS)])
+
+
+def remove_volumes(state: ClusterState) -> list[str]:
+    """The volume directories the provisioner made (they are the cluster's, under its state directory)."""
+    root = volumes_dir(state)
+    if not root.is_dir():
+        return []
+    removed = [f"volume directory {path}" for node in sorted(root.iterdir()) if node.is_dir()
+               for path in sorted(node.iterdir())]
+    shutil.rmtree(root, ignore_errors=True)
+    return removed
 
 
 def apply_workloads(state: ClusterState, topology: Topology) -> list[str]:

@@ -386,7 +386,42 @@ def default_binding(obj: dict[str, Any]) -> None:
             subject["apiGroup"] = "rbac.authorization.k8s.io"
 
 
+def persistent_volume(obj: dict[str, Any]) -> None:
+    """SetDefaults_PersistentVolume: Pending, reclaim Retain, Filesystem; a hostPath's type is "" (unset)."""
+    spec = _dict(obj, "spec")
+    if not spec.get("persistentVolumeReclaimPolicy"):
+        spec["persistentVolumeReclaimPolicy"] = "Retain"
+    if spec.get("volumeMode") is None:
+        spec["volumeMode"] = "Filesystem"
+    if isinstance(spec.get("hostPath"), dict) and spec["hostPath"].get("type") is None:
+        spec["hostPath"]["type"] = ""
+    status = _dict(obj, "status")
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+
+
+def persistent_volume_claim(obj: dict[str, Any]) -> None:
+    """SetDefaults_PersistentVolumeClaim(Spec): Filesystem, and a claim's status starts Pending."""
+    spec = _dict(obj, "spec")
+    if spec.get("volumeMode") is None:
+        spec["volumeMode"] = "Filesystem"
+    status = _dict(obj, "status")
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+
+
+def storage_class(obj: dict[str, Any]) -> None:
+    """SetDefaults_StorageClass: reclaim Delete, bind Immediate."""
+    if not obj.get("reclaimPolicy"):
+        obj["reclaimPolicy"] = "Delete"
+    if not obj.get("volumeBindingMode"):
+        obj["volumeBindingMode"] = "Immediate"
+
+
 DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "PersistentVolume": persistent_volume,
+    "PersistentVolumeClaim": persistent_volume_claim,
+    "StorageClass": storage_class,
     "Pod": pod,
     "Service": service,
     "Deployment": deployment,

@@ -12,7 +12,7 @@ served by the same cache) can already read what the pod references.
     node <- pod <- secret             the same, imagePullSecrets, and volume plugins' secret references
     node <- pod <- pvc                persistentVolumeClaim volumes and ephemeral volumes' claims
 
-PersistentVolumes hang off PVCs (pvc.spec.volumeName); kubesim serves no PVCs, so no PV edge exists.
+    node <- pod <- pvc <- pv          the claim's spec.volumeName (from the claims cache, when given)
 """
 
 from __future__ import annotations
@@ -95,15 +95,47 @@ class NodeGraph:
         self._pod_node: dict[str, str] = {}  # cache key -> node
         self._pod_refs: dict[str, set[ObjectRef]] = {}  # cache key -> what that pod references
         self._reachable: dict[str, Counter[ObjectRef]] = {}  # node -> refs (pods included) -> how many pods
+        self._claim_volume: dict[str, tuple[str, str, str]] = {}  # claim cache key -> (pv, namespace, claim)
+        self._volume_claims: dict[str, set[tuple[str, str]]] = {}  # pv -> {(namespace, claim)}
 
     @classmethod
-    def of(cls, pods: WatchCache) -> NodeGraph:
-        """A graph of the pods in PODS, kept current from then on. The cache must have started."""
+    def of(cls, pods: WatchCache, claims: WatchCache | None = None) -> NodeGraph:
+        """A graph of the pods in PODS (and the claims in CLAIMS: their volumes), kept current from then on.
+        The caches must have started."""
         graph = cls()
         for key, pod in pods.objects.items():
             graph.set_pod(key, pod)
         pods.listeners.append(graph.on_event)
+        if claims is not None:
+            for key, claim in claims.objects.items():
+                graph.set_claim(key, claim)
+            claims.listeners.append(graph.on_claim_event)
         return graph
+
+    def on_claim_event(self, event: WatchEvent, key: str) -> None:
+        if event.type == "DELETED":
+            self.remove_claim(key)
+        else:
+            self.set_claim(key, event.object)
+
+    def set_claim(self, key: str, claim: dict[str, Any]) -> None:
+        self.remove_claim(key)
+        volume = _name_at(claim, "spec", "volumeName")
+        if volume is None:
+            return
+        namespace, name = _name_at(claim, "metadata", "namespace") or "", _name_at(claim, "metadata", "name") or ""
+        self._claim_volume[key] = (volume, namespace, name)
+        self._volume_claims.setdefault(volume, set()).add((namespace, name))
+
+    def remove_claim(self, key: str) -> None:
+        found = self._claim_volume.pop(key, None)
+        if found is None:
+            return
+        volume, namespace, name = found
+        claims = self._volume_claims[volume]
+        claims.discard((namespace, name))
+        if not claims:
+            del self._volume_claims[volume]
 
     def on_event(self, event: WatchEvent, key: str) -> None:
         if event.type == "DELETED":
@@ -135,6 +167,9 @@ class NodeGraph:
 
     def has_path(self, node: str, kind: str, namespace: str, name: str) -> bool:
         """Whether object KIND NAMESPACE/NAME leads to NODE (for kind "pods": the pod is bound to it)."""
+        if kind == "persistentvolumes":
+            return any(self.has_path(node, "persistentvolumeclaims", claim_ns, claim)
+                       for claim_ns, claim in self._volume_claims.get(name, ()))
         return self._reachable.get(node, Counter())[(kind, namespace, name)] > 0
 
 

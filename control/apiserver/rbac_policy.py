@@ -6,7 +6,7 @@ kube-network-policies) as their install manifests give them.
     cluster_roles()    -> [ClusterRole]           every object carries kubernetes.io/bootstrapping=rbac-defaults
     cluster_bindings() -> [ClusterRoleBinding]
 
-Groups kubesim does not serve (extensions, policy, storage.k8s.io) are kept where upstream names them, so the
+Groups kubesim does not serve (extensions, policy) are kept where upstream names them, so the
 tables read like upstream's. admin, edit and view are aggregated roles: their rules come from the
 system:aggregate-to-* roles (and any ClusterRole a user labels likewise) through aggregation.py.
 """
@@ -24,6 +24,7 @@ READ_WRITE = (*READ, *WRITE)
 CORE, APPS, COORDINATION, DISCOVERY, BATCH = "", "apps", "coordination.k8s.io", "discovery.k8s.io", "batch"
 EXTENSIONS, POLICY, NETWORKING, AUTOSCALING = "extensions", "policy", "networking.k8s.io", "autoscaling"
 AUTHN, AUTHZ = "authentication.k8s.io", "authorization.k8s.io"
+STORAGE = "storage.k8s.io"
 BOOTSTRAP_LABELS = {"kubernetes.io/bootstrapping": "rbac-defaults"}
 AUTOUPDATE_KEY = "rbac.authorization.kubernetes.io/autoupdate"
 AUTOUPDATE = {AUTOUPDATE_KEY: "true"}
@@ -224,6 +225,31 @@ _ROLES: dict[str, tuple[tuple[PolicyRule, ...], dict[str, str]]] = {
         rule((CORE,), ("persistentvolumeclaims",), ("get", "create", "update", "delete")),
         events_rule(),
     ), {}),
+    "system:controller:persistent-volume-binder": ((
+        rule((CORE,), ("persistentvolumes",), ("create", "delete", "get", "list", "update", "watch")),
+        rule((CORE,), ("persistentvolumes/status",), ("update",)),
+        rule((CORE,), ("persistentvolumeclaims",), ("get", "list", "update", "watch")),
+        rule((CORE,), ("persistentvolumeclaims/status",), ("update",)),
+        rule((CORE,), ("pods",), READ),
+        rule((STORAGE,), ("storageclasses",), READ),
+        events_rule(),
+    ), {}),
+    "system:controller:pvc-protection-controller": ((
+        rule((CORE,), ("persistentvolumeclaims",), ("get", "list", "watch", "update")),
+        rule((CORE,), ("pods",), ("get", "list", "watch")),
+        events_rule(),
+    ), {}),
+    "system:controller:pv-protection-controller": ((
+        rule((CORE,), ("persistentvolumes",), ("get", "list", "watch", "update")),
+        events_rule(),
+    ), {}),
+    # rancher's local-path-provisioner ClusterRole as kind installs it (local-path-storage.yaml).
+    "local-path-provisioner-role": ((
+        rule((CORE,), ("nodes", "persistentvolumeclaims", "configmaps", "pods", "pods/log"), READ),
+        rule((CORE,), ("persistentvolumes",), ("get", "list", "watch", "create", "patch", "update", "delete")),
+        rule((CORE,), ("events",), ("create", "patch")),
+        rule((STORAGE,), ("storageclasses",), READ),
+    ), {}),
     "system:controller:cronjob-controller": ((
         rule((BATCH,), ("cronjobs",), ("get", "list", "watch", "update")),
         rule((BATCH,), ("jobs",), ("get", "list", "watch", "create", "update", "delete", "patch")),
@@ -312,7 +338,8 @@ KUBESIM_CONTROLLERS = ("deployment-controller", "replicaset-controller", "replic
                        "service-account-controller", "root-ca-cert-publisher", "node-controller",
                        "service-controller",
                        "generic-garbage-collector", "job-controller", "ttl-after-finished-controller",
-                       "daemon-set-controller", "statefulset-controller", "cronjob-controller")
+                       "daemon-set-controller", "statefulset-controller", "cronjob-controller",
+                       "persistent-volume-binder", "pvc-protection-controller", "pv-protection-controller")
 CONTROLLER_MANAGER = "system:kube-controller-manager"
 
 
@@ -344,6 +371,10 @@ _BINDINGS: dict[str, list[dict[str, str]]] = {
     # kubeadm binds system:coredns to the coredns ServiceAccount in kube-system.
     "system:coredns": [_service_account("kube-system", "coredns")],
     "kube-network-policies": [_service_account("kube-system", "kube-network-policies")],
+    # kind binds it to local-path-storage's ServiceAccount; kubesim runs the provisioner in the
+    # controller-manager, so its user is bound too.
+    "local-path-provisioner-role": [_service_account("local-path-storage", "local-path-provisioner-service-account"),
+                                    _user(CONTROLLER_MANAGER)],
 }
 
 

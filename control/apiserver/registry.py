@@ -34,6 +34,7 @@ from control.apiserver.selectors import (
     parse_label_selector,
 )
 from control.apiserver.serviceaccount import add_api_access_volume
+from control.apiserver.storage import admit_storage
 from control.apiserver.strategy import patch_allocated_values, prepare_for_create
 from control.apiserver.watchcache import WatchCache, decode
 from control.store import CompactedError, ConflictError, FutureRevisionError, KeyExistsError, KeyNotFoundError, Store
@@ -267,6 +268,8 @@ class Registry:
         prepare_for_create(res.kind, obj)
         if res.kind == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
+        if res.kind in ("PersistentVolumeClaim", "PersistentVolume"):
+            admit_storage(res.kind, obj, self.caches["storageclasses"].objects.values())
         if admit is not None:
             admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)

@@ -44,7 +44,7 @@ class Resource:
     def key_prefix(self, namespace: str | None = None) -> str:
         """Where objects live in the store: /registry/<resource>/[<namespace>/]<name>, as upstream."""
         base = f"/registry/{self.plural}/"
-        if self.group not in ("", "apps", "batch", "networking.k8s.io"):
+        if self.group not in ("", "apps", "batch", "networking.k8s.io", "storage.k8s.io"):
             base = f"/registry/{self.group}/{self.plural}/"
         return f"{base}{namespace}/" if self.namespaced and namespace else base
 
@@ -72,6 +72,10 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "Event", "events", "event", True, ("ev",)),
     Resource("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
     Resource("", "v1", "Secret", "secrets", "secret", True),
+    Resource("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", False, ("pv",), (), ("status",),
+             status_subresource=True),
+    Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True, ("pvc",), (),
+             ("status",), status_subresource=True),
     Resource("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True, ("rc",),
              ("all",), ("scale", "status"), status_subresource=True, tracks_generation=True),
     Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
@@ -89,6 +93,7 @@ RESOURCES: tuple[Resource, ...] = (
              status_subresource=True, tracks_generation=True),
     Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    Resource("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", False, ("sc",)),
     Resource("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True, ("netpol",)),
     # sig-network's network-policy-api CRDs (v0.1.x), served as built-ins: cluster-scoped, with status.
     Resource("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies",

@@ -220,6 +220,39 @@ _CORE: dict[str, dict[str, str]] = {
                               "resourceFieldRef": "ResourceFieldSelector", "mode": "int32"},
     "PersistentVolumeClaimVolumeSource": {"claimName": "string", "readOnly": "boolean"},
     "NFSVolumeSource": {"server": "string", "path": "string", "readOnly": "boolean"},
+    "PersistentVolume": {**_OBJECT_HEADER, "spec": "PersistentVolumeSpec", "status": "PersistentVolumeStatus"},
+    "PersistentVolumeSpec": {
+        "capacity": "{}Quantity", "accessModes": "[]string", "claimRef": "ObjectReference",
+        "persistentVolumeReclaimPolicy": "string", "storageClassName": "string", "mountOptions": "[]string",
+        "volumeMode": "string", "nodeAffinity": "VolumeNodeAffinity", "volumeAttributesClassName": "string",
+        "hostPath": "HostPathVolumeSource", "local": "LocalVolumeSource", "nfs": "NFSVolumeSource",
+        **dict.fromkeys(("gcePersistentDisk", "awsElasticBlockStore", "glusterfs", "rbd", "iscsi", "cinder", "cephfs",
+                         "fc", "flocker", "flexVolume", "azureFile", "vsphereVolume", "quobyte", "azureDisk",
+                         "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos", "csi"), "object"),
+    },
+    "LocalVolumeSource": {"path": "string", "fsType": "string"},
+    "VolumeNodeAffinity": {"required": "NodeSelector"},
+    "PersistentVolumeStatus": {"phase": "string", "message": "string", "reason": "string",
+                               "lastPhaseTransitionTime": "Time"},
+    "PersistentVolumeClaim": {**_OBJECT_HEADER, "spec": "PersistentVolumeClaimSpec",
+                              "status": "PersistentVolumeClaimStatus"},
+    "PersistentVolumeClaimSpec": {
+        "accessModes": "[]string", "selector": "meta.v1.LabelSelector", "resources": "VolumeResourceRequirements",
+        "volumeName": "string", "storageClassName": "string", "volumeMode": "string",
+        "dataSource": "TypedLocalObjectReference", "dataSourceRef": "TypedObjectReference",
+        "volumeAttributesClassName": "string"},
+    "VolumeResourceRequirements": {"limits": "{}Quantity", "requests": "{}Quantity"},
+    "TypedLocalObjectReference": {"apiGroup": "string", "kind": "string", "name": "string"},
+    "TypedObjectReference": {"apiGroup": "string", "kind": "string", "name": "string", "namespace": "string"},
+    "PersistentVolumeClaimStatus": {
+        "phase": "string", "accessModes": "[]string", "capacity": "{}Quantity",
+        "conditions": "[]PersistentVolumeClaimCondition @type", "allocatedResources": "{}Quantity",
+        "allocatedResourceStatuses": "{}string", "currentVolumeAttributesClassName": "string",
+        "modifyVolumeStatus": "object"},
+    "PersistentVolumeClaimCondition": {"type": "string", "status": "string", "lastProbeTime": "Time",
+                                       "lastTransitionTime": "Time", "reason": "string", "message": "string"},
+    "TopologySelectorTerm": {"matchLabelExpressions": "[]TopologySelectorLabelRequirement"},
+    "TopologySelectorLabelRequirement": {"key": "string", "values": "[]string"},
     "ImageVolumeSource": {"reference": "string", "pullPolicy": "string"},
     "Affinity": {"nodeAffinity": "NodeAffinity", "podAffinity": "PodAffinity",
                  "podAntiAffinity": "PodAntiAffinity"},
@@ -356,9 +389,8 @@ _APPS: dict[str, dict[str, str]] = {
                         "conditions": "[]DaemonSetCondition @type"},
     "DaemonSetCondition": dict(_CONDITION),
     "StatefulSet": {**_OBJECT_HEADER, "spec": "StatefulSetSpec", "status": "StatefulSetStatus"},
-    # volumeClaimTemplates hold PersistentVolumeClaims, which this schema does not model field by field.
     "StatefulSetSpec": {"replicas": "int32", "selector": "meta.v1.LabelSelector", "template": "PodTemplateSpec",
-                        "volumeClaimTemplates": "[]object", "serviceName": "string",
+                        "volumeClaimTemplates": "[]core.v1.PersistentVolumeClaim", "serviceName": "string",
                         "podManagementPolicy": "string", "updateStrategy": "StatefulSetUpdateStrategy",
                         "revisionHistoryLimit": "int32", "minReadySeconds": "int32",
                         "persistentVolumeClaimRetentionPolicy": "StatefulSetPersistentVolumeClaimRetentionPolicy",
@@ -467,6 +499,12 @@ _BATCH: dict[str, dict[str, str]] = {
                       "lastSuccessfulTime": "Time"},
 }
 
+_STORAGE: dict[str, dict[str, str]] = {
+    "StorageClass": {**_OBJECT_HEADER, "provisioner": "string", "parameters": "{}string", "reclaimPolicy": "string",
+                     "mountOptions": "[]string", "allowVolumeExpansion": "boolean", "volumeBindingMode": "string",
+                     "allowedTopologies": "[]core.v1.TopologySelectorTerm"},
+}
+
 _AUTOSCALING: dict[str, dict[str, str]] = {
     "Scale": {**_OBJECT_HEADER, "spec": "ScaleSpec", "status": "ScaleStatus"},
     "ScaleSpec": {"replicas": "int32"},
@@ -539,6 +577,7 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     # As kube-apiserver names a CRD's definitions: the group reversed, then the version.
     "policy.v1alpha1": ("io.k8s.networking.policy.v1alpha1", _POLICY),
     "autoscaling.v1": ("io.k8s.api.autoscaling.v1", _AUTOSCALING),
+    "storage.v1": ("io.k8s.api.storage.v1", _STORAGE),
     "batch.v1": ("io.k8s.api.batch.v1", _BATCH),
     "rbac.v1": ("io.k8s.api.rbac.v1", _RBAC),
     "authorization.v1": ("io.k8s.api.authorization.v1", _AUTHORIZATION),
@@ -584,6 +623,10 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
     Kind("policy.networking.k8s.io", "v1alpha1", "AdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("policy.networking.k8s.io", "v1alpha1", "BaselineAdminNetworkPolicy", "policy.v1alpha1", protobuf=False),
     Kind("autoscaling", "v1", "Scale", "autoscaling.v1"),
+    # JSON only: their protobuf field numbers are not transcribed.
+    Kind("", "v1", "PersistentVolume", "core.v1", protobuf=False),
+    Kind("", "v1", "PersistentVolumeClaim", "core.v1", protobuf=False),
+    Kind("storage.k8s.io", "v1", "StorageClass", "storage.v1", protobuf=False),
     # kubectl 1.33's `create role|clusterrole|rolebinding|clusterrolebinding` and `auth can-i [--list]` send
     # these as protobuf. The other reviews are JSON only (no kubectl command sends them; their spec's `extra` is
     # a map of ExtraValue messages the decoder does not model); SelfSubjectReview's body carries nothing its

@@ -168,7 +168,8 @@ class APIServer:
         """The Node authorizer's graph, built from the pods cache on first use (the registry has started
         by the time a request arrives) and kept current by the cache from then on."""
         if self._node_graph is None:
-            self._node_graph = NodeGraph.of(self.registry.caches["pods"])
+            self._node_graph = NodeGraph.of(self.registry.caches["pods"],
+                                            self.registry.caches.get("persistentvolumeclaims"))
         return self._node_graph
 
     def _cached(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -33,6 +33,9 @@ def prepare_for_create(kind: str, obj: dict[str, Any]) -> None:
         obj["status"] = {"loadBalancer": {}}
     elif kind in _EMPTY_STATUS_ON_CREATE:
         obj["status"] = {}
+    elif kind in ("PersistentVolume", "PersistentVolumeClaim"):
+        # Phases belong to the PV controller; a new volume or claim waits for it (Pending).
+        obj["status"] = {"phase": "Pending"}
     elif kind == "Job":
         obj["status"] = {}
         _generate_job_selector(obj)

@@ -274,12 +274,71 @@ def _binding_row(obj: dict[str, Any]) -> Row:
             of("User"), of("Group"), of("ServiceAccount")]
 
 
+# printers.go's storage rows. Access modes as kubectl abbreviates them (GetAccessModesAsString).
+_MODE_SHORT = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                             "storageclass.beta.kubernetes.io/is-default-class")
+
+
+def _access_modes(modes: Any) -> str:
+    present = set(modes) if isinstance(modes, list) else set()
+    return ",".join(short for mode, short in _MODE_SHORT.items() if mode in present)
+
+
+def _phase(obj: dict[str, Any]) -> str:
+    return "Terminating" if obj["metadata"].get("deletionTimestamp") else \
+        str((obj.get("status") or {}).get("phase", ""))
+
+
+def _persistent_volume_row(pv: dict[str, Any]) -> Row:
+    spec, status = pv.get("spec") or {}, pv.get("status") or {}
+    claim = spec.get("claimRef") or {}
+    claimed = f"{claim.get('namespace', '')}/{claim.get('name', '')}" if claim else ""
+    return [pv["metadata"].get("name"), str((spec.get("capacity") or {}).get("storage", "")),
+            _access_modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy", ""), _phase(pv),
+            claimed, spec.get("storageClassName", ""), spec.get("volumeAttributesClassName") or "<unset>",
+            status.get("reason", ""), _created(pv), spec.get("volumeMode") or "<unset>"]
+
+
+def _persistent_volume_claim_row(pvc: dict[str, Any]) -> Row:
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    bound = bool(spec.get("volumeName"))
+    return [pvc["metadata"].get("name"), _phase(pvc), spec.get("volumeName", ""),
+            str((status.get("capacity") or {}).get("storage", "")) if bound else "",
+            _access_modes(status.get("accessModes")) if bound else "", spec.get("storageClassName") or "",
+            spec.get("volumeAttributesClassName") or "<unset>", _created(pvc), spec.get("volumeMode") or "<unset>"]
+
+
+def is_default_class(sc: dict[str, Any]) -> bool:
+    annotations = sc["metadata"].get("annotations") or {}
+    return any(annotations.get(key) == "true" for key in DEFAULT_CLASS_ANNOTATIONS)
+
+
+def _storage_class_row(sc: dict[str, Any]) -> Row:
+    name = str(sc["metadata"].get("name"))
+    return [f"{name} (default)" if is_default_class(sc) else name, sc.get("provisioner", ""),
+            sc.get("reclaimPolicy") or "Delete", sc.get("volumeBindingMode") or "Immediate",
+            "true" if sc.get("allowVolumeExpansion") else "false", _created(sc)]
+
+
 _ROLE_COLUMNS: list[Column] = [("Name", "string", 0), ("Created At", "date", 0)]
 _BINDING_COLUMNS: list[Column] = [("Name", "string", 0), ("Role", "string", 0), ("Age", "string", 0),
                                   ("Users", "string", 1), ("Groups", "string", 1), ("ServiceAccounts", "string", 1)]
 
 
 PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
+    "persistentvolumes": ([("Name", "string", 0), ("Capacity", "string", 0), ("Access Modes", "string", 0),
+                           ("Reclaim Policy", "string", 0), ("Status", "string", 0), ("Claim", "string", 0),
+                           ("StorageClass", "string", 0), ("VolumeAttributesClass", "string", 0),
+                           ("Reason", "string", 0), ("Age", "string", 0), ("VolumeMode", "string", 1)],
+                          _persistent_volume_row),
+    "persistentvolumeclaims": ([("Name", "string", 0), ("Status", "string", 0), ("Volume", "string", 0),
+                                ("Capacity", "string", 0), ("Access Modes", "string", 0),
+                                ("StorageClass", "string", 0), ("VolumeAttributesClass", "string", 0),
+                                ("Age", "string", 0), ("VolumeMode", "string", 1)], _persistent_volume_claim_row),
+    "storageclasses": ([("Name", "string", 0), ("Provisioner", "string", 0), ("ReclaimPolicy", "string", 0),
+                        ("VolumeBindingMode", "string", 0), ("AllowVolumeExpansion", "string", 0),
+                        ("Age", "string", 0)], _storage_class_row),
     "pods": ([("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0),
               ("Age", "string", 0), ("IP", "string", 1), ("Node", "string", 1), ("Nominated Node", "string", 1),
               ("Readiness Gates", "string", 1)], _pod_row),

@@ -66,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kubelet-client-certificate", help="the client certificate to scrape kubelets with")
     p.add_argument("--kubelet-client-key")
     p.add_argument("--kubelet-certificate-authority", help="the CA of the kubelets' serving certificates")
+    p.add_argument("--local-path-root", default="",
+                   help="the local-path provisioner's directory for volumes (a subdirectory per node)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -105,7 +107,8 @@ def options_from(args: argparse.Namespace) -> Options:
                    lb_pool=args.lb_pool, node_monitor_grace_period=args.node_monitor_grace_period,
                    node_monitor_period=args.node_monitor_period, default_eviction_timeout=args.eviction_timeout,
                    workers=args.concurrent_syncs, resync_period=args.resync_period,
-                   root_ca=Path(args.root_ca_file).read_text() if args.root_ca_file else "")
+                   root_ca=Path(args.root_ca_file).read_text() if args.root_ca_file else "",
+                   local_path_root=args.local_path_root)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -68,6 +68,8 @@ class Options:
     job_backoff_base: float = 10.0
     #: --root-ca-file's certificate (PEM): published as kube-root-ca.crt in every namespace.
     root_ca: str = ""
+    #: Where the local-path provisioner makes volume directories (one per node below it); "" = nowhere.
+    local_path_root: str = ""
 
 
 # Indexes every shared informer carries, so any controller can look objects up by namespace, uid or owner.

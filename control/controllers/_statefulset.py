@@ -13,9 +13,12 @@ RollingUpdate replaces pods from the highest ordinal down to spec.updateStrategy
 one at a time, each after the rest are Running and Ready; pods below the partition are (re)made from the
 current revision. OnDelete makes a pod from the new revision only when someone deletes the old one.
 
-volumeClaimTemplates: when the apiserver serves PersistentVolumeClaims, the claim <template>-<pod> is made
-(and retained: whenDeleted/whenScaled Delete are not acted on) and mounted in place of the template's
-volume of that name; the apiserver refuses the field while it does not serve claims.
+volumeClaimTemplates: the claim <template>-<pod> is made before the pod and mounted in place of the
+template's volume of that name; it outlives the pod, so a pod made again under the same name finds its
+storage. persistentVolumeClaimRetentionPolicy as upstream (updateClaimOwnerRefForSetAndPod): by default
+(Retain, Retain) claims stay forever; whenDeleted Delete makes the set the claims' controller (the garbage
+collector deletes them with it); whenScaled Delete makes a condemned pod (scaled away) their controller,
+so they go with it.
 
 Not built: adopting orphan pods, maxUnavailable above 1 (an alpha gate upstream), minReadySeconds for
 availability during updates (it only counts in status.availableReplicas).
@@ -35,6 +38,7 @@ from control.client import (
     STATEFUL_SETS,
     AlreadyExists,
     ApiError,
+    Conflict,
     NotFound,
     Resource,
 )
@@ -64,6 +68,12 @@ def ordinal_of(sts_name: str, pod: JsonObject) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _retention(sts: JsonObject) -> tuple[str, str]:
+    """(whenDeleted, whenScaled) of persistentVolumeClaimRetentionPolicy, Retain by default."""
+    policy = (sts.get("spec") or {}).get("persistentVolumeClaimRetentionPolicy") or {}
+    return str(policy.get("whenDeleted") or "Retain"), str(policy.get("whenScaled") or "Retain")
+
+
 def running_and_ready(pod: JsonObject) -> bool:
     return pod_phase(pod) == "Running" and is_pod_ready(pod)
 
@@ -78,7 +88,7 @@ class StatefulSetController(Controller):
     kind: ClassVar[str] = "StatefulSet"
     api_version: ClassVar[str] = "apps/v1"
     primary: ClassVar[Resource | None] = STATEFUL_SETS
-    resources: ClassVar[tuple[Resource, ...]] = (STATEFUL_SETS, PODS, CONTROLLER_REVISIONS)
+    resources: ClassVar[tuple[Resource, ...]] = (STATEFUL_SETS, PODS, CONTROLLER_REVISIONS, PERSISTENT_VOLUME_CLAIMS)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -175,6 +185,7 @@ class StatefulSetController(Controller):
                 continue
             if ordered and any(not running_and_ready(pods[o]) for o in wanted if o in pods):
                 return
+            await self._own_claims_by(sts, pod)
             await self._delete(sts, pod)
             if ordered:
                 return
@@ -255,6 +266,8 @@ class StatefulSetController(Controller):
             claim_meta = body.setdefault("metadata", {})
             claim_meta["name"] = f"{claim_meta.get('name')}-{pod_name}"
             claim_meta["namespace"] = namespace_of(sts)
+            if _retention(sts)[0] == "Delete":
+                claim_meta["ownerReferences"] = [make_controller_ref(sts, self.api_version, self.kind)]
             labels = claim_meta.setdefault("labels", {})
             labels.update(((sts.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
             body.update({"apiVersion": "v1", "kind": "PersistentVolumeClaim"})
@@ -263,6 +276,25 @@ class StatefulSetController(Controller):
                 await self.client.create(PERSISTENT_VOLUME_CLAIMS, body, namespace=namespace_of(sts))
             except AlreadyExists:
                 continue  # claims outlive their pods: the next pod of this ordinal reuses it
+
+    async def _own_claims_by(self, sts: JsonObject, pod: JsonObject) -> None:
+        """whenScaled Delete: a condemned pod becomes its claims' controller, so they go with it."""
+        if _retention(sts)[1] != "Delete":
+            return
+        for claim in (sts.get("spec") or {}).get("volumeClaimTemplates") or []:
+            name = f"{(claim.get('metadata') or {}).get('name')}-{name_of(pod)}"
+            cached = self.informer(PERSISTENT_VOLUME_CLAIMS).store.get(name, namespace_of(sts))
+            if cached is None or any(r.get("uid") == uid_of(pod) for r in meta(cached).get("ownerReferences") or []):
+                continue
+            body = deepcopy(cached)
+            refs = [r for r in meta(body).get("ownerReferences") or [] if r.get("uid") != uid_of(sts)]
+            if any(r.get("controller") for r in refs):
+                continue  # someone else controls it: left alone, as upstream (hasUnexpectedController)
+            meta(body)["ownerReferences"] = [*refs, make_controller_ref(pod, "v1", "Pod")]
+            try:
+                await self.client.update(PERSISTENT_VOLUME_CLAIMS, body, namespace=namespace_of(sts))
+            except (NotFound, Conflict):
+                continue
 
     async def _delete(self, sts: JsonObject, pod: JsonObject) -> None:
         try:

@@ -33,6 +33,8 @@ from control.client import (
     CONFIG_MAPS,
     LEASES,
     NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
     PODS,
     SECRETS,
     SERVICE_ACCOUNTS,
@@ -56,7 +58,15 @@ from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, po
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.remote import RemoteContainer
 from control.kubelet.streaming import PodProcessTarget
-from control.kubelet.volumes import TokenWant, VolumeError, VolumePlan, references, token_requests, write_plan
+from control.kubelet.volumes import (
+    TokenWant,
+    VolumeError,
+    VolumePlan,
+    references,
+    token_requests,
+    volume_of,
+    write_plan,
+)
 from control.kubelet.volumes import plan as volume_plan
 from control.kubelet.workloads import (
     Container,
@@ -318,13 +328,16 @@ class PodWorker:
         or, without it (a refresh), not older than the copies' TTL."""
         meta = self.pod["metadata"]
         namespace = str(meta.get("namespace") or "")
-        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS}
+        kinds = {"configmaps": CONFIG_MAPS, "secrets": SECRETS, "persistentvolumeclaims": PERSISTENT_VOLUME_CLAIMS,
+                 "persistentvolumes": PERSISTENT_VOLUMES}
         client = self.kubelet.client
 
         def fetch(plural: str, name: str) -> Callable[[], Coroutine[Any, Any, dict[str, Any] | None]]:
+            resource = kinds[plural]
+
             async def get() -> dict[str, Any] | None:
                 try:
-                    return await client.get(kinds[plural], name, namespace=namespace)
+                    return await client.get(resource, name, namespace=namespace if resource.namespaced else None)
                 except NotFound:
                     return None
             return get
@@ -335,17 +348,28 @@ class PodWorker:
             except KubeClientError as exc:
                 raise VolumeError(name, f"failed to read {plural[:-1]} {namespace}/{name}: {exc}") from None
 
+        async def read_all(named: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
+            results = await asyncio.gather(*(read(plural, name) for plural, name in named), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            return results  # type: ignore[return-value]
+
         # The objects and the tokens all at once: each is a round trip to the apiserver, which under a burst of
         # pods is busy. A failure is the first in the order they are named, as if read one by one.
         named = list(references(self.pod))
         wants = list(token_requests(self.pod))
-        results = await asyncio.gather(*(read(plural, name) for plural, name in named),
-                                       *(self._token(want) for want in wants), return_exceptions=True)
-        for result in results:
+        gathered = await asyncio.gather(read_all(named), *(self._token(want) for want in wants),
+                                        return_exceptions=True)
+        for result in gathered:
             if isinstance(result, BaseException):
                 raise result
-        objects: dict[tuple[str, str], dict[str, Any] | None] = dict(zip(named, results[:len(named)], strict=True))
-        tokens = {want: str(result) for want, result in zip(wants, results[len(named):], strict=True)}
+        objects: dict[tuple[str, str], dict[str, Any] | None] = dict(zip(named, gathered[0], strict=True))
+        tokens = {want: str(result) for want, result in zip(wants, gathered[1:], strict=True)}
+        # Then the volumes bound to the pod's claims, which the Node authorizer lets this node read now.
+        bound = [("persistentvolumes", str(volume_of(found))) for (plural, _), found in objects.items()
+                 if plural == "persistentvolumeclaims" and volume_of(found) is not None]
+        objects.update(zip(bound, await read_all(bound), strict=True))
         cfg = self.kubelet.config
         return volume_plan(self.pod, objects, tokens, pod_dir=self.logs_dir(),
                            allocatable={"cpu": cfg.cpu, "memory": cfg.memory, "ephemeral-storage": "100Gi"})

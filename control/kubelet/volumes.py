@@ -1,5 +1,6 @@
 """Pod volumes, as pure functions of the pod and the objects it names (upstream's volume manager and
-its configmap, secret, downwardapi, projected and empty_dir plugins, pkg/volume/*).
+its configmap, secret, downwardapi, projected, empty_dir and host_path plugins, pkg/volume/*; a
+persistentVolumeClaim volume is its bound PersistentVolume's hostPath or local directory, bound in place).
 
     references(pod) -> {(plural, name): optional}     the ConfigMaps and Secrets to read first
     token_requests(pod) -> [TokenWant]                 the ServiceAccount tokens to request first
@@ -37,7 +38,8 @@ from typing import Any
 from control.kubelet.envvars import pod_field, resource_field
 from control.kubelet.workloads import ContainerError
 
-__all__ = ["Mount", "TokenWant", "VolumeError", "VolumePlan", "plan", "references", "token_requests", "write_plan"]
+__all__ = ["Mount", "TokenWant", "VolumeError", "VolumePlan", "plan", "references", "token_requests", "volume_of",
+           "write_plan"]
 
 FAILED_MOUNT = "FailedMount"
 DEFAULT_MODE = 0o644  # upstream's default for configMap, secret, downwardAPI and projected volumes
@@ -55,10 +57,17 @@ _VOLUME_FIELDS = ("metadata.name", "metadata.namespace", "metadata.uid", "metada
 class VolumeError(Exception):
     """A volume cannot be set up (yet): MESSAGE is upstream's FailedMount event text."""
 
-    def __init__(self, volume: str, message: str):
+    def __init__(self, volume: str, message: str, *, whole: bool = False):
         self.volume = volume
-        self.message = f'MountVolume.SetUp failed for volume "{volume}" : {message}'
+        self.message = message if whole else f'MountVolume.SetUp failed for volume "{volume}" : {message}'
         super().__init__(self.message)
+
+
+def _unmounted(volume: str, claim: str, namespace: str, problem: str) -> VolumeError:
+    """The volume manager's FailedMount while it cannot even find what to mount (a claim not found or not
+    bound yet): upstream's "Unable to attach or mount volumes" text."""
+    return VolumeError(volume, f"Unable to attach or mount volumes: unmounted volumes=[{volume}], unattached "
+                               f"volumes=[{volume}]: error processing PVC {namespace}/{claim}: {problem}", whole=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class VolumePlan:
     payloads: dict[Path, dict[str, tuple[bytes, int]]] = field(default_factory=dict)  # dir -> {path: (data, mode)}
     directories: list[Path] = field(default_factory=list)
     memory: list[tuple[Path, str]] = field(default_factory=list)  # (dir, tmpfs size option or "")
+    host_directories: list[Path] = field(default_factory=list)  # hostPath DirectoryOrCreate: made if missing
     mounts: list[Mount] = field(default_factory=list)
 
 
@@ -92,7 +102,8 @@ def _volumes(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def references(pod: Mapping[str, Any]) -> dict[tuple[str, str], bool]:
-    """{("configmaps" | "secrets", name): optional} for every ConfigMap and Secret the pod's volumes name."""
+    """{("configmaps" | "secrets" | "persistentvolumeclaims", name): optional} for every ConfigMap, Secret and
+    claim the pod's volumes name (a bound claim's PersistentVolume is read after it: volume_of)."""
     found: dict[tuple[str, str], bool] = {}
 
     def add(plural: str, source: Any, name_field: str) -> None:
@@ -101,6 +112,7 @@ def references(pod: Mapping[str, Any]) -> dict[tuple[str, str], bool]:
             found[key] = found.get(key, True) and bool(source.get("optional"))
 
     for volume in _volumes(pod):
+        add("persistentvolumeclaims", volume.get("persistentVolumeClaim"), "claimName")
         add("configmaps", volume.get("configMap"), "name")
         add("secrets", volume.get("secret"), "secretName")
         for source in (volume.get("projected") or {}).get("sources") or []:
@@ -225,6 +237,64 @@ def _volume_files(volume: dict[str, Any], pod: Mapping[str, Any], objects: Objec
     return files
 
 
+def volume_of(claim: Mapping[str, Any] | None) -> str | None:
+    """The PersistentVolume a claim is bound to, None while it is not."""
+    if claim is None or (claim.get("status") or {}).get("phase") != "Bound":
+        return None
+    name = (claim.get("spec") or {}).get("volumeName")
+    return str(name) if name else None
+
+
+_HOST_PATH_CHECKS = {"Directory": (Path.is_dir, "is not a directory"), "File": (Path.is_file, "is not a file")}
+
+
+def _host_path(volume: str, source: Mapping[str, Any], result: VolumePlan) -> Path:
+    """A hostPath source's directory, checked by its type as upstream's hostPath plugin checks it."""
+    path = Path(str(source.get("path") or ""))
+    kind = str(source.get("type") or "")
+    if not path.is_absolute():
+        raise VolumeError(volume, f"hostPath {str(path)!r} must be an absolute path")
+    if kind == "DirectoryOrCreate":
+        result.host_directories.append(path)
+    elif kind in _HOST_PATH_CHECKS:
+        check, problem = _HOST_PATH_CHECKS[kind]
+        if not check(path):
+            raise VolumeError(volume, f"hostPath type check failed: {path} {problem}")
+    elif kind not in ("", "FileOrCreate"):
+        raise VolumeError(volume, f"hostPath type {kind!r} is not supported by kubesim: use Directory, "
+                                  "DirectoryOrCreate, File or none")
+    return path
+
+
+def _claim_source(volume: str, pod: Mapping[str, Any], source: Mapping[str, Any], objects: Objects,
+                  result: VolumePlan) -> Path:
+    """Where a persistentVolumeClaim volume lives on the node: its bound PersistentVolume's path."""
+    claim_name = str(source.get("claimName") or "")
+    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
+    claim = objects.get(("persistentvolumeclaims", claim_name))
+    if claim is None:
+        raise _unmounted(volume, claim_name, namespace, "failed to fetch PVC from API server: "
+                                                        f'persistentvolumeclaims "{claim_name}" not found')
+    volume_name = volume_of(claim)
+    if volume_name is None:
+        raise _unmounted(volume, claim_name, namespace, "PVC is not bound")
+    pv = objects.get(("persistentvolumes", volume_name))
+    if pv is None:
+        raise _unmounted(volume, claim_name, namespace, "failed to fetch PV from API server: "
+                                                        f'persistentvolumes "{volume_name}" not found')
+    spec = pv.get("spec") or {}
+    if spec.get("volumeMode") == "Block":
+        raise VolumeError(volume, "block volumes are not supported by kubesim: use volumeMode Filesystem")
+    if isinstance(spec.get("hostPath"), dict):
+        return _host_path(volume, spec["hostPath"], result)
+    if isinstance(spec.get("local"), dict) and (spec["local"].get("path") or "").startswith("/"):
+        return Path(str(spec["local"]["path"]))
+    kinds = ", ".join(k for k in spec if isinstance(spec.get(k), dict) and k not in ("claimRef", "nodeAffinity",
+                                                                                      "capacity"))
+    raise VolumeError(volume, f"PersistentVolume {volume_name} is of type {kinds or 'none'}, which kubesim's kubelet "
+                              "cannot mount: use hostPath or local volumes")
+
+
 def _mounts_of(pod: Mapping[str, Any], sources: Mapping[str, tuple[Path, bool]]) -> list[Mount]:
     """The bind mounts of every container's volumeMounts (init containers first), one per target."""
     spec = pod.get("spec") or {}
@@ -270,11 +340,18 @@ def plan(pod: Mapping[str, Any], objects: Objects, tokens: Tokens, *, pod_dir: P
     sources: dict[str, tuple[Path, bool]] = {}
     for volume in _volumes(pod):
         name = str(volume.get("name") or "")
+        if isinstance(volume.get("persistentVolumeClaim"), dict):
+            read_only = bool(volume["persistentVolumeClaim"].get("readOnly"))
+            sources[name] = (_claim_source(name, pod, volume["persistentVolumeClaim"], objects, result), read_only)
+            continue
+        if isinstance(volume.get("hostPath"), dict):
+            sources[name] = (_host_path(name, volume["hostPath"], result), False)
+            continue
         plugin = next((p for p in _PLUGIN_DIRS if p in volume), None)
         if plugin is None:
             kinds = ", ".join(sorted(set(volume) - {"name"})) or "none"
             raise VolumeError(name, f"volume type {kinds} is not supported by kubesim: use configMap, secret, "
-                              "emptyDir, downwardAPI or projected")
+                              "emptyDir, downwardAPI, projected, persistentVolumeClaim or hostPath")
         directory = pod_dir / "volumes" / _PLUGIN_DIRS[plugin] / name
         sources[name] = (directory, plugin in _READ_ONLY_PLUGINS)
         if plugin == "emptyDir":
@@ -342,6 +419,8 @@ def write_plan(volume_plan: VolumePlan) -> list[str]:
     for directory in volume_plan.directories:
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(EMPTY_DIR_MODE)
+    for directory in volume_plan.host_directories:
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)  # hostPath DirectoryOrCreate, as upstream
     changed = []
     for directory, payload in volume_plan.payloads.items():
         if write_payload(directory, payload):

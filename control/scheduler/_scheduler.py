@@ -16,12 +16,16 @@ from types import TracebackType
 from typing import Any
 
 from control.api import Selector, selector_from_set
+from control.api.storage import ANN_SELECTED_NODE
 from control.client import (
     NODES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
     PODS,
     REPLICA_SETS,
     REPLICATION_CONTROLLERS,
     SERVICES,
+    STORAGE_CLASSES,
     Client,
     Conflict,
     Informer,
@@ -38,6 +42,7 @@ from control.scheduler._types import (
     PodInfo,
     label_selector,
 )
+from control.scheduler._volumebinding import VolumeLister, claims_to_select
 
 log = logging.getLogger("control.scheduler")
 
@@ -100,7 +105,15 @@ class Scheduler:
     ) -> None:
         self.client = client
         self.scheduler_name = scheduler_name
-        self.profile = make_profile(profile, scheduler_name, default_selector=self._default_selector)
+        self.claims = Informer(client, PERSISTENT_VOLUME_CLAIMS)
+        self.volumes = Informer(client, PERSISTENT_VOLUMES)
+        self.storage_classes = Informer(client, STORAGE_CLASSES)
+        self.volume_lister = VolumeLister(claim=lambda ns, name: self.claims.store.get(name, ns),
+                                          volume=lambda name: self.volumes.store.get(name),
+                                          storage_class=lambda name: self.storage_classes.store.get(name),
+                                          volumes=lambda: self.volumes.store.list())
+        self.profile = make_profile(profile, scheduler_name, default_selector=self._default_selector,
+                                    volumes=self.volume_lister)
         self.algorithm = Algorithm(self.profile, rng=rng)
         self.cache = Cache()
         self.queue = SchedulingQueue(initial_backoff=initial_backoff, max_backoff=max_backoff)
@@ -111,7 +124,13 @@ class Scheduler:
         self.services = Informer(client, SERVICES, indexers={"namespace": index_by_namespace})
         self.replica_sets = Informer(client, REPLICA_SETS)
         self.replication_controllers = Informer(client, REPLICATION_CONTROLLERS)
-        self._informers = (self.nodes, self.pods, self.services, self.replica_sets, self.replication_controllers)
+        self._informers = (self.nodes, self.pods, self.services, self.replica_sets, self.replication_controllers,
+                           self.claims, self.volumes, self.storage_classes)
+        # A claim or volume appearing or changing may make a waiting pod schedulable (upstream's PvcAdd,
+        # PvcUpdate, PvAdd, PvUpdate cluster events of the VolumeBinding plugin).
+        for informer in (self.claims, self.volumes, self.storage_classes):
+            informer.add_handler(on_add=self._on_storage_change,
+                                 on_update=lambda old, new: self._on_storage_change(new))
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._event_slots = asyncio.Semaphore(16)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -220,6 +239,9 @@ class Scheduler:
         if self.cache.update_node(old, new):
             self.queue.move_all_to_active_or_backoff("NodeUpdate")
 
+    def _on_storage_change(self, obj: JsonObject) -> None:
+        self.queue.move_all_to_active_or_backoff(f"{obj.get('kind') or 'Storage'}Change")
+
     def _on_node_delete(self, obj: JsonObject) -> None:
         self.cache.remove_node(str((obj.get("metadata") or {}).get("name") or ""))
 
@@ -293,8 +315,17 @@ class Scheduler:
         self._spawn(self._bind(qpi, assumed, result.evaluated_nodes, result.feasible_nodes), f"bind {pod.key}")
         return True
 
+    async def _select_node_for_claims(self, pod: PodInfo) -> None:
+        """VolumeBinding's PreBind, the part kubesim does: the chosen node on the pod's unbound
+        WaitForFirstConsumer claims, for the PV controller and the provisioner."""
+        for name in claims_to_select(pod.obj, self.volume_lister):
+            await self.client.patch(PERSISTENT_VOLUME_CLAIMS, name,
+                                    {"metadata": {"annotations": {ANN_SELECTED_NODE: pod.node_name}}},
+                                    namespace=pod.namespace)
+
     async def _bind(self, qpi: QueuedPodInfo, pod: PodInfo, evaluated: int, feasible: int) -> None:
         try:
+            await self._select_node_for_claims(pod)
             await self.client.bind(pod.name, pod.node_name, namespace=pod.namespace, uid=pod.uid or None)
         except NotFound:
             self.cache.forget_pod(pod.key)

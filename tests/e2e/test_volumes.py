@@ -3,12 +3,17 @@ ConfigMap (then updated), an emptyDir shared by two containers and downwardAPI l
 containers; a pod whose volume names a missing ConfigMap waits in ContainerCreating until it exists; a pod
 uses its projected ServiceAccount token against the apiserver's ClusterIP (curl and the Python client's
 in-cluster config), refused (403) until a RoleBinding grants it; a forged, an expired and an unbound token
-are 401."""
+are 401. Persistent storage as kind ships it: a claim of the default class `standard` is provisioned on the
+node its first pod is scheduled to, keeps a file across pods and goes with its volume and directory when
+deleted; a pod naming a missing claim is not scheduled until the claim exists; a StatefulSet's pods each
+get their own claim, and a pod made again reads what it wrote;
+`kubectl get pv,pvc,sc` prints upstream's columns."""
 
 from __future__ import annotations
 
 import base64
 import json
+import shutil
 import ssl
 import subprocess
 import sys
@@ -26,7 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from control.kubelet.logs import read_container_log
 from kubesim.testing import Cluster
 from netsim import namespaces
-from tests.conftest import require_tool
+from tests.conftest import require_tool, unavailable
+from tests.e2e.test_kubectl_apply import _kubectl_binary, kubectl_runner
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,3 +224,116 @@ def test_forged_expired_and_unbound_tokens_are_refused(cluster: Cluster) -> None
     cluster.delete("pod", "plain")
     eventually(lambda: _api(cluster, "/api/v1/namespaces/default/pods", plain_token) == 401 or None, timeout=30,
                interval=0.5, message="the deleted pod's token refused")
+
+
+# -- persistent storage ----------------------------------------------------------------------------------------
+
+def claim_pod(name: str, claim: str, script: str) -> dict[str, Any]:
+    """A pod the scheduler places (no nodeName), its claim mounted at /mnt/data."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        "containers": [sh("c", script, volumeMounts=[{"name": "data", "mountPath": "/mnt/data"}])]}}
+
+
+def _gone(cluster: Cluster, kind: str, name: str) -> bool | None:
+    from control.client import NotFound
+
+    try:
+        cluster.get(kind, name)
+    except NotFound:
+        return True
+    return None
+
+
+def test_a_claims_file_outlives_its_pod_and_goes_with_the_claim(cluster: Cluster) -> None:
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "notes"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}},
+                  claim_pod("writer", "notes", "echo kept-across-pods > /mnt/data/note; exec sleep 3600"))
+    (writer,) = cluster.wait_ready("app=writer", count=1)
+    node = writer["spec"]["nodeName"]
+    claim = cluster.get("pvc", "notes")
+    assert claim["spec"]["storageClassName"] == "standard"  # the default class
+    assert claim["status"]["phase"] == "Bound"
+    assert claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
+    volume = cluster.get("pv", claim["spec"]["volumeName"])
+    directory = cluster.state.dir / "volumes" / node / f"{volume['metadata']['name']}_default_notes"
+    assert volume["spec"]["hostPath"]["path"] == str(directory)
+    assert (directory / "note").read_text() == "kept-across-pods\n"
+    cluster.delete("pod", "writer")
+    eventually(lambda: _gone(cluster, "pod", "writer"), timeout=30, message="writer gone")
+    cluster.apply(claim_pod("reader", "notes", "cat /mnt/data/note; exec sleep 3600"))
+    (reader,) = cluster.wait_ready("app=reader", count=1)
+    assert reader["spec"]["nodeName"] == node  # the volume's node affinity
+    assert log_of(cluster, "reader", "c", 1) == ["kept-across-pods"]
+    # Reclaim Delete: once the claim is deleted (and its pod gone), the volume and its directory go.
+    cluster.delete("pod", "reader")
+    cluster.delete("pvc", "notes")
+    eventually(lambda: _gone(cluster, "pv", volume["metadata"]["name"]), timeout=30, message="the volume deleted")
+    assert not directory.exists()
+
+
+def _events(cluster: Cluster, name: str, reason: str) -> list[str] | None:
+    found = [e["message"] for e in cluster.objects("events")
+             if e["involvedObject"].get("name") == name and e["reason"] == reason]
+    return found or None
+
+
+def test_a_pod_waits_for_a_missing_claim(cluster: Cluster) -> None:
+    cluster.apply(claim_pod("patient", "later", "echo started; exec sleep 3600"))
+    messages = eventually(lambda: _events(cluster, "patient", "FailedScheduling"), timeout=30,
+                          message="FailedScheduling for the missing claim")
+    assert messages[0].startswith('0/3 nodes are available: persistentvolumeclaim "later" not found.')
+    assert not cluster.get("pod", "patient")["spec"].get("nodeName")
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "later"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}})
+    cluster.wait_ready("app=patient", count=1)
+    cluster.delete("pod", "patient")
+
+
+def test_stateful_set_pods_keep_their_own_claims(cluster: Cluster) -> None:
+    script = "[ -f /mnt/data/who ] || hostname > /mnt/data/who; cat /mnt/data/who; exec sleep 3600"
+    cluster.apply({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {
+        "replicas": 2, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+        "podManagementPolicy": "Parallel",  # both pods at once: the claims, not the ordering, are tested here
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+            sh("c", script, volumeMounts=[{"name": "www", "mountPath": "/mnt/data"}])]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}}}]}})
+    cluster.wait_ready("app=web", count=2, timeout=90)
+    claims = {name: cluster.get("pvc", name) for name in ("www-web-0", "www-web-1")}
+    assert all(c["status"]["phase"] == "Bound" for c in claims.values())
+    assert claims["www-web-0"]["spec"]["volumeName"] != claims["www-web-1"]["spec"]["volumeName"]
+    assert in_pod(cluster, "web-0", "echo before > /mnt/data/mark; cat /mnt/data/who").stdout == "web-0\n"
+    old = cluster.get("pod", "web-0")["metadata"]["uid"]
+    cluster.delete("pod", "web-0")
+
+    def again() -> bool | None:
+        fresh = [p for p in cluster.objects("pods", "app=web") if p["metadata"]["name"] == "web-0"
+                 and p["metadata"]["uid"] != old and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                                         for c in (p.get("status") or {}).get("conditions") or [])]
+        return True if fresh else None
+
+    eventually(again, timeout=60, message="web-0 made again")
+    assert in_pod(cluster, "web-0", "cat /mnt/data/mark /mnt/data/who").stdout == "before\nweb-0\n"
+    assert cluster.get("pvc", "www-web-0")["metadata"]["uid"] == claims["www-web-0"]["metadata"]["uid"]
+    # kubectl's columns, from the server's tables
+    binary = _kubectl_binary("1.33") or shutil.which("kubectl")
+    if binary is None:
+        unavailable("kubectl not found (kubectl.1.33 or kubectl on PATH)")
+    home = cluster.state.dir / "kubectl-home"
+    home.mkdir(exist_ok=True)
+    kubectl = kubectl_runner(binary, cluster.kubeconfig, home)
+    lines = kubectl("get", "pv,pvc,sc").stdout.splitlines()
+    headers = [" ".join(line.split()) for line in lines if line.startswith("NAME")]
+    assert headers == [
+        "NAME CAPACITY ACCESS MODES RECLAIM POLICY STATUS CLAIM STORAGECLASS VOLUMEATTRIBUTESCLASS REASON AGE",
+        "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE",
+        "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE"]
+    rows = [line.split() for line in lines]
+    web0 = claims["www-web-0"]["spec"]["volumeName"]
+    assert [f"persistentvolume/{web0}", "64Mi", "RWO", "Delete", "Bound", "default/www-web-0", "standard",
+            "<unset>"] in [r[:8] for r in rows]
+    assert ["persistentvolumeclaim/www-web-0", "Bound", web0, "64Mi", "RWO", "standard", "<unset>"] in \
+        [r[:7] for r in rows]
+    assert ["storageclass.storage.k8s.io/standard", "(default)", "rancher.io/local-path", "Delete",
+            "WaitForFirstConsumer", "false"] in [r[:6] for r in rows]

@@ -18,6 +18,7 @@ The rules and messages follow upstream, one module for each of its packages:
     networking.py    pkg/apis/networking/validation (network policies)
     policy.py        network-policy-api's CRD schemas (admin and baseline admin network policies)
     coordination.py  pkg/apis/coordination/validation (leases)
+    storage.py       persistent volumes and claims (core) and storage classes (pkg/apis/storage/validation)
     rbac.py          pkg/apis/rbac/validation (roles, cluster roles and their bindings)
 
 Objects are expected to be defaulted first (defaults.py), as upstream validates after defaulting. Kinds
@@ -77,6 +78,14 @@ from control.apiserver.validation.rbac import (
     validate_role_binding,
     validate_role_binding_update,
 )
+from control.apiserver.validation.storage import (
+    validate_persistent_volume,
+    validate_persistent_volume_claim,
+    validate_persistent_volume_claim_update,
+    validate_persistent_volume_update,
+    validate_storage_class,
+    validate_storage_class_update,
+)
 
 __all__ = ["FieldError", "go_value", "validate", "validate_update"]
 
@@ -113,6 +122,9 @@ CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
     "ClusterRole": validate_cluster_role,
     "RoleBinding": validate_role_binding,
     "ClusterRoleBinding": validate_cluster_role_binding,
+    "PersistentVolume": validate_persistent_volume,
+    "PersistentVolumeClaim": validate_persistent_volume_claim,
+    "StorageClass": validate_storage_class,
 }
 
 UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
@@ -131,6 +143,9 @@ UPDATE: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] 
     "ControllerRevision": validate_controller_revision_update,
     "RoleBinding": validate_role_binding_update,
     "ClusterRoleBinding": validate_cluster_role_binding_update,
+    "PersistentVolume": validate_persistent_volume_update,
+    "PersistentVolumeClaim": validate_persistent_volume_claim_update,
+    "StorageClass": validate_storage_class_update,
 }
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from control.api import SelectorError, label_selector_as_selector
 from control.api.validators import is_dns1123_label, is_dns1123_subdomain
-from control.apiserver.resources import BY_KIND
 from control.apiserver.validation.core import nonnegative, validate_template
 from control.apiserver.validation.field import (
     FieldError,
@@ -30,6 +29,7 @@ from control.apiserver.validation.field import (
     required,
 )
 from control.apiserver.validation.names import validate_label_selector, validate_object_meta
+from control.apiserver.validation.storage import validate_claim_spec
 
 
 def _go_int_or_string(value: Any) -> str:
@@ -192,13 +192,23 @@ def validate_daemon_set_update(new: dict[str, Any], old: dict[str, Any]) -> list
     return validate_daemon_set(new) + _selector_immutable(new, old)
 
 
-def persistent_volume_claims_served() -> bool:
-    """Whether this apiserver serves PersistentVolumeClaims, which a StatefulSet's volumeClaimTemplates make."""
-    return "PersistentVolumeClaim" in BY_KIND
+def _as_its_pods_are(obj: dict[str, Any]) -> dict[str, Any]:
+    """The set with its template's volumes as the controller makes its pods': each volumeClaimTemplate a
+    persistentVolumeClaim volume of its name, so that volumeMounts naming a claim template resolve."""
+    spec = _dict(obj.get("spec"))
+    names = [n for n in (_dict(_dict(t).get("metadata")).get("name") for t in _list(spec.get("volumeClaimTemplates")))
+             if isinstance(n, str) and n]
+    template = _dict(spec.get("template"))
+    if not names or not isinstance(template.get("spec"), dict):
+        return obj
+    pod_spec = dict(template["spec"])
+    pod_spec["volumes"] = [v for v in _list(pod_spec.get("volumes")) if _dict(v).get("name") not in names] + \
+        [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in names]
+    return {**obj, "spec": {**spec, "template": {**template, "spec": pod_spec}}}
 
 
 def validate_stateful_set(obj: dict[str, Any]) -> list[FieldError]:
-    errs = _validate_replicated(obj, "statefulset")
+    errs = _validate_replicated(_as_its_pods_are(obj), "statefulset")
     spec = _dict(obj.get("spec"))
     errs += nonnegative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
     policy = spec.get("podManagementPolicy")
@@ -232,11 +242,13 @@ def validate_stateful_set(obj: dict[str, Any]) -> list[FieldError]:
     ordinals = spec.get("ordinals")
     if ordinals is not None:
         errs += nonnegative("spec.ordinals.start", _dict(ordinals).get("start"))
-    if _list(spec.get("volumeClaimTemplates")) and not persistent_volume_claims_served():
-        errs.append(forbidden("spec.volumeClaimTemplates",
-                              "this cluster does not serve PersistentVolumeClaims yet, so a StatefulSet cannot "
-                              "claim storage: remove volumeClaimTemplates (use an emptyDir volume in the pod "
-                              "template for scratch space)"))
+    for i, template in enumerate(_list(spec.get("volumeClaimTemplates"))):
+        # Checked here as the claims made from them will be, so that a bad template fails at once rather than
+        # leaving the set's pods waiting for claims that cannot be made (upstream checks claims only).
+        where = f"spec.volumeClaimTemplates[{i}]"
+        if not _dict(_dict(template).get("metadata")).get("name"):
+            errs.append(required(f"{where}.metadata.name"))
+        errs += validate_claim_spec(_dict(_dict(template).get("spec")), f"{where}.spec")
     return errs
 
 

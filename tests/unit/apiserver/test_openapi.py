@@ -27,7 +27,7 @@ V3_PREFIX = "#/components/schemas/"
 GROUP_VERSIONS = ["api/v1", "apis/apps/v1", "apis/authentication.k8s.io/v1", "apis/authentication.k8s.io/v1beta1",
                   "apis/authorization.k8s.io/v1", "apis/batch/v1", "apis/coordination.k8s.io/v1",
                   "apis/discovery.k8s.io/v1", "apis/networking.k8s.io/v1", "apis/policy.networking.k8s.io/v1alpha1",
-                  "apis/rbac.authorization.k8s.io/v1"]
+                  "apis/rbac.authorization.k8s.io/v1", "apis/storage.k8s.io/v1"]
 
 
 def refs(node: Any) -> set[str]:

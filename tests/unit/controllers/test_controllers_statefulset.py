@@ -55,12 +55,16 @@ def test_defaults_and_validation() -> None:
     default("StatefulSet", renamed)
     renamed["spec"]["serviceName"] = "other"
     assert [e.field for e in validate_update("StatefulSet", renamed, obj)] == ["spec"]
-    claims = stateful_set(volumeClaimTemplates=[{"metadata": {"name": "data"}, "spec": {}}])
+    claims = stateful_set(volumeClaimTemplates=[{"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}])
+    claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/d"}]
     default("StatefulSet", claims)
-    (refused,) = validate("StatefulSet", claims)
-    assert refused.field == "spec.volumeClaimTemplates"
-    assert "does not serve PersistentVolumeClaims" in refused.message and "remove volumeClaimTemplates" in \
-        refused.message
+    assert validate("StatefulSet", claims) == []  # the mount names the claim template
+    claims["spec"]["volumeClaimTemplates"] = [{"metadata": {}, "spec": {"accessModes": ["ReadWriteOnce"]}}]
+    claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = []
+    assert [(e.field, e.message) for e in validate("StatefulSet", claims)] == [
+        ("spec.volumeClaimTemplates[0].metadata.name", "Required value"),
+        ("spec.volumeClaimTemplates[0].spec.resources[storage]", "Required value")]
 
 
 def test_ordered_ready_creates_in_order_keeps_names_and_scales_down_in_reverse(tmp_path: Path) -> None:
@@ -150,10 +154,10 @@ def test_rolling_update_with_partition_goes_down_from_the_top(tmp_path: Path) ->
     run(main)
 
 
-def test_volume_claim_templates_refused_while_claims_are_not_served(tmp_path: Path) -> None:
+def test_a_volume_claim_template_without_a_storage_request_is_refused(tmp_path: Path) -> None:
     async def main() -> None:
         async with cluster(tmp_path, "statefulset") as (_, admin):
-            with pytest.raises(Invalid, match="volumeClaimTemplates"):
+            with pytest.raises(Invalid, match=r"volumeClaimTemplates\[0\]\.spec\.resources\[storage\]"):
                 await admin.create(STATEFUL_SETS, stateful_set(volumeClaimTemplates=[
                     {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]),
                     namespace="default")

@@ -90,7 +90,7 @@ def test_empty_dir_downward_api_and_projected_sources(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("volumes", "mounts", "message"), [
-    ([{"name": "h", "hostPath": {"path": "/"}}], [], "volume type hostPath is not supported"),
+    ([{"name": "h", "nfs": {"server": "nfs.example", "path": "/"}}], [], "volume type nfs is not supported"),
     ([], [{"name": "x", "mountPath": "/x"}], "the pod has no volume of that name"),
     ([{"name": "e", "emptyDir": {}}], [{"name": "e", "mountPath": "rel"}], "must be an absolute path"),
     ([{"name": "e", "emptyDir": {}}], [{"name": "e", "mountPath": "/m", "subPath": "../up"}], "invalid path"),
