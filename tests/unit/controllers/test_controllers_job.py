@@ -104,7 +104,8 @@ def test_backoff_limit_and_deadline(tmp_path: Path) -> None:
             assert condition(failed, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
             assert failed["failed"] == 2 and "completionTime" not in failed
 
-            await admin.create(JOBS, job("slow", activeDeadlineSeconds=1), namespace="default")
+            # a deadline long enough for the pod to be seen before it is deleted, on a busy machine too
+            await admin.create(JOBS, job("slow", activeDeadlineSeconds=3), namespace="default")
             await eventually(lambda: _count(admin, "slow", 1), what="slow's pod")
             late = await eventually(lambda: _finished(admin, "slow", "Failed"), what="DeadlineExceeded")
             assert condition(late, "Failed")["reason"] == "DeadlineExceeded"  # type: ignore[index]
