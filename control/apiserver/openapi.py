@@ -280,12 +280,16 @@ class _Builder:
         op["x-kubernetes-group-version-kind"] = gvk
         return op
 
-    def resource_paths(self, res: Resource) -> dict[str, Schema]:
-        kind_type = KINDS[res.kind].type_name if res.kind in KINDS else None
-        if kind_type is None:
+    def resource_paths(self, res: Resource, definitions: tuple[str, str] | None = None) -> dict[str, Schema]:
+        """The paths of a resource; `definitions` names its object's and its list's definitions when they are
+        not the built-in tables' (a custom resource's)."""
+        if definitions is not None:
+            obj, listed = definitions
+        elif res.kind in KINDS:
+            obj = definition_name(KINDS[res.kind].type_name)
+            listed = f"{PACKAGES[KINDS[res.kind].package][0]}.{res.list_kind}"
+        else:
             return {}
-        obj = definition_name(kind_type)
-        listed = f"{PACKAGES[KINDS[res.kind].package][0]}.{res.list_kind}"
         gvk = _gvk(res.group, res.version, res.kind)
         ident = f"{_camel(res.group)}{res.version.capitalize()}"
         scoped = "Namespaced" if res.namespaced else ""

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.crd import hooks as crd_hooks
+from control.apiserver.crd.catalog import Catalog, CustomResource
 from control.apiserver.decoding import type_error
 from control.apiserver.errors import APIError
 from control.apiserver.resources import BY_KIND, RESOURCES, Resource
@@ -116,15 +118,42 @@ class Registry:
         self.allocator = allocator
         self.clock = clock
         self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES if r.stored}
+        # The custom resources being served (crd/), kept by the CRD controller, which start() runs.
+        self.custom = Catalog()
+        self._crd_controller: Any = None
 
     async def start(self) -> None:
         for cache in self.caches.values():
             await cache.start()
         self.allocator.rebuild(self.caches["services"].objects.values())
+        # Imported here: the controller drives this registry, so it imports this module.
+        from control.apiserver.crd.controller import CRDController
+
+        self._crd_controller = CRDController(self)
+        await self._crd_controller.start()
 
     async def stop(self) -> None:
-        for cache in self.caches.values():
+        if self._crd_controller is not None:
+            await self._crd_controller.stop()
+        for cache in list(self.caches.values()):
             await cache.stop()
+
+    async def add_cache(self, res: Resource) -> None:
+        """A watch cache for a resource served from now on (a custom resource); one per storage, shared by
+        the versions that serve it."""
+        if res.cache_key not in self.caches:
+            cache = WatchCache(self.store, res)
+            self.caches[res.cache_key] = cache
+            await cache.start()
+
+    async def remove_cache(self, key: str) -> None:
+        cache = self.caches.pop(key, None)
+        if cache is not None:
+            await cache.stop()
+
+    def _admission(self, res: Resource) -> Admission:
+        custom = crd_hooks.admission_for(res)
+        return custom if custom is not None else self.admission
 
     def end_watches(self) -> None:
         """End every open watch, as a terminating apiserver does: clients re-list or re-watch from their
@@ -155,10 +184,13 @@ class Registry:
         kv = await self.store.get(res.key(namespace, name))
         if kv is None:
             raise errors.not_found(res.group, res.plural, name)
-        return decode(kv.value, kv.mod_revision), kv.mod_revision
+        return res.from_storage(decode(kv.value, kv.mod_revision)), kv.mod_revision
 
     def _invalid(self, res: Resource, name: str, field_errors: list[FieldErrorLike]) -> APIError:
-        return errors.invalid(res.group, res.kind, name, causes_of(field_errors))
+        refused = errors.invalid(res.group, res.kind, name, causes_of(field_errors))
+        if isinstance(res, CustomResource):  # upstream names a custom kind with its group: CronTab.stable.example.com
+            refused.message = refused.message.replace(res.kind, f"{res.kind}.{res.group}", 1)
+        return refused
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -178,8 +210,9 @@ class Registry:
         next_token = ""
         if options.resource_version == "0" and not options.continue_token:
             # "Any version" may be served from the watch cache, as upstream does.
-            cache = self.caches[res.plural]
-            items = [obj for key, obj in sorted(cache.objects.items()) if key.startswith(prefix) and accepts(obj)]
+            cache = self.caches[res.cache_key]
+            items = [res.from_storage(obj) for key, obj in sorted(cache.objects.items())
+                     if key.startswith(prefix) and accepts(obj)]
             revision = cache.revision
         else:
             items, revision, next_token = await self._list_from_store(res, prefix, accepts, options)
@@ -213,7 +246,7 @@ class Registry:
                 revision = result.revision
                 for kv in result.items:
                     start_after = kv.key
-                    obj = decode(kv.value, kv.mod_revision)
+                    obj = res.from_storage(decode(kv.value, kv.mod_revision))
                     if accepts(obj):
                         items.append(obj)
                         if limit and len(items) == limit:
@@ -255,13 +288,13 @@ class Registry:
         if res.kind == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
-        self.admission.default(res.kind, obj)
+        self._admission(res).default(res.kind, obj)
         prepare_for_create(res.kind, obj)
         if res.kind == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
         if admit is not None:
             admit(obj, None)
-        problems = self.admission.validate_create(res.kind, obj)
+        problems = self._admission(res).validate_create(res.kind, obj)
         if problems:
             raise self._invalid(res, name, problems)
         await self._check_namespace(res, namespace)
@@ -275,7 +308,7 @@ class Registry:
             self.allocator.abort(reserved)
             return obj
         try:
-            revision = await self.store.create(res.key(namespace, name), encode(obj))
+            revision = await self.store.create(res.key(namespace, name), encode(res.to_storage(obj)))
         except KeyExistsError:
             self.allocator.abort(reserved)
             raise errors.already_exists(res.group, res.plural, name) from None
@@ -344,7 +377,7 @@ class Registry:
                 alloc_errors, reserved = self.allocator.assign(new, old)
                 if alloc_errors:
                     raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
-            problems = self.admission.validate_update(res.kind, new, old)
+            problems = self._admission(res).validate_update(res.kind, new, old)
             if problems:
                 self.allocator.abort(reserved)
                 raise self._invalid(res, name, problems)
@@ -360,7 +393,7 @@ class Registry:
                     self._released(res, new)
                     meta["resourceVersion"] = str(deleted)
                     return new
-                new_revision = await self.store.update(key, encode(new), expected_mod_revision=revision)
+                new_revision = await self.store.update(key, encode(res.to_storage(new)), expected_mod_revision=revision)
             except ConflictError:
                 self.allocator.abort(reserved)
                 if precondition is not None:
@@ -397,8 +430,8 @@ class Registry:
                 meta.pop(field, None)
         meta["resourceVersion"] = old_meta.get("resourceVersion")
         if subresource != "status":
-            self.admission.default(res.kind, new)
-        if res.tracks_generation and new.get("spec") != old.get("spec"):
+            self._admission(res).default(res.kind, new)
+        if res.tracks_generation and res.generation_changed(new, old):
             meta["generation"] = old_meta.get("generation", 1) + 1
         return new
 
@@ -445,6 +478,8 @@ class Registry:
 
     @staticmethod
     def scale_of(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(res, CustomResource):
+            return crd_hooks.scale_of(res, obj)
         meta = obj["metadata"]
         raw = (obj.get("spec") or {}).get("selector")
         # Upstream's scale subresource: a map selector (ReplicationController) via SelectorFromSet,
@@ -478,6 +513,8 @@ class Registry:
                 raise errors.invalid("autoscaling", "Scale", name, [{
                     "reason": "FieldValueInvalid", "field": "spec.replicas",
                     "message": f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"}])
+            if isinstance(res, CustomResource):
+                return crd_hooks.set_replicas(res, obj, replicas)
             obj.setdefault("spec", {})["replicas"] = replicas
             return obj
 
@@ -514,7 +551,8 @@ class Registry:
                             "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta.get("uid")}}
                 if graceful == obj:
                     return obj  # already being deleted; nothing more to record
-                new_revision = await self.store.update(key, encode(graceful), expected_mod_revision=revision)
+                new_revision = await self.store.update(key, encode(res.to_storage(graceful)),
+                                                       expected_mod_revision=revision)
             except (ConflictError, KeyNotFoundError):
                 continue
             graceful["metadata"]["resourceVersion"] = str(new_revision)
@@ -531,6 +569,10 @@ class Registry:
             finalizers.append("orphan")
         elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
+        # A kind that cleans up after itself first (a CRD its instances): upstream's REST Delete adds its finalizer.
+        own = res.extra.get("deleteFinalizer")
+        if own and own not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append(own)
         grace = 0
         if res.kind == "Pod":
             spec, status = new.get("spec") or {}, new.get("status") or {}
@@ -586,7 +628,8 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_types(res: Resource, obj: dict[str, Any]) -> None:
-    _check_kind_types(res.kind, obj)
+    if not isinstance(res, CustomResource):  # its schema checks it (a 422), whatever its kind's name
+        _check_kind_types(res.kind, obj)
 
 
 def _check_kind_types(kind: str, obj: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ from multidict import CIMultiDict
 
 from control.apiserver import errors, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
+from control.apiserver.crd import hooks as crd_hooks
+from control.apiserver.crd import openapi as crd_openapi
+from control.apiserver.crd.catalog import Catalog, CustomResource, sorted_versions
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
 from control.apiserver.escalation import compose, escalation_check
@@ -87,8 +90,9 @@ class Target:
     subresource: str | None
 
 
-def parse_target(path: str) -> Target | tuple[str, str] | None:
-    """A resource request, or (group, version) for a discovery request, or None if not ours."""
+def parse_target(path: str, custom: Catalog | None = None) -> Target | tuple[str, str] | None:
+    """A resource request, or (group, version) for a discovery request, or None if not ours. `custom` is the
+    catalog of custom resources served besides the built-in table."""
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api":
         group, version, rest = "", parts[1], parts[2:]
@@ -96,12 +100,19 @@ def parse_target(path: str) -> Target | tuple[str, str] | None:
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
         return None
+
+    def lookup(plural: str) -> Resource | None:
+        found = BY_PATH.get((group, version, plural))
+        return found if found is not None or custom is None else custom.lookup(group, version, plural)
+
     if not rest:
-        return (group, version) if any(r.group == group and r.version == version for r in RESOURCES) else None
+        served = any(r.group == group and r.version == version for r in RESOURCES) or \
+            (custom is not None and version in custom.group_versions().get(group, []))
+        return (group, version) if served else None
     namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3 and (group, version, rest[2]) in BY_PATH:
+    if rest[0] == "namespaces" and len(rest) >= 3 and lookup(rest[2]) is not None:
         namespace, rest = rest[1], rest[2:]
-    resource = BY_PATH.get((group, version, rest[0]))
+    resource = lookup(rest[0])
     if resource is None or len(rest) > 3 or (resource.namespaced and namespace is None and len(rest) > 1):
         return None
     name = rest[1] if len(rest) > 1 else None
@@ -226,7 +237,11 @@ class APIServer:
         if path in ("/api", "/apis") or path.startswith("/openapi"):
             self._authorize_path(user, request.method, request.path)
             return self._discovery_root(path, request.headers.get("Accept", ""))
-        target = parse_target(path)
+        group = self._group(path)
+        if group is not None:
+            self._authorize_path(user, request.method, request.path)
+            return _json({"kind": "APIGroup", "apiVersion": "v1", **group})
+        target = parse_target(path, self.registry.custom)
         if target is None:
             raise APIError(404, "NotFound", "the server could not find the requested resource")
         if isinstance(target, tuple):
@@ -254,15 +269,11 @@ class APIServer:
             return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.advertise_address}:{self.port}"}]})
         if path == "/apis":
-            groups = []
-            for group, versions in group_versions().items():
-                listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-                groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
-            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()})
         if self.openapi is not None:
             # client-go asks /openapi/v2 for protobuf only: the seam serves that form, as bytes, at PATH.pb.
             protobuf = "protobuf" in accept and "json" not in accept and "*/*" not in accept
-            document = self.openapi(f"{path}.pb" if protobuf else path)
+            document = crd_openapi.document(self.openapi, self.registry.custom, f"{path}.pb" if protobuf else path)
             if isinstance(document, bytes):
                 return web.Response(body=document, headers={
                     "Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
@@ -272,10 +283,29 @@ class APIServer:
                 return _json(document)
         raise APIError(404, "NotFound", "the server could not find the requested resource")
 
-    @staticmethod
-    def _resource_list(group: str, version: str) -> dict[str, Any]:
+    def _groups(self) -> list[dict[str, Any]]:
+        """The named groups: the built-in ones, then the custom resources' (versions in priority order)."""
+        groups = []
+        custom = self.registry.custom.group_versions()
+        for group, versions in [*group_versions().items(), *((g, sorted_versions(v)) for g, v in custom.items()
+                                                             if g not in group_versions())]:
+            listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+            groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
+        return groups
+
+    def _group(self, path: str) -> dict[str, Any] | None:
+        """/apis/GROUP: that group's APIGroup, or None if the path is not one."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) != 2 or parts[0] != "apis":
+            return None
+        found = next((g for g in self._groups() if g["name"] == parts[1]), None)
+        if found is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return found
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         resources: list[dict[str, Any]] = []
-        for r in RESOURCES:
+        for r in [*RESOURCES, *self.registry.custom.resources()]:
             if r.group != group or r.version != version:
                 continue
             entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
@@ -370,7 +400,7 @@ class APIServer:
 
             def patched(obj: dict[str, Any]) -> dict[str, Any]:
                 result = self.registry.patcher(obj, body_bytes, content_type, kind)
-                warnings[:] = self._check_fields(kind, result, mode)
+                warnings[:] = self._check_fields(kind, result, mode, res if sub != "scale" else None)
                 return result
 
             if sub == "scale":
@@ -385,7 +415,8 @@ class APIServer:
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
         if method == "POST" and sub == "token":
             return _json(await self._token_request(user, ns or "", name or "", body), 201)
-        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode)
+        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode,
+                                      res if sub != "scale" else None)
         headers = self._warning_headers(warnings)
         if method == "POST":
             self._check_kind(res, body)
@@ -453,9 +484,16 @@ class APIServer:
                                      '"Strict", "Warn"')
         return mode or "Warn"
 
-    def _check_fields(self, kind: str, body: dict[str, Any], mode: str) -> list[str]:
+    def _check_fields(self, kind: str, body: dict[str, Any], mode: str, res: Resource | None = None) -> list[str]:
         """Unknown fields are dropped from body, as Go's decoding drops them; fieldValidation Strict refuses them
-        (400), Warn (the default) returns them for Warning headers, Ignore drops them silently."""
+        (400), Warn (the default) returns them for Warning headers, Ignore drops them silently. A custom
+        resource's unknown fields are those its schema prunes."""
+        if isinstance(res, CustomResource):
+            pruned = crd_hooks.prune(res, body)
+            if mode == "Strict" and pruned:
+                raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"'
+                                                                              for u in pruned))
+            return pruned if mode == "Warn" else []
         if mode == "Strict":
             unknown = self.unknown_fields(kind, body)
             if unknown:
@@ -538,7 +576,7 @@ class APIServer:
         if _wants_table(request.headers.get("Accept", "")):
             objects = body["items"] if listing else [body]
             meta = body["metadata"] if listing else {"resourceVersion": body["metadata"].get("resourceVersion", "")}
-            return _json(tables.to_table(res.plural, objects, meta, request.query.get("includeObject", "Metadata")))
+            return _json(_table(res, objects, meta, request.query.get("includeObject", "Metadata")))
         return _json(body)
 
     def _kubelets(self, namespace: str, name: str, what: str) -> KubeletProxy:
@@ -586,7 +624,10 @@ class APIServer:
         start = int(rv) if rv not in ("", "0") else None
         initial_wanted = start is None or _bool(send_initial)
 
-        cache = self.registry.caches[res.plural]
+        cache = self.registry.caches[res.cache_key]
+        # A custom resource's events are shown at the version watched, with its defaults (they are stored at the
+        # storage version); built-in objects go out as the cache encoded them.
+        served = res.from_storage if isinstance(res, CustomResource) else None
         feeder: asyncio.Task[None] | None = None
         if start is None or _bool(send_initial):
             # With sendInitialEvents and a resourceVersion, any state not older than it will do: the current one.
@@ -605,9 +646,11 @@ class APIServer:
         last = start or cache.revision
 
         async def send(kind: str, obj: dict[str, Any]) -> None:
+            if served is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = served(obj)
             if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-                obj = tables.to_table(res.plural, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                                      query.get("includeObject", "Metadata"))
+                obj = _table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                             query.get("includeObject", "Metadata"))
             await response.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         def bookmark(initial_end: bool = False) -> dict[str, Any]:
@@ -639,7 +682,7 @@ class APIServer:
                     await send("ERROR", event.object)
                     break
                 last = event.revision
-                if as_table:
+                if as_table or served is not None:
                     await send(event.type, event.object)
                 else:
                     await response.write(event.line)
@@ -665,6 +708,11 @@ class APIServer:
         except CompactedError as exc:
             status = errors.expired(f"too old resource version: {start} ({getattr(exc, 'compacted', start + 1)})")
             watcher.queue.put_nowait(WatchEvent("ERROR", status.status(), None, 0))
+
+
+def _table(res: Resource, objects: list[dict[str, Any]], meta: dict[str, Any], include: str) -> dict[str, Any]:
+    custom = crd_hooks.to_table(res, objects, meta, include)
+    return custom if custom is not None else tables.to_table(res.plural, objects, meta, include)
 
 
 # DeleteOptions' fields (meta/v1 types.go) and the checks of Go's decoding on them.
