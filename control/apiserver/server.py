@@ -111,6 +111,8 @@ def parse_target(path: str, custom: Catalog | None = None) -> Target | tuple[str
         return (group, version) if served else None
     namespace = None
     if rest[0] == "namespaces" and len(rest) >= 3 and lookup(rest[2]) is not None:
+        if not (lookup(rest[2]) or BY_PATH[("", "v1", "pods")]).namespaced:
+            return None  # a cluster-scoped resource has no path under a namespace (upstream: 404)
         namespace, rest = rest[1], rest[2:]
     resource = lookup(rest[0])
     if resource is None or len(rest) > 3 or (resource.namespaced and namespace is None and len(rest) > 1):

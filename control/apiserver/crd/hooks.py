@@ -208,8 +208,13 @@ def _cell(column: Column, obj: dict[str, Any]) -> Any:
 def to_table(res: Resource, objects: list[dict[str, Any]], list_meta: dict[str, Any],
              include_object: str) -> dict[str, Any] | None:
     """A custom resource's Table (upstream's tableconvertor: Name, then the printer columns, else Age), or the
-    APIService's (Name, Service, Available, Age); None for the other built-ins."""
-    if res.group == "apiregistration.k8s.io" and res.kind == "APIService":
+    APIService's (Name, Service, Available, Age), or the CRD's (Name, Created At); None for the other built-ins."""
+    if res.group == GROUP and res.kind == "CustomResourceDefinition":  # upstream: NAME, CREATED AT
+        columns = [Column("Name", "string", ".metadata.name"), Column("Created At", "date", "")]
+
+        def rows_of(obj: dict[str, Any]) -> list[Any]:
+            return [obj["metadata"].get("name"), obj["metadata"].get("creationTimestamp")]
+    elif res.group == "apiregistration.k8s.io" and res.kind == "APIService":
         columns = [Column("Name", "string", ".metadata.name"), Column("Service", "string", ""),
                    Column("Available", "string", ""), _AGE]
         rows_of = apiservice_row

@@ -256,3 +256,62 @@ def test_local_apiservices(tmp_path: Path) -> None:
         assert {c["field"] for c in body["details"]["causes"]} == {"metadata.name", "spec.groupPriorityMinimum"}
 
     run(tmp_path, scenario)
+
+
+def test_deletion_waits_for_instances_finalizers(tmp_path: Path) -> None:
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        path = f"{V1}/namespaces/default/crontabs"
+        held = crontab("held")
+        held["metadata"]["finalizers"] = ["example.com/hold"]
+        assert (await call(session, api, "admin", "POST", path, held))[0] == 201
+        assert (await call(session, api, "admin", "POST", path, crontab("free")))[0] == 201
+        await call(session, api, "admin", "DELETE", f"{CRDS}/{NAME}")
+
+        async def terminating() -> Any:
+            _, crd = await call(session, api, "admin", "GET", f"{CRDS}/{NAME}")
+            found = {c["type"]: c for c in (crd.get("status") or {}).get("conditions", [])}
+            return found.get("Terminating")
+
+        condition = await until(terminating)
+        assert (condition["status"], condition["reason"]) == ("True", "InstanceDeletionInProgress")
+
+        async def only_held_left() -> bool:
+            _, listed = await call(session, api, "admin", "GET", path)
+            items = listed.get("items", [])
+            return [i["metadata"]["name"] for i in items] == ["held"] and \
+                bool(items[0]["metadata"].get("deletionTimestamp"))
+
+        await until(only_held_left)
+        assert (await call(session, api, "admin", "GET", f"{CRDS}/{NAME}"))[0] == 200
+        await call(session, api, "admin", "PATCH", f"{path}/held", {"metadata": {"finalizers": None}},
+                   "application/merge-patch+json")
+
+        async def gone() -> bool:
+            return (await call(session, api, "admin", "GET", f"{CRDS}/{NAME}"))[0] == 404
+
+        await until(gone)
+        assert (await call(session, api, "admin", "GET", path))[0] == 404
+
+    run(tmp_path, scenario)
+
+
+def test_cluster_scope_and_deletecollection(tmp_path: Path) -> None:
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        path = f"{V1}/crontabs"
+        for name in ("a", "b"):
+            status, made = await call(session, api, "admin", "POST", path, crontab(name, namespace=None))
+            assert status == 201 and "namespace" not in made["metadata"], made
+        assert (await call(session, api, "admin", "POST", f"{V1}/namespaces/default/crontabs", crontab("n")))[0] \
+            == 404
+        _, listed = await call(session, api, "admin", "GET", path)
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["a", "b"]
+        assert (await call(session, api, "admin", "DELETE", path))[0] == 200
+        _, listed = await call(session, api, "admin", "GET", path)
+        assert listed["items"] == []
+        headers = {"Authorization": "Bearer token-admin", "Accept": TABLE}
+        async with session.get(api.url + CRDS, headers=headers) as response:
+            table = await response.json()
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Created At"]
+        assert table["rows"][0]["cells"][0] == NAME
+
+    run(tmp_path, scenario, crd=crontab_crd(scope="Cluster"))
