@@ -177,7 +177,7 @@ def test_dynamic_client(kubeconfig: Path) -> None:
     """The Python client's DynamicClient finds the custom resource through discovery and drives it."""
     from kubernetes import config, dynamic
     from kubernetes.client import api_client
-    from kubernetes.dynamic.exceptions import UnprocessableEntityError
+    from kubernetes.dynamic.exceptions import UnprocessibleEntityError
 
     client = dynamic.DynamicClient(api_client.ApiClient(configuration=config.new_client_from_config(
         config_file=str(kubeconfig)).configuration))
@@ -191,7 +191,7 @@ def test_dynamic_client(kubeconfig: Path) -> None:
     assert tabs.namespaced is False and tabs.short_names == ["ct"]
     made = tabs.create(body=crontab("dyn", namespace=None, port="http"))
     assert made.spec.replicas == 1 and made.spec.port == "http"
-    with pytest.raises(UnprocessableEntityError) as refused:
+    with pytest.raises(UnprocessibleEntityError) as refused:
         tabs.create(body=crontab("dyn2", namespace=None, tags=["a", "a"]))
     assert "spec.tags[1]: Duplicate value" in str(refused.value.body)
     patched = tabs.patch(name="dyn", body={"spec": {"image": "dynamic"}}, content_type="application/merge-patch+json")
