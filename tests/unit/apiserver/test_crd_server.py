@@ -315,3 +315,35 @@ def test_cluster_scope_and_deletecollection(tmp_path: Path) -> None:
         assert table["rows"][0]["cells"][0] == NAME
 
     run(tmp_path, scenario, crd=crontab_crd(scope="Cluster"))
+
+
+def test_unserved_versions_and_defaults_on_read(tmp_path: Path) -> None:
+    crd = crontab_crd(versions=("v1", "v1alpha1"))
+    crd["spec"]["versions"][1]["served"] = False
+
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        assert (await call(session, api, "admin", "GET", f"/apis/{GROUP}/v1alpha1/crontabs"))[0] == 404
+        _, groups = await call(session, api, "admin", "GET", "/apis")
+        ours = next(g for g in groups["groups"] if g["name"] == GROUP)
+        assert [v["version"] for v in ours["versions"]] == ["v1"]
+        path = f"{V1}/namespaces/default/crontabs"
+        assert (await call(session, api, "admin", "POST", path, crontab("old")))[0] == 201
+        # A default added to the schema later shows on objects stored before it, when read (upstream defaults
+        # what it reads from storage), in a get, a list and a watch.
+        status, current = await call(session, api, "admin", "GET", f"{CRDS}/{NAME}")
+        spec = current["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"]["mode"] = {"type": "string", "default": "gentle"}
+        status, body = await call(session, api, "admin", "PUT", f"{CRDS}/{NAME}", current)
+        assert status == 200, body
+
+        async def defaulted() -> bool:
+            _, got = await call(session, api, "admin", "GET", f"{path}/old")
+            return got["spec"].get("mode") == "gentle"
+
+        await until(defaulted)
+        _, listed = await call(session, api, "admin", "GET", path)
+        assert listed["items"][0]["spec"]["mode"] == "gentle"
+        stored = await api.registry.store.get(f"/registry/{GROUP}/crontabs/default/old")
+        assert stored is not None and "mode" not in json.loads(stored.value)["spec"]
+
+    run(tmp_path, scenario, crd=crd)
