@@ -354,6 +354,9 @@ class APIServer:
             field_selector))
         if not decision.allowed:
             raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub, decision.reason)
+        if verb == "create" and self.registry.custom.refuses_create(res):
+            raise errors.method_not_allowed(f'create is not supported on resources of kind "{res.plural}.{res.group}"'
+                                            " while its CustomResourceDefinition is being deleted")
         admit = compose(admission_for(user, verb, res, sub), escalation_check(self.authorizer, user, res, ns))
         if res.kind in REVIEW_KINDS:  # POST only (their one verb is create): answered, never stored
             raw = await self._read_body(request)

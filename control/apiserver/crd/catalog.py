@@ -130,6 +130,7 @@ class Catalog:
     def __init__(self) -> None:
         self._by_crd: dict[str, list[CustomResource]] = {}
         self._by_path: dict[tuple[str, str, str], CustomResource] = {}
+        self.terminating: set[str] = set()  # CRDs whose instances are being deleted
         self.generation = 0  # bumped on every change, so derived documents (OpenAPI) know to rebuild
 
     def serve(self, crd_name: str, rows: list[CustomResource]) -> None:
@@ -137,8 +138,14 @@ class Catalog:
         self._reindex()
 
     def unserve(self, crd_name: str) -> None:
+        self.terminating.discard(crd_name)
         if self._by_crd.pop(crd_name, None) is not None:
             self._reindex()
+
+    def refuses_create(self, res: Resource) -> bool:
+        """Whether res is a custom resource whose CRD is being deleted: upstream's crdHandler refuses creates
+        then (405), while reads and deletes go on."""
+        return isinstance(res, CustomResource) and res.crd_name in self.terminating
 
     def _reindex(self) -> None:
         self._by_path = {(r.group, r.version, r.plural): r for rows in self._by_crd.values() for r in rows}

@@ -256,6 +256,9 @@ class CRDController:
         name = crd["metadata"]["name"]
         if CLEANUP_FINALIZER not in (crd["metadata"].get("finalizers") or []):
             return  # another finalizer holds it; nothing of ours left to do
+        self.catalog.terminating.add(name)
+        if is_established(crd) and not self.catalog.served(name):
+            await self._serve(crd)  # after a restart: its instances stay readable until they are gone
         conditions = [c for c in (crd.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
         if not any(c.get("type") == "Terminating" for c in conditions):
             terminating = _condition(conditions, "Terminating", "True", "InstanceDeletionInProgress",

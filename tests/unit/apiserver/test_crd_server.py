@@ -282,6 +282,8 @@ def test_deletion_waits_for_instances_finalizers(tmp_path: Path) -> None:
                 bool(items[0]["metadata"].get("deletionTimestamp"))
 
         await until(only_held_left)
+        refused = await call(session, api, "admin", "POST", path, crontab("late"))
+        assert refused[0] == 405, refused
         assert (await call(session, api, "admin", "GET", f"{CRDS}/{NAME}"))[0] == 200
         await call(session, api, "admin", "PATCH", f"{path}/held", {"metadata": {"finalizers": None}},
                    "application/merge-patch+json")
