@@ -110,8 +110,9 @@ def parse_target(path: str, custom: Catalog | None = None) -> Target | tuple[str
             (custom is not None and version in custom.group_versions().get(group, []))
         return (group, version) if served else None
     namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3 and lookup(rest[2]) is not None:
-        if not (lookup(rest[2]) or BY_PATH[("", "v1", "pods")]).namespaced:
+    scoped = lookup(rest[2]) if rest[0] == "namespaces" and len(rest) >= 3 else None
+    if scoped is not None:
+        if not scoped.namespaced:
             return None  # a cluster-scoped resource has no path under a namespace (upstream: 404)
         namespace, rest = rest[1], rest[2:]
     resource = lookup(rest[0])
