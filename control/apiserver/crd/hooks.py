@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from control.api.validators import is_dns1123_subdomain
+from control.apiserver import validation
 from control.apiserver.crd import definition, structural
 from control.apiserver.crd.apiservice import apiservice_row, validate_apiservice
 from control.apiserver.crd.catalog import GROUP, Column, CustomResource
@@ -22,14 +22,11 @@ from control.apiserver.tables import _age  # the built-in tables' age format (up
 from control.apiserver.validation import FieldError, go_value
 
 
-def _name_errors(obj: dict[str, Any]) -> list[FieldError]:
-    name = (obj.get("metadata") or {}).get("name")
-    if not name:
-        return [FieldError("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]
-    if not isinstance(name, str):
-        return [FieldError("FieldValueInvalid", "metadata.name", f"Invalid value: {go_value(name)}: must be a string")]
-    return [FieldError("FieldValueInvalid", "metadata.name", f"Invalid value: {go_value(name)}: {problem}")
-            for problem in is_dns1123_subdomain(name)]
+def _meta_errors(obj: dict[str, Any]) -> list[FieldError]:
+    """ObjectMeta's checks (name a DNS subdomain, labels, annotations, owner references), as for every kind:
+    the validation package gives a kind without rules of its own just these (the name is not the custom
+    kind's, which may be a built-in's)."""
+    return validation.validate("CustomResource", obj)
 
 
 # The admissions below are the registry's Admission protocol; they return list[Any] because the protocol's
@@ -46,7 +43,7 @@ class CustomAdmission:
         structural.apply_defaults(self.res.schema, obj)
 
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[Any]:
-        return _name_errors(obj) + self._validate(obj)
+        return _meta_errors(obj) + self._validate(obj)
 
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[Any]:
         return self._validate(obj)
@@ -63,7 +60,7 @@ class CRDAdmission:
         definition.default_crd(obj)
 
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[Any]:
-        return definition.validate_crd(obj)
+        return _meta_errors(obj) + definition.validate_crd(obj)
 
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[Any]:
         return definition.validate_crd_update(obj, old)

@@ -115,6 +115,11 @@ def test_instances_validated_pruned_defaulted(tmp_path: Path) -> None:
                                                          'type integer: "string"'}]
         assert body["details"]["group"] == GROUP and body["details"]["kind"] == "CronTab"
 
+        labelled = crontab("labelled")
+        labelled["metadata"]["labels"] = {"bad key!": "x"}
+        status, body = await call(session, api, "admin", "POST", path, labelled)
+        assert status == 422 and body["details"]["causes"][0]["field"] == "metadata.labels", body
+
         made = crontab("good", unknownField="dropped")
         status, created = await call(session, api, "admin", "POST", path, made)
         assert status == 201, created
