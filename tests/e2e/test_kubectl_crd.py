@@ -183,9 +183,11 @@ def test_dynamic_client(kubeconfig: Path) -> None:
         config_file=str(kubeconfig)).configuration))
     crds = client.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     crds.create(body=crontab_crd(scope="Cluster"))
-    wait_until(lambda: any(c.type == "Established" and c.status == "True"
-                           for c in crds.get(name=NAME).status.conditions or []),
-               timeout=15, message="the CRD established")
+    def established() -> bool:
+        status = crds.get(name=NAME).to_dict().get("status") or {}  # none yet, right after the create
+        return any(c["type"] == "Established" and c["status"] == "True" for c in status.get("conditions") or [])
+
+    wait_until(established, timeout=15, message="the CRD established")
     client.resources.invalidate_cache()
     tabs = client.resources.get(api_version=f"{GROUP}/v1", kind="CronTab")
     assert tabs.namespaced is False and tabs.short_names == ["ct"]
