@@ -285,12 +285,14 @@ class Registry:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339(self.clock)
         meta["generation"] = 1
-        if res.kind == "Namespace":
+        if _builtin(res) == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self._admission(res).default(res.kind, obj)
-        prepare_for_create(res.kind, obj)
-        if res.kind == "Pod" and self.service_account_tokens:
+        prepare_for_create(_builtin(res), obj)
+        if isinstance(res, CustomResource) and res.status_subresource:
+            obj.pop("status", None)  # written through /status only, from the start (upstream's CR strategy)
+        if _builtin(res) == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
         if admit is not None:
             admit(obj, None)
@@ -300,7 +302,7 @@ class Registry:
         await self._check_namespace(res, namespace)
 
         reserved = Allocation()
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             alloc_errors, reserved = self.allocator.assign(obj)
             if alloc_errors:
                 raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
@@ -315,7 +317,7 @@ class Registry:
         except BaseException:
             self.allocator.abort(reserved)
             raise
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             self.allocator.commit(obj)
         meta["resourceVersion"] = str(revision)
         return obj
@@ -366,14 +368,14 @@ class Registry:
                 # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
                 raise errors.conflict(res.group, res.plural, name, errors.STALE)
             new = self._prepare_update(res, new, old, subresource)
-            if res.kind == "Service":
+            if _builtin(res) == "Service":
                 patch_allocated_values(new, old)
             if admit is not None:
                 admit(new, old)
             if new == old:
                 return old  # upstream writes nothing (and keeps the resourceVersion) for a no-op update
             reserved = Allocation()
-            if res.kind == "Service":
+            if _builtin(res) == "Service":
                 alloc_errors, reserved = self.allocator.assign(new, old)
                 if alloc_errors:
                     raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
@@ -402,7 +404,7 @@ class Registry:
             except KeyNotFoundError:
                 self.allocator.abort(reserved)
                 raise errors.not_found(res.group, res.plural, name) from None
-            if res.kind == "Service":
+            if _builtin(res) == "Service":
                 self.allocator.commit(new)
             meta["resourceVersion"] = str(new_revision)
             return new
@@ -436,7 +438,7 @@ class Registry:
         return new
 
     def _released(self, res: Resource, obj: dict[str, Any]) -> None:
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             self.allocator.release(f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}")
 
     # -- subresources ---------------------------------------------------------------------------------
@@ -484,7 +486,7 @@ class Registry:
         raw = (obj.get("spec") or {}).get("selector")
         # Upstream's scale subresource: a map selector (ReplicationController) via SelectorFromSet,
         # a LabelSelector via LabelSelectorAsSelector, either in its canonical string form.
-        if res.kind == "ReplicationController":
+        if _builtin(res) == "ReplicationController":
             selector = selector_from_set(raw if isinstance(raw, dict) else {})
         else:
             try:
@@ -545,7 +547,7 @@ class Registry:
                     deleted = await self.store.delete(key, expected_mod_revision=revision)
                     self._released(res, obj)
                     meta["resourceVersion"] = str(deleted)
-                    if res.kind in ("Pod", "Service", "Namespace"):
+                    if _builtin(res) in ("Pod", "Service", "Namespace"):
                         return obj
                     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                             "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta.get("uid")}}
@@ -574,7 +576,7 @@ class Registry:
         if own and own not in finalizers and not meta.get("deletionTimestamp"):
             finalizers.append(own)
         grace = 0
-        if res.kind == "Pod":
+        if _builtin(res) == "Pod":
             spec, status = new.get("spec") or {}, new.get("status") or {}
             grace = options.grace_period_seconds if options.grace_period_seconds is not None else \
                 spec.get("terminationGracePeriodSeconds", 30)
@@ -583,15 +585,15 @@ class Registry:
                 grace = 0
             if meta.get("deletionGracePeriodSeconds") is not None:
                 grace = min(grace, meta["deletionGracePeriodSeconds"])
-        namespace_finalizers = res.kind == "Namespace" and bool((new.get("spec") or {}).get("finalizers"))
+        namespace_finalizers = _builtin(res) == "Namespace" and bool((new.get("spec") or {}).get("finalizers"))
         if not finalizers and grace <= 0 and not namespace_finalizers:
             return None
         if finalizers:
             meta["finalizers"] = finalizers
-        if not meta.get("deletionTimestamp") or res.kind == "Pod":
+        if not meta.get("deletionTimestamp") or _builtin(res) == "Pod":
             meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + max(grace, 0))
         meta["deletionGracePeriodSeconds"] = max(grace, 0)
-        if res.kind == "Namespace":
+        if _builtin(res) == "Namespace":
             new.setdefault("status", {})["phase"] = "Terminating"
         return new
 
@@ -625,6 +627,13 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
         obj["metadata"] = {}
     meta: dict[str, Any] = obj["metadata"]
     return meta
+
+
+def _builtin(res: Resource) -> str:
+    """The kind of a built-in resource, "" for a custom one: what kind-specific storage logic (a Service's
+    addresses, a Pod's grace period) keys on, since a custom kind may share a built-in's name (Knative's
+    Service)."""
+    return "" if isinstance(res, CustomResource) else res.kind
 
 
 def _check_types(res: Resource, obj: dict[str, Any]) -> None:

@@ -398,6 +398,10 @@ class APIServer:
             content_type = request.content_type
             if content_type not in PATCH_TYPES:
                 raise errors.unsupported_media_type(content_type)
+            if content_type == "application/strategic-merge-patch+json" and isinstance(res, CustomResource):
+                # Custom resources have no patch strategies: upstream takes only JSON and merge patches for them.
+                raise errors.unsupported_media_type(f"{content_type} (custom resources take "
+                                                    "application/merge-patch+json or application/json-patch+json)")
             if content_type == "application/apply-patch+yaml":
                 raise errors.unsupported_media_type(f"{content_type} (server-side apply is not supported; use "
                                                     "client-side `kubectl apply`)")

@@ -204,3 +204,26 @@ def test_dynamic_client(kubeconfig: Path) -> None:
     crds.delete(name=NAME)
     wait_until(lambda: NAME not in [c.metadata.name for c in crds.get().items], timeout=15,
                message="the CRD gone")
+
+
+def test_a_restarted_apiserver_serves_its_crds_again(tmp_path_factory: pytest.TempPathFactory,
+                                                      tmp_path: Path) -> None:
+    """The apiserver process stopped and started again over the same store: the CRD is read back at start
+    and its resource served again, instances and all, before the apiserver reports ready."""
+    binary = _kubectl_binary(VERSIONS[-1])
+    if binary is None:
+        unavailable(f"kubectl.{VERSIONS[-1]} not found")
+    root = tmp_path_factory.mktemp("crd-restart")
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    with users_apiserver(root, USERS) as kubeconfigs:
+        kubectl = kubectl_runner(binary, kubeconfigs["admin"], tmp_path / "first")
+        apply(kubectl, crontab_crd())
+        kubectl("wait", "--for=condition=Established", f"crd/{NAME}", "--timeout=30s")
+        wait_until(lambda: apply(kubectl, crontab("kept", "default"), check=False).returncode == 0, timeout=15,
+                   message="the CronTab applied once its resource is served")
+    with users_apiserver(root, USERS) as kubeconfigs:
+        kubectl = kubectl_runner(binary, kubeconfigs["admin"], tmp_path / "second")
+        kept = json.loads(kubectl("get", "crontab", "kept", "-n", "default", "-o", "json").stdout)
+        assert kept["spec"]["replicas"] == 1 and kept["apiVersion"] == f"{GROUP}/v1"
+        assert kubectl("get", "ct", "-n", "default", "-o", "name").stdout.split() == [f"crontab.{GROUP}/kept"]

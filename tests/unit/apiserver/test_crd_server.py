@@ -142,6 +142,9 @@ def test_instances_validated_pruned_defaulted(tmp_path: Path) -> None:
         jpatch = await call(session, api, "admin", "PATCH", f"{path}/good",
                             [{"op": "replace", "path": "/spec/image", "value": "v2"}], "application/json-patch+json")
         assert jpatch[0] == 200 and jpatch[1]["spec"]["image"] == "v2" and jpatch[1]["metadata"]["generation"] == 2
+        strategic = await call(session, api, "admin", "PATCH", f"{path}/good", {"spec": {"image": "v3"}},
+                               "application/strategic-merge-patch+json")
+        assert strategic[0] == 415, strategic
 
     run(tmp_path, scenario)
 
@@ -149,7 +152,10 @@ def test_instances_validated_pruned_defaulted(tmp_path: Path) -> None:
 def test_status_and_scale_subresources(tmp_path: Path) -> None:
     async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
         path = f"{V1}/namespaces/default/crontabs"
-        _, created = await call(session, api, "admin", "POST", path, crontab("c", replicas=2))
+        with_status = crontab("c", replicas=2)
+        with_status["status"] = {"replicas": 4}
+        _, created = await call(session, api, "admin", "POST", path, with_status)
+        assert "status" not in created
         # The main resource ignores status; /status ignores everything else and keeps the generation.
         created["status"] = {"replicas": 9}
         _, updated = await call(session, api, "admin", "PUT", f"{path}/c", created)
@@ -354,3 +360,33 @@ def test_unserved_versions_and_defaults_on_read(tmp_path: Path) -> None:
         assert stored is not None and "mode" not in json.loads(stored.value)["spec"]
 
     run(tmp_path, scenario, crd=crd)
+
+
+def test_a_custom_kind_named_like_a_built_in_is_just_a_custom_resource(tmp_path: Path) -> None:
+    crd = crontab_crd()
+    crd["metadata"]["name"] = f"services.{GROUP}"
+    crd["spec"]["names"] = {"plural": "services", "singular": "service", "kind": "Service"}
+
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        body = crontab("web")
+        body["kind"] = "Service"
+        status, made = await call(session, api, "admin", "POST", f"{V1}/namespaces/default/services", body)
+        assert status == 201, made
+        assert "status" not in made and "clusterIP" not in made["spec"]  # no Service strategy, no allocation
+        status, gone = await call(session, api, "admin", "DELETE", f"{V1}/namespaces/default/services/web")
+        assert status == 200 and gone["kind"] == "Status"
+        _, core = await call(session, api, "admin", "GET", "/api/v1/namespaces/default/services")
+        assert [s["metadata"]["name"] for s in core["items"]] == ["kubernetes"]
+
+    async def main() -> None:
+        async with local_apiserver(tmp_path) as api, aiohttp.ClientSession() as session:
+            status, body = await call(session, api, "admin", "POST", CRDS, crd)
+            assert status == 201, body
+
+            async def served() -> bool:
+                return (await call(session, api, "admin", "GET", f"{V1}/services"))[0] == 200
+
+            await until(served)
+            await scenario(api, session)
+
+    asyncio.run(main())
