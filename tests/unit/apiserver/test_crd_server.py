@@ -22,7 +22,8 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 async def until(check: Any) -> Any:
-    for _ in range(250):
+    """check() once it holds; the bound is a hang guard for a loaded machine, not a measurement."""
+    for _ in range(1500):
         result = await check()
         if result:
             return result
