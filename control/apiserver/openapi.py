@@ -299,8 +299,11 @@ class _Builder:
         namespace_param = [self.parameter("namespace", "path", required=True)] if res.namespaced else []
         name_param = [self.parameter("name", "path", required=True)]
         status_ref = f"{_META}.Status"
-        patch_types = ("application/json-patch+json", "application/merge-patch+json",
-                       "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+        patch_types: tuple[str, ...] = ("application/json-patch+json", "application/merge-patch+json",
+                                        "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+        if definitions is not None:
+            # A custom resource takes no strategic merge patch: kubectl 1.27+ picks its patch type from this list.
+            patch_types = tuple(t for t in patch_types if t != "application/strategic-merge-patch+json")
         verbs = set(res.verbs)
         paths: dict[str, Schema] = {}
 

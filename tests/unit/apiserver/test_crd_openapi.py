@@ -35,6 +35,9 @@ def test_v3_group_version_document() -> None:
     assert "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" in doc["components"]["schemas"]
     item = doc["paths"][f"/apis/{GROUP}/v1/namespaces/{{namespace}}/crontabs/{{name}}"]
     assert "fieldValidation" in {p["name"] for p in item["patch"]["parameters"]}
+    # What kubectl reads to choose its patch type: no strategic merge patch for a custom resource.
+    assert sorted(item["patch"]["requestBody"]["content"]) == [
+        "application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"]
     assert item["patch"]["x-kubernetes-group-version-kind"] == {"group": GROUP, "version": "v1", "kind": "CronTab"}
     assert f"/apis/{GROUP}/v1/namespaces/{{namespace}}/crontabs/{{name}}/scale" in doc["paths"]
 
