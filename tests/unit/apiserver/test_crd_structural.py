@@ -156,3 +156,17 @@ def test_update_keeps_group_and_scope() -> None:
     new["spec"]["scope"] = "Cluster"
     assert [(e.field, e.message) for e in definition.validate_crd_update(new, old)] == [
         ("spec.scope", 'Invalid value: "Cluster": field is immutable')]
+
+
+def test_int_or_string_in_upstreams_anyof_form_is_structural() -> None:
+    crd = crontab_crd()
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    port = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
+    spec["properties"]["port"] = port
+    assert crd_causes(crd) == []
+    assert structural.validate(port, 80) == [] and structural.validate(port, "http") == []
+    assert [e.type for e in structural.validate(port, True, "spec.port")] == ["FieldValueTypeInvalid"]
+    # Outside that pattern, value validations may not carry types.
+    spec["properties"]["other"] = {"type": "string", "anyOf": [{"type": "string", "pattern": "^a"}]}
+    assert crd_causes(crd) == [("spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[other]."
+                                "anyOf[0].type", "Forbidden: must be undefined to be structural")]
