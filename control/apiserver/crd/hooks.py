@@ -1,6 +1,7 @@
 """What the registry and the HTTP layer ask of custom resources (and of the CRD and APIService kinds):
 
     admission_for(res)        -> the defaulting / validation of that resource, or None for the built-in tables
+    prune(res, obj)           -> what its schema does not specify, removed (fieldValidation's unknown fields)
     scale_of(res, obj)        -> its autoscaling/v1 Scale, read through the CRD's scale paths
     set_replicas(res, obj, n) -> the object with n replicas at specReplicasPath
     to_table(res, ...)        -> a meta.k8s.io/v1 Table from its additionalPrinterColumns, or None
@@ -46,7 +47,7 @@ class CustomAdmission:
         return _meta_errors(obj) + self._validate(obj)
 
     def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[Any]:
-        return self._validate(obj)
+        return _meta_errors(obj) + self._validate(obj)
 
     def _validate(self, obj: dict[str, Any]) -> list[FieldError]:
         found = structural.validate(self.res.schema, obj)
@@ -175,10 +176,6 @@ def set_replicas(res: CustomResource, obj: dict[str, Any], replicas: int) -> dic
     return obj
 
 
-def has_scale(res: Resource) -> bool:
-    return isinstance(res, CustomResource) and res.scale is not None
-
-
 # -- tables --------------------------------------------------------------------------------------------------------
 
 _AGE = Column("Age", "date", ".metadata.creationTimestamp")
@@ -239,4 +236,4 @@ def to_table(res: Resource, objects: list[dict[str, Any]], list_meta: dict[str, 
             "rows": rows}
 
 
-__all__ = ["admission_for", "has_scale", "json_path", "prune", "scale_of", "set_replicas", "to_table"]
+__all__ = ["admission_for", "json_path", "prune", "scale_of", "set_replicas", "to_table"]
