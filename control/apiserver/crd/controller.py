@@ -74,7 +74,12 @@ class CRDController:
         self._cache.listeners.append(self._changed)
         await self._register_builtins()
         for key in sorted(self._cache.objects):
-            await self._reconcile(key.rsplit("/", 1)[-1])
+            name = key.rsplit("/", 1)[-1]
+            try:
+                await self._reconcile(name)
+            except APIError:  # one CRD the store holds in a state refused now must not keep the apiserver down
+                log.exception("reconciling CustomResourceDefinition %s at start", name)
+                self._retry(name)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="crd-controller")
 
     async def stop(self) -> None:
