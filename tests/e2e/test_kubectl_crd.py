@@ -79,12 +79,16 @@ class Watching:
         return line
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
         _, self.stderr = self.process.communicate(timeout=10)
         self.thread.join(timeout=10)
 
     stderr = ""
+    stopped = False
 
 
 def test_crontab_lifecycle(kubectl: Kubectl, tmp_path: Path) -> None:
