@@ -84,8 +84,12 @@ class Watching:
         self.stopped = True
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
-        _, self.stderr = self.process.communicate(timeout=10)
-        self.thread.join(timeout=10)
+        self.process.wait(timeout=10)
+        self.thread.join(timeout=10)  # it ends at the end of stdout, which only it reads
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.stderr = self.process.stderr.read()
+        self.process.stdout.close()
+        self.process.stderr.close()
 
     stderr = ""
     stopped = False
