@@ -280,12 +280,16 @@ class _Builder:
         op["x-kubernetes-group-version-kind"] = gvk
         return op
 
-    def resource_paths(self, res: Resource) -> dict[str, Schema]:
-        kind_type = KINDS[res.kind].type_name if res.kind in KINDS else None
-        if kind_type is None:
+    def resource_paths(self, res: Resource, definitions: tuple[str, str] | None = None) -> dict[str, Schema]:
+        """The paths of a resource; `definitions` names its object's and its list's definitions when they are
+        not the built-in tables' (a custom resource's)."""
+        if definitions is not None:
+            obj, listed = definitions
+        elif res.kind in KINDS:
+            obj = definition_name(KINDS[res.kind].type_name)
+            listed = f"{PACKAGES[KINDS[res.kind].package][0]}.{res.list_kind}"
+        else:
             return {}
-        obj = definition_name(kind_type)
-        listed = f"{PACKAGES[KINDS[res.kind].package][0]}.{res.list_kind}"
         gvk = _gvk(res.group, res.version, res.kind)
         ident = f"{_camel(res.group)}{res.version.capitalize()}"
         scoped = "Namespaced" if res.namespaced else ""
@@ -295,8 +299,11 @@ class _Builder:
         namespace_param = [self.parameter("namespace", "path", required=True)] if res.namespaced else []
         name_param = [self.parameter("name", "path", required=True)]
         status_ref = f"{_META}.Status"
-        patch_types = ("application/json-patch+json", "application/merge-patch+json",
-                       "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+        patch_types: tuple[str, ...] = ("application/json-patch+json", "application/merge-patch+json",
+                                        "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+        if definitions is not None:
+            # A custom resource takes no strategic merge patch: kubectl 1.27+ picks its patch type from this list.
+            patch_types = tuple(t for t in patch_types if t != "application/strategic-merge-patch+json")
         verbs = set(res.verbs)
         paths: dict[str, Schema] = {}
 

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.crd import hooks as crd_hooks
+from control.apiserver.crd.catalog import Catalog, CustomResource
 from control.apiserver.decoding import type_error
 from control.apiserver.ephemeral import ONLY_FIELD_SUBRESOURCES
 from control.apiserver.errors import APIError
@@ -119,15 +121,42 @@ class Registry:
         self.allocator = allocator
         self.clock = clock
         self.caches: dict[str, WatchCache] = {r.plural: WatchCache(store, r) for r in RESOURCES if r.stored}
+        # The custom resources being served (crd/), kept by the CRD controller, which start() runs.
+        self.custom = Catalog()
+        self._crd_controller: Any = None
 
     async def start(self) -> None:
         for cache in self.caches.values():
             await cache.start()
         self.allocator.rebuild(self.caches["services"].objects.values())
+        # Imported here: the controller drives this registry, so it imports this module.
+        from control.apiserver.crd.controller import CRDController
+
+        self._crd_controller = CRDController(self)
+        await self._crd_controller.start()
 
     async def stop(self) -> None:
-        for cache in self.caches.values():
+        if self._crd_controller is not None:
+            await self._crd_controller.stop()
+        for cache in list(self.caches.values()):
             await cache.stop()
+
+    async def add_cache(self, res: Resource) -> None:
+        """A watch cache for a resource served from now on (a custom resource); one per storage, shared by
+        the versions that serve it."""
+        if res.cache_key not in self.caches:
+            cache = WatchCache(self.store, res)
+            self.caches[res.cache_key] = cache
+            await cache.start()
+
+    async def remove_cache(self, key: str) -> None:
+        cache = self.caches.pop(key, None)
+        if cache is not None:
+            await cache.stop()
+
+    def _admission(self, res: Resource) -> Admission:
+        custom = crd_hooks.admission_for(res)
+        return custom if custom is not None else self.admission
 
     def end_watches(self) -> None:
         """End every open watch, as a terminating apiserver does: clients re-list or re-watch from their
@@ -164,10 +193,13 @@ class Registry:
         kv = await self.store.get(res.key(namespace, name))
         if kv is None:
             raise errors.not_found(res.group, res.plural, name)
-        return decode(kv.value, kv.mod_revision), kv.mod_revision
+        return res.from_storage(decode(kv.value, kv.mod_revision)), kv.mod_revision
 
     def _invalid(self, res: Resource, name: str, field_errors: list[FieldErrorLike]) -> APIError:
-        return errors.invalid(res.group, res.kind, name, causes_of(field_errors))
+        refused = errors.invalid(res.group, res.kind, name, causes_of(field_errors))
+        if isinstance(res, CustomResource):  # upstream names a custom kind with its group: CronTab.stable.example.com
+            refused.message = refused.message.replace(res.kind, f"{res.kind}.{res.group}", 1)
+        return refused
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -187,8 +219,9 @@ class Registry:
         next_token = ""
         if options.resource_version == "0" and not options.continue_token:
             # "Any version" may be served from the watch cache, as upstream does.
-            cache = self.caches[res.plural]
-            items = [obj for key, obj in sorted(cache.objects.items()) if key.startswith(prefix) and accepts(obj)]
+            cache = self.caches[res.cache_key]
+            items = [res.from_storage(obj) for key, obj in sorted(cache.objects.items())
+                     if key.startswith(prefix) and accepts(obj)]
             revision = cache.revision
         else:
             items, revision, next_token = await self._list_from_store(res, prefix, accepts, options)
@@ -222,7 +255,7 @@ class Registry:
                 revision = result.revision
                 for kv in result.items:
                     start_after = kv.key
-                    obj = decode(kv.value, kv.mod_revision)
+                    obj = res.from_storage(decode(kv.value, kv.mod_revision))
                     if accepts(obj):
                         items.append(obj)
                         if limit and len(items) == limit:
@@ -261,24 +294,26 @@ class Registry:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339(self.clock)
         meta["generation"] = 1
-        if res.kind == "Namespace":
+        if _builtin(res) == "Namespace":
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
-        self.admission.default(res.kind, obj)
-        prepare_for_create(res.kind, obj)
-        if res.kind == "Pod" and self.service_account_tokens:
+        self._admission(res).default(res.kind, obj)
+        prepare_for_create(_builtin(res), obj)
+        if isinstance(res, CustomResource) and res.status_subresource:
+            obj.pop("status", None)  # written through /status only, from the start (upstream's CR strategy)
+        if _builtin(res) == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
         if res.kind in ("PersistentVolumeClaim", "PersistentVolume"):
             admit_storage(res.kind, obj, self.caches["storageclasses"].objects.values())
         if admit is not None:
             admit(obj, None)
-        problems = self.admission.validate_create(res.kind, obj)
+        problems = self._admission(res).validate_create(res.kind, obj)
         if problems:
             raise self._invalid(res, name, problems)
         await self._check_namespace(res, namespace)
 
         reserved = Allocation()
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             alloc_errors, reserved = self.allocator.assign(obj)
             if alloc_errors:
                 raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
@@ -286,14 +321,14 @@ class Registry:
             self.allocator.abort(reserved)
             return obj
         try:
-            revision = await self.store.create(res.key(namespace, name), encode(obj))
+            revision = await self.store.create(res.key(namespace, name), encode(res.to_storage(obj)))
         except KeyExistsError:
             self.allocator.abort(reserved)
             raise errors.already_exists(res.group, res.plural, name) from None
         except BaseException:
             self.allocator.abort(reserved)
             raise
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             self.allocator.commit(obj)
         meta["resourceVersion"] = str(revision)
         return obj
@@ -336,8 +371,9 @@ class Registry:
         # Upstream's cachedExistingObject: the watch cache's copy is the first guess, which saves a store read
         # (most writes are status updates of objects the cache has). As in etcd3's GuaranteedUpdate, whatever
         # goes wrong on a guess (an error, a precondition or CAS mismatch, a no-op, the object gone) is tried
-        # again on the stored object before it counts. Services keep to the store: their allocations.
-        guess = self._cached_copy(res, key) if res.kind != "Service" else None
+        # again on the stored object before it counts. Services keep to the store (their allocations), and so
+        # do custom resources (their cache holds the storage version, not the one asked for).
+        guess = None if _builtin(res) in ("Service", "") else self._cached_copy(res, key)
         for _ in range(MAX_RETRIES):
             current = guess is None
             if guess is not None:
@@ -354,7 +390,7 @@ class Registry:
                     # A patch that names a resourceVersion is a precondition (kubectl edit/apply use it).
                     raise errors.conflict(res.group, res.plural, name, errors.STALE)
                 new = self._prepare_update(res, new, old, subresource)
-                if res.kind == "Service":
+                if _builtin(res) == "Service":
                     patch_allocated_values(new, old)
                 if admit is not None:
                     admit(new, old)
@@ -367,12 +403,12 @@ class Registry:
                     continue  # a no-op against a guess may not be one against the stored object
                 return old  # upstream writes nothing (and keeps the resourceVersion) for a no-op update
             reserved = Allocation()
-            if res.kind == "Service":
+            if _builtin(res) == "Service":
                 alloc_errors, reserved = self.allocator.assign(new, old)
                 if alloc_errors:
                     raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
             # the status subresource is judged by the kind's rules; ephemeralcontainers has its own
-            problems = self.admission.validate_update(res.kind, new, old, subresource=(
+            problems = self._admission(res).validate_update(res.kind, new, old, subresource=(
                 subresource if subresource in ONLY_FIELD_SUBRESOURCES else None))
             if problems:
                 self.allocator.abort(reserved)
@@ -391,7 +427,7 @@ class Registry:
                     self._released(res, new)
                     meta["resourceVersion"] = str(deleted)
                     return new
-                new_revision = await self.store.update(key, encode(new), expected_mod_revision=revision)
+                new_revision = await self.store.update(key, encode(res.to_storage(new)), expected_mod_revision=revision)
             except ConflictError:
                 self.allocator.abort(reserved)
                 if precondition is not None and current:
@@ -402,7 +438,7 @@ class Registry:
                 if not current:
                     continue
                 raise errors.not_found(res.group, res.plural, name) from None
-            if res.kind == "Service":
+            if _builtin(res) == "Service":
                 self.allocator.commit(new)
             meta["resourceVersion"] = str(new_revision)
             return new
@@ -410,7 +446,7 @@ class Registry:
 
     def _cached_copy(self, res: Resource, key: str) -> tuple[dict[str, Any], int] | None:
         """The watch cache's copy of the object under KEY and its revision, or None if it has none."""
-        cache = self.caches.get(res.plural)
+        cache = self.caches.get(res.cache_key)
         cached = cache.objects.get(key) if cache is not None else None
         if cached is None:
             return None
@@ -440,13 +476,13 @@ class Registry:
                 meta.pop(field, None)
         meta["resourceVersion"] = old_meta.get("resourceVersion")
         if subresource != "status":
-            self.admission.default(res.kind, new)
-        if res.tracks_generation and new.get("spec") != old.get("spec"):
+            self._admission(res).default(res.kind, new)
+        if res.tracks_generation and res.generation_changed(new, old):
             meta["generation"] = old_meta.get("generation", 1) + 1
         return new
 
     def _released(self, res: Resource, obj: dict[str, Any]) -> None:
-        if res.kind == "Service":
+        if _builtin(res) == "Service":
             self.allocator.release(f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}")
 
     # -- subresources ---------------------------------------------------------------------------------
@@ -501,11 +537,13 @@ class Registry:
 
     @staticmethod
     def scale_of(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(res, CustomResource):
+            return crd_hooks.scale_of(res, obj)
         meta = obj["metadata"]
         raw = (obj.get("spec") or {}).get("selector")
         # Upstream's scale subresource: a map selector (ReplicationController) via SelectorFromSet,
         # a LabelSelector via LabelSelectorAsSelector, either in its canonical string form.
-        if res.kind == "ReplicationController":
+        if _builtin(res) == "ReplicationController":
             selector = selector_from_set(raw if isinstance(raw, dict) else {})
         else:
             try:
@@ -534,6 +572,8 @@ class Registry:
                 raise errors.invalid("autoscaling", "Scale", name, [{
                     "reason": "FieldValueInvalid", "field": "spec.replicas",
                     "message": f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"}])
+            if isinstance(res, CustomResource):
+                return crd_hooks.set_replicas(res, obj, replicas)
             obj.setdefault("spec", {})["replicas"] = replicas
             return obj
 
@@ -564,13 +604,14 @@ class Registry:
                     deleted = await self.store.delete(key, expected_mod_revision=revision)
                     self._released(res, obj)
                     meta["resourceVersion"] = str(deleted)
-                    if res.kind in ("Pod", "Service", "Namespace"):
+                    if _builtin(res) in ("Pod", "Service", "Namespace"):
                         return obj
                     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                             "details": {"name": name, "group": res.group, "kind": res.plural, "uid": meta.get("uid")}}
                 if graceful == obj:
                     return obj  # already being deleted; nothing more to record
-                new_revision = await self.store.update(key, encode(graceful), expected_mod_revision=revision)
+                new_revision = await self.store.update(key, encode(res.to_storage(graceful)),
+                                                       expected_mod_revision=revision)
             except (ConflictError, KeyNotFoundError):
                 continue
             graceful["metadata"]["resourceVersion"] = str(new_revision)
@@ -587,8 +628,12 @@ class Registry:
             finalizers.append("orphan")
         elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
+        # A kind that cleans up after itself first (a CRD its instances): upstream's REST Delete adds its finalizer.
+        own = res.extra.get("deleteFinalizer")
+        if own and own not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append(own)
         grace = 0
-        if res.kind == "Pod":
+        if _builtin(res) == "Pod":
             spec, status = new.get("spec") or {}, new.get("status") or {}
             grace = options.grace_period_seconds if options.grace_period_seconds is not None else \
                 spec.get("terminationGracePeriodSeconds", 30)
@@ -597,15 +642,15 @@ class Registry:
                 grace = 0
             if meta.get("deletionGracePeriodSeconds") is not None:
                 grace = min(grace, meta["deletionGracePeriodSeconds"])
-        namespace_finalizers = res.kind == "Namespace" and bool((new.get("spec") or {}).get("finalizers"))
+        namespace_finalizers = _builtin(res) == "Namespace" and bool((new.get("spec") or {}).get("finalizers"))
         if not finalizers and grace <= 0 and not namespace_finalizers:
             return None
         if finalizers:
             meta["finalizers"] = finalizers
-        if not meta.get("deletionTimestamp") or res.kind == "Pod":
+        if not meta.get("deletionTimestamp") or _builtin(res) == "Pod":
             meta["deletionTimestamp"] = now_rfc3339(lambda: self.clock() + max(grace, 0))
         meta["deletionGracePeriodSeconds"] = max(grace, 0)
-        if res.kind == "Namespace":
+        if _builtin(res) == "Namespace":
             new.setdefault("status", {})["phase"] = "Terminating"
         return new
 
@@ -641,8 +686,16 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _builtin(res: Resource) -> str:
+    """The kind of a built-in resource, "" for a custom one: what kind-specific storage logic (a Service's
+    addresses, a Pod's grace period) keys on, since a custom kind may share a built-in's name (Knative's
+    Service)."""
+    return "" if isinstance(res, CustomResource) else res.kind
+
+
 def _check_types(res: Resource, obj: dict[str, Any]) -> None:
-    _check_kind_types(res.kind, obj)
+    if not isinstance(res, CustomResource):  # its schema checks it (a 422), whatever its kind's name
+        _check_kind_types(res.kind, obj)
 
 
 def _check_kind_types(kind: str, obj: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ what discovery, routing, storage and kubectl need to know about it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -50,6 +51,21 @@ class Resource:
 
     def key(self, namespace: str | None, name: str) -> str:
         return f"{self.key_prefix(namespace if self.namespaced else None)}{name}"
+
+    # Hooks a custom resource (crd/catalog.py) overrides: its watch cache's key in the registry, the object
+    # as read from / written to storage (defaults, the served apiVersion), and what bumps its generation.
+    @property
+    def cache_key(self) -> str:
+        return self.plural
+
+    def from_storage(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return obj
+
+    def to_storage(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return obj
+
+    def generation_changed(self, new: dict[str, Any], old: dict[str, Any]) -> bool:
+        return bool(new.get("spec") != old.get("spec"))
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
         root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
@@ -105,6 +121,13 @@ RESOURCES: tuple[Resource, ...] = (
       for kind, plural, namespaced in (("ClusterRole", "clusterroles", False),
                                        ("ClusterRoleBinding", "clusterrolebindings", False),
                                        ("Role", "roles", True), ("RoleBinding", "rolebindings", True))),
+    # CustomResourceDefinitions (crd/): deleting one first deletes its instances, under this finalizer.
+    Resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+             "customresourcedefinition", False, ("crd", "crds"), ("api-extensions",), ("status",),
+             status_subresource=True, tracks_generation=True,
+             extra={"deleteFinalizer": "customresourcecleanup.apiextensions.k8s.io"}),
+    Resource("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", False, (),
+             ("api-extensions",), ("status",), status_subresource=True, tracks_generation=True),
     # The reviews (reviews.py): create-only, answered from the authenticator and authorizer, never stored.
     *(Resource(group, "v1", kind, plural, plural[:-1], namespaced, verbs=("create",), stored=False)
       for group, kind, plural, namespaced in (

@@ -566,6 +566,46 @@ _AUTHENTICATION: dict[str, dict[str, str]] = {
     "SelfSubjectReviewStatus": {"userInfo": "UserInfo"},
 }
 
+# apiextensions.k8s.io/v1 (apiextensions-apiserver's types.go). A version's openAPIV3Schema is free-form here:
+# its JSONSchemaProps are checked by the CRD's own validation (crd/definition.py), not by strict decoding.
+_CRD_NAMES = {"plural": "string", "singular": "string", "shortNames": "[]string", "kind": "string",
+              "listKind": "string", "categories": "[]string"}
+_APIEXTENSIONS: dict[str, dict[str, str]] = {
+    "CustomResourceDefinition": {**_OBJECT_HEADER, "spec": "CustomResourceDefinitionSpec",
+                                 "status": "CustomResourceDefinitionStatus"},
+    "CustomResourceDefinitionSpec": {"group": "string", "names": "CustomResourceDefinitionNames", "scope": "string",
+                                     "versions": "[]CustomResourceDefinitionVersion",
+                                     "conversion": "CustomResourceConversion", "preserveUnknownFields": "boolean"},
+    "CustomResourceDefinitionNames": _CRD_NAMES,
+    "CustomResourceDefinitionVersion": {
+        "name": "string", "served": "boolean", "storage": "boolean", "deprecated": "boolean",
+        "deprecationWarning": "string", "schema": "CustomResourceValidation",
+        "subresources": "CustomResourceSubresources",
+        "additionalPrinterColumns": "[]CustomResourceColumnDefinition", "selectableFields": "[]SelectableField"},
+    "CustomResourceValidation": {"openAPIV3Schema": "object"},
+    "CustomResourceSubresources": {"status": "object", "scale": "CustomResourceSubresourceScale"},
+    "CustomResourceSubresourceScale": {"specReplicasPath": "string", "statusReplicasPath": "string",
+                                       "labelSelectorPath": "string"},
+    "CustomResourceColumnDefinition": {"name": "string", "type": "string", "format": "string",
+                                       "description": "string", "priority": "int32", "jsonPath": "string"},
+    "SelectableField": {"jsonPath": "string"},
+    "CustomResourceConversion": {"strategy": "string", "webhook": "object"},
+    "CustomResourceDefinitionStatus": {"conditions": "[]CustomResourceDefinitionCondition",
+                                       "acceptedNames": "CustomResourceDefinitionNames",
+                                       "storedVersions": "[]string"},
+    "CustomResourceDefinitionCondition": dict(_CONDITION),
+}
+# apiregistration.k8s.io/v1 (kube-aggregator's types.go).
+_APIREGISTRATION: dict[str, dict[str, str]] = {
+    "APIService": {**_OBJECT_HEADER, "spec": "APIServiceSpec", "status": "APIServiceStatus"},
+    "APIServiceSpec": {"service": "ServiceReference", "group": "string", "version": "string",
+                       "insecureSkipTLSVerify": "boolean", "caBundle": "string", "groupPriorityMinimum": "int32",
+                       "versionPriority": "int32"},
+    "ServiceReference": {"namespace": "string", "name": "string", "port": "int32"},
+    "APIServiceStatus": {"conditions": "[]APIServiceCondition @type"},
+    "APIServiceCondition": dict(_CONDITION),
+}
+
 # Package -> (OpenAPI definition prefix, its types).
 PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "meta.v1": ("io.k8s.apimachinery.pkg.apis.meta.v1", _META),
@@ -582,6 +622,8 @@ PACKAGES: dict[str, tuple[str, dict[str, dict[str, str]]]] = {
     "rbac.v1": ("io.k8s.api.rbac.v1", _RBAC),
     "authorization.v1": ("io.k8s.api.authorization.v1", _AUTHORIZATION),
     "authentication.v1": ("io.k8s.api.authentication.v1", _AUTHENTICATION),
+    "apiextensions.v1": ("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1", _APIEXTENSIONS),
+    "apiregistration.v1": ("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1", _APIREGISTRATION),
 }
 
 # Every type by qualified name ("core.v1.Pod").
@@ -638,6 +680,8 @@ KINDS: dict[str, Kind] = {k.kind: k for k in (
                    "SelfSubjectRulesReview")),
     *(Kind("authentication.k8s.io", "v1", name, "authentication.v1", protobuf=False)
       for name in ("TokenReview", "SelfSubjectReview")),
+    Kind("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "apiextensions.v1", protobuf=False),
+    Kind("apiregistration.k8s.io", "v1", "APIService", "apiregistration.v1", protobuf=False),
 )}
 
 # The kinds the protobuf decoder takes.

@@ -20,6 +20,9 @@ from multidict import CIMultiDict
 
 from control.apiserver import errors, metricsapi, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
+from control.apiserver.crd import hooks as crd_hooks
+from control.apiserver.crd import openapi as crd_openapi
+from control.apiserver.crd.catalog import Catalog, CustomResource, sorted_versions
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
 from control.apiserver.escalation import compose, escalation_check
@@ -93,8 +96,9 @@ class Target:
     subresource: str | None
 
 
-def parse_target(path: str) -> Target | tuple[str, str] | None:
-    """A resource request, or (group, version) for a discovery request, or None if not ours."""
+def parse_target(path: str, custom: Catalog | None = None) -> Target | tuple[str, str] | None:
+    """A resource request, or (group, version) for a discovery request, or None if not ours. `custom` is the
+    catalog of custom resources served besides the built-in table."""
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api":
         group, version, rest = "", parts[1], parts[2:]
@@ -102,12 +106,22 @@ def parse_target(path: str) -> Target | tuple[str, str] | None:
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
         return None
+
+    def lookup(plural: str) -> Resource | None:
+        found = BY_PATH.get((group, version, plural))
+        return found if found is not None or custom is None else custom.lookup(group, version, plural)
+
     if not rest:
-        return (group, version) if any(r.group == group and r.version == version for r in RESOURCES) else None
+        served = any(r.group == group and r.version == version for r in RESOURCES) or \
+            (custom is not None and version in custom.group_versions().get(group, []))
+        return (group, version) if served else None
     namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3 and (group, version, rest[2]) in BY_PATH:
+    scoped = lookup(rest[2]) if rest[0] == "namespaces" and len(rest) >= 3 else None
+    if scoped is not None:
+        if not scoped.namespaced:
+            return None  # a cluster-scoped resource has no path under a namespace (upstream: 404)
         namespace, rest = rest[1], rest[2:]
-    resource = BY_PATH.get((group, version, rest[0]))
+    resource = lookup(rest[0])
     if resource is None or len(rest) > 3 or (resource.namespaced and namespace is None and len(rest) > 1):
         return None
     name = rest[1] if len(rest) > 1 else None
@@ -241,7 +255,11 @@ class APIServer:
             return self._discovery_root(path, request.headers.get("Accept", ""))
         if self._serves_metrics and path.split("/")[1:3] == ["apis", metricsapi.GROUP]:
             return await self._metrics(request, user, path)
-        target = parse_target(path)
+        group = self._group(path)
+        if group is not None:
+            self._authorize_path(user, request.method, request.path)
+            return _json({"kind": "APIGroup", "apiVersion": "v1", **group})
+        target = parse_target(path, self.registry.custom)
         if target is None:
             raise errors.no_route()
         if isinstance(target, tuple):
@@ -311,17 +329,11 @@ class APIServer:
             return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.advertise_address}:{self.port}"}]})
         if path == "/apis":
-            groups = []
-            for group, versions in group_versions().items():
-                listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-                groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
-            if self._serves_metrics:
-                groups.append(metricsapi.api_group())
-            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()})
         if self.openapi is not None:
             # client-go asks /openapi/v2 for protobuf only: the seam serves that form, as bytes, at PATH.pb.
             protobuf = "protobuf" in accept and "json" not in accept and "*/*" not in accept
-            document = self.openapi(f"{path}.pb" if protobuf else path)
+            document = crd_openapi.document(self.openapi, self.registry.custom, f"{path}.pb" if protobuf else path)
             if isinstance(document, bytes):
                 return web.Response(body=document, headers={
                     "Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
@@ -331,10 +343,31 @@ class APIServer:
                 return _json(document)
         raise errors.no_route()
 
-    @staticmethod
-    def _resource_list(group: str, version: str) -> dict[str, Any]:
+    def _groups(self) -> list[dict[str, Any]]:
+        """The named groups: the built-in ones, then the custom resources' (versions in priority order)."""
+        groups = []
+        custom = self.registry.custom.group_versions()
+        for group, versions in [*group_versions().items(), *((g, sorted_versions(v)) for g, v in custom.items()
+                                                             if g not in group_versions())]:
+            listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+            groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
+        if self._serves_metrics:
+            groups.append(metricsapi.api_group())
+        return groups
+
+    def _group(self, path: str) -> dict[str, Any] | None:
+        """/apis/GROUP: that group's APIGroup, or None if the path is not one."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) != 2 or parts[0] != "apis":
+            return None
+        found = next((g for g in self._groups() if g["name"] == parts[1]), None)
+        if found is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        return found
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         resources: list[dict[str, Any]] = []
-        for r in RESOURCES:
+        for r in [*RESOURCES, *self.registry.custom.resources()]:
             if r.group != group or r.version != version:
                 continue
             entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
@@ -381,6 +414,9 @@ class APIServer:
             field_selector))
         if not decision.allowed:
             raise errors.forbidden(user.name, verb, res.group, res.plural, ns, name, sub, decision.reason)
+        if verb == "create" and self.registry.custom.refuses_create(res):
+            raise errors.method_not_allowed(f'create is not supported on resources of kind "{res.plural}.{res.group}"'
+                                            " while its CustomResourceDefinition is being deleted")
         admit = compose(admission_for(user, verb, res, sub), escalation_check(self.authorizer, user, res, ns))
         if res.kind in REVIEW_KINDS:  # POST only (their one verb is create): answered, never stored
             raw = await self._read_body(request)
@@ -421,6 +457,10 @@ class APIServer:
             content_type = request.content_type
             if content_type not in PATCH_TYPES:
                 raise errors.unsupported_media_type(content_type)
+            if content_type == "application/strategic-merge-patch+json" and isinstance(res, CustomResource):
+                # Custom resources have no patch strategies: upstream takes only JSON and merge patches for them.
+                raise errors.unsupported_media_type(f"{content_type} (custom resources take "
+                                                    "application/merge-patch+json or application/json-patch+json)")
             if content_type == "application/apply-patch+yaml":
                 raise errors.unsupported_media_type(f"{content_type} (server-side apply is not supported; use "
                                                     "client-side `kubectl apply`)")
@@ -429,7 +469,7 @@ class APIServer:
 
             def patched(obj: dict[str, Any]) -> dict[str, Any]:
                 result = self.registry.patcher(obj, body_bytes, content_type, kind)
-                warnings[:] = self._check_fields(kind, result, mode)
+                warnings[:] = self._check_fields(kind, result, mode, res if sub != "scale" else None)
                 return result
 
             if sub == "scale":
@@ -444,7 +484,8 @@ class APIServer:
             return _json(await self.registry.bind(ns or "", name or "", body), 201)
         if method == "POST" and sub == "token":
             return _json(await self._token_request(user, ns or "", name or "", body), 201)
-        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode)
+        warnings = self._check_fields(res.kind if sub != "scale" else "Scale", body, mode,
+                                      res if sub != "scale" else None)
         headers = self._warning_headers(warnings)
         if method == "POST":
             self._check_kind(res, body)
@@ -512,9 +553,16 @@ class APIServer:
                                      '"Strict", "Warn"')
         return mode or "Warn"
 
-    def _check_fields(self, kind: str, body: dict[str, Any], mode: str) -> list[str]:
+    def _check_fields(self, kind: str, body: dict[str, Any], mode: str, res: Resource | None = None) -> list[str]:
         """Unknown fields are dropped from body, as Go's decoding drops them; fieldValidation Strict refuses them
-        (400), Warn (the default) returns them for Warning headers, Ignore drops them silently."""
+        (400), Warn (the default) returns them for Warning headers, Ignore drops them silently. A custom
+        resource's unknown fields are those its schema prunes."""
+        if isinstance(res, CustomResource):
+            pruned = crd_hooks.prune(res, body)
+            if mode == "Strict" and pruned:
+                raise errors.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"'
+                                                                              for u in pruned))
+            return pruned if mode == "Warn" else []
         if mode == "Strict":
             unknown = self.unknown_fields(kind, body)
             if unknown:
@@ -597,7 +645,7 @@ class APIServer:
         if _wants_table(request.headers.get("Accept", "")):
             objects = body["items"] if listing else [body]
             meta = body["metadata"] if listing else {"resourceVersion": body["metadata"].get("resourceVersion", "")}
-            return _json(tables.to_table(res.plural, objects, meta, request.query.get("includeObject", "Metadata")))
+            return _json(_table(res, objects, meta, request.query.get("includeObject", "Metadata")))
         return _json(body)
 
     def _kubelets(self, namespace: str, name: str, what: str) -> KubeletProxy:
@@ -645,7 +693,10 @@ class APIServer:
         start = int(rv) if rv not in ("", "0") else None
         initial_wanted = start is None or _bool(send_initial)
 
-        cache = self.registry.caches[res.plural]
+        cache = self.registry.caches[res.cache_key]
+        # A custom resource's events are shown at the version watched, with its defaults (they are stored at the
+        # storage version); built-in objects go out as the cache encoded them.
+        served = res.from_storage if isinstance(res, CustomResource) else None
         feeder: asyncio.Task[None] | None = None
         if start is None or _bool(send_initial):
             # With sendInitialEvents and a resourceVersion, any state not older than it will do: the current one.
@@ -664,16 +715,19 @@ class APIServer:
         last = start or cache.revision
 
         def line(kind: str, obj: dict[str, Any]) -> bytes:
+            if served is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+                obj = served(obj)
             if as_table and kind in ("ADDED", "MODIFIED", "DELETED"):
-                obj = tables.to_table(res.plural, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                                      query.get("includeObject", "Metadata"))
+                obj = _table(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                             query.get("includeObject", "Metadata"))
             return json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
         async def send(kind: str, obj: dict[str, Any]) -> None:
             await response.write(line(kind, obj))
 
         def event_line(event: WatchEvent) -> bytes:
-            return line(event.type, event.object) if as_table or event.type == "ERROR" else event.line
+            as_is = not as_table and served is None and event.type != "ERROR"
+            return event.line if as_is else line(event.type, event.object)
 
         def bookmark(initial_end: bool = False) -> dict[str, Any]:
             meta: dict[str, Any] = {"resourceVersion": str(max(last, cache.revision if feeder is None else last))}
@@ -702,9 +756,9 @@ class APIServer:
                         continue
                 else:
                     event = watcher.queue.get_nowait()
-                if event is not None and event.type != "ERROR" and not as_table and watcher.queue.empty():
-                    last = event.revision  # the usual case when not loaded: one event, sent as it is
-                    await response.write(event.line)
+                if event is not None and event.type != "ERROR" and watcher.queue.empty():
+                    last = event.revision  # the usual case when not loaded: one event
+                    await response.write(event_line(event))
                     continue
                 batch, ended = take_batch(event, watcher.queue)
                 if batch:
@@ -767,6 +821,11 @@ def _chunks(lines: Iterable[bytes], limit: int = WATCH_BATCH_BYTES) -> Iterator[
             pending, size = [], 0
     if pending:
         yield b"".join(pending)
+
+
+def _table(res: Resource, objects: list[dict[str, Any]], meta: dict[str, Any], include: str) -> dict[str, Any]:
+    custom = crd_hooks.to_table(res, objects, meta, include)
+    return custom if custom is not None else tables.to_table(res.plural, objects, meta, include)
 
 
 # DeleteOptions' fields (meta/v1 types.go) and the checks of Go's decoding on them.

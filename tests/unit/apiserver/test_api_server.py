@@ -75,7 +75,8 @@ def test_bootstrap_and_discovery(tmp_path: Path) -> None:
         assert {g["name"] for g in groups["groups"]} == {"apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
                                                      "networking.k8s.io", "policy.networking.k8s.io",
                                                      "rbac.authorization.k8s.io", "authorization.k8s.io",
-                                                     "authentication.k8s.io", "storage.k8s.io"}
+                                                     "authentication.k8s.io", "storage.k8s.io",
+                                                     "apiextensions.k8s.io", "apiregistration.k8s.io"}
         core = await (await client.get("/api/v1", headers=ADMIN)).json()
         pods = next(r for r in core["resources"] if r["name"] == "pods")
         assert pods["shortNames"] == ["po"] and pods["namespaced"] and "watch" in pods["verbs"]

@@ -24,7 +24,8 @@ from control.store import SQLiteStore
 
 V2_PREFIX = "#/definitions/"
 V3_PREFIX = "#/components/schemas/"
-GROUP_VERSIONS = ["api/v1", "apis/apps/v1", "apis/authentication.k8s.io/v1", "apis/authentication.k8s.io/v1beta1",
+GROUP_VERSIONS = ["api/v1", "apis/apiextensions.k8s.io/v1", "apis/apiregistration.k8s.io/v1", "apis/apps/v1",
+                  "apis/authentication.k8s.io/v1", "apis/authentication.k8s.io/v1beta1",
                   "apis/authorization.k8s.io/v1", "apis/batch/v1", "apis/coordination.k8s.io/v1",
                   "apis/discovery.k8s.io/v1", "apis/networking.k8s.io/v1", "apis/policy.networking.k8s.io/v1alpha1",
                   "apis/rbac.authorization.k8s.io/v1", "apis/storage.k8s.io/v1"]
