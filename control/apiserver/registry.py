@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.apply import Scope, record_update
 from control.apiserver.decoding import type_error
 from control.apiserver.ephemeral import ONLY_FIELD_SUBRESOURCES
 from control.apiserver.errors import APIError
@@ -87,6 +88,14 @@ def _generate_suffix() -> str:
 
 def causes_of(field_errors: list[FieldErrorLike]) -> list[dict[str, Any]]:
     return [{"reason": e.type, "message": e.message, "field": e.field} for e in field_errors]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Who writes, for metadata.managedFields: the field manager and the subresource written through."""
+
+    manager: str
+    subresource: str = ""
 
 
 @dataclass
@@ -234,7 +243,8 @@ class Registry:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
-                     dry_run: bool = False, admit: Admit | None = None) -> dict[str, Any]:
+                     dry_run: bool = False, admit: Admit | None = None,
+                     tracking: Tracking | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(body)
         _check_types(res, obj)
         meta = _metadata(obj)
@@ -261,6 +271,9 @@ class Registry:
         prepare_for_create(res.kind, obj)
         if res.kind == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
+        if tracking is not None:
+            # after defaulting: upstream defaults as it decodes, so the creator owns the defaults too
+            record_update(obj, None, tracking.manager, _scope(res, tracking), self.clock)
         if admit is not None:
             admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)
@@ -292,7 +305,8 @@ class Registry:
     # -- update and patch -----------------------------------------------------------------------------
 
     async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any], *,
-                     subresource: str | None = None, admit: Admit | None = None) -> dict[str, Any]:
+                     subresource: str | None = None, admit: Admit | None = None,
+                     tracking: Tracking | None = None) -> dict[str, Any]:
         _check_types(res, body)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
@@ -304,25 +318,29 @@ class Registry:
             return copy.deepcopy(body)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=wanted, admit=admit)
+                                             precondition=wanted, admit=admit, tracking=tracking)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, patch_body: bytes, content_type: str, *,
                     subresource: str | None = None, admit: Admit | None = None,
-                    patcher: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+                    patcher: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                    tracking: Tracking | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Apply the patch to the stored object; `patcher(old) -> new`, when given, applies it instead of
-        self.patcher (the server's, which also prunes unknown fields from the result)."""
+        self.patcher (the server's, which also prunes unknown fields from the result). Server-side apply
+        passes no tracking: its patcher writes managedFields itself."""
         def change(old: dict[str, Any]) -> dict[str, Any]:
             if patcher is not None:
                 return patcher(old)
             return self.patcher(old, patch_body, content_type, res.kind)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=None, patch=True, admit=admit)
+                                             precondition=None, patch=True, admit=admit, tracking=tracking,
+                                             dry_run=dry_run)
 
     async def _guaranteed_update(self, res: Resource, namespace: str | None, name: str,
                                  change: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str | None,
                                  precondition: str | None, patch: bool = False,
-                                 admit: Admit | None = None) -> dict[str, Any]:
+                                 admit: Admit | None = None, tracking: Tracking | None = None,
+                                 dry_run: bool = False) -> dict[str, Any]:
         key = res.key(namespace, name)
         for _ in range(MAX_RETRIES):
             old, revision = await self._read(res, namespace, name)
@@ -337,6 +355,8 @@ class Registry:
             new = self._prepare_update(res, new, old, subresource)
             if res.kind == "Service":
                 patch_allocated_values(new, old)
+            if tracking is not None:
+                record_update(new, old, tracking.manager, _scope(res, tracking), self.clock)
             if admit is not None:
                 admit(new, old)
             if new == old:
@@ -353,6 +373,9 @@ class Registry:
                 self.allocator.abort(reserved)
                 raise self._invalid(res, name, problems)
             meta = new["metadata"]
+            if dry_run:
+                self.allocator.abort(reserved)
+                return new
             try:
                 if (meta.get("deletionTimestamp") and not meta.get("finalizers") and not _namespace_finalizers(new)
                         and not old["metadata"].get("deletionGracePeriodSeconds")):
@@ -473,7 +496,7 @@ class Registry:
 
     async def update_scale(self, res: Resource, namespace: str, name: str,
                            scale_change: Callable[[dict[str, Any]], dict[str, Any]],
-                           precondition: str | None = None) -> dict[str, Any]:
+                           precondition: str | None = None, tracking: Tracking | None = None) -> dict[str, Any]:
         def change(obj: dict[str, Any]) -> dict[str, Any]:
             wanted = scale_change(self.scale_of(res, obj))
             problem = type_error("Scale", wanted)
@@ -488,7 +511,7 @@ class Registry:
             return obj
 
         updated = await self._guaranteed_update(res, namespace, name, change, subresource=None,
-                                                precondition=precondition)
+                                                precondition=precondition, tracking=tracking)
         return self.scale_of(res, updated)
 
     # -- delete ---------------------------------------------------------------------------------------
@@ -581,6 +604,10 @@ class Registry:
             return obj
 
         return await self._guaranteed_update(res, None, name, change, subresource=None, precondition=None)
+
+
+def _scope(res: Resource, tracking: Tracking) -> Scope:
+    return Scope(res.kind, res.api_version, res.status_subresource, tracking.subresource)
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
