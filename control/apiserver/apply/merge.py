@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from control.apiserver import errors
-from control.apiserver.apply import fieldset
+from control.apiserver.apply import fieldset, lastapplied
 from control.apiserver.apply.fieldset import ITEM, FieldPath, ListKeys, item_key, list_type, path_text
 from control.apiserver.apply.managed import APPLY, UPDATE, Entry, Scope, compare, decode, now_rfc3339, store
 from control.apiserver.apply.schema import schema_for
@@ -98,7 +98,10 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
     changed, removed = compare(scope.leaves(base), scope.leaves(merged))
     conflicts = [(e, p) for e in others for p in sorted(e.fields & changed, key=path_text)]
     if conflicts and not force:
-        raise conflict_error(conflicts)
+        allowed = lastapplied.allowed_conflicts(live, manager, scope)
+        remaining = [(e, p) for e, p in conflicts if p not in allowed]
+        if remaining:
+            raise conflict_error(remaining)
     for entry in others:
         entry.fields -= changed | removed
     if mine is None:
@@ -108,6 +111,7 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
         mine.time = now_rfc3339(clock)
     mine.fields, mine.api_version = set(applied), scope.api_version
     store(merged, entries)
+    lastapplied.sync(merged, config, manager)
     return merged
 
 
