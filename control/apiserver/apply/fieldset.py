@@ -77,13 +77,14 @@ def path_text(path: FieldPath) -> str:
     return "".join(out)
 
 
-def leaves_of(obj: dict[str, Any], keys: ListKeys) -> dict[FieldPath, Any]:
-    """Every leaf and list item `obj` sets, with its value (None for an item's "." path)."""
+def leaves_of(obj: dict[str, Any], keys: ListKeys, *, strict: bool = False) -> dict[FieldPath, Any]:
+    """Every leaf and list item `obj` sets, with its value (None for an item's "." path). Strict: two items of
+    an associative list or a set with the same key are refused (an applied configuration must not have them)."""
     found: dict[FieldPath, Any] = {}
     for name, value in obj.items():
         if name in ("apiVersion", "kind"):
             continue
-        _walk(value, (("f", name),), (name,), keys, found)
+        _walk(value, (("f", name),), (name,), keys, found, strict)
     return found
 
 
@@ -93,22 +94,22 @@ def fields_of(obj: dict[str, Any], keys: ListKeys) -> set[FieldPath]:
 
 
 def _walk(value: Any, path: FieldPath, schema_path: tuple[str, ...], keys: ListKeys,
-          found: dict[FieldPath, Any]) -> None:
+          found: dict[FieldPath, Any], strict: bool) -> None:
     if isinstance(value, dict) and value:
         for name, item in value.items():
-            _walk(item, (*path, ("f", name)), (*schema_path, name), keys, found)
+            _walk(item, (*path, ("f", name)), (*schema_path, name), keys, found, strict)
         return
     kind = list_type(keys, schema_path) if isinstance(value, list) else ATOMIC
-    if isinstance(value, list) and kind.kind == "set":
+    if isinstance(value, list) and kind.kind in ("set", "map"):
         for item in value:
-            found[(*path, ("v", hashable(item)))] = item
-        return
-    if isinstance(value, list) and kind.kind == "map":
-        for item in value:
-            element: FieldPath = (*path, item_key(item, kind, schema_path))
-            found[(*element, ITEM)] = None
-            for name, child in item.items():
-                _walk(child, (*element, ("f", name)), (*schema_path, name), keys, found)
+            element = ("v", hashable(item)) if kind.kind == "set" else item_key(item, kind, schema_path)
+            member: FieldPath = (*path, element) if kind.kind == "set" else (*path, element, ITEM)
+            if strict and member in found:
+                raise ValueError(f"{'.'.join(schema_path)}: duplicate entries for {_element_text(element)[2:]}")
+            found[member] = item if kind.kind == "set" else None
+            if kind.kind == "map":
+                for name, child in item.items():
+                    _walk(child, (*path, element, ("f", name)), (*schema_path, name), keys, found, strict)
         return
     found[path] = value  # a scalar, an empty map or an atomic list: one leaf
 

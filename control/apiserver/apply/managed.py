@@ -74,10 +74,10 @@ class Scope:
             return path == (("f", "spec"), ("f", "replicas"))
         return not (self.status_subresource and top == "status")
 
-    def leaves(self, obj: dict[str, Any]) -> dict[FieldPath, Any]:
+    def leaves(self, obj: dict[str, Any], *, strict: bool = False) -> dict[FieldPath, Any]:
         keys = schema_for(self.kind).list_type
         try:
-            found = fieldset.leaves_of(obj, keys)
+            found = fieldset.leaves_of(obj, keys, strict=strict)
         except ValueError as exc:
             raise errors.bad_request(f"{self.kind}: {exc}") from None
         return {path: value for path, value in found.items() if self.owns(path)}

@@ -85,7 +85,7 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
     base = copy.deepcopy(live) if live is not None else {}
     entries = decode(base) or []
     base.get("metadata", {}).pop("managedFields", None)
-    applied = scope.leaves(config)
+    applied = scope.leaves(config, strict=True)
     me = Entry(manager, APPLY, scope.api_version, subresource=scope.subresource)
     mine = next((e for e in entries if e.identity == me.identity), None)
     others = [e for e in entries if e is not mine]
@@ -158,14 +158,25 @@ def _merge_associative(live: list[Any], config: list[Any], kind: Any, schema_pat
 
 
 def _remove(obj: dict[str, Any], paths: set[FieldPath], keep: set[FieldPath], keys: ListKeys) -> None:
-    """Remove each path from obj, deepest first; an item stays while a kept path lies inside it."""
+    """Remove each path from obj, deepest first. An item someone still owns a part of stays (with its keys);
+    an item that goes, goes whole."""
+    items = {p[:-1] for p in paths if p and p[-1] == ITEM}
+    whole = {item for item in items if not any(k[:len(item)] == item for k in keep)}
     for path in sorted(paths, key=len, reverse=True):
         if path and path[-1] == ITEM:
-            item = path[:-1]
-            if any(k[:len(item)] == item and k != path for k in keep):
-                continue
-            path = item
+            if path[:-1] in whole:
+                _remove_one(obj, path[:-1], keys)
+            continue
+        if any(path[:len(item)] == item for item in whole) or _is_key(path):
+            continue
         _remove_one(obj, path, keys)
+
+
+def _is_key(path: FieldPath) -> bool:
+    """Whether path is a key field of an associative item (kept while the item is)."""
+    if len(path) < 2 or path[-2][0] != "k" or path[-1][0] != "f":
+        return False
+    return any(name == path[-1][1] for name, _ in path[-2][1])
 
 
 def _remove_one(obj: dict[str, Any], path: FieldPath, keys: ListKeys) -> None:
