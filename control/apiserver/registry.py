@@ -408,6 +408,9 @@ class Registry:
         if subresource == "status":
             updated = copy.deepcopy(old)
             updated["status"] = new.get("status", {})
+            managed = (new.get("metadata") or {}).get("managedFields")
+            if managed is not None:  # server-side apply's record of this write (others' are recorded after)
+                updated["metadata"]["managedFields"] = managed
             new = updated
         elif subresource in ONLY_FIELD_SUBRESOURCES:
             new = ONLY_FIELD_SUBRESOURCES[subresource](new, old)
