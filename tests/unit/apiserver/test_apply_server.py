@@ -124,3 +124,57 @@ def test_apply_to_status_and_scale(tmp_path: Path) -> None:
         assert "f:replicas" not in managers(stored)[("me", "Apply", "")]["f:spec"]
 
     run(scenario, tmp_path)
+
+
+_POD_SPEC = {"containers": [{"name": "c", "image": "nginx"}]}
+_TEMPLATE = {"metadata": {"labels": {"app": "x"}}, "spec": _POD_SPEC}
+_SELECTOR = {"matchLabels": {"app": "x"}}
+EVERY_KIND: dict[str, dict[str, Any]] = {
+    "Namespace": {}, "Node": {}, "Pod": {"spec": _POD_SPEC},
+    "Service": {"spec": {"ports": [{"port": 80}]}}, "Endpoints": {"subsets": []}, "ServiceAccount": {},
+    "Event": {"involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"}, "reason": "R",
+              "message": "m", "type": "Normal"},
+    "ConfigMap": {"data": {"a": "1"}}, "Secret": {"stringData": {"a": "1"}},
+    "ReplicationController": {"spec": {"selector": {"app": "x"}, "template": _TEMPLATE}},
+    "Deployment": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
+    "ReplicaSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
+    "Job": {"spec": {"template": {"spec": {**_POD_SPEC, "restartPolicy": "Never"}}}},
+    "DaemonSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
+    "StatefulSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE, "serviceName": "x"}},
+    "ControllerRevision": {"revision": 1, "data": {"spec": {}}},
+    "CronJob": {"spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
+        "spec": {**_POD_SPEC, "restartPolicy": "Never"}}}}}},
+    "EndpointSlice": {"addressType": "IPv4", "endpoints": []}, "Lease": {"spec": {"holderIdentity": "x"}},
+    "NetworkPolicy": {"spec": {"podSelector": {}}},
+    "AdminNetworkPolicy": {"spec": {"priority": 10, "subject": {"namespaces": {}}, "ingress": [{
+        "action": "Allow", "from": [{"namespaces": {}}]}]}},
+    "BaselineAdminNetworkPolicy": {"spec": {"subject": {"namespaces": {}}, "ingress": [{
+        "action": "Allow", "from": [{"namespaces": {}}]}]}},
+    "ClusterRole": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    "ClusterRoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                       "name": "view"}, "subjects": [{"kind": "User", "name": "u"}]},
+    "Role": {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+    "RoleBinding": {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+                    "subjects": [{"kind": "User", "name": "u"}]},
+}
+
+
+def test_every_served_kind_is_applied_and_owned(tmp_path: Path) -> None:
+    from control.apiserver.resources import RESOURCES
+
+    stored = [r for r in RESOURCES if r.stored]
+    assert {r.kind for r in stored} == set(EVERY_KIND)  # a new kind needs its row here
+
+    async def scenario(client: TestClient, registry: Registry) -> None:
+        for res in stored:
+            name = "default" if res.kind == "BaselineAdminNetworkPolicy" else "ssa-" + res.kind.lower()
+            config = {"apiVersion": res.api_version, "kind": res.kind,
+                      "metadata": {"name": name, "labels": {"owner": "me"}}, **EVERY_KIND[res.kind]}
+            path = res.path("default", name)
+            created = await applied(client, path, json.dumps(config), status=201)
+            assert managers(created)[("me", "Apply", "")]["f:metadata"] == {"f:labels": {"f:owner": {}}}, res.kind
+            config["metadata"]["labels"] = {"owner": "other"}
+            conflict = await applied(client, path, json.dumps(config), "fieldManager=other", 409)
+            assert conflict["details"]["causes"][0]["field"] == ".metadata.labels.owner", res.kind
+
+    run(scenario, tmp_path, admission=KubernetesAdmission())
