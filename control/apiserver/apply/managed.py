@@ -22,6 +22,9 @@ from control.apiserver.apply.schema import schema_for
 
 APPLY, UPDATE = "Apply", "Update"
 MAX_MANAGER_LENGTH = 128
+# upstream's capManagersManager: beyond this many Update entries the oldest merge into one
+MAX_UPDATE_MANAGERS = 10
+ANCIENT = "ancient-changes"
 
 # Never anyone's: what the server sets, and apiVersion/kind (upstream's stripMetaManager).
 _SERVER_METADATA = {"name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation",
@@ -130,9 +133,22 @@ def _sort_key(entry: Entry) -> tuple[str, str, str, str, str]:
     return (entry.operation, entry.time or "", entry.manager, entry.api_version, entry.subresource)
 
 
+def _capped(entries: list[Entry]) -> list[Entry]:
+    """At most MAX_UPDATE_MANAGERS Update entries: the oldest merge into "ancient-changes", which takes the time
+    of the newest of them (so many controllers writing one object do not grow it without bound)."""
+    updates = sorted((e for e in entries if e.operation == UPDATE), key=lambda e: e.time or "")
+    if len(updates) <= MAX_UPDATE_MANAGERS:
+        return entries
+    oldest = updates[:len(updates) - MAX_UPDATE_MANAGERS + 1]
+    oldest += [e for e in updates if e.manager == ANCIENT and all(e is not o for o in oldest)]  # one bucket
+    bucket = Entry(ANCIENT, UPDATE, oldest[-1].api_version, oldest[-1].time,
+                   fields=set().union(*(e.fields for e in oldest)))
+    return [e for e in entries if all(e is not o for o in oldest)] + [bucket]
+
+
 def store(obj: dict[str, Any], entries: Iterable[Entry]) -> None:
     """Write the entries that own something into obj's metadata, in upstream's order (none: no key)."""
-    kept = sorted((e for e in entries if e.fields), key=_sort_key)
+    kept = sorted(_capped([e for e in entries if e.fields]), key=_sort_key)
     meta = obj.setdefault("metadata", {})
     if kept:
         meta["managedFields"] = [e.encoded() for e in kept]

@@ -248,3 +248,14 @@ def test_fields_v1_decodes_back_and_paths_print_as_upstream() -> None:
         ".spec.ports[port=80,protocol=\"TCP\"].protocol"]
     with pytest.raises(ValueError, match="not a field path element"):
         decode({"x:y": {}})
+
+
+def test_more_than_ten_updaters_merge_the_oldest_into_ancient_changes() -> None:
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}
+    for n in range(12):
+        old = copy.deepcopy(obj)
+        obj["data"] = {**obj["data"], f"k{n}": "v"}
+        record_update(obj, old if n else None, f"writer-{n}", CONFIGMAP, lambda n=n: 1_700_000_000.0 + n)
+    found = owners(obj)
+    assert len(found) == 10 and "writer-0" not in found and "writer-2" not in found and "writer-3" in found
+    assert found["ancient-changes"] == {"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}
