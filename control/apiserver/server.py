@@ -494,16 +494,25 @@ class APIServer:
         def applied(obj: dict[str, Any] | None) -> dict[str, Any]:
             return ssa.apply(obj, config, manager=manager, force=force, scope=scope, clock=self.registry.clock)
 
-        try:
-            done = await self.registry.patch(res, ns, name, body, APPLY_PATCH, admit=admit, patcher=applied,
-                                             subresource="status" if sub == "status" else None, dry_run=dry_run)
-            return _json(done, 200, self._warning_headers(warnings))
-        except APIError as exc:
-            if exc.code != 404 or sub is not None:
-                raise
-        # Apply creates what does not exist yet (upstream's forceAllowCreate for apply patches).
-        created = await self.registry.create(res, ns, applied(None), dry_run=dry_run, admit=admit)
-        return _json(created, 201, self._warning_headers(warnings))
+        headers = self._warning_headers(warnings)
+        for _ in range(2):
+            try:
+                done = await self.registry.patch(res, ns, name, body, APPLY_PATCH, admit=admit, patcher=applied,
+                                                 subresource="status" if sub == "status" else None,
+                                                 dry_run=dry_run)
+                return _json(done, 200, headers)
+            except APIError as exc:
+                if exc.code != 404 or sub is not None:
+                    raise
+            # Apply creates what does not exist yet (upstream's forceAllowCreate for apply patches); when another
+            # request created it meanwhile, apply to that one.
+            try:
+                return _json(await self.registry.create(res, ns, applied(None), dry_run=dry_run, admit=admit), 201,
+                             headers)
+            except APIError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+        raise errors.conflict(res.group, res.plural, name, "created and deleted concurrently; try again")
 
     async def _token_request(self, user: User, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """serviceaccounts/NAME/token: a TokenRequest answered with a signed token. A node may only ask for

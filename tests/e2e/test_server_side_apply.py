@@ -85,6 +85,17 @@ def test_apply_conflict_force_and_managed_fields(kubectl: Kubectl, tmp_path: Pat
     assert "managedFields:" in shown and "manager: kubectl" in shown and "operation: Apply" in shown
     assert "managedFields" not in kubectl("get", "-n", namespace, "deployment", "web", "-o", "yaml").stdout
 
+    # A server-side dry run and diff see the change without making it.
+    manifest.write_text(_manifest(namespace, image="nginx:1.27"))
+    dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", str(manifest))
+    assert "deployment.apps/web serverside-applied (server dry run)" in dry.stdout, dry.stdout
+    diff = kubectl("diff", "--server-side", "-f", str(manifest), check=False)
+    added = [line for line in diff.stdout.splitlines() if line.startswith("+ ")]
+    assert diff.returncode == 1 and any("image: nginx:1.27" in line for line in added), diff.stdout + diff.stderr
+    assert _get(kubectl, namespace, "deployment/web")["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "nginx:1.25"
+    manifest.write_text(_manifest(namespace))
+
     # Re-applying the same manifest changes nothing (no new resourceVersion).
     kubectl("apply", "--server-side", "-f", str(manifest))
     assert _get(kubectl, namespace, "deployment/web")["metadata"]["resourceVersion"] == \
