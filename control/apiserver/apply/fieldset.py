@@ -13,6 +13,7 @@ List types come from a lookup: a ListType (see schema.py), or the short forms a 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,7 @@ def item_key(item: Any, kind: ListType, schema_path: tuple[str, ...]) -> PathEle
     return ("k", tuple(sorted(pairs)))
 
 
+@functools.lru_cache(maxsize=8192)  # the same few elements recur in every object of a kind
 def _element_text(element: PathElement) -> str:
     kind, value = element
     if kind == "f":
@@ -121,13 +123,17 @@ def hashable(value: Any) -> Any:
 
 
 def encode(paths: set[FieldPath]) -> dict[str, Any]:
-    """FieldsV1 JSON: nested maps of element texts; "." marks an item that is itself a member."""
+    """FieldsV1 JSON: nested maps of element texts, sorted; "." marks an item that is itself a member."""
     root: dict[str, Any] = {}
-    for path in sorted(paths, key=lambda p: [_element_text(e) for e in p]):
+    for path in paths:
         node = root
         for element in path:
             node = node.setdefault(_element_text(element), {})
-    return root
+    return _sorted(root)
+
+
+def _sorted(node: dict[str, Any]) -> dict[str, Any]:
+    return {text: _sorted(node[text]) for text in sorted(node)}
 
 
 def decode(fields: Any, where: str = "fieldsV1") -> set[FieldPath]:
@@ -149,6 +155,7 @@ def decode(fields: Any, where: str = "fieldsV1") -> set[FieldPath]:
     return found
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse_element(text: str, where: str) -> PathElement:
     prefix, _, rest = text.partition(":")
     try:

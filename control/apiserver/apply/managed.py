@@ -165,11 +165,16 @@ def compare(old: dict[FieldPath, Any], new: dict[FieldPath, Any]) -> tuple[set[F
 def record_update(new: dict[str, Any], old: dict[str, Any] | None, manager: str, scope: Scope,
                   clock: Callable[[], float] = time.time) -> None:
     """Record in new's managedFields that `manager` wrote new over old (None for a create), as an Update."""
+    changed, removed = compare(scope.leaves(old) if old is not None else {}, scope.leaves(new))
+    sent = None if scope.subresource and old is not None else (new.get("metadata") or {}).get("managedFields")
+    if old is not None and not sent and not changed and not removed:
+        # the common no-op (a controller writing what is there): what is stored stays, untouched
+        _restore(new, old)
+        return
     entries = None if scope.subresource and old is not None else decode(new)
     if entries is None and old is not None:
         entries = decode(old)  # subresource writes and clients that say nothing keep what is stored
     entries = entries or []
-    changed, removed = compare(scope.leaves(old) if old is not None else {}, scope.leaves(new))
     me = Entry(manager, UPDATE, scope.api_version, subresource=scope.subresource)
     mine = next((e for e in entries if e.identity == me.identity), None)
     for entry in entries:
@@ -183,6 +188,15 @@ def record_update(new: dict[str, Any], old: dict[str, Any] | None, manager: str,
         mine.time = now_rfc3339(clock)
         mine.api_version = scope.api_version
     store(new, entries)
+
+
+def _restore(new: dict[str, Any], old: dict[str, Any]) -> None:
+    stored = (old.get("metadata") or {}).get("managedFields")
+    meta = new.setdefault("metadata", {})
+    if stored:
+        meta["managedFields"] = stored
+    else:
+        meta.pop("managedFields", None)
 
 
 def manager_from_user_agent(user_agent: str) -> str:
