@@ -58,7 +58,8 @@ class Entry:
 @dataclass(frozen=True)
 class Scope:
     """Which fields a write to (a subresource of) a kind may own: its main resource does not own status when
-    status is a subresource, /status owns only status and /scale only spec.replicas (upstream's ResetFields)."""
+    status is a subresource, /status owns only status, /scale only spec.replicas and a pod's /ephemeralcontainers
+    only spec.ephemeralContainers (upstream's ResetFields)."""
 
     kind: str
     api_version: str
@@ -75,6 +76,8 @@ class Scope:
             return top == "status"
         if self.subresource == "scale":
             return path == (("f", "spec"), ("f", "replicas"))
+        if self.subresource == "ephemeralcontainers":
+            return path[:2] == (("f", "spec"), ("f", "ephemeralContainers"))
         return not (self.status_subresource and top == "status")
 
     def leaves(self, obj: dict[str, Any], *, strict: bool = False) -> dict[FieldPath, Any]:
