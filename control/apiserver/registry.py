@@ -268,12 +268,13 @@ class Registry:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self.admission.default(res.kind, obj)
+        if tracking is not None:
+            # After defaulting (upstream defaults as it decodes, so the creator owns the defaults), before the
+            # strategy and admission add what nobody asked for (a Job's generated selector, the token volume).
+            record_update(obj, None, tracking.manager, _scope(res, tracking), self.clock)
         prepare_for_create(res.kind, obj)
         if res.kind == "Pod" and self.service_account_tokens:
             add_api_access_volume(obj)
-        if tracking is not None:
-            # after defaulting: upstream defaults as it decodes, so the creator owns the defaults too
-            record_update(obj, None, tracking.manager, _scope(res, tracking), self.clock)
         if admit is not None:
             admit(obj, None)
         problems = self.admission.validate_create(res.kind, obj)
