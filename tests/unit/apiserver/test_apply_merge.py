@@ -259,3 +259,22 @@ def test_more_than_ten_updaters_merge_the_oldest_into_ancient_changes() -> None:
     found = owners(obj)
     assert len(found) == 10 and "writer-0" not in found and "writer-2" not in found and "writer-3" in found
     assert found["ancient-changes"] == {"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}
+
+
+def test_each_subresource_owns_only_its_part() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}},
+           "spec": {"containers": [{"name": "c"}], "ephemeralContainers": [{"name": "debugger"}]},
+           "status": {"phase": "Running"}}
+    owned = {path_text(p) for p in Scope("Pod", "v1", True, "ephemeralcontainers").leaves(pod)}
+    assert owned == {'.spec.ephemeralContainers[name="debugger"]', '.spec.ephemeralContainers[name="debugger"].name'}
+    assert {path_text(p) for p in Scope("Pod", "v1", True, "status").leaves(pod)} == {".status.phase"}
+    main = {path_text(p) for p in Scope("Pod", "v1", True).leaves(pod)}
+    assert ".metadata.labels.a" in main and ".status.phase" not in main and ".metadata.name" not in main
+
+
+def test_a_write_without_a_field_manager_is_recorded_under_its_user_agents_product() -> None:
+    from control.apiserver.apply import manager_from_user_agent
+
+    assert manager_from_user_agent("kube-controller-manager/v1.30.0 (linux/amd64) kubesim") == \
+        "kube-controller-manager"
+    assert manager_from_user_agent("") == ""
