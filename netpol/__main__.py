@@ -16,7 +16,7 @@ from netpol.server import BACKENDS, AgentConfig, Backend, NetpolAgent, remove_ru
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="kube-network-policies/v1.30.0 (linux/amd64) kubesim")
     config = AgentConfig(node_name=args.node_name, mode=args.mode, min_sync_period=args.min_sync_period,
                          sync_period=args.sync_period, healthz_address=args.healthz_bind_address,
                          metrics_address=args.metrics_bind_address,

@@ -68,7 +68,7 @@ def config_from(args: argparse.Namespace) -> ProxyConfig:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="kube-proxy/v1.30.0 (linux/amd64) kubesim")
     server = ProxyServer(client, config_from(args), backend_for(args.mode, args.iptables_legacy))
     task = asyncio.current_task()
     assert task is not None

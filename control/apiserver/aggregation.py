@@ -16,7 +16,7 @@ from typing import Any
 
 from control.api import SelectorError, label_selector_as_selector
 from control.apiserver.errors import APIError
-from control.apiserver.registry import Registry
+from control.apiserver.registry import Registry, Tracking
 from control.apiserver.resources import BY_KIND
 from control.apiserver.watchcache import WatchEvent
 
@@ -66,7 +66,8 @@ class Aggregator:
                 continue
             name = role["metadata"]["name"]
             try:
-                await self.registry.update(res, None, name, {**role, "rules": wanted})
+                await self.registry.update(res, None, name, {**role, "rules": wanted},
+                                           tracking=Tracking("clusterrole-aggregation-controller"))
             except APIError as exc:  # a conflict or a delete meanwhile: the next change reconciles again
                 log.info("aggregating clusterrole %s: %s", name, exc.message)
                 self._wake.set()

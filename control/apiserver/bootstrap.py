@@ -16,9 +16,10 @@ from control.apiserver.errors import APIError
 from control.apiserver.rbac import missing_rules
 from control.apiserver.rbac_policy import AUTOUPDATE_KEY as AUTOUPDATE
 from control.apiserver.rbac_policy import cluster_bindings, cluster_roles
-from control.apiserver.registry import Registry
+from control.apiserver.registry import Registry, Tracking
 from control.apiserver.resources import BY_KIND
 
+MANAGER = "kube-apiserver"  # the field manager of what the apiserver writes itself
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -31,7 +32,7 @@ async def _ensure(registry: Registry, kind: str, namespace: str | None, body: di
         if exc.code != 404:
             raise
     try:
-        await registry.create(resource, namespace, body)
+        await registry.create(resource, namespace, body, tracking=Tracking(MANAGER))
     except APIError as exc:
         if exc.code != 409:  # another apiserver made it meanwhile
             raise
@@ -81,7 +82,7 @@ async def _ensure_default(registry: Registry, kind: str, body: dict[str, Any]) -
         return
     updated = reconciled(kind, existing, body)
     if updated is not None:
-        await registry.update(resource, None, body["metadata"]["name"], updated)
+        await registry.update(resource, None, body["metadata"]["name"], updated, tracking=Tracking(MANAGER))
 
 
 async def bootstrap_rbac(registry: Registry) -> None:

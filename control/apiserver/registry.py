@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
+from control.apiserver.apply import Scope, record_update
 from control.apiserver.crd import hooks as crd_hooks
 from control.apiserver.crd.catalog import Catalog, CustomResource
 from control.apiserver.decoding import type_error
@@ -90,6 +91,14 @@ def _generate_suffix() -> str:
 
 def causes_of(field_errors: list[FieldErrorLike]) -> list[dict[str, Any]]:
     return [{"reason": e.type, "message": e.message, "field": e.field} for e in field_errors]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Who writes, for metadata.managedFields: the field manager and the subresource written through."""
+
+    manager: str
+    subresource: str = ""
 
 
 @dataclass
@@ -274,7 +283,8 @@ class Registry:
     # -- create ---------------------------------------------------------------------------------------
 
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
-                     dry_run: bool = False, admit: Admit | None = None) -> dict[str, Any]:
+                     dry_run: bool = False, admit: Admit | None = None,
+                     tracking: Tracking | None = None) -> dict[str, Any]:
         obj = copy.deepcopy(body)
         _check_types(res, obj)
         meta = _metadata(obj)
@@ -298,6 +308,10 @@ class Registry:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj["status"] = {"phase": "Active"}
         self._admission(res).default(res.kind, obj)
+        if tracking is not None:
+            # After defaulting (upstream defaults as it decodes, so the creator owns the defaults), before the
+            # strategy and admission add what nobody asked for (a Job's generated selector, the token volume).
+            record_update(obj, None, tracking.manager, _scope(res, tracking), self.clock)
         prepare_for_create(_builtin(res), obj)
         if isinstance(res, CustomResource) and res.status_subresource:
             obj.pop("status", None)  # written through /status only, from the start (upstream's CR strategy)
@@ -336,7 +350,8 @@ class Registry:
     # -- update and patch -----------------------------------------------------------------------------
 
     async def update(self, res: Resource, namespace: str | None, name: str, body: dict[str, Any], *,
-                     subresource: str | None = None, admit: Admit | None = None) -> dict[str, Any]:
+                     subresource: str | None = None, admit: Admit | None = None,
+                     tracking: Tracking | None = None) -> dict[str, Any]:
         _check_types(res, body)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
@@ -348,25 +363,29 @@ class Registry:
             return copy.deepcopy(body)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=wanted, admit=admit)
+                                             precondition=wanted, admit=admit, tracking=tracking)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, patch_body: bytes, content_type: str, *,
                     subresource: str | None = None, admit: Admit | None = None,
-                    patcher: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+                    patcher: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                    tracking: Tracking | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Apply the patch to the stored object; `patcher(old) -> new`, when given, applies it instead of
-        self.patcher (the server's, which also prunes unknown fields from the result)."""
+        self.patcher (the server's, which also prunes unknown fields from the result). Server-side apply
+        passes no tracking: its patcher writes managedFields itself."""
         def change(old: dict[str, Any]) -> dict[str, Any]:
             if patcher is not None:
                 return patcher(old)
             return self.patcher(old, patch_body, content_type, res.kind)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
-                                             precondition=None, patch=True, admit=admit)
+                                             precondition=None, patch=True, admit=admit, tracking=tracking,
+                                             dry_run=dry_run)
 
     async def _guaranteed_update(self, res: Resource, namespace: str | None, name: str,
                                  change: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str | None,
                                  precondition: str | None, patch: bool = False,
-                                 admit: Admit | None = None) -> dict[str, Any]:
+                                 admit: Admit | None = None, tracking: Tracking | None = None,
+                                 dry_run: bool = False) -> dict[str, Any]:
         key = res.key(namespace, name)
         # Upstream's cachedExistingObject: the watch cache's copy is the first guess, which saves a store read
         # (most writes are status updates of objects the cache has). As in etcd3's GuaranteedUpdate, whatever
@@ -392,6 +411,8 @@ class Registry:
                 new = self._prepare_update(res, new, old, subresource)
                 if _builtin(res) == "Service":
                     patch_allocated_values(new, old)
+                if tracking is not None:
+                    record_update(new, old, tracking.manager, _scope(res, tracking), self.clock)
                 if admit is not None:
                     admit(new, old)
             except APIError:
@@ -416,6 +437,9 @@ class Registry:
                     continue
                 raise self._invalid(res, name, problems)
             meta = new["metadata"]
+            if dry_run:
+                self.allocator.abort(reserved)
+                return new
             try:
                 if (meta.get("deletionTimestamp") and not meta.get("finalizers") and not _namespace_finalizers(new)
                         and not old["metadata"].get("deletionGracePeriodSeconds")):
@@ -458,6 +482,9 @@ class Registry:
         if subresource == "status":
             updated = copy.deepcopy(old)
             updated["status"] = new.get("status", {})
+            managed = (new.get("metadata") or {}).get("managedFields")
+            if managed is not None:  # server-side apply's record of this write (others' are recorded after)
+                updated["metadata"]["managedFields"] = managed
             new = updated
         elif subresource in ONLY_FIELD_SUBRESOURCES:
             new = ONLY_FIELD_SUBRESOURCES[subresource](new, old)
@@ -561,7 +588,7 @@ class Registry:
 
     async def update_scale(self, res: Resource, namespace: str, name: str,
                            scale_change: Callable[[dict[str, Any]], dict[str, Any]],
-                           precondition: str | None = None) -> dict[str, Any]:
+                           precondition: str | None = None, tracking: Tracking | None = None) -> dict[str, Any]:
         def change(obj: dict[str, Any]) -> dict[str, Any]:
             wanted = scale_change(self.scale_of(res, obj))
             problem = type_error("Scale", wanted)
@@ -578,7 +605,7 @@ class Registry:
             return obj
 
         updated = await self._guaranteed_update(res, namespace, name, change, subresource=None,
-                                                precondition=precondition)
+                                                precondition=precondition, tracking=tracking)
         return self.scale_of(res, updated)
 
     # -- delete ---------------------------------------------------------------------------------------
@@ -676,6 +703,10 @@ class Registry:
             return obj
 
         return await self._guaranteed_update(res, None, name, change, subresource=None, precondition=None)
+
+
+def _scope(res: Resource, tracking: Tracking) -> Scope:
+    return Scope(res.kind, res.api_version, res.status_subresource, tracking.subresource)
 
 
 def _metadata(obj: dict[str, Any]) -> dict[str, Any]:

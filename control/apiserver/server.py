@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from aiohttp import web
 from multidict import CIMultiDict
 
+from control.apiserver import apply as ssa
 from control.apiserver import errors, metricsapi, tables
+from control.apiserver.apply.managed import MAX_MANAGER_LENGTH
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
 from control.apiserver.crd import hooks as crd_hooks
 from control.apiserver.crd import openapi as crd_openapi
@@ -33,7 +35,7 @@ from control.apiserver.noderestriction import admission_for
 from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
 from control.apiserver.protobuf import decode_protobuf
 from control.apiserver.rbac import RBACIndex, RuleResolver
-from control.apiserver.registry import DeleteOptions, ListOptions, Registry
+from control.apiserver.registry import DeleteOptions, ListOptions, Registry, Tracking
 from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.reviews import REVIEW_KINDS, answer
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
@@ -65,6 +67,7 @@ SHUTDOWN_TIMEOUT = 3.0
 VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-kubesim", "gitCommit": "kubesim",
            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
            "compiler": "cpython", "platform": "linux/amd64"}
+APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = ("application/merge-patch+json", "application/json-patch+json", "application/strategic-merge-patch+json",
                "application/apply-patch+yaml")
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v1", "Binding"),
@@ -461,11 +464,14 @@ class APIServer:
                 # Custom resources have no patch strategies: upstream takes only JSON and merge patches for them.
                 raise errors.unsupported_media_type(f"{content_type} (custom resources take "
                                                     "application/merge-patch+json or application/json-patch+json)")
-            if content_type == "application/apply-patch+yaml":
-                raise errors.unsupported_media_type(f"{content_type} (server-side apply is not supported; use "
-                                                    "client-side `kubectl apply`)")
+            if content_type == APPLY_PATCH:
+                return await self._apply(request, target, body_bytes, dry_run=dry_run, mode=mode, admit=admit)
+            if query.get("force") is not None:
+                raise _options_invalid("PatchOptions", "force", "FieldValueForbidden",
+                                       "Forbidden: may not be specified for non-apply patch")
             await self._decode(decode_json, body_bytes)  # refuses deep or malformed bodies before any merge
             kind = "Scale" if sub == "scale" else res.kind
+            tracking = Tracking(self._manager(request, "PatchOptions"), sub or "")
 
             def patched(obj: dict[str, Any]) -> dict[str, Any]:
                 result = self.registry.patcher(obj, body_bytes, content_type, kind)
@@ -473,10 +479,10 @@ class APIServer:
                 return result
 
             if sub == "scale":
-                result = await self.registry.update_scale(res, ns or "", name or "", patched)
+                result = await self.registry.update_scale(res, ns or "", name or "", patched, tracking=tracking)
                 return _json(result, 200, self._warning_headers(warnings))
             done = await self.registry.patch(res, ns, name or "", body_bytes, content_type, subresource=sub,
-                                             admit=admit, patcher=patched)
+                                             admit=admit, patcher=patched, tracking=tracking, dry_run=dry_run)
             return _json(done, 200, self._warning_headers(warnings))
 
         body = await self._decode_body(request, body_bytes)
@@ -489,20 +495,71 @@ class APIServer:
         headers = self._warning_headers(warnings)
         if method == "POST":
             self._check_kind(res, body)
-            created = await self.registry.create(res, ns, body, dry_run=dry_run, admit=admit)
+            created = await self.registry.create(res, ns, body, dry_run=dry_run, admit=admit,
+                                                 tracking=Tracking(self._manager(request, "CreateOptions")))
             return _json(created, 201, headers)
+        tracking = Tracking(self._manager(request, "UpdateOptions"), sub or "")
         # PUT
         if sub == "scale":
             self._check_types("Scale", body)
             scale_meta = body.get("metadata")
             precondition = scale_meta.get("resourceVersion") if isinstance(scale_meta, dict) else None
             return _json(await self.registry.update_scale(res, ns or "", name or "", lambda scale: body,
-                                                          precondition or None), 200, headers)
+                                                          precondition or None, tracking=tracking), 200, headers)
         if sub == "finalize":
             return _json(await self.registry.finalize_namespace(name or "", body), 200, headers)
         self._check_kind(res, body)
-        return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit), 200,
-                     headers)
+        return _json(await self.registry.update(res, ns, name or "", body, subresource=sub, admit=admit,
+                                                tracking=tracking), 200, headers)
+
+    @staticmethod
+    def _manager(request: web.Request, options: str) -> str:
+        """The write's field manager: ?fieldManager=, else the User-Agent's product, as upstream."""
+        manager = request.query.get("fieldManager") or ""
+        _check_manager(manager, options)
+        return manager or ssa.manager_from_user_agent(request.headers.get("User-Agent", ""))
+
+    async def _apply(self, request: web.Request, target: Target, body: bytes, *, dry_run: bool, mode: str,
+                     admit: Any) -> web.Response:
+        """PATCH application/apply-patch+yaml: server-side apply, creating the object when it is missing."""
+        res, ns, name, sub = target.resource, target.namespace, target.name or "", target.subresource
+        if sub not in (None, "status", "scale"):
+            raise errors.method_not_allowed()
+        manager = request.query.get("fieldManager") or ""
+        if not manager:
+            raise _options_invalid("PatchOptions", "fieldManager", "FieldValueRequired",
+                                   "Required value: is required for apply patch")
+        _check_manager(manager, "PatchOptions")
+        force = _bool(request.query.get("force"))
+        config = await self._decode(decode_yaml, body)
+        if sub == "scale":
+            config = _scale_config(res, config, name)
+        scope = ssa.Scope(res.kind, res.api_version, res.status_subresource, sub or "")
+        ssa.check_config(config, scope, name)
+        warnings = self._check_fields(res.kind, config, mode)
+
+        def applied(obj: dict[str, Any] | None) -> dict[str, Any]:
+            return ssa.apply(obj, config, manager=manager, force=force, scope=scope, clock=self.registry.clock)
+
+        headers = self._warning_headers(warnings)
+        for _ in range(2):
+            try:
+                done = await self.registry.patch(res, ns, name, body, APPLY_PATCH, admit=admit, patcher=applied,
+                                                 subresource="status" if sub == "status" else None,
+                                                 dry_run=dry_run)
+                return _json(done, 200, headers)
+            except APIError as exc:
+                if exc.code != 404 or sub is not None:
+                    raise
+            # Apply creates what does not exist yet (upstream's forceAllowCreate for apply patches); when another
+            # request created it meanwhile, apply to that one.
+            try:
+                return _json(await self.registry.create(res, ns, applied(None), dry_run=dry_run, admit=admit), 201,
+                             headers)
+            except APIError as exc:
+                if exc.reason != "AlreadyExists":
+                    raise
+        raise errors.conflict(res.group, res.plural, name, "created and deleted concurrently; try again")
 
     async def _token_request(self, user: User, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """serviceaccounts/NAME/token: a TokenRequest answered with a signed token. A node may only ask for
@@ -839,6 +896,38 @@ _DELETE_OPTION_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "preconditions.uid": ("types.UID", lambda v: isinstance(v, str)),
     "preconditions.resourceVersion": ("string", lambda v: isinstance(v, str)),
 }
+
+
+def _options_invalid(kind: str, field: str, reason: str, text: str) -> APIError:
+    """422 for a bad query option, as upstream words it: PatchOptions.meta.k8s.io "" is invalid: ..."""
+    return APIError(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: {field}: {text}',
+                    {"group": "meta.k8s.io", "kind": kind,
+                     "causes": [{"reason": reason, "message": text, "field": field}]})
+
+
+def _check_manager(manager: str, options: str) -> None:
+    # upstream's ValidateFieldManager
+    if len(manager) > MAX_MANAGER_LENGTH:
+        raise _options_invalid(options, "fieldManager", "FieldValueTooLong",
+                               f"Too long: may not be more than {MAX_MANAGER_LENGTH} bytes")
+    for position, char in enumerate(manager):
+        if not char.isprintable():
+            raise _options_invalid(options, "fieldManager", "FieldValueInvalid",
+                                   f"Invalid value: {json.dumps(manager)}: invalid character U+{ord(char):04X} "
+                                   f"(at position {position})")
+
+
+def _scale_config(res: Resource, config: Any, name: str) -> dict[str, Any]:
+    """An applied Scale as the parent's configuration: /scale owns the parent's spec.replicas."""
+    if not isinstance(config, dict) or config.get("kind") != "Scale" or config.get("apiVersion") != "autoscaling/v1":
+        raise errors.bad_request("an apply to /scale takes an autoscaling/v1 Scale")
+    meta = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
+    spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
+    parent: dict[str, Any] = {"apiVersion": res.api_version, "kind": res.kind,
+                              "metadata": {k: v for k, v in (meta or {}).items() if k in ("name", "managedFields")}}
+    if spec and "replicas" in spec:
+        parent["spec"] = {"replicas": spec["replicas"]}
+    return parent
 
 
 def _check_delete_options(body: dict[str, Any]) -> None:

@@ -112,7 +112,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 async def run(args: argparse.Namespace) -> int:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="kube-controller-manager/v1.30.0 (linux/amd64) kubesim")
     manager = ControllerManager(client, options_from(args), controllers=args.controllers or ["*"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ log = logging.getLogger("control.dns")
 
 
 async def run(args: argparse.Namespace, options: DNSOptions) -> None:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="coredns/v1.30.0 (linux/amd64) kubesim")
     async with client:
         process = DNSProcess(client, options)
         loop = asyncio.get_running_loop()

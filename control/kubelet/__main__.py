@@ -64,7 +64,7 @@ def _addresses(text: str) -> list[str]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="kubelet/v1.30.0 (linux/amd64) kubesim")
     config = NodeConfig(
         name=args.node_name, cluster=args.cluster, address=args.node_ip, pod_cidr=args.pod_cidr, role=args.role,
         labels=args.node_labels, taints=args.register_with_taints, cpu=args.cpu,

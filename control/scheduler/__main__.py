@@ -17,7 +17,7 @@ log = logging.getLogger("control.scheduler")
 
 
 async def run(args: argparse.Namespace) -> None:
-    client = load_kubeconfig(args.kubeconfig)
+    client = load_kubeconfig(args.kubeconfig, user_agent="kube-scheduler/v1.30.0 (linux/amd64) kubesim")
     async with client:
         scheduler = Scheduler(client, scheduler_name=args.scheduler_name, profile=args.profile)
         stop = asyncio.Event()
