@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 from netaddr import IPAddress, IPNetwork
 
 from control.api.qos import pod_qos_class
@@ -50,7 +51,7 @@ from control.kubelet.logs import LogRequestError, log_path, read_container_log, 
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.remote import RemoteContainer
-from control.kubelet.streaming import PodProcessTarget
+from control.kubelet.streaming import PodProcessTarget, SessionError
 from control.kubelet.volumes import TokenWant, VolumeError, VolumePlan, references, token_requests, write_plan
 from control.kubelet.volumes import plan as volume_plan
 from control.kubelet.workloads import (
@@ -434,7 +435,7 @@ class PodWorker:
             if adopted is not None and runtime is not None:
                 container = RemoteContainer.adopt(runtime, adopted, container_log)
                 log.info("pod %s: adopted running container %s", self.key, adopted["id"])
-            elif runtime is not None and not spec.get("stdin"):
+            elif runtime is not None:
                 credentials = self.service_account_kubeconfig()
                 # The body made with the sandbox, not made again: that would rewrite the pod's /etc files
                 # while its running containers read them.
@@ -444,8 +445,7 @@ class PodWorker:
                     "credentials": str(credentials) if credentials else None}, container_log)
                 await container.start()
             else:
-                # In this process: no runtime, or a container with `stdin: true`, whose pipe attach
-                # writes to (the runtime serves no attach stream yet).
+                # In this process: the kubelet runs without a runtime.
                 container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
                                                     hostname=self.hostname, log=container_log, env=env,
                                                     credentials=self.service_account_kubeconfig(), run_as=identity)
@@ -1039,6 +1039,32 @@ class Kubelet:
         if worker.sandbox is None or instance is None or not instance.running or worker.stopping.is_set():
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
+
+    async def runtime_session(self, verb: str, namespace: str, name: str, container: str | None,
+                              body: dict[str, Any]) -> tuple[RuntimeClient, str] | None:
+        """The runtime's session for VERB (Exec, Attach: of the running container; PortForward: of the
+        pod's sandbox) as (client, URL), or None when this process runs the container (no runtime).
+        SessionError with the runtime's refusal."""
+        if self.runtime is None:
+            return None
+        if verb == "PortForward":
+            self.pod_target(namespace, name)
+            # with a runtime, every sandbox is the runtime's (_make_sandbox)
+            worker = next(w for w in self.workers.values()
+                          if w.pod["metadata"].get("namespace") == namespace and w.pod["metadata"]["name"] == name)
+            request = {"podSandboxId": worker.uid, **body}
+        else:
+            _, instance = self.running_container(namespace, name, container)
+            if not isinstance(instance, RemoteContainer) or instance.id is None:
+                return None
+            request = {"containerId": instance.id, **body}
+        try:
+            answer = await self.runtime.call(verb, request)
+        except RuntimeCallError as exc:
+            raise SessionError(exc.code if exc.code in (400, 404) else 500, exc.message) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SessionError(500, f"the node runtime is not reachable: {exc}") from None
+        return self.runtime, str(answer["url"])
 
     def pod_target(self, namespace: str, name: str) -> PodProcessTarget:
         """The namespaces of a pod here whose sandbox is up (port-forward's way in). LogRequestError 404

@@ -83,13 +83,16 @@ class Streams:
         def flag(*names: str) -> bool:
             return any(query.get(n, "").lower() in ("1", "true") for n in names)
 
-        streams = cls(flag("input", "stdin"), flag("output", "stdout"), flag("error", "stderr"), flag("tty"))
-        if not (streams.stdin or streams.stdout or streams.stderr):
+        return cls(flag("input", "stdin"), flag("output", "stdout"), flag("error", "stderr"), flag("tty")).checked()
+
+    def checked(self) -> Streams:
+        """These streams as a session carries them; SessionError(400) for none at all."""
+        if not (self.stdin or self.stdout or self.stderr):
             raise SessionError(400, "you must specify at least 1 of stdin, stdout, stderr")
-        if streams.tty and streams.stderr:
+        if self.tty and self.stderr:
             # a terminal has one output: upstream drops stderr rather than refuse
-            streams = cls(streams.stdin, streams.stdout, False, True)
-        return streams
+            return Streams(self.stdin, self.stdout, False, True)
+        return self
 
 
 @dataclass
