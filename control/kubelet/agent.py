@@ -65,6 +65,7 @@ from control.kubelet.workloads import (
     run_as,
 )
 from control.runtime import RuntimeCallError, RuntimeClient
+from control.runtime.crilog import retire
 from netsim import names, namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel, LinuxKernel
@@ -425,7 +426,7 @@ class PodWorker:
             state.restart_count = int(adopted["metadata"].get("attempt") or 0)
         elif state.restart_count > 0 and path.exists():
             # the instance before is what `kubectl logs --previous` reads; the new one starts a log of its own
-            path.replace(path.with_name(f"{spec['name']}.previous.log"))
+            retire(path, path.with_name(f"{spec['name']}.previous.log"))  # with its rotated files
         container_log = ContainerLog(path)
         try:
             env = state.env = await self._environment(spec)

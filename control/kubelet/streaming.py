@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from aiohttp import WSMsgType, web
 
 from control.api import remotecommand as rc
 from control.kubelet.logs import LineDecoder
+from control.runtime.crilog import log_files
 from netsim import namespaces
 
 log = logging.getLogger("kubelet.streaming")
@@ -386,21 +388,61 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
 
 async def follow_file(path: Path, start: int, ended: Callable[[], bool],
                       *, interval: float = FOLLOW_INTERVAL) -> AsyncIterator[bytes]:
-    """Chunks written to PATH after offset START, as they come, until ENDED() (then what is left)."""
-    offset = start
-    while True:
-        finished = ended()  # asked before the read, so the last chunk written before the end is not lost
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
+    """Chunks written to PATH after offset START, as they come, until ENDED() (then what is left). The
+    file is kept open, so that when the runtime rotates it (crilog: renamed, a new one started at PATH)
+    the old one is read to its end, then each newer one from its start (a follower more than MAX FILES
+    rotations behind has lost what was deleted, as upstream's)."""
+    handle = None
+    try:
+        while True:
+            finished = ended()  # asked before the read, so the last chunk written before the end is not lost
+            if handle is None:
+                with contextlib.suppress(FileNotFoundError):
+                    handle = open(path, "rb")  # noqa: SIM115 - kept open across the loop, closed below
+                    handle.seek(start)
+            if handle is not None:
                 while chunk := handle.read(READ_CHUNK):
-                    offset += len(chunk)
                     yield chunk
-        except FileNotFoundError:
-            pass
-        if finished:
-            return
-        await asyncio.sleep(interval)
+                if _replaced(path, handle):
+                    while chunk := handle.read(READ_CHUNK):  # what came before the rotation
+                        yield chunk
+                    newer = _newer_file(path, handle)
+                    if newer is None:
+                        return  # not rotated but retired: a new instance's log began, this one's is over
+                    handle.close()
+                    handle = None
+                    with contextlib.suppress(FileNotFoundError):
+                        handle = open(newer, "rb")  # noqa: SIM115 - as above
+                    continue
+            if finished:
+                return
+            await asyncio.sleep(interval)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _same_file(path: str | Path, handle: Any) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(handle.fileno()))
+    except FileNotFoundError:
+        return False
+
+
+def _newer_file(path: Path, handle: Any) -> str | None:
+    """The file of PATH's log rotated just after HANDLE's (PATH itself after its first rotated one), or
+    None when HANDLE's file is none of the log's any more."""
+    files = log_files(path)  # oldest first
+    for older, newer in itertools.pairwise(files):
+        if _same_file(older, handle):
+            return newer
+    return None
+
+
+def _replaced(path: Path, handle: Any) -> bool:
+    """Whether another file than the open HANDLE's is at PATH now (the log was rotated, or retired as a
+    previous instance's); False while nothing is there yet."""
+    return os.path.exists(path) and not _same_file(path, handle)
 
 
 class _ContainerInput(_Input):
