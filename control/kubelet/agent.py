@@ -1041,6 +1041,11 @@ class Kubelet:
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
 
+    def pod_list(self) -> dict[str, Any]:
+        """The kubelet API's /pods: the pods it runs, each with the status this kubelet makes for it."""
+        return {"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                "items": [{**w.pod, "status": w.status()} for w in self.workers.values()]}
+
     async def runtime_session(self, verb: str, namespace: str, name: str, container: str | None,
                               body: dict[str, Any]) -> tuple[RuntimeClient, str] | None:
         """The runtime's session for VERB (Exec, Attach: of the running container; PortForward: of the

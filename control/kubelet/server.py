@@ -11,6 +11,9 @@ kubesim's kubelet decides locally with the rules of upstream's default RBAC for 
 system:masters may do anything, and the ClusterRole system:kubelet-api-admin (bound by kubeadm to
 kube-apiserver-kubelet-client) allows every verb on nodes/proxy, log, stats, metrics and spec.
 Authenticated but not allowed: 403 Forbidden with upstream's wording.
+
+Besides the pod endpoints, /healthz and /pods (the pods this kubelet runs, a PodList), which the
+apiserver's nodes/NAME/proxy/PATH reaches (`kubectl get --raw /api/v1/nodes/NODE/proxy/pods`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class PodSource(Protocol):
 
     async def runtime_session(self, verb: str, namespace: str, name: str, container: str | None,
                               body: dict[str, Any]) -> tuple[RuntimeClient, str] | None: ...
+
+    def pod_list(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,16 @@ def make_app(source: PodSource) -> web.Application:
         ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
         return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
 
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        # upstream's /pods: the pods this kubelet runs, with the status it makes for them
+        return web.json_response(source.pod_list())
+
     app = web.Application(middlewares=[authn_authz])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/pods", pods)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     app.router.add_post("/portForward/{namespace}/{pod}", port_forward)
     for prefix, handler in (("/containerLogs", container_logs), ("/exec", exec_), ("/attach", attach)):
