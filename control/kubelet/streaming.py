@@ -3,6 +3,11 @@ container's output, or TCP connections to the pod's ports, carried over one WebS
 protocol of control.api.remotecommand, or over SPDY/3.1 streams mapped onto the same channels
 (control.kubelet.spdystreams; open_channels picks by the request's Upgrade).
 
+This is the session code upstream shares between the kubelet and container runtimes (its
+pkg/kubelet/cri/streaming): the node runtime runs it for its containers (control.runtime.streams;
+the kubelet splices the client to it, control.kubelet.streamrelay), and a kubelet without a runtime
+runs it itself.
+
 exec runs the command as a real process entered into the pod's namespaces (pod_command is the one
 place that knows which: today the network namespace), with the container's env and workingDir; on
 pipes, or with `tty` on a pseudo-terminal of its own that resize frames size. attach streams what the
