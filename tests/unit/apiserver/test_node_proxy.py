@@ -1,11 +1,12 @@
 """nodes/NAME/proxy/PATH: the apiserver's node proxy carries a request to the node's kubelet API (a
 real kubelet server over TLS on loopback, the cluster CA's certificates, the apiserver's kubelet
-client certificate) and passes the answer back as it comes: status, content type, body; an upgrade
-is refused. And the path is the one upstream routes (the node's name, then PATH)."""
+client certificate) and passes the answer back as it comes: status, content type, body, a followed
+log line by line; an upgrade is refused. And the path is the one upstream routes (the node's name, then PATH)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from control.apiserver.registry import Registry
 from control.apiserver.resources import BY_KIND
 from control.apiserver.server import NODE_PROXY
 from control.kubelet.server import PodSource, serve, server_context
+from control.runtime.crilog import cri_line
 from control.store import free_port
 
 PODS = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [{"metadata": {"name": "web"}}]}
@@ -36,8 +38,19 @@ class OneNode:
 
 
 class Pods:
+    """The kubelet's pods: one, default/web, whose container app logs to LOG until ENDED."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.ended = False
+
     def pod_list(self) -> dict[str, Any]:
         return PODS
+
+    def log_source(self, namespace: str, name: str, container: str | None, *,
+                   previous: bool = False) -> tuple[Path, Callable[[], bool]]:
+        assert (namespace, name, container) == ("default", "web", "app")
+        return self.log, lambda: self.ended
 
 
 def test_the_node_proxy_carries_requests_to_the_kubelet_api_and_passes_its_answers(tmp_path: Path) -> None:
@@ -58,21 +71,33 @@ def test_the_node_proxy_carries_requests_to_the_kubelet_api_and_passes_its_answe
 
     async def main() -> None:
         context = server_context(str(serving.cert), str(serving.key), str(pki / "ca.crt"))
-        kubelet = await serve(cast(PodSource, Pods()), "127.0.0.1", context, port=port)
+        pods = Pods(tmp_path / "app.log")
+        pods.log.write_bytes(cri_line("stdout", b"first"))
+        kubelet = await serve(cast(PodSource, pods), "127.0.0.1", context, port=port)
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handler)
         try:
             async with TestClient(TestServer(app)) as client:
                 healthz = await client.get("/api/v1/nodes/node-a/proxy/healthz")
                 assert (healthz.status, await healthz.text()) == (200, "ok")
-                pods = await client.get("/api/v1/nodes/node-a/proxy/pods")
-                assert pods.status == 200 and pods.content_type == "application/json"
-                assert await pods.json() == PODS
+                listed = await client.get("/api/v1/nodes/node-a/proxy/pods")
+                assert listed.status == 200 and listed.content_type == "application/json"
+                assert await listed.json() == PODS
                 missing = await client.get("/api/v1/nodes/node-a/proxy/no-such-path")
                 assert missing.status == 404  # the kubelet's answer, passed on
                 upgrade = await client.get("/api/v1/nodes/node-a/proxy/exec/default/web/app",
                                            headers={"Upgrade": "websocket", "Connection": "Upgrade"})
                 assert upgrade.status == 400 and "carries no protocol upgrade" in await upgrade.text()
+                # a followed log streams through: each line as it comes, the end when the kubelet ends it
+                follow = await client.get("/api/v1/nodes/node-a/proxy/containerLogs/default/web/app",
+                                          params={"follow": "true"})
+                assert follow.status == 200
+                assert await follow.content.readline() == b"first\n"
+                with open(pods.log, "ab") as handle:
+                    handle.write(cri_line("stdout", b"second"))
+                assert await follow.content.readline() == b"second\n"
+                pods.ended = True
+                assert await follow.read() == b""
         finally:
             await kubelet.cleanup()
 

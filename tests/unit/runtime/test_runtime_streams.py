@@ -125,6 +125,25 @@ def test_exec_runs_in_the_runtime_with_the_containers_env_and_its_exit_code_come
     asyncio.run(main())
 
 
+def test_fifty_sessions_at_once_each_get_their_own_output_and_exit_code(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with runtime_at(tmp_path) as (runtime, client), kubelet_relay(client) as kubelet:
+            cid = await _container(client, tmp_path, {"name": "app", "image": "busybox", "command": ["sleep", "3600"]})
+            await client.call("StartContainer", {"containerId": cid})
+
+            async def one(i: int) -> tuple[bytes, int | None]:
+                ws = await kubelet.ws_connect("/Exec", params=_body(
+                    containerId=cid, cmd=["sh", "-c", f"echo {i}; exit {i % 4}"], stdout=True), protocols=(rc.V4,))
+                out, status = await _collect(ws)
+                return out.get(rc.STDOUT, b""), rc.exit_code_of(status) if status else None
+
+            results = await asyncio.gather(*(one(i) for i in range(50)))
+            assert results == [(f"{i}\n".encode(), i % 4) for i in range(50)]
+            assert len(runtime.streams) == 0  # every URL used once
+
+    asyncio.run(main())
+
+
 def test_a_client_that_goes_away_mid_stream_takes_its_command_with_it(tmp_path: Path) -> None:
     async def main() -> None:
         async with runtime_at(tmp_path) as (_, client), kubelet_relay(client) as kubelet:
