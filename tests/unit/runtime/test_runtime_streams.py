@@ -125,6 +125,31 @@ def test_exec_runs_in_the_runtime_with_the_containers_env_and_its_exit_code_come
     asyncio.run(main())
 
 
+def test_a_terminal_sized_by_resize_and_stdin_closed_by_v5_reach_the_runtimes_command(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with runtime_at(tmp_path) as (_, client), kubelet_relay(client) as kubelet:
+            cid = await _container(client, tmp_path, {"name": "app", "image": "busybox", "command": ["sleep", "3600"]})
+            await client.call("StartContainer", {"containerId": cid})
+            ws = await kubelet.ws_connect("/Exec", params=_body(
+                containerId=cid, cmd=["sh", "-c", "read line; stty size; test -t 0 && echo tty"], stdin=True,
+                stdout=True, tty=True), protocols=(rc.V5,))
+            await ws.send_bytes(rc.encode(rc.RESIZE, b'{"Width": 123, "Height": 45}'))
+            await ws.send_bytes(rc.encode(rc.STDIN, b"go\r"))
+            out, status = await _collect(ws)
+            lines = out[rc.STDOUT].replace(b"\r", b"").split(b"\n")
+            assert b"45 123" in lines and b"tty" in lines
+            assert status is not None and rc.exit_code_of(status) == 0
+            # on pipes, the v5 close of stdin is the command's end of input
+            ws = await kubelet.ws_connect("/Exec", params=_body(containerId=cid, cmd=["wc", "-l"], stdin=True,
+                                                                 stdout=True), protocols=(rc.V5,))
+            await ws.send_bytes(rc.encode(rc.STDIN, b"one\ntwo\n"))
+            await ws.send_bytes(rc.encode(rc.CLOSE, bytes((rc.STDIN,))))
+            out, status = await _collect(ws)
+            assert out[rc.STDOUT].strip() == b"2" and status == {"metadata": {}, "status": "Success"}
+
+    asyncio.run(main())
+
+
 def test_fifty_sessions_at_once_each_get_their_own_output_and_exit_code(tmp_path: Path) -> None:
     async def main() -> None:
         async with runtime_at(tmp_path) as (runtime, client), kubelet_relay(client) as kubelet:
