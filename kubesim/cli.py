@@ -23,8 +23,17 @@ from rich.table import Table
 from control.api.duration import parse_duration
 from control.client import KubeClientError, NotFound
 from kubesim import cluster, components
-from kubesim.errors import ComponentError, KubesimError, PolicyQueryError, StateError, StateInputError
+from kubesim.errors import (
+    ComponentError,
+    KubesimError,
+    PolicyQueryError,
+    PortForwardInputError,
+    PortForwardTargetError,
+    StateError,
+    StateInputError,
+)
 from kubesim.podexec import run_in_pod
+from kubesim.portforward import run_port_forward
 from kubesim.state import ClusterState, known_clusters, state_root
 from netsim import namespaces
 from netsim.errors import FaultInputError, NetsimError, TopologyError
@@ -218,6 +227,39 @@ def _print_tables(info: dict[str, Any]) -> None:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "NO"
+
+
+@main.command(name="port-forward")
+@click.option("--name", callback=_cluster_name, help="The cluster (default: the only one there is, else 'kubesim').")
+@click.option("-n", "--namespace", default="default", show_default=True, help="The target's namespace.")
+@click.argument("target")
+@click.argument("ports", nargs=-1, required=True)
+def port_forward(name: str | None, namespace: str, target: str, ports: tuple[str, ...]) -> None:
+    """Forward local ports on 127.0.0.1 to a pod's ports through the API, as kubectl port-forward does:
+    TARGET is POD, svc/NAME or deploy/NAME; each port is [LOCAL:]REMOTE (kubesim port-forward svc/web 8080:80).
+    Ctrl-C stops it."""
+    cluster_name = cluster.resolve_name(name)
+    try:
+        info = cluster.status(cluster_name)
+    except StateError as exc:
+        _fail(str(exc), code=_exit_code(exc))
+    if not Path(info["kubeconfig"]).is_file():
+        _fail(f"cluster {cluster_name!r} runs no control plane (up --network-only), so it has no pods")
+
+    def say(line: str) -> None:
+        click.echo(line)
+
+    def warn(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        run_port_forward(Path(info["kubeconfig"]), namespace, target, list(ports), say=say, warn=warn)
+    except PortForwardInputError as exc:
+        _fail(str(exc), code=2)
+    except PortForwardTargetError as exc:
+        _fail(str(exc))
+    except KubeClientError as exc:
+        _fail(f"port-forward to {namespace}/{target}: {exc}")
 
 
 @main.command()

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from control.store import EtcdTLS
 
 APISERVER_PORT = 6443
+#: metrics-server's role, served by the controller-manager on the control-plane node's loopback
+METRICS_SERVER_PORT = 4443
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 #: the store URL of the etcd `up --store etcd` starts: TLS, on the control-plane node's loopback
@@ -273,6 +275,10 @@ def start_apiserver(state: ClusterState, topology: Topology, store_url: str) -> 
         "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
         "--kubelet-certificate-authority", str(pki / "ca.crt"),
         "--service-cluster-ip-range", topology.network.service_cidr, "--service-node-port-range", f"{low}-{high}",
+        # v1beta1.metrics.k8s.io's registration; the kubelet client certificate doubles as the proxy's
+        "--metrics-server-url", f"https://127.0.0.1:{METRICS_SERVER_PORT}", "--metrics-server-ca-file",
+        str(pki / "ca.crt"), "--proxy-client-cert-file", str(pki / "apiserver-kubelet-client.crt"),
+        "--proxy-client-key-file", str(pki / "apiserver-kubelet-client.key"),
     ])
     wait_http(state, "apiserver", f"{apiserver_url(topology)}/readyz", ca=pki / "ca.crt", timeout=60)
 
@@ -335,7 +341,22 @@ def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_p
         # that a node taken down in a demo sees its pods replaced within a minute.
         "--node-monitor-grace-period", node_grace_period, "--pod-eviction-timeout", eviction_timeout,
         *(["--lb-pool", pool] if pool else []),
+        *metrics_server_flags(state),
     ])
+
+
+def metrics_server_flags(state: ClusterState) -> list[str]:
+    """The controller-manager's flags to serve metrics.k8s.io as metrics-server: its certificate, the
+    apiserver's proxy certificate it accepts, and the kubelet client certificate it scrapes with."""
+    pki = pki_dir(state)
+    return ["--metrics-bind-address", f"127.0.0.1:{METRICS_SERVER_PORT}",
+            "--metrics-tls-cert-file", str(pki / "metrics-server.crt"),
+            "--metrics-tls-private-key-file", str(pki / "metrics-server.key"),
+            "--requestheader-client-ca-file", str(pki / "ca.crt"),
+            "--requestheader-allowed-names", "kube-apiserver-kubelet-client",
+            "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
+            "--kubelet-certificate-authority", str(pki / "ca.crt")]
 
 
 def start_scheduler(state: ClusterState, topology: Topology, scheduler_name: str, profile: str) -> int:

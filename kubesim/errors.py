@@ -7,7 +7,9 @@
     ├── ComponentError           a component would not start, stop or answer (components.py)
     ├── PolicyQueryError         `kubesim policy` cannot answer: an unknown pod, a malformed address
     ├── GraphError               `kubesim graph` was given facts it cannot draw (a missing field, a wrong type)
-    └── ObserveError             `kubesim observe` cannot listen on a node (a tool missing, a table refused)
+    ├── ObserveError             `kubesim observe` cannot listen on a node (a tool missing, a table refused)
+    ├── PortForwardInputError    `kubesim port-forward` given a port or target that can never work (exit 2)
+    └── PortForwardTargetError   its target is not there, not running, has no such port, or refused one
 
 The libraries underneath keep their own roots and pass through unchanged: netsim's NetsimError (and
 TopologyError, exit 2), the proxy's ProxyError, the apiserver's APIError.
@@ -46,3 +48,11 @@ class GraphError(KubesimError):
 
 class ObserveError(KubesimError):
     """`kubesim observe` cannot listen on a node: a tool is missing, or its trace table was refused."""
+
+
+class PortForwardInputError(KubesimError):
+    """A port-forward's port or target that can never work; the message says how to write one."""
+
+
+class PortForwardTargetError(KubesimError):
+    """A port-forward's target is not there, not running, or has no such port (or the pod refused it)."""

@@ -39,6 +39,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import select
 import signal
 import socket
@@ -129,6 +130,19 @@ def pid_alive(pid: int) -> bool:
 def _owner_pid(name: str) -> int | None:
     head = name.split("-")[0]
     return int(head) if head.isdigit() else None
+
+
+def _conntrack_source_ports(ns: str, src: str) -> set[int]:
+    """The source ports of SRC's connections in NS's conntrack table (empty if it cannot be read: the
+    probes then take their chances, as before)."""
+    try:
+        done = subprocess.run(namespaces.command_in(ns, ["conntrack", "-L", "-s", src]), capture_output=True,
+                              text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    # "tcp 6 117 SYN_SENT src=A dst=B sport=P dport=Q [UNREPLIED] src=B dst=A sport=Q dport=P ...":
+    # the first sport= is the original direction's
+    return {int(match.group(1)) for match in re.finditer(r"^\S+.*? sport=(\d+)", done.stdout, re.MULTILINE)}
 
 
 def sweep_probes(cluster: str, *, kernel: Kernel | None = None) -> list[str]:
@@ -418,7 +432,7 @@ def trace(request: TraceRequest, *, pcap: str | None = None, kernel: Kernel | No
         raise TraceError(f"node {request.node!r} of cluster {request.cluster!r} has no namespace ({node_ns}): "
                          "is the cluster up (`kubesim status`)?")
     started = time.monotonic()
-    probes = make_probes(request.count, rng)
+    probes = make_probes(request.count, rng, busy=_conntrack_source_ports(node_ns, request.src))
     run = _Run(request, kernel)
     try:
         sweep_probes(request.cluster, kernel=run.kernel)

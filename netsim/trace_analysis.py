@@ -19,6 +19,7 @@ import shlex
 import socket
 import struct
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -134,11 +135,19 @@ class Probe:
     tag: int  # TCP sequence number / SCTP initiate tag / UDP payload tag
 
 
-def make_probes(count: int, rng: random.Random | None = None) -> list[Probe]:
+def make_probes(count: int, rng: random.Random | None = None, *, busy: Collection[int] = ()) -> list[Probe]:
     """COUNT probes with consecutive source ports and IP IDs from random bases (unlikely to meet a
-    conntrack entry of an earlier trace, which would skip the rules that only see new connections)."""
+    conntrack entry of an earlier trace, which would skip the rules that only see new connections).
+
+    No probe takes a port of BUSY (the source's ports in the node's conntrack table): a probe whose
+    reply tuple an earlier connection already holds (say one DNATed from a Service to the same pod) is
+    given another source port by the kernel's NAT, which the trace would read as masquerading."""
     rng = rng or random.Random()
     sport = rng.randrange(20000, 60000 - count)
+    for _ in range(100):
+        if not any(port in busy for port in range(sport, sport + count)):
+            break
+        sport = rng.randrange(20000, 60000 - count)
     ip_id = rng.randrange(1, 0xFFFF - count)
     tag = rng.randrange(1, 0xFFFFFFFF - count)
     return [Probe(i, sport + i, ip_id + i, tag + i) for i in range(count)]

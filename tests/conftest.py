@@ -8,9 +8,9 @@ that needs something the machine may lack (a tool such as kubectl, tshark or etc
 root) asks through require_tool / require_module / require_root, or unavailable(reason), here: never
 through pytest.skip, skipif or importorskip directly.
 
-The leak guard snapshots the root namespace before the session (namespaces, links, nftables ruleset,
-iptables-save for both iptables flavours, the mounts pinning pods' UTS and mount namespaces) and fails
-the run if any of it differs afterwards.
+The leak guard snapshots the root namespace before a session that runs privileged tests (namespaces,
+links, nftables ruleset, iptables-save for both iptables flavours, the mounts pinning pods' UTS and mount
+namespaces) and fails the run if any of it differs afterwards.
 """
 
 from __future__ import annotations
@@ -127,8 +127,10 @@ def _strip_comments(text: str) -> str:
     )
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    if IS_ROOT:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Only a session that runs privileged tests is watched: the unit tier may run beside the privileged
+    # tiers (scripts/test.sh), and would otherwise take their clusters for its own leaks.
+    if IS_ROOT and any(_privileged(item) for item in session.items):
         session.config.stash[_SNAPSHOT] = root_snapshot()
 
 

@@ -1,13 +1,14 @@
 """Conversions for the metrics pipeline (kubelet /metrics/resource -> metrics.k8s.io).
 
-Not wired into any component yet: this is the pure, tested core that the kubelet endpoint and a
-metrics-server role are meant to build on. It parses the Prometheus text format the kubelet's
-/metrics/resource speaks and turns two cumulative CPU samples into metrics-server's usage
-strings (cpu in nanocores, "123456n"; memory in kibibytes, "12345Ki").
+The pure core that the apiserver's metrics.k8s.io (control/apiserver/metricsapi.py, metrics-server's
+role) builds on: it parses the Prometheus text format the kubelet's /metrics/resource speaks into
+one Scrape per node, and turns two scrapes' cumulative CPU counters into metrics-server's usage
+strings (cpu in nanocores, "123456n"; memory in kibibytes, "12345Ki") over a window ("10.5s").
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -82,3 +83,92 @@ def format_cpu(nanocores: int) -> str:
 
 def format_memory(bytes_: float) -> str:
     return f"{max(0, int(bytes_)) // 1024}Ki"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scrape's reading of a node or container: cumulative CPU seconds, working set bytes, when."""
+
+    cpu_seconds: float
+    memory_bytes: float
+    timestamp_ms: int
+    start_time: float = 0.0  # a container's start, seconds since the epoch (0: not known)
+
+
+ContainerKey = tuple[str, str, str]  # namespace, pod, container
+
+
+@dataclass
+class Scrape:
+    """What one kubelet's /metrics/resource said."""
+
+    node: Point | None = None
+    containers: dict[ContainerKey, Point] = field(default_factory=dict)
+
+
+def read_scrape(text: str) -> Scrape:
+    """The node's and the containers' points of a /metrics/resource page (ValueError if it is not one).
+    A sample without its timestamp is dated by the other samples of its node or container."""
+    scrape = Scrape()
+    node: dict[str, tuple[float, int | None]] = {}
+    containers: dict[ContainerKey, dict[str, tuple[float, int | None]]] = {}
+    for sample in parse_prometheus_text(text):
+        if sample.name.startswith("node_"):
+            node[sample.name] = (sample.value, sample.timestamp_ms)
+        elif sample.name.startswith("container_"):
+            labels = sample.labels
+            key = (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
+            if not all(key):
+                raise ValueError(f"{sample.name} needs namespace, pod and container labels, got {labels}")
+            containers.setdefault(key, {})[sample.name] = (sample.value, sample.timestamp_ms)
+    scrape.node = _point(node, "node")
+    for key, values in containers.items():
+        point = _point(values, "container")
+        if point is not None:
+            scrape.containers[key] = point
+    return scrape
+
+
+def _point(values: dict[str, tuple[float, int | None]], prefix: str) -> Point | None:
+    cpu = values.get(f"{prefix}_cpu_usage_seconds_total")
+    memory = values.get(f"{prefix}_memory_working_set_bytes")
+    if cpu is None or memory is None:
+        return None  # metrics-server, too, skips what lacks either
+    stamp = cpu[1] or memory[1]
+    if stamp is None:
+        raise ValueError(f"{prefix}_cpu_usage_seconds_total has no timestamp: the rate needs one")
+    start = values.get("container_start_time_seconds", (0.0, None))[0]
+    return Point(cpu[0], memory[0], stamp, start)
+
+
+@dataclass(frozen=True)
+class Usage:
+    nanocores: int
+    memory_bytes: int
+    timestamp_ms: int
+    window_ms: int
+
+
+def usage_between(prev: Point | None, cur: Point) -> Usage | None:
+    """CUR's usage: the CPU rate since PREV (the same node or container, scraped earlier), or since the
+    container's start when PREV is missing or from before a restart; None when no rate can be known."""
+    if prev is not None and prev.start_time == cur.start_time and cur.timestamp_ms > prev.timestamp_ms:
+        return Usage(cpu_nanocores(prev.cpu_seconds, prev.timestamp_ms, cur.cpu_seconds, cur.timestamp_ms),
+                     int(cur.memory_bytes), cur.timestamp_ms, cur.timestamp_ms - prev.timestamp_ms)
+    started_ms = int(cur.start_time * 1000)
+    if cur.start_time > 0 and cur.timestamp_ms > started_ms:
+        return Usage(cpu_nanocores(0.0, started_ms, cur.cpu_seconds, cur.timestamp_ms), int(cur.memory_bytes),
+                     cur.timestamp_ms, cur.timestamp_ms - started_ms)
+    return None
+
+
+def format_window(window_ms: int) -> str:
+    """A window as Go's time.Duration prints it: "10.5s", "1m0.25s", "0s"."""
+    minutes, ms = divmod(max(0, window_ms), 60_000)
+    seconds = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def format_timestamp(timestamp_ms: int) -> str:
+    """An RFC 3339 time in seconds, as metav1.Time is written."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp_ms / 1000))

@@ -17,6 +17,7 @@ from control.apiserver.allocator import ServiceAllocator
 from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.kubeletproxy import KubeletClientConfig, KubeletProxy
+from control.apiserver.metricsapi import MetricsServerConfig
 from control.apiserver.openapi import openapi_document
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
@@ -40,6 +41,17 @@ def _kubelet_client(args: argparse.Namespace) -> KubeletClientConfig | None:
         raise SystemExit("kube-apiserver: --kubelet-client-certificate, --kubelet-client-key and "
                          "--kubelet-certificate-authority go together; give all three")
     return KubeletClientConfig(*given)
+
+
+def _metrics_server(args: argparse.Namespace) -> MetricsServerConfig | None:
+    given = (args.metrics_server_url, args.metrics_server_ca_file, args.proxy_client_cert_file,
+             args.proxy_client_key_file)
+    if not any(given):
+        return None
+    if not all(given):
+        raise SystemExit("kube-apiserver: --metrics-server-url, --metrics-server-ca-file, --proxy-client-cert-file "
+                         "and --proxy-client-key-file go together; give all four")
+    return MetricsServerConfig(*given)
 
 
 def _etcd_tls(args: argparse.Namespace) -> EtcdTLS | None:
@@ -68,7 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
                        kubelets=KubeletProxy(registry, _kubelet_client(args)), unknown_fields=unknown_fields,
-                       openapi=openapi_document, service_accounts=issuer)
+                       openapi=openapi_document, service_accounts=issuer, metrics_server=_metrics_server(args))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = server.runner()
@@ -113,6 +125,13 @@ def main() -> None:
     parser.add_argument("--kubelet-certificate-authority", help="the CA that signed the kubelets' serving certs")
     parser.add_argument("--service-cluster-ip-range", default="10.96.0.0/16")
     parser.add_argument("--service-node-port-range", default="30000-32767")
+    # the registration of v1beta1.metrics.k8s.io (upstream: an APIService and its service) and upstream's
+    # proxy client flags; without them, metrics.k8s.io is served in this process
+    parser.add_argument("--metrics-server-url", help="https://HOST:PORT of the metrics-server to proxy "
+                                                     "metrics.k8s.io to")
+    parser.add_argument("--metrics-server-ca-file", help="the CA that signed the metrics-server's certificate")
+    parser.add_argument("--proxy-client-cert-file", help="the client certificate presented to the metrics-server")
+    parser.add_argument("--proxy-client-key-file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s apiserver %(levelname)s %(message)s")
     asyncio.run(serve(args))

@@ -51,7 +51,8 @@ class BasicAdmission:
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]:
         return name_errors(obj, kind)
 
-    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
+    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any], *,
+                        subresource: str | None = None) -> list[FieldErrorLike]:
         return []
 
 
@@ -83,7 +84,8 @@ class KubernetesAdmission:
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]:
         return list(validation.validate(kind, obj))
 
-    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]:
+    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any], *,
+                        subresource: str | None = None) -> list[FieldErrorLike]:
         if kind == "Service":
             _drop_type_dependent_fields(obj, old)
         # Objects stored before a default existed are judged as if they had it (upstream defaults on read);
@@ -91,4 +93,4 @@ class KubernetesAdmission:
         current, previous = copy.deepcopy(obj), copy.deepcopy(old)
         defaults.default(kind, current)
         defaults.default(kind, previous)
-        return list(validation.validate_update(kind, current, previous))
+        return list(validation.validate_update(kind, current, previous, subresource=subresource))

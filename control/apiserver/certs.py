@@ -129,8 +129,8 @@ def etcd_ca(directory: Path) -> Issued:
 
 
 def make_certificates(directory: Path, *, addresses: list[str], names: tuple[str, ...] = SERVICE_NAMES) -> None:
-    """The cluster CA, the apiserver's serving certificate (for NAMES, ADDRESSES and 127.0.0.1) and its
-    kubelet client certificate, in DIRECTORY."""
+    """The cluster CA, the apiserver's serving certificate (for NAMES, ADDRESSES and 127.0.0.1), its
+    kubelet client certificate and metrics-server's serving certificate, in DIRECTORY."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = make_ca(*_paths(cluster_ca(directory)), "kubesim-ca")
     issue(ca, directory / "apiserver.crt", directory / "apiserver.key", common_name="kube-apiserver",
@@ -138,6 +138,9 @@ def make_certificates(directory: Path, *, addresses: list[str], names: tuple[str
     # kubeadm puts it in system:masters, which upstream's default RBAC lets use every kubelet API
     issue(ca, directory / "apiserver-kubelet-client.crt", directory / "apiserver-kubelet-client.key",
           common_name=KUBELET_CLIENT_USER, organizations=("system:masters",), client=True)
+    # metrics-server's serving certificate: the apiserver reaches it on the control-plane node's loopback
+    issue(ca, directory / "metrics-server.crt", directory / "metrics-server.key", common_name="metrics-server",
+          dns_names=("metrics-server.kube-system.svc",), ip_addresses=("127.0.0.1",), server=True)
 
 
 def make_kubelet_certificate(directory: Path, node: str, address: str) -> Issued:

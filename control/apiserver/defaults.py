@@ -136,7 +136,7 @@ def pod_spec(spec: dict[str, Any]) -> None:
     if spec.get("enableServiceLinks") is None:
         spec["enableServiceLinks"] = True
     host_network = spec.get("hostNetwork") is True
-    for group in ("initContainers", "containers"):
+    for group in ("initContainers", "containers", "ephemeralContainers"):
         for container in _items(spec.get(group)):
             _container(container, host_network)
     for volume in _items(spec.get("volumes")):

@@ -46,6 +46,12 @@ def _details(name: str, group: str, kind: str, **extra: Any) -> dict[str, Any]:
     return details
 
 
+def no_route() -> APIError:
+    """A path the server does not serve. Upstream's carries empty details (NewGenericServerResponse), and
+    clients read them: kubectl debug looks at details.name of a 404 and crashes on a Status without details."""
+    return APIError(404, "NotFound", "the server could not find the requested resource", {})
+
+
 def not_found(group: str, plural: str, name: str) -> APIError:
     return APIError(404, "NotFound", f'{_qualified(group, plural)} "{name}" not found',
                     _details(name, group, plural))

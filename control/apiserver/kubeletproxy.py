@@ -69,8 +69,9 @@ class KubeletClientConfig:
 
 
 def container_of(pod: dict[str, Any], requested: str) -> str:
-    """The container a request is for: the one named, which must be in the pod's spec, or the pod's
-    only one (upstream's validateContainer in pkg/registry/core/pod/strategy.go)."""
+    """The container a request is for: the one named, which must be in the pod's spec (any of its
+    containers, init and ephemeral ones too), or the pod's only one (upstream's validateContainer in
+    pkg/registry/core/pod/strategy.go)."""
     name = pod["metadata"]["name"]
     containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
     if not requested:
@@ -78,7 +79,11 @@ def container_of(pod: dict[str, Any], requested: str) -> str:
             raise APIError(400, "BadRequest", f"a container name must be specified for pod {name}, choose one of: "
                                               f"[{' '.join(str(c) for c in containers)}]")
         return str(containers[0])
-    if requested not in containers:
+    spec = pod.get("spec") or {}
+    # any container of the pod may be named: init and ephemeral ones too (upstream's AllContainers)
+    every = {c.get("name") for group in ("containers", "initContainers", "ephemeralContainers")
+             for c in spec.get(group) or [] if isinstance(c, dict)}
+    if requested not in every:
         raise APIError(400, "BadRequest", f"container {requested} is not valid for pod {name}")
     return requested
 

@@ -345,7 +345,7 @@ class _Builder:
             sub_path = f"{collection}/{{name}}/{sub}"
             suffix = sub.capitalize()
             params = namespace_param + name_param
-            if sub in ("status", "scale"):
+            if sub in ("status", "scale", "ephemeralcontainers"):  # each a whole object: get, put, patch
                 target = "io.k8s.api.autoscaling.v1.Scale" if sub == "scale" else obj
                 sub_gvk = _gvk("autoscaling", "v1", "Scale") if sub == "scale" else gvk
                 paths[sub_path] = {

@@ -125,6 +125,9 @@ _ROLES: dict[str, tuple[tuple[PolicyRule, ...], dict[str, str]]] = {
     "system:aggregate-to-admin": (_ADMIN, {f"{AGGREGATE_TO}admin": "true"}),
     "system:aggregate-to-edit": (_EDIT, {f"{AGGREGATE_TO}edit": "true"}),
     "system:aggregate-to-view": (_VIEW, {f"{AGGREGATE_TO}view": "true"}),
+    # metrics-server's own manifest adds it: view, edit and admin may read metrics.k8s.io (kubectl top)
+    "system:aggregated-metrics-reader": ((rule(("metrics.k8s.io",), ("pods", "nodes"), READ),), {
+        f"{AGGREGATE_TO}view": "true", f"{AGGREGATE_TO}edit": "true", f"{AGGREGATE_TO}admin": "true"}),
     "system:auth-delegator": (ACCESS_REVIEWS, {}),
     "system:node": (_NODE, {}),
     "system:node-proxier": ((

@@ -24,6 +24,7 @@ from control.api import SelectorError, label_selector_as_selector, selector_from
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
 from control.apiserver.decoding import type_error
+from control.apiserver.ephemeral import ONLY_FIELD_SUBRESOURCES
 from control.apiserver.errors import APIError
 from control.apiserver.resources import BY_KIND, RESOURCES, Resource
 from control.apiserver.selectors import (
@@ -54,7 +55,8 @@ class Admission(Protocol):
 
     def default(self, kind: str, obj: dict[str, Any]) -> None: ...
     def validate_create(self, kind: str, obj: dict[str, Any]) -> list[FieldErrorLike]: ...
-    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldErrorLike]: ...
+    def validate_update(self, kind: str, obj: dict[str, Any], old: dict[str, Any], *,
+                        subresource: str | None = None) -> list[FieldErrorLike]: ...
 
 
 Admit = Callable[[dict[str, Any] | None, dict[str, Any] | None], None]
@@ -344,7 +346,9 @@ class Registry:
                 alloc_errors, reserved = self.allocator.assign(new, old)
                 if alloc_errors:
                     raise self._invalid(res, name, alloc_errors)  # type: ignore[arg-type]
-            problems = self.admission.validate_update(res.kind, new, old)
+            # the status subresource is judged by the kind's rules; ephemeralcontainers has its own
+            problems = self.admission.validate_update(res.kind, new, old, subresource=(
+                subresource if subresource in ONLY_FIELD_SUBRESOURCES else None))
             if problems:
                 self.allocator.abort(reserved)
                 raise self._invalid(res, name, problems)
@@ -382,6 +386,8 @@ class Registry:
             updated = copy.deepcopy(old)
             updated["status"] = new.get("status", {})
             new = updated
+        elif subresource in ONLY_FIELD_SUBRESOURCES:
+            new = ONLY_FIELD_SUBRESOURCES[subresource](new, old)
         elif res.status_subresource and "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         elif res.status_subresource:

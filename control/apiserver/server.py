@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from multidict import CIMultiDict
 
-from control.apiserver import errors, tables
+from control.apiserver import errors, metricsapi, tables
 from control.apiserver.auth import PUBLIC_PATHS, Attributes, Authorizer, TokenAuthenticator, User, request_name
 from control.apiserver.decoding import BodyError, check_depth, decode_json, decode_yaml, type_error
 from control.apiserver.errors import APIError
@@ -66,7 +66,8 @@ SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "binding": ("", "v
                      "token": ("authentication.k8s.io", "v1", "TokenRequest")}
 SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"],
                      "binding": ["create"], "log": ["get"], "finalize": ["update"], "exec": ["create", "get"],
-                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"]}
+                     "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"],
+                     "ephemeralcontainers": ["get", "patch", "update"]}
 STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
 #: /api/v1/nodes/NAME/proxy[/PATH]: the node's kubelet API (upstream's NodeProxyOptions connect REST)
 NODE_PROXY = re.compile(r"/api/v1/nodes/(?P<node>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)/proxy(?P<path>/.*)?")
@@ -140,7 +141,8 @@ class APIServer:
     def __init__(self, registry: Registry, authenticator: TokenAuthenticator, *,
                  unknown_fields: UnknownFields | None = None, openapi: Callable[[str], Any] | None = None,
                  advertise_address: str = "127.0.0.1", port: int = 6443, bookmark_interval: float = 15.0,
-                 kubelets: KubeletProxy | None = None, service_accounts: TokenIssuer | None = None):
+                 kubelets: KubeletProxy | None = None, service_accounts: TokenIssuer | None = None,
+                 metrics_server: metricsapi.MetricsServerConfig | None = None):
         self.registry = registry
         self.authenticator = authenticator
         self.unknown_fields: UnknownFields = unknown_fields or _no_unknown_fields
@@ -149,6 +151,11 @@ class APIServer:
         self.port = port
         self.bookmark_interval = bookmark_interval
         self.kubelets = kubelets
+        # metrics.k8s.io (metricsapi.py): proxied to the metrics-server registered for it, else served here
+        # when the kubelets can be reached
+        self.metrics_proxy = metricsapi.MetricsProxy(metrics_server) if metrics_server is not None else None
+        self.metrics = metricsapi.MetricsAPI(metricsapi.RegistryLister(registry), kubelets.context) \
+            if metrics_server is None and kubelets is not None and kubelets.context is not None else None
         # kube-apiserver's --service-account-signing-key-file: TokenRequest, and the tokens it issued authenticate
         self.service_accounts = service_accounts
         self.token_authenticator = ServiceAccountAuthenticator(service_accounts, self._cached) \
@@ -235,9 +242,11 @@ class APIServer:
         node_proxy = NODE_PROXY.fullmatch(request.path)
         if node_proxy is not None:
             return await self._node_proxy(request, user, node_proxy["node"], node_proxy["path"] or "/")
+        if self._serves_metrics and path.split("/")[1:3] == ["apis", metricsapi.GROUP]:
+            return await self._metrics(request, user, path)
         target = parse_target(path)
         if target is None:
-            raise APIError(404, "NotFound", "the server could not find the requested resource")
+            raise errors.no_route()
         if isinstance(target, tuple):
             self._authorize_path(user, request.method, request.path)
             return _json(self._resource_list(*target))
@@ -248,6 +257,48 @@ class APIServer:
         verb = method.lower()
         if not self.authorizer.authorize(Attributes(user, verb, "", "", path=path)).allowed:
             raise APIError(403, "Forbidden", f'forbidden: User "{user.name}" cannot {verb} path "{path}"')
+
+    async def _metrics(self, request: web.Request, user: User, path: str) -> web.Response:
+        """metrics.k8s.io: its discovery, and get / list of NodeMetrics and PodMetrics (metricsapi.py)."""
+        parts = path.split("/")[3:]
+        if len(parts) <= 1:
+            self._authorize_path(user, request.method, request.path)
+            if self.metrics_proxy is not None:
+                return await self.metrics_proxy.forward(user, path, request.query, request.headers)
+            if not parts:
+                return _json({"kind": "APIGroup", "apiVersion": "v1", **metricsapi.api_group()})
+            if parts[0] == metricsapi.VERSION:
+                return _json(metricsapi.resource_list())
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        found = metricsapi.parse_path(parts[1:]) if parts[0] == metricsapi.VERSION else None
+        if found is None:
+            raise APIError(404, "NotFound", "the server could not find the requested resource")
+        plural, namespace, name = found
+        if request.method != "GET" or _bool(request.query.get("watch")):
+            raise errors.method_not_allowed()
+        verb = "get" if name else "list"
+        decision = self.authorizer.authorize(Attributes(user, verb, metricsapi.GROUP, plural, None, namespace, name))
+        if not decision.allowed:
+            raise errors.forbidden(user.name, verb, metricsapi.GROUP, plural, namespace, name, None, decision.reason)
+        parse_label_selector(request.query.get("labelSelector"))  # 400 for one that does not parse
+        if self.metrics_proxy is not None:
+            return await self.metrics_proxy.forward(user, path, request.query, request.headers)
+        try:
+            body = await self.metrics_api.serve(plural, namespace, name, request.query.get("labelSelector"))
+        except metricsapi.MetricsNotFound as exc:
+            raise errors.not_found(metricsapi.GROUP, exc.plural, exc.name) from None
+        if _wants_table(request.headers.get("Accept", "")):
+            return _json(metricsapi.as_table(body, request.query.get("includeObject", "Metadata")))
+        return _json(body)
+
+    @property
+    def _serves_metrics(self) -> bool:
+        return self.metrics is not None or self.metrics_proxy is not None
+
+    @property
+    def metrics_api(self) -> metricsapi.MetricsAPI:
+        assert self.metrics is not None  # dispatch routes here only when it is served
+        return self.metrics
 
     def _public(self, path: str) -> web.Response:
         if path == "/version":
@@ -267,6 +318,8 @@ class APIServer:
             for group, versions in group_versions().items():
                 listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
                 groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
+            if self._serves_metrics:
+                groups.append(metricsapi.api_group())
             return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if self.openapi is not None:
             # client-go asks /openapi/v2 for protobuf only: the seam serves that form, as bytes, at PATH.pb.
@@ -279,7 +332,7 @@ class APIServer:
                 raise errors.not_acceptable(accept)
             if document is not None:
                 return _json(document)
-        raise APIError(404, "NotFound", "the server could not find the requested resource")
+        raise errors.no_route()
 
     @staticmethod
     def _resource_list(group: str, version: str) -> dict[str, Any]:

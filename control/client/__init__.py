@@ -29,6 +29,8 @@ Exceptions (`KubeClientError` is the root; `ValueError` for arguments that can n
     │   ├── TooManyRequests     429  .retry_after (seconds; already honoured max_retries times)
     │   └── ServerError         5xx
     ├── ApiConnectionError      unreachable, connection broken or timed out (also mid-watch)
+    ├── ExecError               an exec session ended without an exit code
+    ├── PortForwardError        a port-forward's pod side refused or broke the connection
     ├── ProtocolError           an answer not in the API's shape (not JSON, oversized watch line)
     └── ConfigError             kubeconfig or Client arguments unusable
 """
@@ -61,6 +63,7 @@ from control.client._exec import ExecError, ExecIO, exec_in_pod
 from control.client._informer import Backoff, Informer, wait_for_cache_sync
 from control.client._kubeconfig import default_kubeconfig_path, load_kubeconfig
 from control.client._parsecache import ParseCache
+from control.client._portforward import PortForwardError, PortForwardStream, open_port_forward
 from control.client._resource import (
     ADMIN_NETWORK_POLICIES,
     BASELINE_ADMIN_NETWORK_POLICIES,
@@ -153,6 +156,8 @@ __all__ = [
     "NotFound",
     "ParseCache",
     "PatchType",
+    "PortForwardError",
+    "PortForwardStream",
     "ProtocolError",
     "Resource",
     "ServerError",
@@ -171,6 +176,7 @@ __all__ = [
     "load_kubeconfig",
     "make_ssl_context",
     "object_key",
+    "open_port_forward",
     "resource_path",
     "wait_for_cache_sync",
 ]

@@ -3,6 +3,9 @@
     python -m control.controllers --kubeconfig controller-manager.kubeconfig --cluster-cidr 10.244.0.0/16 \
         --node-cidr-mask-size 24 --lb-pool 172.18.255.200-172.18.255.250 --node-monitor-grace-period 40s \
         --pod-eviction-timeout 5m --controllers '*'
+
+With --metrics-bind-address it also plays metrics-server (control.metricsserver): metrics.k8s.io over
+HTTPS, which the apiserver proxies to, as kube-controller-manager serves its own HTTPS port.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
+from aiohttp import web
+
 from control.api.duration import parse_duration
-from control.client import KubeClientError, load_kubeconfig
+from control.client import Client, KubeClientError, load_kubeconfig
 from control.controllers._base import Options
 from control.controllers._manager import ControllerManager, registry, select_controllers
 
@@ -50,8 +56,48 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
     p.add_argument("--resync-period", type=_duration, default=300.0)
     p.add_argument("--root-ca-file", help="the cluster CA (PEM), published as every namespace's kube-root-ca.crt")
+    # metrics-server's role, in this process (control.metricsserver): what the apiserver proxies metrics.k8s.io to
+    p.add_argument("--metrics-bind-address", default="", help="HOST:PORT to serve metrics.k8s.io on over HTTPS "
+                   "(default: not served)")
+    p.add_argument("--metrics-tls-cert-file")
+    p.add_argument("--metrics-tls-private-key-file")
+    p.add_argument("--requestheader-client-ca-file", help="the CA of the apiserver's proxy client certificate")
+    p.add_argument("--requestheader-allowed-names", default="", help="its common names, comma-separated")
+    p.add_argument("--kubelet-client-certificate", help="the client certificate to scrape kubelets with")
+    p.add_argument("--kubelet-client-key")
+    p.add_argument("--kubelet-certificate-authority", help="the CA of the kubelets' serving certificates")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+_METRICS_FLAGS = ("metrics_tls_cert_file", "metrics_tls_private_key_file", "requestheader_client_ca_file",
+                  "requestheader_allowed_names", "kubelet_client_certificate", "kubelet_client_key",
+                  "kubelet_certificate_authority")
+
+
+def _check_metrics_flags(args: argparse.Namespace) -> None:
+    if args.metrics_bind_address:
+        missing = [f"--{name.replace('_', '-')}" for name in _METRICS_FLAGS if not getattr(args, name)]
+        if missing:
+            raise ValueError(f"--metrics-bind-address needs {', '.join(missing)} too")
+        host, _, port = args.metrics_bind_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--metrics-bind-address {args.metrics_bind_address!r}: give HOST:PORT")
+
+
+async def _start_metrics_server(args: argparse.Namespace, client: Client) -> web.AppRunner | None:
+    """metrics-server's API (control.metricsserver), reading nodes and pods with this process' client."""
+    if not args.metrics_bind_address:
+        return None
+    from control.metricsserver import ClientLister, MetricsAPI, serve, server_context
+
+    kubelets = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=args.kubelet_certificate_authority)
+    kubelets.load_cert_chain(args.kubelet_client_certificate, args.kubelet_client_key)
+    host, _, port = args.metrics_bind_address.rpartition(":")
+    context = server_context(args.metrics_tls_cert_file, args.metrics_tls_private_key_file,
+                             args.requestheader_client_ca_file)
+    allowed = frozenset(n.strip() for n in args.requestheader_allowed_names.split(",") if n.strip())
+    return await serve(MetricsAPI(ClientLister(client), kubelets), host, int(port), context, allowed)
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -71,6 +117,7 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("controller-manager starting against %s with controllers %s", client.base_url,
              ", ".join(manager.controllers))
+    metrics = await _start_metrics_server(args, client)
     starting = loop.create_task(manager.start())
     stopping = loop.create_task(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -87,6 +134,8 @@ async def run(args: argparse.Namespace) -> int:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await starting
     await manager.stop()
+    if metrics is not None:
+        await metrics.cleanup()
     await client.close()
     return code
 
@@ -98,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         select_controllers(args.controllers or ["*"], registry())
         options_from(args)
+        _check_metrics_flags(args)
         if args.cluster_cidr:
             import ipaddress
             ipaddress.ip_network(args.cluster_cidr, strict=False)

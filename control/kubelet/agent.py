@@ -28,6 +28,8 @@ import aiohttp
 from netaddr import IPAddress, IPNetwork
 
 from control.api.qos import pod_qos_class
+from control.api.quantity import milli_value
+from control.api.quantity import value as quantity_value
 from control.client import (
     CONFIG_MAPS,
     LEASES,
@@ -45,8 +47,10 @@ from control.client import (
     NotFound,
 )
 from control.dns import pod_dns_config
+from control.kubelet import ephemeral, resourcemetrics
 from control.kubelet.clock import Clock, SystemClock
 from control.kubelet.envvars import CONFIG_ERROR, container_env, expand_command
+from control.kubelet.hostns import host_namespace_problem
 from control.kubelet.logs import LogRequestError, log_path, read_container_log, validate_log_request
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
@@ -159,6 +163,7 @@ class ContainerState:
     last_terminated: dict[str, Any] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # as the running instance got it (exec gets it too)
+    ephemeral: bool = False  # an ephemeral container (control.kubelet.ephemeral): started once, never restarted
 
 
 class PodWorker:
@@ -170,6 +175,7 @@ class PodWorker:
         self.sandbox_body: dict[str, Any] | None = None  # RunPodSandbox's, with the runtime
         self.containers: dict[str, ContainerState] = {
             c["name"]: ContainerState(c) for c in pod["spec"].get("containers") or []}
+        self.ephemeral = ephemeral.EphemeralContainers()
         self.phase = "Pending"
         self.reason: str | None = None
         self.start_time = now_rfc3339()
@@ -183,6 +189,10 @@ class PodWorker:
     @property
     def key(self) -> str:
         return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
+
+    def container_state(self, name: str) -> ContainerState | None:
+        """A container of the pod by name: a regular one, or an ephemeral one (exec, attach and logs reach both)."""
+        return self.containers.get(name) or self.ephemeral.states.get(name)
 
     def logs_dir(self) -> Path:
         """The pod's directory: its containers' logs, and the files bound into its sandbox."""
@@ -236,7 +246,7 @@ class PodWorker:
         pod's network, UTS and mount namespaces, as the container's user (the kubelet's exec path)."""
         if self.sandbox is None:
             raise ContainerError("ContainerCreating", f"pod {self.key} has no sandbox yet")
-        state = self.containers.get(container) if container else next(iter(self.containers.values()), None)
+        state = self.container_state(container) if container else next(iter(self.containers.values()), None)
         if state is None:
             raise ContainerError("NotFound", f"container {container!r} is not valid for pod {self.key}")
         uid, gid = run_as(self.pod.get("spec") or {}, state.spec)
@@ -274,6 +284,13 @@ class PodWorker:
             log.exception("pod %s: worker failed", self.key)
 
     async def _setup(self) -> None:
+        unsupported = host_namespace_problem(self.pod)
+        if unsupported is not None:
+            for state in self.containers.values():
+                state.waiting = (CONFIG_ERROR, unsupported)
+            await self.event("Failed", f"Error: {unsupported}", warning=True)
+            await self._write_status()
+            return
         problems = [p for c in self.containers.values() for p in probe_errors(c.spec)]
         if problems:
             for state in self.containers.values():
@@ -288,6 +305,7 @@ class PodWorker:
         self.phase = "Running"
         for state in self.containers.values():
             await self._start_container(state)
+        ephemeral.sync(self)  # those added while the pod was being set up
         await self._write_status()
 
     # -- volumes (control.kubelet.volumes) --------------------------------------------------------------
@@ -417,6 +435,10 @@ class PodWorker:
         path = self.kubelet.config.state_dir / "serviceaccounts" / str(meta.get("namespace")) / f"{account}.kubeconfig"
         return path if path.is_file() else None
 
+    async def start_container(self, state: ContainerState) -> None:
+        """Start STATE's container as the pod's own start: how control.kubelet.ephemeral starts its ones."""
+        await self._start_container(state)
+
     async def _start_container(self, state: ContainerState) -> None:
         assert self.sandbox is not None
         spec = state.spec
@@ -457,7 +479,8 @@ class PodWorker:
             await self.event("Failed", f"Error: {exc.message}", warning=True)
             if exc.reason == CONFIG_ERROR:  # a missing ConfigMap or Secret key: tried again until it is there
                 state.tasks.append(asyncio.get_running_loop().create_task(self._retry_config_later(state)))
-            if exc.reason == "Error":  # it started and failed at once (a port clash): it may restart
+            # it started and failed at once (a port clash): it may restart, unless ephemeral
+            if exc.reason == "Error" and not state.ephemeral:
                 state.last_terminated = {"exitCode": 1, "reason": "Error", "message": exc.message,
                                          "startedAt": now_rfc3339(), "finishedAt": now_rfc3339()}
                 state.tasks.append(asyncio.get_running_loop().create_task(self._restart_later(state)))
@@ -513,6 +536,8 @@ class PodWorker:
         state.ready = False
         code = container.exit_code or 0
         self.changed.set()
+        if state.ephemeral:
+            return  # it stays terminated, and has no part in the pod's phase
         policy = self.pod["spec"].get("restartPolicy", "Always")
         if policy == "Always" or (policy == "OnFailure" and code != 0):
             # lastState is the termination before a restart; a container that stays terminated shows it
@@ -602,7 +627,7 @@ class PodWorker:
             state.ready = False
         await self._write_status()
         stops = []
-        for state in self.containers.values():
+        for state in [*self.containers.values(), *self.ephemeral.states.values()]:
             for task in state.tasks:
                 task.cancel()
             if state.container is not None and state.container.running:
@@ -627,29 +652,30 @@ class PodWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, STATUS_RETRY_MAX)
 
+    def container_status(self, state: ContainerState) -> dict[str, Any]:
+        spec = state.spec
+        entry: dict[str, Any] = {"name": spec["name"], "image": spec.get("image", ""),
+                                 "imageID": f"kubesim://{spec.get('image', '')}",
+                                 "ready": state.ready, "restartCount": state.restart_count,
+                                 "started": state.container is not None and state.container.running}
+        if state.waiting is not None:
+            reason, message = state.waiting
+            entry["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        elif state.container is not None and state.container.running:
+            entry["state"] = {"running": {"startedAt": state.container.started_at}}
+            entry["containerID"] = f"kubesim://{self.uid}/{spec['name']}/{state.restart_count}"
+        elif state.container is not None:
+            entry["state"] = {"terminated": {"exitCode": state.container.exit_code or 0,
+                                             "reason": "Completed" if not state.container.exit_code else "Error",
+                                             "startedAt": state.container.started_at,
+                                             "finishedAt": state.container.finished_at}}
+        if state.last_terminated is not None:
+            entry["lastState"] = {"terminated": state.last_terminated}
+        return entry
+
     def status(self) -> dict[str, Any]:
         cfg = self.kubelet.config
-        statuses = []
-        for state in self.containers.values():
-            spec = state.spec
-            entry: dict[str, Any] = {"name": spec["name"], "image": spec.get("image", ""),
-                                     "imageID": f"kubesim://{spec.get('image', '')}",
-                                     "ready": state.ready, "restartCount": state.restart_count,
-                                     "started": state.container is not None and state.container.running}
-            if state.waiting is not None:
-                reason, message = state.waiting
-                entry["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
-            elif state.container is not None and state.container.running:
-                entry["state"] = {"running": {"startedAt": state.container.started_at}}
-                entry["containerID"] = f"kubesim://{self.uid}/{spec['name']}/{state.restart_count}"
-            elif state.container is not None:
-                entry["state"] = {"terminated": {"exitCode": state.container.exit_code or 0,
-                                                 "reason": "Completed" if not state.container.exit_code else "Error",
-                                                 "startedAt": state.container.started_at,
-                                                 "finishedAt": state.container.finished_at}}
-            if state.last_terminated is not None:
-                entry["lastState"] = {"terminated": state.last_terminated}
-            statuses.append(entry)
+        statuses = [self.container_status(state) for state in self.containers.values()]
         all_ready = bool(statuses) and all(s["ready"] for s in statuses) and self.phase == "Running"
         old = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
 
@@ -677,6 +703,8 @@ class PodWorker:
             "containerStatuses": statuses,
             "qosClass": pod_qos_class(self.pod),
         }
+        if self.ephemeral.states:
+            status["ephemeralContainerStatuses"] = ephemeral.statuses(self)
         if self.sandbox is not None:
             status["podIP"] = self.sandbox.ip
             status["podIPs"] = [{"ip": self.sandbox.ip}]
@@ -833,8 +861,11 @@ class Kubelet:
         spec: dict[str, Any] = {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]}
         if cfg.taints:
             spec["taints"] = cfg.taints
-        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cfg.name, "labels": labels}, "spec": spec,
-                "status": self.node_status()}
+        # where `kubectl top` numbers come from, for `kubectl describe node` to show (resourcemetrics.py)
+        annotations = {resourcemetrics.SOURCE_ANNOTATION: resourcemetrics.NODE_SOURCE}
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": cfg.name, "labels": labels,
+                                                                 "annotations": annotations},
+                "spec": spec, "status": self.node_status()}
 
     def node_status(self) -> dict[str, Any]:
         cfg = self.config
@@ -872,7 +903,8 @@ class Kubelet:
         except AlreadyExists:
             current = await self.client.get(NODES, self.config.name)
             labels = {**(current["metadata"].get("labels") or {}), **node["metadata"]["labels"]}
-            await self.client.patch(NODES, self.config.name, {"metadata": {"labels": labels}})
+            await self.client.patch(NODES, self.config.name, {"metadata": {
+                "labels": labels, "annotations": node["metadata"]["annotations"]}})
             log.info("node %s already registered; updating its status", self.config.name)
         await self.client.patch(NODES, self.config.name, {"status": self.node_status()}, subresource="status")
 
@@ -917,6 +949,7 @@ class Kubelet:
             return
         worker.pod = {**pod, "status": worker.pod.get("status", {})}
         worker.reconcile_status(pod)
+        ephemeral.sync(worker)
         if pod["metadata"].get("deletionTimestamp"):
             worker.stopping.set()
 
@@ -1006,7 +1039,7 @@ class Kubelet:
             meta = worker.pod["metadata"]
             if meta.get("namespace") == namespace and meta["name"] == name:
                 chosen = container or next(iter(worker.containers), None)
-                if chosen is None or chosen not in worker.containers:
+                if chosen is None or worker.container_state(chosen) is None:
                     raise LogRequestError(404, f"container {chosen!r} is not valid for pod {namespace}/{name}")
                 return worker, chosen
         raise LogRequestError(404, f"pod {namespace}/{name} is not on this node")
@@ -1025,7 +1058,8 @@ class Kubelet:
         path = log_path(worker.logs_dir(), chosen, previous=previous)
         if previous and not path.exists():
             raise LogRequestError(400, f'previous terminated container "{chosen}" in pod "{name}" not found')
-        state = worker.containers[chosen]
+        state = worker.container_state(chosen)
+        assert state is not None  # _pod_container found it
         instance = state.container
         if previous or instance is None or not instance.running:
             return path, lambda: True
@@ -1036,7 +1070,8 @@ class Kubelet:
         """A container of a pod here that is running now: what exec and attach need. LogRequestError as
         _pod_container, and 404 `container not found` (the runtime's words) when it is not running."""
         worker, chosen = self._pod_container(namespace, name, container)
-        instance = worker.containers[chosen].container
+        state = worker.container_state(chosen)
+        instance = state.container if state is not None else None
         if worker.sandbox is None or instance is None or not instance.running or worker.stopping.is_set():
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
@@ -1072,6 +1107,15 @@ class Kubelet:
             raise SessionError(500, f"the node runtime is not reachable: {exc}") from None
         return self.runtime, str(answer["url"])
 
+    async def resource_metrics(self) -> str:
+        """/metrics/resource: the node's and its running containers' usage (control.kubelet.resourcemetrics)."""
+        running = [resourcemetrics.Running(str(w.pod["metadata"].get("namespace")), w.pod["metadata"]["name"],
+                                           state.container)
+                   for w in self.workers.values() if not w.stopping.is_set()
+                   for state in w.containers.values() if state.container is not None and state.container.running]
+        return await resourcemetrics.collect(running, self.runtime, milli_value(self.config.cpu) / 1000,
+                                             quantity_value(self.config.memory))
+
     def pod_target(self, namespace: str, name: str) -> PodProcessTarget:
         """The namespaces of a pod here whose sandbox is up (port-forward's way in). LogRequestError 404
         `pod does not exist` (the kubelet's words) for one that is not here or has no sandbox."""
@@ -1087,8 +1131,10 @@ class Kubelet:
         """Where `kubectl exec` runs its command: the pod's namespaces, the container's env and workingDir."""
         worker, instance = self.running_container(namespace, name, container)
         assert worker.sandbox is not None
-        spec = worker.containers[instance.name].spec
-        env = {"HOSTNAME": worker.hostname, **worker.containers[instance.name].env}
+        state = worker.container_state(instance.name)
+        assert state is not None  # running_container found it
+        spec = state.spec
+        env = {"HOSTNAME": worker.hostname, **state.env}
         uid, gid = run_as(worker.pod.get("spec") or {}, spec)
         return PodProcessTarget(worker.sandbox.netns, env, spec.get("workingDir"),
                                 place=namespaces.pod_place_exists(worker.sandbox.netns), uid=uid, gid=gid)

@@ -62,6 +62,8 @@ class PodSource(Protocol):
 
     def pod_list(self) -> dict[str, Any]: ...
 
+    async def resource_metrics(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -209,9 +211,15 @@ def make_app(source: PodSource) -> web.Application:
         # upstream's /pods: the pods this kubelet runs, with the status it makes for them
         return web.json_response(source.pod_list())
 
+    async def metrics_resource(request: web.Request) -> web.StreamResponse:
+        # the Prometheus text format's content type, as upstream's endpoint answers
+        return web.Response(text=await source.resource_metrics(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     app = web.Application(middlewares=[authn_authz])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/pods", pods)
+    app.router.add_get("/metrics/resource", metrics_resource)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     app.router.add_post("/portForward/{namespace}/{pod}", port_forward)
     for prefix, handler in (("/containerLogs", container_logs), ("/exec", exec_), ("/attach", attach)):
@@ -222,8 +230,14 @@ def make_app(source: PodSource) -> web.Application:
     return app
 
 
+#: seconds the requests in flight get to finish when the kubelet stops
+SHUTDOWN_TIMEOUT = 0.5
+
+
 async def serve(source: PodSource, address: str, context: ssl.SSLContext, port: int = KUBELET_PORT) -> web.AppRunner:
-    runner = web.AppRunner(make_app(source), access_log=None)
+    # A kubelet that stops ends the streams it serves (logs -f, exec, port-forward) instead of waiting
+    # aiohttp's default minute for them: the runtime keeps the containers, the clients see the stream end.
+    runner = web.AppRunner(make_app(source), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     await web.TCPSite(runner, address, port, ssl_context=context).start()
     return runner

@@ -8,13 +8,15 @@ sockets opened inside the pod's network namespace (no process per pod, a few KB 
         --delay-shutdown=S serves S seconds more after it is told to stop
     nginx                     a page naming the pod, on port 80
     pause, busybox `sleep`    idle
+    busybox, alpine           with no command: a shell (their CMD), e.g. `kubectl debug -it POD --image=busybox`
     registry.k8s.io/coredns/coredns   cluster DNS (control/dns) as a process in the pod's namespace, with
                               the pod's ServiceAccount credentials; args are control.dns's flags
 
 or a real process (`command`/`args` with the machine's binaries, `$(VAR)` references expanded from
 its env as upstream does), run inside all of the pod's namespaces (network, UTS: its hostname, mount:
 its /etc/hosts, /etc/hostname, /etc/resolv.conf, the state directory hidden) with its env, workingDir
-and securityContext's runAsUser/runAsGroup (run_as), its output captured to the container's log.
+and securityContext's runAsUser/runAsGroup (run_as), its output captured to the container's log; with
+`tty: true` on a pseudo-terminal of its own (control.runtime.terminal).
 """
 
 from __future__ import annotations
@@ -464,6 +466,10 @@ def _flag(args: list[str], name: str, default: int) -> int:
     return default
 
 
+#: images whose default command (their CMD) is a shell: run with the machine's `sh`
+SHELL_IMAGES = ("busybox", "alpine")
+
+
 def _repository(image: str) -> str:
     name = image.split("@", 1)[0]
     last = name.rsplit("/", 1)[-1]
@@ -496,8 +502,12 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     workdir = spec.get("workingDir") or None
 
     def process(argv: list[str]) -> ProcessContainer:
-        return ProcessContainer(name, log, netns, argv, env, workdir, hostname=hostname, identity=run_as,
-                                stdin=bool(spec.get("stdin")))
+        kind = ProcessContainer
+        if spec.get("tty"):
+            from control.runtime.terminal import TerminalContainer  # it builds on this module
+            kind = TerminalContainer
+        return kind(name, log, netns, argv, env, workdir, hostname=hostname, identity=run_as,
+                    stdin=bool(spec.get("stdin")))
 
     if repo.endswith("agnhost") or repo == "kubesim/echo":
         if command:
@@ -524,6 +534,8 @@ def make_container(spec: dict[str, Any], *, netns: str, hostname: str, log: Cont
     full = command + args
     if repo.rsplit("/", 1)[-1] in ("busybox", "alpine") and full[:1] == ["sleep"]:
         return IdleContainer(name, log)
+    if not full and repo.rsplit("/", 1)[-1] in SHELL_IMAGES:
+        full = ["sh"]  # the image's own CMD: `kubectl debug -it POD --image=busybox` gets a shell
     if full:
         return process(full)
     raise ContainerError("ErrImagePull", f'kubesim has no built-in workload for image "{image}": give the container '

@@ -32,6 +32,7 @@ from aiohttp import web
 
 from control.runtime.containers import Container, ContainerError, ContainerFactory, ContainerLog, make_container
 from control.runtime.containers import now_rfc3339 as _now
+from control.runtime.stats import container_stats
 from control.runtime.streams import StreamServer
 from netsim import namespaces
 from netsim.errors import NetsimError
@@ -410,6 +411,17 @@ class Runtime:
 
         return {"url": self.streams.register("portforward", session)}
 
+    async def list_container_stats(self, body: dict[str, Any]) -> dict[str, Any]:
+        """CRI's ListContainerStats for the running containers (of podSandboxId, if given): see stats.py."""
+        wanted = body.get("podSandboxId")
+        running = [r for r in self.containers.values()
+                   if r.container.running and (wanted is None or r.sandbox_id == wanted)]
+        measured = await self._in(self._places, container_stats,
+                                  [(r.id, getattr(r.container, "pid", None)) for r in running])
+        return {"stats": [{"id": r.id, "podSandboxId": r.sandbox_id,
+                           "metadata": {"name": r.name, "attempt": r.attempt},
+                           "startedAt": r.container.started_at, **measured[r.id]} for r in running]}
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.kernel.close()
@@ -425,4 +437,5 @@ METHODS: dict[str, str] = {
     "StopContainer": "stop_container", "RemoveContainer": "remove_container",
     "ListContainers": "list_containers", "ContainerStatus": "container_status", "WaitContainer": "wait_container",
     "Exec": "exec", "Attach": "attach", "PortForward": "port_forward",
+    "ListContainerStats": "list_container_stats",
 }

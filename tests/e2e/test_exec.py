@@ -392,3 +392,120 @@ def test_nodes_proxy_reaches_the_kubelet_api_as_rbac_allows(cluster: Exec, versi
                    timeout=20, message="jane, bound to nodes/proxy get, reaching the kubelet's healthz")
     finally:
         cluster.kubectl("delete", "clusterrolebinding/jane-node-proxy", "clusterrole/node-proxy-reader")
+
+
+# -- kubectl debug: ephemeral containers ------------------------------------------------------------------
+
+#: what the debug shell is fed: it runs once attach delivers it, so no output can go before the session
+DEBUG_SCRIPT = "hostname; ip -4 addr show eth0; exit 0\n"
+
+
+def _ephemeral_state(cluster: Exec, pod: str, name: str) -> dict[str, Any]:
+    statuses = (cluster.pod(pod).get("status") or {}).get("ephemeralContainerStatuses") or []
+    return next((dict(s.get("state") or {}) for s in statuses if s["name"] == name), {})
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_debug_attaches_a_shell_in_the_pods_namespaces(cluster: Exec, version: str) -> None:
+    name = f"debug-{version.replace('.', '-')}"
+    done = cluster.kubectl("debug", "-i", "web", "--image=busybox", f"--container={name}", "--", "sh",
+                           version=version, stdin=DEBUG_SCRIPT, check=False, timeout=90)
+    assert done.returncode == 0 and "panic" not in done.stderr, done.stderr
+    ip = cluster.pod("web")["status"]["podIP"]
+    # the pod's UTS namespace (its hostname) and network namespace (its address), from the container's shell
+    assert done.stdout.splitlines()[0] == "web", done.stdout
+    assert f"inet {ip}/" in done.stdout
+    wait_until(lambda: _ephemeral_state(cluster, "web", name).get("terminated", {}).get("exitCode") == 0,
+               timeout=30, message=f"{name} terminated with 0")
+    assert cluster.kubectl("logs", "web", "-c", name).stdout.splitlines()[0] == "web"
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_debug_it_on_a_terminal_gets_an_interactive_shell(cluster: Exec, version: str) -> None:
+    # no command: busybox's own, a shell, on a terminal of the container's own; kubectl's raw terminal sends
+    # Enter as CR, which the container's terminal ends the line with
+    code, output = _on_a_terminal(
+        cluster.argv(version, "debug", "-it", "web", "--image=busybox", f"--container=tty-{version[2:]}"),
+        b"If you don't see a command prompt", b"hostname; tty; echo debugged-$((6 * 7)); exit\r", rows=24,
+        columns=80)
+    text = output.decode(errors="replace").replace("\r", "")
+    assert code == 0 and "panic" not in text, text
+    assert "\nweb\n" in text and "\n/dev/pts/" in text and "\ndebugged-42\n" in text
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_bad_debug_requests_get_a_status(cluster: Exec, version: str) -> None:
+    taken = cluster.kubectl("debug", "web", "--image=busybox", "--container=agnhost", "--", "true", version=version,
+                            check=False)
+    assert taken.returncode == 1 and "panic" not in taken.stderr, taken.stderr
+    assert 'The Pod "web" is invalid: spec.ephemeralContainers' in taken.stderr
+    assert 'name: Duplicate value: "agnhost"' in taken.stderr
+    target = cluster.kubectl("debug", "web", "--image=busybox", "--target=nope", f"--container=t-{version[2:]}",
+                             "--", "true", version=version, check=False)
+    assert target.returncode == 1 and 'targetContainerName: Not found: "nope"' in target.stderr, target.stderr
+
+
+def test_debug_without_stdin_runs_in_the_node_runtime_to_its_end(cluster: Exec) -> None:
+    cluster.kubectl("debug", "web", "--image=busybox", "--container=quick", "--", "sh", "-c",
+                    'echo "ran in $(hostname)"; exit 4')
+    wait_until(lambda: _ephemeral_state(cluster, "web", "quick").get("terminated", {}).get("exitCode") == 4,
+               timeout=30, message="quick terminated with 4")
+    assert cluster.kubectl("logs", "web", "-c", "quick").stdout == "ran in web\n"
+
+
+def test_an_image_kubesim_cannot_run_waits_with_the_reason_and_an_event(cluster: Exec) -> None:
+    cluster.kubectl("debug", "web", "--image=example.com/tools:1", "--container=cannot-run")
+
+    def waiting() -> dict[str, Any]:
+        return dict(_ephemeral_state(cluster, "web", "cannot-run").get("waiting") or {})
+
+    wait_until(lambda: waiting().get("reason") == "ErrImagePull", timeout=30, message="cannot-run ErrImagePull")
+    assert 'no built-in workload for image "example.com/tools:1"' in waiting()["message"]
+    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=web,reason=Failed",
+                             "-o", "json").stdout
+    assert "example.com/tools:1" in events
+    # the pod itself goes on as before
+    assert cluster.pod("web")["status"]["phase"] == "Running"
+
+
+def test_debug_copy_to_makes_a_copy_with_the_debug_container(cluster: Exec) -> None:
+    try:
+        done = cluster.kubectl("debug", "-i", "web", "--copy-to=web-copy", "--image=busybox", "--container=copy",
+                               "--", "sh", stdin=DEBUG_SCRIPT, check=False, timeout=90)
+        assert done.returncode == 0, done.stderr
+        copy = cluster.pod("web-copy")
+        assert [c["name"] for c in copy["spec"]["containers"]] == ["agnhost", "copy"]
+        assert done.stdout.splitlines()[0] == "web-copy"
+        assert f"inet {copy['status']['podIP']}/" in done.stdout
+    finally:
+        cluster.kubectl("delete", "pod", "web-copy", "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_debug_node_gets_a_clear_refusal(cluster: Exec) -> None:
+    # kubectl debug node/NAME makes a pod with the node's namespaces, which kubesim cannot give: kubectl
+    # prints the kubelet's reason as it waits (it waits on, as for any container that does not start)
+    with subprocess.Popen(cluster.argv("1.33", "debug", "-i", "node/control-plane", "--image=busybox",
+                                       "--container=on-node", "--", "sh"),
+                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True) as debugger:
+        try:
+            assert debugger.stderr is not None
+            seen = ""
+            deadline = time.monotonic() + 60
+            while "is not supported" not in seen and time.monotonic() < deadline:
+                ready, _, _ = select.select([debugger.stderr], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                line = debugger.stderr.readline()
+                if not line:
+                    break
+                seen += line
+            assert "container on-node: kubesim runs every pod in namespaces of its own" in seen, seen
+            assert "hostNetwork=true, hostPID=true, hostIPC=true is not supported" in seen
+            assert "panic" not in seen
+        finally:
+            debugger.kill()
+    pods = json.loads(cluster.kubectl("get", "pods", "-o", "json").stdout)["items"]
+    for made in pods:
+        if made["metadata"]["name"].startswith("node-debugger-control-plane-"):
+            cluster.kubectl("delete", "pod", made["metadata"]["name"], "--wait=false")

@@ -86,6 +86,25 @@ def test_probes_have_consecutive_ports_and_ids() -> None:
     assert all(1024 < p.sport < 65536 and 0 < p.ip_id < 65536 for p in ps)
 
 
+def test_probes_keep_off_the_source_ports_conntrack_already_holds() -> None:
+    # the range random.Random(1) picks first, and one port of it taken: the probes move elsewhere
+    first = [p.sport for p in make_probes(40, random.Random(1))]
+    moved = [p.sport for p in make_probes(40, random.Random(1), busy={first[17]})]
+    assert first[17] not in moved and moved == list(range(moved[0], moved[0] + 40))
+
+
+def test_conntrack_source_ports_are_the_original_directions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from netsim import trace
+
+    listing = ("tcp      6 117 SYN_SENT src=10.244.1.7 dst=10.96.0.10 sport=40001 dport=80 [UNREPLIED] "
+               "src=10.244.2.3 dst=10.244.1.7 sport=8080 dport=40001 mark=0 use=1\n"
+               "udp      17 29 src=10.244.1.7 dst=10.96.0.10 sport=5353 dport=53 src=10.96.0.10 dst=10.244.1.7 "
+               "sport=53 dport=5353 mark=0 use=1\n")
+    monkeypatch.setattr(trace.subprocess, "run",
+                        lambda *a, **k: trace.subprocess.CompletedProcess([], 0, stdout=listing, stderr=""))
+    assert trace._conntrack_source_ports("ns", "10.244.1.7") == {40001, 5353}
+
+
 @pytest.mark.parametrize("proto", ["tcp", "udp", "sctp"])
 def test_crafted_probes(proto: str) -> None:
     probe = make_probes(1, random.Random(3))[0]

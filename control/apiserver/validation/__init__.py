@@ -8,6 +8,7 @@ The rules and messages follow upstream, one module for each of its packages:
 
     field.py         k8s.io/apimachinery/pkg/util/validation/field/errors.go (how an error reads)
     names.py         k8s.io/apimachinery/pkg/api/validation and meta/v1/validation (metadata, labels, selectors)
+    ephemeral.py     pkg/apis/core/validation's ephemeral containers (pods/ephemeralcontainers)
     core.py          pkg/apis/core/validation (pods, services, namespaces, nodes, config maps, endpoints,
                      replication controllers)
     apps.py          pkg/apis/apps/validation (deployments, replica sets, daemon sets, stateful sets,
@@ -55,7 +56,6 @@ from control.apiserver.validation.core import (
     validate_endpoints,
     validate_namespace,
     validate_node,
-    validate_pod,
     validate_pod_update,
     validate_replication_controller,
     validate_secret,
@@ -64,6 +64,7 @@ from control.apiserver.validation.core import (
     validate_service_update,
 )
 from control.apiserver.validation.discovery import validate_endpoint_slice, validate_endpoint_slice_update
+from control.apiserver.validation.ephemeral import validate_ephemeral_containers_update, validate_pod_create
 from control.apiserver.validation.field import FieldError, go_value
 from control.apiserver.validation.names import NameCheck, validate_object_meta
 from control.apiserver.validation.networking import validate_network_policy, validate_network_policy_update
@@ -88,7 +89,7 @@ def _names_only(check: NameCheck) -> Callable[[dict[str, Any]], list[FieldError]
 
 
 CREATE: dict[str, Callable[[dict[str, Any]], list[FieldError]]] = {
-    "Pod": validate_pod,
+    "Pod": validate_pod_create,
     "Service": validate_service,
     "Deployment": validate_deployment,
     "ReplicaSet": validate_replica_set,
@@ -138,9 +139,16 @@ def validate(kind: str, obj: dict[str, Any]) -> list[FieldError]:
     return CREATE.get(kind, _names_only(is_dns1123_subdomain))(obj)
 
 
-def validate_update(kind: str, obj: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
+#: updates through a subresource with rules of their own (the status subresource has the kind's)
+SUBRESOURCE_UPDATE: dict[tuple[str, str], Callable[[dict[str, Any], dict[str, Any]], list[FieldError]]] = {
+    ("Pod", "ephemeralcontainers"): validate_ephemeral_containers_update,
+}
+
+
+def validate_update(kind: str, obj: dict[str, Any], old: dict[str, Any], *,
+                    subresource: str | None = None) -> list[FieldError]:
     """Errors of an updated object, including changes to what may not change."""
-    check = UPDATE.get(kind)
+    check = SUBRESOURCE_UPDATE.get((kind, subresource or "")) or UPDATE.get(kind)
     if check is not None:
         return check(obj, old)
     return validate(kind, obj)

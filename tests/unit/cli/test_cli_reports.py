@@ -30,8 +30,8 @@ from tests.unit.graph.graph_sample import NODES, PODS, facts
 REPO = Path(__file__).resolve().parents[3]
 NAME = "reports"
 # Commands that report nothing of their own: they run another program (whose output is the point) or
-# print text that is its own format (a log's tail, a completion script).
-NO_JSON = {"exec", "kubectl", "proxy", "capture", "logs", "completion"}
+# print text that is its own format (a log's tail, a completion script, kubectl port-forward's lines).
+NO_JSON = {"exec", "kubectl", "proxy", "capture", "logs", "completion", "port-forward"}
 
 
 @pytest.fixture

@@ -170,7 +170,9 @@ def test_a_flood_from_one_source_does_not_stop_answers_to_another() -> None:
         counts = json.loads(flooder.communicate(timeout=30)[0])
         assert not unanswered, f"queries {unanswered} went unanswered during the flood ({counts})"
         assert alongside, "the flood ended before the other client's queries did: it proved nothing"
-        assert counts["sent"] > 15_000, counts  # the flood really ran at its rate for the whole time
+        # A flood, not a trickle: a hundred times the other client's queries even when the machine is so busy
+        # that the flooder falls far short of its 10,000/s (a rate it reaches only on an idle machine).
+        assert counts["sent"] > 3_000, counts
         assert proc.poll() is None, "the server died under the flood"
         assert counts["answered"] > 0, "the flood got no answer at all"
     finally:

@@ -18,6 +18,8 @@ from control.kubelet.workloads import ContainerLog, IdleContainer
 from control.runtime.crilog import MAX_LINE, cri_line, parse_rfc3339, rfc3339nano
 from tests.unit.kubelet.test_kubelet_log_follow import LOGS, _append, _with_kubelet
 
+# The stored lines' times are fixed when the module is imported, which can be minutes before a test runs on a
+# busy machine: the sinceSeconds tests ask for the last half hour, which holds T2 and T3 but not T1.
 NOW = time.time_ns()
 HOUR_AGO = NOW - 3600 * 1_000_000_000
 T1, T2, T3 = HOUR_AGO, NOW - 2_000_000_000, NOW - 1_000_000_000
@@ -57,8 +59,6 @@ def test_timestamps_prefix_each_stored_line_with_its_time(tmp_path: Path) -> Non
 
 
 def test_since_seconds_keeps_the_lines_written_since(tmp_path: Path) -> None:
-    # the line times are fixed when the module is imported, perhaps a minute before this runs in the whole
-    # tier: half an hour still tells the lines of seconds ago from the one of an hour ago
     assert _run(tmp_path, {"sinceSeconds": "1800"}) == (200, b"two\nthree\n")
 
 

@@ -110,6 +110,19 @@ def test_a_process_container_enters_all_of_the_pods_namespaces_as_its_user(tmp_p
     assert env["HOSTNAME"] == "web-0" and env["GREETING"] == "hi"
 
 
+def test_a_shell_image_without_a_command_runs_its_shell_and_others_are_refused(tmp_path: Path) -> None:
+    # busybox's and alpine's CMD is a shell: `kubectl debug -it POD --image=busybox` sends no command
+    for image in ("busybox", "docker.io/library/alpine:3.20"):
+        container = make_container({"name": "c", "image": image, "stdin": True}, netns="ksim-a.pod.u1",
+                                   hostname="web-0", log=ContainerLog(tmp_path / "c.log"), env={})
+        assert isinstance(container, ProcessContainer) and container.keeps_stdin
+        assert container.command_line()[-2:] == ["--", "sh"]
+    with pytest.raises(ContainerError) as refused:
+        make_container({"name": "c", "image": "example/tools"}, netns="ksim-a.pod.u1", hostname="web-0",
+                       log=ContainerLog(tmp_path / "c.log"), env={})
+    assert refused.value.reason == "ErrImagePull" and 'image "example/tools"' in refused.value.message
+
+
 # -- what the kubelet asks the kernel for -------------------------------------------------------------
 
 def placed(node: Node, pod: str) -> PodPlace | None:

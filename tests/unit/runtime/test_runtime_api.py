@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from control.kubelet.fake import FakeContainers
 from control.runtime import Runtime, RuntimeCallError, RuntimeClient
+from control.runtime.containers import Container, ContainerLog, now_rfc3339
 from control.runtime.server import serving
 from netsim import names
 from netsim.fake import FakeKernel
@@ -220,4 +222,63 @@ def test_a_socket_deeper_than_sockaddr_un_holds_is_served(tmp_path: Path) -> Non
             finally:
                 await client.close()
             assert stat.S_IMODE((deep / "runtime.sock").stat().st_mode) == 0o600
+    run(body)
+
+
+class _Spinner(Container):
+    """A real busy process in a session of its own (as a process container is), without namespaces."""
+
+    def __init__(self, name: str, log: ContainerLog):
+        super().__init__(name, log)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(["sh", "-c", "while :; do :; done"], start_new_session=True)
+        self.started_at = now_rfc3339()
+
+    async def stop(self, grace: float) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        self._finished(137)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+def test_container_stats_measure_running_containers_and_mark_builtins(tmp_path: Path) -> None:
+    made = FakeContainers()
+
+    def containers(spec: dict[str, Any], **kwargs: Any) -> Container:
+        return _Spinner(spec["name"], kwargs["log"]) if spec["name"] == "spin" else made(spec, **kwargs)
+
+    async def body() -> None:
+        async with runtime_at(tmp_path, node_kernel(), containers) as client:  # type: ignore[arg-type]
+            await client.call("RunPodSandbox", sandbox_body())
+            ids = {}
+            for name in ("spin", "web", "stopped"):
+                ids[name] = (await client.call("CreateContainer", {
+                    "podSandboxId": "uid-1", "spec": {"name": name, "image": "pause"}, "logPath":
+                    str(tmp_path / f"{name}.log")}))["containerId"]
+                await client.call("StartContainer", {"containerId": ids[name]})
+            await client.call("StopContainer", {"containerId": ids["stopped"]})
+            try:
+                async def measured() -> dict[str, Any]:
+                    return {s["metadata"]["name"]: s for s in (await client.call("ListContainerStats"))["stats"]}
+
+                stats = await measured()
+                for _ in range(600):  # until the loop has had a tick of CPU (30 s at most)
+                    if stats["spin"]["cpu"]["usageCoreNanoSeconds"] > 0:
+                        break
+                    await asyncio.sleep(0.05)
+                    stats = await measured()
+                assert set(stats) == {"spin", "web"}  # running ones only, as CRI lists them
+                assert stats["spin"]["source"] == "proc" and stats["spin"]["memory"]["workingSetBytes"] > 0
+                assert stats["web"]["source"] == "builtin" and stats["web"]["cpu"]["usageCoreNanoSeconds"] == 0
+                assert stats["spin"]["podSandboxId"] == "uid-1" and stats["spin"]["timestamp"] > 0
+                only = (await client.call("ListContainerStats", {"podSandboxId": "other"}))["stats"]
+                assert only == []
+            finally:
+                await client.call("RemovePodSandbox", {"podSandboxId": "uid-1"})
     run(body)
