@@ -88,14 +88,19 @@ def _head(method: str, url: str, params: list[tuple[str, str]], headers: list[tu
 
 
 async def request_upgrade(url: str, params: list[tuple[str, str]], headers: list[tuple[str, str]], *,
-                          context: ssl.SSLContext | None, method: str = "POST", timeout: float = 10.0) -> Upgraded:
+                          context: ssl.SSLContext | None, method: str = "POST", timeout: float = 10.0,
+                          unix_socket: str | None = None) -> Upgraded:
     """Ask URL for an upgrade (HEADERS name it: Upgrade and the like), over TLS with CONTEXT (plain HTTP
-    without one); the upgraded connection on 101, UpgradeRefused with the answer's status and body
-    otherwise."""
+    without one; over the Unix socket UNIX_SOCKET when given, as the kubelet reaches its runtime); the
+    upgraded connection on 101, UpgradeRefused with the answer's status and body otherwise."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if context else 80)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(
-        host, port, ssl=context, server_hostname=host if context else None, limit=BUFFER), timeout)
+    if unix_socket is not None:
+        opening = asyncio.open_unix_connection(unix_socket, limit=BUFFER)
+    else:
+        opening = asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None,
+                                          limit=BUFFER)
+    reader, writer = await asyncio.wait_for(opening, timeout)
     try:
         writer.write(_head(method, url, params, headers))
         await writer.drain()

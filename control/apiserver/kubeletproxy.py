@@ -1,5 +1,6 @@
 """The apiserver's way to a pod's kubelet, for the pod subresources the kubelet serves: `log` (with
-follow), and `exec` / `attach` / `portforward` over WebSocket or SPDY/3.1.
+follow), and `exec` / `attach` / `portforward` over WebSocket or SPDY/3.1; and to a node's kubelet API
+for `nodes/NAME/proxy/PATH` (node_proxy).
 
 As upstream's apiserver does (pkg/registry/core/pod/strategy.go LogLocation, ExecLocation,
 AttachLocation), the pod and its container are checked here, the kubelet found from the pod's node
@@ -43,6 +44,10 @@ LOG_OPTIONS = ("sinceSeconds", "sinceTime", "timestamps", "tailLines", "limitByt
 #: kubectl 1.31 on: port-forward's SPDY tunnelled through a WebSocket (client-go's portforward tunneling)
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 PORT_FORWARD_SPDY = "portforward.k8s.io"
+#: what of a nodes/proxy request and of the kubelet's answer is passed on (not the caller's credentials,
+#: not hop-by-hop headers)
+PROXIED_REQUEST_HEADERS = frozenset({"accept", "accept-encoding", "content-type", "user-agent"})
+PROXIED_RESPONSE_HEADERS = frozenset({"content-type", "content-encoding", "cache-control", "x-content-type-options"})
 #: the kubelet's answer to a session request without an upgrade (upstream's wording)
 UPGRADE_REQUIRED = "Upgrade request required"
 
@@ -179,6 +184,12 @@ class KubeletProxy:
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
             raise APIError(400, "BadRequest", f"pod {name} does not have a host assigned")
+        # every part was checked above (stored names, a container of the pod): no path of the caller's
+        path = f"/{kind}/{namespace}/{name}" + (f"/{chosen}" if chosen else "")
+        return await self._kubelet_url(node_name, path), node_name
+
+    async def _kubelet_url(self, node_name: str, path: str) -> str:
+        """The URL of PATH on the kubelet API of NODE_NAME (its InternalIP and the port it reports)."""
         if self.context is None:
             raise APIError(503, "ServiceUnavailable", "the apiserver has no kubelet client credentials: start it "
                                                       "with --kubelet-client-certificate, --kubelet-client-key and "
@@ -188,9 +199,38 @@ class KubeletProxy:
                         if a.get("type") == "InternalIP"), None)
         if address is None:
             raise APIError(503, "ServiceUnavailable", f"node {node_name} has no InternalIP")
-        # every part was checked above (stored names, a container of the pod): no path of the caller's
-        path = f"/{kind}/{namespace}/{name}" + (f"/{chosen}" if chosen else "")
-        return f"https://{address}:{kubelet_port(node)}{path}", node_name
+        return f"https://{address}:{kubelet_port(node)}{path}"
+
+    # -- nodes/NAME/proxy/PATH --------------------------------------------------------------------------
+
+    async def node_proxy(self, request: web.Request, node_name: str, path: str) -> web.StreamResponse:
+        """REQUEST carried to PATH (with its query and body) on the kubelet API of NODE_NAME as the
+        apiserver's kubelet client, and the kubelet's answer passed back as it comes (a followed log
+        streams), as upstream's node proxy REST does. Upgrades are not carried (exec and port-forward go
+        through pods/exec and pods/portforward)."""
+        if request.headers.get("Upgrade"):
+            raise APIError(400, "BadRequest", f"nodes/{node_name}/proxy carries no protocol upgrade here: use the "
+                                              "pod's exec, attach or portforward subresource")
+        url = await self._kubelet_url(node_name, path)
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() in PROXIED_REQUEST_HEADERS}
+        async with self._session(total=None) as session:
+            try:
+                kubelet = await session.request(request.method, url, params=list(request.query.items()),
+                                                data=body or None, headers=headers, ssl=self._ssl,
+                                                allow_redirects=False)
+            except aiohttp.ClientError as exc:
+                raise self._unreachable(node_name, exc) from None
+            async with kubelet:
+                response = web.StreamResponse(status=kubelet.status, reason=kubelet.reason, headers={
+                    k: v for k, v in kubelet.headers.items() if k.lower() in PROXIED_RESPONSE_HEADERS})
+                response.enable_chunked_encoding()
+                await response.prepare(request)
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    async for chunk in kubelet.content.iter_any():
+                        await response.write(chunk)
+                    await response.write_eof()
+                return response
 
     @staticmethod
     def _session(*, total: float | None) -> aiohttp.ClientSession:

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from control.apiserver.protobuf import CONTENT_TYPE as PROTOBUF
 from control.apiserver.protobuf import decode_protobuf
 from control.apiserver.rbac import RBACIndex, RuleResolver
 from control.apiserver.registry import DeleteOptions, ListOptions, Registry, Tracking
-from control.apiserver.resources import BY_PATH, RESOURCES, Resource, group_versions
+from control.apiserver.resources import BY_KIND, BY_PATH, RESOURCES, Resource, group_versions
 from control.apiserver.reviews import REVIEW_KINDS, answer
 from control.apiserver.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from control.apiserver.serviceaccount import ServiceAccountAuthenticator, TokenIssuer, token_request
@@ -79,6 +80,11 @@ SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "pat
                      "attach": ["create", "get"], "portforward": ["create", "get"], "token": ["create"],
                      "ephemeralcontainers": ["get", "patch", "update"]}
 STREAM_SUBRESOURCES = ("exec", "attach", "portforward")
+#: /api/v1/nodes/NAME/proxy[/PATH]: the node's kubelet API (upstream's NodeProxyOptions connect REST)
+NODE_PROXY = re.compile(r"/api/v1/nodes/(?P<node>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)/proxy(?P<path>/.*)?")
+#: upstream's verbs of a connect request by method (nodes/proxy's discovery verbs)
+NODE_PROXY_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete"}
 
 class UnknownFields(Protocol):
     """unknown_fields(kind, obj, prune=...) -> JSON paths of fields the kind does not have; with prune they are
@@ -256,6 +262,9 @@ class APIServer:
         if path in ("/api", "/apis") or path.startswith("/openapi"):
             self._authorize_path(user, request.method, request.path)
             return self._discovery_root(path, request.headers.get("Accept", ""))
+        node_proxy = NODE_PROXY.fullmatch(request.path)
+        if node_proxy is not None:
+            return await self._node_proxy(request, user, node_proxy["node"], node_proxy["path"] or "/")
         if self._serves_metrics and path.split("/")[1:3] == ["apis", metricsapi.GROUP]:
             return await self._metrics(request, user, path)
         group = self._group(path)
@@ -710,6 +719,20 @@ class APIServer:
             raise APIError(503, "ServiceUnavailable", f"{what} of pod {namespace}/{name} are not available: no "
                                                       "kubelet connection")
         return self.kubelets
+
+    async def _node_proxy(self, request: web.Request, user: User, node: str, path: str) -> web.StreamResponse:
+        """/api/v1/nodes/NODE/proxy/PATH to the node's kubelet API, authorized as upstream's node proxy: the
+        verb of the method on the `proxy` subresource of `nodes` named NODE (RBAC's nodes/proxy)."""
+        verb = NODE_PROXY_VERBS.get(request.method)
+        if verb is None:
+            raise errors.method_not_allowed()
+        decision = self.authorizer.authorize(Attributes(user, verb, "", "nodes", "proxy", None, node, None))
+        if not decision.allowed:
+            raise errors.forbidden(user.name, verb, "", "nodes", None, node, "proxy", decision.reason)
+        await self.registry.get(BY_KIND["Node"], None, node)  # 404 nodes "NODE" not found
+        if self.kubelets is None:
+            raise APIError(503, "ServiceUnavailable", f"nodes/{node}/proxy is not available: no kubelet connection")
+        return await self.kubelets.node_proxy(request, node, path)
 
     async def _stream(self, request: web.Request, user: User, target: Target) -> web.StreamResponse:
         """exec / attach / portforward: `create` on the subresource whatever the method, as upstream authorizes a

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 from netaddr import IPAddress, IPNetwork
 
 from control.api.qos import pod_qos_class
@@ -57,7 +58,7 @@ from control.kubelet.objects import SharedReads
 from control.kubelet.podfiles import PodFileError, hostname_file, hosts_file, pod_hostname, uts_hostname
 from control.kubelet.probes import NetworkProber, Prober, ProbeResult, probe_errors
 from control.kubelet.remote import RemoteContainer
-from control.kubelet.streaming import PodProcessTarget
+from control.kubelet.streaming import PodProcessTarget, SessionError
 from control.kubelet.volumes import (
     TokenWant,
     VolumeError,
@@ -79,6 +80,7 @@ from control.kubelet.workloads import (
     run_as,
 )
 from control.runtime import RuntimeCallError, RuntimeClient
+from control.runtime.crilog import retire
 from netsim import names, namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel, LinuxKernel
@@ -495,7 +497,7 @@ class PodWorker:
             state.restart_count = int(adopted["metadata"].get("attempt") or 0)
         elif state.restart_count > 0 and path.exists():
             # the instance before is what `kubectl logs --previous` reads; the new one starts a log of its own
-            path.replace(path.with_name(f"{spec['name']}.previous.log"))
+            retire(path, path.with_name(f"{spec['name']}.previous.log"))  # with its rotated files
         container_log = ContainerLog(path)
         try:
             env = state.env = await self._environment(spec)
@@ -505,7 +507,7 @@ class PodWorker:
             if adopted is not None and runtime is not None:
                 container = RemoteContainer.adopt(runtime, adopted, container_log)
                 log.info("pod %s: adopted running container %s", self.key, adopted["id"])
-            elif runtime is not None and not spec.get("stdin"):
+            elif runtime is not None:
                 credentials = self.service_account_kubeconfig()
                 # The body made with the sandbox, not made again: that would rewrite the pod's /etc files
                 # while its running containers read them.
@@ -515,8 +517,7 @@ class PodWorker:
                     "credentials": str(credentials) if credentials else None}, container_log)
                 await container.start()
             else:
-                # In this process: no runtime, or a container with `stdin: true`, whose pipe attach
-                # writes to (the runtime serves no attach stream yet).
+                # In this process: the kubelet runs without a runtime.
                 container = self.kubelet.containers(expand_command(spec, env), netns=self.sandbox.netns,
                                                     hostname=self.hostname, log=container_log, env=env,
                                                     credentials=self.service_account_kubeconfig(), run_as=identity)
@@ -1125,6 +1126,37 @@ class Kubelet:
         if worker.sandbox is None or instance is None or not instance.running or worker.stopping.is_set():
             raise LogRequestError(404, f'container not found ("{chosen}")')
         return worker, instance
+
+    def pod_list(self) -> dict[str, Any]:
+        """The kubelet API's /pods: the pods it runs, each with the status this kubelet makes for it."""
+        return {"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                "items": [{**w.pod, "status": w.status()} for w in self.workers.values()]}
+
+    async def runtime_session(self, verb: str, namespace: str, name: str, container: str | None,
+                              body: dict[str, Any]) -> tuple[RuntimeClient, str] | None:
+        """The runtime's session for VERB (Exec, Attach: of the running container; PortForward: of the
+        pod's sandbox) as (client, URL), or None when this process runs the container (no runtime).
+        SessionError with the runtime's refusal."""
+        if self.runtime is None:
+            return None
+        if verb == "PortForward":
+            self.pod_target(namespace, name)
+            # with a runtime, every sandbox is the runtime's (_make_sandbox)
+            worker = next(w for w in self.workers.values()
+                          if w.pod["metadata"].get("namespace") == namespace and w.pod["metadata"]["name"] == name)
+            request = {"podSandboxId": worker.uid, **body}
+        else:
+            _, instance = self.running_container(namespace, name, container)
+            if not isinstance(instance, RemoteContainer) or instance.id is None:
+                return None
+            request = {"containerId": instance.id, **body}
+        try:
+            answer = await self.runtime.call(verb, request)
+        except RuntimeCallError as exc:
+            raise SessionError(exc.code if exc.code in (400, 404) else 500, exc.message) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise SessionError(500, f"the node runtime is not reachable: {exc}") from None
+        return self.runtime, str(answer["url"])
 
     async def resource_metrics(self) -> str:
         """/metrics/resource: the node's and its running containers' usage (control.kubelet.resourcemetrics)."""

@@ -4,8 +4,8 @@ pods/NAME/ephemeralcontainers, started by the kubelet in the pod's namespaces, n
 The pod worker keeps them apart from its regular containers (EphemeralContainers): they have no part in
 the pod's phase or readiness, and the pod's status lists them in ephemeralContainerStatuses. Each one
 starts once, when the pod's spec gains it and the pod runs (its sandbox up): as a regular container
-starts (the pod's network, UTS and mount namespaces, its env; in the node runtime, or in the kubelet
-with `stdin: true` for attach), then runs until it exits and stays terminated. A kubelet that restarts
+starts (the pod's network, UTS and mount namespaces, its env; in the node runtime, which holds the
+stdin of one with `stdin: true` for attach), then runs until it exits and stays terminated. A kubelet that restarts
 adopts one still running in the node runtime, and reports one its predecessor ran as it was
 (ran_before): none is run twice.
 
@@ -79,8 +79,8 @@ def ran_before(worker: PodWorker, name: str) -> dict[str, Any] | None:
     if "terminated" in state:
         return dict(state["terminated"])
     if "running" in state and (worker.uid, name) not in worker.kubelet.adoptable:
-        # gone with the kubelet that ran it (a stdin container lives in the kubelet): upstream's words for a
-        # container that cannot be found
+        # gone with what ran it (the kubelet without a runtime, or a runtime that crashed): upstream's words
+        # for a container that cannot be found
         return {"exitCode": 137, "reason": "ContainerStatusUnknown",
                 "message": "The container could not be located when the pod was terminated",
                 "startedAt": state["running"].get("startedAt"), "finishedAt": now_rfc3339()}

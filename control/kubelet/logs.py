@@ -9,18 +9,20 @@ symbolic link can lead elsewhere on the machine.
                                      422 for PodLogOptions out of range
 
 Logs are stored in CRI's format, a time on each line, so that the kubelet can honour PodLogOptions
-(sinceSeconds, sinceTime, timestamps, tailLines, limitBytes) as upstream's kuberuntime_logs.go does.
+(sinceSeconds, sinceTime, timestamps, tailLines, limitBytes) as upstream's kuberuntime_logs.go does,
+across the files the runtime rotated the log into (crilog.log_files), oldest first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from control.runtime.crilog import parse_rfc3339, rfc3339nano
+from control.runtime.crilog import log_files, parse_rfc3339, rfc3339nano
 
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -191,12 +193,17 @@ def read_log(path: Path, options: LogOptions) -> tuple[bytes, int]:
     """What `kubectl logs` shows of the log at PATH now (empty if it has written nothing yet) under
     OPTIONS (follow aside: what is sent before following), and the offset a follower goes on from.
     The limit is not applied here: the caller's Limiter spends it on this and what follows."""
+    older = b""
+    *rotated, current = log_files(path)
+    for name in rotated:  # the log's rotated files, oldest first, each of whole lines (crilog)
+        with contextlib.suppress(FileNotFoundError):
+            older += Path(name).read_bytes()
     try:
-        data = path.read_bytes()
+        data = Path(current).read_bytes()
     except FileNotFoundError:
         data = b""
     end = data.rfind(b"\n") + 1  # a line still being written is the follower's
-    lines = [line for line in map(parse_line, data[:end].splitlines()) if options.keeps(line)]
+    lines = [line for line in map(parse_line, (older + data[:end]).splitlines()) if options.keeps(line)]
     if options.tail is not None:
         # lines[-0:] would be every line; tailLines=0 asks for none
         lines = lines[-options.tail:] if options.tail > 0 else []

@@ -154,7 +154,7 @@ class Running:
 async def collect(running: list[Running], runtime: RuntimeClient | None, node_cpus: float,
                   node_memory: int) -> str:
     """The page for RUNNING's containers: the runtime's measure of those it runs (one ListContainerStats),
-    this process' own of those kept in the kubelet (a container with `stdin: true`)."""
+    this process' own of those kept in the kubelet (a kubelet without a runtime)."""
     error = False
     remote: dict[str, dict[str, Any]] = {}
     if runtime is not None and any(isinstance(r.container, RemoteContainer) for r in running):

@@ -11,6 +11,9 @@ kubesim's kubelet decides locally with the rules of upstream's default RBAC for 
 system:masters may do anything, and the ClusterRole system:kubelet-api-admin (bound by kubeadm to
 kube-apiserver-kubelet-client) allows every verb on nodes/proxy, log, stats, metrics and spec.
 Authenticated but not allowed: 403 Forbidden with upstream's wording.
+
+Besides the pod endpoints, /healthz and /pods (the pods this kubelet runs, a PodList), which the
+apiserver's nodes/NAME/proxy/PATH reaches (`kubectl get --raw /api/v1/nodes/NODE/proxy/pods`).
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from control.kubelet import spdystreams, streaming
+from control.kubelet import spdystreams, streaming, streamrelay
 from control.kubelet.logs import Limiter, LineDecoder, LogRequestError, log_options, read_log
 from control.kubelet.streaming import PodProcessTarget, SessionError, Streams
 from control.kubelet.workloads import Container
+from control.runtime import RuntimeClient
 
 KUBELET_PORT = 10250
 
@@ -52,6 +56,11 @@ class PodSource(Protocol):
     def pod_target(self, namespace: str, name: str) -> PodProcessTarget: ...
 
     def running_container(self, namespace: str, name: str, container: str | None) -> tuple[Any, Container]: ...
+
+    async def runtime_session(self, verb: str, namespace: str, name: str, container: str | None,
+                              body: dict[str, Any]) -> tuple[RuntimeClient, str] | None: ...
+
+    def pod_list(self) -> dict[str, Any]: ...
 
     async def resource_metrics(self) -> str: ...
 
@@ -157,15 +166,28 @@ def make_app(source: PodSource) -> web.Application:
             pass  # the follower went away
         return response
 
+    def stream_flags(streams: Streams) -> dict[str, bool]:
+        return {"stdin": streams.stdin, "stdout": streams.stdout, "stderr": streams.stderr, "tty": streams.tty}
+
     async def exec_(request: web.Request) -> web.StreamResponse:
         target = source.exec_target(*names(request))
         streams = Streams.from_query(request.query)
-        return await streaming.exec_session(request, target, request.query.getall("command", []), streams)
+        command = request.query.getall("command", [])
+        if not command:
+            raise SessionError(400, "you must specify at least 1 command")
+        # a container of the runtime: the runtime runs the command (streamrelay), else this process does
+        found = await source.runtime_session("Exec", *names(request), {"cmd": command, **stream_flags(streams)})
+        if found is not None:
+            return await streamrelay.relay(request, *found)
+        return await streaming.exec_session(request, target, command, streams)
 
     async def attach(request: web.Request) -> web.StreamResponse:
         namespace, pod, container = names(request)
         streams = Streams.from_query(request.query)
         _, instance = source.running_container(namespace, pod, container)
+        found = await source.runtime_session("Attach", namespace, pod, instance.name, stream_flags(streams))
+        if found is not None:
+            return await streamrelay.relay(request, *found)
         path, ended = source.log_source(namespace, pod, instance.name)
         stdin = getattr(instance, "stdin", None)
         return await streaming.attach_session(request, path, ended, stdin, streams)
@@ -173,11 +195,21 @@ def make_app(source: PodSource) -> web.Application:
     async def port_forward(request: web.Request) -> web.StreamResponse:
         namespace, pod, _ = names(request)
         target = source.pod_target(namespace, pod)
+        found = await source.runtime_session("PortForward", namespace, pod, None, {})
+        if found is not None:
+            return await streamrelay.relay(request, *found)
         if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
             # the ports come in each stream's headers, not the query
             return await spdystreams.portforward_session(request, target, f"{namespace}/{pod}")
         ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
         return await streaming.portforward_session(request, target, f"{namespace}/{pod}", ports)
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def pods(request: web.Request) -> web.StreamResponse:
+        # upstream's /pods: the pods this kubelet runs, with the status it makes for them
+        return web.json_response(source.pod_list())
 
     async def metrics_resource(request: web.Request) -> web.StreamResponse:
         # the Prometheus text format's content type, as upstream's endpoint answers
@@ -185,6 +217,8 @@ def make_app(source: PodSource) -> web.Application:
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     app = web.Application(middlewares=[authn_authz])
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/pods", pods)
     app.router.add_get("/metrics/resource", metrics_resource)
     app.router.add_get("/portForward/{namespace}/{pod}", port_forward)
     app.router.add_post("/portForward/{namespace}/{pod}", port_forward)

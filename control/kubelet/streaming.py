@@ -3,6 +3,11 @@ container's output, or TCP connections to the pod's ports, carried over one WebS
 protocol of control.api.remotecommand, or over SPDY/3.1 streams mapped onto the same channels
 (control.kubelet.spdystreams; open_channels picks by the request's Upgrade).
 
+This is the session code upstream shares between the kubelet and container runtimes (its
+pkg/kubelet/cri/streaming): the node runtime runs it for its containers (control.runtime.streams;
+the kubelet splices the client to it, control.kubelet.streamrelay), and a kubelet without a runtime
+runs it itself.
+
 exec runs the command as a real process entered into the pod's namespaces (pod_command is the one
 place that knows which: today the network namespace), with the container's env and workingDir; on
 pipes, or with `tty` on a pseudo-terminal of its own that resize frames size. attach streams what the
@@ -23,6 +28,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import json
 import logging
 import os
@@ -39,6 +45,7 @@ from aiohttp import WSMsgType, web
 
 from control.api import remotecommand as rc
 from control.kubelet.logs import LineDecoder
+from control.runtime.crilog import log_files
 from netsim import namespaces
 
 log = logging.getLogger("kubelet.streaming")
@@ -83,13 +90,16 @@ class Streams:
         def flag(*names: str) -> bool:
             return any(query.get(n, "").lower() in ("1", "true") for n in names)
 
-        streams = cls(flag("input", "stdin"), flag("output", "stdout"), flag("error", "stderr"), flag("tty"))
-        if not (streams.stdin or streams.stdout or streams.stderr):
+        return cls(flag("input", "stdin"), flag("output", "stdout"), flag("error", "stderr"), flag("tty")).checked()
+
+    def checked(self) -> Streams:
+        """These streams as a session carries them; SessionError(400) for none at all."""
+        if not (self.stdin or self.stdout or self.stderr):
             raise SessionError(400, "you must specify at least 1 of stdin, stdout, stderr")
-        if streams.tty and streams.stderr:
+        if self.tty and self.stderr:
             # a terminal has one output: upstream drops stderr rather than refuse
-            streams = cls(streams.stdin, streams.stdout, False, True)
-        return streams
+            return Streams(self.stdin, self.stdout, False, True)
+        return self
 
 
 @dataclass
@@ -383,21 +393,61 @@ async def exec_session(request: web.Request, target: PodProcessTarget, command: 
 
 async def follow_file(path: Path, start: int, ended: Callable[[], bool],
                       *, interval: float = FOLLOW_INTERVAL) -> AsyncIterator[bytes]:
-    """Chunks written to PATH after offset START, as they come, until ENDED() (then what is left)."""
-    offset = start
-    while True:
-        finished = ended()  # asked before the read, so the last chunk written before the end is not lost
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
+    """Chunks written to PATH after offset START, as they come, until ENDED() (then what is left). The
+    file is kept open, so that when the runtime rotates it (crilog: renamed, a new one started at PATH)
+    the old one is read to its end, then each newer one from its start (a follower more than MAX FILES
+    rotations behind has lost what was deleted, as upstream's)."""
+    handle = None
+    try:
+        while True:
+            finished = ended()  # asked before the read, so the last chunk written before the end is not lost
+            if handle is None:
+                with contextlib.suppress(FileNotFoundError):
+                    handle = open(path, "rb")  # noqa: SIM115 - kept open across the loop, closed below
+                    handle.seek(start)
+            if handle is not None:
                 while chunk := handle.read(READ_CHUNK):
-                    offset += len(chunk)
                     yield chunk
-        except FileNotFoundError:
-            pass
-        if finished:
-            return
-        await asyncio.sleep(interval)
+                if _replaced(path, handle):
+                    while chunk := handle.read(READ_CHUNK):  # what came before the rotation
+                        yield chunk
+                    newer = _newer_file(path, handle)
+                    if newer is None:
+                        return  # not rotated but retired: a new instance's log began, this one's is over
+                    handle.close()
+                    handle = None
+                    with contextlib.suppress(FileNotFoundError):
+                        handle = open(newer, "rb")  # noqa: SIM115 - as above
+                    continue
+            if finished:
+                return
+            await asyncio.sleep(interval)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _same_file(path: str | Path, handle: Any) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(handle.fileno()))
+    except FileNotFoundError:
+        return False
+
+
+def _newer_file(path: Path, handle: Any) -> str | None:
+    """The file of PATH's log rotated just after HANDLE's (PATH itself after its first rotated one), or
+    None when HANDLE's file is none of the log's any more."""
+    files = log_files(path)  # oldest first
+    for older, newer in itertools.pairwise(files):
+        if _same_file(older, handle):
+            return newer
+    return None
+
+
+def _replaced(path: Path, handle: Any) -> bool:
+    """Whether another file than the open HANDLE's is at PATH now (the log was rotated, or retired as a
+    previous instance's); False while nothing is there yet."""
+    return os.path.exists(path) and not _same_file(path, handle)
 
 
 class _ContainerInput(_Input):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
-from control.runtime.crilog import LineSplitter, cri_line
+from control.runtime.crilog import LOG_MAX_FILES, LOG_MAX_SIZE, LineSplitter, cri_line, rotate
 from netsim import namespaces
 
 AGNHOST_DEFAULT_HTTP = 8080
@@ -55,10 +55,15 @@ def now_rfc3339() -> str:
 
 
 class ContainerLog:
-    """A container's log file, written as the container runs (`kubectl logs` reads it back)."""
+    """A container's log file, written as the container runs (`kubectl logs` reads it back), rotated
+    before a write would take it past MAX_SIZE bytes, with MAX_FILES files at most (crilog)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, max_size: int = LOG_MAX_SIZE, max_files: int = LOG_MAX_FILES):
+        if max_size < 1 or max_files < 2:
+            raise ValueError(f"container log {path}: the max size must be positive and at least 2 files kept "
+                             f"(the one written and one rotated), not {max_size} bytes and {max_files} files")
         self.path = path
+        self.max_size, self.max_files = max_size, max_files
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, line: str) -> None:
@@ -67,9 +72,15 @@ class ContainerLog:
 
     def append(self, stream: str, lines: list[tuple[bytes, bool]]) -> None:
         """LINES (content, partial) the container wrote to STREAM now, in CRI's format (crilog)."""
-        if lines:
-            with open(self.path, "ab") as handle:
-                handle.write(b"".join(cri_line(stream, text, partial=partial) for text, partial in lines))
+        if not lines:
+            return
+        data = b"".join(cri_line(stream, text, partial=partial) for text, partial in lines)
+        with contextlib.suppress(FileNotFoundError):
+            size = self.path.stat().st_size
+            if size and size + len(data) > self.max_size:
+                rotate(self.path, self.max_files)
+        with open(self.path, "ab") as handle:
+            handle.write(data)
 
     async def pump(self, stream: str, reader: asyncio.StreamReader) -> None:
         """Store what READER (a container's stdout or stderr pipe) carries, line by line, until it ends."""

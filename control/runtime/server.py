@@ -1,8 +1,9 @@
 """The runtime's API: CRI's RuntimeService verbs as JSON over HTTP on a Unix socket.
 
 POST /runtime.v1.RuntimeService/<Method> with a JSON object; the answer is a JSON object, or an error
-{code, reason, message} with 400/404/409/500. The socket is the node's and root's alone (mode 0600):
-whoever can speak to it runs processes in every pod of the node.
+{code, reason, message} with 400/404/409/500. /streaming/<kind>/<token> serves the exec, attach and
+port-forward sessions whose URLs Exec, Attach and PortForward answer (streams.py). The socket is the
+node's and root's alone (mode 0600): whoever can speak to it runs processes in every pod of the node.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def make_app(runtime: Runtime) -> web.Application:
 
     app = web.Application()
     app.router.add_post(PREFIX + "{method}", call)
+    runtime.streams.add_routes(app)  # the sessions Exec, Attach and PortForward answer the URLs of
     return app
 
 

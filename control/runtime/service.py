@@ -11,6 +11,9 @@ namespaces (its place); its id is the pod's UID, so a kubelet that restarts find
 pods by UID and adopts them. Sandboxes are recorded in a file of the state directory: a runtime that
 restarts lists the ones whose namespaces are still there as NotReady (their containers died with the
 old runtime process) until the kubelet removes them or runs them again.
+
+Exec, Attach and PortForward answer the URL of a session on the runtime's own socket (streams.py): the
+commands of `kubectl exec` and the stdin of `stdin: true` containers belong to this process.
 """
 
 from __future__ import annotations
@@ -23,15 +26,25 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
 
 from control.runtime.containers import Container, ContainerError, ContainerFactory, ContainerLog, make_container
 from control.runtime.containers import now_rfc3339 as _now
 from control.runtime.stats import container_stats
+from control.runtime.streams import StreamServer
+from netsim import namespaces
 from netsim.errors import NetsimError
 from netsim.kernel import Kernel
 from netsim.place import PodPlace
 from netsim.sandbox import Sandbox, create_sandbox, delete_sandbox, sandbox_for
+
+if TYPE_CHECKING:
+    from control.kubelet.streaming import Connect, PodProcessTarget, Streams
+
+# The session code (control.kubelet.streaming, which reads logs with crilog of this package) is imported
+# where it is used: imported here at the top, either package would find the other half made.
 
 T = TypeVar("T")
 SANDBOX_READY = "SANDBOX_READY"
@@ -87,6 +100,10 @@ class ContainerRecord:
     container: Container
     created_at: str = field(default_factory=_now)
     started: bool = False
+    # what an exec in this container runs with: the container's env (HOSTNAME first), workingDir, user
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    run_as: tuple[int | None, int | None] = (None, None)
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -101,8 +118,20 @@ class Runtime:
     makes containers (make_container; control.kubelet.fake.FakeContainers in tests)."""
 
     def __init__(self, cluster: str, node: str, pod_cidr: str, state_dir: Path, *, kernel: Kernel,
-                 containers: ContainerFactory | None = None, mtu: int = 1500):
+                 containers: ContainerFactory | None = None, mtu: int = 1500,
+                 enter: Callable[[PodProcessTarget, list[str]], list[str]] | None = None,
+                 connect: Connect | None = None, log_max_size: int | None = None,
+                 log_max_files: int | None = None):
+        """ENTER and CONNECT are exec's and port-forward's ways into a pod (streaming's; tests without
+        privileges run where they are); LOG_MAX_SIZE / LOG_MAX_FILES cap each container's log."""
+        from control.kubelet.streaming import pod_command, pod_connection
+
         self.cluster, self.node, self.pod_cidr, self.mtu = cluster, node, pod_cidr, mtu
+        self.enter = enter if enter is not None else pod_command
+        self.connect = connect if connect is not None else pod_connection
+        self.streams = StreamServer()
+        self.log_limits = {k: v for k, v in (("max_size", log_max_size), ("max_files", log_max_files))
+                           if v is not None}
         self.kernel = kernel
         self.make: ContainerFactory = containers if containers is not None else make_container
         self.state_dir = state_dir
@@ -242,7 +271,8 @@ class Runtime:
         credentials = body.get("credentials")
         try:
             container = self.make(spec, netns=record.netns, hostname=str(body.get("hostname") or record.name),
-                                  log=ContainerLog(Path(log_path)), env=dict(body.get("env") or {}),
+                                  log=ContainerLog(Path(log_path), **self.log_limits),
+                                  env=dict(body.get("env") or {}),
                                   credentials=Path(credentials) if credentials else None,
                                   run_as=(run_as[0], run_as[1]))
         except ContainerError as exc:
@@ -251,7 +281,11 @@ class Runtime:
         old = self.containers.get(container_id)
         if old is not None and old.container.running:
             raise InvalidRequest(f"container {container_id} already runs: stop and remove it first")
-        self.containers[container_id] = ContainerRecord(container_id, record.id, name, attempt, log_path, container)
+        hostname = str(body.get("hostname") or record.name)
+        self.containers[container_id] = ContainerRecord(
+            container_id, record.id, name, attempt, log_path, container,
+            env={"HOSTNAME": hostname, **{str(k): str(v) for k, v in (body.get("env") or {}).items()}},
+            workdir=spec.get("workingDir") or None, run_as=(run_as[0], run_as[1]))
         return {"containerId": container_id}
 
     async def start_container(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +337,80 @@ class Runtime:
         await record.container.exited.wait()
         return {"status": self._status(record)}
 
+    # -- streaming (CRI's Exec, Attach, PortForward: the URL of a session on this socket) ---------------
+
+    def _running(self, body: dict[str, Any]) -> ContainerRecord:
+        record = self._container(_field(body, "containerId", str))
+        if not record.container.running:
+            raise InvalidRequest(f"container {record.id} is not running: exec and attach need a running container")
+        return record
+
+    @staticmethod
+    def _streams(body: dict[str, Any]) -> Streams:
+        from control.kubelet.streaming import SessionError, Streams
+
+        try:
+            return Streams(bool(body.get("stdin")), bool(body.get("stdout")), bool(body.get("stderr")),
+                           bool(body.get("tty"))).checked()
+        except SessionError as exc:
+            raise InvalidRequest(exc.message) from None
+
+    async def exec(self, body: dict[str, Any]) -> dict[str, Any]:
+        """{containerId, cmd, tty, stdin, stdout, stderr} -> {url}: the command runs in the container's
+        namespaces, with its env, workingDir and user, as a child of this process."""
+        from control.kubelet import streaming
+
+        record = self._running(body)
+        cmd = body.get("cmd")
+        if not isinstance(cmd, list) or not cmd or not all(isinstance(a, str) for a in cmd):
+            raise InvalidRequest(f"exec in container {record.id}: field 'cmd' must be a non-empty list of strings")
+        streams = self._streams(body)
+        netns = self._sandbox(record.sandbox_id).netns
+        target = streaming.PodProcessTarget(netns, dict(record.env), record.workdir,
+                                            place=namespaces.pod_place_exists(netns),
+                                            uid=record.run_as[0], gid=record.run_as[1])
+
+        async def session(request: web.Request) -> web.StreamResponse:
+            return await streaming.exec_session(request, target, list(cmd), streams, enter=self.enter)
+
+        return {"url": self.streams.register("exec", session)}
+
+    async def attach(self, body: dict[str, Any]) -> dict[str, Any]:
+        """{containerId, stdin, stdout, stderr, tty} -> {url}: what the container writes from then on, and
+        its stdin when it was created with `stdin: true` (the pipe is this process's)."""
+        from control.kubelet import streaming
+
+        record = self._running(body)
+        streams = self._streams(body)
+        container = record.container
+
+        def ended() -> bool:
+            return not container.running or self.containers.get(record.id) is not record
+
+        async def session(request: web.Request) -> web.StreamResponse:
+            stdin = getattr(container, "stdin", None)
+            return await streaming.attach_session(request, Path(record.log_path), ended, stdin, streams)
+
+        return {"url": self.streams.register("attach", session)}
+
+    async def port_forward(self, body: dict[str, Any]) -> dict[str, Any]:
+        """{podSandboxId} -> {url}: TCP connections to the pod's loopback, the ports in the session's
+        request (its query for WebSocket, each stream's headers for SPDY), as upstream's."""
+        from control.kubelet import spdystreams, streaming
+
+        record = self._sandbox(_field(body, "podSandboxId", str))
+        if record.state != SANDBOX_READY:
+            raise InvalidRequest(f"pod sandbox {record.id} is not ready: port-forward needs a running pod")
+        target, pod = streaming.PodProcessTarget(record.netns), f"{record.namespace}/{record.name}"
+
+        async def session(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Upgrade", "").lower().startswith("spdy/"):
+                return await spdystreams.portforward_session(request, target, pod, connect=self.connect)
+            ports = streaming.parse_ports(request.query.getall("ports", []) + request.query.getall("port", []))
+            return await streaming.portforward_session(request, target, pod, ports, connect=self.connect)
+
+        return {"url": self.streams.register("portforward", session)}
+
     async def list_container_stats(self, body: dict[str, Any]) -> dict[str, Any]:
         """CRI's ListContainerStats for the running containers (of podSandboxId, if given): see stats.py."""
         wanted = body.get("podSandboxId")
@@ -328,5 +436,6 @@ METHODS: dict[str, str] = {
     "CreateContainer": "create_container", "StartContainer": "start_container",
     "StopContainer": "stop_container", "RemoveContainer": "remove_container",
     "ListContainers": "list_containers", "ContainerStatus": "container_status", "WaitContainer": "wait_container",
+    "Exec": "exec", "Attach": "attach", "PortForward": "port_forward",
     "ListContainerStats": "list_container_stats",
 }

@@ -2,7 +2,9 @@
 first to speak WebSocket by default; and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a
 terminal with its size), `attach`, `cp` both ways, `logs -f` and `logs --tail --timestamps --since`
 through the apiserver and the kubelet; the Python `kubernetes` client's `stream()` gets its exit code
-and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a command there; and bad requests
+and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a command there; the node's
+kubelet API answers through nodes/NAME/proxy (healthz, pods, a container's log) for those RBAC lets
+get nodes/proxy; and bad requests
 get upstream's answers without leaving anything stuck (a client killed mid-session takes its command
 with it)."""
 
@@ -359,6 +361,37 @@ def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_o
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(12)]
     results = [(s.communicate(timeout=60)[0], s.returncode) for s in sessions]
     assert results == [(f"{i}\n", i % 3) for i in range(12)]
+
+
+@pytest.mark.parametrize("version", TRANSPORTS)
+def test_nodes_proxy_reaches_the_kubelet_api_as_rbac_allows(cluster: Exec, version: str) -> None:
+    node = cluster.pod("web")["spec"]["nodeName"]
+    base = f"/api/v1/nodes/{node}/proxy"
+    assert cluster.kubectl("get", "--raw", f"{base}/healthz", version=version).stdout == "ok"
+    listed = json.loads(cluster.kubectl("get", "--raw", f"{base}/pods", version=version).stdout)
+    assert listed["kind"] == "PodList"
+    by_name = {p["metadata"]["name"]: p for p in listed["items"]}
+    assert {"web", "talker"} <= set(by_name) and by_name["web"]["status"]["phase"] == "Running"
+    tail = cluster.kubectl("get", "--raw", f"{base}/containerLogs/default/talker/talk?tailLines=2", version=version)
+    assert [line.split()[0] for line in tail.stdout.splitlines()] == ["line", "line"]
+    # RBAC's nodes/proxy, as upstream authorizes it: get on the proxy subresource of the node
+    refused = cluster.kubectl("get", "--raw", f"{base}/healthz", "--as", "jane", version=version, check=False)
+    assert refused.returncode == 1
+    assert f'nodes "{node}" is forbidden: User "jane" cannot get resource "nodes/proxy"' in refused.stderr
+    cluster.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": "node-proxy-reader"},
+                   "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]},
+                  {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "jane-node-proxy"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                               "name": "node-proxy-reader"},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "jane"}]})
+    try:
+        wait_until(lambda: cluster.kubectl("get", "--raw", f"{base}/healthz", "--as", "jane", version=version,
+                                           check=False).stdout == "ok",
+                   timeout=20, message="jane, bound to nodes/proxy get, reaching the kubelet's healthz")
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding/jane-node-proxy", "clusterrole/node-proxy-reader")
 
 
 # -- kubectl debug: ephemeral containers ------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The node runtime (control.runtime, containerd's role) on one live cluster: a kubelet killed with
 SIGKILL leaves its pods serving (a client pod's Service requests at 10/s, none failing until the node
 lifecycle controller calls the node NotReady); started again it adopts them: the same sandboxes, the
-same addresses, no container restarted, no namespace left over. A runtime killed with SIGKILL takes
+same addresses, no container restarted, no namespace left over; a `stdin: true` container, whose
+stdin and streams are the runtime's, is attached to before and after (kubectl 1.27 over SPDY, 1.33
+over WebSocket) and exec'd in. A runtime killed with SIGKILL takes
 the built-in servers with it and leaves the sandboxes: started again, the kubelet restarts the
 containers in the same namespaces, at the same addresses."""
 
@@ -23,6 +25,7 @@ import pytest
 from kubesim.testing import Cluster
 from netsim import names
 from tests.conftest import REPO, root_snapshot
+from tests.e2e.test_exec import TRANSPORTS, Exec
 from tests.waiting import eventually, wait_until
 
 NAME = "noderuntime"
@@ -35,6 +38,8 @@ class Lab:
     def __init__(self, cluster: Cluster, root: Path):
         self.cluster = cluster
         self.env = {**os.environ, "KUBESIM_STATE_DIR": str(root)}
+        self.kube = Exec(root, NAME)  # kubectl of each version, with the cluster's admin kubeconfig
+        self.kube.kubeconfig = str(cluster.kubeconfig)
 
     def kubesim(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "kubesim", *args, "--name", NAME], capture_output=True,
@@ -83,8 +88,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}},
                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "curl-client"},
                     "spec": {"nodeSelector": {"kubernetes.io/hostname": "worker-2"},
-                             "containers": [{"name": "c", "image": "pause"}]}})
-        made.wait_ready(count=3, timeout=60)  # the two web pods and the client
+                             "containers": [{"name": "c", "image": "pause"}]}},
+                   {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+                    "spec": {"nodeSelector": {"kubernetes.io/hostname": "worker-1"},
+                             "containers": [{"name": "cat", "image": "busybox", "command": ["cat"],
+                                             "stdin": True}]}})
+        made.wait_ready(count=4, timeout=60)  # the two web pods, the client and the talker
         made.wait_endpoints("web", 2, timeout=60)
         yield Lab(made, root)
     finally:
@@ -106,9 +115,25 @@ def _requests(lab: Lab, url: str, stop: threading.Event, results: list[tuple[flo
         stop.wait(0.1)
 
 
+def attach_line(lab: Lab, version: str, text: str) -> None:
+    """TEXT written by `kubectl attach -i` into the talker's cat, which prints it to its log."""
+    with subprocess.Popen(lab.kube.argv(version, "attach", "-i", "talker", "-c", "cat"), stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as writer:
+        try:
+            assert writer.stdin is not None
+            writer.stdin.write(f"{text}\n".encode())
+            writer.stdin.flush()
+            wait_until(lambda: text in lab.kube.kubectl("logs", "talker", "-c", "cat").stdout, timeout=20,
+                       message=f"{text!r} in cat's log")
+        finally:
+            writer.kill()
+
+
 def test_a_killed_kubelets_pods_keep_serving_and_are_adopted_when_it_is_back(lab: Lab) -> None:
     url = f"http://{lab.cluster.service_ip('web')}/hostname"
     wait_until(lambda: answers(lab, url), timeout=30)
+    attach_line(lab, "1.33", "before the kubelet restart")
+    talker = lab.cluster.get("pod", "talker")
     before = lab.web_pods()
     namespaces_before = lab.pod_namespaces()
     results: list[tuple[float, bool]] = []
@@ -140,8 +165,18 @@ def test_a_killed_kubelets_pods_keep_serving_and_are_adopted_when_it_is_back(lab
     assert lab.web_pods() == before
     assert lab.pod_namespaces() == namespaces_before
     log = (lab.cluster.state.dir / "logs" / "kubelet-worker-1.log").read_text()
-    assert log.count("adopted running container") >= 2, log[-2000:]
+    assert log.count("adopted running container") >= 3, log[-2000:]
     wait_until(lambda: answers(lab, url), timeout=30)
+    # The runtime kept the stdin container (its pipe, its process): attached to again, the same instance.
+    for version in TRANSPORTS:
+        attach_line(lab, version, f"after the kubelet restart, kubectl {version}")
+        done = lab.kube.kubectl("exec", "talker", "--", "sh", "-c", "echo $HOSTNAME; exit 4", version=version,
+                                check=False)
+        assert (done.stdout, done.returncode) == ("talker\n", 4), done.stderr
+    again = lab.cluster.get("pod", "talker")
+    assert again["metadata"]["uid"] == talker["metadata"]["uid"]
+    assert again["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert "before the kubelet restart" in lab.kube.kubectl("logs", "talker").stdout
 
 
 def test_a_runtime_crash_keeps_the_sandboxes_and_the_kubelet_restarts_the_containers(lab: Lab) -> None:

@@ -146,7 +146,7 @@ def test_errors_name_the_object_and_the_fix(tmp_path: Path) -> None:
                 await client.call("StopPodSandbox", {})
             assert no_field.value.code == 400 and "podSandboxId" in no_field.value.message
             with pytest.raises(RuntimeCallError) as unknown:
-                await client.call("Attach", {})
+                await client.call("CheckpointContainer", {})  # a CRI verb not served
             assert unknown.value.code == 404 and "RunPodSandbox" in unknown.value.message
             await client.call("RunPodSandbox", sandbox_body())
             cid = (await client.call("CreateContainer", {"podSandboxId": "uid-1", "spec": {"name": "app"},
