@@ -49,12 +49,12 @@ class IptablesBackend(Backend[Ruleset, set[str]]):
         # Nothing changed at all: "" (no iptables-restore; upstream would rewrite the top-level chains).
         return partial_transaction(applied, desired, changes)
 
-    def _full(self, desired: Ruleset) -> str:
+    def _full(self, desired: Ruleset) -> tuple[str, Ruleset]:
         # Read the tables back: stale service chains to delete, jumps from the built-in chains to restore.
         nat = self.runner.save(NAT)
         filter_ = self.runner.save(FILTER)
         jumps = missing_jumps(FILTER, filter_, JUMPS) + missing_jumps(NAT, nat, JUMPS)
-        return full_transaction(desired, existing_nat=saved_chains(nat), missing_jumps=jumps)
+        return full_transaction(desired, existing_nat=saved_chains(nat), missing_jumps=jumps), desired
 
     def _apply(self, transaction: str) -> None:
         self.runner.restore(transaction)
