@@ -21,6 +21,7 @@ from typing import Any, Literal, NamedTuple
 
 from control.api.meta import labels_of
 from proxy.errors import ObjectError
+from proxy.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,7 @@ def parse_node(obj: JSON) -> NodeInfo:
                     labels={str(k): str(v) for k, v in labels.items()})
 
 
+@gc_paused
 def services_from(objects: Iterable[JSON]) -> tuple[ServicePort, ...]:
     """Every proxied port of every usable Service; unusable ones are logged and skipped."""
     out: list[ServicePort] = []
@@ -319,6 +321,7 @@ def services_from(objects: Iterable[JSON]) -> tuple[ServicePort, ...]:
     return tuple(out)
 
 
+@gc_paused  # 10k slices make ~100k objects, none of them cyclic garbage (see gcpause.py)
 def slices_from(objects: Iterable[JSON]) -> tuple[SliceEndpoints, ...]:
     out: list[SliceEndpoints] = []
     for obj in objects:

@@ -108,8 +108,10 @@ class NftablesBackend(Backend[Ruleset, Touched]):
             return
         assert self.elements is not None
         try:
-            self.runner.run(load.prepare)
-            self.elements.load(FAMILY, self.table, load.elements)
+            # The new sets are not referred to until the commit: their fill need not be one transaction,
+            # so it is sent in batches while the next is encoded, and the declaring `nft -f` runs meanwhile.
+            self.elements.load(FAMILY, self.table, load.elements, atomic=False,
+                               prepare=lambda: self.runner.run(load.prepare))
             self.runner.run(load.commit)
             self.last_full = "preloaded"
         except (NftError, ValueError) as err:

@@ -24,8 +24,10 @@ import contextlib
 import ctypes
 import errno
 import os
+import queue
 import socket
 import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -77,6 +79,8 @@ VERDICTS = {"drop": 0, "accept": 1, "jump": -3, "goto": -4}
 # What one element batch message may hold: a nested attribute's length is 16 bits (64 KiB), so the
 # element list of one message stays well below that.
 MESSAGE_BYTES = 60_000
+# Messages per batch when a load need not be atomic (about 11k backends each).
+BATCH_MESSAGES = 8
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("!BBH")
@@ -250,30 +254,34 @@ def _message(kind: int, seq: int, family: int, payload: bytes, *, flags: int = 0
 def element_messages(family: str, table: str, set_name: str, codec: ElementCodec,
                      elements: Mapping[str, str | None], *, first_seq: int) -> list[bytes]:
     """NEWSETELEM messages adding ELEMENTS to SET_NAME, each holding as many as fit (MESSAGE_BYTES)."""
+    return list(iter_element_messages(family, table, set_name, codec, elements, first_seq=first_seq))
+
+
+def iter_element_messages(family: str, table: str, set_name: str, codec: ElementCodec,
+                          elements: Mapping[str, str | None], *, first_seq: int) -> Iterator[bytes]:
+    """element_messages(), one message at a time (so that sending can start before encoding ends)."""
     fam = FAMILIES[family]
     head = _nla(NFTA_SET_ELEM_LIST_TABLE, _strz(table)) + _nla(NFTA_SET_ELEM_LIST_SET, _strz(set_name))
     encoder = _Encoder(codec)
-    out: list[bytes] = []
     chunk: list[bytes] = []
     size = 0
+    seq = first_seq
 
-    def flush() -> None:
-        nonlocal size
+    def message() -> bytes:
         body = head + _NLA.pack(4 + size, NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED) + b"".join(chunk)
-        out.append(_message(NFT_MSG_NEWSETELEM, first_seq + len(out), fam, body,
-                            flags=NLM_F_CREATE | NLM_F_ACK))
-        chunk.clear()
-        size = 0
+        return _message(NFT_MSG_NEWSETELEM, seq, fam, body, flags=NLM_F_CREATE | NLM_F_ACK)
 
     for key, value in elements.items():
         attr = encoder.element(key, value)
         if size + len(attr) > MESSAGE_BYTES:
-            flush()
+            yield message()
+            seq += 1
+            chunk.clear()
+            size = 0
         chunk.append(attr)
         size += len(attr)
     if chunk:
-        flush()
-    return out
+        yield message()
 
 
 def batch(messages: list[bytes], *, first_seq: int) -> bytes:
@@ -381,23 +389,34 @@ class NetlinkElements:
         self.timeout = timeout
         self._seq = 1
 
-    def load(self, family: str, table: str, sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]]) -> int:
-        """Add every element of SETS (name -> (codec, elements)) to table FAMILY TABLE in one batch: all or
-        none. Returns the bytes sent. Raises NftError naming the set and the kernel's reason."""
-        messages: list[bytes] = []
+    def load(self, family: str, table: str, sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]],
+             *, atomic: bool = True, prepare: Callable[[], None] | None = None) -> int:
+        """Add every element of SETS (name -> (codec, elements)) to table FAMILY TABLE. ATOMIC: in one batch,
+        all or none; otherwise in batches of BATCH_MESSAGES, each sent (by a second thread: the kernel's
+        work on one overlaps the encoding of the next) as soon as it is encoded, which is right for sets
+        nothing refers to yet. PREPARE runs in that thread before the first batch goes out (the `nft -f`
+        declaring the sets, while the first batch is encoded). Returns the bytes sent; raises NftError
+        naming the set and the kernel's reason (or what PREPARE raised)."""
+        sender = _Sender(self, family, table, prepare)
+        sender.start()
+        pending: list[bytes] = []
         owner: dict[int, str] = {}
-        first = self._seq + 1
-        for name, (codec, elements) in sets.items():
-            made = element_messages(family, table, name, codec, elements, first_seq=first + len(messages))
-            for i in range(len(made)):
-                owner[first + len(messages) + i] = name
-            messages += made
-        if not messages:
-            return 0
-        self._seq = first + len(messages) + 1
-        data = batch(messages, first_seq=first)
-        self._send(data, set(owner), owner, family, table)
-        return len(data)
+        try:
+            for name, (codec, elements) in sets.items():
+                for msg in iter_element_messages(family, table, name, codec, elements, first_seq=0):
+                    self._seq += 1
+                    owner[self._seq] = name
+                    pending.append(msg[:8] + struct.pack("=I", self._seq) + msg[12:])
+                    if not atomic and len(pending) >= BATCH_MESSAGES:
+                        sender.put(pending, owner)
+                        pending, owner = [], {}
+                        self._seq += 2  # the batch's end, and the next one's begin, have numbers too
+            if pending:
+                sender.put(pending, owner)
+        finally:
+            sender.finish()
+        self._seq += 2
+        return sender.sent
 
     def list_sets(self, family: str, table: str) -> dict[str, str] | None:
         """The sets and maps of table FAMILY TABLE (name -> "set" | "map"), or None when there is no table."""
@@ -436,28 +455,72 @@ class NetlinkElements:
             raise
         return sock
 
-    def _send(self, data: bytes, expected: set[int], owner: dict[int, str], family: str, table: str) -> None:
-        with self._socket() as sock:
-            # One batch is one sendmsg: the socket's send buffer must hold it all.
-            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
-            sock.sendto(data, (0, 0))
-            errors: list[str] = []
-            while expected:
-                try:
-                    reply = sock.recv(1 << 16)
-                except TimeoutError:
-                    if errors:  # the refused batch is answered; acks for the rest are not owed
-                        break
-                    raise NftError(f"netlink: no answer within {self.timeout} s loading {family} {table}") from None
-                except OSError as err:
-                    raise NftError(f"netlink: reading acknowledgements for {family} {table}: {err}") from err
-                for seq, code, text in parse_acks(reply):
-                    expected.discard(seq)
-                    if code:
-                        what = f"set {owner[seq]}" if seq in owner else "the batch"
-                        reason = f": {text}" if text else ""
-                        errors.append(f"{what}: {os.strerror(code)}{reason}")
-                        sock.settimeout(0.5)
-        if errors:
-            where = f" in netns {self.netns}" if self.netns else ""
-            raise NftError(f"loading elements into {family} {table}{where} failed: {'; '.join(errors)}")
+
+class _Sender(threading.Thread):
+    """Sends batches and reads their acknowledgements, on its own socket, while the caller encodes more."""
+
+    def __init__(self, loader: NetlinkElements, family: str, table: str,
+                 prepare: Callable[[], None] | None) -> None:
+        super().__init__(name="nft-netlink", daemon=True)
+        self.loader = loader
+        self.prepare = prepare
+        self.family = family
+        self.table = table
+        self.sent = 0
+        self.errors: list[str] = []
+        self.failure: BaseException | None = None
+        self._queue: queue.Queue[tuple[list[bytes], dict[int, str]] | None] = queue.Queue()
+
+    def put(self, messages: list[bytes], owner: dict[int, str]) -> None:
+        self._queue.put((messages, owner))
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self.join()
+        if self.failure is not None:
+            raise self.failure
+        if self.errors:
+            netns = self.loader.netns
+            where = f" in netns {netns}" if netns else ""
+            raise NftError(f"loading elements into {self.family} {self.table}{where} failed: "
+                           f"{'; '.join(self.errors)}")
+
+    def run(self) -> None:
+        try:
+            if self.prepare is not None:
+                self.prepare()
+            with self.loader._socket() as sock:
+                while (item := self._queue.get()) is not None:
+                    if self.errors:
+                        continue  # one batch refused: the load fails, the rest need not be sent
+                    messages, owner = item
+                    first = min(owner)
+                    data = batch(messages, first_seq=first)
+                    # One batch is one sendmsg: the socket's send buffer must hold it all.
+                    sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
+                    self._exchange(sock, data, owner)
+                    self.sent += len(data)
+        except BaseException as err:  # handed to the caller by finish()
+            self.failure = err
+            while self._queue.get() is not None:
+                pass
+
+    def _exchange(self, sock: socket.socket, data: bytes, owner: dict[int, str]) -> None:
+        timeout = self.loader.timeout
+        sock.settimeout(timeout)
+        sock.sendto(data, (0, 0))
+        expected = set(owner)
+        while expected:
+            try:
+                reply = sock.recv(1 << 16)
+            except TimeoutError:
+                if self.errors:  # the refused batch is answered; acks for the rest are not owed
+                    return
+                raise NftError(f"netlink: no answer within {timeout} s loading {self.family} {self.table}") from None
+            for seq, code, text in parse_acks(reply):
+                expected.discard(seq)
+                if code:
+                    what = f"set {owner[seq]}" if seq in owner else "the batch"
+                    reason = f": {text}" if text else ""
+                    self.errors.append(f"{what}: {os.strerror(code)}{reason}")
+                    sock.settimeout(0.5)

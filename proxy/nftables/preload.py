@@ -25,7 +25,7 @@ syncs diff against what the kernel really holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,9 +39,10 @@ DEFAULT_THRESHOLD = 2000
 
 
 class ElementLoader(Protocol):
-    def load(self, family: str, table: str,
-             sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]]) -> int:
-        """Add the elements of SETS (name -> (codec, elements)) atomically; raises NftError."""
+    def load(self, family: str, table: str, sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]],
+             *, atomic: bool = True, prepare: Callable[[], None] | None = None) -> int:
+        """Add the elements of SETS (name -> (codec, elements)), atomically or not, after running PREPARE;
+        raises NftError."""
 
     def list_sets(self, family: str, table: str) -> dict[str, str] | None:
         """Name -> "set" | "map" of the table's sets, or None when there is no such table."""
@@ -230,8 +231,10 @@ class FakeElements:
         self.runner = runner
         self.loads: list[int] = []
 
-    def load(self, family: str, table: str,
-             sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]]) -> int:
+    def load(self, family: str, table: str, sets: Mapping[str, tuple[ElementCodec, Mapping[str, str | None]]],
+             *, atomic: bool = True, prepare: Callable[[], None] | None = None) -> int:
+        if prepare is not None:
+            prepare()
         lines = []
         for name, (codec, elements) in sets.items():
             for key, value in elements.items():
