@@ -53,6 +53,9 @@ class Renderer:
         self._owners: dict[str, dict[str, str | list[tuple[str, str | None]]]] = {}
         self._objects: dict[tuple[str, str], list[tuple[str, Chain | Set]]] = {}
         self._lb: dict[tuple[str, int], int] = {}
+        # Sets whose element dict the last snapshot shares: copied before the next change (copy on
+        # write), so that a partial render copies the sets it changes, not all 80k elements at 10k.
+        self._lent: set[str] = set()
         # None: everything may have changed (first render, node change).
         self.touched: dict[str, set[str]] | None = None
 
@@ -95,7 +98,7 @@ class Renderer:
 
     def _claim(self, owner: str, frag: Fragment, touched: dict[str, set[str]] | None) -> None:
         for set_name, elems in frag.elements.items():
-            target = self._elements.setdefault(set_name, {})
+            target = self._writable(set_name)
             owners = self._owners.setdefault(set_name, {})
             for key, value in elems.items():
                 held = owners.get(key)
@@ -121,7 +124,7 @@ class Renderer:
 
     def _withdraw(self, owner: str, frag: Fragment, touched: dict[str, set[str]] | None) -> None:
         for set_name, elems in frag.elements.items():
-            target = self._elements[set_name]
+            target = self._writable(set_name)
             owners = self._owners[set_name]
             for key in elems:
                 held = owners[key]
@@ -147,9 +150,20 @@ class Renderer:
             if not self._lb[lb]:
                 del self._lb[lb]
 
+    def _writable(self, set_name: str) -> dict[str, str | None]:
+        target = self._elements.setdefault(set_name, {})
+        if set_name in self._lent:
+            target = self._elements[set_name] = dict(target)
+            self._lent.discard(set_name)
+        return target
+
+    def _lend(self, set_name: str) -> dict[str, str | None]:
+        self._lent.add(set_name)
+        return self._elements.setdefault(set_name, {})
+
     def _snapshot(self, node: NodeContext) -> Ruleset:
         chains: dict[str, Chain] = {c.name: c for c in base_chains() + static_chains(node)}
-        sets = {name: Set(name, kind, spec, dict(self._elements[name])) for name, (kind, spec) in SETS.items()}
+        sets = {name: Set(name, kind, spec, self._lend(name)) for name, (kind, spec) in SETS.items()}
         sets["nodeport-ips"] = Set("nodeport-ips", *SETS["nodeport-ips"], dict.fromkeys(node.nodeport_ips))
         for (_, name), held in sorted(self._objects.items()):
             obj = held[0][1]
@@ -161,7 +175,7 @@ class Renderer:
             c = lb_chain(family, count)
             chains[c.name] = c
             name = backends_map(family, count)
-            sets[name] = Set(name, "map", f"{LB_FAMILIES[family][1]} ;", dict(self._elements.get(name, {})))
+            sets[name] = Set(name, "map", f"{LB_FAMILIES[family][1]} ;", self._lend(name))
         return Ruleset(self.family, self.table, chains, sets)
 
 
