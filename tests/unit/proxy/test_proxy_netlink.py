@@ -96,6 +96,10 @@ def test_bad_elements_are_named() -> None:
     assert codec is not None
     with pytest.raises(ValueError, match=r"10\.96\.0\.1 \. tcp"):
         codec.encode("10.96.0.1 . tcp", "goto lb-1")
+    with pytest.raises(ValueError, match=r"10\.96\.0\.1 \. tcp \. 80 \. 1"):
+        codec.encode("10.96.0.1 . tcp . 80 . 1", "goto lb-1")
+    with pytest.raises(ValueError, match=r"'10\.96\.0\.1 \. 80'"):
+        ElementCodec.for_spec("type ipv4_addr ;").encode("10.96.0.1 . 80", None)  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="verdict 'return'"):
         codec.encode("10.96.0.1 . tcp . 80", "return")
 
