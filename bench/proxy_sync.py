@@ -233,6 +233,14 @@ def measure_iptables(netns: Netns, n_services: int, n_endpoints: int, flavour: A
     }
 
 
+def measure_iptables_runs(netns: Netns, n_services: int, n_endpoints: int, flavour: Any, runs: int,
+                          endpoint_chains: Any = None) -> dict[str, Any]:
+    results = [measure_iptables(netns, n_services, n_endpoints, flavour, endpoint_chains) for _ in range(runs)]
+    phases = ("full_sync", "one_endpoint_change")
+    return {k: v for k, v in results[0].items() if k not in phases} | summarize([{p: r[p] for p in phases}
+                                                                                for r in results])
+
+
 def baseline_transaction(n_services: int, n_endpoints: int) -> str:
     """kube-proxy's own nftables layout, reduced to ClusterIP services: chains per service and endpoint."""
     t = "ip kube-proxy"
@@ -314,10 +322,10 @@ def main() -> int:
         if "iptables" in args.modes:
             result["iptables_version"] = subprocess.run(["iptables-nft", "--version"], capture_output=True,
                                                         text=True).stdout.strip()
-            result["iptables"] = [measure_iptables(netns, s, args.endpoints, flavour)
+            result["iptables"] = [measure_iptables_runs(netns, s, args.endpoints, flavour, args.runs)
                                   for flavour in args.iptables_flavours for s in args.services]
-            result["iptables_nft_local_seps"] = [
-                measure_iptables(netns, s, args.endpoints, "nft", "local") for s in args.iptables_local_seps]
+            result["iptables_nft_local_seps"] = [measure_iptables_runs(netns, s, args.endpoints, "nft", args.runs,
+                                                                       "local") for s in args.iptables_local_seps]
         result |= {
             "targets": {"full_sync_10000x5_s": 0.5, "full_sync_speedup_vs_baseline": 60,
                         "one_endpoint_change_at_10000_s": 0.05, "iptables_full_sync_10000x5_s": 5.0},
