@@ -91,9 +91,15 @@ class NftablesBackend(Backend[Ruleset, Touched]):
     def _full(self, desired: Ruleset) -> tuple[str, Ruleset]:
         self._pending = None
         if self.elements is not None and self._base is not None:
-            load = plan_full_load(self._base, chains=self.runner.list_chains(FAMILY, self.table),
-                                  sets=self.elements.list_sets(FAMILY, self.table),
-                                  threshold=self.preload_threshold)
+            chains = self.runner.list_chains(FAMILY, self.table)
+            try:
+                sets = self.elements.list_sets(FAMILY, self.table)
+            except NftError as err:  # netlink unusable here: this sync is a classic one
+                log.warning("cannot list the sets of %s %s over netlink (%s); one nft transaction instead",
+                            FAMILY, self.table, err)
+                load = None
+            else:
+                load = plan_full_load(self._base, chains=chains, sets=sets, threshold=self.preload_threshold)
             if load is not None:
                 self._pending = load
                 self._generation = load.generation

@@ -424,7 +424,11 @@ class NetlinkElements:
                            flags=NLM_F_DUMP)
         self._seq += 1
         found: dict[str, str] = {}
-        with self._socket() as sock:
+        try:
+            sock = self._socket()
+        except OSError as err:
+            raise NftError(f"netlink: listing sets of {family} {table}: {err}") from err
+        with sock:
             sock.sendto(request, (0, 0))
             while True:
                 try:
@@ -500,6 +504,10 @@ class _Sender(threading.Thread):
                     sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, len(data) + 65536)
                     self._exchange(sock, data, owner)
                     self.sent += len(data)
+        except OSError as err:  # no socket, no privilege, a refused send: the load fails as nft's would
+            self.failure = NftError(f"netlink: loading elements into {self.family} {self.table}: {err}")
+            while self._queue.get() is not None:
+                pass
         except BaseException as err:  # handed to the caller by finish()
             self.failure = err
             while self._queue.get() is not None:

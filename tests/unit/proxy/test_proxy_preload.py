@@ -100,3 +100,17 @@ def test_no_table_and_small_sets_need_no_generation() -> None:
     assert set(load.elements) == {"lb-2-backends", "lb-ips", "service-ips", "cluster-ips"}
     # The chain reading the typeof backends map is filled with it, before anything refers to it.
     assert "add rule ip kubesim-proxy lb-2 dnat" in load.prepare and "lb-2 dnat" not in load.commit
+
+
+def test_without_netlink_a_full_sync_is_classic() -> None:
+    services, slices = scaled(100, 5)
+    fake = FakeNft()
+
+    class Unlisting(FakeElements):
+        def list_sets(self, family: str, table: str) -> dict[str, str] | None:
+            raise NftError("netlink: listing sets of ip kubesim-proxy: [Errno 1] Operation not permitted")
+
+    backend = NftablesBackend(runner=fake, elements=Unlisting(fake), preload_threshold=50)
+    p = make_plan(services, slices)
+    assert backend.sync(p).full and backend.last_full == "classic"
+    assert snapshot(fake.table("ip", "kubesim-proxy")) == full_state(p)
