@@ -1,19 +1,22 @@
-"""Set and map elements straight into nf_tables over NETLINK_NETFILTER: one batch of NEWSETELEM messages.
+"""Set and map elements straight into nf_tables over NETLINK_NETFILTER: batches of NEWSETELEM messages.
 
 Why not `nft -f`: at 10k Services x 5 endpoints, nft 1.0.6 spends ~0.45 s of a full sync parsing and
 evaluating the 50k elements of the backends map in userspace; the kernel takes a fraction of that. The
 elements are fixed-size records, so this module packs them with a few precomputed byte strings per set
-and hands them to the kernel in one batch (all or nothing, like one `nft -f`). Tables, chains, rules and
-set declarations stay with nft: only elements go this way. pyroute2 builds netlink messages attribute by
-attribute in Python, ~100x too slow for 50k elements, hence this small raw-socket module.
+and hands them to the kernel in one batch (all or nothing, like one `nft -f`), or, for
+sets nothing refers to yet, in several batches sent while the next is encoded. Tables, chains, rules and
+set declarations stay with nft: only elements go this way. pyroute2's generic message classes build every
+attribute as an object; 80k fixed-size records are simpler as precomputed bytes (pyroute2 was not
+measured at this scale), hence this small raw-socket module.
 
 The layout is what nft sends (checked byte for byte against `strace` of nft 1.0.6 in tests/unit): every
 component of a concatenated key sits in its own 32-bit register, so `meta l4proto` is one byte plus
 three of padding and `th dport` two bytes (network order) plus two; `numgen` is a host-order u32. Only
-what kernel 6.1 already had is used: NFT_MSG_NEWSETELEM, batch begin/end, NETLINK_CAP_ACK / EXT_ACK.
+what kernel 6.1 already had is used: NFT_MSG_NEWSETELEM, an NFT_MSG_GETSET dump, batch begin/end,
+NETLINK_CAP_ACK / EXT_ACK.
 
     ElementCodec.for_spec(spec)      the codec of a set declaration ("type ..." / "typeof ..."), or None
-    NetlinkElements(netns=...)       the seam: load(family, table, {set: (codec, elements)}) in one batch,
+    NetlinkElements(netns=...)       the seam: load(family, table, {set: (codec, elements)}),
                                      list_sets(family, table) -> {name: "set" | "map"} (a GETSET dump:
                                      milliseconds, where `nft list sets` fetches every element, 0.5 s)
 """
