@@ -294,6 +294,8 @@ def main() -> int:
                         help="service counts for the kube-proxy-layout baseline (slow: quadratic in chains)")
     parser.add_argument("--modes", nargs="+", choices=["nftables", "iptables"], default=["nftables", "iptables"])
     parser.add_argument("--iptables-flavours", nargs="+", choices=["nft", "legacy"], default=["nft", "legacy"])
+    parser.add_argument("--iptables-default", type=int, nargs="*", default=[10000],
+                        help="service counts for the proxy's default iptables-nft layout (endpoint_chains auto)")
     parser.add_argument("--iptables-local-seps", type=int, nargs="*", default=[10000],
                         help="service counts for the nft-based iptables with KUBE-SEP chains for local endpoints "
                              "only (proxy/iptables/layout.py)")
@@ -322,8 +324,12 @@ def main() -> int:
         if "iptables" in args.modes:
             result["iptables_version"] = subprocess.run(["iptables-nft", "--version"], capture_output=True,
                                                         text=True).stdout.strip()
-            result["iptables"] = [measure_iptables_runs(netns, s, args.endpoints, flavour, args.runs)
+            # Upstream's layout, then the proxy's default (iptables-nft: "auto", the one with KUBE-SEP chains
+            # for local endpoints only above upstream's large-cluster threshold).
+            result["iptables"] = [measure_iptables_runs(netns, s, args.endpoints, flavour, args.runs, "all")
                                   for flavour in args.iptables_flavours for s in args.services]
+            result["iptables_nft_default"] = [measure_iptables_runs(netns, s, args.endpoints, "nft", args.runs)
+                                              for s in args.iptables_default]
             result["iptables_nft_local_seps"] = [measure_iptables_runs(netns, s, args.endpoints, "nft", args.runs,
                                                                        "local") for s in args.iptables_local_seps]
         result |= {

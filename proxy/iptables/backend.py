@@ -33,8 +33,10 @@ class IptablesBackend(Backend[Ruleset, set[str]]):
         super().__init__()
         self.runner: IptablesRunner = runner if runner is not None else SubprocessIptables(
             flavour="legacy" if legacy else "nft")
-        # Upstream's layout unless asked otherwise ("local": fewer chains, see layout.py).
-        self.endpoint_chains: EndpointChains = endpoint_chains or "all"
+        # Upstream's layout, with iptables-nft above upstream's large-cluster threshold the one with fewer
+        # chains ("auto": its restore time grows with the chain count; see layout.py), unless asked otherwise.
+        legacy_tools = getattr(self.runner, "flavour", "nft") == "legacy"
+        self.endpoint_chains: EndpointChains = endpoint_chains or ("all" if legacy_tools else "auto")
         self._renderer = Renderer(endpoint_chains=self.endpoint_chains)
 
     def _render(self, plan: ProxyPlan) -> Ruleset:
