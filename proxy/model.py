@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -287,11 +288,12 @@ def parse_endpoint_slice(obj: JSON) -> SliceEndpoints | None:
                 ready=ready,
                 serving=_condition(conditions, "serving", ready),
                 terminating=_condition(conditions, "terminating", False),
-                node_name=str(ep.get("nodeName") or ""),
-                zone=str(ep.get("zone") or ""),
+                # Interned: 50k endpoints name a few hundred nodes and zones (a copy each from the JSON).
+                node_name=sys.intern(str(ep.get("nodeName") or "")),
+                zone=sys.intern(str(ep.get("zone") or "")),
                 zone_hints=_zone_hints(ep.get("hints")),
             ))
-    return SliceEndpoints(service=(namespace, str(service)),
+    return SliceEndpoints(service=(sys.intern(namespace), sys.intern(str(service))),
                           ports={k: tuple(v) for k, v in ports.items()})
 
 
