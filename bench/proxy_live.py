@@ -419,6 +419,9 @@ async def drive(args: argparse.Namespace, nss: Namespaces, api_ns: str, work: Pa
                     "first_sync_s": statistics.median(r["first_sync_s"] for r in runs),
                     "rss_after_first_sync_mb": statistics.median(r["rss_after_first_sync"]["rss_mb"] for r in runs),
                     "rss_after_changes_mb": statistics.median(r["rss_after_changes"]["rss_mb"] for r in runs),
+                    "rss_peak_mb": statistics.median(r["rss_after_changes"]["hwm_mb"] for r in runs),
+                    "rss_peak_mb_min_max": [min(r["rss_after_changes"]["hwm_mb"] for r in runs),
+                                            max(r["rss_after_changes"]["hwm_mb"] for r in runs)],
                     "write_to_kernel": median_of(r["write_to_kernel"] for r in runs),
                     "metric_network_programming_mean_ms": statistics.median(
                         r["metric_network_programming"]["mean_ms"] or 0 for r in runs),

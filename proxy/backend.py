@@ -70,7 +70,8 @@ class Backend(abc.ABC, Generic[RulesetT, ChangesT]):
             transaction = self._partial(self._applied, desired, changes)
         if transaction is None:
             is_full = True
-            transaction = self._full(desired)
+            transaction, desired = self._full(desired)
+            self._rendered = desired
         try:
             self._apply(transaction)
         except self.apply_error:
@@ -93,8 +94,9 @@ class Backend(abc.ABC, Generic[RulesetT, ChangesT]):
         """The transaction from `applied` to `desired` ("" when nothing changed); None: a full one is needed."""
 
     @abc.abstractmethod
-    def _full(self, desired: RulesetT) -> str:
-        """The transaction that writes everything of ours, whatever the kernel holds now."""
+    def _full(self, desired: RulesetT) -> tuple[str, RulesetT]:
+        """The transaction that writes everything of ours, whatever the kernel holds now, and the state it
+        leaves there (DESIRED, or DESIRED with objects renamed when the backend writes a new generation)."""
 
     @abc.abstractmethod
     def _apply(self, transaction: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 
 from control.api.meta import labels_of
 from proxy.errors import ObjectError
+from proxy.gcpause import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +288,12 @@ def parse_endpoint_slice(obj: JSON) -> SliceEndpoints | None:
                 ready=ready,
                 serving=_condition(conditions, "serving", ready),
                 terminating=_condition(conditions, "terminating", False),
-                node_name=str(ep.get("nodeName") or ""),
-                zone=str(ep.get("zone") or ""),
+                # Interned: 50k endpoints name a few hundred nodes and zones (a copy each from the JSON).
+                node_name=sys.intern(str(ep.get("nodeName") or "")),
+                zone=sys.intern(str(ep.get("zone") or "")),
                 zone_hints=_zone_hints(ep.get("hints")),
             ))
-    return SliceEndpoints(service=(namespace, str(service)),
+    return SliceEndpoints(service=(sys.intern(namespace), sys.intern(str(service))),
                           ports={k: tuple(v) for k, v in ports.items()})
 
 
@@ -308,6 +311,7 @@ def parse_node(obj: JSON) -> NodeInfo:
                     labels={str(k): str(v) for k, v in labels.items()})
 
 
+@gc_paused
 def services_from(objects: Iterable[JSON]) -> tuple[ServicePort, ...]:
     """Every proxied port of every usable Service; unusable ones are logged and skipped."""
     out: list[ServicePort] = []
@@ -319,6 +323,7 @@ def services_from(objects: Iterable[JSON]) -> tuple[ServicePort, ...]:
     return tuple(out)
 
 
+@gc_paused  # 10k slices make ~100k objects, none of them cyclic garbage (see gcpause.py)
 def slices_from(objects: Iterable[JSON]) -> tuple[SliceEndpoints, ...]:
     out: list[SliceEndpoints] = []
     for obj in objects:

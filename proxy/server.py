@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,13 @@ def _kept(parse: Callable[[dict[str, Any]], Any], what: str) -> Callable[[dict[s
     def keep(obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
         kept_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels") if k in meta}
+        # Interned: 20k kept objects repeat a few namespaces, label keys and kinds (the JSON decoder makes
+        # a string per occurrence); a slice's service-name label is its Service's name.
+        if isinstance(kept_meta.get("namespace"), str):
+            kept_meta["namespace"] = sys.intern(kept_meta["namespace"])
+        labels = kept_meta.get("labels")
+        if isinstance(labels, dict):
+            kept_meta["labels"] = {sys.intern(str(k)): sys.intern(str(v)) for k, v in labels.items()}
         trigger = (meta.get("annotations") or {}).get(TRIGGER_TIME)
         if trigger is not None:
             kept_meta["annotations"] = {TRIGGER_TIME: trigger}
@@ -74,7 +82,9 @@ def _kept(parse: Callable[[dict[str, Any]], Any], what: str) -> Callable[[dict[s
         except ObjectError as err:
             log.warning("skipping %s: %s", what, err)
             value = None
-        return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept_meta, PARSED: value}
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        return {"apiVersion": sys.intern(api_version) if isinstance(api_version, str) else api_version,
+                "kind": sys.intern(kind) if isinstance(kind, str) else kind, "metadata": kept_meta, PARSED: value}
     return keep
 
 

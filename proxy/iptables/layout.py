@@ -26,7 +26,9 @@ rule; iptables evaluates matches left to right, so `recent --set` only runs for 
 Affinity lists keep the KUBE-SEP-<hash> names either way. Measured here at 10,000 services x 5
 endpoints with iptables-nft: full sync 8.9 s with upstream's layout (60k chains), 3.4 s with "local"
 (10k chains); see firewall/iptables/runner.py for why iptables-nft's restore time depends on the chain
-count at all.
+count at all. `endpoint_chains="auto"` (the proxy's default with iptables-nft) is upstream's layout up to
+upstream's own large-cluster threshold (LARGE_CLUSTER_ENDPOINTS endpoints, where upstream already drops
+the endpoint rules' comments to cut restore time) and "local" above it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from firewall.iptables.ruleset import FILTER, NAT, Jump, comment
 from proxy.model import Endpoint
 from proxy.plan import NodeContext, ServicePlan
 
-EndpointChains = Literal["all", "local"]
+EndpointChains = Literal["all", "local", "auto"]
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -313,6 +315,8 @@ class _ServiceWriter:
 
 def render_service(sp: ServicePlan, node: NodeContext, *, large: bool = False,
                    endpoint_chains: EndpointChains = "all") -> Fragment:
+    if endpoint_chains == "auto":
+        endpoint_chains = "local" if large else "all"
     return _ServiceWriter(sp, node, large=large, endpoint_chains=endpoint_chains).write()
 
 

@@ -3,6 +3,8 @@
     render(plan) -> Ruleset                    desired state (layout.py: the table layout and why)
     full_transaction(rs) / diff_transaction(old, new) -> nft -f text   (firewall.nftables.ruleset)
     NftablesBackend(runner=...).sync(plan)     full or partial sync through a runner seam (backend.py)
+    preload.py / netlink.py                    a full sync's big sets over netlink, under new generation
+                                               names, before one small `nft -f` makes them live
     SubprocessNft(netns=...) | FakeNft(...)    the seam: real `nft -f -`, or in memory with trace()
                                                (firewall.nftables, shared with the network-policy agent)
 """

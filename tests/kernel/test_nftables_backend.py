@@ -459,3 +459,46 @@ def test_random_partial_syncs_leave_what_a_full_sync_makes(throwaway_netns: Any)
         assert not backend.sync(p).full
         SubprocessNft(netns=full_ns).run(full_transaction(render(p)))
         assert kernel_table(partial_ns) == kernel_table(full_ns), f"step {step}: {change}"
+
+
+def test_preloaded_full_syncs_carry_traffic_across_generations(topo: Topology) -> None:
+    # Full syncs that fill every plain set over netlink (proxy/nftables/preload.py), over the module's
+    # table and then over their own previous generation; a partial sync after them.
+    backend = NftablesBackend(runner=SubprocessNft(netns=topo["node"]), preload_threshold=1)
+    try:
+        for _ in range(2):
+            assert backend.sync(node_plan(), full=True).full
+            assert backend.last_full == "preloaded"
+            assert endpoints_reached(topo["client"], "10.96.0.10", 80) == {"10.244.1.11:8080", "10.244.1.12:8080"}
+            assert connect(topo["client"], "10.96.0.11", 80) == "REFUSED"
+            assert connect(topo["ext"], NODE_IP, 30082, source=EXT_DENIED_IP).startswith(f"{PODS['pod2']}:8080")
+        assert not backend.sync(node_plan(["pod2"])).full
+        assert endpoints_reached(topo["client"], "10.96.0.10", 80, tries=10) == {"10.244.1.12:8080"}
+    finally:
+        NftablesBackend(runner=SubprocessNft(netns=topo["node"]), preload=False).sync(node_plan())
+
+
+def test_random_syncs_with_preloaded_full_ones_leave_what_a_full_sync_makes(throwaway_netns: Any) -> None:
+    # As the random test above, with every third sync a preloaded full one: the kernel then holds the
+    # new generation's names, which a classic full sync of the same names must reproduce exactly.
+    rng = random.Random(11)
+    synced_ns, full_ns = throwaway_netns(), throwaway_netns()
+    backend = NftablesBackend(runner=SubprocessNft(netns=synced_ns), preload_threshold=1)
+    services, slices = cluster()
+    backend.sync(plan(services_from(services), slices_from(slices), NODE))
+    assert backend.last_full == "preloaded"
+    for step in range(9):
+        svc = rng.randrange(len(services))
+        roles = rng.sample(["pod1", "pod2", "client", "remote"], rng.randrange(5))
+        slices[svc]["endpoints"] = [{"addresses": [PODS[r]], "nodeName": NODE_OF[r]} for r in roles]
+        if step % 3 == 2:
+            services[svc]["spec"]["sessionAffinity"] = rng.choice(["ClientIP", "None"])
+        p = plan(services_from(services), slices_from(slices), NODE)
+        full = step % 3 == 0
+        assert backend.sync(p, full=full).full == full
+        assert not full or backend.last_full == "preloaded"
+        SubprocessNft(netns=full_ns).run(full_transaction(backend._generation.ruleset(render(p))))
+        got, want = kernel_table(synced_ns), kernel_table(full_ns)
+        # Stale chains are flushed by a full sync and deleted by the next one (two-phase deletion).
+        got = {k: v for k, v in got.items() if k in want or not k.startswith("chain ")}
+        assert got == want, f"step {step}"

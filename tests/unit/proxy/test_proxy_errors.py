@@ -31,6 +31,12 @@ class RefusingIptables:
     def save(self, table: str) -> str:
         return ""
 
+    def chains(self, table: str) -> list[str]:
+        return []
+
+    def chain_rules(self, table: str, chain: str) -> list[str]:
+        return []
+
 
 def test_nftables_backend_raises_proxy_errors_that_are_firewall_errors() -> None:
     backend = NftablesBackend(runner=RefusingNft())

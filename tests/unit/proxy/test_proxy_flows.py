@@ -29,6 +29,7 @@ from proxy_flows import (
 from proxy import ProxyPlan
 from proxy.iptables import FakeIptables, IptablesBackend
 from proxy.nftables import FakeNft, NftablesBackend, Packet, TraceResult
+from proxy.nftables.preload import FakeElements
 
 
 class TracingFake(Protocol):
@@ -56,6 +57,17 @@ def nftables_tracer(plan: ProxyPlan) -> tuple[Tracer, FakeNft]:
     return (lambda flow: observed(fake.trace(packet(flow)))), fake
 
 
+def nftables_preloaded_tracer(plan: ProxyPlan) -> tuple[Tracer, FakeNft]:
+    """Full syncs that fill every plain set through the element loader (preload.py), twice: the second
+    writes a new generation of each over the first, which is what a periodic full sync does."""
+    fake = FakeNft(local_addresses=plan.node.node_ips)
+    backend = NftablesBackend(runner=fake, elements=FakeElements(fake), preload_threshold=1)
+    backend.sync(plan)
+    backend.sync(plan, full=True)
+    assert backend.last_full == "preloaded"
+    return (lambda flow: observed(fake.trace(packet(flow)))), fake
+
+
 def iptables_tracer(plan: ProxyPlan, *, local_seps: bool = False) -> tuple[Tracer, FakeIptables]:
     fake = FakeIptables(local_addresses=plan.node.node_ips)
     IptablesBackend(runner=fake, endpoint_chains="local" if local_seps else "all").sync(plan)
@@ -64,6 +76,7 @@ def iptables_tracer(plan: ProxyPlan, *, local_seps: bool = False) -> tuple[Trace
 
 BACKENDS: dict[str, tuple[str, Callable[[ProxyPlan], tuple[Tracer, TracingFake]]]] = {
     "nftables": ("nftables", nftables_tracer),
+    "nftables-preloaded": ("nftables", nftables_preloaded_tracer),
     "iptables": ("iptables", iptables_tracer),
     "iptables-local-seps": ("iptables", lambda p: iptables_tracer(p, local_seps=True)),
 }

@@ -102,6 +102,25 @@ def test_large_clusters_leave_out_endpoint_comments() -> None:
     assert "cluster IP" in svc[0]  # upstream keeps the service comments
 
 
+def test_the_default_layout_has_fewer_endpoint_chains_above_the_large_cluster_threshold() -> None:
+    # "auto": upstream's layout (a KUBE-SEP chain per endpoint) for small clusters; above upstream's own
+    # threshold, KUBE-SEP chains for this node's endpoints only (iptables-nft restores faster).
+    fake = FakeIptables()
+    backend = IptablesBackend(runner=fake)
+    assert backend.endpoint_chains == "auto"
+    n = LARGE_CLUSTER_ENDPOINTS // 5
+    small, large = make_plan(*scaled(n, 5)), make_plan(*scaled(n + 1, 5))
+    backend.sync(small)
+    assert state(fake) == full_state(small, "all")
+    assert sum(c.startswith("KUBE-SEP-") for c in backend.applied.chains) == 5 * n  # type: ignore[union-attr]
+    assert backend.sync(large).full  # the layout changed: everything is rewritten
+    assert state(fake) == full_state(large, "local")
+    assert not any(c.startswith("KUBE-SEP-") for c in backend.applied.chains)  # type: ignore[union-attr]
+    assert backend.sync(small).full
+    assert state(fake) == full_state(small, "all")
+    assert IptablesBackend(runner=FakeIptables(), legacy=True).endpoint_chains == "auto"  # the runner decides
+
+
 # --- syncs ----------------------------------------------------------------------------------------
 
 def test_full_sync_twice_inserts_the_jumps_once() -> None:
