@@ -222,15 +222,9 @@ class KubeletProxy:
             except aiohttp.ClientError as exc:
                 raise self._unreachable(node_name, exc) from None
             async with kubelet:
-                response = web.StreamResponse(status=kubelet.status, reason=kubelet.reason, headers={
-                    k: v for k, v in kubelet.headers.items() if k.lower() in PROXIED_RESPONSE_HEADERS})
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-                    async for chunk in kubelet.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
-                return response
+                return await _stream_through(request, kubelet, web.StreamResponse(
+                    status=kubelet.status, reason=kubelet.reason, headers={
+                        k: v for k, v in kubelet.headers.items() if k.lower() in PROXIED_RESPONSE_HEADERS}))
 
     @staticmethod
     def _session(*, total: float | None) -> aiohttp.ClientSession:
@@ -279,14 +273,8 @@ class KubeletProxy:
                     raise self._refusal(kubelet.status, await kubelet.read())
                 # what the kubelet sends as it comes, until it ends the log (the container is gone) or the
                 # client goes away
-                response = web.StreamResponse(headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"})
-                response.enable_chunked_encoding()
-                await response.prepare(request)
-                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-                    async for chunk in kubelet.content.iter_any():
-                        await response.write(chunk)
-                    await response.write_eof()
-                return response
+                return await _stream_through(request, kubelet, web.StreamResponse(
+                    headers={"Content-Type": "text/plain", "Cache-Control": "no-cache"}))
 
     # -- exec, attach ---------------------------------------------------------------------------------
 
@@ -429,3 +417,15 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
             await kubelet.close()
         with contextlib.suppress(ConnectionError, RuntimeError):
             await client.close()
+
+
+async def _stream_through(request: web.Request, kubelet: aiohttp.ClientResponse, response: web.StreamResponse
+                          ) -> web.StreamResponse:
+    """Send RESPONSE with what the kubelet sends as it comes, until the kubelet ends it or the client goes."""
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+        async for chunk in kubelet.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+    return response

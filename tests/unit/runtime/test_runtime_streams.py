@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from control.api import remotecommand as rc
@@ -25,6 +25,7 @@ from control.kubelet.streaming import PodProcessTarget
 from control.runtime import Runtime, RuntimeCallError, RuntimeClient
 from control.runtime.containers import ContainerLog, ProcessContainer, RunAs, make_container
 from control.runtime.server import serving
+from tests.unit.kubelet.test_streaming import _collect
 from tests.unit.runtime.test_runtime_api import CIDR, CLUSTER, NODE, node_kernel, sandbox_body
 from tests.waiting import wait_until_async
 
@@ -89,17 +90,6 @@ async def _container(client: RuntimeClient, tmp: Path, spec: dict[str, Any], env
     return str(made["containerId"])
 
 
-async def _collect(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict[int, bytes], dict[str, Any] | None]:
-    out: dict[int, bytes] = {}
-    status = None
-    async for message in ws:
-        assert message.type == WSMsgType.BINARY
-        channel, data = rc.decode(message.data)
-        if channel == rc.ERROR:
-            status = json.loads(data)
-        else:
-            out[channel] = out.get(channel, b"") + data
-    return out, status
 
 
 def _body(**fields: Any) -> dict[str, str]:
