@@ -9,7 +9,9 @@ empty; an update that leaves clusterIP, clusterIPs, a nodePort or healthCheckNod
 was allocated, so that re-submitting the YAML a Service was created from succeeds),
 pkg/registry/apps/{deployment,replicaset,daemonset,statefulset}/strategy.go,
 batch/cronjob/strategy.go and core/replicationcontroller/strategy.go
-(controllers' status starts empty).
+(controllers' status starts empty). "Empty" is Go's zero value, serialized: the status fields upstream
+declares without omitempty (k8s.io/api apps/v1 and core/v1 types.go) appear as 0, and typed clients that
+require them (the Python client's V1DaemonSetStatus, V1StatefulSetStatus) fail to read an object without.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ __all__ = ["patch_allocated_values", "prepare_for_create"]
 # Kinds whose status belongs to their controller: a create never sets it.
 _EMPTY_STATUS_ON_CREATE = frozenset({"Deployment", "ReplicaSet", "ReplicationController", "DaemonSet",
                                      "StatefulSet", "CronJob"})
+# Their status fields without omitempty: an "empty" status still carries them, as zeros.
+_ALWAYS_SERIALIZED = {
+    "DaemonSet": ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady"),
+    "StatefulSet": ("replicas", "availableReplicas"),
+    "ReplicaSet": ("replicas",),
+    "ReplicationController": ("replicas",),
+}
 
 
 def prepare_for_create(kind: str, obj: dict[str, Any]) -> None:
@@ -32,7 +41,7 @@ def prepare_for_create(kind: str, obj: dict[str, Any]) -> None:
     elif kind == "Service":
         obj["status"] = {"loadBalancer": {}}
     elif kind in _EMPTY_STATUS_ON_CREATE:
-        obj["status"] = {}
+        obj["status"] = dict.fromkeys(_ALWAYS_SERIALIZED.get(kind, ()), 0)
     elif kind in ("PersistentVolume", "PersistentVolumeClaim"):
         # Phases belong to the PV controller; a new volume or claim waits for it (Pending).
         obj["status"] = {"phase": "Pending"}

@@ -181,10 +181,22 @@ def _slice_row(es: dict[str, Any]) -> Row:
 
 
 def _event_row(ev: dict[str, Any]) -> Row:
-    obj = ev.get("involvedObject") or {}
+    """printEvent with Wide (the server always prints wide; kubectl hides the priority-1 cells without -o wide)."""
+    def age(stamp: str | None) -> str:
+        return _age(stamp[:19] + "Z" if stamp and len(stamp) > 20 else stamp)  # MicroTime to whole seconds
+
+    obj, source, series = ev.get("involvedObject") or {}, ev.get("source") or {}, ev.get("series") or {}
+    first = ev.get("firstTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
     last = ev.get("lastTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
-    return [_age(last[:19] + "Z" if last and len(last) > 20 else last), ev.get("type", ""), ev.get("reason", ""),
-            f"{(obj.get('kind') or '').lower()}/{obj.get('name', '')}", ev.get("message", "")]
+    count = ev.get("count") or 1  # a singleton event of the events.k8s.io API has no count
+    if series:
+        last, count = series.get("lastObservedTime") or last, series.get("count", count)
+    kind = (obj.get("kind") or "").lower()
+    component = source.get("component") or ev.get("reportingComponent") or ""
+    instance = source.get("host") or ev.get("reportingInstance") or ""
+    return [age(last), ev.get("type", ""), ev.get("reason", ""), f"{kind}/{obj['name']}" if obj.get("name") else kind,
+            obj.get("fieldPath", ""), f"{component}, {instance}" if instance else component,
+            str(ev.get("message", "")).strip(), age(first), count, ev["metadata"].get("name")]
 
 
 def _job_status(job: dict[str, Any]) -> str:
@@ -379,7 +391,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "endpointslices": ([("Name", "string", 0), ("AddressType", "string", 0), ("Ports", "string", 0),
                         ("Endpoints", "string", 0), ("Age", "string", 0)], _slice_row),
     "events": ([("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0), ("Object", "string", 0),
-                ("Message", "string", 0)], _event_row),
+                ("Subobject", "string", 1), ("Source", "string", 1), ("Message", "string", 0),
+                ("First Seen", "string", 1), ("Count", "string", 1), ("Name", "string", 1)], _event_row),
     "configmaps": ([("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
                    _simple(lambda o: [len(o.get("data") or {}) + len(o.get("binaryData") or {})])),
     "secrets": ([("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],

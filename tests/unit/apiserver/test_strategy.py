@@ -55,6 +55,23 @@ def test_create_resets_status_the_caller_sent() -> None:
     assert config_map == {"data": {"a": "b"}}
 
 
+@pytest.mark.parametrize(("kind", "status"), [
+    ("DaemonSet", {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0}),
+    ("StatefulSet", {"replicas": 0, "availableReplicas": 0}),
+    ("ReplicaSet", {"replicas": 0}),
+    ("ReplicationController", {"replicas": 0}),
+    ("Deployment", {}),
+    ("CronJob", {}),
+])
+def test_a_controllers_status_starts_as_gos_zero_value(kind: str, status: dict[str, int]) -> None:
+    # Fields without omitempty are serialized even when zero; the Python client's typed models require
+    # them (reading a DaemonSet with status {} raised a validation error for its four counts).
+    obj: dict[str, Any] = {"spec": {}, "status": {"replicas": 3, "numberReady": 2, "conditions": []}}
+    prepare_for_create(kind, obj)
+    assert obj["status"] == status
+
+
 def _svc(svc_type: str, ports: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": "web", "namespace": "default"},
             "spec": {"type": svc_type, "ports": ports, **spec}}
