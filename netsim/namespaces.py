@@ -193,10 +193,11 @@ def _set_up_and_pin(name: str, pins: list[str], setup: Callable[[], None], timeo
     from inside itself, so this process pins the child's two namespaces (/proc/PID/ns/...) while the
     child holds them, then ends it."""
     result_r, result_w = os.pipe()
+    parent = os.getpid()
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
-            _place_child(name, result_w, setup)
+            _place_child(name, result_w, setup, parent)
         os.close(result_w)
         result_w = -1
         try:
@@ -220,7 +221,7 @@ def _set_up_and_pin(name: str, pins: list[str], setup: Callable[[], None], timeo
             os.close(result_w)
 
 
-def _place_child(name: str, result_w: int, setup: Callable[[], None]) -> NoReturn:
+def _place_child(name: str, result_w: int, setup: Callable[[], None], parent: int) -> NoReturn:
     """The forked child: only this thread was copied, so it uses none of the parent's locks or
     threads, never returns into the parent's code (os._exit: no atexit, no flush of copied buffers)."""
     try:
@@ -229,7 +230,8 @@ def _place_child(name: str, result_w: int, setup: Callable[[], None]) -> NoRetur
         # Copies of the parent's descriptors go: the other pods' pipes (a write end held here would
         # delay their end of file), its sockets and its listeners.
         os.closerange(4, os.sysconf("SC_OPEN_MAX"))
-        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        # Ended with the thread that forked it, or it would hold the pod's namespaces unpinned forever.
+        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
             os._exit(1)
         try:
             netns = os.open(path_of(name), os.O_RDONLY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,3 +159,29 @@ def test_the_last_pod_gone_leaves_no_mount_of_ours(tmp_path: Path) -> None:
         assert namespaces.delete(netns)
     if not any(name.endswith((".uts", ".mnt")) for name in os.listdir(namespaces.PIN_DIR)):
         assert _ours() == [], "PIN_DIR's own mount outlived its last pin"
+
+
+def _stuck() -> None:
+    time.sleep(3600)
+
+
+def _refuses() -> None:
+    raise ValueError("hostname refused")
+
+
+def test_a_setup_that_fails_or_hangs_is_told_and_its_child_ended(tmp_path: Path) -> None:
+    # The set-up runs in a forked child of this process: its error comes back in its words, and one that
+    # never finishes is ended at the timeout, leaving no pin and no child of ours.
+    netns = f"ksim-test-{uuid.uuid4().hex[:8]}.stuck"
+    before = _ours()
+    namespaces.create(netns)
+    try:
+        with pytest.raises(NamespaceError, match="hostname refused"):
+            namespaces.create_pod_place(netns, _refuses)
+        with pytest.raises(NamespaceError, match="not done within"):
+            namespaces.create_pod_place(netns, _stuck, timeout=0.5)
+        assert not namespaces.pod_place_exists(netns)
+        assert _ours() == before
+        assert namespaces.processes_in([netns]) == [], "the set-up child outlived its call"
+    finally:
+        namespaces.delete(netns)
