@@ -6,7 +6,10 @@ where the set-up of a place runs), median of --runs runs. As root, from the repo
     sudo .venv/bin/python -m bench.pod_place --pods 100 --runs 3
 
 The network namespaces are made and removed outside the timed part: only LinuxKernel.ns_create_place
-is measured (what the node runtime calls for each pod sandbox).
+is measured (what the node runtime calls for each pod sandbox). The set-up child is forked from this
+small process; forked from a node runtime (~50 MB resident, busy in other threads) each place also
+costs the runtime the fork's page-table copy and a copy-on-write fault for each page it writes while
+the child lives: bench/pod_startup.py's runtime CPU shows that share.
 """
 
 from __future__ import annotations
