@@ -4,11 +4,10 @@
                               [--pins DIR]... [--memory DIR SIZE]... [--volume TARGET SOURCE ro|rw]...
                               [--scratch DIR]
 
-It is started by unshare(1) in the pod's network namespace and its fresh UTS and mount namespaces,
-every mount already private (nothing it does reaches the machine), and it exits when done: the
-namespaces stay pinned. Run as a file, not a module, importing only os, sys and ctypes, so that it
-starts in a few milliseconds: json, socket or argparse would each cost as much as the rest (measured
-here: 52 ms a pod with json and socket).
+namespaces.create_pod_place calls main() in a child it forked into the pod's network namespace and
+fresh UTS and mount namespaces, every mount already private (nothing it does reaches the machine); the
+child exits when done and the namespaces stay pinned. It can also be run as a file inside namespaces
+made by unshare(1) (place.setup_command), so it imports only os, sys and ctypes.
 
 Steps, in this order:
 1. The copies of nsfs mounts (every /run/netns pin, other pods' pins) are detached: a copy would keep

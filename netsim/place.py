@@ -2,7 +2,8 @@
 
     PodPlace(hostname, files=((target, source), ...), hidden=(dir, ...), exposed=(file, ...),
              volumes=((target, source, read_only), ...), memory=((dir, size), ...), scratch=dir)
-    setup_command(place) -> the command line run inside the pod's new namespaces (netsim/_podsetup.py)
+    setup_of(place) -> what runs inside the pod's new namespaces (netsim/_podsetup.py, in-process)
+    setup_command(place) -> the same as a command line, to run by hand (unshare(1) ... -- COMMAND)
 
 The sandbox's UTS namespace carries HOSTNAME; its mount namespace binds each FILES source (a file the
 caller wrote, the kubelet's per-pod /etc/hosts, /etc/hostname and /etc/resolv.conf) over its target,
@@ -18,9 +19,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from netsim import _podsetup
 from netsim.errors import NetsimError
 from netsim.namespaces import NETNS_DIR, PIN_DIR
 
@@ -50,10 +54,9 @@ class PodPlace:
                 raise NetsimError(f"pod file {path!r}: paths of a pod's place must be absolute")
 
 
-def setup_command(place: PodPlace) -> list[str]:
-    """The command line that makes PLACE, run inside the pod's new namespaces: this interpreter in
-    isolated mode without site (a few ms to start), on the setup script as a file."""
-    argv = [sys.executable, "-I", "-S", str(SETUP_SCRIPT), place.hostname]
+def setup_arguments(place: PodPlace) -> list[str]:
+    """PLACE in the setup script's arguments (netsim/_podsetup.py's usage line)."""
+    argv = [place.hostname]
     for target, source in place.files:
         argv += ["--bind", target, source]
     for directory, size in place.memory:
@@ -69,3 +72,15 @@ def setup_command(place: PodPlace) -> list[str]:
     for directory in (NETNS_DIR, PIN_DIR):
         argv += ["--pins", directory]
     return argv
+
+
+def setup_of(place: PodPlace) -> Callable[[], None]:
+    """What namespaces.create_pod_place runs inside the pod's new namespaces to make PLACE: the setup
+    script's main, called in the forked child (no program is started)."""
+    return partial(_podsetup.main, setup_arguments(place))
+
+
+def setup_command(place: PodPlace) -> list[str]:
+    """The same set-up as a command line (this interpreter in isolated mode without site, on the setup
+    script as a file), for running by hand inside namespaces made by unshare(1)."""
+    return [sys.executable, "-I", "-S", str(SETUP_SCRIPT), *setup_arguments(place)]

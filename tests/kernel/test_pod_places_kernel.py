@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import pytest
 
 from netsim import namespaces
 from netsim.errors import NamespaceError
-from netsim.place import PodPlace, setup_command
+from netsim.place import PodPlace, setup_of
 
 
 @dataclass
@@ -56,7 +57,7 @@ def pod(tmp_path: Path) -> Iterator[Pod]:
         path.chmod(0o644)
     namespaces.create(netns)
     try:
-        namespaces.create_pod_place(netns, setup_command(PodPlace(
+        namespaces.create_pod_place(netns, setup_of(PodPlace(
             "web-0", files=(("/etc/resolv.conf", str(resolv)), ("/etc/hosts", str(hosts))),
             hidden=(str(state),), exposed=(str(state / "sa" / "own.kubeconfig"),))))
         yield Pod(netns, state, resolv, hosts)
@@ -79,7 +80,7 @@ def test_the_pod_has_its_hostname_and_files_and_the_machine_keeps_its_own(pod: P
 
 def test_a_second_place_for_the_same_pod_is_refused_and_the_first_survives(pod: Pod) -> None:
     with pytest.raises(NamespaceError, match="already exist"):
-        namespaces.create_pod_place(pod.netns, setup_command(PodPlace("again")))
+        namespaces.create_pod_place(pod.netns, setup_of(PodPlace("again")))
     assert namespaces.pod_place_exists(pod.netns)
     assert pod.run("hostname").stdout == "web-0\n"
 
@@ -123,7 +124,7 @@ def test_no_pin_is_copied_into_a_later_pod(pod: Pod, tmp_path: Path) -> None:
     second = f"ksim-test-{uuid.uuid4().hex[:8]}.pod2"
     namespaces.create(second)
     try:
-        namespaces.create_pod_place(second, setup_command(PodPlace("web-1")))
+        namespaces.create_pod_place(second, setup_of(PodPlace("web-1")))
         argv = namespaces.command_in(second, ["findmnt", "-rn", "-t", "nsfs", "-o", "TARGET"], uts=True, mnt=True)
         assert subprocess.run(argv, capture_output=True, text=True, check=False).stdout == ""
         assert subprocess.run(namespaces.command_in(second, ["hostname"], uts=True), capture_output=True,
@@ -139,7 +140,7 @@ def test_a_failed_setup_leaves_nothing(tmp_path: Path) -> None:
     namespaces.create(netns)
     try:
         with pytest.raises(NamespaceError, match="no-such-dir"):
-            namespaces.create_pod_place(netns, setup_command(PodPlace("bad", hidden=(str(tmp_path / "no-such-dir"),))))
+            namespaces.create_pod_place(netns, setup_of(PodPlace("bad", hidden=(str(tmp_path / "no-such-dir"),))))
         assert not os.path.lexists(namespaces.pin_of(netns, "uts"))
         assert not os.path.lexists(namespaces.pin_of(netns, "mnt"))
         assert _ours() == before
@@ -151,10 +152,36 @@ def test_the_last_pod_gone_leaves_no_mount_of_ours(tmp_path: Path) -> None:
     netns = f"ksim-test-{uuid.uuid4().hex[:8]}.last"
     namespaces.create(netns)
     try:
-        namespaces.create_pod_place(netns, setup_command(PodPlace("last")))
+        namespaces.create_pod_place(netns, setup_of(PodPlace("last")))
         assert namespaces.pod_place_exists(netns)
         assert namespaces.PIN_DIR in _ours()
     finally:
         assert namespaces.delete(netns)
     if not any(name.endswith((".uts", ".mnt")) for name in os.listdir(namespaces.PIN_DIR)):
         assert _ours() == [], "PIN_DIR's own mount outlived its last pin"
+
+
+def _stuck() -> None:
+    time.sleep(3600)
+
+
+def _refuses() -> None:
+    raise ValueError("hostname refused")
+
+
+def test_a_setup_that_fails_or_hangs_is_told_and_its_child_ended(tmp_path: Path) -> None:
+    # The set-up runs in a forked child of this process: its error comes back in its words, and one that
+    # never finishes is ended at the timeout, leaving no pin and no child of ours.
+    netns = f"ksim-test-{uuid.uuid4().hex[:8]}.stuck"
+    before = _ours()
+    namespaces.create(netns)
+    try:
+        with pytest.raises(NamespaceError, match="hostname refused"):
+            namespaces.create_pod_place(netns, _refuses)
+        with pytest.raises(NamespaceError, match="not done within"):
+            namespaces.create_pod_place(netns, _stuck, timeout=0.5)
+        assert not namespaces.pod_place_exists(netns)
+        assert _ours() == before
+        assert namespaces.processes_in([netns]) == [], "the set-up child outlived its call"
+    finally:
+        namespaces.delete(netns)
