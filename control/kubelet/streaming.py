@@ -411,13 +411,11 @@ async def follow_file(path: Path, start: int, ended: Callable[[], bool],
                 if _replaced(path, handle):
                     while chunk := handle.read(READ_CHUNK):  # what came before the rotation
                         yield chunk
-                    newer = _newer_file(path, handle)
-                    if newer is None:
-                        return  # not rotated but retired: a new instance's log began, this one's is over
+                    newer = _open_newer(path, handle)
                     handle.close()
-                    handle = None
-                    with contextlib.suppress(FileNotFoundError):
-                        handle = open(newer, "rb")  # noqa: SIM115 - as above
+                    handle = newer
+                    if handle is None:
+                        return  # not rotated but retired: a new instance's log began, this one's is over
                     continue
             if finished:
                 return
@@ -441,6 +439,29 @@ def _newer_file(path: Path, handle: Any) -> str | None:
     for older, newer in itertools.pairwise(files):
         if _same_file(older, handle):
             return newer
+    return None
+
+
+#: how many times the rotated files are looked at before a follower's file counts as retired
+ROTATION_LOOKS = 5
+
+
+def _open_newer(path: Path, handle: Any) -> Any:
+    """The file rotated just after HANDLE's, opened; None when HANDLE's file is none of the log's any more.
+    The runtime may rotate again while the files are looked at (every name shifts by one), so an answer
+    counts only when a second look, after the open, names the same file."""
+    for _ in range(ROTATION_LOOKS):
+        newer = _newer_file(path, handle)
+        if newer is None:
+            continue
+        try:
+            opened = open(newer, "rb")  # noqa: SIM115 - the caller keeps it open, and closes it
+        except FileNotFoundError:
+            continue
+        again = _newer_file(path, handle)
+        if again is not None and _same_file(again, opened):
+            return opened
+        opened.close()
     return None
 
 

@@ -15,6 +15,10 @@ from control.kubelet.logs import LineDecoder, LogOptions, read_log
 from control.runtime.containers import ContainerLog
 from control.runtime.crilog import cri_line, log_files, parse_rfc3339, retire
 
+#: a time written with all nine fraction digits: a stored line is at most this long (Go's RFC3339Nano drops
+#: trailing zeros, so a line written at another time may be up to ten bytes shorter, never longer)
+LONGEST = 1_800_000_000_123_456_789
+
 
 def _write(log: ContainerLog, first: int, count: int) -> None:
     for i in range(first, first + count):
@@ -23,7 +27,7 @@ def _write(log: ContainerLog, first: int, count: int) -> None:
 
 def test_the_log_is_rotated_before_it_passes_its_size_and_keeps_at_most_its_files(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
-    one = len(cri_line("stdout", b"line 0000"))
+    one = len(cri_line("stdout", b"line 0000", ns=LONGEST))
     log = ContainerLog(path, max_size=10 * one, max_files=3)
     _write(log, 0, 25)
     assert log_files(path) == [f"{path}.2", f"{path}.1", str(path)]
@@ -41,7 +45,7 @@ def test_the_log_is_rotated_before_it_passes_its_size_and_keeps_at_most_its_file
 
 def test_tail_and_since_read_across_the_rotated_files(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
-    one = len(cri_line("stdout", b"line 0000"))
+    one = len(cri_line("stdout", b"line 0000", ns=LONGEST))
     log = ContainerLog(path, max_size=4 * one, max_files=5)
     _write(log, 0, 5)
     between = time.time_ns()
@@ -59,7 +63,7 @@ def test_tail_and_since_read_across_the_rotated_files(tmp_path: Path) -> None:
 
 def test_a_follower_reads_on_across_a_rotation_each_line_once(tmp_path: Path) -> None:
     path = tmp_path / "app.log"
-    one = len(cri_line("stdout", b"line 0000"))
+    one = len(cri_line("stdout", b"line 0000", ns=LONGEST))
     log = ContainerLog(path, max_size=3 * one, max_files=20)  # every file kept, however far it falls behind
     _write(log, 0, 2)
     done = [False]
@@ -87,7 +91,7 @@ def test_a_follower_reads_on_across_a_rotation_each_line_once(tmp_path: Path) ->
 
 def test_a_previous_instance_takes_its_rotated_files_with_it(tmp_path: Path) -> None:
     path, previous = tmp_path / "app.log", tmp_path / "app.previous.log"
-    one = len(cri_line("stdout", b"line 0000"))
+    one = len(cri_line("stdout", b"line 0000", ns=LONGEST))
     _write(ContainerLog(previous, max_size=one, max_files=5), 0, 4)  # an older previous instance: replaced
     _write(ContainerLog(path, max_size=2 * one, max_files=5), 100, 5)
     retire(path, previous)
