@@ -2,11 +2,12 @@
 first to speak WebSocket by default; and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a
 terminal with its size), `attach`, `cp` both ways, `logs -f` and `logs --tail --timestamps --since`
 through the apiserver and the kubelet; the Python `kubernetes` client's `stream()` gets its exit code
-and its `portforward()` reaches a pod's port; `kubesim exec POD` runs a command there; the node's
-kubelet API answers through nodes/NAME/proxy (healthz, pods, a container's log) for those RBAC lets
-get nodes/proxy; and bad requests
-get upstream's answers without leaving anything stuck (a client killed mid-session takes its command
-with it)."""
+and its `portforward()` reaches a pod's port, raw and as urllib's connections; `kubesim exec POD` runs a
+command there, in the pod's network, UTS and mount namespaces; the node's kubelet API answers through
+nodes/NAME/proxy (healthz, pods, a container's log) for those RBAC lets get nodes/proxy; and bad requests
+(a pod not placed or completed, a container that is not there or not running) get upstream's answers
+without leaving anything stuck (a client killed mid-session takes its command with it; 50 sessions at
+once each get theirs)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ def test_exec_carries_stdout_stderr_and_the_exit_code(cluster: Exec, version: st
     ip = cluster.pod("web")["status"]["podIP"]
     assert f"inet {ip}/" in cluster.kubectl("exec", "web", "--", "ip", "-4", "addr", "show", "eth0",
                                             version=version).stdout
+    # and in its UTS and mount namespaces: the pod's hostname, and the state directory is not there
+    assert cluster.kubectl("exec", "web", "--", "hostname", version=version).stdout == "web\n"
+    hidden = cluster.kubectl("exec", "web", "--", "cat", cluster.kubeconfig, version=version, check=False)
+    assert hidden.returncode == 1 and hidden.stdout == "" and "No such file" in hidden.stderr
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -173,7 +178,7 @@ def test_exec_it_gives_the_command_a_terminal_of_the_callers_size(cluster: Exec,
     assert "33 101\n" in text and "/dev/pts/" in text
 
 
-@pytest.mark.parametrize("version", TRANSPORTS)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec, version: str) -> None:
     with subprocess.Popen(cluster.argv(version, "attach", "talker", "-c", "talk"), stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True) as follower:
@@ -198,7 +203,7 @@ def test_attach_streams_the_containers_output_and_feeds_its_stdin(cluster: Exec,
             writer.kill()
 
 
-@pytest.mark.parametrize("version", TRANSPORTS)
+@pytest.mark.parametrize("version", VERSIONS)
 def test_cp_copies_into_the_pod_and_back(cluster: Exec, version: str, tmp_path: Path) -> None:
     # kubectl cp is tar over exec: tar xf with stdin's end into the pod, tar cf out of it
     source = tmp_path / "payload.bin"
@@ -214,22 +219,27 @@ def test_cp_copies_into_the_pod_and_back(cluster: Exec, version: str, tmp_path: 
 
 
 def test_logs_follow_gets_new_lines_and_ends_when_the_pod_is_deleted(cluster: Exec) -> None:
+    # one follower per kubectl version on one pod: each must see new lines and end with the container
     cluster.apply(pod("follow-me", {"name": "talk", "image": "busybox", "command": ["sh", "-c", TALKER]}))
     cluster.wait_ready("follow-me")
-    with subprocess.Popen(cluster.argv("1.33", "logs", "-f", "follow-me", "--tail=1"), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as follower:
-        try:
-            assert follower.stdout is not None and follower.stderr is not None
+    followers = [subprocess.Popen(cluster.argv(version, "logs", "-f", "follow-me", "--tail=1"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for version in VERSIONS]
+    try:
+        for version, follower in zip(VERSIONS, followers, strict=True):
+            assert follower.stdout is not None
             first = int(follower.stdout.readline().split()[1])
             later = int(follower.stdout.readline().split()[1])
-            assert later == first + 1  # a line written after the request came in
-            cluster.kubectl("delete", "pod", "follow-me", "--wait=false")
-            rest = follower.stdout.read()  # to its end: the follow ends with the container
-            assert follower.wait(timeout=60) == 0, follower.stderr.read()
-            assert all(line.startswith("line ") for line in rest.splitlines())
-        finally:
+            assert later == first + 1, version  # a line written after the request came in
+        cluster.kubectl("delete", "pod", "follow-me", "--wait=false")
+        for version, follower in zip(VERSIONS, followers, strict=True):
+            rest, err = follower.communicate(timeout=60)  # to its end: the follow ends with the container
+            assert follower.returncode == 0, f"kubectl {version}: {err}"
+            assert all(line.startswith("line ") for line in rest.splitlines()), version
+    finally:
+        for follower in followers:
             if follower.poll() is None:
                 follower.kill()
+                follower.wait()
 
 
 def test_log_options_tail_limit_and_previous(cluster: Exec) -> None:
@@ -278,7 +288,9 @@ print(repr(session.read_stdout()), session.returncode)
 
 def test_the_python_client_port_forwards_into_the_pod(cluster: Exec) -> None:
     script = """
+import socket
 import sys
+import urllib.request
 from kubernetes import client, config
 from kubernetes.stream import portforward
 config.load_kube_config(sys.argv[1])
@@ -291,22 +303,40 @@ answer = b""
 while chunk := sock.recv(4096):
     answer += chunk
 print(answer.split(b"\\r\\n\\r\\n", 1)[1].decode())
+print(forward.error(8080))
 refused = forward.socket(9999)
 refused.setblocking(True)
 refused.recv(1)  # closed once its error arrived
 print(forward.error(9999))
+
+# HTTP, as the client's own e2e test does it: every connection urllib makes is a port-forward of its own
+def through_a_forward(address, *args, **kwargs):
+    host, port = address
+    assert host == "web.default.kubernetes", host
+    return portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports=str(port)).socket(port)
+
+socket.create_connection = through_a_forward
+for path in ("/hostname", "/echo?msg=over-http"):
+    with urllib.request.urlopen("http://web.default.kubernetes:8080" + path, timeout=30) as answer:
+        print(answer.status, answer.read().decode())
 """
     done = subprocess.run([sys.executable, "-c", script, cluster.kubeconfig], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    hostname, refused = done.stdout.splitlines()[:2]
-    assert hostname == "web"
+    hostname, no_error, refused, *http = done.stdout.splitlines()
+    assert (hostname, no_error) == ("web", "None")
     assert "error forwarding port 9999 to pod default/web" in refused and "connection refused" in refused
+    assert http == ["200 web", "200 over-http"]
 
 
 def test_kubesim_exec_runs_in_a_pod_and_returns_its_exit_code(cluster: Exec) -> None:
     done = cluster.kubesim("exec", "--name", NAME, "web", "--", "sh", "-c", 'echo "$GREETING"; exit 5', check=False)
     assert (done.returncode, done.stdout) == (5, "hello from web\n"), done.stderr
+    ip = cluster.pod("web")["status"]["podIP"]
+    assert f"inet {ip}/" in cluster.kubesim("exec", "--name", NAME, "default/web", "--", "ip", "-4", "addr").stdout
+    assert cluster.kubesim("exec", "--name", NAME, "default/web", "--", "hostname").stdout == "web\n"
+    hidden = cluster.kubesim("exec", "--name", NAME, "web", "--", "ls", "-A", str(cluster.state), check=False)
+    assert hidden.stdout == "", "the state directory, seen from the pod"
     piped = cluster.kubesim("exec", "--name", NAME, "-i", "default/talker", "-c", "talk", "--", "wc", "-c",
                             stdin="four")
     assert piped.stdout.strip() == "4"
@@ -329,7 +359,8 @@ def test_bad_requests_get_upstreams_answers(cluster: Exec) -> None:
     cluster.kubectl("delete", "pod", "nowhere", "--wait=false")
     # a container of the pod that is not running: the kubelet's (the runtime's) words, passed on
     cluster.apply(pod("half", {"name": "done", "image": "busybox", "command": ["true"]},
-                      {"name": "idle", "image": "pause"}, restartPolicy="Never"))
+                      {"name": "idle", "image": "pause"}, restartPolicy="Never"),
+                  pod("finished", {"name": "c", "image": "busybox", "command": ["true"]}, restartPolicy="Never"))
 
     def done_terminated() -> bool:
         statuses = (cluster.pod("half").get("status") or {}).get("containerStatuses") or []
@@ -339,6 +370,30 @@ def test_bad_requests_get_upstreams_answers(cluster: Exec) -> None:
     stopped = cluster.kubectl("exec", "half", "-c", "done", "--", "true", check=False)
     assert stopped.returncode == 1 and 'container not found ("done")' in stopped.stderr
     cluster.kubectl("delete", "pod", "half", "--wait=false")
+    # a pod that has completed: kubectl refuses with its own words; a client without that check gets the
+    # kubelet's (as for any container that is not running)
+    wait_until(lambda: cluster.pod("finished").get("status", {}).get("phase") == "Succeeded", timeout=30,
+               message="pod finished Succeeded")
+    completed = cluster.kubectl("exec", "finished", "--", "true", check=False)
+    assert completed.returncode == 1
+    assert "cannot exec into a container in a completed pod; current phase is Succeeded" in completed.stderr
+    script = """
+import sys
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.stream import stream
+config.load_kube_config(sys.argv[1])
+try:
+    stream(client.CoreV1Api().connect_get_namespaced_pod_exec, "finished", "default", command=["true"],
+           stderr=True, stdin=False, stdout=True, tty=False)
+except ApiException as exc:
+    print(exc)
+"""
+    refused = subprocess.run([sys.executable, "-c", script, cluster.kubeconfig], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert refused.returncode == 0, refused.stderr
+    assert 'container not found (\\"c\\")' in refused.stdout, refused.stdout
+    cluster.kubectl("delete", "pod", "finished", "--wait=false")
     # over SPDY (kubectl 1.27) the apiserver refuses before the upgrade with the same words
     old = cluster.kubectl("exec", "web", "-c", "nope", "--", "true", version="1.27", check=False)
     assert old.returncode == 1 and "container nope is not valid for pod web" in old.stderr
@@ -352,15 +407,27 @@ def test_a_client_killed_mid_session_takes_its_command_with_it_and_many_run_at_o
                               check=True).stdout.split()
 
     assert pids() == []  # web is a built-in: no process of its own
-    for version in TRANSPORTS:
+    for version in VERSIONS:
         with subprocess.Popen(cluster.argv(version, "exec", "web", "--", "sleep", "600")) as sleeper:
             wait_until(lambda: len(pids()) == 1, timeout=30, message="the exec'd sleep running in the pod")
             sleeper.send_signal(signal.SIGKILL)
         wait_until(lambda: pids() == [], timeout=30, message=f"the sleep gone with its client (kubectl {version})")
-    sessions = [subprocess.Popen(cluster.argv("1.33", "exec", "web", "--", "sh", "-c", f"echo {i}; exit {i % 3}"),
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(12)]
-    results = [(s.communicate(timeout=60)[0], s.returncode) for s in sessions]
-    assert results == [(f"{i}\n", i % 3) for i in range(12)]
+    # 50 sessions at once, from all three kubectl versions: each gets its own output and exit code
+    count = 50
+    sessions = [subprocess.Popen(cluster.argv(VERSIONS[i % 3], "exec", "web", "--", "sh", "-c",
+                                              f"echo {i}; exit {i % 4}"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(count)]
+    try:
+        results = [(s.communicate(timeout=120)[0], s.returncode) for s in sessions]
+    finally:
+        for s in sessions:
+            if s.poll() is None:
+                s.kill()
+                s.wait()
+    assert results == [(f"{i}\n", i % 4) for i in range(count)]
+    # nothing of them left in the pod, and the apiserver, kubelet and runtime answer the next one at once
+    wait_until(lambda: pids() == [], timeout=30, message="no exec'd process left in the pod")
+    assert cluster.kubectl("exec", "web", "--", "echo", "after").stdout == "after\n"
 
 
 @pytest.mark.parametrize("version", TRANSPORTS)

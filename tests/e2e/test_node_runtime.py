@@ -164,6 +164,10 @@ def test_a_killed_kubelets_pods_keep_serving_and_are_adopted_when_it_is_back(lab
     # Adopted: the same pods at the same addresses, no container started again, no namespace made or left.
     assert lab.web_pods() == before
     assert lab.pod_namespaces() == namespaces_before
+    # and no address handed out twice: every pod of the cluster (DNS's included) has its own
+    addresses = [p["status"].get("podIP") for p in lab.cluster.objects("pod", namespace=None)
+                 if not p["spec"].get("hostNetwork")]
+    assert len(addresses) == len(set(addresses)) and None not in addresses, addresses
     log = (lab.cluster.state.dir / "logs" / "kubelet-worker-1.log").read_text()
     assert log.count("adopted running container") >= 3, log[-2000:]
     wait_until(lambda: answers(lab, url), timeout=30)

@@ -1,7 +1,8 @@
 """Each pod a place, on a whole cluster (topologies/two-node.yaml): a process container and an exec into
 a pod see the pod's hostname, its kubelet-managed /etc/hosts and /etc/resolv.conf (the cluster DNS),
-not the machine's, run as their securityContext's user, and cannot read kubesim's state directory.
-Names resolve from inside a pod through the cluster DNS with nothing but the pod's own resolv.conf."""
+not the machine's, run as their securityContext's user with their command and args, and cannot read
+kubesim's state directory. Names resolve from inside a pod through the cluster DNS with nothing but the
+pod's own resolv.conf."""
 
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                         securityContext={"runAsUser": 1000}, workingDir="/tmp",
                         env=[{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                              {"name": "GREETING", "value": "hello-$(POD)"}]),
+                # args after command; args alone replace the image's CMD (busybox has no ENTRYPOINT)
+                {"name": "args", "image": "busybox", "command": ["sh", "-c"],
+                 "args": ["echo args=$0,$1; exec sleep 3600", "first", "second"]},
+                {"name": "argsonly", "image": "busybox", "args": ["sh", "-c", "echo only=$0; exec sleep 3600", "x"]},
             ]}},
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "named"}, "spec": {
                 "nodeName": "worker-2", "hostname": "custom", "subdomain": "sub",
@@ -102,10 +107,16 @@ def test_run_as_user_working_dir_and_env_of_a_process_container(cluster: Cluster
     assert log_of(cluster, "places", "user").splitlines()[0] == "uid=1000 gid=3000 pwd=/tmp greeting=hello-places"
 
 
+def test_command_and_args_of_a_process_container(cluster: Cluster) -> None:
+    assert log_of(cluster, "places", "args").splitlines()[0] == "args=first,second"
+    assert log_of(cluster, "places", "argsonly").splitlines()[0] == "only=x"
+
+
 def test_exec_into_a_pod_sees_its_hostname_hosts_file_and_aliases(cluster: Cluster) -> None:
     pod = cluster.get("pod", "named")
     ip = pod["status"]["podIP"]
     assert in_pod(cluster, "named", "hostname").stdout == "custom\n"
+    assert in_pod(cluster, "named", "cat", "/etc/hostname").stdout == "custom\n"
     hosts = in_pod(cluster, "named", "cat", "/etc/hosts").stdout
     assert hosts.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
     assert f"{ip}\tcustom.sub.default.svc.cluster.local\tcustom\n" in hosts

@@ -1,10 +1,11 @@
-"""`kubectl port-forward` on one single-node cluster, with kubectl 1.27 (SPDY/3.1 to the apiserver) and
-1.33 (SPDY tunnelled in a WebSocket, which the apiserver unwraps): curl from the machine's shell to
-kubectl's loopback port reaches a pod, or a Service's pod, through the apiserver and the kubelet; a
-port nobody listens on gets upstream's error and ends the forward; a kubectl killed mid-connection
-leaves no connection into the pod and an apiserver that goes on serving. `kubesim port-forward` does
-the same over the WebSocket protocol. On the same cluster, `kubectl top` (1.27 and 1.33) reads
-metrics.k8s.io: every node and running pod, and a busy process container above an idle one."""
+"""`kubectl port-forward` on one single-node cluster, with kubectl 1.27 (SPDY/3.1 to the apiserver), 1.30
+(SPDY still: its port-forward tunnel is off by default until 1.31) and 1.33 (SPDY tunnelled in a
+WebSocket, which the apiserver unwraps): curl from the machine's shell to kubectl's loopback port
+reaches a pod, or a Service's pod, through the apiserver and the kubelet; a port nobody listens on gets
+upstream's error and ends the forward; a kubectl killed mid-connection leaves no connection into the
+pod and an apiserver that goes on serving. `kubesim port-forward` does the same over the WebSocket
+protocol. On the same cluster, `kubectl top` (1.27 and 1.33) reads metrics.k8s.io: every node and
+running pod, and a busy process container above an idle one."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from tests.waiting import eventually, wait_until
 
 NAME = "portfwd"
 VERSIONS = ("1.27", "1.33")
+#: and the version between, for what every user runs
+ALL_VERSIONS = ("1.27", "1.30", "1.33")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def _start(cluster: Exec, forward: list[Forward], tmp_path: Path, version: str, 
     return f
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_port_forward_to_a_pod_and_a_service(cluster: Exec, forward: list[Forward], tmp_path: Path,
                                              version: str) -> None:
     to_pod = _start(cluster, forward, tmp_path, version, "pod/web", ":8080")
@@ -99,7 +102,7 @@ def test_port_forward_to_a_pod_and_a_service(cluster: Exec, forward: list[Forwar
         assert "Before WebSocket Upgrade" in to_pod.output()
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ALL_VERSIONS)
 def test_a_port_nobody_listens_on_gets_upstreams_error(cluster: Exec, forward: list[Forward], tmp_path: Path,
                                                        version: str) -> None:
     refused = _start(cluster, forward, tmp_path, version, "pod/web", ":9999")

@@ -3,11 +3,11 @@ ConfigMap (then updated), an emptyDir shared by two containers and downwardAPI l
 containers; a pod whose volume names a missing ConfigMap waits in ContainerCreating until it exists; a pod
 uses its projected ServiceAccount token against the apiserver's ClusterIP (curl and the Python client's
 in-cluster config), refused (403) until a RoleBinding grants it; a forged, an expired and an unbound token
-are 401. Persistent storage as kind ships it: a claim of the default class `standard` is provisioned on the
-node its first pod is scheduled to, keeps a file across pods and goes with its volume and directory when
-deleted; a pod naming a missing claim is not scheduled until the claim exists; a StatefulSet's pods each
-get their own claim, and a pod made again reads what it wrote;
-`kubectl get pv,pvc,sc` prints upstream's columns."""
+are 401; kubectl run inside a pod uses the same token through its in-cluster config. Persistent storage as
+kind ships it: a claim of the default class `standard` is provisioned on the node its first pod is
+scheduled to, keeps a file across pods and goes with its volume and directory when deleted; a pod naming
+a missing claim is not scheduled until the claim exists; a StatefulSet's pods each get their own claim,
+and a pod made again reads what it wrote; `kubectl get pv,pvc,sc` prints upstream's columns."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from control.kubelet.logs import read_container_log
 from kubesim.testing import Cluster
 from netsim import namespaces
 from tests.conftest import require_tool, unavailable
-from tests.e2e.test_kubectl_apply import _kubectl_binary, kubectl_runner
+from tests.e2e.test_kubectl_apply import SDK_BIN, _kubectl_binary, kubectl_runner
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -193,6 +193,16 @@ def test_a_pod_lists_pods_with_its_service_account_token(cluster: Cluster) -> No
     done = in_pod(cluster, "api", f"{env}{sys.executable} -c \"{script}\"", namespace="kube-system")
     assert done.returncode == 0, done.stderr
     assert "'api'" in done.stdout
+    # kubectl inside the pod, with no kubeconfig: its in-cluster config (the token, the CA, and the
+    # namespace file for its default namespace)
+    for version in ("1.27", "1.30", "1.33"):
+        kubectl = _kubectl_binary(version)
+        if kubectl is None:
+            unavailable(f"kubectl.{version} not found (in KUBESIM_KUBECTL_DIR, {SDK_BIN} or on PATH)")
+        done = in_pod(cluster, "api", f"env -i PATH=/usr/bin:/bin HOME=/nonexistent {' '.join(printed)} "
+                      f"{kubectl} get pods -o name", namespace="kube-system")
+        assert done.returncode == 0, f"kubectl {version} in the pod: {done.stderr}"
+        assert "pod/api" in done.stdout.split(), done.stdout
     # default's ServiceAccount is authenticated as itself, and the authorizer refuses it
     assert in_pod(cluster, "plain", CURL_PODS).stdout == "403"
     body = in_pod(cluster, "plain", CURL_PODS.replace("-o /dev/null -w '%{http_code}' ", "")).stdout
