@@ -45,18 +45,15 @@ def test_deep_nesting_is_a_400_not_a_recursion_error(apiserver: RunningAPIServer
 
 def test_an_object_too_large_for_the_store_is_a_413(apiserver: RunningAPIServer) -> None:
     async def scenario() -> None:
-        # Under the 3 MiB body limit, over the store's 1.5 MiB value limit (etcd's): free-form managedFields.
+        # Under the 3 MiB body limit, over the store's 1.5 MiB value limit (etcd's): a Lease's holder is free-form.
         leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
-        fields = {"manager": "m", "operation": "Update", "fieldsType": "FieldsV1",
-                  "fieldsV1": {f"f:k{i}": "x" * 100_000 for i in range(20)}}
-        big = {"metadata": {"name": "big", "managedFields": [fields]}}
+        big = {"metadata": {"name": "big"}, "spec": {"holderIdentity": "x" * 1_600_000}}
         _assert_status(await apiserver.call("POST", leases, body=big), 413, "RequestEntityTooLarge")
-        # A JSON patch that copies a value again and again grows past it from a small body.
-        fields["fieldsV1"] = {"a": "x" * 60_000}
-        assert (await apiserver.call("POST", leases, body={"metadata": {"name": "grows",
-                                                                         "managedFields": [fields]}}))[0] == 201
-        ops = [{"op": "copy", "from": "/metadata/managedFields/0/fieldsV1/a",
-                "path": f"/metadata/managedFields/0/fieldsV1/a{i}"} for i in range(30)]
+        # A JSON patch that copies a value grows past it from a small body.
+        assert (await apiserver.call("POST", leases, body={"metadata": {"name": "grows"}, "spec": {
+            "holderIdentity": "x" * 800_000}}))[0] == 201
+        ops = [{"op": "add", "path": "/spec/strategy", "value": "OldestEmulationVersion"},
+               {"op": "copy", "from": "/spec/holderIdentity", "path": "/spec/preferredHolder"}]
         _assert_status(await apiserver.call("PATCH", f"{leases}/grows", body=ops,
                                             content_type="application/json-patch+json"), 413, "RequestEntityTooLarge")
 

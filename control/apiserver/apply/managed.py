@@ -124,8 +124,10 @@ def decode(obj: dict[str, Any]) -> list[Entry] | None:
             raise _invalid(obj, index, "manager", f"must be a string of at most {MAX_MANAGER_LENGTH} characters")
         try:
             fields = fieldset.decode(item.get("fieldsV1") or {}, f"metadata.managedFields[{index}].fieldsV1")
-        except ValueError as exc:
-            raise errors.bad_request(str(exc)) from None
+        except ValueError:
+            # upstream's UpdateNoErrors: field sets that cannot be read are dropped, never stored or refused
+            obj["metadata"].pop("managedFields", None)
+            return None
         entries.append(Entry(manager, operation, str(item.get("apiVersion") or ""), item.get("time"),
                              str(item.get("subresource") or ""), fields))
     return entries
