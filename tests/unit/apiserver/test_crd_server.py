@@ -391,3 +391,21 @@ def test_a_custom_kind_named_like_a_built_in_is_just_a_custom_resource(tmp_path:
             await scenario(api, session)
 
     asyncio.run(main())
+
+
+def test_server_side_apply_of_a_custom_resource_owns_and_conflicts(tmp_path: Path) -> None:
+    async def scenario(api: LocalAPIServer, session: aiohttp.ClientSession) -> None:
+        path = f"{V1}/namespaces/default/crontabs/applied"
+        apply = "application/apply-patch+yaml"
+        body = crontab("applied", replicas=1)
+        status, created = await call(session, api, "admin", "PATCH", f"{path}?fieldManager=me", body, apply)
+        assert status == 201, created
+        assert [m["manager"] for m in created["metadata"]["managedFields"]] == ["me"]
+        body["spec"]["replicas"] = 2
+        status, conflict = await call(session, api, "admin", "PATCH", f"{path}?fieldManager=other", body, apply)
+        assert status == 409 and conflict["details"]["causes"][0]["field"] == ".spec.replicas", conflict
+        status, forced = await call(session, api, "admin", "PATCH", f"{path}?fieldManager=other&force=true", body,
+                                    apply)
+        assert status == 200 and forced["spec"]["replicas"] == body["spec"]["replicas"], forced
+
+    run(tmp_path, scenario)
