@@ -103,7 +103,10 @@ class Informer:
 
     `transform` (client-go's SetTransform) turns each object, as it arrives, into what the store keeps
     and the handlers see: a component that needs a little of each object keeps only that little. It
-    must keep metadata.name, namespace, uid and resourceVersion, which the informer itself reads.
+    must keep metadata.name, namespace, uid and resourceVersion, which the informer itself reads. It runs
+    on each list page as the page arrives, so with `page_size` set a relist holds at most one page of
+    whole objects; `strip_managed_fields` is the transform of components that only read (upstream's
+    kube-proxy and scheduler set it).
 
     Seams: `sleep` (backoff waits), `clock` (short-watch detection), `rng` (jitter, watch lengths).
     """
