@@ -34,6 +34,7 @@ from control.client import (
     PODS,
     Client,
     Informer,
+    strip_managed_fields,
 )
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from netpol import iptables, nftables
@@ -103,14 +104,17 @@ class NetpolAgent:
             raise NetpolError(f"--mode {config.mode!r}: use one of {', '.join(BACKENDS)}")
         self.backend = backend or BACKENDS[config.mode]()
         self.metrics = Metrics()
-        self.policies = Informer(client, NETWORK_POLICIES)
-        self.pods = Informer(client, PODS)
-        self.namespaces = Informer(client, NAMESPACES)
-        self.nodes = Informer(client, NODES)
+        # managedFields (server-side apply's bookkeeping) are dropped as objects arrive, as upstream's
+        # agents do: the agent never reads them, and on every Pod they would be most of what it keeps.
+        strip = strip_managed_fields
+        self.policies = Informer(client, NETWORK_POLICIES, transform=strip)
+        self.pods = Informer(client, PODS, transform=strip)
+        self.namespaces = Informer(client, NAMESPACES, transform=strip)
+        self.nodes = Informer(client, NODES, transform=strip)
         self.admin_policies: tuple[Informer, ...] = ()
         if config.admin_network_policies:
-            self.admin_policies = (Informer(client, ADMIN_NETWORK_POLICIES),
-                                   Informer(client, BASELINE_ADMIN_NETWORK_POLICIES))
+            self.admin_policies = (Informer(client, ADMIN_NETWORK_POLICIES, transform=strip),
+                                   Informer(client, BASELINE_ADMIN_NETWORK_POLICIES, transform=strip))
         self.informers = (self.policies, self.pods, self.namespaces, self.nodes, *self.admin_policies)
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from control.api.meta import labels_of
-from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer
+from control.client import ENDPOINT_SLICES, NODES, SERVICES, Client, Informer, strip_managed_fields
 from firewall.bounded_frequency import BoundedFrequencyRunner
 from proxy.errors import ObjectError
 from proxy.model import parse_endpoint_slice, parse_node, parse_service
@@ -297,7 +297,8 @@ class ProxyServer:
         self.services = Informer(client, SERVICES, transform=_kept(parse_service, "service"))
         self.slices = Informer(client, ENDPOINT_SLICES, indexers={BY_SERVICE: _index_by_service},
                                transform=_kept(parse_endpoint_slice, "endpoint slice"))
-        self.node = Informer(client, NODES, field_selector=f"metadata.name={config.node_name}")
+        self.node = Informer(client, NODES, field_selector=f"metadata.name={config.node_name}",
+                             transform=strip_managed_fields)
         self.runner = BoundedFrequencyRunner(self.sync, min_interval=config.min_sync_period,
                                              max_interval=config.sync_period)
         self.changed: set[tuple[str, str]] = set()

@@ -60,7 +60,7 @@ from control.client._errors import (
     error_from_status,
 )
 from control.client._exec import ExecError, ExecIO, exec_in_pod
-from control.client._informer import Backoff, Informer, wait_for_cache_sync
+from control.client._informer import Backoff, Informer, strip_managed_fields, wait_for_cache_sync
 from control.client._kubeconfig import default_kubeconfig_path, load_kubeconfig
 from control.client._parsecache import ParseCache
 from control.client._portforward import PortForwardError, PortForwardStream, open_port_forward
@@ -178,5 +178,6 @@ __all__ = [
     "object_key",
     "open_port_forward",
     "resource_path",
+    "strip_managed_fields",
     "wait_for_cache_sync",
 ]

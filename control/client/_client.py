@@ -70,6 +70,19 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _items_of(page: JsonObject, transform: Callable[[Any], Any | None] | None) -> list[Any]:
+    items = page.get("items") or []
+    if transform is None:
+        return list(items)
+    return [kept for kept in map(transform, items) if kept is not None]
+
+
+def _transformed(listed: JsonObject, transform: Callable[[Any], Any | None] | None) -> JsonObject:
+    if transform is not None and "items" in listed:
+        listed["items"] = _items_of(listed, transform)
+    return listed
+
+
 def _name_of(body: Mapping[str, Any]) -> str | None:
     meta = body.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
@@ -300,6 +313,7 @@ class Client:
         resource_version_match: str | None = None,
         all_pages: bool = True,
         full_list_if_expired: bool = True,
+        transform: Callable[[Any], Any | None] | None = None,
     ) -> JsonObject:
         """A List object. `namespace=None` lists a namespaced resource across all namespaces.
 
@@ -309,6 +323,10 @@ class Client:
         mid-way, one unpaginated list at the requested resourceVersion replaces it (pager's
         FullListIfExpired). With `all_pages=False` one page comes back; pass its
         `metadata["continue"]` as `continue_=` for the next.
+
+        `transform` is applied to each item as its page arrives, and an item it turns into None is left
+        out: a caller that keeps a little of each object (an informer's transform) then never holds
+        more than one page of whole objects, instead of every page of a 10k-object list at once.
         """
         if not resource.namespaced and namespace is not None:
             raise ValueError(f"{resource.plural} are cluster-scoped: drop namespace={namespace!r}")
@@ -329,12 +347,22 @@ class Client:
             params.pop("resourceVersion", None)
             params.pop("resourceVersionMatch", None)
             params["continue"] = continue_
-        first = await self.request("GET", path, params=params)
+        page = await self.request("GET", path, params=params)
         if not all_pages or not limit:
-            return first
-        items: list[Any] = list(first.get("items") or [])
-        page = first
-        while token := (page.get("metadata") or {}).get("continue"):
+            return _transformed(page, transform)
+        # Every page comes from the first one's snapshot: its metadata (resourceVersion) is the list's.
+        result = {k: v for k, v in page.items() if k != "items"}
+        meta = dict(page.get("metadata") or {})
+        meta.pop("continue", None)
+        meta.pop("remainingItemCount", None)
+        result["metadata"] = meta
+        items: list[Any] = []
+        while True:
+            items.extend(_items_of(page, transform))
+            token = (page.get("metadata") or {}).get("continue")
+            del page  # the page's whole objects go now, before the next page is read
+            if not token:
+                break
             next_params = {k: v for k, v in params.items() if k not in ("resourceVersion", "resourceVersionMatch")}
             next_params["continue"] = str(token)
             try:
@@ -344,14 +372,8 @@ class Client:
                     raise
                 log.info("list %s: continue token expired, falling back to one full list", path)
                 full = {k: v for k, v in params.items() if k not in ("limit", "continue")}
-                return await self.request("GET", path, params=full)
-            items.extend(page.get("items") or [])
-        result = dict(first)
+                return _transformed(await self.request("GET", path, params=full), transform)
         result["items"] = items
-        meta = dict(first.get("metadata") or {})
-        meta.pop("continue", None)
-        meta.pop("remainingItemCount", None)
-        result["metadata"] = meta
         return result
 
     def watch(

@@ -103,7 +103,10 @@ class Informer:
 
     `transform` (client-go's SetTransform) turns each object, as it arrives, into what the store keeps
     and the handlers see: a component that needs a little of each object keeps only that little. It
-    must keep metadata.name, namespace, uid and resourceVersion, which the informer itself reads.
+    must keep metadata.name, namespace, uid and resourceVersion, which the informer itself reads. It runs
+    on each list page as the page arrives, so with `page_size` set a relist holds at most one page of
+    whole objects; `strip_managed_fields` is the transform of components that only read (upstream's
+    kube-proxy and scheduler set it).
 
     Seams: `sleep` (backoff waits), `clock` (short-watch detection), `rng` (jitter, watch lengths).
     """
@@ -264,24 +267,26 @@ class Informer:
             obj.setdefault("apiVersion", self.resource.api_version)
         return obj if self._transform is None else self._transform(obj)
 
+    def _listed_item(self, item: Any) -> JsonObject | None:
+        return self._as_stored(item) if _key_or_none(item) is not None else None
+
     async def _relist(self) -> None:
         # A consistent list (no resourceVersion): client-go starts from RV "0" (any cached state) and uses
         # a consistent read only after a 410; we always take the consistent one, so a relist can never go
         # back in time.
+        # Each page's items are turned into what the store keeps as the page arrives (the transform runs
+        # there), so a 10k-object list never has all its whole objects in memory at once.
         listed = await self.client.list(
             self.resource,
             namespace=self.namespace,
             label_selector=self.label_selector,
             field_selector=self.field_selector,
             limit=self._page_size,
+            transform=self._listed_item,
         )
         self.lists += 1
         self.backoff.reset()
-        fresh: dict[str, JsonObject] = {}
-        for item in listed.get("items") or []:
-            key = _key_or_none(item)
-            if key is not None:
-                fresh[key] = self._as_stored(item)
+        fresh: dict[str, JsonObject] = {object_key(obj): obj for obj in listed.get("items") or []}
         gone = [key for key in self.store.keys() if key not in fresh]  # noqa: SIM118 (a copy: we remove below)
         for obj in fresh.values():
             old = self.store.put(obj)
@@ -376,6 +381,16 @@ class Informer:
         for h in self._handlers:
             if h.on_delete is not None:
                 self._call(h.on_delete, obj)
+
+
+def strip_managed_fields(obj: JsonObject) -> JsonObject:
+    """An informer transform that drops metadata.managedFields (client-go's TransformStripManagedFields,
+    which kube-proxy and kube-scheduler set on their informers): server-side apply's bookkeeping, often
+    the biggest part of a small object, which a component that only reads objects never looks at."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 def _key_or_none(obj: Any) -> str | None:

@@ -310,6 +310,35 @@ def test_list_pages_transparently_from_one_snapshot() -> None:
     asyncio.run(scenario())
 
 
+def test_list_transforms_each_page_as_it_arrives() -> None:
+    async def scenario() -> None:
+        fake = FakeApiServer()
+        for i in range(7):
+            fake.put("services", svc(f"s{i}"))
+        async with serving(fake) as (_, client):
+            pages_read: list[int] = []
+
+            def keep_name(obj: dict[str, Any]) -> dict[str, Any] | None:
+                pages_read.append(sum(1 for r in fake.requests if r[0] == "GET"))
+                name = obj["metadata"]["name"]
+                return None if name == "s3" else {"metadata": {"name": name}}
+
+            listed = await client.list(SERVICES, namespace="default", limit=3, transform=keep_name)
+            assert listed["items"] == [{"metadata": {"name": f"s{i}"}} for i in (0, 1, 2, 4, 5, 6)]
+            # Each page's items were transformed before the next page was asked for.
+            assert pages_read == [1, 1, 1, 2, 2, 2, 3]
+            assert listed["metadata"] == {"resourceVersion": str(fake.revision)}
+
+            unpaged = await client.list(SERVICES, namespace="default", transform=keep_name)
+            assert unpaged["items"] == listed["items"]
+
+            fake.inject(410, "Expired", "continue token too old", when=lambda r: "continue" in r.query)
+            expired = await client.list(SERVICES, namespace="default", limit=3, transform=keep_name)
+            assert expired["items"] == listed["items"]
+
+    asyncio.run(scenario())
+
+
 def test_list_falls_back_to_a_full_list_when_the_continue_token_expires() -> None:
     async def scenario() -> None:
         fake = FakeApiServer()

@@ -23,6 +23,7 @@ from control.client import (
     index_by_field,
     index_by_label,
     index_by_namespace,
+    strip_managed_fields,
     wait_for_cache_sync,
 )
 
@@ -470,5 +471,35 @@ def test_a_resource_version_ahead_of_the_server_means_relist_and_nameless_object
                 assert informer.store.keys() == ["default/a", "default/z"]
         assert "without metadata.name" in caplog.text
         assert_only_this_task_left()
+
+    asyncio.run(scenario())
+
+
+def test_a_relist_transforms_page_by_page_and_managed_fields_can_be_stripped() -> None:
+    async def scenario() -> None:
+        fake = FakeApiServer()
+        managed = [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+        for name in "abcde":
+            fake.put("services", {**svc(name), "metadata": {"name": name, "namespace": "default",
+                                                            "managedFields": managed}})
+        async with serving(fake) as (_, client):
+            lists_before: list[int] = []
+
+            def transform(obj: dict[str, Any]) -> dict[str, Any]:
+                lists_before.append(sum(1 for r in fake.requests if r[0] == "GET" and "watch" not in r[2]))
+                return strip_managed_fields(obj)
+
+            informer, _ = informer_for(client, page_size=2, transform=transform)
+            async with informer:
+                await synced_and_watching(informer, fake)
+                assert informer.store.keys() == [f"default/{n}" for n in "abcde"]
+                assert all("managedFields" not in o["metadata"] for o in informer.store.list())
+                assert lists_before == [1, 1, 2, 2, 3]  # never more than one page of whole objects
+                assert informer.resource_version == str(fake.revision)
+
+                fake.put("services", {**svc("f"), "metadata": {"name": "f", "namespace": "default",
+                                                               "managedFields": managed}})
+                await eventually(lambda: "default/f" in informer.store)
+                assert "managedFields" not in informer.store.get("f", "default")["metadata"]  # type: ignore[index]
 
     asyncio.run(scenario())
