@@ -112,6 +112,14 @@ def users_apiserver(root: Path, users: dict[str, tuple[str, str, tuple[str, ...]
         yield kubeconfigs
 
 
+def require_kubectl(version: str) -> str:
+    """kubectl VERSION's binary; without it the test is unavailable (which fails it in CI)."""
+    binary = _kubectl_binary(version)
+    if binary is None:
+        unavailable(f"kubectl.{version} not found (in KUBESIM_KUBECTL_DIR, {SDK_BIN} or on PATH)")
+    return binary
+
+
 def kubectl_runner(binary: str, kubeconfig: Path, home: Path) -> Kubectl:
     """kubectl BINARY as the user of KUBECONFIG, with its own HOME and cache; raises on failure unless check=False."""
     env = {"KUBECONFIG": str(kubeconfig), "HOME": str(home), "PATH": "/usr/bin:/bin"}
@@ -146,9 +154,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, apiserver: Path, tmp_path: Path) -> Kubectl:
-    binary = _kubectl_binary(request.param)
-    if binary is None:
-        unavailable(f"kubectl.{request.param} not found (in KUBESIM_KUBECTL_DIR, {SDK_BIN} or on PATH)")
+    binary = require_kubectl(request.param)
     # A private HOME and cache: kubectl caches discovery and OpenAPI per server address.
     env = {**os.environ, "KUBECONFIG": str(apiserver), "HOME": str(tmp_path)}
 

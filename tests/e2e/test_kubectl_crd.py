@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import unavailable
 from tests.crd_examples import GROUP, NAME, crontab, crontab_crd
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _kubectl_binary, kubectl_runner, users_apiserver
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
 from tests.waiting import wait_until
 
 USERS = {"admin": ("e2e-crd-admin-token", "kubernetes-admin", ("system:masters",))}
@@ -37,9 +36,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
-    binary = _kubectl_binary(request.param)
-    if binary is None:
-        unavailable(f"kubectl.{request.param} not found")
+    binary = require_kubectl(request.param)
     run = kubectl_runner(binary, kubeconfig, tmp_path)
     run.version = request.param  # type: ignore[attr-defined]
     run.binary = binary  # type: ignore[attr-defined]
@@ -218,9 +215,7 @@ def test_a_restarted_apiserver_serves_its_crds_again(tmp_path_factory: pytest.Te
                                                       tmp_path: Path) -> None:
     """The apiserver process stopped and started again over the same store: the CRD is read back at start
     and its resource served again, instances and all, before the apiserver reports ready."""
-    binary = _kubectl_binary(VERSIONS[-1])
-    if binary is None:
-        unavailable(f"kubectl.{VERSIONS[-1]} not found")
+    binary = require_kubectl(VERSIONS[-1])
     root = tmp_path_factory.mktemp("crd-restart")
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()

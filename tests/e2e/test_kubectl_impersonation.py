@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import unavailable
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _kubectl_binary, kubectl_runner, users_apiserver
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
 from tests.waiting import wait_until
 
 USERS = {"admin": ("e2e-admin-token", "kubernetes-admin", ("system:masters",)),
@@ -34,9 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
 
 @pytest.fixture(params=VERSIONS)
 def kubectls(request: pytest.FixtureRequest, cluster: dict[str, Path], tmp_path: Path) -> dict[str, Kubectl]:
-    binary = _kubectl_binary(request.param)
-    if binary is None:
-        unavailable(f"kubectl.{request.param} not found")
+    binary = require_kubectl(request.param)
     runners: dict[str, Kubectl] = {}
     for who in USERS:
         (tmp_path / who).mkdir()

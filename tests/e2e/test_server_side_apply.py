@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import unavailable
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, _kubectl_binary, kubectl_runner, users_apiserver
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
 
 TOKEN = "ssa-admin-token"
 
@@ -28,9 +27,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
-    binary = _kubectl_binary(request.param)
-    if binary is None:
-        unavailable(f"kubectl.{request.param} not found (in KUBESIM_KUBECTL_DIR or on PATH)")
+    binary = require_kubectl(request.param)
     run = kubectl_runner(binary, kubeconfig, tmp_path)
     run.version = request.param  # type: ignore[attr-defined]
     return run
