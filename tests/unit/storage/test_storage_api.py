@@ -10,19 +10,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from control.apiserver.admission import KubernetesAdmission
-from control.apiserver.allocator import ServiceAllocator
-from control.apiserver.auth import TokenAuthenticator, User
-from control.apiserver.bootstrap import bootstrap
 from control.apiserver.defaults import default
-from control.apiserver.patch import apply_patch
-from control.apiserver.registry import Registry
-from control.apiserver.server import APIServer
 from control.apiserver.tables import to_table
 from control.apiserver.validation import validate, validate_update
-from control.store import SQLiteStore
+from tests.unit.apiserver import test_api_server as api_server
 
 Obj = dict[str, Any]
 ADMIN = {"Authorization": "Bearer admin"}
@@ -187,26 +181,8 @@ def test_columns_are_kubectls() -> None:
 # -- through the apiserver -------------------------------------------------------------------------------------
 
 def run(scenario: Any, tmp_path: Path) -> None:
-    async def main() -> None:
-        store = await SQLiteStore.open(str(tmp_path / "store.db"), compact_interval=None)
-        registry = Registry(store, admission=KubernetesAdmission(), patcher=apply_patch,
-                            allocator=ServiceAllocator("10.96.0.0/16", (30000, 32767)))
-        await registry.start()
-        await bootstrap(registry, service_cidr="10.96.0.0/16", advertise_address="172.18.0.2", port=6443)
-        tokens = TokenAuthenticator({"admin": User("kubernetes-admin", ("system:masters",)),
-                                     "node1": User("system:node:worker-1", ("system:nodes",))})
-        server = APIServer(registry, tokens)
-        server.ready = True
-        client = TestClient(TestServer(server.app()))
-        await client.start_server()
-        try:
-            await scenario(client)
-        finally:
-            await client.close()
-            await registry.stop()
-            await store.close()
-
-    asyncio.run(main())
+    """SCENARIO(client) against a real apiserver in-process, with upstream's admission (test_api_server's)."""
+    api_server.run(lambda client, _registry: scenario(client), tmp_path, admission=KubernetesAdmission())
 
 
 PVCS = "/api/v1/namespaces/default/persistentvolumeclaims"
