@@ -134,6 +134,42 @@ def test_no_pin_is_copied_into_a_later_pod(pod: Pod, tmp_path: Path) -> None:
     assert namespaces.PIN_DIR in _ours(), "the first pod still holds pins there"
 
 
+def test_a_pod_holds_no_pin_of_the_machines_and_sees_machine_mounts_made_after_the_template(
+        pod: Pod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pod mount namespaces are copies of a template without the machine's namespace pins: many pins on
+    # the machine (here 40 more network namespaces) add nothing to a new pod's mount table...
+    def mount_count(netns: str) -> int:
+        argv = namespaces.command_in(netns, ["cat", "/proc/self/mountinfo"], uts=True, mnt=True)
+        return len(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines())
+
+    crowd = [f"ksim-test-{uuid.uuid4().hex[:8]}.crowd" for _ in range(40)]
+    first, later = (f"ksim-test-{uuid.uuid4().hex[:8]}.{which}" for which in ("first", "later"))
+    # ...while a mount the machine makes later (a disk a hostPath names) reaches new pods, as it does on
+    # a systemd machine, whose mounts are shared: a shared mount point here, and a fresh template after it.
+    machine = tmp_path / "machine"
+    (machine / "disk").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", "--make-shared", str(machine), str(machine)], check=True)
+    subprocess.run(["mount", "--make-shared", str(machine)], check=True)
+    monkeypatch.setattr(namespaces, "_template", None)
+    try:
+        namespaces.create(first)
+        namespaces.create_pod_place(first, setup_of(PodPlace("first")))
+        for name in crowd:
+            namespaces.create(name)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "kubesim-test-disk", str(machine / "disk")],
+                       check=True)
+        (machine / "disk" / "mark").write_text("on the disk\n")
+        namespaces.create(later)
+        namespaces.create_pod_place(later, setup_of(PodPlace("later")))
+        assert mount_count(later) <= mount_count(first) + 1  # the disk
+        argv = namespaces.command_in(later, ["cat", str(machine / "disk" / "mark")], uts=True, mnt=True)
+        assert subprocess.run(argv, capture_output=True, text=True, check=False).stdout == "on the disk\n"
+    finally:
+        subprocess.run(["umount", "--recursive", str(machine)], check=False)
+        for name in [first, *crowd, later]:
+            namespaces.delete(name)
+
+
 def test_a_failed_setup_leaves_nothing(tmp_path: Path) -> None:
     netns = f"ksim-test-{uuid.uuid4().hex[:8]}.bad"
     before = _ours()
