@@ -3,11 +3,11 @@ uses the per-kind tables of defaults.py and the validation package; names are ch
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from control.api.jsoncopy import json_copy
 from control.apiserver import defaults, validation
 from control.apiserver.registry import FieldErrorLike
 from control.apiserver.validation.rbac import rbac_name
@@ -90,7 +90,7 @@ class KubernetesAdmission:
             _drop_type_dependent_fields(obj, old)
         # Objects stored before a default existed are judged as if they had it (upstream defaults on read);
         # a status update, which the registry does not default, then passes on an old object too.
-        current, previous = copy.deepcopy(obj), copy.deepcopy(old)
+        current, previous = json_copy(obj), json_copy(old)
         defaults.default(kind, current)
         defaults.default(kind, previous)
         return list(validation.validate_update(kind, current, previous, subresource=subresource))

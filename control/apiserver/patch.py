@@ -54,6 +54,7 @@ import re
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from control.api.jsoncopy import json_copy
 from control.apiserver import schema
 from control.apiserver.errors import APIError
 
@@ -203,12 +204,12 @@ def apply_patch(original: Mapping[str, Any], patch_body: bytes, content_type: st
     patch = _decode(patch_body, media_type)
     try:
         if media_type == JSON_PATCH:
-            return _apply_json_patch(_copy(original), patch)
+            return _apply_json_patch(json_copy(original), patch)
         if not isinstance(patch, dict):
             raise MalformedPatch(f"a {_PATCH_NAMES[media_type]} must be a JSON object, not {_json_type(patch)}")
         if media_type == MERGE_PATCH:
-            return _merge_patch_object(_copy(original), patch)
-        return _StrategicMerge(kind, meta or _DEFAULT_META).merge_map(_copy(original), patch, ())
+            return _merge_patch_object(json_copy(original), patch)
+        return _StrategicMerge(kind, meta or _DEFAULT_META).merge_map(json_copy(original), patch, ())
     except RecursionError:
         # The JSON decoder accepts nesting deeper than the recursive merges can follow.
         raise MalformedPatch("the patch is nested too deeply") from None
@@ -238,15 +239,6 @@ def _decode(body: bytes, media_type: str) -> Any:
 
 
 # -- JSON helpers -----------------------------------------------------------------------------------
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of a JSON tree (several times faster than copy.deepcopy)."""
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def _json_type(value: Any) -> str:
@@ -473,7 +465,7 @@ def _apply_json_patch(doc: dict[str, Any], patch: Any) -> dict[str, Any]:
             found, value = _resolve(result, op.source)
             if not found:
                 raise _not_applicable("copy", op.raw_from, "doc is missing from path")
-            result = _add(result, op.path, op.raw_path, _copy(value), "copy")
+            result = _add(result, op.path, op.raw_path, json_copy(value), "copy")
         else:  # test
             found, value = _resolve(result, op.path)
             if not found:

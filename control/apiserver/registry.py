@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import random
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
+from control.api.jsoncopy import json_copy
 from control.apiserver import errors
 from control.apiserver.allocator import Allocation, ServiceAllocator
 from control.apiserver.apply import Scope, record_update
@@ -285,7 +285,7 @@ class Registry:
     async def create(self, res: Resource, namespace: str | None, body: dict[str, Any], *,
                      dry_run: bool = False, admit: Admit | None = None,
                      tracking: Tracking | None = None) -> dict[str, Any]:
-        obj = copy.deepcopy(body)
+        obj = json_copy(body)
         _check_types(res, obj)
         meta = _metadata(obj)
         if res.namespaced:
@@ -360,7 +360,7 @@ class Registry:
         wanted = meta.get("resourceVersion") or None
 
         def change(old: dict[str, Any]) -> dict[str, Any]:
-            return copy.deepcopy(body)
+            return json_copy(body)
 
         return await self._guaranteed_update(res, namespace, name, change, subresource=subresource,
                                              precondition=wanted, admit=admit, tracking=tracking)
@@ -402,7 +402,7 @@ class Registry:
             try:
                 if precondition is not None and precondition != str(revision):
                     raise errors.conflict(res.group, res.plural, name, errors.STALE)
-                new = change(copy.deepcopy(old))
+                new = change(json_copy(old))
                 _check_types(res, new)
                 new_meta = new.get("metadata") or {}
                 if patch and new_meta.get("resourceVersion") not in (None, str(revision)):
@@ -474,13 +474,13 @@ class Registry:
         cached = cache.objects.get(key) if cache is not None else None
         if cached is None:
             return None
-        return copy.deepcopy(cached), int(cached["metadata"]["resourceVersion"])
+        return json_copy(cached), int(cached["metadata"]["resourceVersion"])
 
     def _prepare_update(self, res: Resource, new: dict[str, Any], old: dict[str, Any],
                         subresource: str | None) -> dict[str, Any]:
         """What upstream's PrepareForUpdate strategies do: keep what the caller may not change."""
         if subresource == "status":
-            updated = copy.deepcopy(old)
+            updated = json_copy(old)
             updated["status"] = new.get("status", {})
             managed = (new.get("metadata") or {}).get("managedFields")
             if managed is not None:  # server-side apply's record of this write (others' are recorded after)
@@ -489,7 +489,7 @@ class Registry:
         elif subresource in ONLY_FIELD_SUBRESOURCES:
             new = ONLY_FIELD_SUBRESOURCES[subresource](new, old)
         elif res.status_subresource and "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = json_copy(old["status"])
         elif res.status_subresource:
             new.pop("status", None)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
@@ -547,7 +547,7 @@ class Registry:
             else:
                 old, revision = await self._read(res, namespace, name)
             try:
-                new = assign(copy.deepcopy(old))
+                new = assign(json_copy(old))
                 await self.store.update(key, encode(new), expected_mod_revision=revision)
             except APIError:
                 if current:
@@ -647,7 +647,7 @@ class Registry:
 
     def _graceful_state(self, res: Resource, obj: dict[str, Any], options: DeleteOptions) -> dict[str, Any] | None:
         """The object as it should be kept while it is being deleted, or None to delete it now."""
-        new = copy.deepcopy(obj)
+        new = json_copy(obj)
         meta = new["metadata"]
         finalizers: list[str] = list(meta.get("finalizers") or [])
         policy = options.propagation_policy
