@@ -6,7 +6,6 @@ mutates its arguments.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import math
 import time
@@ -14,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from control.api import SelectorError, label_selector_as_selector, selector_from_set
+from control.api.jsoncopy import json_copy
 from control.api.meta import meta, name_of, namespace_of, uid_of
 
 JsonObject = dict[str, Any]
@@ -91,7 +91,7 @@ def index_by_uid(obj: JsonObject) -> list[str]:
 
 
 def deepcopy(obj: JsonObject) -> JsonObject:
-    return copy.deepcopy(obj)
+    return json_copy(obj)
 
 
 # --- label selectors -----------------------------------------------------------------------------
