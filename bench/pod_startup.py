@@ -14,7 +14,7 @@ two phases of upstream's density test (clusterloader2 testing/density):
   startup SLO against (p99 <= 5 s).
 It also reports the memory of the node agents: kubelet RSS per node and per pod, and the node runtime's
 (which serves the built-in workloads: the per-pod memory of a built-in, target <= 1 MB), and each
-component's CPU seconds. The cluster is removed at the end.
+component's CPU seconds in the saturation phase. The cluster is removed at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,26 @@ def machine_busy_seconds() -> float:
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+KINDS = ("apiserver", "scheduler", "controller-manager", "kubelet", "runtime", "kube-proxy", "netpol")
+
+
+def cpu_snapshot(processes: dict[str, int]) -> dict[str, Any]:
+    return {"cpu": {role: cpu_seconds(pid) for role, pid in processes.items()},
+            "system": {role: system_cpu_seconds(pid) for role, pid in processes.items()},
+            "children": sum(children_cpu_seconds(pid) for pid in processes.values()),
+            "busy": machine_busy_seconds()}
+
+
+def cpu_used(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    def by_kind(key: str) -> dict[str, float]:
+        return {kind: round(sum(end[key][role] - start[key][role] for role in end[key] if role.startswith(kind)), 1)
+                for kind in KINDS}
+
+    return {"cpu_seconds": by_kind("cpu"), "system_cpu_seconds": by_kind("system"),
+            "children_cpu_seconds": round(end["children"] - start["children"], 1),
+            "machine_busy_cpu_seconds": round(end["busy"] - start["busy"], 1)}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -123,7 +144,7 @@ class PodTimes:
 
 
 async def run(kubeconfig: str, replicas: int, latency_pods: int, latency_qps: float,
-              timeout: float) -> dict[str, Any]:
+              timeout: float, on_saturated: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """Saturation, then latency pods, as upstream's density test measures (clusterloader2's
     testing/density): one Deployment of REPLICAS pods at once, timed until all are Ready; then, on the
     full cluster, LATENCY_PODS Deployments of one pod each created at LATENCY_QPS, whose start-up
@@ -150,6 +171,7 @@ async def run(kubeconfig: str, replicas: int, latency_pods: int, latency_qps: fl
                 times.see(event.object, now)
                 if creations is None and times.ready_in("saturation") >= replicas:
                     result["all_ready_seconds"] = round(now - start, 2)
+                    on_saturated()
                     if not latency_pods:
                         break
                     latency_start = time.monotonic()
@@ -222,21 +244,16 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
             runtimes = {role: pid for role, pid in processes.items() if role.startswith("runtime-node-")}
             before = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_before = {role: rss_kb(pid) for role, pid in runtimes.items()}
-            cpu_before = {role: cpu_seconds(pid) for role, pid in processes.items()}
-            system_before = {role: system_cpu_seconds(pid) for role, pid in processes.items()}
-            busy_before = machine_busy_seconds()
-            children_before = {role: children_cpu_seconds(pid) for role, pid in processes.items()}
+            start = cpu_snapshot(processes)
+            saturated: list[dict[str, Any]] = []
             measured = asyncio.run(run(str(root / topology.name / "kubeconfig"), args.nodes * args.pods_per_node,
-                                       args.latency_pods, args.latency_qps, args.timeout))
+                                       args.latency_pods, args.latency_qps, args.timeout,
+                                       on_saturated=lambda: saturated.append(cpu_snapshot(processes))))
             after = {role: rss_kb(pid) for role, pid in kubelets.items()}
             runtime_after = {role: rss_kb(pid) for role, pid in runtimes.items()}
-            cpu = {role: cpu_seconds(pid) - cpu_before[role] for role, pid in processes.items()}
-            system = {role: system_cpu_seconds(pid) - system_before[role] for role, pid in processes.items()}
-            busy = machine_busy_seconds() - busy_before
-            children = sum(children_cpu_seconds(pid) - children_before[role] for role, pid in processes.items())
+            end = cpu_snapshot(processes)
         finally:
             cluster.down(topology.name, root=root)
-    kinds = ("apiserver", "scheduler", "controller-manager", "kubelet", "runtime", "kube-proxy", "netpol")
     pods = max(measured["pods_ready"] + measured["latency_pods_ready"], 1)  # every pod the agents hold
     grown = sum(after.values()) - sum(before.values())
     runtime_grown = sum(runtime_after.values()) - sum(runtime_before.values())
@@ -248,14 +265,11 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
         "runtime_rss_mb_per_node": round(sum(runtime_after.values()) / max(len(runtime_after), 1) / 1024, 1),
         # what the runtimes grew by, per pod: the memory a built-in workload's pod costs
         "runtime_rss_kb_per_pod": round(runtime_grown / pods, 1),
-        # CPU seconds each kind of component used during the measurement (2 cores are shared by all).
-        "cpu_seconds": {kind: round(sum(v for role, v in cpu.items() if role.startswith(kind)), 1) for kind in kinds},
-        # of which in the kernel (system calls)
-        "system_cpu_seconds": {kind: round(sum(v for role, v in system.items() if role.startswith(kind)), 1)
-                               for kind in kinds},
-        # the components' children that ended meanwhile (sandbox set-up processes), and the whole machine's
-        "children_cpu_seconds": round(children, 1),
-        "machine_busy_cpu_seconds": round(busy, 1),
+        # CPU seconds each kind of component used during the saturation phase (2 cores are shared by all), of
+        # which in the kernel (system calls); the components' children that ended meanwhile (sandbox set-up
+        # processes), and the whole machine's
+        **cpu_used(start, saturated[0] if saturated else end),
+        "latency_phase_machine_busy_cpu_seconds": round(end["busy"] - (saturated[0] if saturated else end)["busy"], 1),
     }
 
 
