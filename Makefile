@@ -21,7 +21,9 @@ lint:
 	.venv/bin/mypy
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
+	@# as modules (bench/dns.py would hide the dns package from a script's sys.path); helpers have no main
+	@for b in bench/*.py; do grep -q '__main__' $$b || continue; echo "== $$b"; \
+		.venv/bin/python -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
 	.venv/bin/kubesim clean
