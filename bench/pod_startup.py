@@ -115,9 +115,12 @@ class PodTimes:
         self.bound: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.group: dict[str, str] = {}
+        self.events: dict[str, int] = {}  # watch events until Ready: every watcher of pods gets each one
 
     def see(self, pod: dict[str, Any], now: float) -> None:
         name = pod["metadata"]["name"]
+        if name not in self.ready:
+            self.events[name] = self.events.get(name, 0) + 1
         self.created.setdefault(name, now)
         self.group.setdefault(name, ((pod["metadata"].get("labels") or {}).get("group") or ""))
         if (pod.get("spec") or {}).get("nodeName"):
@@ -129,11 +132,13 @@ class PodTimes:
         return sum(1 for name in self.ready if self.group[name] == group)
 
     def summary(self, group: str, prefix: str) -> dict[str, float]:
+        """Latency percentiles of GROUP's Ready pods (keys start with PREFIX)."""
         names = [n for n in self.ready if self.group[n] == group]
         latencies = [self.ready[n] - self.created[n] for n in names]
         scheduling = [self.bound[n] - self.created[n] for n in names if n in self.bound]
         on_node = [self.ready[n] - self.bound[n] for n in names if n in self.bound]
         return {
+            f"{prefix}watch_events_per_pod": round(statistics.mean(self.events[n] for n in names), 2) if names else 0,
             # Where the time goes: creation -> bound (scheduler), bound -> Ready (kubelet and status).
             f"{prefix}scheduling_p50_s": pct(scheduling, 0.5), f"{prefix}scheduling_p99_s": pct(scheduling, 0.99),
             f"{prefix}bound_to_ready_p50_s": pct(on_node, 0.5), f"{prefix}bound_to_ready_p99_s": pct(on_node, 0.99),
