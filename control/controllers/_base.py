@@ -20,6 +20,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from control.api.meta import meta
 from control.client import (
     ApiConnectionError,
     Client,
@@ -31,7 +32,7 @@ from control.client import (
     Resource,
     index_by_namespace,
 )
-from control.controllers._util import JsonObject, index_by_owner_uid, index_by_uid, key_of
+from control.controllers._util import JsonObject, controller_ref, index_by_owner_uid, index_by_uid, key_of
 from control.controllers._workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("control.controllers")
@@ -76,6 +77,7 @@ class Options:
 NAMESPACE_INDEX = "namespace"
 UID_INDEX = "uid"
 OWNER_INDEX = "owner"
+ORPHAN_INDEX = "orphan"  # by namespace, the objects no controller owns (upstream's orphan pod indexer)
 NODE_INDEX = "node"
 SERVICE_INDEX = "service"
 
@@ -92,10 +94,15 @@ def _slice_service(obj: JsonObject) -> list[str]:
     return [f"{meta.get('namespace')}/{svc}"] if svc else []
 
 
+def _orphan(obj: JsonObject) -> list[str]:
+    return [] if controller_ref(obj) is not None else index_by_namespace(obj)
+
+
 def indexers_for(resource: Resource) -> dict[str, IndexFunc]:
     indexers: dict[str, IndexFunc] = {UID_INDEX: index_by_uid, OWNER_INDEX: index_by_owner_uid}
     if resource.namespaced:
         indexers[NAMESPACE_INDEX] = index_by_namespace
+        indexers[ORPHAN_INDEX] = _orphan
     if resource.plural == "pods":
         indexers[NODE_INDEX] = _pod_node
     if resource.plural == "endpointslices":
@@ -203,6 +210,15 @@ class Controller(abc.ABC):
 
     def informer(self, resource: Resource) -> Informer:
         return self.ctx.informers.get(resource)
+
+    def owned_or_orphaned(self, resource: Resource, owner: JsonObject) -> list[JsonObject]:
+        """The cached RESOURCE objects OWNER's controller may claim: those whose controllerRef is OWNER,
+        and those of its namespace no controller owns (upstream's FilterPodsByOwner with orphans), without
+        walking the rest of the namespace."""
+        store = self.informer(resource).store
+        uid = meta(owner).get("uid")
+        owned = [o for o in store.by_index(OWNER_INDEX, str(uid)) if (controller_ref(o) or {}).get("uid") == uid]
+        return owned + store.by_index(ORPHAN_INDEX, str(meta(owner).get("namespace") or ""))
 
     def event(self, obj: JsonObject, reason: str, message: str, *, warning: bool = False) -> None:
         """Records a core/v1 Event about OBJ in the background (client-go's EventRecorder is

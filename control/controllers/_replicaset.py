@@ -213,7 +213,7 @@ class ReplicaSetController(Controller):
             return
         owner = deepcopy(cached)
         needs_sync = self.expectations.satisfied(key) and not is_deleting(owner)
-        pods = [p for p in self.informer(PODS).store.by_index(NAMESPACE_INDEX, namespace) if is_pod_active(p)]
+        pods = [p for p in self.owned_or_orphaned(PODS, owner) if is_pod_active(p)]
         pods = await self.claim_pods(owner, pods)
         manage_error: Exception | None = None
         if needs_sync:

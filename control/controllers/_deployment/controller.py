@@ -108,15 +108,13 @@ class DeploymentController(DeploymentRolling, DeploymentRecreate):
         claimed: list[JsonObject] = []
         selector = (d.get("spec") or {}).get("selector")
         can_adopt: bool | None = None
-        for cached in self.informer(REPLICA_SETS).store.by_index(NAMESPACE_INDEX, namespace_of(d)):
-            rs = deepcopy(cached)
+        for rs in self.owned_or_orphaned(REPLICA_SETS, d):
+            # The cache's own objects, read only: only the claimed ones are copied (what the rollout may change).
             ref = controller_ref(rs)
             matches = selector_matches(selector, labels_of(rs))
-            if ref is not None:
-                if ref.get("uid") != uid_of(d):
-                    continue
+            if ref is not None:  # ours
                 if matches:
-                    claimed.append(rs)
+                    claimed.append(deepcopy(rs))
                 elif not is_deleting(d):
                     refs = [r for r in owner_refs(rs) if r.get("uid") != uid_of(d)]
                     await self._patch_refs(rs, refs)
