@@ -555,6 +555,14 @@ def validate_service_update(new: dict[str, Any], old: dict[str, Any]) -> list[Fi
 # -- pod templates and replication controllers -----------------------------------------------------------------
 
 
+def no_ephemeral_containers(spec: dict[str, Any], path: str) -> list[FieldError]:
+    """ValidatePodTemplateSpec's rule for every pod template (workloads, Jobs, CronJobs' job templates):
+    ephemeral containers are added to a running pod through its subresource, never stamped out of a template."""
+    if _list(spec.get("ephemeralContainers")):
+        return [forbidden(f"{path}.ephemeralContainers", "ephemeral containers not allowed in pod template")]
+    return []
+
+
 def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str, Any]], bool] | None,
                       ) -> list[FieldError]:
     """ValidatePodTemplateSpecForReplicaSet: labels matching the selector, a valid pod spec, restartPolicy Always."""
@@ -570,6 +578,7 @@ def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str,
     errs += validate_annotations(meta.get("annotations"), f"{path}.metadata.annotations")
     spec = _dict(template.get("spec"))
     errs += validate_pod_spec(spec, f"{path}.spec")
+    errs += no_ephemeral_containers(spec, f"{path}.spec")
     if spec.get("restartPolicy") and spec.get("restartPolicy") != "Always":
         errs.append(not_supported(f"{path}.spec.restartPolicy", spec.get("restartPolicy"), ("Always",)))
     if spec.get("activeDeadlineSeconds") is not None:
