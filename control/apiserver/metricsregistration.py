@@ -106,7 +106,7 @@ class MetricsRegistration:
 
     async def check(self) -> dict[str, Any]:
         """The discovery check, written as the Available condition; the condition."""
-        assert self.config is not None
+        assert self.config is not None and self._context is not None  # start() runs checks only when proxied
         url = f"{self.config.url.rstrip('/')}/apis/{GROUP}/{VERSION}"
         headers = {"X-Remote-User": "system:kube-aggregator", "X-Remote-Group": "system:masters"}
         try:
