@@ -189,6 +189,22 @@ def test_cron_job_makes_a_job(cluster: Cluster) -> None:
     cluster.kubectl("delete", "cronjob", "tick")
 
 
+def test_api_services_listed_with_the_metrics_server_available(cluster: Cluster) -> None:
+    """Placed before the minute's wait, which absorbs this one's: the metrics-server (the controller-manager's)
+    starts after the apiserver, whose discovery check of it runs every 10 s."""
+    def rows(version: str) -> dict[str, list[str]]:
+        lines = cluster.kubectl("get", "apiservices", version=version).stdout.splitlines()
+        assert lines[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"], version
+        return {line.split()[0]: line.split()[1:3] for line in lines[1:]}
+
+    cluster.wait(lambda: rows("1.33").get("v1beta1.metrics.k8s.io") == ["kube-system/metrics-server", "True"],
+                 60, "the metrics APIService Available")
+    for version in VERSIONS:
+        listed = rows(version)
+        assert all(listed[name] == ["Local", "True"] for name in ("v1.", "v1.apps", "v1.batch")), listed
+        assert listed["v1beta1.metrics.k8s.io"] == ["kube-system/metrics-server", "True"], version
+
+
 def test_every_minute_cron_job_ran_on_the_real_clock(cluster: Cluster, minutely: float) -> None:
     """Placed last: the CronJob made at the module's start has had the other tests' time to fire. Its first
     firing is the minute after it was made, so this waits at most until then plus the Job's run (the hang
