@@ -587,6 +587,20 @@ def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str,
     return errs
 
 
+def validate_pod_template(obj: dict[str, Any]) -> list[FieldError]:
+    """ValidatePodTemplate: a pod's name, and its template as every pod template is checked (no selector to
+    match, and any restartPolicy: a PodTemplate is a stored template, not a controller's)."""
+    errs = validate_object_meta(obj, is_dns1123_subdomain)
+    template = _dict(obj.get("template"))
+    meta = _dict(template.get("metadata"))
+    errs += validate_labels(meta.get("labels"), "template.metadata.labels")
+    errs += validate_annotations(meta.get("annotations"), "template.metadata.annotations")
+    spec = _dict(template.get("spec"))
+    errs += validate_pod_spec(spec, "template.spec")
+    errs += no_ephemeral_containers(spec, "template.spec")
+    return errs
+
+
 def validate_replication_controller(obj: dict[str, Any]) -> list[FieldError]:
     errs = validate_object_meta(obj, is_dns1123_subdomain)
     spec = _dict(obj.get("spec"))
