@@ -81,7 +81,7 @@ class Scope:
         return not (self.status_subresource and top == "status")
 
     def leaves(self, obj: dict[str, Any], *, strict: bool = False) -> dict[FieldPath, Any]:
-        keys = schema_for(self.kind).list_type
+        keys = schema_for(self.kind, self.api_version).list_type
         try:
             found = fieldset.leaves_of(obj, keys, strict=strict)
         except ValueError as exc:

@@ -81,7 +81,7 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
           clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """The object after `manager` applies `config` to `live` (None: it does not exist yet), managedFields
     included; raises the 409 conflict unless force."""
-    keys = schema_for(scope.kind).list_type
+    keys = schema_for(scope.kind, scope.api_version).list_type
     base = copy.deepcopy(live) if live is not None else {}
     entries = decode(base) or []
     base.get("metadata", {}).pop("managedFields", None)
