@@ -5,7 +5,9 @@ A list is one of
                          name, container ports by containerPort+protocol, env by name
     set                  items identified by their value (x-kubernetes-list-type: set): finalizers
     atomic               replaced whole, owned as one leaf (everything else, and every list of an unknown kind)
-Maps are always granular (x-kubernetes-map-type granular), so every key is a field of its own.
+Maps are granular (x-kubernetes-map-type granular), every key a field of its own, unless a schema says a map is
+atomic (a custom resource's x-kubernetes-map-type atomic: atomic_maps()); no built-in kind's is here, so their
+writes never ask.
 
 Built-in kinds derive their list types from the strategic-merge-patch tags (patch.BUILTIN_PATCH_META); where
 upstream's list-map keys differ from its patchMergeKey (ports, topologySpreadConstraints) a table below says
@@ -17,7 +19,7 @@ CRD controller registers crd/applyschema.py's per served version) plugs in with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +38,8 @@ class ListType:
 
 ATOMIC = ListType("atomic")
 SET = ListType("set")
+AtomicMaps = Callable[[tuple[str, ...]], bool]
+"""atomic(schema_path) -> whether the map there is owned as one leaf and replaced whole."""
 
 
 class KindSchema(Protocol):
@@ -103,3 +107,9 @@ def schema_for(kind: str, api_version: str = "") -> KindSchema:
         return registered
     tags = BUILTIN_PATCH_META.get(kind)
     return PatchTagSchema(kind, tags) if tags is not None else UnknownKindSchema()
+
+
+def atomic_maps(kind: str, api_version: str = "") -> AtomicMaps | None:
+    """The kind's atomic-map lookup, None when it has no atomic map (every map granular: nothing to ask)."""
+    found: AtomicMaps | None = getattr(schema_for(kind, api_version), "atomic_maps", None)
+    return found

@@ -5,6 +5,7 @@ the CRD's structured-merge-diff schema from the same markers):
                                   takes it when an item leaves it out (as the apiserver defaults it)
     x-kubernetes-list-type: set   items identified by their value
     atomic, or no list type       replaced whole, one leaf (upstream's default for a CRD's lists)
+    x-kubernetes-map-type: atomic an object replaced whole, one leaf (else granular: a field per key)
 
 metadata (the object's own, and that of an x-kubernetes-embedded-resource inside it) is ObjectMeta, typed as
 for every kind. The CRD controller registers one per served version (apply.register) and drops it when the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from control.apiserver.apply.schema import ATOMIC, SET, ListType, Path, UnknownKindSchema
+from control.apiserver.apply.schema import ATOMIC, SET, AtomicMaps, ListType, Path, UnknownKindSchema
 
 _OBJECT_META = UnknownKindSchema()
 
@@ -27,23 +28,46 @@ def _items(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _has_atomic_map(node: Any) -> bool:
+    if isinstance(node, list):
+        return any(_has_atomic_map(n) for n in node)
+    if not isinstance(node, dict):
+        return False
+    return node.get("x-kubernetes-map-type") == "atomic" or any(_has_atomic_map(v) for v in node.values())
+
+
 class StructuralListTypes:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
+        # asked by every write's field walk only when some map is atomic (apply.schema.atomic_maps)
+        self.atomic_maps: AtomicMaps | None = self._atomic if _has_atomic_map(schema) else None
 
-    def list_type(self, path: Path) -> ListType:
+    def _find(self, path: Path) -> tuple[dict[str, Any] | None, int | None]:
+        """(the schema of the field at PATH, None if undescribed; where PATH enters an ObjectMeta, if it does)."""
         node: dict[str, Any] = self.schema
         for i, name in enumerate(path):
             node = _items(node)
             if name == "metadata" and (i == 0 or node.get("x-kubernetes-embedded-resource")):
-                return _OBJECT_META.list_type(("metadata", *path[i + 1:]))
+                return None, i
             properties = node.get("properties") or {}
             if isinstance(properties.get(name), dict):
                 node = properties[name]
             elif isinstance(node.get("additionalProperties"), dict):
                 node = node["additionalProperties"]
             else:
-                return ATOMIC  # not described (x-kubernetes-preserve-unknown-fields): atomic, as upstream
+                return None, None  # not described (x-kubernetes-preserve-unknown-fields)
+        return node, None
+
+    def _atomic(self, path: Path) -> bool:
+        node, _ = self._find(path)
+        return node is not None and node.get("x-kubernetes-map-type") == "atomic"
+
+    def list_type(self, path: Path) -> ListType:
+        node, meta_at = self._find(path)
+        if meta_at is not None:  # ObjectMeta's lists as for every kind
+            return _OBJECT_META.list_type(("metadata", *path[meta_at + 1:]))
+        if node is None:
+            return ATOMIC  # an undescribed list is atomic, as upstream
         kind = node.get("x-kubernetes-list-type")
         if kind == "set":
             return SET

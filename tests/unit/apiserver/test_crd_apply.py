@@ -33,6 +33,9 @@ def crd() -> dict[str, Any]:
                          "items": {"type": "object", "required": ["port"], "properties": {
                              "port": {"type": "integer"}, "protocol": {"type": "string", "default": "TCP"},
                              "name": {"type": "string"}}}}
+    spec["pinned"] = {"type": "object", "x-kubernetes-map-type": "atomic",
+                      "additionalProperties": {"type": "string"}}
+    spec["notes"] = {"type": "object", "additionalProperties": {"type": "string"}}
     spec["byZone"] = {"type": "object", "additionalProperties": {"type": "array", "x-kubernetes-list-type": "set",
                                                                  "items": {"type": "string"}}}
     return made
@@ -50,6 +53,11 @@ def test_list_types_from_the_schema() -> None:
     assert types.list_type(("spec", "hosts")).kind == "atomic"  # no list type: atomic, upstream's default
     assert types.list_type(("spec", "byZone", "eu-west")).kind == "set"  # through additionalProperties
     assert types.list_type(("spec", "extra", "anything")).kind == "atomic"  # preserved, undescribed
+    assert types.atomic_maps is not None
+    assert types.atomic_maps(("spec", "pinned")) and not types.atomic_maps(("spec", "notes"))
+    assert not types.atomic_maps(("metadata", "labels"))
+    # a schema without atomic maps has no lookup: writes of its kind never ask
+    assert StructuralListTypes(crontab_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]).atomic_maps is None
     assert types.list_type(("metadata", "finalizers")).kind == "set"
     owners = types.list_type(("metadata", "ownerReferences"))
     assert (owners.kind, owners.keys) == ("map", ("uid",))
@@ -102,6 +110,20 @@ def test_two_managers_share_a_map_list_and_a_set_and_conflict_on_an_atomic_list(
             hosts["spec"]["hosts"] = ["h2"]
             status, conflict = await applied(session, api, "other", hosts)
             assert status == 409 and [c["field"] for c in conflict["details"]["causes"]] == [".spec.hosts"]
+
+            # an atomic map is one field too, replaced whole; a granular map's keys are each their own
+            pinned = copy.deepcopy(theirs)
+            mine["spec"]["pinned"], mine["spec"]["notes"] = {"a": "1", "b": "1"}, {"mine": "1"}
+            assert (await applied(session, api, "me", mine))[0] == 200
+            pinned["spec"]["pinned"], pinned["spec"]["notes"] = {"c": "2"}, {"theirs": "2"}
+            status, conflict = await applied(session, api, "other", pinned)
+            assert status == 409 and [c["field"] for c in conflict["details"]["causes"]] == [".spec.pinned"]
+            status, got = await applied(session, api, "other", pinned, force=True)
+            assert status == 200, got
+            assert got["spec"]["pinned"] == {"c": "2"}  # not merged with mine
+            assert got["spec"]["notes"] == {"mine": "1", "theirs": "2"}
+            assert fields(got, "other")["f:pinned"] == {} and "f:pinned" not in fields(got, "me")
+            del mine["spec"]["pinned"]
 
             # dropping an item from my configuration removes it, the other manager's stays
             mine["spec"]["routes"] = []
