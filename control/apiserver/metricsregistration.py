@@ -16,7 +16,7 @@ object from them:
                 Available comes from the discovery check above, re-run every CHECK_INTERVAL seconds.
     in-process  served by this apiserver (metricsapi.MetricsAPI on its registry): a Local APIService,
                 Available by being local, as for the built-in groups.
-    not served  no APIService.
+    not served  no APIService; one left from an earlier start is marked Available=False (ServiceNotFound).
 
     MetricsRegistration(registry, config, served=...).start()   write it, then keep Available; stop() ends it
 """
@@ -83,6 +83,7 @@ class MetricsRegistration:
 
     async def start(self) -> None:
         if not self.served:
+            await self._left_unserved()
             return
         await self._write_spec()
         if self.config is None:
@@ -119,6 +120,19 @@ class MetricsRegistration:
         condition = available(True, "Passed", "all checks passed") if problem is None \
             else available(False, "FailedDiscoveryCheck", problem)
         return await self._write_condition(condition)
+
+    async def _left_unserved(self) -> None:
+        """An APIService from an earlier start (or a user's) that nothing serves now: not Available, with the
+        reason upstream's controller gives a service that is not there."""
+        try:
+            current = await self.registry.get(BY_KIND["APIService"], None, NAME)
+        except APIError as exc:
+            if exc.code != 404:
+                raise
+            return
+        service = (current.get("spec") or {}).get("service") or SERVICE
+        await self._write_condition(available(False, "ServiceNotFound", f"service/{service.get('name')} in "
+                                              f"\"{service.get('namespace')}\" is not present"))
 
     async def _write_spec(self) -> None:
         res = BY_KIND["APIService"]

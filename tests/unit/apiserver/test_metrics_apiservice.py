@@ -152,5 +152,10 @@ def test_a_restart_with_another_registration_rewrites_the_spec(tmp_path: Path) -
             assert obj["spec"]["service"] is None and "caBundle" not in obj["spec"]
             up = await availability(session, api, "True")
             assert up["reason"] == "Local"
+            # and served no more: the object left behind says so
+            await MetricsRegistration(api.registry, None, served=False).start()
+            down = await availability(session, api, "False")
+            assert (down["reason"], down["message"]) == ("ServiceNotFound",
+                                                         'service/metrics-server in "kube-system" is not present')
 
     asyncio.run(main())
