@@ -131,3 +131,28 @@ async def _crd_gone(admin: Client) -> bool:
         return False
     except NotFound:
         return True
+
+
+def test_a_cluster_scoped_custom_resource_owns_namespaced_objects(tmp_path: Path) -> None:
+    cluster_tabs = Resource(GROUP, "v1", "crontabs", namespaced=False, kind="CronTab")
+
+    async def main() -> None:
+        async with cluster(tmp_path, "garbagecollector") as (_, admin):
+            await admin.request("POST", CRDS, body=crontab_crd(scope="Cluster"))
+
+            async def listed() -> bool:
+                try:
+                    await admin.request("GET", f"/apis/{GROUP}/v1/crontabs")
+                    return True
+                except NotFound:
+                    return False
+
+            await eventually(listed, what="cluster-scoped crontabs served")
+            tab = await admin.create(cluster_tabs, crontab("global", namespace=None))
+            await admin.create(CONFIG_MAPS, {"metadata": {"name": "of-global", "ownerReferences": [ref(tab)]}},
+                               namespace="default")
+            await admin.delete(cluster_tabs, "global")
+            await eventually(lambda: gone(admin, CONFIG_MAPS, "of-global"),
+                             what="the ConfigMap of a cluster-scoped CronTab deleted")
+
+    run(main)
