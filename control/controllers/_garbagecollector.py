@@ -78,11 +78,12 @@ def _group_of(api_version: Any) -> str:
 
 
 def watched_resource(crd: JsonObject) -> Resource | None:
-    """The resource the GC watches a CRD's instances through, or None while it is not Established (or is
-    going): its storage version if served, else its first served version."""
+    """The resource the GC watches a CRD's instances through, or None while it is not Established: its storage
+    version if served, else its first served version. A terminating CRD is still followed: the apiserver
+    deletes its instances then, and their deletions are what frees their dependents."""
     conditions = (crd.get("status") or {}).get("conditions") or []
-    if is_deleting(crd) or not any(c.get("type") == "Established" and c.get("status") == "True"
-                                   for c in conditions if isinstance(c, dict)):
+    if not any(c.get("type") == "Established" and c.get("status") == "True"
+               for c in conditions if isinstance(c, dict)):
         return None
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
