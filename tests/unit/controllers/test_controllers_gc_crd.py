@@ -1,8 +1,8 @@
 """The garbage collector follows CRDs as they come and go (upstream's GC discovers every resource it can
 list, watch and delete): a custom resource owned by a ConfigMap goes with it; a Pod and a ConfigMap owned
-by a custom resource go with it, in the background and in the foreground (the CR waits for its
-blocking dependents); a CRD made after the GC started is followed too, and when a CRD goes, what its
-instances owned goes with them."""
+by a custom resource go with it, in the background and in the foreground (the CR waits for its blocking
+dependents), and stay, unowned, when it is deleted orphaning them; a CRD made after the GC started is
+followed too, and when a CRD goes, what its instances owned goes with them."""
 
 from __future__ import annotations
 
@@ -84,6 +84,14 @@ def test_custom_resources_owned_and_owning_are_collected(tmp_path: Path) -> None
             await admin.delete(CRONTABS, "fg", namespace="default", propagation_policy="Foreground")
             await eventually(lambda: gone(admin, PODS, "fg-child"), what="the blocking Pod deleted first")
             await eventually(lambda: gone(admin, CRONTABS, "fg"), what="the CronTab deleted after its Pod")
+
+            # orphan: the CR goes, its Pod stays without the reference
+            tab = await make_crontab(admin, "leaving")
+            await admin.create(PODS, pod("left", tab), namespace="default")
+            await admin.delete(CRONTABS, "leaving", namespace="default", propagation_policy="Orphan")
+            await eventually(lambda: gone(admin, CRONTABS, "leaving"), what="the CronTab deleted, orphaning")
+            left = await admin.get(PODS, "left", namespace="default")
+            assert not left["metadata"].get("ownerReferences")
 
             # a CR owned by a CR of the same kind: dependents of custom resources are custom resources too
             top = await make_crontab(admin, "top")
