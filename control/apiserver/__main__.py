@@ -18,6 +18,7 @@ from control.apiserver.auth import TokenAuthenticator
 from control.apiserver.bootstrap import bootstrap
 from control.apiserver.kubeletproxy import KubeletClientConfig, KubeletProxy
 from control.apiserver.metricsapi import MetricsServerConfig
+from control.apiserver.metricsregistration import MetricsRegistration
 from control.apiserver.openapi import openapi_document
 from control.apiserver.patch import apply_patch
 from control.apiserver.registry import Registry
@@ -77,10 +78,14 @@ async def serve(args: argparse.Namespace) -> None:
                     port=args.secure_port)
     aggregator = Aggregator(registry)  # upstream's clusterrole-aggregation controller, in-process
     aggregator.start()
+    metrics_server = _metrics_server(args)
     server = APIServer(registry, TokenAuthenticator.from_file(args.token_auth_file),
                        advertise_address=args.advertise_address, port=args.secure_port,
                        kubelets=KubeletProxy(registry, _kubelet_client(args)), unknown_fields=unknown_fields,
-                       openapi=openapi_document, service_accounts=issuer, metrics_server=_metrics_server(args))
+                       openapi=openapi_document, service_accounts=issuer, metrics_server=metrics_server)
+    # v1beta1.metrics.k8s.io's APIService, as the flags register it, and its Available condition
+    registration = MetricsRegistration(registry, metrics_server, served=server.metrics is not None)
+    await registration.start()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.tls_cert_file, args.tls_private_key_file)
     runner = server.runner()
@@ -98,6 +103,7 @@ async def serve(args: argparse.Namespace) -> None:
     # timeout (upstream ends them at termination too). Other in-flight requests get the timeout to finish.
     registry.end_watches()
     await runner.cleanup()
+    await registration.stop()
     await aggregator.stop()
     await registry.stop()
     await store.close()

@@ -294,6 +294,11 @@ def replication_controller(obj: dict[str, Any]) -> None:
     _template(spec)
 
 
+def pod_template(obj: dict[str, Any]) -> None:
+    """A PodTemplate's pod spec is defaulted as a pod's would be (SetDefaults_PodSpec through its template)."""
+    _template(obj)
+
+
 def endpoint_slice(obj: dict[str, Any]) -> None:
     for port in _items(obj.get("ports")):
         if port.get("name") is None:
@@ -427,6 +432,7 @@ DEFAULTERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "Deployment": deployment,
     "ReplicaSet": replica_set,
     "ReplicationController": replication_controller,
+    "PodTemplate": pod_template,
     "EndpointSlice": endpoint_slice,
     "Endpoints": endpoints,
     "Node": node,

@@ -287,6 +287,7 @@ FIELD_NUMBERS: dict[str, dict[int, str]] = {
                           11: "nominatedNodeName?", 12: "podIPs", 13: "ephemeralContainerStatuses", 14: "resize?",
                           15: "resourceClaimStatuses", 16: "hostIPs", 17: "observedGeneration?"},
     "core.v1.PodTemplateSpec": {1: "metadata", 2: "spec"},
+    "core.v1.PodTemplate": {1: "metadata", 2: "template"},
     "core.v1.PortStatus": {1: "port", 2: "protocol", 3: "error"},
     "core.v1.PortworxVolumeSource": {1: "volumeID", 2: "fsType?", 3: "readOnly?"},
     "core.v1.PreferredSchedulingTerm": {1: "weight", 2: "preference"},

@@ -92,6 +92,7 @@ RESOURCES: tuple[Resource, ...] = (
              status_subresource=True),
     Resource("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", True, ("pvc",), (),
              ("status",), status_subresource=True),
+    Resource("", "v1", "PodTemplate", "podtemplates", "podtemplate", True),
     Resource("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", True, ("rc",),
              ("all",), ("scale", "status"), status_subresource=True, tracks_generation=True),
     Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),

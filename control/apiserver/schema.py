@@ -111,6 +111,7 @@ _CORE: dict[str, dict[str, str]] = {
                         "apiVersion": "string", "resourceVersion": "string", "fieldPath": "string"},
     "LocalObjectReference": {"name": "string"},
     "PodTemplateSpec": {"metadata": "meta.v1.ObjectMeta", "spec": "PodSpec"},
+    "PodTemplate": {**_OBJECT_HEADER, "template": "PodTemplateSpec"},
     # -- pods -----------------------------------------------------------------------------------------
     "PodSpec": {
         "volumes": "[]Volume @name+retainKeys", "initContainers": "[]Container @name",
@@ -650,7 +651,7 @@ class Kind:
 KINDS: dict[str, Kind] = {k.kind: k for k in (
     *(Kind("", "v1", name, "core.v1") for name in (
         "Namespace", "Node", "Pod", "Service", "Endpoints", "ServiceAccount", "Event", "ConfigMap", "Secret",
-        "ReplicationController", "Binding")),
+        "ReplicationController", "Binding", "PodTemplate")),
     Kind("apps", "v1", "Deployment", "apps.v1"),
     Kind("apps", "v1", "ReplicaSet", "apps.v1"),
     Kind("batch", "v1", "Job", "batch.v1"),

@@ -128,6 +128,13 @@ def _containers(obj: dict[str, Any]) -> tuple[str, str]:
     return ",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers)
 
 
+def _pod_template_row(obj: dict[str, Any]) -> Row:
+    """printPodTemplate: the template's containers, images and pod labels (labels.FormatLabels); no age."""
+    names, images = _containers({"spec": obj})
+    labels = ((obj.get("template") or {}).get("metadata") or {}).get("labels")
+    return [obj["metadata"].get("name"), names, images, _set_selector_string(labels)]
+
+
 def _deployment_row(d: dict[str, Any]) -> Row:
     spec, status = d.get("spec") or {}, d.get("status") or {}
     names, images = _containers(d)
@@ -363,6 +370,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
     "replicasets": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
                      ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
                      ("Images", "string", 1), ("Selector", "string", 1)], _replicaset_row),
+    "podtemplates": ([("Name", "string", 0), ("Containers", "string", 0), ("Images", "string", 0),
+                      ("Pod Labels", "string", 0)], _pod_template_row),
     "replicationcontrollers": ([("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
                                 ("Ready", "integer", 0), ("Age", "string", 0), ("Containers", "string", 1),
                                 ("Images", "string", 1), ("Selector", "string", 1)], _replication_controller_row),

@@ -131,6 +131,11 @@ class SharedInformers:
     def all(self) -> list[Informer]:
         return list(self._informers.values())
 
+    def discard(self, resource: Resource) -> Informer | None:
+        """RESOURCE's informer, no longer shared (a custom resource whose CRD went); the caller stops it."""
+        self._started.discard(resource)
+        return self._informers.pop(resource, None)
+
     def start(self) -> None:
         for resource, informer in self._informers.items():
             if resource not in self._started:

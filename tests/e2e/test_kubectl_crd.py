@@ -1,7 +1,8 @@
 """CustomResourceDefinitions with unmodified kubectl (the oldest and newest versions we support) and the Python
 client's DynamicClient, against the real apiserver process over HTTPS (no cluster): upstream's CronTab example
 applied and Established; an instance applied, validated (a bad one refused with 422 naming the field), pruned
-and defaulted; `kubectl get` with the printer columns (and -o wide), a watch, `kubectl scale`, the status
+and defaulted; server-side apply by two managers merging the schema's map and set lists; `kubectl get` with
+the printer columns (and -o wide), a watch, `kubectl scale`, the status
 subresource, `kubectl explain`, the Local APIServices; then deleting the CRD deletes its instances and the
 resource is no longer served.
 """
@@ -123,6 +124,15 @@ def test_crontab_lifecycle(kubectl: Kubectl, tmp_path: Path) -> None:
     assert f"crontab.{GROUP}/good configured" in again.stdout
     patched = json.loads(kubectl("get", "ct", "good", "-n", namespace, "-o", "json").stdout)
     assert patched["spec"]["image"] == "image-two" and patched["metadata"]["labels"] == {"owner": "someone"}
+    # Server-side apply merges the lists as the schema types them: each manager keeps its own route (a map
+    # list by name) and tag (a set).
+    apply(kubectl, crontab("shared", namespace, routes=[{"name": "a", "weight": 1}], tags=["blue"]),
+          extra=("--server-side", "--field-manager=team-a"))
+    apply(kubectl, crontab("shared", namespace, routes=[{"name": "b", "weight": 2}], tags=["green"]),
+          extra=("--server-side", "--field-manager=team-b"))
+    shared = json.loads(kubectl("get", "ct", "shared", "-n", namespace, "-o", "json").stdout)
+    assert [r["name"] for r in shared["spec"]["routes"]] == ["a", "b"] and shared["spec"]["tags"] == ["blue", "green"]
+    kubectl("delete", "ct", "shared", "-n", namespace)
 
     table = kubectl("get", "crontabs", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "SPEC", "REPLICAS", "AGE"]

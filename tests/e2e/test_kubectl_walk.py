@@ -56,6 +56,7 @@ def objects(ns: str, suffix: str) -> list[dict[str, Any]]:
          "spec": {"type": "NodePort", "selector": {"app": "walk"}, "ports": [{"port": 80, "targetPort": 8080}]}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("robot")},
         {"apiVersion": "v1", "kind": "Pod", "metadata": meta("solo", labels={"app": "solo"}), "spec": POD_SPEC},
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta("stamp"), "template": TEMPLATE},
         {"apiVersion": "v1", "kind": "ReplicationController", "metadata": meta("legacy"),
          "spec": {"replicas": 1, "selector": {"app": "legacy"},
                   "template": {"metadata": {"labels": {"app": "legacy"}}, "spec": POD_SPEC}}},

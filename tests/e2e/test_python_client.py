@@ -66,6 +66,8 @@ def workloads(ns: str) -> list[dict[str, Any]]:
          "metadata": {"name": "alice-reads", "namespace": ns},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
          "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]},
+        {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "stamp", "namespace": ns},
+         "template": pod_template},
     ]
 
 
@@ -83,7 +85,8 @@ def test_create_from_yaml_multi_document_list_and_conflict(api: k8s.ApiClient, t
     listed = tmp_path / "list.yaml"
     listed.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": documents[5:]}))
     [from_list] = utils.create_from_yaml(api, str(listed))
-    assert [type(o).__name__ for o in from_list] == ["V1StatefulSet", "V1Job", "V1CronJob", "V1Role", "V1RoleBinding"]
+    assert [type(o).__name__ for o in from_list] == ["V1StatefulSet", "V1Job", "V1CronJob", "V1Role", "V1RoleBinding",
+                                                     "V1PodTemplate"]
 
     # All of it again, plus one new object: the new one is made, the ones that exist come back as 409s.
     again = tmp_path / "again.yaml"
@@ -123,6 +126,8 @@ def test_typed_clients_create_read_patch_delete_each_kind(api: k8s.ApiClient) ->
                     batch.patch_namespaced_cron_job, batch.delete_namespaced_cron_job),
         "Role": (rbac.create_namespaced_role, rbac.read_namespaced_role,
                  rbac.patch_namespaced_role, rbac.delete_namespaced_role),
+        "PodTemplate": (core.create_namespaced_pod_template, core.read_namespaced_pod_template,
+                        core.patch_namespaced_pod_template, core.delete_namespaced_pod_template),
         "RoleBinding": (rbac.create_namespaced_role_binding, rbac.read_namespaced_role_binding,
                         rbac.patch_namespaced_role_binding, rbac.delete_namespaced_role_binding),
     }

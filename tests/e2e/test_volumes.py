@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from control.kubelet.logs import read_container_log
 from kubesim.testing import Cluster
 from netsim import namespaces
 from tests.conftest import require_tool, unavailable
-from tests.e2e.test_kubectl_apply import SDK_BIN, _kubectl_binary, kubectl_runner
+from tests.e2e.test_kubectl_apply import SDK_BIN, VERSIONS, _kubectl_binary, kubectl_runner, require_kubectl
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -326,24 +325,22 @@ def test_stateful_set_pods_keep_their_own_claims(cluster: Cluster) -> None:
     eventually(again, timeout=60, message="web-0 made again")
     assert in_pod(cluster, "web-0", "cat /mnt/data/mark /mnt/data/who").stdout == "before\nweb-0\n"
     assert cluster.get("pvc", "www-web-0")["metadata"]["uid"] == claims["www-web-0"]["metadata"]["uid"]
-    # kubectl's columns, from the server's tables
-    binary = _kubectl_binary("1.33") or shutil.which("kubectl")
-    if binary is None:
-        unavailable("kubectl not found (kubectl.1.33 or kubectl on PATH)")
-    home = cluster.state.dir / "kubectl-home"
-    home.mkdir(exist_ok=True)
-    kubectl = kubectl_runner(binary, cluster.kubeconfig, home)
-    lines = kubectl("get", "pv,pvc,sc").stdout.splitlines()
-    headers = [" ".join(line.split()) for line in lines if line.startswith("NAME")]
-    assert headers == [
-        "NAME CAPACITY ACCESS MODES RECLAIM POLICY STATUS CLAIM STORAGECLASS VOLUMEATTRIBUTESCLASS REASON AGE",
-        "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE",
-        "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE"]
-    rows = [line.split() for line in lines]
-    web0 = claims["www-web-0"]["spec"]["volumeName"]
-    assert [f"persistentvolume/{web0}", "64Mi", "RWO", "Delete", "Bound", "default/www-web-0", "standard",
-            "<unset>"] in [r[:8] for r in rows]
-    assert ["persistentvolumeclaim/www-web-0", "Bound", web0, "64Mi", "RWO", "standard", "<unset>"] in \
-        [r[:7] for r in rows]
-    assert ["storageclass.storage.k8s.io/standard", "(default)", "rancher.io/local-path", "Delete",
-            "WaitForFirstConsumer", "false"] in [r[:6] for r in rows]
+    # kubectl's columns, from the server's tables: the same with the oldest and newest kubectl
+    for version in VERSIONS:
+        home = cluster.state.dir / f"kubectl-home-{version}"
+        home.mkdir(exist_ok=True)
+        kubectl = kubectl_runner(require_kubectl(version), cluster.kubeconfig, home)
+        lines = kubectl("get", "pv,pvc,sc").stdout.splitlines()
+        headers = [" ".join(line.split()) for line in lines if line.startswith("NAME")]
+        assert headers == [
+            "NAME CAPACITY ACCESS MODES RECLAIM POLICY STATUS CLAIM STORAGECLASS VOLUMEATTRIBUTESCLASS REASON AGE",
+            "NAME STATUS VOLUME CAPACITY ACCESS MODES STORAGECLASS VOLUMEATTRIBUTESCLASS AGE",
+            "NAME PROVISIONER RECLAIMPOLICY VOLUMEBINDINGMODE ALLOWVOLUMEEXPANSION AGE"], version
+        rows = [line.split() for line in lines]
+        web0 = claims["www-web-0"]["spec"]["volumeName"]
+        assert [f"persistentvolume/{web0}", "64Mi", "RWO", "Delete", "Bound", "default/www-web-0", "standard",
+                "<unset>"] in [r[:8] for r in rows], version
+        assert ["persistentvolumeclaim/www-web-0", "Bound", web0, "64Mi", "RWO", "standard", "<unset>"] in \
+            [r[:7] for r in rows], version
+        assert ["storageclass.storage.k8s.io/standard", "(default)", "rancher.io/local-path", "Delete",
+                "WaitForFirstConsumer", "false"] in [r[:6] for r in rows], version

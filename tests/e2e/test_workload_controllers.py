@@ -1,18 +1,30 @@
-"""Issue 12 part 2 on a whole cluster, through real kubectl: a DaemonSet on every worker and its rollout
-history and undo, a StatefulSet's ordered, stable pods behind a headless Service, and a CronJob's Job (made
-at once with `kubectl create job --from`, so no test waits for the minute; the schedule itself is unit-tested
-on a fake clock in tests/unit/controllers/test_controllers_cronjob.py)."""
+"""Issue 12 part 2 on a whole cluster, through real kubectl 1.27 and 1.33: a DaemonSet on every worker and its
+rollout history and undo, a StatefulSet's ordered, stable pods behind a headless Service, and CronJobs: one's
+Job made at once with `kubectl create job --from`, and one `*/1 * * * *` on the real clock.
+
+The every-minute CronJob is made by a module fixture the first test uses, and checked by the last test, so
+the minute passes while the other tests run; the last test waits only for what is left of it (at most a
+minute and the Job's run, if the module ran faster than that). The schedule's corner cases are unit-tested
+on a fake clock in tests/unit/controllers/test_controllers_cronjob.py.
+
+The two kubectl versions share the work instead of doubling it: every read (rollout status and history,
+get -o wide, describe) is asked of both, and the writes (set env, undo, create job --from) are split
+between them, so no rollout is run twice."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e.test_cluster import AGNHOST, REPO, Cluster
+from tests.e2e.test_kubectl_apply import VERSIONS, require_kubectl
+from tests.waiting import eventually
 
 NAME = "e2e"  # test_cluster's Cluster helper targets this name
 PROBE = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}
@@ -20,12 +32,30 @@ PROBE = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    for version in VERSIONS:
+        require_kubectl(version)  # Cluster.kubectl(version=...) runs it; without it CI fails here, not later
     c = Cluster(tmp_path_factory.mktemp("state"))
     c.kubesim("up", str(REPO / "topologies" / "two-node.yaml"), "--name", NAME)
     try:
         yield c
     finally:
         c.kubesim("down", check=False)
+
+
+MINUTELY = "minutely"
+SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+
+
+@pytest.fixture(scope="module")
+def minutely(cluster: Cluster) -> float:
+    """A `*/1 * * * *` CronJob made when the module starts (the first test asks for it); the time it was made."""
+    made = time.time()
+    cluster.apply({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": MINUTELY},
+                   "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {
+                       "metadata": {"labels": {"app": MINUTELY}},
+                       "spec": {"restartPolicy": "Never", "containers": [
+                           {"name": "work", "image": "busybox", "command": ["sh", "-c", "echo minute"]}]}}}}}})
+    return made
 
 
 def netexec(env: str = "1") -> dict[str, Any]:
@@ -44,12 +74,12 @@ def ready_since(pod: dict[str, Any]) -> str | None:
     return None if cond is None else str(cond["lastTransitionTime"])
 
 
-def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster) -> None:
+def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster, minutely: float) -> None:
     cluster.apply({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
                    "spec": {"selector": {"matchLabels": {"app": "agent"}},
                             "template": {"metadata": {"labels": {"app": "agent"}},
                                          "spec": {"containers": [netexec("1")]}}}})
-    cluster.kubectl("rollout", "status", "daemonset/agent", "--timeout=60s")
+    cluster.kubectl("rollout", "status", "daemonset/agent", "--timeout=60s", version="1.27")
     running = pods(cluster, "app=agent")
     # One Ready pod on each worker, none on the tainted control plane; bound by the scheduler to the node
     # the DaemonSet pinned it to.
@@ -58,22 +88,26 @@ def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster) -> None:
     for p in running:
         terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == [p["spec"]["nodeName"]]
-    wide = cluster.kubectl("get", "ds", "agent", "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[:6] == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE"]
-    assert wide[1].split()[:6] == ["agent", "2", "2", "2", "2", "2"]
-    cluster.kubectl("set", "env", "daemonset/agent", "VERSION=2")
+    for version in VERSIONS:
+        wide = cluster.kubectl("get", "ds", "agent", "-o", "wide", version=version).stdout.splitlines()
+        assert wide[0].split()[:6] == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE"], version
+        assert wide[1].split()[:6] == ["agent", "2", "2", "2", "2", "2"], version
+    cluster.kubectl("set", "env", "daemonset/agent", "VERSION=2", version="1.27")
     cluster.kubectl("rollout", "status", "daemonset/agent", "--timeout=90s")
-    history = cluster.kubectl("rollout", "history", "daemonset/agent").stdout
-    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
-    assert re.search(r"VERSION:\s+2\n", cluster.kubectl("rollout", "history", "daemonset/agent",
-                                                          "--revision=2").stdout)
-    assert "rolled back" in cluster.kubectl("rollout", "undo", "daemonset/agent").stdout
-    cluster.kubectl("rollout", "status", "daemonset/agent", "--timeout=90s")
+    for version in VERSIONS:
+        history = cluster.kubectl("rollout", "history", "daemonset/agent", version=version).stdout
+        assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"], version
+        assert re.search(r"VERSION:\s+2\n", cluster.kubectl("rollout", "history", "daemonset/agent",
+                                                              "--revision=2", version=version).stdout), version
+    assert "rolled back" in cluster.kubectl("rollout", "undo", "daemonset/agent", version="1.27").stdout
+    cluster.kubectl("rollout", "status", "daemonset/agent", "--timeout=90s", version="1.27")
     envs = {e["value"] for p in pods(cluster, "app=agent") for e in p["spec"]["containers"][0]["env"]}
     assert envs == {"1"}
     revisions = json.loads(cluster.kubectl("get", "controllerrevisions", "-l", "app=agent", "-o", "json").stdout)
     assert sorted(r["revision"] for r in revisions["items"]) == [2, 3]  # revision 1 came back as 3
-    assert "Desired Number of Nodes Scheduled: 2" in cluster.kubectl("describe", "ds", "agent").stdout
+    for version in VERSIONS:
+        described = cluster.kubectl("describe", "ds", "agent", version=version).stdout
+        assert "Desired Number of Nodes Scheduled: 2" in described, version
     cluster.kubectl("delete", "ds", "agent")
     cluster.wait(lambda: not pods(cluster, "app=agent"), 60, "the DaemonSet's pods collected")
 
@@ -85,7 +119,7 @@ def test_stateful_set_ordered_stable_names_behind_a_headless_service(cluster: Cl
                    "spec": {"replicas": 2, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
                             "template": {"metadata": {"labels": {"app": "web"}},
                                          "spec": {"containers": [netexec()]}}}})
-    cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s")
+    cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s", version="1.27")
     by_name = {p["metadata"]["name"]: p for p in pods(cluster, "app=web")}
     assert sorted(by_name) == ["web-0", "web-1"]
     # OrderedReady: web-1 was made only once web-0 was Ready (timestamps are whole seconds, hence <=).
@@ -107,18 +141,23 @@ def test_stateful_set_ordered_stable_names_behind_a_headless_service(cluster: Cl
         return "web-0" in got and got["web-0"]["metadata"]["uid"] != old_uid and ready_since(got["web-0"]) is not None
 
     cluster.wait(web0_back, 60, "web-0 again under its own name", pods=("web-0",))
-    assert cluster.kubectl("get", "sts", "web", "-o", "wide").stdout.splitlines()[1].split()[:2] == ["web", "2/2"]
+    for version in VERSIONS:
+        row = cluster.kubectl("get", "sts", "web", "-o", "wide", version=version).stdout.splitlines()[1]
+        assert row.split()[:2] == ["web", "2/2"], version
     # A rolling update (web-1 first, then web-0), its history, and undo.
     cluster.kubectl("set", "env", "statefulset/web", "VERSION=2")
     cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s")
     assert {e["value"] for p in pods(cluster, "app=web") for e in p["spec"]["containers"][0]["env"]} == {"2"}
-    history = cluster.kubectl("rollout", "history", "statefulset/web").stdout
-    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    for version in VERSIONS:
+        history = cluster.kubectl("rollout", "history", "statefulset/web", version=version).stdout
+        assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"], version
     assert "rolled back" in cluster.kubectl("rollout", "undo", "statefulset/web").stdout
     cluster.kubectl("rollout", "status", "statefulset/web", "--timeout=90s")
     assert {e["value"] for p in pods(cluster, "app=web") for e in p["spec"]["containers"][0]["env"]} == {"1"}
-    listed = cluster.kubectl("get", "ds,sts,cronjob", "-o", "wide").stdout
-    assert "statefulset.apps/web" in listed and "Replicas:" in cluster.kubectl("describe", "sts", "web").stdout
+    for version in VERSIONS:
+        listed = cluster.kubectl("get", "ds,sts,cronjob", "-o", "wide", version=version).stdout
+        described = cluster.kubectl("describe", "sts", "web", version=version).stdout
+        assert "statefulset.apps/web" in listed and "Replicas:" in described, version
     cluster.kubectl("delete", "sts", "web")
     cluster.kubectl("delete", "svc", "web")
 
@@ -128,17 +167,94 @@ def test_cron_job_makes_a_job(cluster: Cluster) -> None:
                    "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
                        "restartPolicy": "Never",
                        "containers": [{"name": "work", "image": "busybox", "command": ["sh", "-c", "echo tick"]}]}}}}}})
-    bad = cluster.kubectl("create", "cronjob", "bad", "--image=busybox", "--schedule=61 * * * *", check=False)
-    assert bad.returncode != 0 and "spec.schedule" in bad.stderr
-    cluster.kubectl("create", "job", "--from=cronjob/tick", "tick-now")
-    cluster.kubectl("wait", "--for=condition=complete", "job/tick-now", "--timeout=60s")
-    assert cluster.kubectl("logs", "job/tick-now").stdout == "tick\n"
-    job = cluster.get("job", "tick-now")
-    assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
-    row = cluster.kubectl("get", "cronjob", "tick", "-o", "wide").stdout.splitlines()
-    assert row[0].split()[:4] == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND"]
-    assert row[1].split()[:8] == ["tick", "*/1", "*", "*", "*", "*", "<none>", "False"]
+    jobs = {version: f"tick-now-{version.replace('.', '-')}" for version in VERSIONS}
+    for version, job_name in jobs.items():
+        bad = cluster.kubectl("create", "cronjob", "bad", "--image=busybox", "--schedule=61 * * * *", check=False,
+                              version=version)
+        assert bad.returncode != 0 and "spec.schedule" in bad.stderr, version
+        cluster.kubectl("create", "job", "--from=cronjob/tick", job_name, version=version)
+    for version, job_name in jobs.items():
+        cluster.kubectl("wait", "--for=condition=complete", f"job/{job_name}", "--timeout=60s", version=version)
+        assert cluster.kubectl("logs", f"job/{job_name}", version=version).stdout == "tick\n", version
+        job = cluster.get("job", job_name)
+        assert job["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+        # made by hand: no scheduled time, so the CronJob does not count it as one of its runs
+        assert SCHEDULED not in (job["metadata"].get("annotations") or {})
+        row = cluster.kubectl("get", "cronjob", "tick", "-o", "wide", version=version).stdout.splitlines()
+        assert row[0].split()[:4] == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND"], version
+        assert row[1].split()[:8] == ["tick", "*/1", "*", "*", "*", "*", "<none>", "False"], version
     resources = cluster.kubectl("api-resources", "--api-group=apps").stdout
     assert all(name in resources for name in ("daemonsets", "statefulsets", "controllerrevisions"))
     assert "cronjobs" in cluster.kubectl("api-resources", "--api-group=batch").stdout
     cluster.kubectl("delete", "cronjob", "tick")
+
+
+def test_api_services_listed_with_the_metrics_server_available(cluster: Cluster) -> None:
+    """Placed before the minute's wait, which absorbs this one's: the metrics-server (the controller-manager's)
+    starts after the apiserver, whose discovery check of it runs every 10 s."""
+    def rows(version: str) -> dict[str, list[str]]:
+        lines = cluster.kubectl("get", "apiservices", version=version).stdout.splitlines()
+        assert lines[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"], version
+        return {line.split()[0]: line.split()[1:3] for line in lines[1:]}
+
+    cluster.wait(lambda: rows("1.33").get("v1beta1.metrics.k8s.io") == ["kube-system/metrics-server", "True"],
+                 60, "the metrics APIService Available")
+    for version in VERSIONS:
+        listed = rows(version)
+        assert all(listed[name] == ["Local", "True"] for name in ("v1.", "v1.apps", "v1.batch")), listed
+        assert listed["v1beta1.metrics.k8s.io"] == ["kube-system/metrics-server", "True"], version
+
+
+def test_every_minute_cron_job_ran_on_the_real_clock(cluster: Cluster, minutely: float) -> None:
+    """Placed last: the CronJob made at the module's start has had the other tests' time to fire. Its first
+    firing is the minute after it was made, so this waits at most until then plus the Job's run (the hang
+    guard below: 60 s from the creation, plus 60 s for the Job), usually not at all."""
+    def ran() -> list[dict[str, Any]]:
+        listed = json.loads(cluster.kubectl("get", "jobs", "-o", "json").stdout)["items"]
+        return [j for j in listed if SCHEDULED in (j["metadata"].get("annotations") or {})
+                and j["metadata"]["name"].startswith(f"{MINUTELY}-")
+                and any(c["type"] == "Complete" and c["status"] == "True"
+                        for c in (j.get("status") or {}).get("conditions") or [])]
+
+    waited = time.monotonic()
+    cluster.wait(lambda: bool(ran()), max(1.0, minutely + 120 - time.time()),
+                 "a scheduled Job of the CronJob completed")
+    print(f"waited {time.monotonic() - waited:.1f} s for the minute")  # the wall time this test adds
+    cron_job = cluster.get("cronjob", MINUTELY)
+    made = stamp(cron_job["metadata"]["creationTimestamp"])
+    done = ran()
+    for job in done:
+        annotated = job["metadata"]["annotations"][SCHEDULED]
+        at = stamp(annotated)
+        # a minute boundary after the CronJob was made, the Job made then (not before), and named for it in
+        # minutes since the epoch
+        assert at % 60 == 0 and made < at <= stamp(job["metadata"]["creationTimestamp"]), (annotated, made)
+        assert job["metadata"]["name"] == f"{MINUTELY}-{at // 60}"
+        owner = job["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"], o["uid"], o.get("controller")) for o in owner] == \
+            [("CronJob", MINUTELY, cron_job["metadata"]["uid"], True)]
+        assert job["spec"]["template"]["metadata"]["labels"]["app"] == MINUTELY
+    assert cluster.kubectl("logs", f"job/{done[0]['metadata']['name']}").stdout == "minute\n"
+
+    def settled() -> dict[str, Any]:
+        got: dict[str, Any] = cluster.get("cronjob", MINUTELY).get("status") or {}
+        return got if got.get("lastSuccessfulTime") and got.get("lastScheduleTime") else {}
+
+    # the status write follows the Job's completion by a sync of the controller
+    status = eventually(settled, timeout=30, message="the CronJob's lastScheduleTime and lastSuccessfulTime")
+    scheduled = sorted(stamp(j["metadata"]["annotations"][SCHEDULED]) for j in done)
+    assert stamp(status["lastScheduleTime"]) >= scheduled[-1]
+    assert stamp(status["lastSuccessfulTime"]) >= scheduled[0]  # a completion after the first run started
+    cluster.kubectl("delete", "cronjob", MINUTELY)  # background: its Jobs and their pods follow
+
+    def collected() -> bool:
+        listed = json.loads(cluster.kubectl("get", "jobs", "-o", "json").stdout)["items"]
+        return not [j for j in listed if j["metadata"]["name"].startswith(f"{MINUTELY}-")] \
+            and not pods(cluster, f"app={MINUTELY}")
+
+    cluster.wait(collected, 60, "the CronJob's Jobs and their pods collected")
+
+
+def stamp(text: str) -> int:
+    """Unix seconds of a whole-second RFC 3339 time in UTC (what metav1.Time prints)."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))

@@ -14,6 +14,7 @@ import pytest
 
 from netsim import namespaces
 from tests.e2e.test_cluster import AGNHOST, REPO, Cluster, in_netns
+from tests.e2e.test_kubectl_apply import VERSIONS, require_kubectl
 
 NAME = "e2e"  # test_cluster's Cluster helper targets this name
 
@@ -31,6 +32,8 @@ def deployment(name: str, replicas: int, args: list[str] | None = None, **pod_sp
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    for version in (*VERSIONS, "1.30"):
+        require_kubectl(version)  # Cluster.kubectl(version=...) runs it; without it CI fails here, not later
     c = Cluster(tmp_path_factory.mktemp("state"))
     c.kubesim("up", str(REPO / "topologies" / "two-node.yaml"), "--name", NAME, "--node-grace-period", "6s",
               "--eviction-timeout", "5s")
@@ -74,22 +77,25 @@ def test_deployment_pods_are_namespaces_and_scale(cluster: Cluster) -> None:
         ns = f"ksim-{NAME}.pod.{pod['metadata']['uid']}"
         assert f"inet {ip}/24" in in_netns(ns, "ip", "-o", "-4", "addr", "show", "eth0").stdout
     assert "GET /healthz" in cluster.kubectl("logs", pods[0]["metadata"]["name"]).stdout
-    for count in (2, 8):
-        cluster.kubectl("scale", "deployment", "web", f"--replicas={count}")
+    for count, version in ((2, "1.27"), (8, "1.33")):  # the oldest and newest kubectl we support
+        cluster.kubectl("scale", "deployment", "web", f"--replicas={count}", version=version)
         wait_replicas(cluster, "web", count)
-    cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    cluster.kubectl("rollout", "status", "deployment/web", "--timeout=60s", version="1.27")
 
 
 def test_rolling_update_replaces_every_pod(cluster: Cluster) -> None:
     cluster.apply(deployment("roll", 4))
     old = {p["metadata"]["uid"] for p in wait_replicas(cluster, "roll", 4)}
     cluster.apply(deployment("roll", 4, ["netexec", "--http-port=8080", "--udp-port=9999"]))
-    cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=90s")
+    cluster.kubectl("rollout", "status", "deployment/roll", "--timeout=90s", version="1.27")
     new = wait_replicas(cluster, "roll", 4)
     assert not old & {p["metadata"]["uid"] for p in new}
     assert all("--udp-port=9999" in p["spec"]["containers"][0]["args"] for p in new)
     replicasets = json.loads(cluster.kubectl("get", "rs", "-l", "app=roll", "-o", "json").stdout)["items"]
     assert sorted(rs["spec"]["replicas"] for rs in replicasets) == [0, 4]
+    for version in VERSIONS:
+        history = cluster.kubectl("rollout", "history", "deployment/roll", version=version).stdout
+        assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"], version
 
 
 def test_scheduling_constraints_and_a_second_scheduler(cluster: Cluster) -> None:

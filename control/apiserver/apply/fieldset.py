@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from control.apiserver.apply.schema import ATOMIC, SET, ListType
+from control.apiserver.apply.schema import ATOMIC, SET, AtomicMaps, ListType
 
 PathElement = tuple[str, Any]
 FieldPath = tuple[PathElement, ...]
@@ -79,14 +79,16 @@ def path_text(path: FieldPath) -> str:
     return "".join(out)
 
 
-def leaves_of(obj: dict[str, Any], keys: ListKeys, *, strict: bool = False) -> dict[FieldPath, Any]:
+def leaves_of(obj: dict[str, Any], keys: ListKeys, *, strict: bool = False,
+              atomic: AtomicMaps | None = None) -> dict[FieldPath, Any]:
     """Every leaf and list item `obj` sets, with its value (None for an item's "." path). Strict: two items of
-    an associative list or a set with the same key are refused (an applied configuration must not have them)."""
+    an associative list or a set with the same key are refused (an applied configuration must not have them).
+    ATOMIC names the maps that are one leaf each (none if None)."""
     found: dict[FieldPath, Any] = {}
     for name, value in obj.items():
         if name in ("apiVersion", "kind"):
             continue
-        _walk(value, (("f", name),), (name,), keys, found, strict)
+        _walk(value, (("f", name),), (name,), keys, found, strict, atomic)
     return found
 
 
@@ -96,10 +98,10 @@ def fields_of(obj: dict[str, Any], keys: ListKeys) -> set[FieldPath]:
 
 
 def _walk(value: Any, path: FieldPath, schema_path: tuple[str, ...], keys: ListKeys,
-          found: dict[FieldPath, Any], strict: bool) -> None:
-    if isinstance(value, dict) and value:
+          found: dict[FieldPath, Any], strict: bool, atomic: AtomicMaps | None) -> None:
+    if isinstance(value, dict) and value and (atomic is None or not atomic(schema_path)):
         for name, item in value.items():
-            _walk(item, (*path, ("f", name)), (*schema_path, name), keys, found, strict)
+            _walk(item, (*path, ("f", name)), (*schema_path, name), keys, found, strict, atomic)
         return
     kind = list_type(keys, schema_path) if isinstance(value, list) else ATOMIC
     if isinstance(value, list) and kind.kind in ("set", "map"):
@@ -111,9 +113,10 @@ def _walk(value: Any, path: FieldPath, schema_path: tuple[str, ...], keys: ListK
             found[member] = item if kind.kind == "set" else None
             if kind.kind == "map":
                 for name, child in item.items():
-                    _walk(child, (*path, element, ("f", name)), (*schema_path, name), keys, found, strict)
+                    _walk(child, (*path, element, ("f", name)), (*schema_path, name), keys, found, strict,
+                          atomic)
         return
-    found[path] = value  # a scalar, an empty map or an atomic list: one leaf
+    found[path] = value  # a scalar, an empty or atomic map, or an atomic list: one leaf
 
 
 def hashable(value: Any) -> Any:

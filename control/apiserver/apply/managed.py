@@ -18,7 +18,7 @@ from typing import Any
 from control.apiserver import errors
 from control.apiserver.apply import fieldset
 from control.apiserver.apply.fieldset import FieldPath
-from control.apiserver.apply.schema import schema_for
+from control.apiserver.apply.schema import atomic_maps, schema_for
 
 APPLY, UPDATE = "Apply", "Update"
 MAX_MANAGER_LENGTH = 128
@@ -81,9 +81,9 @@ class Scope:
         return not (self.status_subresource and top == "status")
 
     def leaves(self, obj: dict[str, Any], *, strict: bool = False) -> dict[FieldPath, Any]:
-        keys = schema_for(self.kind).list_type
+        keys = schema_for(self.kind, self.api_version).list_type
         try:
-            found = fieldset.leaves_of(obj, keys, strict=strict)
+            found = fieldset.leaves_of(obj, keys, strict=strict, atomic=atomic_maps(self.kind, self.api_version))
         except ValueError as exc:
             raise errors.bad_request(f"{self.kind}: {exc}") from None
         return {path: value for path, value in found.items() if self.owns(path)}

@@ -24,7 +24,7 @@ from control.apiserver import errors
 from control.apiserver.apply import fieldset, lastapplied
 from control.apiserver.apply.fieldset import ITEM, FieldPath, ListKeys, item_key, list_type, path_text
 from control.apiserver.apply.managed import APPLY, UPDATE, Entry, Scope, compare, decode, now_rfc3339, store
-from control.apiserver.apply.schema import schema_for
+from control.apiserver.apply.schema import AtomicMaps, atomic_maps, schema_for
 
 
 def _print_manager(entry: Entry) -> str:
@@ -81,7 +81,7 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
           clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """The object after `manager` applies `config` to `live` (None: it does not exist yet), managedFields
     included; raises the 409 conflict unless force."""
-    keys = schema_for(scope.kind).list_type
+    keys = schema_for(scope.kind, scope.api_version).list_type
     base = copy.deepcopy(live) if live is not None else {}
     entries = decode(base) or []
     base.get("metadata", {}).pop("managedFields", None)
@@ -90,7 +90,7 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
     mine = next((e for e in entries if e.identity == me.identity), None)
     others = [e for e in entries if e is not mine]
 
-    merged: dict[str, Any] = _merge(base, config, (), keys)
+    merged: dict[str, Any] = _merge(base, config, (), keys, atomic_maps(scope.kind, scope.api_version))
     if mine is not None:
         owned_by_others = set().union(*(e.fields for e in others))
         _remove(merged, mine.fields - set(applied) - owned_by_others, set(applied) | owned_by_others, keys)
@@ -115,14 +115,15 @@ def apply(live: dict[str, Any] | None, config: dict[str, Any], *, manager: str, 
     return merged
 
 
-def _merge(live: Any, config: Any, schema_path: tuple[str, ...], keys: ListKeys) -> Any:
-    if isinstance(config, dict) and isinstance(live, dict):
+def _merge(live: Any, config: Any, schema_path: tuple[str, ...], keys: ListKeys,
+           atomic: AtomicMaps | None = None) -> Any:
+    if isinstance(config, dict) and isinstance(live, dict) and (atomic is None or not atomic(schema_path)):
         out = dict(live)
         for name, value in config.items():
             if value is None:
                 out.pop(name, None)
             elif name in live:
-                out[name] = _merge(live[name], value, (*schema_path, name), keys)
+                out[name] = _merge(live[name], value, (*schema_path, name), keys, atomic)
             else:
                 out[name] = copy.deepcopy(value)
         return out
@@ -131,12 +132,12 @@ def _merge(live: Any, config: Any, schema_path: tuple[str, ...], keys: ListKeys)
         if kind.kind == "set":
             return [*live, *(copy.deepcopy(v) for v in config if v not in live)]
         if kind.kind == "map":
-            return _merge_associative(live, config, kind, schema_path, keys)
+            return _merge_associative(live, config, kind, schema_path, keys, atomic)
     return copy.deepcopy(config)
 
 
 def _merge_associative(live: list[Any], config: list[Any], kind: Any, schema_path: tuple[str, ...],
-                       keys: ListKeys) -> list[Any]:
+                       keys: ListKeys, atomic: AtomicMaps | None) -> list[Any]:
     try:
         wanted = {item_key(item, kind, schema_path): item for item in config}
     except ValueError as exc:
@@ -152,7 +153,7 @@ def _merge_associative(live: list[Any], config: list[Any], kind: Any, schema_pat
             out.append(item)  # a live item without its keys is left as it is
             continue
         seen.add(key)
-        out.append(_merge(item, wanted[key], schema_path, keys) if key in wanted else item)
+        out.append(_merge(item, wanted[key], schema_path, keys, atomic) if key in wanted else item)
     out.extend(copy.deepcopy(item) for key, item in wanted.items() if key not in seen)
     return out
 

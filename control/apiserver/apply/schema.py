@@ -5,18 +5,21 @@ A list is one of
                          name, container ports by containerPort+protocol, env by name
     set                  items identified by their value (x-kubernetes-list-type: set): finalizers
     atomic               replaced whole, owned as one leaf (everything else, and every list of an unknown kind)
-Maps are always granular (x-kubernetes-map-type granular), so every key is a field of its own.
+Maps are granular (x-kubernetes-map-type granular), every key a field of its own, unless a schema says a map is
+atomic (a custom resource's x-kubernetes-map-type atomic: atomic_maps()); no built-in kind's is here, so their
+writes never ask.
 
 Built-in kinds derive their list types from the strategic-merge-patch tags (patch.BUILTIN_PATCH_META); where
 upstream's list-map keys differ from its patchMergeKey (ports, topologySpreadConstraints) a table below says
 so, with the key's default when the apiserver defaults it (a port's protocol), because a defaulted live item and
-an applied item without that key are the same item. Another source of schemas (custom resources) plugs in
-with `register(kind, schema)`.
+an applied item without that key are the same item. Another source of schemas (custom resources, whose
+CRD controller registers crd/applyschema.py's per served version) plugs in with
+`register(kind, schema, api_version)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +38,8 @@ class ListType:
 
 ATOMIC = ListType("atomic")
 SET = ListType("set")
+AtomicMaps = Callable[[tuple[str, ...]], bool]
+"""atomic(schema_path) -> whether the map there is owned as one leaf and replaced whole."""
 
 
 class KindSchema(Protocol):
@@ -82,20 +87,29 @@ class UnknownKindSchema:
         return PatchTagSchema("", _METADATA_TAGS).list_type(path)
 
 
-_REGISTERED: dict[str, KindSchema] = {}
+# By (apiVersion, kind): a custom resource's versions may type their lists differently, and its kind may be
+# a built-in kind's name in another group. An empty apiVersion registers the kind in every version.
+_REGISTERED: dict[tuple[str, str], KindSchema] = {}
 
 
-def register(kind: str, schema: KindSchema) -> None:
-    """Make `kind`'s lists merge as `schema` says (a custom resource's structural schema, say)."""
-    _REGISTERED[kind] = schema
+def register(kind: str, schema: KindSchema, api_version: str = "") -> None:
+    """Make `kind`'s lists (in `api_version`) merge as `schema` says (a custom resource's structural schema)."""
+    _REGISTERED[api_version, kind] = schema
 
 
-def unregister(kind: str) -> None:
-    _REGISTERED.pop(kind, None)
+def unregister(kind: str, api_version: str = "") -> None:
+    _REGISTERED.pop((api_version, kind), None)
 
 
-def schema_for(kind: str) -> KindSchema:
-    if kind in _REGISTERED:
-        return _REGISTERED[kind]
+def schema_for(kind: str, api_version: str = "") -> KindSchema:
+    registered = _REGISTERED.get((api_version, kind)) or _REGISTERED.get(("", kind))
+    if registered is not None:
+        return registered
     tags = BUILTIN_PATCH_META.get(kind)
     return PatchTagSchema(kind, tags) if tags is not None else UnknownKindSchema()
+
+
+def atomic_maps(kind: str, api_version: str = "") -> AtomicMaps | None:
+    """The kind's atomic-map lookup, None when it has no atomic map (every map granular: nothing to ask)."""
+    found: AtomicMaps | None = getattr(schema_for(kind, api_version), "atomic_maps", None)
+    return found

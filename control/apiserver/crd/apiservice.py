@@ -26,12 +26,15 @@ _PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
     ("networking.k8s.io", "v1"): (17200, 15),
     ("rbac.authorization.k8s.io", "v1"): (17000, 15),
     ("apiextensions.k8s.io", "v1"): (16700, 15),
+    ("storage.k8s.io", "v1"): (16800, 15),
     ("coordination.k8s.io", "v1"): (16500, 15),
     ("discovery.k8s.io", "v1"): (16200, 15),
     ("apiregistration.k8s.io", "v1"): (18000, 15),
 }
 # What crdregistration gives the group versions of CRDs.
 CRD_PRIORITY = (1000, 100)
+# Built in here, a CRD upstream (sigs.k8s.io/network-policy-api): its APIService is as crdregistration makes it.
+_PRIORITIES[("policy.networking.k8s.io", "v1alpha1")] = CRD_PRIORITY
 
 
 def apiservice_name(group: str, version: str) -> str:

@@ -20,7 +20,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from control.apiserver import apply
 from control.apiserver.crd import apiservice
+from control.apiserver.crd.applyschema import StructuralListTypes
 from control.apiserver.crd.catalog import (
     CLEANUP_FINALIZER,
     CustomResource,
@@ -211,6 +213,11 @@ class CRDController:
         before = {(r.group, r.version) for r in self.catalog.served(name)}
         for row in rows:
             await self.registry.add_cache(row)
+        for gone in {(r.kind, r.api_version) for r in self.catalog.served(name)} - \
+                {(r.kind, r.api_version) for r in rows}:
+            apply.unregister(*gone)
+        for row in rows:  # server-side apply merges its lists as this version's schema types them
+            apply.register(row.kind, StructuralListTypes(row.schema), row.api_version)
         self.catalog.serve(name, rows)
         for row in rows:
             if (row.group, row.version) not in before:
@@ -220,6 +227,8 @@ class CRDController:
     async def _unserve(self, name: str) -> None:
         rows = self.catalog.served(name)
         self.catalog.unserve(name)
+        for row in rows:
+            apply.unregister(row.kind, row.api_version)
         for row in rows:
             if not any(r.cache_key == row.cache_key for r in self.catalog.resources()):
                 await self.registry.remove_cache(row.cache_key)

@@ -12,7 +12,7 @@ from typing import Any
 from control.api import SelectorError, label_selector_as_selector
 from control.api.cron import CronError, check_schedule, check_time_zone
 from control.api.validators import is_dns1123_subdomain
-from control.apiserver.validation.core import nonnegative, validate_pod_spec
+from control.apiserver.validation.core import no_ephemeral_containers, nonnegative, validate_pod_spec
 from control.apiserver.validation.field import (
     FieldError,
     _dict,
@@ -79,6 +79,7 @@ def validate_job(obj: dict[str, Any]) -> list[FieldError]:
     errs += validate_annotations(template_meta.get("annotations"), "spec.template.metadata.annotations")
     pod_spec = _dict(template.get("spec"))
     errs += validate_pod_spec(pod_spec, "spec.template.spec")
+    errs += no_ephemeral_containers(pod_spec, "spec.template.spec")
     if pod_spec.get("restartPolicy") not in RESTART_POLICIES:
         errs.append(not_supported("spec.template.spec.restartPolicy", pod_spec.get("restartPolicy"),
                                   RESTART_POLICIES))

@@ -555,6 +555,14 @@ def validate_service_update(new: dict[str, Any], old: dict[str, Any]) -> list[Fi
 # -- pod templates and replication controllers -----------------------------------------------------------------
 
 
+def no_ephemeral_containers(spec: dict[str, Any], path: str) -> list[FieldError]:
+    """ValidatePodTemplateSpec's rule for every pod template (workloads, Jobs, CronJobs' job templates):
+    ephemeral containers are added to a running pod through its subresource, never stamped out of a template."""
+    if _list(spec.get("ephemeralContainers")):
+        return [forbidden(f"{path}.ephemeralContainers", "ephemeral containers not allowed in pod template")]
+    return []
+
+
 def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str, Any]], bool] | None,
                       ) -> list[FieldError]:
     """ValidatePodTemplateSpecForReplicaSet: labels matching the selector, a valid pod spec, restartPolicy Always."""
@@ -570,11 +578,26 @@ def validate_template(template: Any, path: str, selector_ok: Callable[[dict[str,
     errs += validate_annotations(meta.get("annotations"), f"{path}.metadata.annotations")
     spec = _dict(template.get("spec"))
     errs += validate_pod_spec(spec, f"{path}.spec")
+    errs += no_ephemeral_containers(spec, f"{path}.spec")
     if spec.get("restartPolicy") and spec.get("restartPolicy") != "Always":
         errs.append(not_supported(f"{path}.spec.restartPolicy", spec.get("restartPolicy"), ("Always",)))
     if spec.get("activeDeadlineSeconds") is not None:
         errs.append(invalid(f"{path}.spec.activeDeadlineSeconds", spec["activeDeadlineSeconds"],
                             "activeDeadlineSeconds in ReplicaSet is not Supported"))
+    return errs
+
+
+def validate_pod_template(obj: dict[str, Any]) -> list[FieldError]:
+    """ValidatePodTemplate: a pod's name, and its template as every pod template is checked (no selector to
+    match, and any restartPolicy: a PodTemplate is a stored template, not a controller's)."""
+    errs = validate_object_meta(obj, is_dns1123_subdomain)
+    template = _dict(obj.get("template"))
+    meta = _dict(template.get("metadata"))
+    errs += validate_labels(meta.get("labels"), "template.metadata.labels")
+    errs += validate_annotations(meta.get("annotations"), "template.metadata.annotations")
+    spec = _dict(template.get("spec"))
+    errs += validate_pod_spec(spec, "template.spec")
+    errs += no_ephemeral_containers(spec, "template.spec")
     return errs
 
 

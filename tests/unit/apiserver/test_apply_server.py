@@ -136,6 +136,7 @@ EVERY_KIND: dict[str, dict[str, Any]] = {
               "message": "m", "type": "Normal"},
     "ConfigMap": {"data": {"a": "1"}}, "Secret": {"stringData": {"a": "1"}},
     "ReplicationController": {"spec": {"selector": {"app": "x"}, "template": _TEMPLATE}},
+    "PodTemplate": {"template": _TEMPLATE},
     "Deployment": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
     "ReplicaSet": {"spec": {"selector": _SELECTOR, "template": _TEMPLATE}},
     "Job": {"spec": {"template": {"spec": {**_POD_SPEC, "restartPolicy": "Never"}}}},

@@ -256,6 +256,11 @@ def test_local_apiservices(tmp_path: Path) -> None:
         assert {"v1.", "v1.apps", "v1.apiextensions.k8s.io", f"v1.{GROUP}"} <= names
         local = next(i for i in listed["items"] if i["metadata"]["name"] == "v1.apps")
         assert local["spec"]["service"] is None and local["status"]["conditions"][0]["reason"] == "Local"
+        # kube-apiserver's priorities; a CRD's group (and ANP's, a CRD upstream) as crdregistration gives them
+        priorities = {i["metadata"]["name"]: (i["spec"]["groupPriorityMinimum"], i["spec"]["versionPriority"])
+                      for i in listed["items"]}
+        assert priorities["v1."] == (18000, 1) and priorities["v1.storage.k8s.io"] == (16800, 15)
+        assert priorities[f"v1.{GROUP}"] == priorities["v1alpha1.policy.networking.k8s.io"] == (1000, 100)
         headers = {"Authorization": "Bearer token-admin", "Accept": TABLE}
         async with session.get(f"{api.url}{path}/v1.apps", headers=headers) as response:
             table = await response.json()
