@@ -204,12 +204,12 @@ def apply_patch(original: Mapping[str, Any], patch_body: bytes, content_type: st
     patch = _decode(patch_body, media_type)
     try:
         if media_type == JSON_PATCH:
-            return _apply_json_patch(json_copy(original), patch)
+            return _apply_json_patch(json_copy(dict(original)), patch)
         if not isinstance(patch, dict):
             raise MalformedPatch(f"a {_PATCH_NAMES[media_type]} must be a JSON object, not {_json_type(patch)}")
         if media_type == MERGE_PATCH:
-            return _merge_patch_object(json_copy(original), patch)
-        return _StrategicMerge(kind, meta or _DEFAULT_META).merge_map(json_copy(original), patch, ())
+            return _merge_patch_object(json_copy(dict(original)), patch)
+        return _StrategicMerge(kind, meta or _DEFAULT_META).merge_map(json_copy(dict(original)), patch, ())
     except RecursionError:
         # The JSON decoder accepts nesting deeper than the recursive merges can follow.
         raise MalformedPatch("the patch is nested too deeply") from None
