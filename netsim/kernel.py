@@ -16,7 +16,12 @@ from pyroute2.netlink.exceptions import NetlinkError as PyrouteNetlinkError
 
 from netsim import namespaces
 from netsim.errors import NetlinkError
-from netsim.place import PodPlace, setup_of
+from netsim.place import PodPlace, setup_arguments
+from netsim.placemaker import PlaceMaker
+
+# One helper per process makes pod places (netsim/placemaker.py: forking this process would cost in
+# proportion to its memory).
+_place_maker = PlaceMaker()
 
 NUD_PERMANENT = 0x80
 LOOPBACK_IFINDEX = 1  # lo is interface 1 in every network namespace
@@ -119,8 +124,8 @@ class LinuxKernel:
     def ns_create_place(self, ns: str, place: PodPlace) -> None:
         """The UTS and mount namespaces of pod namespace NS, made as PLACE says; ns_delete removes them.
         Unlike the rest of this class it may be called from any thread (it forks a child and uses no
-        netlink socket), so that pods' places are made side by side."""
-        namespaces.create_pod_place(ns, setup_of(place))
+        netlink socket); places are made one at a time, by this process's place helper."""
+        _place_maker.make(ns, setup_arguments(place))
 
     def set_sysctl(self, ns: str, key: str, value: str) -> None:
         namespaces.write_sysctl(ns, key, value)

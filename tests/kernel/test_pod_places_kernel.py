@@ -5,6 +5,7 @@ nsenter line that enters all three (namespaces.command_in)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -16,7 +17,8 @@ import pytest
 
 from netsim import namespaces
 from netsim.errors import NamespaceError
-from netsim.place import PodPlace, setup_of
+from netsim.place import PodPlace, setup_arguments, setup_of
+from netsim.placemaker import PlaceMaker
 
 
 @dataclass
@@ -221,3 +223,35 @@ def test_a_setup_that_fails_or_hangs_is_told_and_its_child_ended(tmp_path: Path)
         assert namespaces.processes_in([netns]) == [], "the set-up child outlived its call"
     finally:
         namespaces.delete(netns)
+
+
+def test_places_made_by_the_helper_process_and_its_errors_and_its_restart(tmp_path: Path) -> None:
+    # LinuxKernel.ns_create_place asks a small helper process (netsim/placemaker.py) to fork the set-up
+    # child: the same place as in-process, the same errors, and a helper that died is started again.
+    maker = PlaceMaker()
+    names = [f"ksim-test-{uuid.uuid4().hex[:8]}.{which}" for which in ("one", "bad", "two")]
+    try:
+        for name in names:
+            namespaces.create(name)
+        maker.make(names[0], setup_arguments(PodPlace("one")))
+        first = maker.helper_pid
+        assert first is not None and first != os.getpid()
+        assert subprocess.run(namespaces.command_in(names[0], ["hostname"], uts=True), capture_output=True,
+                              text=True, check=True).stdout == "one\n"
+        with pytest.raises(NamespaceError, match="no-such-dir"):
+            maker.make(names[1], setup_arguments(PodPlace("bad", hidden=(str(tmp_path / "no-such-dir"),))))
+        assert not namespaces.pod_place_exists(names[1])
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{first}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # dead, not reaped
+            assert time.monotonic() < deadline, "the killed helper did not end"
+            time.sleep(0.01)
+        maker.make(names[2], setup_arguments(PodPlace("two")))
+        assert maker.helper_pid not in (None, first)
+        assert subprocess.run(namespaces.command_in(names[2], ["hostname"], uts=True), capture_output=True,
+                              text=True, check=True).stdout == "two\n"
+    finally:
+        maker.close()
+        for name in names:
+            namespaces.delete(name)
+    assert maker.helper_pid is None
