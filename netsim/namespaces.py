@@ -20,9 +20,13 @@ private bind mount of itself while it holds any pin, unmounted again when the la
 A pod's mount namespace is not copied from the machine's: that copy would hold every namespace pin of
 the machine (three per pod), so each new pod would cost more than the last (17.8 ms a place at 1,000
 pods against 5.3 ms at 100) and every pod would keep thousands of mounts. Each process that makes
-places first makes one *template* mount namespace: a copy of the machine's that receives its later
-mounts (a slave), without NETNS_DIR and PIN_DIR. Pods' namespaces are copies of the template. So that
-no later pin reaches the template, NETNS_DIR is a shared mount of its own, as ``ip netns add`` makes it.
+places keeps a *template* mount namespace instead, without any namespace pin, and pods' namespaces are
+copies of it. The template follows the machine's mounts (a slave: a disk mounted or unmounted later is
+seen so) where the machine's mounts propagate, as on any systemd machine. Where they do not (a private
+root, as in some containers) nothing can follow them, and the template is made again for a pod once it
+is TEMPLATE_MAX_AGE old: a pod then sees the machine's mounts as of at most that long before it.
+So that no pin made later reaches a template, NETNS_DIR is a shared mount of its own, as ``ip netns
+add`` makes it on its first use.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import NoReturn
 
+from netsim import _podsetup
 from netsim.errors import NamespaceError
 
 NETNS_DIR = "/run/netns"
@@ -125,7 +131,7 @@ def list_names() -> list[str]:
 
 def create(name: str) -> None:
     """Make a new network namespace and pin it at /run/netns/NAME (like ``ip netns add``)."""
-    os.makedirs(NETNS_DIR, exist_ok=True)
+    _netns_dir_shared()
     target = path_of(name)
     with _lock:
         try:
@@ -219,18 +225,31 @@ def _enter_new_place(name: str, setup: Callable[[], None]) -> None:
     setup()
 
 
+TEMPLATE_MAX_AGE = 5.0  # seconds; where the machine's mounts do not propagate (see above)
 _template_lock = threading.Lock()
-_template: tuple[int, int] | None = None  # (the process that made it, a descriptor of its mount namespace)
+
+
+@dataclass(frozen=True)
+class _Template:
+    pid: int  # the process that made it (a forked copy of that process makes its own)
+    made: float  # time.monotonic()
+    follows: bool  # the machine's mounts propagate to it
+    fd: int  # a descriptor of its mount namespace
+
+
+_template: _Template | None = None
 
 
 def _place_template(timeout: float) -> int:
-    """A descriptor of this process's template mount namespace for pod places, made on first use (a
-    forked child made by another process's template is not ours: each process makes its own)."""
+    """A descriptor of this process's template mount namespace for pod places (see the module's doc)."""
     global _template
     with _template_lock:
-        if _template is not None and _template[0] == os.getpid():
-            return _template[1]
-        _netns_dir_shared()
+        old = _template
+        if old is not None and old.pid == os.getpid():
+            if old.follows or time.monotonic() - old.made < TEMPLATE_MAX_AGE:
+                return old.fd
+            os.close(old.fd)  # the namespace goes once no pod made from it is left
+        _template = None
         opened: list[int] = []
 
         def hold(pid: int) -> None:
@@ -238,33 +257,54 @@ def _place_template(timeout: float) -> int:
             opened.append(os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
 
         _in_forked_child("making the pod places' template mount namespace", _enter_new_template, hold, timeout)
-        _template = (os.getpid(), opened[0])
+        _template = _Template(os.getpid(), time.monotonic(), _root_is_shared(), opened[0])
         return opened[0]
+
+
+def _root_is_shared() -> bool:
+    """Whether this mount namespace's root mount propagates (mountinfo's shared:N tag)."""
+    with open("/proc/self/mountinfo", "rb") as handle:
+        for line in handle:
+            fields = line.split(b" - ", 1)[0].split()
+            if fields[4] == b"/":
+                return any(tag.startswith(b"shared:") for tag in fields[6:])
+    return False
 
 
 def _enter_new_template() -> None:
     """In the forked child: a new mount namespace that follows the machine's mounts (a slave: nothing
     done here goes back) without any namespace pin, NETNS_DIR and PIN_DIR included."""
-    from netsim import _podsetup
-
     _check(_libc.unshare(_CLONE_NEWNS), "unsharing a mount namespace")
     _check(_libc.mount(b"none", b"/", None, _MS_REC | _MS_SLAVE, None), "making every mount a slave")
     _podsetup.detach_nsfs_mounts([NETNS_DIR, PIN_DIR])
 
 
+_netns_dir_checked = False
+
+
 def _netns_dir_shared() -> None:
-    """NETNS_DIR as ``ip netns add`` leaves it: a shared mount of its own (bound onto itself, with what
-    is mounted under it, if it is not a mount point yet). A pin made there then lands on that mount,
-    which the template has detached, instead of on its parent's, which the template follows."""
+    """NETNS_DIR as ``ip netns add`` leaves it, before the first pin: a shared mount of its own (bound
+    onto itself if it is not a mount point). Pins made there then land on that mount, which templates
+    detach, instead of on its parent's, which they follow. A directory that already holds pins on its
+    parent's mount is left as it is (a bind over them would hide them): templates then receive later
+    pins too, and a pod's set-up detaches them, only slower. Once per process, under a lock every
+    process of the machine takes (NETNS_DIR's own)."""
+    global _netns_dir_checked
+    if _netns_dir_checked:
+        return
     os.makedirs(NETNS_DIR, exist_ok=True)
     target = NETNS_DIR.encode()
-    with _lock:
-        if _libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None) == 0:
-            return
-        if ctypes.get_errno() != errno.EINVAL:  # EINVAL: not a mount point
-            _check(-1, f"making {NETNS_DIR} a shared mount")
-        _check(_libc.mount(target, target, b"none", _MS_BIND | _MS_REC, None), f"bind-mounting {NETNS_DIR} onto itself")
-        _check(_libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None), f"making {NETNS_DIR} a shared mount")
+    fd = os.open(NETNS_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _mount_id(NETNS_DIR) == _mount_id(os.path.dirname(NETNS_DIR)) and not os.listdir(NETNS_DIR):
+            _check(_libc.mount(target, target, b"none", _MS_BIND | _MS_REC, None),
+                   f"bind-mounting {NETNS_DIR} onto itself")
+        if _mount_id(NETNS_DIR) != _mount_id(os.path.dirname(NETNS_DIR)):
+            _check(_libc.mount(b"none", target, None, _MS_SHARED | _MS_REC, None), f"making {NETNS_DIR} a shared mount")
+    finally:
+        os.close(fd)
+    _netns_dir_checked = True
 
 
 def _in_forked_child(what: str, enter: Callable[[], None], then: Callable[[int], None], timeout: float,

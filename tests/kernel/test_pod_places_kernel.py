@@ -136,7 +136,34 @@ def test_no_pin_is_copied_into_a_later_pod(pod: Pod, tmp_path: Path) -> None:
     assert namespaces.PIN_DIR in _ours(), "the first pod still holds pins there"
 
 
-def test_a_pod_holds_no_pin_of_the_machines_and_sees_machine_mounts_made_after_the_template(
+def _mark_in(netns: str, disk: Path) -> str:
+    argv = namespaces.command_in(netns, ["cat", str(disk / "mark")], uts=True, mnt=True)
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _disk_comes_and_goes(disk: Path, first: str) -> None:
+    """FIRST was placed before DISK was mounted; pods made after the mount see it, pods made after the
+    unmount do not, and each keeps the view it was made with."""
+    later, last = (f"ksim-test-{uuid.uuid4().hex[:8]}.{which}" for which in ("later", "last"))
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "kubesim-test-disk", str(disk)], check=True)
+        (disk / "mark").write_text("on the disk\n")
+        namespaces.create(later)
+        namespaces.create_pod_place(later, setup_of(PodPlace("later")))
+        assert _mark_in(later, disk) == "on the disk\n"
+        assert _mark_in(first, disk) == ""
+        subprocess.run(["umount", str(disk)], check=True)
+        namespaces.create(last)
+        namespaces.create_pod_place(last, setup_of(PodPlace("last")))
+        assert _mark_in(last, disk) == ""
+        assert _mark_in(later, disk) == "on the disk\n"
+    finally:
+        subprocess.run(["umount", str(disk)], check=False, capture_output=True)
+        for name in (later, last):
+            namespaces.delete(name)
+
+
+def test_a_pod_holds_no_pin_of_the_machines_and_sees_its_mounts_as_of_its_creation(
         pod: Pod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pod mount namespaces are copies of a template without the machine's namespace pins: many pins on
     # the machine (here 40 more network namespaces) add nothing to a new pod's mount table...
@@ -145,31 +172,44 @@ def test_a_pod_holds_no_pin_of_the_machines_and_sees_machine_mounts_made_after_t
         return len(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines())
 
     crowd = [f"ksim-test-{uuid.uuid4().hex[:8]}.crowd" for _ in range(40)]
-    first, later = (f"ksim-test-{uuid.uuid4().hex[:8]}.{which}" for which in ("first", "later"))
-    # ...while a mount the machine makes later (a disk a hostPath names) reaches new pods, as it does on
-    # a systemd machine, whose mounts are shared: a shared mount point here, and a fresh template after it.
-    machine = tmp_path / "machine"
-    (machine / "disk").mkdir(parents=True)
-    subprocess.run(["mount", "--bind", "--make-shared", str(machine), str(machine)], check=True)
-    subprocess.run(["mount", "--make-shared", str(machine)], check=True)
-    monkeypatch.setattr(namespaces, "_template", None)
+    counted = f"ksim-test-{uuid.uuid4().hex[:8]}.counted"
     try:
-        namespaces.create(first)
-        namespaces.create_pod_place(first, setup_of(PodPlace("first")))
         for name in crowd:
             namespaces.create(name)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "kubesim-test-disk", str(machine / "disk")],
-                       check=True)
-        (machine / "disk" / "mark").write_text("on the disk\n")
-        namespaces.create(later)
-        namespaces.create_pod_place(later, setup_of(PodPlace("later")))
-        assert mount_count(later) <= mount_count(first) + 1  # the disk
-        argv = namespaces.command_in(later, ["cat", str(machine / "disk" / "mark")], uts=True, mnt=True)
-        assert subprocess.run(argv, capture_output=True, text=True, check=False).stdout == "on the disk\n"
+        namespaces.create(counted)
+        namespaces.create_pod_place(counted, setup_of(PodPlace("counted")))
+        assert mount_count(counted) <= mount_count(pod.netns)
+    finally:
+        for name in [*crowd, counted]:
+            namespaces.delete(name)
+    # ...and a disk mounted or unmounted on the machine is seen so by the pods made after: here with a
+    # template too young to be remade where mounts do not propagate (this machine's root may be private).
+    monkeypatch.setattr(namespaces, "TEMPLATE_MAX_AGE", 0.0)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    _disk_comes_and_goes(disk, pod.netns)
+
+
+def test_a_template_follows_the_mounts_of_a_machine_whose_mounts_propagate(
+        pod: Pod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a systemd machine every mount is shared: a template made there follows the machine's mounts
+    # without being made again. A shared mount point of our own stands in for such a machine.
+    machine = tmp_path / "machine"
+    (machine / "disk").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(machine), str(machine)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(machine)], check=True)
+        monkeypatch.setattr(namespaces, "_template", None)
+        monkeypatch.setattr(namespaces, "TEMPLATE_MAX_AGE", 3600.0)
+        first = f"ksim-test-{uuid.uuid4().hex[:8]}.first"
+        try:
+            namespaces.create(first)
+            namespaces.create_pod_place(first, setup_of(PodPlace("first")))  # the template is made here
+            _disk_comes_and_goes(machine / "disk", first)
+        finally:
+            namespaces.delete(first)
     finally:
         subprocess.run(["umount", "--recursive", str(machine)], check=False)
-        for name in [first, *crowd, later]:
-            namespaces.delete(name)
 
 
 def test_a_failed_setup_leaves_nothing(tmp_path: Path) -> None:
