@@ -112,7 +112,9 @@ class DeploymentController(DeploymentRolling, DeploymentRecreate):
             # The cache's own objects, read only: only the claimed ones are copied (what the rollout may change).
             ref = controller_ref(rs)
             matches = selector_matches(selector, labels_of(rs))
-            if ref is not None:  # ours
+            if ref is not None:
+                if ref.get("uid") != uid_of(d):  # owned_or_orphaned gives only ours: a stale index would not
+                    continue
                 if matches:
                     claimed.append(deepcopy(rs))
                 elif not is_deleting(d):

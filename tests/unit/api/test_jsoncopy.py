@@ -29,3 +29,14 @@ def test_lists_scalars_and_read_only_views_at_the_top() -> None:
     assert copied == {"a": {"b": 1}} and isinstance(copied, dict)
     copied["a"]["b"] = 2
     assert view["a"]["b"] == 1
+
+
+def test_containers_json_has_no_word_for_are_copied_too() -> None:
+    shared = {"inner": [1]}
+    value = {"a": (shared,), "b": {1, 2}, "c": MappingProxyType({"d": [3]})}
+    copied = json_copy(value)
+    assert copied == {"a": (shared,), "b": {1, 2}, "c": {"d": [3]}}
+    copied["a"][0]["inner"].append(2)
+    copied["b"].add(3)
+    copied["c"]["d"].append(4)
+    assert value == {"a": ({"inner": [1]},), "b": {1, 2}, "c": MappingProxyType({"d": [3]})}
