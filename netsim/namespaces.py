@@ -23,8 +23,9 @@ pods against 5.3 ms at 100) and every pod would keep thousands of mounts. Each p
 places keeps a *template* mount namespace instead, without any namespace pin, and pods' namespaces are
 copies of it. The template follows the machine's mounts (a slave: a disk mounted or unmounted later is
 seen so) where the machine's mounts propagate, as on any systemd machine. Where they do not (a private
-root, as in some containers) nothing can follow them, and the template is made again for a pod once it
-is TEMPLATE_MAX_AGE old: a pod then sees the machine's mounts as of at most that long before it.
+root, as in some containers) nothing can follow them: once the template is TEMPLATE_MAX_AGE old, the
+machine's mounts (pins aside) are compared with what it was made from, and it is made again if they
+changed. A pod then sees the machine's mounts as of at most that long before it.
 So that no pin made later reaches a template, NETNS_DIR is a shared mount of its own, as ``ip netns
 add`` makes it on its first use.
 """
@@ -32,6 +33,7 @@ add`` makes it on its first use.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -232,8 +234,8 @@ _template_lock = threading.Lock()
 @dataclass(frozen=True)
 class _Template:
     pid: int  # the process that made it (a forked copy of that process makes its own)
-    made: float  # time.monotonic()
-    follows: bool  # the machine's mounts propagate to it
+    checked: float  # time.monotonic() when it was made or last found current
+    mounts: bytes | None  # the machine's mounts it was made from; None: it follows them
     fd: int  # a descriptor of its mount namespace
 
 
@@ -246,7 +248,10 @@ def _place_template(timeout: float) -> int:
     with _template_lock:
         old = _template
         if old is not None and old.pid == os.getpid():
-            if old.follows or time.monotonic() - old.made < TEMPLATE_MAX_AGE:
+            if old.mounts is None or time.monotonic() - old.checked < TEMPLATE_MAX_AGE:
+                return old.fd
+            if _machine_mounts() == old.mounts:  # nothing mounted or unmounted since: still current
+                _template = dataclasses.replace(old, checked=time.monotonic())
                 return old.fd
             os.close(old.fd)  # the namespace goes once no pod made from it is left
         _template = None
@@ -256,9 +261,21 @@ def _place_template(timeout: float) -> int:
             # an open descriptor keeps a namespace alive with no process in it
             opened.append(os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
 
+        follows = _root_is_shared()
+        mounts: bytes | None = None if follows else _machine_mounts()
         _in_forked_child("making the pod places' template mount namespace", _enter_new_template, hold, timeout)
-        _template = _Template(os.getpid(), time.monotonic(), _root_is_shared(), opened[0])
+        _template = _Template(os.getpid(), time.monotonic(), mounts, opened[0])
         return opened[0]
+
+
+def _machine_mounts() -> bytes:
+    """This process's mount table without the namespace pins (theirs change with every pod): what a
+    template that cannot follow the machine is compared with. Lines name each mount by its id, so a
+    disk unmounted and mounted again differs too."""
+    with open("/proc/self/mountinfo", "rb") as handle:
+        lines = handle.read().split(b"\n")
+    pins = (f" {NETNS_DIR}/".encode(), f" {PIN_DIR}/".encode(), f" {PIN_DIR} ".encode())
+    return b"\n".join(line for line in lines if b" - nsfs " not in line and not any(p in line for p in pins))
 
 
 def _root_is_shared() -> bool:
