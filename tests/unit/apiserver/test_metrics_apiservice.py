@@ -19,20 +19,11 @@ from control.apiserver.metricsregistration import NAME, MetricsRegistration
 from control.metricsserver import MetricsAPI, serve, server_context
 from tests.harness import LocalAPIServer, local_apiserver
 from tests.security.authz_kit import call
+from tests.unit.apiserver.test_crd_server import until
 from tests.unit.apiserver.test_metrics_proxy import Kubelet, Lister, _free_port
 
 PATH = f"/apis/apiregistration.k8s.io/v1/apiservices/{NAME}"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-
-
-async def until(check: Any) -> Any:
-    """check() once it holds; the bound is a hang guard for a loaded machine, not a measurement."""
-    for _ in range(1500):
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition never held")
 
 
 def config(pki: Path, port: int) -> MetricsServerConfig:
