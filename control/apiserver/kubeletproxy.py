@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from control.api import httpupgrade
 from control.api import remotecommand as rc
@@ -393,8 +393,16 @@ class KubeletProxy:
         return self._refusal(answer.status, body)
 
 
+#: the close of a session whose kubelet connection ended without a WebSocket close: not a clean end
+ABRUPT_END: tuple[int, str] = (WSCloseCode.INTERNAL_ERROR, "the kubelet's connection ended without closing the session")
+
+
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
-    """Frames both ways until either side ends; then the other side is closed too."""
+    """Frames both ways until either side ends; then the other side is closed too. The kubelet's close
+    (its code and reason) is the client's; a kubelet connection that ends without one closes the client's
+    as an error (ABRUPT_END), never as a normal end: client-go reads a normal close (1000) with no Status
+    before it as success, so an abrupt end would be an empty exit 0."""
+    ending = ABRUPT_END
 
     async def upstream() -> None:
         async for message in client:
@@ -404,19 +412,27 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
                 await kubelet.send_str(message.data)
 
     async def downstream() -> None:
-        async for message in kubelet:
+        nonlocal ending
+        while True:
+            message = await kubelet.receive()
             if message.type == WSMsgType.BINARY:
                 await client.send_bytes(message.data)
             elif message.type == WSMsgType.TEXT:
                 await client.send_str(message.data)
+            elif message.type == WSMsgType.CLOSE:
+                ending = (int(message.data or WSCloseCode.OK), str(message.extra or ""))
+                return
+            elif message.type in (WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+                return
 
     try:
         await httpupgrade.first_to_end(upstream(), downstream())
     finally:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await kubelet.close()
+        code, reason = ending
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await client.close()
+            await client.close(code=code, message=reason.encode())
 
 
 async def _stream_through(request: web.Request, kubelet: aiohttp.ClientResponse, response: web.StreamResponse
