@@ -329,7 +329,7 @@ class KubeletProxy:
                 raise self._unreachable(node, exc) from None
             async with kubelet:
                 client = web.WebSocketResponse(protocols=(kubelet.protocol,) if kubelet.protocol else (),
-                                               heartbeat=None, max_msg_size=0)
+                                               heartbeat=None, max_msg_size=0, autoping=False)
                 await client.prepare(request)
                 await _relay(client, kubelet)
                 return client
@@ -395,14 +395,25 @@ class KubeletProxy:
 
 #: the close of a session whose kubelet connection ended without a WebSocket close: not a clean end
 ABRUPT_END: tuple[int, str] = (WSCloseCode.INTERNAL_ERROR, "the kubelet's connection ended without closing the session")
+#: the most seconds a session's first frames wait for the client to answer the relay's ping
+CLIENT_READY_TIMEOUT = 2.0
 
 
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
     """Frames both ways until either side ends; then the other side is closed too. The kubelet's close
     (its code and reason) is the client's; a kubelet connection that ends without one closes the client's
     as an error (ABRUPT_END), never as a normal end: client-go reads a normal close (1000) with no Status
-    before it as success, so an abrupt end would be an empty exit 0."""
+    before it as success, so an abrupt end would be an empty exit 0.
+
+    The kubelet's frames wait (CLIENT_READY_TIMEOUT at most) until the client has answered a ping:
+    kubectl 1.30's client-go reads the connection before it has made its streams, and discards the
+    frames that come in between ("Unknown stream id 1, discarding message"), so a session whose output
+    and Status came in the same burst as the 101 ended empty with exit 0. (Upstream's apiserver answers
+    the client's upgrade before it dials the kubelet, so there its first frames come a round trip
+    later; here the kubelet is asked first, so that its refusal can still be an HTTP status.) CLIENT
+    has autoping off: the relay answers the client's pings itself and sees its pong."""
     ending = ABRUPT_END
+    answered = asyncio.Event()
 
     async def upstream() -> None:
         async for message in client:
@@ -410,9 +421,16 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
                 await kubelet.send_bytes(message.data)
             elif message.type == WSMsgType.TEXT:
                 await kubelet.send_str(message.data)
+            elif message.type == WSMsgType.PING:
+                await client.pong(message.data)
+            elif message.type == WSMsgType.PONG:
+                answered.set()
 
     async def downstream() -> None:
         nonlocal ending
+        await client.ping(b"kubesim")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), CLIENT_READY_TIMEOUT)
         while True:
             message = await kubelet.receive()
             if message.type == WSMsgType.BINARY:

@@ -2,7 +2,9 @@
 between real aiohttp servers on loopback: the kubelet's frames and then its close (code and reason)
 reach the client as the kubelet sent them; a kubelet connection that ends without a close reaches the
 client as an error close, never a normal one (client-go reads a normal close with no Status before it
-as success: such a session was an empty exit 0)."""
+as success: such a session was an empty exit 0); and the kubelet's first frames, though sent at once,
+reach the client only after it has answered the relay's ping (kubectl 1.30 discards frames that come
+before it has made its streams)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ async def apiserver() -> AsyncIterator[TestClient]:
             async with aiohttp.ClientSession() as session, \
                     session.ws_connect(kubelet.make_url("/" + request.match_info["end"]),
                                        protocols=("v5.channel.k8s.io",)) as to_kubelet:
-                client = web.WebSocketResponse(protocols=("v5.channel.k8s.io",))
+                client = web.WebSocketResponse(protocols=("v5.channel.k8s.io",), autoping=False)  # as stream()
                 await client.prepare(request)
                 await kubeletproxy._relay(client, to_kubelet)
                 return client
@@ -78,5 +80,18 @@ def test_a_kubelet_connection_that_just_ends_is_no_normal_close_for_the_client()
             assert seen[0] == (WSMsgType.BINARY, b"\x01output\n", "")
             assert seen[1][:2] == (WSMsgType.CLOSE, WSCloseCode.INTERNAL_ERROR)
             assert "without closing the session" in str(seen[1][2])
+
+    asyncio.run(main())
+
+
+def test_the_kubelets_first_frames_wait_for_the_clients_answer_to_a_ping() -> None:
+    async def main() -> None:
+        async with apiserver() as client:
+            ws = await client.ws_connect("/closes", protocols=("v5.channel.k8s.io",), autoping=False)
+            first = await ws.receive()
+            assert first.type == WSMsgType.PING  # not the output the kubelet sent right away
+            await ws.pong(first.data)
+            assert (await ws.receive()).data == b"\x01output\n"
+            await ws.close()
 
     asyncio.run(main())
