@@ -361,14 +361,25 @@ class KubeletProxy:
             kubelet.close()
             raise
 
+        drained = asyncio.Event()
+
         async def upstream() -> None:
             async for message in client:
                 if message.type == WSMsgType.BINARY:
-                    await kubelet.write(message.data)
+                    try:
+                        await kubelet.write(message.data)
+                    except (ConnectionError, OSError):
+                        # the kubelet went away: what it sent before it did still goes to the client
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(drained.wait(), httpupgrade.DRAIN_TIMEOUT)
+                        return
 
         async def downstream() -> None:
-            while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
-                await client.send_bytes(chunk)
+            try:
+                while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
+                    await client.send_bytes(chunk)
+            finally:
+                drained.set()
 
         try:
             await httpupgrade.first_to_end(upstream(), downstream())
