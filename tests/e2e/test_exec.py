@@ -1,6 +1,7 @@
 """Into the pod, on one single-node cluster: unmodified kubectl (1.27, which speaks SPDY/3.1; 1.30, the
 first to speak WebSocket by default; and 1.33) runs `exec` (output, stderr, exit code 3, piped stdin, a
-terminal with its size), `attach`, `cp` both ways, `logs -f` and `logs --tail --timestamps --since`
+terminal with its size), `attach` (and `attach -it` to a terminal container: its echo, its size, a
+killed client that leaves it running and attachable), `cp` both ways, `logs -f` and `logs --tail --timestamps --since`
 through the apiserver and the kubelet; the Python `kubernetes` client's `stream()` gets its exit code
 and its `portforward()` reaches a pod's port, raw and as urllib's connections; `kubesim exec POD` runs a
 command there, in the pod's network, UTS and mount namespaces; the node's kubelet API answers through
