@@ -11,9 +11,9 @@
 A peer's last bytes are never lost to its going away: asyncio's StreamReader raises a connection's
 error (a reset, a broken pipe) in place of the bytes it already holds, so the upgraded connections
 read here keep those bytes and end after them (an end like a close); and splice, when one way fails
-because its receiver went away, still passes on what that receiver sent before it did. (A runtime
-that sends its last frames and closes while the relay still writes to it made the relay drop them:
-the client saw the session end with no output and no status.)
+because its receiver went away, still passes on what that receiver sent before it did. (Before, a
+relay that wrote to a runtime which had just sent its last frames and closed dropped those frames,
+and the session ended with no output and no Status.)
 """
 
 from __future__ import annotations

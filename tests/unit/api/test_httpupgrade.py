@@ -3,8 +3,8 @@ real server on a Unix socket playing the node runtime: a server that sends its l
 while the relay is still writing to it (the write fails: a broken pipe) has those frames delivered all
 the same, both when the relay reads them only after the failure and when the way to the client is
 still busy with earlier bytes when the failure comes. Before, asyncio's StreamReader raised the broken
-pipe in place of the bytes it held, and the splice cut both ways at the first one's end: the client saw
-the session end with no output and no status (kubectl: exit 0, nothing printed)."""
+pipe in place of the bytes it held, and the splice cut both ways at the first one's end: the session
+ended with no output and no Status."""
 
 from __future__ import annotations
 
