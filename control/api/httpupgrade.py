@@ -7,12 +7,18 @@
   UpgradeAwareHandler dials the backend and splices the two connections).
 
     UpgradeRefused(status, body)   the server answered something other than 101
+
+A peer's last bytes are never lost to its going away: asyncio's StreamReader raises a connection's
+error (a reset, a broken pipe) in place of the bytes it already holds, so the upgraded connections
+read here keep those bytes and end after them (an end like a close); and splice, when one way fails
+because its receiver went away, still passes on what that receiver sent before it did. (Before, a
+relay that wrote to a runtime which had just sent its last frames and closed dropped those frames,
+and the session ended with no output and no Status.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +37,17 @@ class UpgradeRefused(Exception):
         super().__init__(f"upgrade refused with {status}: {body[:200]!r}")
         self.status = status
         self.body = body
+
+
+class _KeepingReader(asyncio.StreamReader):
+    """A StreamReader whose connection ending in an error (a reset, a broken pipe: the peer went away)
+    ends the stream after what was received, as a close does, instead of dropping those bytes."""
+
+    def set_exception(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.feed_eof()
+        else:
+            super().set_exception(exc)
 
 
 class _RawParser:
@@ -95,12 +112,19 @@ async def request_upgrade(url: str, params: list[tuple[str, str]], headers: list
     upgraded connection on 101, UpgradeRefused with the answer's status and body otherwise."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if context else 80)
+    loop = asyncio.get_running_loop()
+    reader = _KeepingReader(limit=BUFFER)
+
+    def protocol() -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(reader)
+
     if unix_socket is not None:
-        opening = asyncio.open_unix_connection(unix_socket, limit=BUFFER)
+        opening = loop.create_unix_connection(protocol, unix_socket)
     else:
-        opening = asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None,
-                                          limit=BUFFER)
-    reader, writer = await asyncio.wait_for(opening, timeout)
+        opening = loop.create_connection(protocol, host, port, ssl=context,
+                                         server_hostname=host if context else None)
+    transport, made = await asyncio.wait_for(opening, timeout)
+    writer = asyncio.StreamWriter(transport, made, reader, loop)
     try:
         writer.write(_head(method, url, params, headers))
         await writer.drain()
@@ -145,16 +169,41 @@ async def first_to_end(*jobs: Awaitable[None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+#: seconds a side that went away has to deliver what it sent before it did
+DRAIN_TIMEOUT = 10.0
+
+
 async def splice(a: Upgraded, b: Upgraded) -> None:
-    """Bytes both ways until either side ends; then both are closed."""
+    """Bytes both ways until either side ends; then both are closed. A way that ends because its
+    receiver went away (a write to it failed) leaves the other way running until that receiver's own
+    bytes, sent before it went, have all been passed on: a server's last frames, written just before it
+    closed, reach the client even when the client's bytes to it found the server closed."""
 
-    async def copy(source: Upgraded, sink: Upgraded) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while chunk := await source.reader.read(BUFFER):
+    async def copy(source: Upgraded, sink: Upgraded) -> bool:
+        """Until SOURCE ends; True when it was SINK that went away instead."""
+        while True:
+            try:
+                chunk = await source.reader.read(BUFFER)
+            except (ConnectionError, OSError):
+                return False
+            if not chunk:
+                return False
+            try:
                 await sink.write(chunk)
+            except (ConnectionError, OSError):
+                return True
 
+    ways = [asyncio.ensure_future(copy(a, b)), asyncio.ensure_future(copy(b, a))]
     try:
-        await first_to_end(copy(a, b), copy(b, a))
+        done, pending = await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+        if pending and any(way.result() for way in done):
+            # that way's receiver went away: the other way reads from it, and ends once its bytes are through
+            await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
     finally:
-        a.close()
-        b.close()
+        for task in ways:
+            task.cancel()
+        try:
+            await asyncio.gather(*ways, return_exceptions=True)
+        finally:  # closed even when the relay itself is cancelled meanwhile (its server stopping)
+            a.close()
+            b.close()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from control.api import httpupgrade
 from control.api import remotecommand as rc
@@ -329,7 +329,7 @@ class KubeletProxy:
                 raise self._unreachable(node, exc) from None
             async with kubelet:
                 client = web.WebSocketResponse(protocols=(kubelet.protocol,) if kubelet.protocol else (),
-                                               heartbeat=None, max_msg_size=0)
+                                               heartbeat=None, max_msg_size=0, autoping=False)
                 await client.prepare(request)
                 await _relay(client, kubelet)
                 return client
@@ -361,14 +361,25 @@ class KubeletProxy:
             kubelet.close()
             raise
 
+        drained = asyncio.Event()
+
         async def upstream() -> None:
             async for message in client:
                 if message.type == WSMsgType.BINARY:
-                    await kubelet.write(message.data)
+                    try:
+                        await kubelet.write(message.data)
+                    except (ConnectionError, OSError):
+                        # the kubelet went away: what it sent before it did still goes to the client
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(drained.wait(), httpupgrade.DRAIN_TIMEOUT)
+                        return
 
         async def downstream() -> None:
-            while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
-                await client.send_bytes(chunk)
+            try:
+                while chunk := await kubelet.reader.read(httpupgrade.BUFFER):
+                    await client.send_bytes(chunk)
+            finally:
+                drained.set()
 
         try:
             await httpupgrade.first_to_end(upstream(), downstream())
@@ -393,8 +404,27 @@ class KubeletProxy:
         return self._refusal(answer.status, body)
 
 
+#: the close of a session whose kubelet connection ended without a WebSocket close: not a clean end
+ABRUPT_END: tuple[int, str] = (WSCloseCode.INTERNAL_ERROR, "the kubelet's connection ended without closing the session")
+#: the most seconds a session's first frames wait for the client to answer the relay's ping
+CLIENT_READY_TIMEOUT = 2.0
+
+
 async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocketResponse) -> None:
-    """Frames both ways until either side ends; then the other side is closed too."""
+    """Frames both ways until either side ends; then the other side is closed too. The kubelet's close
+    (its code and reason) is the client's; a kubelet connection that ends without one closes the client's
+    as an error (ABRUPT_END), never as a normal end: client-go reads a normal close (1000) with no Status
+    before it as success, so an abrupt end would be an empty exit 0.
+
+    The kubelet's frames wait (CLIENT_READY_TIMEOUT at most) until the client has answered a ping:
+    kubectl 1.30's client-go reads the connection before it has made its streams, and discards the
+    frames that come in between ("Unknown stream id 1, discarding message"), so a session whose output
+    and Status came in the same burst as the 101 ended empty with exit 0. (Upstream's apiserver answers
+    the client's upgrade before it dials the kubelet, so there its first frames come a round trip
+    later; here the kubelet is asked first, so that its refusal can still be an HTTP status.) CLIENT
+    has autoping off: the relay answers the client's pings itself and sees its pong."""
+    ending = ABRUPT_END
+    answered = asyncio.Event()
 
     async def upstream() -> None:
         async for message in client:
@@ -402,21 +432,36 @@ async def _relay(client: web.WebSocketResponse, kubelet: aiohttp.ClientWebSocket
                 await kubelet.send_bytes(message.data)
             elif message.type == WSMsgType.TEXT:
                 await kubelet.send_str(message.data)
+            elif message.type == WSMsgType.PING:
+                await client.pong(message.data)
+            elif message.type == WSMsgType.PONG:
+                answered.set()
 
     async def downstream() -> None:
-        async for message in kubelet:
+        nonlocal ending
+        await client.ping(b"kubesim")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), CLIENT_READY_TIMEOUT)
+        while True:
+            message = await kubelet.receive()
             if message.type == WSMsgType.BINARY:
                 await client.send_bytes(message.data)
             elif message.type == WSMsgType.TEXT:
                 await client.send_str(message.data)
+            elif message.type == WSMsgType.CLOSE:
+                ending = (int(message.data or WSCloseCode.OK), str(message.extra or ""))
+                return
+            elif message.type in (WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+                return
 
     try:
         await httpupgrade.first_to_end(upstream(), downstream())
     finally:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await kubelet.close()
+        code, reason = ending
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await client.close()
+            await client.close(code=code, message=reason.encode())
 
 
 async def _stream_through(request: web.Request, kubelet: aiohttp.ClientResponse, response: web.StreamResponse

@@ -471,17 +471,29 @@ def _replaced(path: Path, handle: Any) -> bool:
     return os.path.exists(path) and not _same_file(path, handle)
 
 
+#: sizes a container's terminal: (width, height)
+Resize = Callable[[int, int], None]
+
+
 class _ContainerInput(_Input):
-    def __init__(self, stream: asyncio.StreamWriter | None):
+    def __init__(self, stream: asyncio.StreamWriter | None, resize: Resize | None):
         self.pipe = _PipeInput(stream)
+        self.sized = resize
 
     def write(self, data: bytes) -> Awaitable[None]:
         return self.pipe.write(data)
 
+    def resize(self, width: int, height: int) -> None:
+        if self.sized is not None:
+            self.sized(width, height)
+
 
 async def attach_session(request: web.Request, log_path: Path, ended: Callable[[], bool],
-                         stdin: asyncio.StreamWriter | None, streams: Streams) -> web.StreamResponse:
-    """Stream what the container writes from now on, until it exits or the client goes away."""
+                         stdin: asyncio.StreamWriter | None, streams: Streams, *,
+                         resize: Resize | None = None) -> web.StreamResponse:
+    """Stream what the container writes from now on, until it exits or the client goes away. RESIZE
+    sizes the container's terminal (a `tty: true` container's): a client attached with a terminal
+    (streams.tty) sends its size as it starts and at each change."""
     start = log_path.stat().st_size if log_path.exists() else 0
     try:
         channels = await open_channels(request, streams)
@@ -500,8 +512,8 @@ async def attach_session(request: web.Request, log_path: Path, ended: Callable[[
 
     pump = loop.create_task(output())
     # Closing the attached stdin would close the container's own: a client's end of input is dropped.
-    client = loop.create_task(_read_client(channels, _ContainerInput(stdin if streams.stdin else None),
-                                           end_input=False))
+    sink = _ContainerInput(stdin if streams.stdin else None, resize if streams.tty else None)
+    client = loop.create_task(_read_client(channels, sink, end_input=False))
     try:
         await asyncio.wait({client, pump}, return_when=asyncio.FIRST_COMPLETED)
         if pump.done():

@@ -389,7 +389,8 @@ class Runtime:
 
         async def session(request: web.Request) -> web.StreamResponse:
             stdin = getattr(container, "stdin", None)
-            return await streaming.attach_session(request, Path(record.log_path), ended, stdin, streams)
+            return await streaming.attach_session(request, Path(record.log_path), ended, stdin, streams,
+                                                  resize=getattr(container, "resize", None))
 
         return {"url": self.streams.register("attach", session)}
 

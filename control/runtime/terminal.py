@@ -2,7 +2,7 @@
 runtime holds the other end of, as containerd's shim does for a tty container. So the shell that
 `kubectl debug -it` (or `kubectl attach -it`) reaches is interactive: it echoes, Enter ends a line (the
 terminal turns the CR a raw client sends into NL), isatty() is true, and `stty size` has an answer
-(80x24: attach does not resize it yet).
+(80x24 until a client attached with a terminal resizes it: resize()).
 
 What the terminal prints is stored as stdout lines of the container's log (a terminal has one output),
 in CRI's format like every other container's output; attach and logs read it from there.
@@ -35,6 +35,7 @@ class TerminalContainer(ProcessContainer):
     """A ProcessContainer on a pseudo-terminal (see the module's docstring)."""
 
     _writer: asyncio.StreamWriter | None = None
+    _master = -1  # the terminal's end the runtime holds, while it is open
 
     async def start(self) -> None:
         master, slave = os.openpty()
@@ -49,6 +50,7 @@ class TerminalContainer(ProcessContainer):
         finally:
             os.close(slave)  # the child's now: the terminal ends (EIO on the master) when its last user does
         os.set_blocking(master, False)
+        self._master = master
         loop = asyncio.get_running_loop()
         if self.keeps_stdin:
             transport, protocol = await loop.connect_write_pipe(
@@ -82,10 +84,18 @@ class TerminalContainer(ProcessContainer):
             self.log.append("stdout", splitter.close())
             if self._writer is not None:
                 self._writer.close()
+            self._master = -1
             with contextlib.suppress(OSError):
                 os.close(master)
 
     @property
     def stdin(self) -> asyncio.StreamWriter | None:
         return self._writer
+
+    def resize(self, width: int, height: int) -> None:
+        """The terminal sized WIDTH x HEIGHT, as an attached client's terminal is (the kernel tells the
+        foreground process group with SIGWINCH); nothing once the terminal is gone."""
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 

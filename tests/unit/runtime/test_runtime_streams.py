@@ -25,6 +25,7 @@ from control.kubelet.streaming import PodProcessTarget
 from control.runtime import Runtime, RuntimeCallError, RuntimeClient
 from control.runtime.containers import ContainerLog, ProcessContainer, RunAs, make_container
 from control.runtime.server import serving
+from control.runtime.terminal import TerminalContainer
 from tests.unit.kubelet.test_streaming import _collect
 from tests.unit.runtime.test_runtime_api import CIDR, CLUSTER, NODE, node_kernel, sandbox_body
 from tests.waiting import wait_until_async
@@ -41,9 +42,18 @@ class _LocalProcess(ProcessContainer):
         return self.argv
 
 
+class _LocalTerminal(TerminalContainer):
+    """A `tty: true` container run where the test runs, on its pseudo-terminal."""
+
+    def command_line(self) -> list[str]:
+        return self.argv
+
+
 def _local_containers(spec: dict[str, Any], *, netns: str, hostname: str, log: ContainerLog, env: dict[str, str],
                       credentials: Path | None = None, run_as: RunAs = (None, None)) -> Any:
     made = make_container(spec, netns=netns, hostname=hostname, log=log, env=env, run_as=run_as)
+    if isinstance(made, TerminalContainer):
+        return _LocalTerminal(made.name, log, netns, made.argv, made.env, hostname=hostname, stdin=made.keeps_stdin)
     if isinstance(made, ProcessContainer):
         return _LocalProcess(made.name, log, netns, made.argv, made.env, hostname=hostname,
                              stdin=made.keeps_stdin)
@@ -233,6 +243,34 @@ def test_the_runtime_owns_a_stdin_container_so_attach_survives_the_relay_going_a
                     await ws.close()
                 assert runtime.containers[cid].container.running
             assert log.read_bytes().count(b" stdout F ") == 2
+
+    asyncio.run(main())
+
+
+def test_attach_with_a_terminal_sizes_the_containers_terminal_as_the_client_resizes(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with runtime_at(tmp_path) as (runtime, client), kubelet_relay(client) as kubelet:
+            spec = {"name": "shell", "image": "busybox", "stdin": True, "tty": True,
+                    "command": ["sh", "-c", "stty size; while read line; do echo size $(stty size); done"]}
+            cid = await _container(client, tmp_path, spec)
+            await client.call("StartContainer", {"containerId": cid})
+            log = tmp_path / "app.log"
+            await wait_until_async(lambda: b"24 80" in log.read_bytes() if log.exists() else False, timeout=20,
+                                   message="the terminal's first size (80x24) in the container's log")
+            for protocol, (width, height) in ((rc.V5, (123, 45)), (rc.V4, (90, 30))):
+                ws = await kubelet.ws_connect("/Attach", params=_body(containerId=cid, stdin=True, stdout=True,
+                                                                      tty=True), protocols=(protocol,))
+                # kubectl's first resize goes out as the session starts, before any key typed
+                await ws.send_bytes(rc.encode(rc.RESIZE, json.dumps({"Width": width, "Height": height}).encode()))
+                await ws.send_bytes(rc.encode(rc.STDIN, b"now\r"))
+                seen = b""
+                while f"size {height} {width}".encode() not in seen:
+                    message = await asyncio.wait_for(ws.receive(), 20)
+                    assert message.type == aiohttp.WSMsgType.BINARY, (message, seen)
+                    channel, data = rc.decode(message.data)
+                    seen += data if channel == rc.STDOUT else b""
+                await ws.close()
+            await wait_until_async(lambda: len(runtime.streams) == 0, timeout=20, message="every session URL used")
 
     asyncio.run(main())
 
