@@ -349,9 +349,13 @@ class Scheduler:
         claims, for the PV controller and the provisioner. Returns the claims it annotated, as written."""
         written: dict[str, JsonObject] = {}
         for name in claims_to_select(pod.obj, self.volume_lister):
-            written[name] = await self.client.patch(
-                PERSISTENT_VOLUME_CLAIMS, name, {"metadata": {"annotations": {ANN_SELECTED_NODE: pod.node_name}}},
-                namespace=pod.namespace)
+            try:
+                written[name] = await self.client.patch(
+                    PERSISTENT_VOLUME_CLAIMS, name,
+                    {"metadata": {"annotations": {ANN_SELECTED_NODE: pod.node_name}}}, namespace=pod.namespace)
+            except NotFound:
+                # The claim, not the pod, is gone: a binding failure (the pod waits for it), not a deleted pod.
+                raise VolumeBindingFailed(f'pvc "{pod.namespace}/{name}" was deleted') from None
         return written
 
     async def _wait_for_claims(self, pod: PodInfo, written: dict[str, JsonObject]) -> bool:

@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scheduler_testlib import node, pod, wait_for
 
 from control.api.storage import ANN_BIND_COMPLETED, ANN_SELECTED_NODE
@@ -24,7 +25,8 @@ from control.client import (
     Client,
     Informer,
 )
-from control.scheduler import Scheduler
+from control.scheduler import PodInfo, Scheduler
+from control.scheduler._volumebinding import VolumeBindingFailed
 from tests.harness import LocalAPIServer, local_apiserver
 
 PROVISIONER = "rancher.io/local-path"
@@ -189,4 +191,17 @@ def test_the_bind_timeout_must_be_positive(tmp_path: Path) -> None:
             assert "bind_timeout" in str(exc)
         else:
             raise AssertionError("bind_timeout=0 was accepted")
+    run(tmp_path, body)
+
+
+def test_a_claim_gone_from_the_apiserver_is_a_binding_failure_not_a_deleted_pod(tmp_path: Path) -> None:
+    async def body(api: LocalAPIServer, admin: Client, pods: Informer, claims: Informer) -> None:
+        s = scheduler(api)  # not started: its informer holds a claim the apiserver no longer has
+        s.storage_classes.store.put({"metadata": {"name": "standard"}, "provisioner": PROVISIONER,
+                                     "volumeBindingMode": "WaitForFirstConsumer"})
+        s.claims.store.put({**claim("data"), "metadata": {"name": "data", "namespace": "default"}})
+        assumed = PodInfo.of({**pod_with("db", "data"), "metadata": {"name": "db", "namespace": "default"},
+                              "spec": {**pod_with("db", "data")["spec"], "nodeName": "worker-1"}})
+        with pytest.raises(VolumeBindingFailed, match='pvc "default/data" was deleted'):
+            await s._select_node_for_claims(assumed)
     run(tmp_path, body)
