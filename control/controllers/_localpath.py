@@ -9,7 +9,9 @@ under the cluster's state directory), and a hostPath PersistentVolume pre-bound 
 affinity to that node; the PV controller completes the binding. A Released volume it made whose reclaim
 policy is Delete has its directory removed, then its object deleted.
 
-Like rancher's, it needs WaitForFirstConsumer: an Immediate claim names no node (ProvisioningFailed).
+Like rancher's, it needs WaitForFirstConsumer: an Immediate claim names no node (ProvisioningFailed). A
+selected node that does not exist is given back: the annotation is removed (as the provisioner library's
+rescheduleProvisioning does), and the scheduler, waiting for the claim in its PreBind, picks again.
 Capacity is not enforced (hostPath directories have no quota, as with rancher's).
 """
 
@@ -26,6 +28,7 @@ from control.api.storage import (
     ANN_SELECTED_NODE,
     ANN_STORAGE_PROVISIONER,
     ANN_STORAGE_PROVISIONER_BETA,
+    WAIT_FOR_FIRST_CONSUMER,
     claim_class,
 )
 from control.client import (
@@ -136,6 +139,8 @@ class LocalPathProvisioner(Controller):
         if storage_class is None or storage_class.get("provisioner") != PROVISIONER:
             return
         node = annotations_of(claim).get(ANN_SELECTED_NODE)
+        if not node and storage_class.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER:
+            return  # the scheduler has not picked a node yet, or was given this one back (shouldProvision)
         if not node:
             self.event(claim, "ProvisioningFailed", "failed to provision volume with StorageClass "
                        f'"{claim_class(claim)}": configuration error, no node was specified: use '
@@ -147,7 +152,17 @@ class LocalPathProvisioner(Controller):
                        "volumes (start the controller-manager with --local-path-root)", warning=True)
             return
         node_obj = self.informer(NODES).store.get(node)
-        hostname = labels_of(node_obj).get(HOSTNAME_LABEL, node) if node_obj is not None else node
+        if node_obj is None:
+            # sig-storage-lib-external-provisioner's ProvisioningReschedule: a selected node that does not
+            # exist gets its annotation removed, so the scheduler (waiting in PreBind) fails the pod's
+            # binding and picks a node again.
+            self.event(claim, "ProvisioningFailed", f'failed to get target node: node "{node}" not found',
+                       warning=True)
+            await self.client.patch(PERSISTENT_VOLUME_CLAIMS, name_of(claim),
+                                    {"metadata": {"annotations": {ANN_SELECTED_NODE: None}}},
+                                    namespace=namespace_of(claim))
+            return
+        hostname = labels_of(node_obj).get(HOSTNAME_LABEL, node)
         path = volume_dir(root, node, claim)
         self.event(claim, "Provisioning", f'External provisioner is provisioning volume for claim "{key_of(claim)}"')
         await asyncio.to_thread(_make_dir, path)

@@ -6,6 +6,7 @@ algorithm synchronously, assumes the result and hands the binding to a backgroun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -39,10 +40,17 @@ from control.scheduler._queue import POD_INITIAL_BACKOFF, POD_MAX_BACKOFF, Queue
 from control.scheduler._types import (
     DEFAULT_SCHEDULER_NAME,
     JsonObject,
+    NodeInfo,
     PodInfo,
     label_selector,
 )
-from control.scheduler._volumebinding import VolumeLister, claims_to_select
+from control.scheduler._volumebinding import (
+    DEFAULT_BIND_TIMEOUT,
+    VolumeBindingFailed,
+    VolumeLister,
+    check_bindings,
+    claims_to_select,
+)
 
 log = logging.getLogger("control.scheduler")
 
@@ -61,6 +69,10 @@ class Stats:
     errors: int = 0
     #: Seconds spent in the synchronous scheduling algorithm (filter + score), summed.
     algorithm_seconds: float = 0.0
+
+
+class _PodGone(Exception):
+    """The pod was deleted (or is being deleted) while PreBind waited for its volumes."""
 
 
 def _now() -> str:
@@ -88,7 +100,9 @@ class Scheduler:
             ...   # runs until the block ends
 
     Seams: `rng` (tie-breaking), `initial_backoff` / `max_backoff` (seconds), `bind_concurrency`
-    (bindings in flight at once), `record_events` (Scheduled / FailedScheduling Events).
+    (bindings in flight at once; one waiting for its volumes to be bound holds no slot meanwhile),
+    `bind_timeout` (seconds PreBind waits for a pod's WaitForFirstConsumer claims to be bound),
+    `record_events` (Scheduled / FailedScheduling Events).
     """
 
     def __init__(
@@ -101,9 +115,13 @@ class Scheduler:
         initial_backoff: float = POD_INITIAL_BACKOFF,
         max_backoff: float = POD_MAX_BACKOFF,
         bind_concurrency: int = 64,
+        bind_timeout: float = DEFAULT_BIND_TIMEOUT,
         record_events: bool = True,
     ) -> None:
+        if bind_timeout <= 0:
+            raise ValueError(f"bind_timeout: {bind_timeout!r} must be a positive number of seconds")
         self.client = client
+        self.bind_timeout = bind_timeout
         self.scheduler_name = scheduler_name
         self.claims = Informer(client, PERSISTENT_VOLUME_CLAIMS)
         self.volumes = Informer(client, PERSISTENT_VOLUMES)
@@ -131,6 +149,12 @@ class Scheduler:
         for informer in (self.claims, self.volumes, self.storage_classes):
             informer.add_handler(on_add=self._on_storage_change,
                                  on_update=lambda old, new: self._on_storage_change(new))
+        # Bindings waiting in PreBind for their claims: woken on every claim, volume or pod change to look again.
+        self._volume_waiters: set[asyncio.Event] = set()
+        for informer in (self.claims, self.volumes):
+            informer.add_handler(on_add=lambda obj: self._wake_volume_waiters(),
+                                 on_update=lambda old, new: self._wake_volume_waiters(),
+                                 on_delete=lambda obj: self._wake_volume_waiters())
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._event_slots = asyncio.Semaphore(16)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -223,6 +247,7 @@ class Scheduler:
         self.queue.update(old, pod)
 
     def _on_pod_delete(self, obj: JsonObject) -> None:
+        self._wake_volume_waiters()
         key = _key(obj)
         if _node_name(obj):
             self.cache.remove_pod(key)
@@ -241,6 +266,10 @@ class Scheduler:
 
     def _on_storage_change(self, obj: JsonObject) -> None:
         self.queue.move_all_to_active_or_backoff(f"{obj.get('kind') or 'Storage'}Change")
+
+    def _wake_volume_waiters(self) -> None:
+        for event in self._volume_waiters:
+            event.set()
 
     def _on_node_delete(self, obj: JsonObject) -> None:
         self.cache.remove_node(str((obj.get("metadata") or {}).get("name") or ""))
@@ -315,22 +344,77 @@ class Scheduler:
         self._spawn(self._bind(qpi, assumed, result.evaluated_nodes, result.feasible_nodes), f"bind {pod.key}")
         return True
 
-    async def _select_node_for_claims(self, pod: PodInfo) -> None:
-        """VolumeBinding's PreBind, the part kubesim does: the chosen node on the pod's unbound
-        WaitForFirstConsumer claims, for the PV controller and the provisioner."""
+    async def _select_node_for_claims(self, pod: PodInfo) -> dict[str, JsonObject]:
+        """VolumeBinding's PreBind, first half: the chosen node on the pod's unbound WaitForFirstConsumer
+        claims, for the PV controller and the provisioner. Returns the claims it annotated, as written."""
+        written: dict[str, JsonObject] = {}
         for name in claims_to_select(pod.obj, self.volume_lister):
-            await self.client.patch(PERSISTENT_VOLUME_CLAIMS, name,
-                                    {"metadata": {"annotations": {ANN_SELECTED_NODE: pod.node_name}}},
-                                    namespace=pod.namespace)
+            try:
+                written[name] = await self.client.patch(
+                    PERSISTENT_VOLUME_CLAIMS, name,
+                    {"metadata": {"annotations": {ANN_SELECTED_NODE: pod.node_name}}}, namespace=pod.namespace)
+            except NotFound:
+                # The claim, not the pod, is gone: a binding failure (the pod waits for it), not a deleted pod.
+                raise VolumeBindingFailed(f'pvc "{pod.namespace}/{name}" was deleted') from None
+        return written
+
+    async def _wait_for_claims(self, pod: PodInfo, written: dict[str, JsonObject]) -> bool:
+        """VolumeBinding's PreBind, second half: waits until every claim of WRITTEN is bound on the pod's
+        node (True), or the pod is deleted or being deleted meanwhile (False). VolumeBindingFailed when a
+        claim never will be, or after `bind_timeout` seconds."""
+        names = list(written)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.bind_timeout
+        woken = asyncio.Event()
+        self._volume_waiters.add(woken)
+        try:
+            while True:
+                woken.clear()  # before looking: a change from here on wakes the wait below
+                current = self.pods.store.get_by_key(pod.key)
+                if current is None or (current.get("metadata") or {}).get("deletionTimestamp") \
+                        or (pod.uid and (current.get("metadata") or {}).get("uid") != pod.uid):
+                    return False
+                node = self.cache.node(pod.node_name) or NodeInfo(name=pod.node_name)
+                if check_bindings(pod.namespace, names, node, self.volume_lister, written):
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise VolumeBindingFailed(
+                        f"binding volumes: timed out waiting for the condition ({self.bind_timeout:g} s)")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), remaining)
+        finally:
+            self._volume_waiters.discard(woken)
 
     async def _bind(self, qpi: QueuedPodInfo, pod: PodInfo, evaluated: int, feasible: int) -> None:
+        holding = True  # the slot the scheduling loop took for this binding
         try:
-            await self._select_node_for_claims(pod)
+            claims = await self._select_node_for_claims(pod)
+            if claims:
+                # Waiting on other components, not on the apiserver: the slot is for another pod meanwhile.
+                # Not taken back for the one bind request left: the scheduling loop holds a slot while it
+                # waits for a pod to pop, so with one slot taking it back would wait for ever.
+                self._bind_slots.release()
+                holding = False
+                if not await self._wait_for_claims(pod, claims):
+                    raise _PodGone
             await self.client.bind(pod.name, pod.node_name, namespace=pod.namespace, uid=pod.uid or None)
-        except NotFound:
+        except (NotFound, _PodGone):
             self.cache.forget_pod(pod.key)
             self.queue.done(pod.key)
             log.info('Pod was deleted before binding pod="%s"', pod.key)
+            return
+        except VolumeBindingFailed as failed:
+            # handleBindingCycleError: Unreserve (the assumed place is forgotten), the freed room may fit
+            # other pods, and this one goes back with backoff.
+            self.cache.forget_pod(pod.key)
+            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+            self.stats.errors += 1
+            self.queue.add_backoff(qpi)
+            message = f'running PreBind plugin "VolumeBinding": {failed}'
+            log.warning('Error binding pod, retrying after backoff pod="%s" node="%s" err="%s"', pod.key,
+                        pod.node_name, message)
+            await self._record_failure(pod, REASON_SCHEDULER_ERROR, message)
             return
         except Exception as exc:
             self.cache.forget_pod(pod.key)
@@ -348,7 +432,8 @@ class Scheduler:
             await self._record_failure(pod, REASON_SCHEDULER_ERROR, f"Binding rejected: {exc}")
             return
         finally:
-            self._bind_slots.release()
+            if holding:
+                self._bind_slots.release()
         self.cache.finish_binding(pod.key)
         self.queue.done(pod.key)
         self.stats.scheduled += 1

@@ -3,7 +3,9 @@
 A server in namespace x behind a ClusterIP Service, and clients in x, y and z, one of them on the
 server's own node (bridged traffic) and the others across the fabric. Connections go through the
 Service, so policies are judged after kube-proxy's DNAT, on the endpoint pod. A dropped SYN shows as
-curl's exit code 28 (the --max-time bound), an answer as exit 0 with the server's hostname.
+curl's exit code 28 (the --connect-timeout bound), an answer as exit 0 with the server's hostname.
+A second is plenty for the connect of an allowed flow: the kernel answers the SYN, whatever the load on
+the server's process; the answer itself may take longer (--max-time).
 
 The whole file runs twice: with kube-proxy (and so the policy agent) in nftables mode, then in
 iptables mode, where the agent's KUBE-NWPLCY-* chains live in iptables-nft's `ip filter` table.
@@ -29,7 +31,8 @@ from tests.conftest import require_tool
 REPO = Path(__file__).resolve().parents[2]
 NAME = "e2e-np"
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
-CURL_TIMEOUT = "2"
+CONNECT_TIMEOUT = "1"  # what a dropped SYN costs each probe
+CURL_TIMEOUT = "5"
 CURL_DROPPED = 28
 CLIENTS = {"x": "worker-2", "y": "worker-2", "z": "worker-1"}  # the server is on worker-1
 
@@ -128,8 +131,9 @@ def curl(cluster: Cluster, namespace: str, address: str) -> int:
     """curl's exit code for client `namespace`/client -> the x/server Service at ADDRESS."""
     client = cluster.pod(namespace, "client")
     ns = names.pod_ns(NAME, client["metadata"]["uid"])
-    done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--max-time", CURL_TIMEOUT, f"{address}/hostname"],
-                          capture_output=True, text=True, check=False, timeout=10)
+    done = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "--connect-timeout", CONNECT_TIMEOUT,
+                           "--max-time", CURL_TIMEOUT, f"{address}/hostname"],
+                          capture_output=True, text=True, check=False, timeout=15)
     if done.returncode == 0:
         assert done.stdout == "server", done.stdout
     return done.returncode

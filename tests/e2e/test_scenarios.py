@@ -2,7 +2,10 @@
 
 1. a rolling update of a Deployment behind a Service, under a steady client, loses no request
    (readiness gates new pods, terminating endpoints leave the load balancing, old pods drain);
-2. a kube-proxy killed and started again leaves an established connection through a ClusterIP working.
+2. a kube-proxy killed and started again leaves an established connection through a ClusterIP working;
+3. (riding along) a `*/1 * * * *` CronJob on the real clock (tests/cronjob_clock.py): made when the module
+   starts, its pods pinned to worker-2 (whose kube-proxy is never killed here), checked by the last test,
+   so the minute mostly passes while the rolling update runs instead of costing a module of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +26,8 @@ from kubesim import components
 from kubesim.testing import Cluster, cluster_for_tests, eventually
 from netsim import namespaces
 from netsim.probe import http_get
+from tests import cronjob_clock
+from tests.conftest import require_tool
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 RATE = 20.0  # requests per second
@@ -37,6 +43,26 @@ def cluster() -> Iterator[Cluster]:
                              "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}})
         made.wait_ready("app=client", count=1)
         yield made
+
+
+CRON_NODE = "worker-2"
+
+
+def kubectl(cluster: Cluster) -> cronjob_clock.Kubectl:
+    binary = require_tool("kubectl")
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([binary, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
+                              text=True, input=stdin, check=False)
+        assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
+        return done.stdout
+    return run
+
+
+@pytest.fixture(scope="module")
+def minutely(cluster: Cluster) -> float:
+    """The every-minute CronJob, made when the module starts (its first test asks for it)."""
+    return cronjob_clock.start(kubectl(cluster), CRON_NODE)
 
 
 def web(generation: str) -> dict[str, Any]:
@@ -109,7 +135,7 @@ def rolled_out(cluster: Cluster, generation: str) -> bool:
         for p in pods)
 
 
-def test_a_rolling_update_under_a_steady_client_loses_no_request(cluster: Cluster) -> None:
+def test_a_rolling_update_under_a_steady_client_loses_no_request(cluster: Cluster, minutely: float) -> None:
     cluster.apply(web("1"), SERVICE)
     cluster.wait_ready("app=web", count=3)
     cluster.wait_endpoints("web", 3)
@@ -231,3 +257,9 @@ def test_a_kube_proxy_restart_keeps_an_established_connection(cluster: Cluster) 
     finally:
         sock.close()
     connected().close()  # and new connections go through the new rules
+
+
+def test_every_minute_cron_job_ran_on_the_real_clock(cluster: Cluster, minutely: float) -> None:
+    """Placed last: the CronJob made at the module's start has had the other tests' time to fire."""
+    waited = cronjob_clock.check(kubectl(cluster), minutely, CRON_NODE)
+    print(f"waited {waited:.1f} s for the minute")  # the wall time the real clock adds to the module

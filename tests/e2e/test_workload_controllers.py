@@ -1,11 +1,9 @@
 """Issue 12 part 2 on a whole cluster, through real kubectl 1.27 and 1.33: a DaemonSet on every worker and its
-rollout history and undo, a StatefulSet's ordered, stable pods behind a headless Service, and CronJobs: one's
-Job made at once with `kubectl create job --from`, and one `*/1 * * * *` on the real clock.
+rollout history and undo, a StatefulSet's ordered, stable pods behind a headless Service, and a CronJob's
+Job made at once with `kubectl create job --from`.
 
-The every-minute CronJob is made by a module fixture the first test uses, and checked by the last test, so
-the minute passes while the other tests run; the last test waits only for what is left of it (at most a
-minute and the Job's run, if the module ran faster than that). The schedule's corner cases are unit-tested
-on a fake clock in tests/unit/controllers/test_controllers_cronjob.py.
+The `*/1 * * * *` CronJob on the real clock rides along in tests/e2e/test_scenarios.py (tests/cronjob_clock.py),
+a module that runs long enough to hide most of the minute: here it cost a 14 s module 30 s on average.
 
 The two kubectl versions share the work instead of doubling it: every read (rollout status and history,
 get -o wide, describe) is asked of both, and the writes (set env, undo, create job --from) are split
@@ -13,18 +11,16 @@ between them, so no rollout is run twice."""
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.cronjob_clock import SCHEDULED
 from tests.e2e.test_cluster import AGNHOST, REPO, Cluster
 from tests.e2e.test_kubectl_apply import VERSIONS, require_kubectl
-from tests.waiting import eventually
 
 NAME = "e2e"  # test_cluster's Cluster helper targets this name
 PROBE = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1}
@@ -40,22 +36,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.kubesim("down", check=False)
-
-
-MINUTELY = "minutely"
-SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-
-
-@pytest.fixture(scope="module")
-def minutely(cluster: Cluster) -> float:
-    """A `*/1 * * * *` CronJob made when the module starts (the first test asks for it); the time it was made."""
-    made = time.time()
-    cluster.apply({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": MINUTELY},
-                   "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {
-                       "metadata": {"labels": {"app": MINUTELY}},
-                       "spec": {"restartPolicy": "Never", "containers": [
-                           {"name": "work", "image": "busybox", "command": ["sh", "-c", "echo minute"]}]}}}}}})
-    return made
 
 
 def netexec(env: str = "1") -> dict[str, Any]:
@@ -74,7 +54,7 @@ def ready_since(pod: dict[str, Any]) -> str | None:
     return None if cond is None else str(cond["lastTransitionTime"])
 
 
-def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster, minutely: float) -> None:
+def test_daemon_set_on_every_worker_history_and_undo(cluster: Cluster) -> None:
     cluster.apply({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
                    "spec": {"selector": {"matchLabels": {"app": "agent"}},
                             "template": {"metadata": {"labels": {"app": "agent"}},
@@ -203,58 +183,3 @@ def test_api_services_listed_with_the_metrics_server_available(cluster: Cluster)
         listed = rows(version)
         assert all(listed[name] == ["Local", "True"] for name in ("v1.", "v1.apps", "v1.batch")), listed
         assert listed["v1beta1.metrics.k8s.io"] == ["kube-system/metrics-server", "True"], version
-
-
-def test_every_minute_cron_job_ran_on_the_real_clock(cluster: Cluster, minutely: float) -> None:
-    """Placed last: the CronJob made at the module's start has had the other tests' time to fire. Its first
-    firing is the minute after it was made, so this waits at most until then plus the Job's run (the hang
-    guard below: 60 s from the creation, plus 60 s for the Job), usually not at all."""
-    def ran() -> list[dict[str, Any]]:
-        listed = json.loads(cluster.kubectl("get", "jobs", "-o", "json").stdout)["items"]
-        return [j for j in listed if SCHEDULED in (j["metadata"].get("annotations") or {})
-                and j["metadata"]["name"].startswith(f"{MINUTELY}-")
-                and any(c["type"] == "Complete" and c["status"] == "True"
-                        for c in (j.get("status") or {}).get("conditions") or [])]
-
-    waited = time.monotonic()
-    cluster.wait(lambda: bool(ran()), max(1.0, minutely + 120 - time.time()),
-                 "a scheduled Job of the CronJob completed")
-    print(f"waited {time.monotonic() - waited:.1f} s for the minute")  # the wall time this test adds
-    cron_job = cluster.get("cronjob", MINUTELY)
-    made = stamp(cron_job["metadata"]["creationTimestamp"])
-    done = ran()
-    for job in done:
-        annotated = job["metadata"]["annotations"][SCHEDULED]
-        at = stamp(annotated)
-        # a minute boundary after the CronJob was made, the Job made then (not before), and named for it in
-        # minutes since the epoch
-        assert at % 60 == 0 and made < at <= stamp(job["metadata"]["creationTimestamp"]), (annotated, made)
-        assert job["metadata"]["name"] == f"{MINUTELY}-{at // 60}"
-        owner = job["metadata"]["ownerReferences"]
-        assert [(o["kind"], o["name"], o["uid"], o.get("controller")) for o in owner] == \
-            [("CronJob", MINUTELY, cron_job["metadata"]["uid"], True)]
-        assert job["spec"]["template"]["metadata"]["labels"]["app"] == MINUTELY
-    assert cluster.kubectl("logs", f"job/{done[0]['metadata']['name']}").stdout == "minute\n"
-
-    def settled() -> dict[str, Any]:
-        got: dict[str, Any] = cluster.get("cronjob", MINUTELY).get("status") or {}
-        return got if got.get("lastSuccessfulTime") and got.get("lastScheduleTime") else {}
-
-    # the status write follows the Job's completion by a sync of the controller
-    status = eventually(settled, timeout=30, message="the CronJob's lastScheduleTime and lastSuccessfulTime")
-    scheduled = sorted(stamp(j["metadata"]["annotations"][SCHEDULED]) for j in done)
-    assert stamp(status["lastScheduleTime"]) >= scheduled[-1]
-    assert stamp(status["lastSuccessfulTime"]) >= scheduled[0]  # a completion after the first run started
-    cluster.kubectl("delete", "cronjob", MINUTELY)  # background: its Jobs and their pods follow
-
-    def collected() -> bool:
-        listed = json.loads(cluster.kubectl("get", "jobs", "-o", "json").stdout)["items"]
-        return not [j for j in listed if j["metadata"]["name"].startswith(f"{MINUTELY}-")] \
-            and not pods(cluster, f"app={MINUTELY}")
-
-    cluster.wait(collected, 60, "the CronJob's Jobs and their pods collected")
-
-
-def stamp(text: str) -> int:
-    """Unix seconds of a whole-second RFC 3339 time in UTC (what metav1.Time prints)."""
-    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from scheduler_testlib import node, pod, wait_for
 
 from control.client import NODES, PODS, Informer
+from control.scheduler.__main__ import _seconds
 from tests.harness import local_apiserver
 
 REPO = Path(__file__).resolve().parents[3]
@@ -64,3 +67,10 @@ def test_bad_arguments_are_refused() -> None:
         return proc.returncode or 0, err
     code, err = asyncio.run(main())
     assert code == 2 and b"invalid choice: 'nope'" in err
+
+
+def test_bind_timeout_flag_is_checked() -> None:
+    assert _seconds("2.5") == 2.5
+    for bad in ("0", "-1", "soon", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a positive number of seconds"):
+            _seconds(bad)

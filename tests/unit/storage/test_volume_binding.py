@@ -213,6 +213,27 @@ def test_an_immediate_claim_names_no_node_for_the_local_path_provisioner(tmp_pat
     run(main)
 
 
+def test_a_selected_node_that_does_not_exist_is_given_back_to_the_scheduler(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cluster(tmp_path, *STORAGE_CONTROLLERS, local_path_root=str(tmp_path / "v")) as (_, admin):
+            await admin.create(STORAGE_CLASSES, standard())
+            await admin.create(PERSISTENT_VOLUME_CLAIMS, new_claim("data"), namespace="default")
+            await admin.patch(PERSISTENT_VOLUME_CLAIMS, "data", {"metadata": {"annotations": {
+                "volume.kubernetes.io/selected-node": "ghost"}}}, namespace="default")
+            await eventually(lambda: _has_event(admin, "data", "ProvisioningFailed"), what="refused")
+            messages = [m for r, m in await events_of(admin, "data") if r == "ProvisioningFailed"]
+            assert messages == ['failed to get target node: node "ghost" not found']
+
+            async def reset() -> bool:
+                got = await get_claim(admin, "data") or {}
+                return "volume.kubernetes.io/selected-node" not in (got["metadata"].get("annotations") or {})
+            await eventually(reset, what="the selected-node annotation removed")
+            assert (await admin.list(PERSISTENT_VOLUMES))["items"] == []
+            assert not (tmp_path / "v" / "ghost").exists()
+
+    run(main)
+
+
 # -- StatefulSet claims ----------------------------------------------------------------------------------------
 
 def stateful_set(replicas: int, **policy: str) -> Obj:

@@ -1,6 +1,6 @@
 """The scheduler's VolumeBinding filter on the default profile: upstream's FailedScheduling messages for a
 missing claim and an unbound Immediate claim, a bound volume's node affinity, WaitForFirstConsumer claims
-with and without a provisioner, and the claims that get the selected node."""
+with and without a provisioner, the claims that get the selected node, and PreBind's check that they are bound."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from control.scheduler._framework import Algorithm, FitError, make_profile
 from control.scheduler._types import NodeInfo, PodInfo
-from control.scheduler._volumebinding import VolumeLister, claims_to_select
+from control.scheduler._volumebinding import VolumeBindingFailed, VolumeLister, check_bindings, claims_to_select
 
 Obj = dict[str, Any]
 
@@ -95,3 +95,34 @@ def test_wait_for_first_consumer_needs_a_reachable_volume_or_a_provisioner() -> 
     assert "2 node(s) didn't find available persistent volumes to bind" in failure(pod("data"), static, [])
     # A bound claim needs no selection.
     assert claims_to_select(pod("data").obj, lister([claim("data", volume="pv1")], [])) == []
+
+
+def test_check_bindings_waits_for_a_full_binding_on_the_node_and_fails_when_it_never_comes() -> None:
+    def annotated(obj: Obj, version: int, **annotations: str) -> Obj:
+        obj["metadata"].update(resourceVersion=str(version), annotations=dict(annotations))
+        return obj
+
+    def check(claims: list[Obj], volumes: list[Obj] | None = None, assumed: dict[str, Obj] | None = None) -> bool:
+        return check_bindings("default", ["data"], NODES[0], lister(claims, volumes or []), assumed)
+
+    on_1 = {"volume.kubernetes.io/selected-node": "worker-1"}
+    waiting = annotated(claim("data"), 5, **on_1)
+    assert check([waiting]) is False  # still being provisioned
+    half = annotated(claim("data", volume="pv1"), 6, **on_1)
+    assert check([half], [local_volume("pv1", on="worker-1")]) is False  # volumeName set, bind not completed
+    done = annotated(claim("data", volume="pv1"), 7, **on_1, **{"pv.kubernetes.io/bind-completed": "yes"})
+    assert check([done], [local_volume("pv1", on="worker-1")]) is True
+    assert check([done], []) is False  # the informer has not brought the volume yet
+    with pytest.raises(VolumeBindingFailed, match='pv "pv1" node affinity does not match node "worker-1"'):
+        check([done], [local_volume("pv1", on="worker-2")])
+    with pytest.raises(VolumeBindingFailed, match='selectedNode annotation reset for PVC "data"'):
+        check([annotated(claim("data"), 8)])
+    with pytest.raises(VolumeBindingFailed, match='value "worker-2" not set to scheduled node "worker-1"'):
+        check([annotated(claim("data"), 8, **{"volume.kubernetes.io/selected-node": "worker-2"})])
+    with pytest.raises(VolumeBindingFailed, match='pvc "default/data" was deleted'):
+        check([])
+    # The scheduler's own write counts until the informer catches up with it, and no longer.
+    stale = annotated(claim("data"), 4)
+    assert check([stale], assumed={"data": waiting}) is False
+    with pytest.raises(VolumeBindingFailed, match="reset"):
+        check([annotated(claim("data"), 9)], assumed={"data": waiting})
