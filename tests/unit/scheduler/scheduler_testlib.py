@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
-from control.scheduler import NodeInfo, PodInfo
+from control.scheduler import NodeInfo, PodInfo, Scheduler
+from tests.harness import LocalAPIServer
 
 
 def node(name: str, *, cpu: str = "4", memory: str = "8Gi", pods: int | str = 110,
@@ -94,3 +96,11 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def scheduler(api: LocalAPIServer, **kwargs: Any) -> Scheduler:
+    """A Scheduler on API as the scheduler user, with short backoffs and a seeded tie-break."""
+    kwargs.setdefault("initial_backoff", 0.05)
+    kwargs.setdefault("max_backoff", 0.2)
+    kwargs.setdefault("rng", random.Random(1))
+    return Scheduler(api.client("scheduler"), **kwargs)

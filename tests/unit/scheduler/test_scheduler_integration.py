@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from scheduler_testlib import node, pod, wait_for
+from scheduler_testlib import node, pod, scheduler, wait_for
 
 from control.client import EVENTS, NODES, PODS, REPLICA_SETS, SERVICES, Client, Informer, ServerError
-from control.scheduler import Scheduler
 from tests.harness import LocalAPIServer, local_apiserver
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -33,13 +31,6 @@ def run(tmp_path: Path, body: Body) -> None:
             finally:
                 await pods.stop()
     asyncio.run(main())
-
-
-def scheduler(api: LocalAPIServer, **kwargs: Any) -> Scheduler:
-    kwargs.setdefault("initial_backoff", 0.05)
-    kwargs.setdefault("max_backoff", 0.2)
-    kwargs.setdefault("rng", random.Random(1))
-    return Scheduler(api.client("scheduler"), **kwargs)
 
 
 def node_of(pods: Informer, name: str, namespace: str = "default") -> str | None:

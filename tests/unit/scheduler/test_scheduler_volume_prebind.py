@@ -7,12 +7,11 @@ tried again. The test plays the PV controller and provisioner (control/controlle
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from scheduler_testlib import node, pod, wait_for
+from scheduler_testlib import node, pod, scheduler, wait_for
 
 from control.api.storage import ANN_BIND_COMPLETED, ANN_SELECTED_NODE
 from control.client import (
@@ -25,7 +24,7 @@ from control.client import (
     Client,
     Informer,
 )
-from control.scheduler import PodInfo, Scheduler
+from control.scheduler import PodInfo
 from control.scheduler._volumebinding import VolumeBindingFailed
 from tests.harness import LocalAPIServer, local_apiserver
 
@@ -50,13 +49,6 @@ def run(tmp_path: Path, body: Any) -> None:
                 for informer in (pods, claims):
                     await informer.stop()
     asyncio.run(main())
-
-
-def scheduler(api: LocalAPIServer, **kwargs: Any) -> Scheduler:
-    kwargs.setdefault("initial_backoff", 0.05)
-    kwargs.setdefault("max_backoff", 0.2)
-    kwargs.setdefault("rng", random.Random(1))
-    return Scheduler(api.client("scheduler"), **kwargs)
 
 
 def claim(name: str) -> dict[str, Any]:
