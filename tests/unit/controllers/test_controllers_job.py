@@ -77,7 +77,11 @@ def test_completions_with_parallelism(tmp_path: Path) -> None:
                 await admin.create(JOBS, job("always", restartPolicy="Always"), namespace="default")
             await admin.create(JOBS, job("work", completions=3, parallelism=2), namespace="default")
             first = await eventually(lambda: _count(admin, "work", 2), what="two pods")
-            assert (await status(admin, "work")).get("active") == 2
+
+            async def two_active() -> bool:  # the status is written after the pods, as upstream's sync does
+                return (await status(admin, "work")).get("active") == 2
+
+            await eventually(two_active, what="status.active 2")
             assert all(p["metadata"]["ownerReferences"][0]["kind"] == "Job" for p in first)
             await set_pod_status(admin, first[0], phase="Succeeded", ready=False)
             # One done, two to go, two at a time: a new pod replaces the finished one.
