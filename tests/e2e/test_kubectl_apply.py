@@ -134,6 +134,17 @@ def kubectl_runner(binary: str, kubeconfig: Path, home: Path) -> Kubectl:
     return run
 
 
+def versioned_kubectl(version: str, kubeconfig: Path, home: Path) -> Kubectl:
+    """kubectl_runner for kubectl VERSION (required), which also says its version, binary and kubeconfig
+    (run.version, run.binary, run.kubeconfig): what the apiserver-only modules' kubectl fixtures give."""
+    binary = require_kubectl(version)
+    run = kubectl_runner(binary, kubeconfig, home)
+    run.version = version  # type: ignore[attr-defined]
+    run.binary = binary  # type: ignore[attr-defined]
+    run.kubeconfig = kubeconfig  # type: ignore[attr-defined]
+    return run
+
+
 @pytest.fixture(scope="module")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real `python -m control.apiserver` on a free loopback port; yields the kubeconfig's path."""

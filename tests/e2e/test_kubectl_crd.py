@@ -23,7 +23,14 @@ import pytest
 import yaml
 
 from tests.crd_examples import GROUP, NAME, crontab, crontab_crd
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
+from tests.e2e.test_kubectl_apply import (
+    VERSIONS,
+    Kubectl,
+    kubectl_runner,
+    require_kubectl,
+    users_apiserver,
+    versioned_kubectl,
+)
 from tests.waiting import wait_until
 
 USERS = {"admin": ("e2e-crd-admin-token", "kubernetes-admin", ("system:masters",))}
@@ -37,12 +44,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
-    binary = require_kubectl(request.param)
-    run = kubectl_runner(binary, kubeconfig, tmp_path)
-    run.version = request.param  # type: ignore[attr-defined]
-    run.binary = binary  # type: ignore[attr-defined]
-    run.kubeconfig = kubeconfig  # type: ignore[attr-defined]
-    return run
+    return versioned_kubectl(request.param, kubeconfig, tmp_path)
 
 
 def apply(kubectl: Kubectl, *objects: dict[str, Any], check: bool = True, extra: tuple[str, ...] = ()

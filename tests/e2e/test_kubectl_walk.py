@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, users_apiserver, versioned_kubectl
 
 USERS = {"admin": ("e2e-admin-token", "kubernetes-admin", ("system:masters",))}
 POD_SPEC = {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}
@@ -36,10 +36,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
-    binary = require_kubectl(request.param)
-    run = kubectl_runner(binary, kubeconfig, tmp_path)
-    run.version = request.param  # type: ignore[attr-defined]
-    return run
+    return versioned_kubectl(request.param, kubeconfig, tmp_path)
 
 
 def objects(ns: str, suffix: str) -> list[dict[str, Any]]:

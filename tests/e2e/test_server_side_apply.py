@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, kubectl_runner, require_kubectl, users_apiserver
+from tests.e2e.test_kubectl_apply import VERSIONS, Kubectl, users_apiserver, versioned_kubectl
 
 TOKEN = "ssa-admin-token"
 
@@ -27,10 +27,7 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(params=VERSIONS)
 def kubectl(request: pytest.FixtureRequest, kubeconfig: Path, tmp_path: Path) -> Kubectl:
-    binary = require_kubectl(request.param)
-    run = kubectl_runner(binary, kubeconfig, tmp_path)
-    run.version = request.param  # type: ignore[attr-defined]
-    return run
+    return versioned_kubectl(request.param, kubeconfig, tmp_path)
 
 
 def _namespace(kubectl: Kubectl, prefix: str) -> str:
