@@ -250,7 +250,7 @@ def _place_template(timeout: float) -> int:
         if old is not None and old.pid == os.getpid():
             if old.mounts is None or time.monotonic() - old.checked < TEMPLATE_MAX_AGE:
                 return old.fd
-            if _machine_mounts() == old.mounts:  # nothing mounted or unmounted since: still current
+            if _machine_mounts(_mountinfo()) == old.mounts:  # nothing mounted or unmounted since: still current
                 _template = dataclasses.replace(old, checked=time.monotonic())
                 return old.fd
             os.close(old.fd)  # the namespace goes once no pod made from it is left
@@ -261,30 +261,33 @@ def _place_template(timeout: float) -> int:
             # an open descriptor keeps a namespace alive with no process in it
             opened.append(os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC))
 
-        follows = _root_is_shared()
-        mounts: bytes | None = None if follows else _machine_mounts()
+        lines = _mountinfo()
+        mounts = None if _root_is_shared(lines) else _machine_mounts(lines)
         _in_forked_child("making the pod places' template mount namespace", _enter_new_template, hold, timeout)
         _template = _Template(os.getpid(), time.monotonic(), mounts, opened[0])
         return opened[0]
 
 
-def _machine_mounts() -> bytes:
-    """This process's mount table without the namespace pins (theirs change with every pod): what a
-    template that cannot follow the machine is compared with. Lines name each mount by its id, so a
-    disk unmounted and mounted again differs too."""
+def _mountinfo() -> list[bytes]:
+    """This process's mount table, a line a mount (thousands of lines on a busy node: read it rarely)."""
     with open("/proc/self/mountinfo", "rb") as handle:
-        lines = handle.read().split(b"\n")
+        return handle.read().split(b"\n")
+
+
+def _machine_mounts(lines: list[bytes]) -> bytes:
+    """The mount table LINES without the namespace pins (theirs change with every pod): what a template
+    that cannot follow the machine is compared with. Lines name each mount by its id, so a disk
+    unmounted and mounted again differs too."""
     pins = (f" {NETNS_DIR}/".encode(), f" {PIN_DIR}/".encode(), f" {PIN_DIR} ".encode())
     return b"\n".join(line for line in lines if b" - nsfs " not in line and not any(p in line for p in pins))
 
 
-def _root_is_shared() -> bool:
-    """Whether this mount namespace's root mount propagates (mountinfo's shared:N tag)."""
-    with open("/proc/self/mountinfo", "rb") as handle:
-        for line in handle:
-            fields = line.split(b" - ", 1)[0].split()
-            if fields[4] == b"/":
-                return any(tag.startswith(b"shared:") for tag in fields[6:])
+def _root_is_shared(lines: list[bytes]) -> bool:
+    """Whether the root mount in the mount table LINES propagates (mountinfo's shared:N tag)."""
+    for line in lines:
+        fields = line.split(b" - ", 1)[0].split()
+        if len(fields) > 4 and fields[4] == b"/":
+            return any(tag.startswith(b"shared:") for tag in fields[6:])
     return False
 
 
@@ -357,6 +360,12 @@ def _in_forked_child(what: str, enter: Callable[[], None], then: Callable[[int],
             os.close(result_w)
 
 
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when the thread that started it ends (PR_SET_PDEATHSIG);
+    False if that could not be set or PARENT (its pid, read before) is already gone."""
+    return _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == parent
+
+
 def _child(result_w: int, enter: Callable[[], None], parent: int, keep: int | None) -> NoReturn:
     """The forked child: only this thread was copied, so it uses none of the parent's locks or
     threads, never returns into the parent's code (os._exit: no atexit, no flush of copied buffers)."""
@@ -370,7 +379,7 @@ def _child(result_w: int, enter: Callable[[], None], parent: int, keep: int | No
         # delay their end of file), its sockets and its listeners.
         os.closerange(_KEPT_FD + 1 if kept >= 0 else 4, os.sysconf("SC_OPEN_MAX"))
         # Ended with the thread that forked it, or it would hold the pod's namespaces unpinned forever.
-        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+        if not die_with_parent(parent):
             os._exit(1)
         try:
             enter()

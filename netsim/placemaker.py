@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -125,14 +124,14 @@ def _serve(fd: int) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    import ctypes
-
     fd, root = int(argv[1]), argv[2]
     parent = os.getppid()
-    # Ended with the process that started us (and our set-up children with us: theirs is ours).
-    if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
-        sys.exit(1)
     sys.path.insert(0, root)
+    from netsim import namespaces
+
+    # Ended with the process that started us (and our set-up children with us: theirs is ours).
+    if not namespaces.die_with_parent(parent):
+        sys.exit(1)
     _serve(fd)
 
 
