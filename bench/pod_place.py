@@ -22,9 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
-from netsim import kernel as kernel_module
 from netsim import namespaces
-from netsim.kernel import LinuxKernel
+from netsim.kernel import LinuxKernel, place_helper_pid
 from netsim.place import PodPlace
 
 
@@ -32,7 +31,7 @@ def _cpu_seconds() -> float:
     """This process's CPU, its ended children's, and its place helper's (with the set-up children it reaped)."""
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    helper = kernel_module._place_maker.helper_pid
+    helper = place_helper_pid()
     if helper is not None:
         fields = Path(f"/proc/{helper}/stat").read_text().rsplit(")", 1)[1].split()
         total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
