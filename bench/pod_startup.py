@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +45,22 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
+@dataclass(frozen=True)
+class CpuTimes:
+    """A process's CPU seconds from one read of /proc/PID/stat."""
+    user: float
+    system: float  # the kernel's share: netlink, mounts, namespaces (work done in system calls)
+    children: float  # its children that ended (a sandbox's set-up process, say), as its wait() counted them
+
+    @property
+    def own(self) -> float:
+        return self.user + self.system
+
+
+def cpu_times(pid: int) -> CpuTimes:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def system_cpu_seconds(pid: int) -> float:
-    """The kernel's share of PID's CPU seconds (netlink, mounts, namespaces: work done in system calls)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[12]) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds(pid: int) -> float:
-    """CPU seconds of PID's children that ended (a sandbox's setup process, say), as its wait() counted them."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return CpuTimes(int(fields[11]) / tick, int(fields[12]) / tick, (int(fields[13]) + int(fields[14])) / tick)
 
 
 def machine_busy_seconds() -> float:
@@ -84,14 +86,15 @@ def live_children(pid: int) -> list[int]:
 def cpu_snapshot(processes: dict[str, int]) -> dict[str, Any]:
     """CPU seconds so far of each component, its kernel share, and of their children: those that ended
     (as each component's wait() counted them) and those still running, with what they reaped."""
-    children = 0.0
+    times = {role: cpu_times(pid) for role, pid in processes.items()}
+    children = sum(t.children for t in times.values())
     for pid in processes.values():
-        children += children_cpu_seconds(pid)
         for child in live_children(pid):
             with contextlib.suppress(OSError):
-                children += cpu_seconds(child) + children_cpu_seconds(child)
-    return {"cpu": {role: cpu_seconds(pid) for role, pid in processes.items()},
-            "system": {role: system_cpu_seconds(pid) for role, pid in processes.items()},
+                child_times = cpu_times(child)
+                children += child_times.own + child_times.children
+    return {"cpu": {role: t.own for role, t in times.items()},
+            "system": {role: t.system for role, t in times.items()},
             "children": children, "busy": machine_busy_seconds()}
 
 
