@@ -16,11 +16,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from control.api.meta import meta
+from control.api.meta import namespace_of, uid_of
 from control.client import (
     ApiConnectionError,
     Client,
@@ -32,7 +31,7 @@ from control.client import (
     Resource,
     index_by_namespace,
 )
-from control.controllers._util import JsonObject, controller_ref, index_by_owner_uid, index_by_uid, key_of
+from control.controllers._util import JsonObject, controller_ref, deepcopy, index_by_owner_uid, index_by_uid, key_of
 from control.controllers._workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger("control.controllers")
@@ -221,9 +220,9 @@ class Controller(abc.ABC):
         and those of its namespace no controller owns (upstream's FilterPodsByOwner with orphans), without
         walking the rest of the namespace."""
         store = self.informer(resource).store
-        uid = meta(owner).get("uid")
-        owned = [o for o in store.by_index(OWNER_INDEX, str(uid)) if (controller_ref(o) or {}).get("uid") == uid]
-        return owned + store.by_index(ORPHAN_INDEX, str(meta(owner).get("namespace") or ""))
+        uid = uid_of(owner)
+        owned = [o for o in store.by_index(OWNER_INDEX, uid) if (controller_ref(o) or {}).get("uid") == uid]
+        return owned + store.by_index(ORPHAN_INDEX, namespace_of(owner))
 
     def event(self, obj: JsonObject, reason: str, message: str, *, warning: bool = False) -> None:
         """Records a core/v1 Event about OBJ in the background (client-go's EventRecorder is
