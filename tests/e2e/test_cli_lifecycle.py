@@ -47,13 +47,23 @@ def test_default_cluster_lifecycle(kubesim):
     assert "nothing to remove" in kubesim("down").stdout
 
 
+def wipe_while_written(directory: Path, attempts: int = 20) -> None:
+    """Remove DIRECTORY though the running cluster still writes in it (the kubelets' pod logs): a file
+    made between rmtree's listing and its rmdir fails that rmdir with "Directory not empty", so go again."""
+    for _ in range(attempts):
+        shutil.rmtree(directory, ignore_errors=True)
+        if not directory.exists():
+            return
+    raise AssertionError(f"{directory} kept coming back: {sorted(p.name for p in directory.iterdir())}")
+
+
 def test_clean_sweeps_what_a_lost_state_directory_would_hide(kubesim, tmp_path: Path):
     kubesim("up", str(REPO / "topologies" / "single-node.yaml"))
     status = json.loads(kubesim("status", "--json").stdout)
     apiserver = next(p["pid"] for p in status["processes"] if p["role"] == "apiserver")
     # Lose the records, as a wiped state directory would: the prefix still finds everything, and the
     # namespaces find the processes running in them.
-    shutil.rmtree(tmp_path / "state" / "single")
+    wipe_while_written(tmp_path / "state" / "single")
     cleaned = kubesim("clean")
     assert "removed netns ksim-single.fabric" in cleaned.stdout
     assert f"removed process {apiserver} (in kubesim's namespaces)" in cleaned.stdout

@@ -154,6 +154,8 @@ def test_the_kubelet_makes_each_sandbox_a_place_with_its_files(tmp_path: Path) -
             # The state root and the kubelet's own directory (not under it here); a missing one is skipped.
             assert set(place.hidden) == {str(hidden.resolve()), str((tmp_path / "kubelet").resolve())}
             assert place.exposed == ()  # no ServiceAccount credentials issued to this node
+            # The container starts after its sandbox's place is made: wait for it, not just for the place.
+            await node.eventually(lambda: node.containers.of("db-0", "c"), "db-0's container")
             (container,) = node.containers.of("db-0", "c")
             assert container.hostname == "db-0"
 
