@@ -461,10 +461,14 @@ class Planner:
             if slot[0] in changes.policies or slot[0] not in index.policies:
                 del self.rendered[slot]
         admin_plan, admin_subjects = self._admin(admin, bool(changes.pods))
-        if changes.pods or self.local_self is None or admin_subjects != self.admin_subjects:
+        if changes.pods or changes.policies or self.local_self is None or admin_subjects != self.admin_subjects:
             self.addresses = {k: v for k, v in self.addresses.items() if k in index.pods}
             self.admin_subjects = admin_subjects
-            judged = set(index.isolation) | admin_subjects
+            # Only a pod that some policy judges needs "reaching itself" let through first: any other
+            # pod's traffic is accepted anyway. So a pod starting where no policy selects it changes no
+            # rule, and the sync after it sends nft nothing.
+            isolated = {key for key, by in index.isolation.items() if any(by.values())}
+            judged = isolated | admin_subjects
             local = sorted(ip for key in judged for ip in self._addresses(key))
             self.local_self = NftSet("local-self", "ipv4_addr . ipv4_addr", False,
                                      tuple(f"{ip} . {ip}" for ip in local))

@@ -147,6 +147,41 @@ def test_sync_sends_changes_then_the_whole_table_after_a_failure_and_every_full_
     asyncio.run(main())
 
 
+def test_pods_no_policy_selects_come_and_go_without_a_word_to_nft_and_a_policy_brings_their_self_rule() -> None:
+    async def main() -> None:
+        backend = RecordingBackend()
+        agent = NetpolAgent(Client("https://127.0.0.1:1"), AgentConfig("worker-1"), backend)
+        agent.namespaces.store.put({"metadata": {"name": "x", "uid": "ns-x", "resourceVersion": "1"}})
+        for informer in agent.informers:
+            informer._synced = True
+        await agent.sync()  # the first: the whole (empty) table
+        assert len(backend.applied) == 1
+
+        def pod(name: str, ip: str, version: str) -> dict[str, object]:
+            return {"metadata": {"namespace": "x", "name": name, "uid": f"pod-{name}", "resourceVersion": version,
+                                 "labels": {"app": name}},
+                    "spec": {"nodeName": "worker-1"}, "status": {"phase": "Running", "podIP": ip}}
+
+        for i in range(3):  # a Deployment starting on this node, with no policy in the cluster
+            agent.pods.store.put(pod(f"p{i}", f"10.244.1.{i + 2}", "2"))
+            await agent.sync()
+        agent.pods.store.remove("x/p2")
+        await agent.sync()
+        assert len(backend.applied) == 1  # nothing any rule depends on changed
+
+        deny = policy("x", "deny-p0", {"podSelector": {"matchLabels": {"app": "p0"}}})
+        deny["metadata"].update(uid="np-deny", resourceVersion="3")
+        agent.policies.store.put(deny)
+        await agent.sync()
+        # The isolated pod may still reach itself through a Service; the one left alone needs no rule.
+        assert "10.244.1.2 . 10.244.1.2" in backend.applied[-1] and "10.244.1.3 . 10.244.1.3" not in backend.applied[-1]
+        agent.policies.store.remove("x/deny-p0")
+        await agent.sync()
+        assert "10.244.1.2 . 10.244.1.2" not in backend.applied[-1] and "local-self" in backend.applied[-1]
+
+    asyncio.run(main())
+
+
 def test_in_iptables_mode_the_agent_writes_kube_nwplcy_chains(tmp_path: Path) -> None:
     async def main() -> None:
         async with local_apiserver(tmp_path) as api:
