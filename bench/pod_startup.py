@@ -8,7 +8,9 @@ Brings up a cluster of N worker nodes (plus the control plane) on its own addres
 two phases of upstream's density test (clusterloader2 testing/density):
 - saturation: one Deployment of N x M agnhost netexec replicas created at once; the time until every
   pod is Ready (target <= 60 s), and each pod's start-up latency (its creation to its Ready condition)
-  under that burst;
+  under that burst. Its ReplicaSet controller creates the pods at the controller-manager's rate limit
+  (--controller-qps, upstream's 20 a second by default; 0 lifts it and all are made as fast as the
+  apiserver takes them);
 - latency pods: then, on the full cluster, --latency-pods Deployments of one pod each, created at
   --latency-qps (upstream: 5 per second); their start-up latency is what upstream checks the pod
   startup SLO against (p99 <= 5 s).
@@ -264,6 +266,9 @@ def main() -> None:
     parser.add_argument("--latency-pods", type=int, default=500,  # upstream's MIN_LATENCY_PODS
                         help="pods started one by one after the saturation Deployment (0: none)")
     parser.add_argument("--latency-qps", type=float, default=5.0, help="latency pods created per second")
+    parser.add_argument("--controller-qps", type=float, default=20.0,
+                        help="the controller-manager's --kube-api-qps per controller (upstream's 20; 0: no limit): "
+                             "the ReplicaSet controller creates the saturation pods at this rate")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--runs", type=int, default=1, help="whole runs (a fresh cluster each); prints medians")
     args = parser.parse_args()
@@ -323,6 +328,7 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
     topology = parse_topology({
         "name": "bench-startup",
         "network": {"nodeCIDR": "172.27.0.0/16", "clusterCIDR": "10.236.0.0/16", "serviceCIDR": "10.237.0.0/16"},
+        "controllerManager": {"kubeAPIQPS": args.controller_qps},
         "nodes": [{"name": "control-plane", "role": "control-plane"}]
         + [{"name": f"node-{i}", "capacity": {"pods": args.pods_per_node + 10 + -(-args.latency_pods // args.nodes)}}
            for i in range(args.nodes)],
@@ -354,6 +360,7 @@ def measure_once(args: argparse.Namespace) -> dict[str, Any]:
     runtime_grown = sum(runtime_after.values()) - sum(runtime_before.values())
     return {
         "benchmark": "pod_startup", "nodes": args.nodes, "pods_per_node": args.pods_per_node,
+        "controller_qps": args.controller_qps,
         "settle_seconds": settled, "settled": idle, "cluster_up_seconds": round(up_seconds, 2), **measured,
         "kubelet_rss_mb_per_node": round(sum(after.values()) / max(len(after), 1) / 1024, 1),
         "kubelet_rss_kb_per_pod": round(grown / pods, 1),

@@ -342,6 +342,8 @@ def start_control_loops(state: ClusterState, topology: Topology, *, node_grace_p
         # that a node taken down in a demo sees its pods replaced within a minute.
         "--node-monitor-grace-period", node_grace_period, "--pod-eviction-timeout", eviction_timeout,
         "--local-path-root", str(volumes_dir(state)),
+        "--kube-api-qps", str(topology.controller_manager.kube_api_qps),
+        "--kube-api-burst", str(topology.controller_manager.kube_api_burst),
         *(["--lb-pool", pool] if pool else []),
         *metrics_server_flags(state),
     ])

@@ -101,6 +101,14 @@ class ClusterDNS:
 
 
 @dataclass(frozen=True)
+class ControllerManager:
+    """kube-controller-manager's client rate limit, per controller (upstream's flags and defaults)."""
+
+    kube_api_qps: float = 20.0  # --kube-api-qps; 0: no limit
+    kube_api_burst: int = 30  # --kube-api-burst
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     network: Network
@@ -111,6 +119,7 @@ class Topology:
     workloads: tuple[str, ...] = ()
     dns: ClusterDNS = ClusterDNS()
     faults: tuple[Fault, ...] = ()
+    controller_manager: ControllerManager = ControllerManager()
     source: str = ""
 
     @property
@@ -163,6 +172,8 @@ class Topology:
             "loadBalancerPool": list(self.load_balancer_pool),
             "proxy": {"mode": self.proxy_mode},
             "dns": {"enabled": self.dns.enabled, "clusterDomain": self.dns.cluster_domain},
+            "controllerManager": {"kubeAPIQPS": self.controller_manager.kube_api_qps,
+                                  "kubeAPIBurst": self.controller_manager.kube_api_burst},
             "workloads": list(self.workloads),
             "faults": [f.to_dict() for f in self.faults],
         }
@@ -489,7 +500,7 @@ class _Parser:
         top = self.mapping(
             data, "",
             ("apiVersion", "kind", "name", "network", "nodes", "externalHosts", "loadBalancerPool",
-             "proxy", "dns", "workloads", "faults"),
+             "proxy", "dns", "controllerManager", "workloads", "faults"),
         )
         if not top:
             if not self.problems:
@@ -530,6 +541,7 @@ class _Parser:
         pool = self.pool(top.get("loadBalancerPool"), cluster_cidr, service_cidr)
         workloads = self.workloads(top.get("workloads"))
         dns = self.cluster_dns(top.get("dns"))
+        controller_manager = self.controller_manager(top.get("controllerManager"))
 
         raw_nodes = self.sequence(top.get("nodes"), "nodes")
         raw_hosts = self.sequence(top.get("externalHosts"), "externalHosts")
@@ -566,6 +578,7 @@ class _Parser:
             workloads=tuple(workloads),
             dns=dns,
             faults=tuple(faults),
+            controller_manager=controller_manager,
             source=self.source,
         )
 
@@ -659,6 +672,21 @@ class _Parser:
                       "'cluster.local'")
             domain = "cluster.local"
         return ClusterDNS(enabled=enabled, cluster_domain=domain)
+
+    def controller_manager(self, value: Any) -> ControllerManager:
+        raw = self.mapping(value, "controllerManager", ("kubeAPIQPS", "kubeAPIBurst"))
+        default = ControllerManager()
+        qps = raw.get("kubeAPIQPS", default.kube_api_qps)
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not 0 <= qps <= 10_000:
+            self.fail("controllerManager.kubeAPIQPS", f"{_shown(qps)} must be a number of requests a second "
+                      "from 0 (no limit) to 10000; upstream's default is 20")
+            qps = default.kube_api_qps
+        burst = raw.get("kubeAPIBurst", default.kube_api_burst)
+        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 10_000:
+            self.fail("controllerManager.kubeAPIBurst", f"{_shown(burst)} must be a whole number of requests "
+                      "from 1 to 10000; upstream's default is 30")
+            burst = default.kube_api_burst
+        return ControllerManager(kube_api_qps=float(qps), kube_api_burst=burst)
 
     def workloads(self, value: Any) -> list[str]:
         found: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 import json
 import logging
@@ -23,6 +24,7 @@ from control.client._errors import (
     ProtocolError,
     error_from_response,
 )
+from control.client._ratelimit import TokenBucket
 from control.client._resource import Resource, resource_path
 from control.client._watch import DEFAULT_MAX_LINE, WatchStream
 
@@ -95,6 +97,10 @@ def _namespace_of(body: Mapping[str, Any]) -> str | None:
     return ns if isinstance(ns, str) and ns else None
 
 
+def _bucket(qps: float, burst: int, sleep: Sleep) -> TokenBucket | None:
+    return TokenBucket(qps, max(burst, 1), sleep=sleep) if qps > 0 else None
+
+
 class Client:
     """An asyncio client of one Kubernetes apiserver (any apiserver: it speaks the public API only).
 
@@ -104,6 +110,9 @@ class Client:
     `session=` injects an aiohttp session (tests, shared pools); the client then never closes it.
     `sleep=` is the clock seam for Retry-After waits. TLS is always verified unless
     `insecure_skip_tls_verify=True` is asked for explicitly (and then logged as a warning).
+    `qps=`/`burst=` limit the rate of requests and watch starts as client-go's token bucket does; by
+    default there is no limit (as in the Python kubernetes client; client-go's default is 5/10).
+    `rate_limited()` gives a component's parts buckets of their own over the same connections.
     """
 
     def __init__(
@@ -127,6 +136,8 @@ class Client:
         max_watch_line: int = DEFAULT_MAX_LINE,
         session: aiohttp.ClientSession | None = None,
         sleep: Sleep = asyncio.sleep,
+        qps: float = 0.0,
+        burst: int = 0,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -162,6 +173,18 @@ class Client:
         self._owns_session = session is None
         self._sleep = sleep
         self._closed = False
+        self._limiter = _bucket(qps, burst, sleep)
+        self._shares: Client | None = None  # rate_limited(): the client whose session this one uses
+
+    def rate_limited(self, qps: float, burst: int) -> Client:
+        """This client with a token bucket of its own (QPS <= 0: none), sharing its connections; closing
+        it closes only itself. As kube-controller-manager builds each controller's client from one config:
+        the controllers' buckets are apart, so one controller's burst does not hold up another's."""
+        limited = copy.copy(self)
+        limited._limiter = _bucket(qps, burst, self._sleep)
+        limited._shares = self._shares or self
+        limited._owns_session = False
+        return limited
 
     def __repr__(self) -> str:
         # Never the token: reprs end up in logs and tracebacks.
@@ -187,6 +210,8 @@ class Client:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ConfigError(f"{self!r} is closed: make a new Client")
+        if self._shares is not None:
+            return self._shares._get_session()
         if self._session is None:
             # Made lazily: a ClientSession must be created inside the running event loop.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
@@ -247,6 +272,8 @@ class Client:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         attempt = 0
         while True:
+            if self._limiter is not None:
+                await self._limiter.wait()  # each attempt, as client-go's throttle before every try
             try:
                 async with session.request(
                     method,
@@ -418,6 +445,8 @@ class Client:
 
         async def opener() -> aiohttp.ClientResponse:
             session = self._get_session()
+            if self._limiter is not None:
+                await self._limiter.wait()
             url = self._url(path)
             try:
                 response = await session.get(

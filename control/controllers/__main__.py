@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
                    help="how long pods without a not-ready/unreachable toleration stay on a failed node")
     p.add_argument("--concurrent-syncs", type=int, default=5, help="workers per controller")
     p.add_argument("--resync-period", type=_duration, default=300.0)
+    p.add_argument("--kube-api-qps", type=float, default=20.0,
+                   help="requests a second each controller may send the apiserver (0: no limit)")
+    p.add_argument("--kube-api-burst", type=int, default=30, help="requests each controller may send at once")
     p.add_argument("--root-ca-file", help="the cluster CA (PEM), published as every namespace's kube-root-ca.crt")
     # metrics-server's role, in this process (control.metricsserver): what the apiserver proxies metrics.k8s.io to
     p.add_argument("--metrics-bind-address", default="", help="HOST:PORT to serve metrics.k8s.io on over HTTPS "
@@ -108,7 +111,8 @@ def options_from(args: argparse.Namespace) -> Options:
                    node_monitor_period=args.node_monitor_period, default_eviction_timeout=args.eviction_timeout,
                    workers=args.concurrent_syncs, resync_period=args.resync_period,
                    root_ca=Path(args.root_ca_file).read_text() if args.root_ca_file else "",
-                   local_path_root=args.local_path_root)
+                   local_path_root=args.local_path_root, kube_api_qps=args.kube_api_qps,
+                   kube_api_burst=args.kube_api_burst)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -70,6 +70,10 @@ class Options:
     root_ca: str = ""
     #: Where the local-path provisioner makes volume directories (one per node below it); "" = nowhere.
     local_path_root: str = ""
+    #: --kube-api-qps / --kube-api-burst: each controller's own request rate limit (and the shared
+    #: informers' one), as upstream's; a QPS of 0 or less: no limit.
+    kube_api_qps: float = 20.0
+    kube_api_burst: int = 30
 
 
 # Indexes every shared informer carries, so any controller can look objects up by namespace, uid or owner.
@@ -201,7 +205,9 @@ class Controller(abc.ABC):
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.client = ctx.client
+        # A client of its own, as kube-controller-manager's client builder gives each controller: its own
+        # token bucket (a ReplicaSet's burst of creates does not starve the endpoint controllers).
+        self.client = ctx.client.rate_limited(ctx.options.kube_api_qps, ctx.options.kube_api_burst)
         self.options = ctx.options
         self.log = logging.getLogger(f"control.controllers.{self.name}")
         self.queue = WorkQueue(self.name, base_delay=ctx.options.base_backoff, max_delay=ctx.options.max_backoff)

@@ -75,7 +75,7 @@ class ControllerManager:
                  controllers: Iterable[str] = ("*",)) -> None:
         self.client = client
         self.options = options or Options()
-        self.informers = SharedInformers(client)
+        self.informers = SharedInformers(client.rate_limited(self.options.kube_api_qps, self.options.kube_api_burst))
         self.ctx = Context(client, self.informers, self.options)
         known = registry()
         self.controllers: dict[str, Controller] = {

@@ -64,6 +64,14 @@ def test_resolved_topology_round_trips():
         assert again == topo
 
 
+def test_the_controller_managers_rate_limit_is_upstreams_unless_the_file_says():
+    base = {"nodes": [{"name": "cp", "role": "control-plane"}]}
+    limit = parse_topology(base).controller_manager
+    assert (limit.kube_api_qps, limit.kube_api_burst) == (20.0, 30)
+    limit = parse_topology({**base, "controllerManager": {"kubeAPIQPS": 0, "kubeAPIBurst": 100}}).controller_manager
+    assert (limit.kube_api_qps, limit.kube_api_burst) == (0.0, 100)
+
+
 def test_explicit_addresses_are_skipped_by_allocation():
     topo = parse_topology({
         "nodes": [
@@ -123,6 +131,10 @@ BROKEN = [
     ("wrong type", {"nodes": {"name": "x"}}, "nodes", "must be a list"),
     ("load-balancer pool in the service range", {"loadBalancerPool": ["10.96.0.0/24"]}, "loadBalancerPool[0]",
      "overlaps serviceCIDR"),
+    ("negative controller QPS", {"controllerManager": {"kubeAPIQPS": -1}}, "controllerManager.kubeAPIQPS",
+     "from 0 (no limit) to 10000"),
+    ("fractional controller burst", {"controllerManager": {"kubeAPIBurst": 2.5}}, "controllerManager.kubeAPIBurst",
+     "whole number"),
     ("missing workload file", {"workloads": ["nope.yaml"]}, "workloads[0]", "does not exist"),
     ("pod CIDRs exhausted", {"network/clusterCIDR": "10.244.0.0/24", "network/podCIDRSize": 24,
                              "nodes/1/podCIDR": None}, "nodes[1].podCIDR", "no free /24"),
